@@ -1,0 +1,121 @@
+"""The aiohttp application: `create_app(config)` and the lifecycle of its services.
+
+Background services start as `cleanup_ctx` context managers, in this order, and are
+cleaned up in reverse (aiohttp's "Background tasks" pattern):
+
+1. reactor  - recovery from disk and the input scan; ready once done
+2. watcher  - watchdog observers bridged into the loop (optional for tests)
+3. sweeper  - lease expiry, settle timer, safety-net reconcile
+
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, lets
+requests in flight finish (bounded by `shutdown_timeout`), then the contexts unwind:
+the sweeper is cancelled and the observers stopped. Every disk change is a completed
+journal step by then, so the folders are consistent whenever the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import structlog
+from aiohttp import web
+
+from reactor import api
+from reactor.config import Config
+from reactor.journal import Journal
+from reactor.keys import CONFIG, REACTOR, SWEEPER, WATCHER
+from reactor.service import Clock, Reactor
+from reactor.state import Job
+from reactor.sweeper import Sweeper
+from reactor.watcher import Watcher
+
+log = structlog.get_logger("reactor.app")
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock = time.monotonic,
+    journal: Journal | None = None,
+    watch: bool = True,
+    sweep: bool = True,
+    job_id_factory: Callable[[], str] | None = None,
+) -> web.Application:
+    """Build the application. Tests may inject a clock, a journal with crash points,
+    and turn off the watcher or the background sweeper (calling `sweep_once` instead)."""
+    app = web.Application(middlewares=[api.error_middleware, api.access_middleware])
+    app[CONFIG] = config
+    extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
+    reactor = Reactor(config, clock=clock, journal=journal, **extra)
+    app[REACTOR] = reactor
+    app[WATCHER] = None
+    app[SWEEPER] = Sweeper(
+        reactor,
+        clock=clock,
+        interval_s=config.sweep_interval,
+        reconcile_interval_s=config.reconcile_interval,
+    )
+    api.add_routes(app)
+    app.cleanup_ctx.append(_reactor_ctx)
+    if watch:
+        app.cleanup_ctx.append(_watcher_ctx)
+    if sweep:
+        app.cleanup_ctx.append(_sweeper_ctx)
+    return app
+
+
+async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
+    reactor = app[REACTOR]
+    reactor.start()
+    log.info("serving", listen=app[CONFIG].listen, **reactor._count_fields())
+    yield
+    reactor.ready = False
+    log.info("stopped", **reactor._count_fields())
+
+
+async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    reactor = app[REACTOR]
+    watcher = Watcher(
+        config.input_dir,
+        config.output_dir,
+        on_event=reactor.on_fs_event,
+        on_lost=reactor.reconcile,
+        loop=asyncio.get_running_loop(),
+        polling=config.observer == "polling",
+        poll_interval_s=config.poll_interval,
+    )
+
+    def watch_job(job: Job) -> None:
+        watcher.watch_job_output(job.job_id, reactor.journal.output_folder(job))
+
+    def unwatch_job(job: Job) -> None:
+        watcher.unwatch_job_output(job.job_id)
+
+    watcher.start()
+    # Events between the start-up scan and the observer's start would be lost: one
+    # reconcile after the observer runs closes that gap.
+    reactor.reconcile("observer_started")
+    for job in reactor.state.live_jobs():
+        watch_job(job)
+    reactor.on_job_live.append(watch_job)
+    reactor.on_job_ended.append(unwatch_job)
+    app[WATCHER] = watcher
+    app[SWEEPER].health_check = watcher.check_health
+    yield
+    app[SWEEPER].health_check = None
+    reactor.on_job_live.remove(watch_job)
+    reactor.on_job_ended.remove(unwatch_job)
+    app[WATCHER] = None
+    watcher.stop()
+
+
+async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[SWEEPER].run(), name="reactor-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,520 @@
+"""The filesystem journal: the run folders are the database.
+
+This module owns every change reactor makes on disk, and the recovery that rebuilds the
+run's state from disk alone after a crash. The layout is the seed's (see PRODUCT.md);
+what it adds is a manifest, `reactor-job.json`, in each job's output folder, and the
+rule that every step is a single atomic `rename` (or an idempotent removal), so a
+`kill -9` between any two steps leaves a state that `recover()` can finish.
+
+Each job has one output folder `<KIND>_<jobid>_<engineid>` in OUTPUTDIR whose manifest
+says what the job holds (files, attempt of each) and what was decided about it
+(`state`). The manifest is rewritten atomically (write `*.tmp`, `os.replace`): that
+rewrite is the commit point of every decision. After it, the remaining steps are
+replayed by `recover()` until done.
+
+Assign (commit point: the rename in step 4)
+    1. build `.reactor-staging-<jobid>` in OUTPUTDIR: `pass/`, `fail/`, manifest
+       `state=assigned`.                 crash -> staging removed, files still ready
+    2. rename it to `TMPOUTPUT_<jobid>_<engine>`.
+                                         crash -> TMPOUTPUT without ASSIGNED_: removed
+                                         (or kept as ORPHANOUTPUT_ if anything was
+                                         written into it), files still ready
+    3. build `.reactor-staging-<jobid>` in INPUTDIR with one relative symlink
+       `../<name>.pod5` per file.        crash -> as 2
+    4. rename it to `ASSIGNED_<jobid>_<engine>`.
+                                         crash -> the job is live; its lease restarts
+Done (commit point: 1)
+    1. manifest `state=done`.            crash -> steps 2-4 are replayed
+    2. move each entry of TMPOUTPUT/pass and /fail to OUTPUTDIR/pass|fail as
+       `job_id_<jobid>_<entry>` (one rename each; replay moves only what is left).
+    3. rename TMPOUTPUT to `LOGOUTPUT_…` (logs and manifest stay there).
+    4. remove `ASSIGNED_…` (symlinks only).
+                                         crash -> removal replayed; files are done
+Failed (commit point: 1)
+    1. manifest `state=failed`, with the files to quarantine (attempt == max_attempts)
+       and the files to requeue.         crash -> steps 2-4 replayed
+    2. quarantined files: `FAILED_<jobid>_<engine>` with their symlinks (a rename of
+       ASSIGNED_ when every file is quarantined, else built under a staging name).
+    3. rename TMPOUTPUT to `FAILEDOUTPUT_…` (something quarantined) or
+       `RETRIEDOUTPUT_…` (everything requeued). Their manifests carry the attempt
+       counts that recovery needs for requeued files.
+    4. remove `ASSIGNED_…` if it is still there.
+Unknown state (commit point: 1)
+    1. manifest `state=unknown`; 2. rename ASSIGNED_ to `UNKNOWN_…`;
+    3. rename TMPOUTPUT to `UNKNOWNOUTPUT_…`. The files are quarantined, as the seed
+       kept them aside for a person.
+Expire (commit point: 1)
+    1. manifest `state=expired`; 2. remove ASSIGNED_. The output folder stays where
+       the engine writes, so a late DONE whose files were not handed out again can
+       still be merged (as in "Done", steps 1-4).
+Supersede (an expired job's file is handed out again; done before that assignment)
+    1. rename its TMPOUTPUT to `EXPIREDOUTPUT_…`: partial outputs, never merged.
+
+Durability: renames are atomic with respect to process crashes (`kill -9`), which is
+what the journal promises. It does not fsync; surviving power loss is the file
+system's journal's job (ext4/xfs order metadata; see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reactor.names import (
+    INPUT_FOLDERS,
+    MANIFEST_NAME,
+    STAGING_PREFIX,
+    Folder,
+    JobFolder,
+    is_pod5_name,
+    job_tag,
+    output_stem,
+    parse_job_folder,
+)
+from reactor.state import Job, JobState
+
+Checkpoint = Callable[[str], None]
+RESULT_KINDS = ("pass", "fail")
+
+
+def _no_checkpoint(step: str) -> None:
+    """Production checkpoint: nothing. Tests pass one that crashes at a chosen step."""
+
+
+class JournalError(OSError):
+    """A journal step failed on disk; memory was not changed."""
+
+
+@dataclass(slots=True)
+class Manifest:
+    """The content of `reactor-job.json`."""
+
+    job_id: str
+    engine_id: str
+    files: dict[str, int]  # name -> attempt
+    state: str
+    assigned_at: float  # wall clock, for people reading the folder
+    engine_state: str = ""
+    requeue: list[str] = field(default_factory=list)
+    quarantine: list[str] = field(default_factory=list)
+    decided_at: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": 1,
+                "job_id": self.job_id,
+                "engine_id": self.engine_id,
+                "state": self.state,
+                "files": self.files,
+                "assigned_at": self.assigned_at,
+                "decided_at": self.decided_at,
+                "engine_state": self.engine_state,
+                "requeue": self.requeue,
+                "quarantine": self.quarantine,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            job_id=str(data["job_id"]),
+            engine_id=str(data["engine_id"]),
+            files={str(k): int(v) for k, v in data["files"].items()},
+            state=str(data["state"]),
+            assigned_at=float(data["assigned_at"]),
+            engine_state=str(data.get("engine_state", "")),
+            requeue=[str(n) for n in data.get("requeue", [])],
+            quarantine=[str(n) for n in data.get("quarantine", [])],
+            decided_at=data.get("decided_at"),
+        )
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What the disk says, after every half-done transition was finished."""
+
+    live: list[Job] = field(default_factory=list)
+    finished: list[Job] = field(default_factory=list)  # done, failed, unknown, expired
+    done: set[str] = field(default_factory=set)
+    quarantined: set[str] = field(default_factory=set)
+    failures: dict[str, int] = field(default_factory=dict)  # name -> failed attempts
+    repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
+
+
+class Journal:
+    """Carries state changes out on disk, each crash-safe; rebuilds state at start."""
+
+    def __init__(
+        self, input_dir: Path, output_dir: Path, checkpoint: Checkpoint = _no_checkpoint
+    ) -> None:
+        self.input_dir = input_dir
+        self.output_dir = output_dir
+        self._checkpoint = checkpoint
+
+    # ------------------------------------------------------------- paths
+
+    def input_folder(self, job: Job, kind: Folder = Folder.ASSIGNED) -> Path:
+        return self.input_dir / JobFolder(kind, job.job_id, job.engine_id).name
+
+    def output_folder(self, job: Job, kind: Folder = Folder.TMPOUTPUT) -> Path:
+        return self.output_dir / JobFolder(kind, job.job_id, job.engine_id).name
+
+    def _staging(self, parent: Path, job_id: str) -> Path:
+        return parent / f"{STAGING_PREFIX}{job_id}"
+
+    # ------------------------------------------------------------ manifest
+
+    @staticmethod
+    def _write_manifest(folder: Path, manifest: Manifest) -> None:
+        tmp = folder / f"{MANIFEST_NAME}.tmp"
+        tmp.write_text(manifest.to_json())
+        tmp.replace(folder / MANIFEST_NAME)
+
+    @staticmethod
+    def read_manifest(folder: Path) -> Manifest | None:
+        try:
+            return Manifest.from_json((folder / MANIFEST_NAME).read_text())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def _manifest_for(self, job: Job, state: str, **extra: Any) -> Manifest:
+        extra.setdefault("engine_state", job.engine_state)
+        return Manifest(
+            job_id=job.job_id,
+            engine_id=job.engine_id,
+            files=dict(job.files),
+            state=state,
+            assigned_at=time.time() if state == JobState.ASSIGNED else 0.0,
+            **extra,
+        )
+
+    def _decide(self, folder: Path, job: Job, state: JobState, **extra: Any) -> None:
+        """Commit a decision: rewrite the job's manifest with its new state."""
+        previous = self.read_manifest(folder)
+        manifest = self._manifest_for(job, state, decided_at=time.time(), **extra)
+        if previous is not None:
+            manifest.assigned_at = previous.assigned_at
+        self._write_manifest(folder, manifest)
+
+    # -------------------------------------------------------------- assign
+
+    def assign(self, job: Job) -> None:
+        """Create the job's output folder and its folder of symlinks (all-or-nothing)."""
+        out_stage = self._staging(self.output_dir, job.job_id)
+        in_stage = self._staging(self.input_dir, job.job_id)
+        try:
+            out_stage.mkdir()
+            for kind in RESULT_KINDS:
+                (out_stage / kind).mkdir()
+            self._write_manifest(out_stage, self._manifest_for(job, JobState.ASSIGNED))
+            self._checkpoint("assign:output_staged")
+            out_stage.rename(self.output_folder(job))
+            self._checkpoint("assign:output_placed")
+            in_stage.mkdir()
+            for name in job.files:
+                # Relative links work wherever engines mount the run folder.
+                (in_stage / name).symlink_to(Path("..") / name)
+            self._checkpoint("assign:input_staged")
+            in_stage.rename(self.input_folder(job))
+        except OSError as exc:
+            self._undo_assign(job, in_stage, out_stage)
+            msg = f"could not create the folders of job {job.job_id}: {exc}"
+            raise JournalError(msg) from exc
+        self._checkpoint("assign:committed")
+
+    def _undo_assign(self, job: Job, in_stage: Path, out_stage: Path) -> None:
+        for path in (in_stage, out_stage, self.output_folder(job)):
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------- outcomes
+
+    def merge(self, job: Job) -> int:
+        """DONE: move the job's outputs into pass/ and fail/. Returns entries moved."""
+        folder = self.output_folder(job)
+        self._decide(folder, job, JobState.DONE)
+        self._checkpoint("merge:decided")
+        return self._finish_merge(job, folder)
+
+    def _finish_merge(self, job: Job, folder: Path) -> int:
+        moved = 0
+        tag = job_tag(job.job_id)
+        for kind in RESULT_KINDS:
+            source = folder / kind
+            if not source.is_dir():
+                continue
+            target = self.output_dir / kind
+            target.mkdir(exist_ok=True)
+            for entry in sorted(os.listdir(source)):
+                destination = target / f"{tag}{entry}"
+                if destination.exists():
+                    continue  # cannot happen by protocol; never overwrite a result
+                (source / entry).rename(destination)
+                moved += 1
+                self._checkpoint("merge:output_moved")
+        folder.rename(self.output_folder(job, Folder.LOGOUTPUT))
+        self._checkpoint("merge:logged")
+        self._release(job)
+        self._checkpoint("merge:released")
+        return moved
+
+    def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
+        """FAILED: quarantine files at max_attempts; the others go back to the queue."""
+        folder = self.output_folder(job)
+        self._decide(
+            folder, job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
+        )
+        self._checkpoint("fail:decided")
+        self._finish_fail(job, folder, list(quarantine))
+
+    def _finish_fail(self, job: Job, folder: Path, quarantine: list[str]) -> None:
+        if quarantine:
+            self._place_links(job, Folder.FAILED, quarantine)
+            self._checkpoint("fail:quarantined")
+            kind = Folder.FAILEDOUTPUT
+        else:
+            kind = Folder.RETRIEDOUTPUT
+        folder.rename(self.output_folder(job, kind))
+        self._checkpoint("fail:output_kept")
+        self._release(job)
+        self._checkpoint("fail:released")
+
+    def set_aside(self, job: Job, engine_state: str) -> None:
+        """An unknown job_state: keep both folders aside for a person, as the seed did."""
+        folder = self.output_folder(job)
+        self._decide(folder, job, JobState.UNKNOWN, engine_state=engine_state)
+        self._checkpoint("set_aside:decided")
+        self._finish_set_aside(job, folder)
+
+    def _finish_set_aside(self, job: Job, folder: Path) -> None:
+        self._place_links(job, Folder.UNKNOWN, list(job.files))
+        self._checkpoint("set_aside:input_kept")
+        folder.rename(self.output_folder(job, Folder.UNKNOWNOUTPUT))
+        self._checkpoint("set_aside:output_kept")
+
+    def expire(self, job: Job) -> None:
+        """The lease ran out: withdraw the symlinks; outputs stay for a possible late DONE."""
+        self._decide(self.output_folder(job), job, JobState.EXPIRED)
+        self._checkpoint("expire:decided")
+        self._release(job)
+        self._checkpoint("expire:released")
+
+    def merge_late(self, job: Job) -> int:
+        """A late DONE for an expired job whose files were not handed out again."""
+        return self.merge(job)
+
+    def supersede(self, job: Job) -> None:
+        """An expired job's files go out again: its outputs are set aside, never merged."""
+        folder = self.output_folder(job)
+        if folder.exists():
+            folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
+        self._checkpoint("supersede:kept")
+
+    # ------------------------------------------------------------- helpers
+
+    def _place_links(self, job: Job, kind: Folder, names: list[str]) -> None:
+        """Make `<kind>_<job>` hold links to `names`: rename ASSIGNED_ when it holds
+        exactly those, else build the folder under a staging name."""
+        target = self.input_folder(job, kind)
+        if target.exists():
+            return
+        assigned = self.input_folder(job)
+        if assigned.is_dir() and set(os.listdir(assigned)) == set(names):
+            assigned.rename(target)
+            return
+        stage = self._staging(self.input_dir, job.job_id)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        for name in names:
+            (stage / name).symlink_to(Path("..") / name)
+        stage.rename(target)
+
+    def _release(self, job: Job) -> None:
+        """Remove the job's folder of symlinks (links only: inputs are never touched)."""
+        shutil.rmtree(self.input_folder(job), ignore_errors=True)
+
+    # ------------------------------------------------------------ recovery
+
+    def recover(self, now: float, lease_s: float) -> Recovered:
+        """Rebuild the run from disk, finishing every transition a crash cut in half.
+
+        Live jobs get a fresh lease from `now`, so their engines have a whole
+        `lease_s` to send a keepalive to the restarted service.
+        """
+        result = Recovered()
+        for parent in (self.input_dir, self.output_dir):
+            for entry in os.scandir(parent):
+                if entry.name.startswith(STAGING_PREFIX):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    result.repairs.append(("staging_removed", entry.name))
+        inputs = self._input_job_folders()
+        for folder in _job_folders(self.output_dir):
+            if folder.kind not in INPUT_FOLDERS:
+                self._recover_job(folder, inputs.pop(folder.job_id, {}), now, lease_s, result)
+        for kinds in inputs.values():
+            self._recover_input_only(kinds, now, lease_s, result)
+        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest).
+        for folder in _job_folders(self.input_dir):
+            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
+                result.quarantined.update(_pod5_links(self.input_dir / folder.name))
+        return result
+
+    def _input_job_folders(self) -> dict[str, dict[Folder, JobFolder]]:
+        found: dict[str, dict[Folder, JobFolder]] = {}
+        for folder in _job_folders(self.input_dir):
+            if folder.kind in INPUT_FOLDERS:
+                found.setdefault(folder.job_id, {})[folder.kind] = folder
+        return found
+
+    def result_stems(self) -> set[str]:
+        """Stems of the outputs in pass/ and fail/ (the seed's rule for 'done')."""
+        stems: set[str] = set()
+        for kind in RESULT_KINDS:
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(self.output_dir / kind):
+                    stem = output_stem(name)
+                    if stem is not None:
+                        stems.add(stem)
+        return stems
+
+    def _recover_job(
+        self,
+        folder: JobFolder,
+        inputs: dict[Folder, JobFolder],
+        now: float,
+        lease_s: float,
+        result: Recovered,
+    ) -> None:
+        path = self.output_dir / folder.name
+        manifest = self.read_manifest(path)
+        if folder.kind is Folder.ORPHANOUTPUT:
+            return
+        if manifest is None:
+            self._recover_without_manifest(folder, inputs, now, lease_s, result)
+            return
+        job = _job_from_manifest(manifest, now, lease_s)
+        state = manifest.state
+        in_tmp = folder.kind is Folder.TMPOUTPUT
+        if state == JobState.ASSIGNED and in_tmp:
+            if Folder.ASSIGNED in inputs:
+                result.live.append(job)
+            else:
+                self._orphan(path, folder, result)
+            return
+        if state == JobState.DONE:
+            if in_tmp:
+                self._finish_merge(job, path)
+                result.repairs.append(("merge_finished", folder.name))
+            else:
+                self._release(job)
+            result.done.update(job.files)
+        elif state == JobState.FAILED:
+            if in_tmp:
+                self._finish_fail(job, path, manifest.quarantine)
+                result.repairs.append(("fail_finished", folder.name))
+            else:
+                self._release(job)
+            for name, attempt in job.files.items():
+                result.failures[name] = max(result.failures.get(name, 0), attempt)
+        elif state == JobState.UNKNOWN:
+            if in_tmp:
+                self._finish_set_aside(job, path)
+                result.repairs.append(("set_aside_finished", folder.name))
+            elif Folder.ASSIGNED in inputs:
+                self._place_links(job, Folder.UNKNOWN, list(job.files))
+        elif state == JobState.EXPIRED:
+            self._release(job)
+            job.superseded = not in_tmp
+        else:
+            self._orphan(path, folder, result)
+            return
+        job.state = JobState(state)
+        result.finished.append(job)
+
+    def _recover_without_manifest(
+        self,
+        folder: JobFolder,
+        inputs: dict[Folder, JobFolder],
+        now: float,
+        lease_s: float,
+        result: Recovered,
+    ) -> None:
+        """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""
+        if folder.kind is Folder.TMPOUTPUT and Folder.ASSIGNED in inputs:
+            self._recover_input_only(inputs, now, lease_s, result)
+        elif folder.kind is Folder.LOGOUTPUT:
+            result.done.update(_pod5_links(self.input_dir / folder.renamed(Folder.ASSIGNED).name))
+
+    def _recover_input_only(
+        self, kinds: dict[Folder, JobFolder], now: float, lease_s: float, result: Recovered
+    ) -> None:
+        """An ASSIGNED_ folder whose output folder is missing or has no manifest: a live
+        job (seed-era, or a person removed the output folder). Its manifest is rebuilt."""
+        folder = kinds.get(Folder.ASSIGNED)
+        if folder is None:
+            return
+        names = sorted(_pod5_links(self.input_dir / folder.name))
+        job = Job(
+            job_id=folder.job_id,
+            engine_id=folder.engine_id,
+            files=dict.fromkeys(names, 1),
+            state=JobState.ASSIGNED,
+            assigned_at=now,
+            last_seen=now,
+            lease_s=lease_s,
+        )
+        out = self.output_folder(job)
+        for kind in RESULT_KINDS:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+        self._write_manifest(out, self._manifest_for(job, JobState.ASSIGNED))
+        result.live.append(job)
+        result.repairs.append(("manifest_rebuilt", folder.name))
+
+    def _orphan(self, path: Path, folder: JobFolder, result: Recovered) -> None:
+        """An output folder whose assignment never committed: nobody got its files."""
+        written = any(
+            any(os.scandir(path / kind)) for kind in RESULT_KINDS if (path / kind).is_dir()
+        )
+        if written:
+            path.rename(self.output_dir / folder.renamed(Folder.ORPHANOUTPUT).name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        result.repairs.append(("orphan_removed", folder.name))
+
+
+def _job_folders(parent: Path) -> list[JobFolder]:
+    folders = []
+    for entry in os.scandir(parent):
+        if entry.is_dir(follow_symlinks=False):
+            folder = parse_job_folder(entry.name)
+            if folder is not None:
+                folders.append(folder)
+    return folders
+
+
+def _pod5_links(folder: Path) -> set[str]:
+    with contextlib.suppress(FileNotFoundError):
+        return {name for name in os.listdir(folder) if is_pod5_name(name)}
+    return set()
+
+
+def _job_from_manifest(manifest: Manifest, now: float, lease_s: float) -> Job:
+    return Job(
+        job_id=manifest.job_id,
+        engine_id=manifest.engine_id,
+        files=dict(manifest.files),
+        state=JobState.ASSIGNED,
+        assigned_at=now,
+        last_seen=now,
+        lease_s=lease_s,
+        engine_state=manifest.engine_state,
+    )

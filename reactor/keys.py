@@ -1,0 +1,18 @@
+"""Typed keys for everything stored on the aiohttp application (one place, one owner)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from reactor.config import Config
+    from reactor.service import Reactor
+    from reactor.sweeper import Sweeper
+    from reactor.watcher import Watcher
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
+WATCHER: web.AppKey[Watcher | None] = web.AppKey("watcher")
+SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")

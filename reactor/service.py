@@ -1,0 +1,398 @@
+"""The coordinator: runs each request and filesystem event through core and journal.
+
+`Reactor` owns the one `RunState` and the one `Journal`. Everything here runs on the
+event loop thread: HTTP handlers, the watcher bridge and the sweeper all call in, so
+no locks are needed. Each mutating operation is: plan in the core (pure), carry the
+plan out on disk (journal), then commit it in the core, then log one event. Disk
+first: if the journal raises, memory is unchanged and the caller gets an error.
+
+Journal steps are small (a handful of mkdir/symlink/rename calls per job), so they
+run inline on the loop; that keeps every operation atomic with respect to the others.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reactor.config import Config
+from reactor.journal import Journal, Recovered
+from reactor.names import is_pod5_name, new_job_id, output_stem
+from reactor.signature import check_pod5
+from reactor.state import (
+    CompletionAction,
+    CompletionPlan,
+    FileState,
+    Job,
+    JobState,
+    Outcome,
+    RunState,
+)
+from reactor.watcher import Area, Change, FsEvent
+
+log = structlog.get_logger("reactor")
+
+MAX_BATCH_SIZE = 10_000
+Clock = Callable[[], float]
+JobHook = Callable[[Job], None]
+
+
+class Conflict(Exception):
+    """A request that cannot be carried out in the job's current state (HTTP 409)."""
+
+
+@dataclass(slots=True)
+class Throughput:
+    started_at: float
+    files_done: int = 0
+
+
+class Reactor:
+    """The running service: state, journal, and the operations on them."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = time.monotonic,
+        journal: Journal | None = None,
+        job_id_factory: Callable[[], str] = new_job_id,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.journal = journal or Journal(config.input_dir, config.output_dir)
+        self.state = RunState(config.max_attempts)
+        self._new_job_id = job_id_factory
+        self.ready = False
+        self.throughput = Throughput(started_at=clock())
+        self.on_job_live: list[JobHook] = []
+        self.on_job_ended: list[JobHook] = []
+        self.reconciles = 0
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> Recovered:
+        """Rebuild state from disk (finishing half-done transitions), then scan INPUTDIR."""
+        began = time.perf_counter()
+        now = self.clock()
+        lease = self.config.report_back_interval
+        recovered = self.journal.recover(now, lease)
+        state = self.state
+        for name in recovered.done:
+            state.restore_done(name, now)
+        for name in recovered.quarantined:
+            state.restore_quarantined(name, recovered.failures.get(name, 0), now)
+        for job in recovered.live:
+            state.restore_job(job)
+        stems = self.journal.result_stems()
+        self._scan_inputs(now, recovered.failures, stems)
+        for job in recovered.finished:
+            state.restore_job(job)
+        for job in recovered.live:
+            self._notify(self.on_job_live, job)
+        for what, folder in recovered.repairs:
+            log.warning("recovery_repair", repair=what, folder=folder)
+        self.state.last_activity = now
+        self.ready = True
+        log.info(
+            "recovered",
+            duration_s=round(time.perf_counter() - began, 3),
+            live_jobs=len(recovered.live),
+            finished_jobs=len(recovered.finished),
+            repairs=len(recovered.repairs),
+            **self._count_fields(),
+        )
+        return recovered
+
+    def _scan_inputs(self, now: float, failures: dict[str, int], stems: set[str]) -> None:
+        """Every `.pod5` not accounted for by the journal: done by the seed's rule,
+        else ready or incomplete by its signature. Queued oldest first."""
+        found: list[tuple[float, str, bool]] = []
+        for entry in os.scandir(self.config.input_dir):
+            name = entry.name
+            if not is_pod5_name(name):
+                continue
+            record = self.state.files.get(name)
+            if record is not None:
+                record.present = True
+                continue
+            if name.removesuffix(".pod5") in stems:
+                self.state.restore_done(name, now)
+                self.state.files[name].present = True
+                continue
+            check = check_pod5(Path(entry.path))
+            if check is None:
+                continue
+            found.append((check.mtime, name, check.complete))
+        found.sort()
+        for _mtime, name, complete in found:
+            self.state.file_seen(name, complete=complete, now=now, failures=failures.get(name, 0))
+
+    # ----------------------------------------------------------- requests
+
+    def assign(self, engine_id: str, batch_size: int) -> Job | None:
+        """Hand up to `batch_size` ready files to `engine_id`; None when there are none."""
+        now = self.clock()
+        size = self.config.batch_size if batch_size <= 0 else min(batch_size, MAX_BATCH_SIZE)
+        plan = self.state.plan_assignment(engine_id, size)
+        if plan.empty:
+            self.state.engine_polled(engine_id, now)
+            return None
+        for expired_id in plan.supersede:
+            expired = self.state.jobs[expired_id]
+            self.journal.supersede(expired)
+            self.state.supersede(expired)  # on disk already: memory follows at once
+            log.info("job_superseded", job_id=expired_id, engine_id=expired.engine_id)
+        job_id = self._new_job_id()
+        while job_id in self.state.jobs:  # 128 random bits: never, but cheap to be sure
+            job_id = self._new_job_id()
+        job = Job(
+            job_id=job_id,
+            engine_id=engine_id,
+            files=dict(plan.files),
+            state=JobState.ASSIGNED,
+            assigned_at=now,
+            last_seen=now,
+            lease_s=self.config.report_back_interval,
+        )
+        self.journal.assign(job)
+        job = self.state.commit_assignment(plan, job_id, now, self.config.report_back_interval)
+        self._notify(self.on_job_live, job)
+        log.info(
+            "job_assigned",
+            job_id=job_id,
+            engine_id=engine_id,
+            files=len(job.files),
+            attempt=max(job.files.values()),
+        )
+        return job
+
+    def keepalive(self, job_id: str, engine_state: str) -> bool:
+        """Extend the job's lease. True means the job is late and the engine must stop."""
+        late = self.state.keepalive(job_id, engine_state, self.clock())
+        job = self.state.jobs[job_id]
+        if late:
+            log.info("keepalive_late", job_id=job_id, engine_id=job.engine_id, state=job.state)
+        else:
+            log.debug("keepalive", job_id=job_id, engine_id=job.engine_id, state=engine_state)
+        return late
+
+    def complete(self, job_id: str, job_state: str) -> CompletionPlan:
+        """Carry out an engine's /completed report. Raises Conflict for a 409."""
+        outcome = Outcome.parse(job_state)
+        plan = self.state.plan_completion(job_id, outcome)
+        job = plan.job
+        now = self.clock()
+        action = plan.action
+        moved = 0
+        if action is CompletionAction.MERGE:
+            moved = self.journal.merge(job)
+        elif action is CompletionAction.FAIL:
+            self.journal.fail(job, plan.requeue, plan.quarantine)
+        elif action is CompletionAction.SET_ASIDE:
+            self.journal.set_aside(job, job_state)
+        elif action is CompletionAction.CONFLICT and plan.supersede:
+            self.journal.supersede(job)
+        was_live = job.live
+        self.state.apply_completion(plan, now)
+        if was_live and not job.live:
+            self._notify(self.on_job_ended, job)
+        self._log_completion(plan, job_state, moved, now)
+        if action is CompletionAction.CONFLICT:
+            raise Conflict(plan.reason)
+        return plan
+
+    def _log_completion(self, plan: CompletionPlan, job_state: str, moved: int, now: float) -> None:
+        job = plan.job
+        fields: dict[str, Any] = {
+            "job_id": job.job_id,
+            "engine_id": job.engine_id,
+            "files": len(job.files),
+            "duration_s": round(now - job.assigned_at, 3),
+        }
+        action = plan.action
+        if action is CompletionAction.MERGE:
+            self.throughput.files_done += len(job.files)
+            log.info("job_done", outputs=moved, **fields)
+        elif action is CompletionAction.FAIL:
+            log.warning(
+                "job_failed",
+                requeued=len(plan.requeue),
+                quarantined=len(plan.quarantine),
+                attempt=max(job.files.values()),
+                **fields,
+            )
+            for name in plan.quarantine:
+                log.error("file_quarantined", name=name, job_id=job.job_id, reason="max_attempts")
+        elif action is CompletionAction.SET_ASIDE:
+            log.warning("job_set_aside", state=job_state, **fields)
+        elif action is CompletionAction.CONFLICT:
+            log.warning("completion_rejected", reason=plan.reason, state=job_state, **fields)
+        else:
+            log.info("completion_repeated", action=str(action), state=job_state, **fields)
+
+    # ------------------------------------------------------------ sweeper
+
+    def expire_due(self, now: float) -> list[Job]:
+        """Expire every live job whose lease ran out before `now`."""
+        expired = self.state.expired_jobs(now)
+        for job in expired:
+            self.journal.expire(job)
+            self.state.expire(job.job_id, now)
+            self._notify(self.on_job_ended, job)
+            log.warning(
+                "job_expired",
+                job_id=job.job_id,
+                engine_id=job.engine_id,
+                files=len(job.files),
+                silent_s=round(now - job.last_seen, 3),
+            )
+        return expired
+
+    def settle(self, now: float) -> None:
+        """Re-check incomplete files that have been quiet for `settle_seconds`."""
+        for name in self.state.incomplete_due(now, self.config.settle_seconds):
+            self._check_input(name, now)
+
+    def reconcile(self, reason: str) -> None:
+        """Full scan of INPUTDIR and pass/fail: after lost events, and as a safety net."""
+        began = time.perf_counter()
+        now = self.clock()
+        on_disk = {n for n in os.listdir(self.config.input_dir) if is_pod5_name(n)}
+        added = removed = 0
+        for name in on_disk:
+            record = self.state.files.get(name)
+            if record is None or record.state is FileState.INCOMPLETE:
+                added += record is None
+                self._check_input(name, now)
+        for name in [n for n, r in self.state.files.items() if r.present and n not in on_disk]:
+            self.state.file_gone(name, now)
+            removed += 1
+        for stem in self.journal.result_stems():
+            self.state.mark_done_by_output(f"{stem}.pod5", now)
+        self.reconciles += 1
+        log.info(
+            "reconciled",
+            reason=reason,
+            added=added,
+            removed=removed,
+            duration_s=round(time.perf_counter() - began, 3),
+        )
+
+    # ---------------------------------------------------------- filesystem
+
+    def on_fs_event(self, event: FsEvent) -> None:
+        """One filesystem event from the watcher (called on the loop thread)."""
+        now = self.clock()
+        if event.area is Area.INPUT:
+            self._on_input_event(event, now)
+        elif event.area is Area.RESULTS:
+            stem = output_stem(event.name)
+            if stem is not None and event.change is not Change.GONE:
+                name = f"{stem}.pod5"
+                if self.state.mark_done_by_output(name, now):
+                    log.info("file_done_by_output", name=name, output=event.name)
+        elif event.job_id is not None and event.change in (Change.CREATED, Change.MOVED_IN):
+            self.state.output_seen(event.job_id)
+
+    def _on_input_event(self, event: FsEvent, now: float) -> None:
+        name = event.name
+        change = event.change
+        if change is Change.GONE:
+            state = self.state.file_gone(name, now)
+            if state is not None:
+                log.info("file_gone", name=name, state=state)
+            return
+        record = self.state.files.get(name)
+        if change is Change.MODIFIED and record is not None:
+            if record.state is FileState.INCOMPLETE:
+                record.changed_at = now  # still being written: restart the settle timer
+            return
+        self._check_input(name, now, seen_at=event.at)
+
+    def _check_input(self, name: str, now: float, seen_at: float | None = None) -> None:
+        record = self.state.files.get(name)
+        if record is not None and record.state is not FileState.INCOMPLETE:
+            record.present = True
+            return
+        check = check_pod5(self.config.input_dir / name)
+        if check is None:
+            if record is not None:
+                self.state.file_gone(name, now)
+            return
+        before = record.state if record is not None else None
+        after = self.state.file_seen(name, complete=check.complete, now=now)
+        if after is FileState.READY and before is not FileState.READY:
+            fields: dict[str, Any] = {"name": name}
+            if seen_at is not None:
+                fields["latency_s"] = round(time.monotonic() - seen_at, 4)
+            log.info("file_ready", **fields)
+        elif after is FileState.INCOMPLETE and before is None:
+            log.info("file_incomplete", name=name)
+
+    # ------------------------------------------------------------- views
+
+    def _count_fields(self) -> dict[str, int]:
+        return {str(state): count for state, count in self.state.counts().items()}
+
+    def heartbeat(self) -> dict[str, Any]:
+        idle = self.clock() - self.state.last_activity
+        status = "true" if idle >= self.config.shutdown_interval else "false"
+        return {"status": status, "inactivity_interval": idle}
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        counts = self._count_fields()
+        elapsed = max(now - self.throughput.started_at, 1e-9)
+        rate = self.throughput.files_done / elapsed
+        remaining = counts["incomplete"] + counts["ready"] + counts["assigned"]
+        return {
+            "ready": self.ready,
+            "files": counts,
+            "files_total": sum(counts.values()),
+            "jobs": {
+                "live": [self._job_view(job, now) for job in self.state.live_jobs()],
+                "total": len(self.state.jobs),
+            },
+            "engines": [
+                {
+                    "engine_id": engine.engine_id,
+                    "last_seen_s": round(now - engine.last_seen, 3),
+                    "live_jobs": len(engine.live_jobs),
+                    "files_done": engine.files_done,
+                    "jobs_done": engine.jobs_done,
+                    "jobs_failed": engine.jobs_failed,
+                    "jobs_expired": engine.jobs_expired,
+                }
+                for engine in self.state.engines.values()
+            ],
+            "throughput": {
+                "files_done_since_start": self.throughput.files_done,
+                "files_per_s": round(rate, 3),
+                "eta_s": round(remaining / rate, 1) if rate > 0 else None,
+            },
+            "reconciles": self.reconciles,
+        }
+
+    @staticmethod
+    def _job_view(job: Job, now: float) -> dict[str, Any]:
+        return {
+            "job_id": job.job_id,
+            "engine_id": job.engine_id,
+            "state": str(job.state),
+            "files": len(job.files),
+            "outputs_seen": job.outputs_seen,
+            "age_s": round(now - job.assigned_at, 3),
+            "expires_in_s": round(job.deadline() - now, 3),
+        }
+
+    @staticmethod
+    def _notify(hooks: list[JobHook], job: Job) -> None:
+        for hook in hooks:
+            hook(job)

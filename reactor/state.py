@@ -1,0 +1,550 @@
+"""The pure core: files, jobs, engines and the ready queue.
+
+`RunState` is a plain synchronous class with no I/O, no clock and no randomness: every
+method takes the time (`now`, seconds) and any new job id from its caller. The adapters
+around it (journal, watcher, HTTP handlers, sweeper) do the I/O; see `service.py`.
+
+Changes that must reach the disk first are split in two: `plan_*` looks and decides
+without changing anything, the caller writes the decision to disk, then `commit_*` /
+`apply_*` changes memory. If the disk write fails, nothing was changed here, so an
+assignment is all-or-nothing (the seed lost files by popping them before its I/O).
+
+Every method costs O(1) or O(batch), never O(files): files live in a dict, the ready
+queue is an OrderedDict used as a deque with O(1) removal from the middle
+(a deleted `.pod5` leaves the queue at once), and state counts are kept incrementally.
+
+States (see PRODUCT.md):
+    file: incomplete -> ready -> assigned -> done | quarantined ; expired/failed -> ready
+    job:  assigned -> processing -> done | failed | expired | unknown
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import islice
+
+
+class FileState(StrEnum):
+    INCOMPLETE = "incomplete"
+    READY = "ready"
+    ASSIGNED = "assigned"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+
+
+class JobState(StrEnum):
+    ASSIGNED = "assigned"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+LIVE_JOB_STATES = frozenset({JobState.ASSIGNED, JobState.PROCESSING})
+
+
+class Outcome(StrEnum):
+    """What an engine reported through /completed."""
+
+    DONE = "DONE"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"  # any other job_state string: kept aside, as the seed did
+
+    @classmethod
+    def parse(cls, job_state: str) -> Outcome:
+        upper = job_state.upper()
+        if upper == cls.DONE:
+            return cls.DONE
+        if upper == cls.FAILED:
+            return cls.FAILED
+        return cls.UNKNOWN
+
+
+class CompletionAction(StrEnum):
+    MERGE = "merge"  # DONE: move outputs into pass/ and fail/, files done
+    FAIL = "fail"  # FAILED: requeue files below max_attempts, quarantine the rest
+    SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
+    REPEAT = "repeat"  # the same report again: harmless, nothing to do
+    LATE_IGNORED = "late_ignored"  # FAILED/unknown after expiry: files are already requeued
+    CONFLICT = "conflict"  # cannot be accepted (409): e.g. late DONE after files went out again
+
+
+class UnknownJob(KeyError):
+    """A job id this run never handed out."""
+
+
+@dataclass(slots=True)
+class FileRecord:
+    state: FileState
+    failures: int = 0  # FAILED outcomes of jobs holding this file, so far
+    job_id: str | None = None  # the live job holding it, while ASSIGNED
+    expired_job: str | None = None  # latest expired job whose late DONE could still merge it
+    changed_at: float = 0.0  # time of the last state change or filesystem activity
+    present: bool = True  # False once the .pod5 was deleted or moved out of INPUTDIR
+
+
+@dataclass(slots=True)
+class Job:
+    job_id: str
+    engine_id: str
+    files: dict[str, int]  # name -> attempt number (1 = first try) for this job
+    state: JobState
+    assigned_at: float
+    last_seen: float
+    lease_s: float
+    engine_state: str = ""
+    superseded: bool = False  # expired, and some of its files were handed out again
+    outputs_seen: int = 0
+    finished_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_JOB_STATES
+
+    def deadline(self) -> float:
+        return self.last_seen + self.lease_s
+
+
+@dataclass(slots=True)
+class Engine:
+    engine_id: str
+    last_seen: float
+    live_jobs: set[str] = field(default_factory=set)
+    files_done: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    jobs_expired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AssignPlan:
+    """What an assignment will hand out; nothing has changed yet."""
+
+    engine_id: str
+    files: dict[str, int]  # name -> attempt, in queue order
+    supersede: tuple[str, ...]  # expired jobs whose outputs must be set aside first
+
+    @property
+    def empty(self) -> bool:
+        return not self.files
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPlan:
+    """What a /completed report will do; nothing has changed yet."""
+
+    job: Job
+    outcome: Outcome
+    action: CompletionAction
+    requeue: tuple[str, ...] = ()
+    quarantine: tuple[str, ...] = ()
+    supersede: bool = False  # CONFLICT on an expired job: set its outputs aside now
+    reason: str = ""
+
+
+class RunState:
+    """The whole run in memory. One instance, owned by the event loop."""
+
+    def __init__(self, max_attempts: int) -> None:
+        if max_attempts < 1:
+            msg = f"max_attempts must be at least 1, not {max_attempts}"
+            raise ValueError(msg)
+        self.max_attempts = max_attempts
+        self.files: dict[str, FileRecord] = {}
+        self.jobs: dict[str, Job] = {}
+        self.engines: dict[str, Engine] = {}
+        self._ready: OrderedDict[str, None] = OrderedDict()  # the ready queue, front first
+        self._incomplete: set[str] = set()  # so the settle timer never walks all files
+        self._live_jobs: dict[str, Job] = {}
+        self._counts: Counter[FileState] = Counter()
+        self.last_activity = 0.0
+
+    # ------------------------------------------------------------------ queries
+
+    def counts(self) -> dict[FileState, int]:
+        return {state: self._counts[state] for state in FileState}
+
+    def ready_names(self) -> Iterator[str]:
+        """The ready queue, front first."""
+        return iter(self._ready)
+
+    def live_jobs(self) -> Iterable[Job]:
+        return self._live_jobs.values()
+
+    def state_of(self, name: str) -> FileState | None:
+        record = self.files.get(name)
+        return record.state if record else None
+
+    def job(self, job_id: str) -> Job:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise UnknownJob(job_id) from None
+
+    # ------------------------------------------------------- internal transitions
+
+    def _new_record(self, name: str, state: FileState, now: float, failures: int = 0) -> None:
+        self.files[name] = FileRecord(state=state, failures=failures, changed_at=now)
+        self._track(name, state)
+
+    def _track(self, name: str, state: FileState) -> None:
+        self._counts[state] += 1
+        if state is FileState.READY:
+            self._ready[name] = None
+        elif state is FileState.INCOMPLETE:
+            self._incomplete.add(name)
+
+    def _untrack(self, name: str, state: FileState) -> None:
+        self._counts[state] -= 1
+        if state is FileState.READY:
+            del self._ready[name]
+        elif state is FileState.INCOMPLETE:
+            self._incomplete.discard(name)
+
+    def _move(self, name: str, record: FileRecord, state: FileState, now: float) -> None:
+        self._untrack(name, record.state)
+        record.state = state
+        record.changed_at = now
+        self._track(name, state)
+
+    def _forget(self, name: str) -> None:
+        record = self.files.pop(name)
+        self._untrack(name, record.state)
+
+    def _requeue_front(self, names: Iterable[str], now: float) -> None:
+        """Put files back at the front of the queue, keeping their order."""
+        for name in reversed(tuple(names)):
+            record = self.files[name]
+            record.job_id = None
+            if not record.present:
+                self._forget(name)
+                continue
+            self._move(name, record, FileState.READY, now)
+            self._ready.move_to_end(name, last=False)
+
+    def _engine(self, engine_id: str, now: float) -> Engine:
+        engine = self.engines.get(engine_id)
+        if engine is None:
+            engine = self.engines[engine_id] = Engine(engine_id, now)
+        engine.last_seen = now
+        return engine
+
+    # ------------------------------------------------------------ ingestion
+
+    def file_seen(self, name: str, *, complete: bool, now: float, failures: int = 0) -> FileState:
+        """A `.pod5` exists in INPUTDIR; `complete` says whether its signature is whole.
+
+        Known files keep their state unless an incomplete one has now become complete.
+        Files that failed before (`failures > 0`, known from disk at restart) go to the
+        front of the queue. Returns the file's state afterwards.
+        """
+        record = self.files.get(name)
+        if record is None:
+            state = FileState.READY if complete else FileState.INCOMPLETE
+            self._new_record(name, state, now, failures)
+            if state is FileState.READY and failures:
+                self._ready.move_to_end(name, last=False)
+            return state
+        record.present = True
+        if record.state is FileState.INCOMPLETE:
+            if complete:
+                self._move(name, record, FileState.READY, now)
+            else:
+                record.changed_at = now  # activity: restarts the settle timer
+        return record.state
+
+    def file_gone(self, name: str, now: float) -> FileState | None:
+        """The `.pod5` was deleted or moved out of INPUTDIR. Returns its state, if known.
+
+        Waiting files are forgotten. An assigned file stays with its job (the engine may
+        already hold it open) but will not be queued again. Done and quarantined files
+        keep their record, so a copy that reappears later is not basecalled twice.
+        """
+        record = self.files.get(name)
+        if record is None:
+            return None
+        state = record.state
+        if state in (FileState.INCOMPLETE, FileState.READY):
+            self._forget(name)
+        else:
+            record.present = False
+            record.changed_at = now
+        return state
+
+    def mark_done_by_output(self, name: str, now: float) -> bool:
+        """The seed's rule: an output in pass/ or fail/ with this file's stem marks it done.
+
+        Only waiting files (or not-yet-seen ones) change: a file held by a job is that
+        job's business, and its own merged outputs trigger this rule too.
+        """
+        record = self.files.get(name)
+        if record is None:
+            self._new_record(name, FileState.DONE, now)
+            self.files[name].present = False
+            return True
+        if record.state in (FileState.INCOMPLETE, FileState.READY):
+            self._move(name, record, FileState.DONE, now)
+            return True
+        return False
+
+    def incomplete_due(self, now: float, settle_s: float) -> list[str]:
+        """Incomplete files quiet for `settle_s`: the settle timer re-checks these.
+
+        O(incomplete files), which are the few files being written right now.
+        """
+        return [name for name in self._incomplete if now - self.files[name].changed_at >= settle_s]
+
+    # -------------------------------------------------------------- restore
+
+    def restore_done(self, name: str, now: float) -> None:
+        """At start: the journal says this file is done (present or not in INPUTDIR)."""
+        if name not in self.files:
+            self._new_record(name, FileState.DONE, now)
+            self.files[name].present = False
+
+    def restore_quarantined(self, name: str, failures: int, now: float) -> None:
+        if name not in self.files:
+            self._new_record(name, FileState.QUARANTINED, now, failures)
+            self.files[name].present = False
+
+    def restore_job(self, job: Job) -> None:
+        """At start: a job found on disk. Live jobs take their files (present or not)."""
+        self.jobs[job.job_id] = job
+        engine = self._engine(job.engine_id, job.last_seen)
+        if job.live:
+            self._live_jobs[job.job_id] = job
+            engine.live_jobs.add(job.job_id)
+            for name, attempt in job.files.items():
+                record = self.files.get(name)
+                if record is None:
+                    self._new_record(name, FileState.ASSIGNED, job.assigned_at, attempt - 1)
+                    record = self.files[name]
+                    record.present = False  # until the input scan sees it
+                elif record.state is not FileState.ASSIGNED:
+                    self._move(name, record, FileState.ASSIGNED, job.assigned_at)
+                record.job_id = job.job_id
+        elif job.state is JobState.EXPIRED and not job.superseded:
+            for name in job.files:
+                self._remember_expired(name, job.job_id)
+
+    def _remember_expired(self, name: str, job_id: str) -> None:
+        record = self.files.get(name)
+        if record is not None and record.state is not FileState.DONE:
+            record.expired_job = job_id
+
+    # ------------------------------------------------------------ assignment
+
+    def plan_assignment(self, engine_id: str, batch_size: int) -> AssignPlan:
+        """Choose up to `batch_size` files from the front of the queue. Changes nothing."""
+        names = list(islice(self._ready, max(batch_size, 0)))
+        files = {name: self.files[name].failures + 1 for name in names}
+        supersede = {
+            record.expired_job
+            for name in names
+            if (record := self.files[name]).expired_job is not None
+        }
+        return AssignPlan(engine_id, files, tuple(sorted(supersede)))
+
+    def commit_assignment(self, plan: AssignPlan, job_id: str, now: float, lease_s: float) -> Job:
+        """The journal has written the job: hand its files out."""
+        if job_id in self.jobs:
+            msg = f"job id {job_id} is already in use"
+            raise ValueError(msg)
+        # Check the whole plan before changing anything: a stale plan must not leave some
+        # files ASSIGNED to a job that was never recorded (they would never come back).
+        for name in plan.files:
+            record = self.files.get(name)
+            if record is None or record.state is not FileState.READY:
+                state = "gone" if record is None else record.state
+                msg = f"{name} is {state}, not ready: the plan is stale"
+                raise ValueError(msg)
+        for expired_id in plan.supersede:
+            self.supersede(self.jobs[expired_id])
+        job = Job(
+            job_id=job_id,
+            engine_id=plan.engine_id,
+            files=dict(plan.files),
+            state=JobState.ASSIGNED,
+            assigned_at=now,
+            last_seen=now,
+            lease_s=lease_s,
+        )
+        for name in plan.files:
+            record = self.files[name]
+            self._move(name, record, FileState.ASSIGNED, now)
+            record.job_id = job_id
+            record.expired_job = None
+        self.jobs[job_id] = job
+        self._live_jobs[job_id] = job
+        self._engine(plan.engine_id, now).live_jobs.add(job_id)
+        self.last_activity = now
+        return job
+
+    def engine_polled(self, engine_id: str, now: float) -> None:
+        """An engine asked for work (even if it got none): it is alive."""
+        self._engine(engine_id, now)
+        self.last_activity = now
+
+    # ------------------------------------------------------------- keepalive
+
+    def keepalive(self, job_id: str, engine_state: str, now: float) -> bool:
+        """Extend a live job's lease. Returns True if the job is late (the engine must stop)."""
+        job = self.job(job_id)
+        self.last_activity = now
+        self._engine(job.engine_id, now)
+        if not job.live:
+            return True  # expired, or already completed: the engine must not go on
+        job.last_seen = now
+        job.engine_state = engine_state
+        job.state = JobState.PROCESSING
+        return False
+
+    def output_seen(self, job_id: str) -> None:
+        """An output appeared in a live job's temp folder: progress."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.live:
+            job.outputs_seen += 1
+
+    # ------------------------------------------------------------ completion
+
+    def plan_completion(self, job_id: str, outcome: Outcome) -> CompletionPlan:
+        """Decide what a /completed report does. Changes nothing."""
+        job = self.job(job_id)
+        if job.live:
+            return self._plan_live_completion(job, outcome)
+        if job.state is JobState.EXPIRED:
+            return self._plan_late_completion(job, outcome)
+        finished = {
+            JobState.DONE: Outcome.DONE,
+            JobState.FAILED: Outcome.FAILED,
+            JobState.UNKNOWN: Outcome.UNKNOWN,
+        }[job.state]
+        if outcome is finished or finished is Outcome.UNKNOWN:
+            return CompletionPlan(job, outcome, CompletionAction.REPEAT)
+        return CompletionPlan(
+            job,
+            outcome,
+            CompletionAction.CONFLICT,
+            reason=f"job {job_id} was already completed as {finished}",
+        )
+
+    def _plan_live_completion(self, job: Job, outcome: Outcome) -> CompletionPlan:
+        if outcome is Outcome.DONE:
+            return CompletionPlan(job, outcome, CompletionAction.MERGE)
+        if outcome is Outcome.UNKNOWN:
+            return CompletionPlan(job, outcome, CompletionAction.SET_ASIDE)
+        requeue, quarantine = [], []
+        for name, attempt in job.files.items():
+            record = self.files[name]
+            if attempt >= self.max_attempts:
+                quarantine.append(name)
+            elif record.present:
+                requeue.append(name)
+        return CompletionPlan(
+            job, outcome, CompletionAction.FAIL, tuple(requeue), tuple(quarantine)
+        )
+
+    def _plan_late_completion(self, job: Job, outcome: Outcome) -> CompletionPlan:
+        if outcome is not Outcome.DONE:
+            return CompletionPlan(job, outcome, CompletionAction.LATE_IGNORED)
+        taken = [
+            name
+            for name in job.files
+            if (record := self.files.get(name)) is None
+            or record.state is not FileState.READY
+            or record.expired_job != job.job_id
+        ]
+        if job.superseded or taken:
+            return CompletionPlan(
+                job,
+                outcome,
+                CompletionAction.CONFLICT,
+                supersede=not job.superseded,
+                reason=(
+                    f"job {job.job_id} expired and its files were handed out again; "
+                    "its outputs are kept aside and not merged"
+                ),
+            )
+        return CompletionPlan(job, outcome, CompletionAction.MERGE)
+
+    def apply_completion(self, plan: CompletionPlan, now: float) -> None:
+        """The journal has carried the plan out on disk: update memory to match."""
+        job = plan.job
+        self.last_activity = now
+        engine = self._engine(job.engine_id, now)
+        action = plan.action
+        if action is CompletionAction.CONFLICT:
+            if plan.supersede:
+                self.supersede(job)
+            return
+        if action in (CompletionAction.REPEAT, CompletionAction.LATE_IGNORED):
+            return
+        self._end_live(job, now)
+        if action is CompletionAction.MERGE:
+            job.state = JobState.DONE
+            engine.jobs_done += 1
+            engine.files_done += len(job.files)
+            for name in job.files:
+                record = self.files[name]
+                record.job_id = None
+                record.expired_job = None
+                self._move(name, record, FileState.DONE, now)
+        elif action is CompletionAction.FAIL:
+            job.state = JobState.FAILED
+            engine.jobs_failed += 1
+            for name in job.files:
+                self.files[name].failures += 1
+            for name in plan.quarantine:
+                record = self.files[name]
+                record.job_id = None
+                self._move(name, record, FileState.QUARANTINED, now)
+            gone = [n for n in job.files if n not in plan.requeue and n not in plan.quarantine]
+            for name in gone:  # assigned, then deleted from INPUTDIR: nothing to retry
+                self._forget(name)
+            self._requeue_front(plan.requeue, now)
+        elif action is CompletionAction.SET_ASIDE:
+            job.state = JobState.UNKNOWN
+            engine.jobs_failed += 1
+            for name in job.files:
+                record = self.files[name]
+                record.job_id = None
+                self._move(name, record, FileState.QUARANTINED, now)
+
+    def _end_live(self, job: Job, now: float) -> None:
+        job.finished_at = now
+        self._live_jobs.pop(job.job_id, None)
+        engine = self.engines.get(job.engine_id)
+        if engine is not None:
+            engine.live_jobs.discard(job.job_id)
+
+    def supersede(self, job: Job) -> None:
+        """The journal set an expired job's outputs aside: no late DONE can merge it now."""
+        job.superseded = True
+        for name in job.files:
+            record = self.files.get(name)
+            if record is not None and record.expired_job == job.job_id:
+                record.expired_job = None
+
+    # ---------------------------------------------------------------- expiry
+
+    def expired_jobs(self, now: float) -> list[Job]:
+        """Live jobs whose lease ran out. O(live jobs)."""
+        return [job for job in self._live_jobs.values() if now > job.deadline()]
+
+    def expire(self, job_id: str, now: float) -> None:
+        """The journal has recorded the expiry: the job's files go back to the front."""
+        job = self.job(job_id)
+        if not job.live:
+            return
+        self._end_live(job, now)
+        job.state = JobState.EXPIRED
+        engine = self.engines.get(job.engine_id)
+        if engine is not None:
+            engine.jobs_expired += 1
+        self._requeue_front(job.files, now)
+        for name in job.files:
+            self._remember_expired(name, job_id)

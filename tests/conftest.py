@@ -1,0 +1,55 @@
+"""Shared fixtures: run folders on tmp_path and configs pointing at them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor.config import Config, prepare_output_dirs
+
+
+@dataclass(frozen=True)
+class RunDirs:
+    input_dir: Path
+    output_dir: Path
+
+    def config(self, **overrides: Any) -> Config:
+        config = Config(input_dir=self.input_dir, output_dir=self.output_dir, **overrides)
+        prepare_output_dirs(config)
+        return config
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> RunDirs:
+    """An empty run: INPUTDIR and OUTPUTDIR (pass/ and fail/ are made by `config()`)."""
+    input_dir = tmp_path / "input"
+    output_dir = tmp_path / "output"
+    input_dir.mkdir()
+    output_dir.mkdir()
+    return RunDirs(input_dir, output_dir)
+
+
+class ManualClock:
+    """A clock tests move by hand, so leases expire without waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+ConfigFactory = Callable[..., Config]
