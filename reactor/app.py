@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import structlog
 from aiohttp import web
@@ -89,11 +90,26 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
         poll_interval_s=config.poll_interval,
     )
 
+    # Removing a watch joins watchdog's emitter thread, which can take its read
+    # timeout (~0.5 s, measured): never on the loop. After start, every change to the
+    # watcher happens on this one worker, in order, so the watcher has a single owner.
+    watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
+
+    def in_worker(what: str, fn: Callable[..., object], *args: object) -> None:
+        future = watch_worker.submit(fn, *args)
+
+        def report(done: Future[object]) -> None:
+            if (error := done.exception()) is not None:
+                log.warning("watcher_error", action=what, detail=str(error))
+
+        future.add_done_callback(report)
+
     def watch_job(job: Job) -> None:
-        watcher.watch_job_output(job.job_id, reactor.journal.output_folder(job))
+        folder = reactor.journal.output_folder(job)
+        in_worker("watch_job", watcher.watch_job_output, job.job_id, folder)
 
     def unwatch_job(job: Job) -> None:
-        watcher.unwatch_job_output(job.job_id)
+        in_worker("unwatch_job", watcher.unwatch_job_output, job.job_id)
 
     watcher.start()
     # Events between the start-up scan and the observer's start would be lost: one
@@ -104,12 +120,13 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor.on_job_live.append(watch_job)
     reactor.on_job_ended.append(unwatch_job)
     app[WATCHER] = watcher
-    app[SWEEPER].health_check = watcher.check_health
+    app[SWEEPER].health_check = lambda: in_worker("check_health", watcher.check_health)
     yield
     app[SWEEPER].health_check = None
     reactor.on_job_live.remove(watch_job)
     reactor.on_job_ended.remove(unwatch_job)
     app[WATCHER] = None
+    watch_worker.shutdown(wait=True)
     watcher.stop()
 
 

@@ -63,9 +63,7 @@ class Run:
     ids: Callable[[], str]  # deterministic job ids, so a twin run is comparable
 
     def reactor(self, checkpoint: Callable[[str], None] | None = None) -> Reactor:
-        config = self.dirs.config(
-            report_back_interval=LEASE_S, max_attempts=self.max_attempts
-        )
+        config = self.dirs.config(report_back_interval=LEASE_S, max_attempts=self.max_attempts)
         journal = Journal(config.input_dir, config.output_dir, checkpoint or (lambda _s: None))
         reactor = Reactor(config, clock=self.clock, journal=journal, job_id_factory=self.ids)
         reactor.start()

@@ -1,0 +1,598 @@
+"""Reactor's settings: one frozen `Config`, read from flags, environment and a TOML file.
+
+Each key can be given three ways; the first one found wins, then the default applies:
+
+1. a command-line flag, ``--<key with - for _>`` (``--batch-size 20``);
+2. an environment variable, ``REACTOR_<KEY>`` (``REACTOR_BATCH_SIZE=20``); an empty
+   variable counts as unset;
+3. the TOML file named by ``--config`` or ``REACTOR_CONFIG`` (``batch_size = 20``);
+   relative paths in it are relative to the file's folder.
+
+Times are in seconds. Keys, defaults and meanings (`describe_keys()` returns the same rows):
+
+input_dir (required)
+    Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: reactor
+    creates ASSIGNED_ folders in it.
+output_dir (required)
+    Folder for results. Must exist and be writable; reactor creates pass/ and fail/ in
+    it. Must not be input_dir.
+listen (127.0.0.1:40765)
+    Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1).
+    Beyond loopback, token or allow must be set.
+batch_size (10)
+    Files per job when an engine asks for batchsize 0 or less.
+report_back_interval (90.0)
+    Seconds a job may go without a keepalive before it expires and its files return to
+    the queue; engines send one every half of this.
+sweep_interval (5.0)
+    Seconds between checks for expired jobs.
+max_attempts (3)
+    Tries per file before it is quarantined in a FAILED_ folder.
+shutdown_interval (100.0)
+    Seconds without work after which /heartbeat answers "true" (idle).
+observer (native)
+    How new files are noticed: native (inotify and the like) or polling (NFS/SMB, where
+    native events miss writes from other hosts).
+poll_interval (2.0)
+    Seconds between folder scans of the polling observer.
+settle_seconds (5.0)
+    Seconds an incomplete .pod5 must stay quiet before it is checked again (for
+    filesystems without close events).
+reconcile_interval (300.0)
+    Seconds between safety-net rescans that catch events the kernel dropped; 0 turns
+    them off.
+token (none)
+    Bearer token clients must send (Authorization: Bearer <token>). Never logged;
+    prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps.
+allow (none)
+    Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the
+    file, comma-separated in the flag or variable.
+log_level (info)
+    debug, info, warning or error.
+log_format (auto)
+    json, console, or auto: JSON unless stdout is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import ipaddress
+import math
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ObserverKind = Literal["native", "polling"]
+LogFormat = Literal["auto", "json", "console"]
+
+DEFAULT_PORT = 40765
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+ENV_PREFIX = "REACTOR_"
+CONFIG_ENV = "REACTOR_CONFIG"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+OBSERVERS = ("native", "polling")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class ConfigError(Exception):
+    """A setting a person must fix. The message is one line: what is wrong, what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a running reactor; built once at start and passed whole."""
+
+    input_dir: Path
+    output_dir: Path
+    listen: str = DEFAULT_LISTEN
+    batch_size: int = 10
+    report_back_interval: float = 90.0
+    sweep_interval: float = 5.0
+    max_attempts: int = 3
+    shutdown_interval: float = 100.0
+    observer: ObserverKind = "native"
+    poll_interval: float = 2.0
+    settle_seconds: float = 5.0
+    reconcile_interval: float = 300.0
+    token: str | None = field(default=None, repr=False)
+    allow: tuple[Network, ...] = ()
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+
+    def __post_init__(self) -> None:
+        # Also guards configs built directly (tests, embedding), not only parsed ones.
+        for key in _KEYS:
+            problem = key.check(getattr(self, key.name))
+            if problem is not None:
+                msg = f"{key.name} {problem}"
+                raise ConfigError(msg)
+        _check_relations(self)
+
+    @property
+    def host(self) -> str:
+        """Host part of `listen`, without IPv6 brackets."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A parsed TOML config file, kept with its path for error messages."""
+
+    path: Path
+    values: Mapping[str, object]
+
+
+class _Invalid(Exception):
+    """Internal: what is wrong with one value, worded to follow the key's name."""
+
+
+# (raw value, came from a flag or variable) -> typed value; raises _Invalid.
+_Parse = Callable[[object, bool], object]
+# typed value -> problem (worded to follow the key's name) or None.
+_Check = Callable[[Any], str | None]
+
+
+def _no_problem(_value: object) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    name: str
+    default: str  # as the docs show it
+    metavar: str
+    parse: _Parse
+    check: _Check = _no_problem
+    meaning: str = ""
+    required: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return names.get(type(value), "a list" if isinstance(value, list) else "a table")
+
+
+def _parse_text(raw: object, from_text: bool) -> str:
+    if not isinstance(raw, str):
+        msg = f"must be a string, got {_toml_type(raw)}"
+        raise _Invalid(msg)
+    return raw.strip() if from_text else raw
+
+
+def _parse_path(raw: object, from_text: bool) -> Path:
+    text = _parse_text(raw, from_text)
+    if not text or "\x00" in text:
+        msg = "must be the path of a folder, got an empty or malformed value"
+        raise _Invalid(msg)
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~" with no home directory to expand it to
+        msg = f"starts with ~ but this user has no home directory; give a full path, not {text!r}"
+        raise _Invalid(msg) from None
+
+
+def _parse_int(raw: object, from_text: bool) -> int:
+    if from_text and isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            msg = f"must be a whole number, got {raw!r}"
+            raise _Invalid(msg) from None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        msg = f"must be a whole number, got {_toml_type(raw)}"
+        raise _Invalid(msg)
+    return raw
+
+
+def _parse_seconds(raw: object, from_text: bool) -> float:
+    if from_text and isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            msg = f"must be a number of seconds such as 2.5, got {raw!r}"
+            raise _Invalid(msg) from None
+    elif isinstance(raw, bool) or not isinstance(raw, int | float):
+        msg = f"must be a number of seconds, got {_toml_type(raw)}"
+        raise _Invalid(msg)
+    else:
+        value = float(raw)
+    if not math.isfinite(value):
+        msg = f"must be a finite number of seconds, got {value}"
+        raise _Invalid(msg)
+    return value
+
+
+def _parse_choice(raw: object, from_text: bool) -> str:
+    return _parse_text(raw, from_text).lower()
+
+
+def _parse_token(raw: object, from_text: bool) -> str:
+    # Never echo the value: it is a secret.
+    if not isinstance(raw, str):
+        msg = f"must be a string, got {_toml_type(raw)}"
+        raise _Invalid(msg)
+    return raw
+
+
+def _parse_allow(raw: object, from_text: bool) -> tuple[Network, ...]:
+    if from_text and isinstance(raw, str):
+        items: list[object] = [part.strip() for part in raw.split(",") if part.strip()]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        msg = f'must be a list of networks such as ["10.0.0.0/8"], got {_toml_type(raw)}'
+        raise _Invalid(msg)
+    return tuple(_parse_network(item) for item in items)
+
+
+def _parse_network(item: object) -> Network:
+    if not isinstance(item, str):
+        msg = f"must list networks as strings, got {_toml_type(item)}"
+        raise _Invalid(msg)
+    try:
+        return ipaddress.ip_network(item.strip())
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(item.strip(), strict=False)
+    except ValueError:
+        msg = f"entry {item!r} is not a network such as 10.0.0.0/8, 192.168.1.7 or fd00::/8"
+        raise _Invalid(msg) from None
+    msg = f"entry {item!r} has host bits set; did you mean {loose}?"
+    raise _Invalid(msg)
+
+
+def _at_least(minimum: int) -> _Check:
+    def check(value: int) -> str | None:
+        return None if value >= minimum else f"must be at least {minimum}, got {value}"
+
+    return check
+
+
+def _positive_seconds(value: float) -> str | None:
+    return None if value > 0 else f"must be more than 0 seconds, got {value:g}"
+
+
+def _zero_or_more_seconds(value: float) -> str | None:
+    return None if value >= 0 else f"must be 0 or more seconds, got {value:g}"
+
+
+def _one_of(options: tuple[str, ...]) -> _Check:
+    def check(value: str) -> str | None:
+        if value in options:
+            return None
+        return f"must be one of {', '.join(options)}; got {value!r}"
+
+    return check
+
+
+def _listen_problem(value: str) -> str | None:
+    try:
+        _split_listen(value)
+    except _Invalid as err:
+        return str(err)
+    return None
+
+
+def _token_problem(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value:
+        return "is empty: set a long random string (openssl rand -hex 32) or leave it unset"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "must not contain spaces or control characters: it is sent in an HTTP header"
+    return None
+
+
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_LISTEN_FORMS = "host:port, [ipv6]:port or a port, such as 127.0.0.1:40765"
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """`listen` as (host, port); a bare port listens on 127.0.0.1, a bare host on 40765."""
+    text = listen.strip()
+    if text.isdigit():
+        return "127.0.0.1", _port(text)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            sep = ""
+        if not sep or (rest and not rest.startswith(":")):
+            msg = f"{listen!r} is not {_LISTEN_FORMS}"
+            raise _Invalid(msg)
+        return host, _port(rest[1:]) if rest else DEFAULT_PORT
+    if text.count(":") > 1:
+        msg = f"{listen!r} looks like an IPv6 address: put it in brackets, as in [::1]:40765"
+        raise _Invalid(msg)
+    host, sep, port_text = text.partition(":")
+    if _HOST_RE.fullmatch(host) is None or (re.fullmatch(r"[0-9.]+", host) and not _is_ipv4(host)):
+        msg = f"{listen!r} is not {_LISTEN_FORMS}"
+        raise _Invalid(msg)
+    return host, _port(port_text) if sep else DEFAULT_PORT
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        msg = f"port must be a number from 1 to 65535, got {text!r}"
+        raise _Invalid(msg)
+    return int(text)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def _check_relations(config: Config) -> None:
+    """Rules across keys, checked without touching the filesystem."""
+    if Path(os.path.normpath(config.input_dir.absolute())) == Path(
+        os.path.normpath(config.output_dir.absolute())
+    ):
+        msg = (
+            f"input_dir and output_dir are the same folder ({config.input_dir}): "
+            "point output_dir at a separate folder for results"
+        )
+        raise ConfigError(msg)
+    if not _is_loopback(config.host) and config.token is None and not config.allow:
+        msg = (
+            f"listen {config.listen!r} is reachable from other hosts but neither token nor "
+            "allow is set, so anyone could take or fake work: set a token (REACTOR_TOKEN), "
+            "an allow list of client networks (--allow 10.0.0.0/8), "
+            "or listen on 127.0.0.1"
+        )
+        raise ConfigError(msg)
+
+
+# A table reads best as a table: one key per entry, its meaning on the lines below.
+# fmt: off
+_KEYS: tuple[_Key, ...] = (
+    _Key("input_dir", "(required)", "DIR", _parse_path, required=True,
+         meaning="Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: "
+         "reactor creates ASSIGNED_ folders in it."),
+    _Key("output_dir", "(required)", "DIR", _parse_path, required=True,
+         meaning="Folder for results. Must exist and be writable; reactor creates pass/ and fail/ "
+         "in it. Must not be input_dir."),
+    _Key("listen", DEFAULT_LISTEN, "HOST:PORT", _parse_text, _listen_problem,
+         meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
+         "Beyond loopback, token or allow must be set."),
+    _Key("batch_size", "10", "N", _parse_int, _at_least(1),
+         meaning="Files per job when an engine asks for batchsize 0 or less."),
+    _Key("report_back_interval", "90.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="Seconds a job may go without a keepalive before it expires and its files return "
+         "to the queue; engines send one every half of this."),
+    _Key("sweep_interval", "5.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="Seconds between checks for expired jobs."),
+    _Key("max_attempts", "3", "N", _parse_int, _at_least(1),
+         meaning="Tries per file before it is quarantined in a FAILED_ folder."),
+    _Key("shutdown_interval", "100.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+         meaning='Seconds without work after which /heartbeat answers "true" (idle).'),
+    _Key("observer", "native", "KIND", _parse_choice, _one_of(OBSERVERS),
+         meaning="How new files are noticed: native (inotify and the like) or polling (NFS/SMB, "
+         "where native events miss writes from other hosts)."),
+    _Key("poll_interval", "2.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="Seconds between folder scans of the polling observer."),
+    _Key("settle_seconds", "5.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="Seconds an incomplete .pod5 must stay quiet before it is checked again (for "
+         "filesystems without close events)."),
+    _Key("reconcile_interval", "300.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+         meaning="Seconds between safety-net rescans that catch events the kernel dropped; 0 turns "
+         "them off."),
+    _Key("token", "(none)", "TOKEN", _parse_token, _token_problem,
+         meaning="Bearer token clients must send (Authorization: Bearer <token>). Never logged; "
+         "prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps."),
+    _Key("allow", "(none)", "NETWORKS", _parse_allow,
+         meaning="Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the "
+         "file, comma-separated in the flag or variable."),
+    _Key("log_level", "info", "LEVEL", _parse_choice, _one_of(LOG_LEVELS),
+         meaning="debug, info, warning or error."),
+    _Key("log_format", "auto", "FORMAT", _parse_choice, _one_of(LOG_FORMATS),
+         meaning="json, console, or auto: JSON unless stdout is a terminal."),
+)
+# fmt: on
+_KEYS_BY_NAME = {key.name: key for key in _KEYS}
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for every setting, in documentation order."""
+    return [(key.name, key.default, key.meaning) for key in _KEYS]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and one flag per key; all default to None, meaning "not given"."""
+    group = parser.add_argument_group(
+        "settings", f"Each flag overrides {ENV_PREFIX}<KEY> and the config file."
+    )
+    group.add_argument(
+        "--config", metavar="FILE", default=None, help=f"TOML settings file (or {CONFIG_ENV})"
+    )
+    for key in _KEYS:
+        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]"
+        group.add_argument(
+            key.flag,
+            dest=key.name,
+            metavar=key.metavar,
+            default=None,
+            help=help_text.replace("%", "%%"),
+        )
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Read a TOML config file; any problem becomes a ConfigError naming the file."""
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except FileNotFoundError:
+        msg = f"config file {path} does not exist: check --config or {CONFIG_ENV}"
+        raise ConfigError(msg) from None
+    except OSError as err:
+        msg = (
+            f"config file {path} cannot be read ({err.strerror}): check --config or its permissions"
+        )
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as err:
+        msg = f"config file {path} is not valid TOML: {err}; fix that line"
+        raise ConfigError(msg) from None
+    except UnicodeDecodeError:
+        msg = f"config file {path} is not UTF-8 text: save it as UTF-8"
+        raise ConfigError(msg) from None
+    return ConfigFile(path, values)
+
+
+def _reject_unknown_keys(file: ConfigFile) -> None:
+    unknown = sorted(set(file.values) - set(_KEYS_BY_NAME))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, _KEYS_BY_NAME, n=1)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    msg = (
+        f"config file {file.path} has unknown key{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(hints)}; valid keys are: {', '.join(_KEYS_BY_NAME)}"
+    )
+    raise ConfigError(msg)
+
+
+def _find(
+    key: _Key, args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None
+) -> tuple[object, str, bool] | None:
+    """The winning raw value of `key` as (value, where it came from, is text)."""
+    flag_value = getattr(args, key.name, None)
+    if flag_value is not None:
+        return flag_value, key.flag, True
+    env_value = env.get(key.env_var)
+    if env_value:
+        return env_value, key.env_var, True
+    if file is not None and key.name in file.values:
+        return file.values[key.name], f"config file {file.path}", False
+    return None
+
+
+def parse_config(
+    args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None = None
+) -> Config:
+    """Merge flags > environment > file > defaults into a Config, without touching disk."""
+    if file is not None:
+        _reject_unknown_keys(file)
+    values: dict[str, Any] = {}
+    for key in _KEYS:
+        found = _find(key, args, env, file)
+        if found is None:
+            if key.required:
+                msg = (
+                    f"{key.name} is not set: pass {key.flag}, set {key.env_var} "
+                    f"or add {key.name} to the config file"
+                )
+                raise ConfigError(msg)
+            continue
+        raw, source, from_text = found
+        try:
+            value = key.parse(raw, from_text)
+            problem = key.check(value)
+        except _Invalid as err:
+            problem = str(err)
+        if problem is not None:
+            msg = f"{key.name} {problem} (from {source})"
+            raise ConfigError(msg)
+        if file is not None and not from_text and isinstance(value, Path):
+            value = file.path.parent / value  # a no-op for absolute paths
+        values[key.name] = value
+    return Config(**values)
+
+
+def _check_folder(key: str, path: Path, why: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        msg = f"{key} {path} does not exist: create it, or point {key} at an existing folder"
+        raise ConfigError(msg) from None
+    except OSError as err:
+        msg = (
+            f"{key} {path} cannot be reached ({err.strerror}): check the permissions of its parents"
+        )
+        raise ConfigError(msg) from None
+    if not stat.S_ISDIR(mode):
+        msg = f"{key} {path} is not a directory: point {key} at a folder"
+        raise ConfigError(msg)
+    missing = [
+        word
+        for word, mask in (("readable", os.R_OK | os.X_OK), ("writable", os.W_OK | os.X_OK))
+        if not os.access(path, mask)
+    ]
+    if missing:
+        msg = (
+            f"{key} {path} is not {' or '.join(missing)} by this user (uid {os.geteuid()}): "
+            f"{why}; fix its permissions or run reactor as a user who can read and write there"
+        )
+        raise ConfigError(msg)
+
+
+def check_folders(config: Config) -> None:
+    """Check that input_dir and output_dir exist, are folders, and can be used."""
+    _check_folder("input_dir", config.input_dir, "reactor creates ASSIGNED_ folders there")
+    _check_folder("output_dir", config.output_dir, "reactor writes results there")
+    if config.input_dir.samefile(config.output_dir):
+        msg = (
+            f"input_dir {config.input_dir} and output_dir {config.output_dir} are the same "
+            "folder: point output_dir at a separate folder for results"
+        )
+        raise ConfigError(msg)
+
+
+def prepare_output_dirs(config: Config) -> None:
+    """Create output_dir/pass and output_dir/fail if they are missing."""
+    for name in ("pass", "fail"):
+        folder = config.output_dir / name
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileExistsError:
+            msg = (
+                f"{folder} exists but is not a directory: "
+                f"move it away so reactor can create {name}/"
+            )
+            raise ConfigError(msg) from None
+        except OSError as err:
+            msg = f"cannot create {folder} ({err.strerror}): check the permissions of output_dir"
+            raise ConfigError(msg) from None
+
+
+def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders."""
+    file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
+    file = read_config_file(Path(file_name)) if file_name else None
+    config = parse_config(args, env, file)
+    check_folders(config)
+    return config

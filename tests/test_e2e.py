@@ -1,0 +1,243 @@
+"""End to end: `reactor serve` as a real process, 8 seed-protocol engines as real processes,
+2,000 real `.pod5` files arriving while the run goes on; the second run `kill -9`s the
+server half-way and restarts it. Both must end with every read id in pass/+fail/
+exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pod5files import write_pod5, write_pod5_in_pieces
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+N_FILES = 2000
+READS_PER_FILE = 3
+N_ENGINES = 8
+LEASE_S = 5.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Corpus:
+    folder: Path
+    read_ids: dict[str, list[str]]  # file name -> read ids
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """2,000 real .pod5 files (3 reads each), written once for this module."""
+    folder = tmp_path_factory.mktemp("corpus")
+    read_ids = {}
+    for i in range(N_FILES):
+        name = f"PAK00000_pass_abcdef12_0123abcd_{i}.pod5"
+        read_ids[name] = write_pod5(folder / name, READS_PER_FILE, seed=i)
+    return Corpus(folder, read_ids)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `condition` every 50 ms until true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Run:
+    """One run folder, the server process and the engine processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.input_dir = root / "input"
+        self.output_dir = root / "output"
+        self.input_dir.mkdir()
+        self.output_dir.mkdir()
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: subprocess.Popen[bytes] | None = None
+        self.engines: list[subprocess.Popen[bytes]] = []
+        self.server_starts = 0
+
+    def start_server(self) -> None:
+        self.server_starts += 1
+        log = (self.logs / f"server-{self.server_starts}.jsonl").open("wb")
+        self.server = subprocess.Popen(
+            [
+                sys.executable, "-m", "reactor", "serve",
+                "--input-dir", str(self.input_dir),
+                "--output-dir", str(self.output_dir),
+                "--listen", f"127.0.0.1:{self.port}",
+                "--report-back-interval", str(LEASE_S),
+                "--sweep-interval", "0.5",
+                "--settle-seconds", "1",
+                "--log-format", "json",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )  # fmt: skip
+        log.close()
+        wait_for(self.is_ready, 30, "the server to be ready")
+
+    def is_ready(self) -> bool:
+        assert self.server is not None
+        if self.server.poll() is not None:
+            pytest.fail(f"server exited with {self.server.returncode}; see {self.logs}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as reply:  # noqa: S310
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/status", timeout=5) as reply:  # noqa: S310
+            result: dict[str, Any] = json.load(reply)
+            return result
+
+    def start_engines(self, count: int) -> None:
+        for i in range(count):
+            log = (self.logs / f"engine-{i}.log").open("wb")
+            self.engines.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(REPO / "tests" / "seed_engine.py"),
+                        "--url",
+                        self.url,
+                        "--engine-id",
+                        f"gpu-node{i:02d}",
+                        "--input-dir",
+                        str(self.input_dir),
+                        "--output-dir",
+                        str(self.output_dir),
+                        "--batch-size",
+                        "10",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                )  # fmt: skip
+            )
+            log.close()
+
+    def files_done(self) -> int:
+        try:
+            done: int = self.status()["files"]["done"]
+        except OSError:
+            return -1
+        return done
+
+    def stop(self) -> int | None:
+        for engine in self.engines:
+            engine.kill()
+            engine.wait(timeout=10)
+        if self.server is None or self.server.poll() is not None:
+            return None
+        self.server.send_signal(signal.SIGTERM)
+        return self.server.wait(timeout=30)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    the_run = Run(tmp_path)
+    yield the_run
+    the_run.stop()
+
+
+def arrive(corpus: Corpus, run: Run, names: list[str]) -> None:
+    """Files appear as MinKNOW's do: most renamed in whole, some written in pieces."""
+    for i, name in enumerate(names):
+        if i % 50 == 0:
+            for _ in write_pod5_in_pieces(
+                run.input_dir / name, READS_PER_FILE, 3, seed=_seed(name)
+            ):
+                pass
+        else:
+            staged = run.input_dir.parent / name
+            shutil.copyfile(corpus.folder / name, staged)
+            staged.rename(run.input_dir / name)
+
+
+def _seed(name: str) -> int:
+    return int(name.removesuffix(".pod5").rsplit("_", 1)[1])
+
+
+def fastq_read_ids(output_dir: Path) -> Counter[str]:
+    ids: Counter[str] = Counter()
+    for kind in ("pass", "fail"):
+        for path in (output_dir / kind).iterdir():
+            lines = path.read_text().splitlines()
+            ids.update(line[1:] for line in lines[0::4])
+    return ids
+
+
+def assert_exactly_once(corpus: Corpus, run: Run) -> None:
+    expected = Counter(rid for ids in corpus.read_ids.values() for rid in ids)
+    found = fastq_read_ids(run.output_dir)
+    missing = expected - found
+    duplicated = {rid: n for rid, n in found.items() if n > 1}
+    assert not missing, f"{len(missing)} reads lost"
+    assert not duplicated, f"{len(duplicated)} reads basecalled more than once"
+    assert found == expected
+    # and each .pod5 was merged by exactly one job
+    merged: Counter[str] = Counter()
+    for manifest in run.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
+        merged.update(json.loads(manifest.read_text())["files"])
+    assert merged == Counter(dict.fromkeys(corpus.read_ids, 1))
+    assert not list(run.input_dir.glob("ASSIGNED_*"))
+
+
+def test_seed_protocol_engines_basecall_a_live_run_exactly_once(corpus: Corpus, run: Run) -> None:
+    """8 seed-protocol engines, 2,000 files arriving during the run: every read once."""
+    names = sorted(corpus.read_ids, key=_seed)
+    run.start_server()
+    run.start_engines(N_ENGINES)
+    for start in range(0, N_FILES, 200):
+        arrive(corpus, run, names[start : start + 200])
+    wait_for(lambda: run.files_done() == N_FILES, 240, "all files to be done")
+    status = run.status()
+    assert status["files"]["ready"] == status["files"]["assigned"] == 0
+    assert len(status["engines"]) == N_ENGINES
+    assert run.stop() == 0, "SIGTERM must end the server cleanly"
+    assert_exactly_once(corpus, run)
+
+
+def test_kill_9_and_restart_mid_run_loses_and_duplicates_nothing(corpus: Corpus, run: Run) -> None:
+    """The server is SIGKILLed half-way and restarted: nothing lost, nothing duplicated."""
+    names = sorted(corpus.read_ids, key=_seed)
+    run.start_server()
+    run.start_engines(N_ENGINES)
+    arrive(corpus, run, names[: N_FILES // 2])
+    wait_for(lambda: run.files_done() >= N_FILES // 4, 240, "a quarter of the files done")
+    assert run.server is not None
+    run.server.kill()  # kill -9, wherever it is
+    run.server.wait(timeout=10)
+    arrive(corpus, run, names[N_FILES // 2 :])  # files keep arriving while it is down
+    run.start_server()
+    wait_for(lambda: run.files_done() == N_FILES, 240, "all files to be done after restart")
+    assert run.stop() == 0
+    assert_exactly_once(corpus, run)
