@@ -27,7 +27,7 @@ from aiohttp import web
 from reactor import api
 from reactor.config import Config
 from reactor.journal import Journal
-from reactor.keys import CONFIG, REACTOR, SWEEPER, WATCHER
+from reactor.keys import CONFIG, REACTOR, SWEEPER
 from reactor.service import Clock, Reactor
 from reactor.state import Job
 from reactor.sweeper import Sweeper
@@ -52,7 +52,6 @@ def create_app(
     extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
     reactor = Reactor(config, clock=clock, journal=journal, **extra)
     app[REACTOR] = reactor
-    app[WATCHER] = None
     app[SWEEPER] = Sweeper(
         reactor,
         clock=clock,
@@ -119,13 +118,11 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
         watch_job(job)
     reactor.on_job_live.append(watch_job)
     reactor.on_job_ended.append(unwatch_job)
-    app[WATCHER] = watcher
     app[SWEEPER].health_check = lambda: in_worker("check_health", watcher.check_health)
     yield
     app[SWEEPER].health_check = None
     reactor.on_job_live.remove(watch_job)
     reactor.on_job_ended.remove(unwatch_job)
-    app[WATCHER] = None
     watch_worker.shutdown(wait=True)
     watcher.stop()
 

@@ -10,9 +10,7 @@ if TYPE_CHECKING:
     from reactor.config import Config
     from reactor.service import Reactor
     from reactor.sweeper import Sweeper
-    from reactor.watcher import Watcher
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
-WATCHER: web.AppKey[Watcher | None] = web.AppKey("watcher")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")

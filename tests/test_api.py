@@ -78,7 +78,7 @@ async def test_assignwork_hands_out_oldest_files_with_seed_fields(
     assert sorted(os.listdir(links)) == names[:3]
     for name in names[:3]:
         assert (links / name).resolve() == (run_dirs.input_dir / name).resolve()
-        assert not Path(os.readlink(links / name)).is_absolute()
+        assert not (links / name).readlink().is_absolute()
     out = run_dirs.output_dir / body["job_output_dir"]
     assert (out / "pass").is_dir()
     assert (out / "fail").is_dir()

@@ -6,7 +6,6 @@ exactly once."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -140,7 +139,7 @@ class Run:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=REPO,
-                )  # fmt: skip
+                )
             )
             log.close()
 

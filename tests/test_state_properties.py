@@ -1,0 +1,466 @@
+"""RunState driven by hypothesis through arbitrary event sequences, checked against a model.
+
+The model restates PRODUCT.md's file and job states in the simplest terms. After every
+step: each file is in one state and counts() are exact; the ready queue is exactly the
+READY files, once each, in the model's order; every ASSIGNED file is held by one live job
+that lists it; DONE and QUARANTINED are final; nothing but a READY file is handed out;
+and a quarantined file failed max_attempts times or was set aside by an unknown report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from reactor.state import (
+    LIVE_JOB_STATES,
+    CompletionAction,
+    FileState,
+    JobState,
+    Outcome,
+    RunState,
+)
+
+MAX_ATTEMPTS = 2
+LEASE_S = 10.0
+ENGINES = ["gpu-node01.cluster", "engine_1"]
+# Mostly DONE and FAILED, as engines report; now and then a state reactor does not know.
+REPORTS = ["DONE", "DONE", "done", "FAILED", "FAILED", "failed", "ERROR", "Done "]
+reports = st.sampled_from(REPORTS)
+failures_before = st.sampled_from([0, 0, 0, 1])  # what a restart may know from disk
+
+
+@dataclass
+class ModelFile:
+    state: FileState
+    failures: int = 0
+    job_id: str | None = None
+    expired_job: str | None = None
+    present: bool = True
+
+
+@dataclass
+class ModelJob:
+    engine_id: str
+    files: dict[str, int]
+    state: JobState
+    deadline: float
+    superseded: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_JOB_STATES
+
+    @property
+    def kind(self) -> str:
+        if self.live:
+            return "live"
+        return "expired" if self.state is JobState.EXPIRED else "finished"
+
+
+class RunStateMachine(RuleBasedStateMachine):
+    # As in a live run, new files keep arriving; later events hit any file seen so far.
+    names = Bundle("names")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = RunState(MAX_ATTEMPTS)
+        self.now = 0.0
+        self.last_job_id = 0
+        self.last_file = 0
+        self.files: dict[str, ModelFile] = {}
+        self.queue: list[str] = []  # the ready queue, front first
+        self.model_jobs: dict[str, ModelJob] = {}
+        self.ever_done: set[str] = set()
+        self.ever_quarantined: set[str] = set()
+        self.set_aside: set[str] = set()  # quarantined by an unknown report, not by failures
+
+    @initialize(target=names, count=st.integers(0, 4))
+    def files_at_start(self, count: int) -> object:
+        return multiple(*(self.arrive(True, 0, output_first=False) for _ in range(count)))
+
+    # ------------------------------------------------------------ model helpers
+
+    def _fresh_name(self) -> str:
+        self.last_file += 1
+        return f"PAK00000_pass_abcdef12_0123abcd_{self.last_file}.pod5"
+
+    def _views(self) -> object:
+        """What a plan_* call or a refused commit must leave untouched."""
+        return (
+            {
+                n: (r.state, r.job_id, r.expired_job, r.failures)
+                for n, r in self.state.files.items()
+            },
+            list(self.state.ready_names()),
+            self.state.counts(),
+            {job_id: (j.state, j.superseded) for job_id, j in self.state.jobs.items()},
+        )
+
+    def _requeue_front(self, names: Iterable[str]) -> None:
+        requeued = []
+        for name in names:
+            record = self.files[name]
+            record.job_id = None
+            if record.present:
+                record.state = FileState.READY
+                requeued.append(name)
+            else:
+                del self.files[name]  # assigned, then deleted: nothing to retry
+        self.queue = requeued + self.queue
+
+    def _supersede(self, job_id: str) -> None:
+        job = self.model_jobs[job_id]
+        job.superseded = True
+        for name in job.files:
+            record = self.files.get(name)
+            if record is not None and record.expired_job == job_id:
+                record.expired_job = None
+
+    def _expected_completion(
+        self, job: ModelJob, job_id: str, outcome: Outcome
+    ) -> CompletionAction:
+        if job.live:
+            return {
+                Outcome.DONE: CompletionAction.MERGE,
+                Outcome.FAILED: CompletionAction.FAIL,
+                Outcome.UNKNOWN: CompletionAction.SET_ASIDE,
+            }[outcome]
+        if job.state is JobState.EXPIRED:
+            if outcome is not Outcome.DONE:
+                return CompletionAction.LATE_IGNORED
+            # A late DONE merges only if none of its files went anywhere since the expiry.
+            untouched = all(
+                (record := self.files.get(name)) is not None
+                and record.state is FileState.READY
+                and record.expired_job == job_id
+                for name in job.files
+            )
+            if untouched and not job.superseded:
+                return CompletionAction.MERGE
+            return CompletionAction.CONFLICT
+        finished = {
+            JobState.DONE: Outcome.DONE,
+            JobState.FAILED: Outcome.FAILED,
+            JobState.UNKNOWN: Outcome.UNKNOWN,
+        }[job.state]
+        if outcome is finished or job.state is JobState.UNKNOWN:
+            return CompletionAction.REPEAT
+        return CompletionAction.CONFLICT
+
+    # ------------------------------------------------------------- ingestion
+
+    @rule(
+        target=names,
+        complete=st.booleans(),
+        failures=failures_before,
+        output_first=st.sampled_from([False, False, False, True]),
+    )
+    def arrive(self, complete: bool, failures: int, output_first: bool) -> str:
+        """A new `.pod5`; now and then its FASTQ was found first (the seed's done rule)."""
+        name = self._fresh_name()
+        if output_first:
+            self.done_by_output(name)
+        self.see(name, complete, failures)
+        return name
+
+    @rule(name=names, complete=st.booleans(), failures=failures_before)
+    def see(self, name: str, complete: bool, failures: int) -> None:
+        got = self.state.file_seen(name, complete=complete, now=self.now, failures=failures)
+        record = self.files.get(name)
+        if record is None:
+            state = FileState.READY if complete else FileState.INCOMPLETE
+            self.files[name] = ModelFile(state, failures=failures)
+            if state is FileState.READY and failures:
+                self.queue.insert(0, name)
+            elif state is FileState.READY:
+                self.queue.append(name)
+        else:
+            record.present = True
+            if record.state is FileState.INCOMPLETE and complete:
+                record.state = FileState.READY
+                self.queue.append(name)
+        assert got is self.files[name].state
+
+    @rule(name=names)
+    def gone(self, name: str) -> None:
+        got = self.state.file_gone(name, now=self.now)
+        record = self.files.get(name)
+        assert got is (record.state if record else None)
+        if record is None:
+            return
+        if record.state in (FileState.INCOMPLETE, FileState.READY):
+            del self.files[name]
+            if name in self.queue:
+                self.queue.remove(name)
+        else:
+            record.present = False
+
+    @rule(name=names)
+    def done_by_output(self, name: str) -> None:
+        changed = self.state.mark_done_by_output(name, now=self.now)
+        record = self.files.get(name)
+        if record is None:
+            self.files[name] = ModelFile(FileState.DONE, present=False)
+            assert changed
+        elif record.state in (FileState.INCOMPLETE, FileState.READY):
+            if record.state is FileState.READY:
+                self.queue.remove(name)
+            record.state = FileState.DONE
+            assert changed
+        else:
+            assert not changed
+
+    # ------------------------------------------------------------ assignment
+
+    @rule(engine_id=st.sampled_from(ENGINES), batch_size=st.integers(-1, 4))
+    def assign(self, engine_id: str, batch_size: int) -> None:
+        before = self._views()
+        plan = self.state.plan_assignment(engine_id, batch_size)
+        assert self._views() == before, "plan_assignment changed the state"
+        expected = self.queue[: max(batch_size, 0)]
+        assert list(plan.files) == expected  # FIFO, retried files first
+        assert plan.files == {name: self.files[name].failures + 1 for name in expected}
+        expired = {job for n in expected if (job := self.files[n].expired_job) is not None}
+        assert plan.supersede == tuple(sorted(expired))
+        if plan.empty:
+            return
+        for name in plan.files:
+            # Never hand out a file that is incomplete, done or quarantined.
+            assert self.state.state_of(name) is FileState.READY
+            assert name not in self.ever_done | self.ever_quarantined
+        self.last_job_id += 1
+        job_id = str(self.last_job_id)
+        job = self.state.commit_assignment(plan, job_id, now=self.now, lease_s=LEASE_S)
+        assert job.files == plan.files
+        for expired_id in plan.supersede:
+            self._supersede(expired_id)
+        for name in plan.files:
+            record = self.files[name]
+            record.state, record.job_id, record.expired_job = FileState.ASSIGNED, job_id, None
+            self.queue.remove(name)
+        self.model_jobs[job_id] = ModelJob(
+            engine_id, dict(plan.files), JobState.ASSIGNED, self.now + LEASE_S
+        )
+
+    @precondition(lambda self: bool(self.queue))
+    @rule(
+        engine_id=st.sampled_from(ENGINES),
+        batch_size=st.integers(1, 4),
+        change=st.sampled_from(["gone", "done_by_output", "reused_job_id"]),
+        data=st.data(),
+    )
+    def stale_assignment(
+        self, engine_id: str, batch_size: int, change: str, data: st.DataObject
+    ) -> None:
+        """A plan overtaken by events, or a job id in use, is refused and changes nothing."""
+        plan = self.state.plan_assignment(engine_id, batch_size)
+        if change == "reused_job_id":
+            if not self.model_jobs:
+                return
+            job_id = data.draw(st.sampled_from(sorted(self.model_jobs)), label="job id in use")
+        else:
+            job_id = str(self.last_job_id + 1)
+            victim = data.draw(st.sampled_from(sorted(plan.files)), label="stale file")
+            if change == "gone":
+                self.gone(victim)
+            else:
+                self.done_by_output(victim)
+        before = self._views()
+        with pytest.raises(ValueError, match=r"stale|already in use"):
+            self.state.commit_assignment(plan, job_id, now=self.now, lease_s=LEASE_S)
+        assert self._views() == before, "a refused commit changed the state"
+
+    @precondition(lambda self: bool(self.model_jobs))
+    @rule(data=st.data())
+    def keepalive(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.model_jobs)), label="job")
+        late = self.state.keepalive(job_id, "basecalling", now=self.now)
+        job = self.model_jobs[job_id]
+        assert late is not job.live
+        if job.live:
+            job.state = JobState.PROCESSING
+            job.deadline = self.now + LEASE_S
+
+    # ------------------------------------------------------------ completion
+
+    def _complete(self, job_id: str, report: str) -> None:
+        outcome = Outcome.parse(report)
+        job = self.model_jobs[job_id]
+        before = self._views()
+        plan = self.state.plan_completion(job_id, outcome)
+        assert self._views() == before, "plan_completion changed the state"
+        assert plan.action is self._expected_completion(job, job_id, outcome)
+        if plan.action is CompletionAction.FAIL:
+            assert plan.quarantine == tuple(n for n, a in job.files.items() if a >= MAX_ATTEMPTS)
+            assert plan.requeue == tuple(
+                n for n, a in job.files.items() if a < MAX_ATTEMPTS and self.files[n].present
+            )
+        if plan.action is CompletionAction.CONFLICT:
+            assert plan.supersede is (job.state is JobState.EXPIRED and not job.superseded)
+        self.state.apply_completion(plan, now=self.now)
+        if plan.action is CompletionAction.MERGE:
+            job.state = JobState.DONE
+            for name in job.files:
+                record = self.files[name]
+                if record.state is FileState.READY:  # the late DONE of an expired job
+                    self.queue.remove(name)
+                record.state, record.job_id, record.expired_job = FileState.DONE, None, None
+        elif plan.action is CompletionAction.FAIL:
+            job.state = JobState.FAILED
+            for name in job.files:
+                self.files[name].failures += 1
+            for name in plan.quarantine:
+                self.files[name].state, self.files[name].job_id = FileState.QUARANTINED, None
+            for name in job.files:
+                if name not in plan.requeue and name not in plan.quarantine:
+                    del self.files[name]  # assigned, then deleted: nothing to retry
+            self._requeue_front(plan.requeue)
+        elif plan.action is CompletionAction.SET_ASIDE:
+            job.state = JobState.UNKNOWN
+            for name in job.files:
+                self.files[name].state, self.files[name].job_id = FileState.QUARANTINED, None
+                self.set_aside.add(name)
+        elif plan.action is CompletionAction.CONFLICT and plan.supersede:
+            self._supersede(job_id)
+
+    @precondition(lambda self: bool(self.model_jobs))
+    @rule(
+        kind=st.sampled_from(["live", "live", "expired", "finished"]),
+        report=reports,
+        data=st.data(),
+    )
+    def completed(self, kind: str, report: str, data: st.DataObject) -> None:
+        """A /completed report on a live, an expired or an already finished job."""
+        ids = [job_id for job_id, job in self.model_jobs.items() if job.kind == kind]
+        job_id = data.draw(st.sampled_from(ids or list(self.model_jobs)), label="job")
+        self._complete(job_id, report)
+
+    # ---------------------------------------------------------------- expiry
+
+    @rule(dt=st.sampled_from([0.5, 3.0, 9.0, 10.0, 11.0, 25.0]))
+    def time_passes(self, dt: float) -> None:
+        """Time passes and the sweeper runs, expiring every job whose lease ran out."""
+        self.now += dt
+        due = self.state.expired_jobs(self.now)
+        expected = {
+            job_id
+            for job_id, job in self.model_jobs.items()
+            if job.live and self.now > job.deadline
+        }
+        assert {job.job_id for job in due} == expected
+        for job in due:
+            self.state.expire(job.job_id, now=self.now)
+            model = self.model_jobs[job.job_id]
+            model.state = JobState.EXPIRED
+            self._requeue_front(model.files)
+            for name in model.files:
+                record = self.files.get(name)
+                if record is not None and record.state is not FileState.DONE:
+                    record.expired_job = job.job_id
+
+    @precondition(lambda self: any(not job.live for job in self.model_jobs.values()))
+    @rule(data=st.data())
+    def expire_ended_job(self, data: st.DataObject) -> None:
+        """The sweeper may race a report: expiring a job that already ended changes nothing."""
+        ended = [job_id for job_id, job in self.model_jobs.items() if not job.live]
+        job_id = data.draw(st.sampled_from(ended), label="ended job")
+        before = self._views()
+        self.state.expire(job_id, now=self.now)
+        assert self._views() == before
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def files_match_the_model_and_counts_are_exact(self) -> None:
+        records = self.state.files
+        assert {n: r.state for n, r in records.items()} == {
+            n: m.state for n, m in self.files.items()
+        }
+        true_counts = Counter(record.state for record in records.values())
+        assert self.state.counts() == {state: true_counts[state] for state in FileState}
+        for name, model in self.files.items():
+            record = records[name]
+            got = (record.failures, record.present, record.expired_job)
+            assert got == (model.failures, model.present, model.expired_job), name
+
+    @invariant()
+    def ready_queue_is_exactly_the_ready_files(self) -> None:
+        queue = list(self.state.ready_names())
+        assert len(queue) == len(set(queue)), "a file is queued twice"
+        ready = {n for n, r in self.state.files.items() if r.state is FileState.READY}
+        assert set(queue) == ready
+        assert queue == self.queue  # FIFO, with retried and expired files in front
+
+    @invariant()
+    def assigned_files_belong_to_exactly_one_live_job(self) -> None:
+        live = {job.job_id: job for job in self.state.live_jobs()}
+        assert set(live) == {j for j, job in self.state.jobs.items() if job.live}
+        for name, record in self.state.files.items():
+            if record.state is FileState.ASSIGNED:
+                assert record.job_id in live, name
+                assert name in live[record.job_id].files, name
+            else:
+                assert record.job_id is None, name
+        held: set[str] = set()
+        for job in live.values():
+            for name in job.files:
+                record = self.state.files[name]
+                assert record.state is FileState.ASSIGNED, name
+                assert record.job_id == job.job_id, name
+                assert name not in held, f"{name} is held by two live jobs"
+                held.add(name)
+
+    @invariant()
+    def jobs_and_engines_match_the_model(self) -> None:
+        jobs = self.state.jobs
+        assert set(jobs) == set(self.model_jobs)
+        for job_id, model in self.model_jobs.items():
+            job = jobs[job_id]
+            got = (job.state, job.superseded, job.files)
+            assert got == (model.state, model.superseded, model.files), job_id
+            if job.live:
+                assert job.deadline() == model.deadline, job_id
+        for engine_id, engine in self.state.engines.items():
+            assert engine.live_jobs == {
+                j for j, m in self.model_jobs.items() if m.live and m.engine_id == engine_id
+            }
+
+    @invariant()
+    def done_and_quarantined_are_final(self) -> None:
+        states = {n: r.state for n, r in self.state.files.items()}
+        for name in self.ever_done:
+            assert states.get(name) is FileState.DONE, f"{name} left DONE"
+        for name in self.ever_quarantined:
+            assert states.get(name) is FileState.QUARANTINED, f"{name} left QUARANTINED"
+        self.ever_done |= {n for n, s in states.items() if s is FileState.DONE}
+        self.ever_quarantined |= {n for n, s in states.items() if s is FileState.QUARANTINED}
+
+    @invariant()
+    def quarantined_files_failed_max_attempts_times_or_were_set_aside(self) -> None:
+        for name, record in self.state.files.items():
+            if record.state is FileState.QUARANTINED:
+                assert record.failures >= MAX_ATTEMPTS or name in self.set_aside, name
+
+
+RunStateMachine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRunStateMachine = RunStateMachine.TestCase
