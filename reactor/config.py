@@ -8,49 +8,9 @@ Each key can be given three ways; the first one found wins, then the default app
 3. the TOML file named by ``--config`` or ``REACTOR_CONFIG`` (``batch_size = 20``);
    relative paths in it are relative to the file's folder.
 
-Times are in seconds. Keys, defaults and meanings (`describe_keys()` returns the same rows):
-
-input_dir (required)
-    Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: reactor
-    creates ASSIGNED_ folders in it.
-output_dir (required)
-    Folder for results. Must exist and be writable; reactor creates pass/ and fail/ in
-    it. Must not be input_dir.
-listen (127.0.0.1:40765)
-    Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1).
-    Beyond loopback, token or allow must be set.
-batch_size (10)
-    Files per job when an engine asks for batchsize 0 or less.
-report_back_interval (90.0)
-    Seconds a job may go without a keepalive before it expires and its files return to
-    the queue; engines send one every half of this.
-sweep_interval (5.0)
-    Seconds between checks for expired jobs.
-max_attempts (3)
-    Tries per file before it is quarantined in a FAILED_ folder.
-shutdown_interval (100.0)
-    Seconds without work after which /heartbeat answers "true" (idle).
-observer (native)
-    How new files are noticed: native (inotify and the like) or polling (NFS/SMB, where
-    native events miss writes from other hosts).
-poll_interval (2.0)
-    Seconds between folder scans of the polling observer.
-settle_seconds (5.0)
-    Seconds an incomplete .pod5 must stay quiet before it is checked again (for
-    filesystems without close events).
-reconcile_interval (300.0)
-    Seconds between safety-net rescans that catch events the kernel dropped; 0 turns
-    them off.
-token (none)
-    Bearer token clients must send (Authorization: Bearer <token>). Never logged;
-    prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps.
-allow (none)
-    Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the
-    file, comma-separated in the flag or variable.
-log_level (info)
-    debug, info, warning or error.
-log_format (auto)
-    json, console, or auto: JSON unless stdout is a terminal.
+Times are in seconds. The keys, their defaults and meanings are the `_KEYS` table below;
+`describe_keys()` returns them as rows, and the README's settings table shows the same
+rows (a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -394,7 +354,7 @@ _KEYS: tuple[_Key, ...] = (
          meaning="Seconds a job may go without a keepalive before it expires and its files return "
          "to the queue; engines send one every half of this."),
     _Key("sweep_interval", "5.0", "SECONDS", _parse_seconds, _positive_seconds,
-         meaning="Seconds between checks for expired jobs."),
+         meaning="Seconds between checks for expired jobs (and for quiet incomplete files)."),
     _Key("max_attempts", "3", "N", _parse_int, _at_least(1),
          meaning="Tries per file before it is quarantined in a FAILED_ folder."),
     _Key("shutdown_interval", "100.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
@@ -415,7 +375,8 @@ _KEYS: tuple[_Key, ...] = (
          "prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps."),
     _Key("allow", "(none)", "NETWORKS", _parse_allow,
          meaning="Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the "
-         "file, comma-separated in the flag or variable."),
+         "file, comma-separated in the flag or variable. Loopback clients are always "
+         "allowed."),
     _Key("log_level", "info", "LEVEL", _parse_choice, _one_of(LOG_LEVELS),
          meaning="debug, info, warning or error."),
     _Key("log_format", "auto", "FORMAT", _parse_choice, _one_of(LOG_FORMATS),

@@ -387,3 +387,13 @@ async def test_token_is_required_when_configured(
     assert response.status == 200
     await get_json(client, "/assignwork", engineid="e", token="s3cret-token-value")
     await get_json(client, "/healthz")
+
+
+def test_readme_documents_every_route(run_dirs: RunDirs) -> None:
+    """Each route the app serves has a row in the README's protocol table."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    app = create_app(run_dirs.config(), watch=False, sweep=False)
+    paths = {route.resource.canonical for route in app.router.routes() if route.resource}
+    assert paths
+    for path in paths:
+        assert f"`GET {path}" in readme, path

@@ -210,6 +210,13 @@ class RunStateMachine(RuleBasedStateMachine):
         else:
             record.present = False
 
+    @precondition(lambda self: any(f.state is FileState.ASSIGNED for f in self.files.values()))
+    @rule(data=st.data())
+    def assigned_file_gone(self, data: st.DataObject) -> None:
+        """Someone deletes a `.pod5` while an engine works on it."""
+        assigned = [n for n, f in self.files.items() if f.state is FileState.ASSIGNED]
+        self.gone(data.draw(st.sampled_from(assigned), label="assigned file"))
+
     @rule(name=names)
     def done_by_output(self, name: str) -> None:
         changed = self.state.mark_done_by_output(name, now=self.now)
