@@ -1,16 +1,16 @@
 """The filesystem journal: the run folders are the database.
 
-This module owns every change reactor makes on disk, and the recovery that rebuilds the
-run's state from disk alone after a crash. The layout is the seed's (see PRODUCT.md);
+This module owns every change reactor makes on disk; `reactor.recovery` rebuilds the
+run's state from disk alone after a crash, replaying the steps listed here. The layout is the seed's (see PRODUCT.md);
 what it adds is a manifest, `reactor-job.json`, in each job's output folder, and the
 rule that every step is a single atomic `rename` (or an idempotent removal), so a
-`kill -9` between any two steps leaves a state that `recover()` can finish.
+`kill -9` between any two steps leaves a state that recovery can finish.
 
 Each job has one output folder `<KIND>_<jobid>_<engineid>` in OUTPUTDIR whose manifest
 says what the job holds (files, attempt of each) and what was decided about it
 (`state`). The manifest is rewritten atomically (write `*.tmp`, `os.replace`): that
 rewrite is the commit point of every decision. After it, the remaining steps are
-replayed by `recover()` until done.
+replayed by `reactor.recovery.recover()` until done.
 
 Assign (commit point: the rename in step 4)
     1. build `.reactor-staging-<jobid>` in OUTPUTDIR: `pass/`, `fail/`, manifest
@@ -62,21 +62,18 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reactor.names import (
-    INPUT_FOLDERS,
     MANIFEST_NAME,
     STAGING_PREFIX,
     Folder,
     JobFolder,
-    is_pod5_name,
     job_tag,
     output_stem,
-    parse_job_folder,
 )
 from reactor.state import Job, JobState
 
@@ -89,7 +86,22 @@ def _no_checkpoint(step: str) -> None:
 
 
 class JournalError(OSError):
-    """A journal step failed on disk; memory was not changed."""
+    """A journal step failed on disk; memory was not changed.
+
+    Every step is safe to retry: a repeated report or the next sweep carries on from
+    the last step that reached the disk, as recovery would."""
+
+
+@contextlib.contextmanager
+def _on_disk(action: str, job: Job) -> Iterator[None]:
+    """Turn any OSError of a journal operation into a JournalError that says what failed."""
+    try:
+        yield
+    except JournalError:
+        raise
+    except OSError as exc:
+        msg = f"could not {action} job {job.job_id}: {exc}"
+        raise JournalError(msg) from exc
 
 
 @dataclass(slots=True)
@@ -139,20 +151,8 @@ class Manifest:
         )
 
 
-@dataclass(slots=True)
-class Recovered:
-    """What the disk says, after every half-done transition was finished."""
-
-    live: list[Job] = field(default_factory=list)
-    finished: list[Job] = field(default_factory=list)  # done, failed, unknown, expired
-    done: set[str] = field(default_factory=set)
-    quarantined: set[str] = field(default_factory=set)
-    failures: dict[str, int] = field(default_factory=dict)  # name -> failed attempts
-    repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
-
-
 class Journal:
-    """Carries state changes out on disk, each crash-safe; rebuilds state at start."""
+    """Carries state changes out on disk, each step crash-safe (see the module docstring)."""
 
     def __init__(
         self, input_dir: Path, output_dir: Path, checkpoint: Checkpoint = _no_checkpoint
@@ -241,11 +241,12 @@ class Journal:
     def merge(self, job: Job) -> int:
         """DONE: move the job's outputs into pass/ and fail/. Returns entries moved."""
         folder = self.output_folder(job)
-        self._decide(folder, job, JobState.DONE)
-        self._checkpoint("merge:decided")
-        return self._finish_merge(job, folder)
+        with _on_disk("merge the outputs of", job):
+            self._decide(folder, job, JobState.DONE)
+            self._checkpoint("merge:decided")
+            return self.finish_merge(job, folder)
 
-    def _finish_merge(self, job: Job, folder: Path) -> int:
+    def finish_merge(self, job: Job, folder: Path) -> int:
         moved = 0
         tag = job_tag(job.job_id)
         for kind in RESULT_KINDS:
@@ -263,65 +264,65 @@ class Journal:
                 self._checkpoint("merge:output_moved")
         folder.rename(self.output_folder(job, Folder.LOGOUTPUT))
         self._checkpoint("merge:logged")
-        self._release(job)
+        self.release(job)
         self._checkpoint("merge:released")
         return moved
 
     def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
         """FAILED: quarantine files at max_attempts; the others go back to the queue."""
         folder = self.output_folder(job)
-        self._decide(
-            folder, job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
-        )
-        self._checkpoint("fail:decided")
-        self._finish_fail(job, folder, list(quarantine))
+        with _on_disk("record the failure of", job):
+            self._decide(
+                folder, job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
+            )
+            self._checkpoint("fail:decided")
+            self.finish_fail(job, folder, list(quarantine))
 
-    def _finish_fail(self, job: Job, folder: Path, quarantine: list[str]) -> None:
+    def finish_fail(self, job: Job, folder: Path, quarantine: list[str]) -> None:
         if quarantine:
-            self._place_links(job, Folder.FAILED, quarantine)
+            self.place_links(job, Folder.FAILED, quarantine)
             self._checkpoint("fail:quarantined")
             kind = Folder.FAILEDOUTPUT
         else:
             kind = Folder.RETRIEDOUTPUT
         folder.rename(self.output_folder(job, kind))
         self._checkpoint("fail:output_kept")
-        self._release(job)
+        self.release(job)
         self._checkpoint("fail:released")
 
     def set_aside(self, job: Job, engine_state: str) -> None:
         """An unknown job_state: keep both folders aside for a person, as the seed did."""
         folder = self.output_folder(job)
-        self._decide(folder, job, JobState.UNKNOWN, engine_state=engine_state)
-        self._checkpoint("set_aside:decided")
-        self._finish_set_aside(job, folder)
+        with _on_disk("set aside", job):
+            self._decide(folder, job, JobState.UNKNOWN, engine_state=engine_state)
+            self._checkpoint("set_aside:decided")
+            self.finish_set_aside(job, folder)
 
-    def _finish_set_aside(self, job: Job, folder: Path) -> None:
-        self._place_links(job, Folder.UNKNOWN, list(job.files))
+    def finish_set_aside(self, job: Job, folder: Path) -> None:
+        self.place_links(job, Folder.UNKNOWN, list(job.files))
         self._checkpoint("set_aside:input_kept")
         folder.rename(self.output_folder(job, Folder.UNKNOWNOUTPUT))
         self._checkpoint("set_aside:output_kept")
 
     def expire(self, job: Job) -> None:
         """The lease ran out: withdraw the symlinks; outputs stay for a possible late DONE."""
-        self._decide(self.output_folder(job), job, JobState.EXPIRED)
-        self._checkpoint("expire:decided")
-        self._release(job)
-        self._checkpoint("expire:released")
-
-    def merge_late(self, job: Job) -> int:
-        """A late DONE for an expired job whose files were not handed out again."""
-        return self.merge(job)
+        with _on_disk("expire", job):
+            self._decide(self.output_folder(job), job, JobState.EXPIRED)
+            self._checkpoint("expire:decided")
+            self.release(job)
+            self._checkpoint("expire:released")
 
     def supersede(self, job: Job) -> None:
         """An expired job's files go out again: its outputs are set aside, never merged."""
         folder = self.output_folder(job)
-        if folder.exists():
-            folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
-        self._checkpoint("supersede:kept")
+        with _on_disk("set aside the outputs of expired", job):
+            if folder.exists():
+                folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
+            self._checkpoint("supersede:kept")
 
     # ------------------------------------------------------------- helpers
 
-    def _place_links(self, job: Job, kind: Folder, names: list[str]) -> None:
+    def place_links(self, job: Job, kind: Folder, names: list[str]) -> None:
         """Make `<kind>_<job>` hold links to `names`: rename ASSIGNED_ when it holds
         exactly those, else build the folder under a staging name."""
         target = self.input_folder(job, kind)
@@ -338,42 +339,16 @@ class Journal:
             (stage / name).symlink_to(Path("..") / name)
         stage.rename(target)
 
-    def _release(self, job: Job) -> None:
+    def release(self, job: Job) -> None:
         """Remove the job's folder of symlinks (links only: inputs are never touched)."""
         shutil.rmtree(self.input_folder(job), ignore_errors=True)
 
-    # ------------------------------------------------------------ recovery
-
-    def recover(self, now: float, lease_s: float) -> Recovered:
-        """Rebuild the run from disk, finishing every transition a crash cut in half.
-
-        Live jobs get a fresh lease from `now`, so their engines have a whole
-        `lease_s` to send a keepalive to the restarted service.
-        """
-        result = Recovered()
-        for parent in (self.input_dir, self.output_dir):
-            for entry in os.scandir(parent):
-                if entry.name.startswith(STAGING_PREFIX):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    result.repairs.append(("staging_removed", entry.name))
-        inputs = self._input_job_folders()
-        for folder in _job_folders(self.output_dir):
-            if folder.kind not in INPUT_FOLDERS:
-                self._recover_job(folder, inputs.pop(folder.job_id, {}), now, lease_s, result)
-        for kinds in inputs.values():
-            self._recover_input_only(kinds, now, lease_s, result)
-        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest).
-        for folder in _job_folders(self.input_dir):
-            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
-                result.quarantined.update(_pod5_links(self.input_dir / folder.name))
-        return result
-
-    def _input_job_folders(self) -> dict[str, dict[Folder, JobFolder]]:
-        found: dict[str, dict[Folder, JobFolder]] = {}
-        for folder in _job_folders(self.input_dir):
-            if folder.kind in INPUT_FOLDERS:
-                found.setdefault(folder.job_id, {})[folder.kind] = folder
-        return found
+    def rebuild_output_folder(self, job: Job) -> None:
+        """Recreate a live job's output folder and manifest (recovery of seed-era jobs)."""
+        out = self.output_folder(job)
+        for kind in RESULT_KINDS:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+        self._write_manifest(out, self._manifest_for(job, JobState.ASSIGNED))
 
     def result_stems(self) -> set[str]:
         """Stems of the outputs in pass/ and fail/ (the seed's rule for 'done')."""
@@ -385,136 +360,3 @@ class Journal:
                     if stem is not None:
                         stems.add(stem)
         return stems
-
-    def _recover_job(
-        self,
-        folder: JobFolder,
-        inputs: dict[Folder, JobFolder],
-        now: float,
-        lease_s: float,
-        result: Recovered,
-    ) -> None:
-        path = self.output_dir / folder.name
-        manifest = self.read_manifest(path)
-        if folder.kind is Folder.ORPHANOUTPUT:
-            return
-        if manifest is None:
-            self._recover_without_manifest(folder, inputs, now, lease_s, result)
-            return
-        job = _job_from_manifest(manifest, now, lease_s)
-        state = manifest.state
-        in_tmp = folder.kind is Folder.TMPOUTPUT
-        if state == JobState.ASSIGNED and in_tmp:
-            if Folder.ASSIGNED in inputs:
-                result.live.append(job)
-            else:
-                self._orphan(path, folder, result)
-            return
-        if state == JobState.DONE:
-            if in_tmp:
-                self._finish_merge(job, path)
-                result.repairs.append(("merge_finished", folder.name))
-            else:
-                self._release(job)
-            result.done.update(job.files)
-        elif state == JobState.FAILED:
-            if in_tmp:
-                self._finish_fail(job, path, manifest.quarantine)
-                result.repairs.append(("fail_finished", folder.name))
-            else:
-                self._release(job)
-            for name, attempt in job.files.items():
-                result.failures[name] = max(result.failures.get(name, 0), attempt)
-        elif state == JobState.UNKNOWN:
-            if in_tmp:
-                self._finish_set_aside(job, path)
-                result.repairs.append(("set_aside_finished", folder.name))
-            elif Folder.ASSIGNED in inputs:
-                self._place_links(job, Folder.UNKNOWN, list(job.files))
-        elif state == JobState.EXPIRED:
-            self._release(job)
-            job.superseded = not in_tmp
-        else:
-            self._orphan(path, folder, result)
-            return
-        job.state = JobState(state)
-        result.finished.append(job)
-
-    def _recover_without_manifest(
-        self,
-        folder: JobFolder,
-        inputs: dict[Folder, JobFolder],
-        now: float,
-        lease_s: float,
-        result: Recovered,
-    ) -> None:
-        """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""
-        if folder.kind is Folder.TMPOUTPUT and Folder.ASSIGNED in inputs:
-            self._recover_input_only(inputs, now, lease_s, result)
-        elif folder.kind is Folder.LOGOUTPUT:
-            result.done.update(_pod5_links(self.input_dir / folder.renamed(Folder.ASSIGNED).name))
-
-    def _recover_input_only(
-        self, kinds: dict[Folder, JobFolder], now: float, lease_s: float, result: Recovered
-    ) -> None:
-        """An ASSIGNED_ folder whose output folder is missing or has no manifest: a live
-        job (seed-era, or a person removed the output folder). Its manifest is rebuilt."""
-        folder = kinds.get(Folder.ASSIGNED)
-        if folder is None:
-            return
-        names = sorted(_pod5_links(self.input_dir / folder.name))
-        job = Job(
-            job_id=folder.job_id,
-            engine_id=folder.engine_id,
-            files=dict.fromkeys(names, 1),
-            state=JobState.ASSIGNED,
-            assigned_at=now,
-            last_seen=now,
-            lease_s=lease_s,
-        )
-        out = self.output_folder(job)
-        for kind in RESULT_KINDS:
-            (out / kind).mkdir(parents=True, exist_ok=True)
-        self._write_manifest(out, self._manifest_for(job, JobState.ASSIGNED))
-        result.live.append(job)
-        result.repairs.append(("manifest_rebuilt", folder.name))
-
-    def _orphan(self, path: Path, folder: JobFolder, result: Recovered) -> None:
-        """An output folder whose assignment never committed: nobody got its files."""
-        written = any(
-            any(os.scandir(path / kind)) for kind in RESULT_KINDS if (path / kind).is_dir()
-        )
-        if written:
-            path.rename(self.output_dir / folder.renamed(Folder.ORPHANOUTPUT).name)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-        result.repairs.append(("orphan_removed", folder.name))
-
-
-def _job_folders(parent: Path) -> list[JobFolder]:
-    folders = []
-    for entry in os.scandir(parent):
-        if entry.is_dir(follow_symlinks=False):
-            folder = parse_job_folder(entry.name)
-            if folder is not None:
-                folders.append(folder)
-    return folders
-
-
-def _pod5_links(folder: Path) -> set[str]:
-    with contextlib.suppress(FileNotFoundError):
-        return {name for name in os.listdir(folder) if is_pod5_name(name)}
-    return set()
-
-
-def _job_from_manifest(manifest: Manifest, now: float, lease_s: float) -> Job:
-    return Job(
-        job_id=manifest.job_id,
-        engine_id=manifest.engine_id,
-        files=dict(manifest.files),
-        state=JobState.ASSIGNED,
-        assigned_at=now,
-        last_seen=now,
-        lease_s=lease_s,
-        engine_state=manifest.engine_state,
-    )

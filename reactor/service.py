@@ -22,8 +22,9 @@ from typing import Any
 import structlog
 
 from reactor.config import Config
-from reactor.journal import Journal, Recovered
+from reactor.journal import Journal
 from reactor.names import is_pod5_name, new_job_id, output_stem
+from reactor.recovery import Recovered, recover
 from reactor.signature import check_pod5
 from reactor.state import (
     CompletionAction,
@@ -82,7 +83,7 @@ class Reactor:
         began = time.perf_counter()
         now = self.clock()
         lease = self.config.report_back_interval
-        recovered = self.journal.recover(now, lease)
+        recovered = recover(self.journal, now, lease)
         state = self.state
         for name in recovered.done:
             state.restore_done(name, now)

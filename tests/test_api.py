@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -397,3 +398,18 @@ def test_readme_documents_every_route(run_dirs: RunDirs) -> None:
     assert paths
     for path in paths:
         assert f"`GET {path}" in readme, path
+
+
+async def test_storage_failure_answers_503_and_changes_nothing(
+    make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
+) -> None:
+    """When the journal cannot write (here: the job's output folder was removed by hand),
+    /completed answers a JSON 503, never a 500, and the job stays live."""
+    add_files(run_dirs, 1)
+    client = await make_client()
+    job = await get_json(client, "/assignwork", engineid="e", batchsize=1)
+    shutil.rmtree(run_dirs.output_dir / job["job_output_dir"])
+    body = await get_json(client, "/completed", 503, job_id=job["jobid"], job_state="DONE")
+    assert body["error"] == "storage_unavailable"
+    assert job["jobid"] in body["detail"]
+    assert client.server.app[REACTOR].state.jobs[job["jobid"]].live

@@ -1,0 +1,194 @@
+"""Recovery: rebuild the run's state from disk alone, finishing half-done transitions.
+
+Runs once at start, before the service answers anything. It reads every job folder's
+manifest (`reactor-job.json`, see `reactor.journal` for the protocol), replays the steps
+of any decision that was committed but not finished when the process died, removes
+staging leftovers and assignments that never committed, and returns what the disk says:
+live jobs (with a fresh lease), finished jobs, done and quarantined files, and how many
+times each requeued file has failed. Seed-era folders without a manifest are taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reactor.journal import RESULT_KINDS, Journal
+from reactor.names import (
+    INPUT_FOLDERS,
+    STAGING_PREFIX,
+    Folder,
+    JobFolder,
+    is_pod5_name,
+    parse_job_folder,
+)
+from reactor.state import Job, JobState
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What the disk says, after every half-done transition was finished."""
+
+    live: list[Job] = field(default_factory=list)
+    finished: list[Job] = field(default_factory=list)  # done, failed, unknown, expired
+    done: set[str] = field(default_factory=set)
+    quarantined: set[str] = field(default_factory=set)
+    failures: dict[str, int] = field(default_factory=dict)  # name -> failed attempts
+    repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
+
+
+def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
+    """Rebuild the run from disk, finishing every transition a crash cut in half.
+
+    Live jobs get a fresh lease from `now`, so their engines have a whole `lease_s` to
+    send a keepalive to the restarted service.
+    """
+    return _Recovery(journal, now, lease_s).run()
+
+
+class _Recovery:
+    def __init__(self, journal: Journal, now: float, lease_s: float) -> None:
+        self.journal = journal
+        self.input_dir = journal.input_dir
+        self.output_dir = journal.output_dir
+        self.now = now
+        self.lease_s = lease_s
+        self.result = Recovered()
+
+    def run(self) -> Recovered:
+        result = self.result
+        for parent in (self.input_dir, self.output_dir):
+            for entry in os.scandir(parent):
+                if entry.name.startswith(STAGING_PREFIX):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    result.repairs.append(("staging_removed", entry.name))
+        inputs = self._input_job_folders()
+        for folder in _job_folders(self.output_dir):
+            if folder.kind not in INPUT_FOLDERS:
+                self._recover_job(folder, inputs.pop(folder.job_id, {}))
+        for kinds in inputs.values():
+            self._recover_input_only(kinds)
+        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest).
+        for folder in _job_folders(self.input_dir):
+            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
+                result.quarantined.update(_pod5_links(self.input_dir / folder.name))
+        return result
+
+    def _input_job_folders(self) -> dict[str, dict[Folder, JobFolder]]:
+        found: dict[str, dict[Folder, JobFolder]] = {}
+        for folder in _job_folders(self.input_dir):
+            if folder.kind in INPUT_FOLDERS:
+                found.setdefault(folder.job_id, {})[folder.kind] = folder
+        return found
+
+    def _new_job(self, job_id: str, engine_id: str, files: dict[str, int]) -> Job:
+        return Job(
+            job_id=job_id,
+            engine_id=engine_id,
+            files=files,
+            state=JobState.ASSIGNED,
+            assigned_at=self.now,
+            last_seen=self.now,
+            lease_s=self.lease_s,
+        )
+
+    def _recover_job(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
+        """One output folder: what its manifest says, and where the folder is, tell
+        which steps of which transition are left to do."""
+        if folder.kind is Folder.ORPHANOUTPUT:
+            return
+        journal, result = self.journal, self.result
+        path = self.output_dir / folder.name
+        manifest = journal.read_manifest(path)
+        if manifest is None:
+            self._recover_without_manifest(folder, inputs)
+            return
+        job = self._new_job(manifest.job_id, manifest.engine_id, dict(manifest.files))
+        job.engine_state = manifest.engine_state
+        state = manifest.state
+        in_tmp = folder.kind is Folder.TMPOUTPUT
+        if state == JobState.ASSIGNED and in_tmp:
+            if Folder.ASSIGNED in inputs:
+                result.live.append(job)
+            else:
+                self._orphan(path, folder)
+            return
+        if state == JobState.DONE:
+            if in_tmp:
+                journal.finish_merge(job, path)
+                result.repairs.append(("merge_finished", folder.name))
+            else:
+                journal.release(job)
+            result.done.update(job.files)
+        elif state == JobState.FAILED:
+            if in_tmp:
+                journal.finish_fail(job, path, manifest.quarantine)
+                result.repairs.append(("fail_finished", folder.name))
+            else:
+                journal.release(job)
+            for name, attempt in job.files.items():
+                result.failures[name] = max(result.failures.get(name, 0), attempt)
+        elif state == JobState.UNKNOWN:
+            if in_tmp:
+                journal.finish_set_aside(job, path)
+                result.repairs.append(("set_aside_finished", folder.name))
+            elif Folder.ASSIGNED in inputs:
+                journal.place_links(job, Folder.UNKNOWN, list(job.files))
+        elif state == JobState.EXPIRED:
+            journal.release(job)
+            job.superseded = not in_tmp
+        else:
+            self._orphan(path, folder)
+            return
+        job.state = JobState(state)
+        result.finished.append(job)
+
+    def _recover_without_manifest(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
+        """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""
+        if folder.kind is Folder.TMPOUTPUT and Folder.ASSIGNED in inputs:
+            self._recover_input_only(inputs)
+        elif folder.kind is Folder.LOGOUTPUT:
+            assigned = self.input_dir / folder.renamed(Folder.ASSIGNED).name
+            self.result.done.update(_pod5_links(assigned))
+
+    def _recover_input_only(self, kinds: dict[Folder, JobFolder]) -> None:
+        """An ASSIGNED_ folder whose output folder is missing or has no manifest: a live
+        job (seed-era, or a person removed the output folder). Its manifest is rebuilt."""
+        folder = kinds.get(Folder.ASSIGNED)
+        if folder is None:
+            return
+        names = sorted(_pod5_links(self.input_dir / folder.name))
+        job = self._new_job(folder.job_id, folder.engine_id, dict.fromkeys(names, 1))
+        self.journal.rebuild_output_folder(job)
+        self.result.live.append(job)
+        self.result.repairs.append(("manifest_rebuilt", folder.name))
+
+    def _orphan(self, path: Path, folder: JobFolder) -> None:
+        """An output folder whose assignment never committed: nobody got its files."""
+        written = any(
+            any(os.scandir(path / kind)) for kind in RESULT_KINDS if (path / kind).is_dir()
+        )
+        if written:
+            path.rename(self.output_dir / folder.renamed(Folder.ORPHANOUTPUT).name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        self.result.repairs.append(("orphan_removed", folder.name))
+
+
+def _job_folders(parent: Path) -> list[JobFolder]:
+    folders = []
+    for entry in os.scandir(parent):
+        if entry.is_dir(follow_symlinks=False):
+            folder = parse_job_folder(entry.name)
+            if folder is not None:
+                folders.append(folder)
+    return folders
+
+
+def _pod5_links(folder: Path) -> set[str]:
+    with contextlib.suppress(FileNotFoundError):
+        return {name for name in os.listdir(folder) if is_pod5_name(name)}
+    return set()
