@@ -70,10 +70,10 @@ def create_app(
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     reactor.start()
-    log.info("serving", listen=app[CONFIG].listen, **reactor._count_fields())
+    log.info("serving", listen=app[CONFIG].listen, **reactor.count_fields())
     yield
     reactor.ready = False
-    log.info("stopped", **reactor._count_fields())
+    log.info("stopped", **reactor.count_fields())
 
 
 async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,10 +1,11 @@
 """The filesystem journal: the run folders are the database.
 
 This module owns every change reactor makes on disk; `reactor.recovery` rebuilds the
-run's state from disk alone after a crash, replaying the steps listed here. The layout is the seed's (see PRODUCT.md);
-what it adds is a manifest, `reactor-job.json`, in each job's output folder, and the
-rule that every step is a single atomic `rename` (or an idempotent removal), so a
-`kill -9` between any two steps leaves a state that recovery can finish.
+run's state from disk alone after a crash, replaying the steps listed here. The layout
+is the seed's (see PRODUCT.md); what it adds is a manifest, `reactor-job.json`, in each
+job's output folder, and the rule that every step is a single atomic `rename` (or an
+idempotent removal), so a `kill -9` between any two steps leaves a state that recovery
+can finish.
 
 Each job has one output folder `<KIND>_<jobid>_<engineid>` in OUTPUTDIR whose manifest
 says what the job holds (files, attempt of each) and what was decided about it

@@ -17,7 +17,7 @@ ENGINE_ID_MAX_LEN = 64
 _ENGINE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Job ids are 128 random bits written in decimal, the shape the seed used (uuid4().int).
 _JOB_ID_RE = re.compile(r"[0-9]{1,40}")
-_POD5_NAME_RE = re.compile(r"[^/\x00.][^/\x00]*\.pod5")
+_POD5_NAME_RE = re.compile(r"[^/\x00-\x1f\x7f.][^/\x00-\x1f\x7f]*\.pod5")
 
 STAGING_PREFIX = ".reactor-staging-"
 MANIFEST_NAME = "reactor-job.json"

@@ -107,7 +107,7 @@ class Reactor:
             live_jobs=len(recovered.live),
             finished_jobs=len(recovered.finished),
             repairs=len(recovered.repairs),
-            **self._count_fields(),
+            **self.count_fields(),
         )
         return recovered
 
@@ -276,7 +276,9 @@ class Reactor:
             self.state.file_gone(name, now)
             removed += 1
         for stem in self.journal.result_stems():
-            self.state.mark_done_by_output(f"{stem}.pod5", now)
+            name = f"{stem}.pod5"
+            if name in on_disk:
+                self._done_by_output(name, f"{stem}.*", now)
         self.reconciles += 1
         log.info(
             "reconciled",
@@ -296,11 +298,17 @@ class Reactor:
         elif event.area is Area.RESULTS:
             stem = output_stem(event.name)
             if stem is not None and event.change is not Change.GONE:
-                name = f"{stem}.pod5"
-                if self.state.mark_done_by_output(name, now):
-                    log.info("file_done_by_output", name=name, output=event.name)
+                self._done_by_output(f"{stem}.pod5", event.name, now)
         elif event.job_id is not None and event.change in (Change.CREATED, Change.MOVED_IN):
             self.state.output_seen(event.job_id)
+
+    def _done_by_output(self, name: str, output: str, now: float) -> None:
+        """The seed's rule, for a `.pod5` that exists: most outputs (dorado's, and the
+        job-tagged ones reactor merges) match no input, and must not invent records."""
+        if name not in self.state.files and not (self.config.input_dir / name).exists():
+            return
+        if self.state.mark_done_by_output(name, now):
+            log.info("file_done_by_output", name=name, output=output)
 
     def _on_input_event(self, event: FsEvent, now: float) -> None:
         name = event.name
@@ -339,7 +347,7 @@ class Reactor:
 
     # ------------------------------------------------------------- views
 
-    def _count_fields(self) -> dict[str, int]:
+    def count_fields(self) -> dict[str, int]:
         return {str(state): count for state, count in self.state.counts().items()}
 
     def heartbeat(self) -> dict[str, Any]:
@@ -349,7 +357,7 @@ class Reactor:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        counts = self._count_fields()
+        counts = self.count_fields()
         elapsed = max(now - self.throughput.started_at, 1e-9)
         rate = self.throughput.files_done / elapsed
         remaining = counts["incomplete"] + counts["ready"] + counts["assigned"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from collections.abc import Awaitable, Callable
@@ -10,8 +11,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
+from reactor.api import ApiError, access_middleware
 from reactor.app import create_app
 from reactor.config import Config
 from reactor.keys import REACTOR, SWEEPER
@@ -413,3 +415,38 @@ async def test_storage_failure_answers_503_and_changes_nothing(
     assert body["error"] == "storage_unavailable"
     assert job["jobid"] in body["detail"]
     assert client.server.app[REACTOR].state.jobs[job["jobid"]].live
+
+
+class _Peer:
+    """A transport that reports a chosen client address (the allow-list reads it)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self.address, 50000) if name == "peername" else default
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [("10.1.2.3", True), ("10.2.0.1", False), ("192.168.1.1", False), ("127.0.0.1", True)],
+)
+async def test_allow_list_admits_only_listed_networks_and_loopback(
+    run_dirs: RunDirs, address: str, allowed: bool
+) -> None:
+    """The access middleware lets in clients from `allow` networks (and loopback) only."""
+    app = create_app(
+        run_dirs.config(allow=(ipaddress.ip_network("10.1.0.0/16"),)), watch=False, sweep=False
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"reached": True})
+
+    request = make_mocked_request("GET", "/status", app=app, transport=_Peer(address))
+    if allowed:
+        response = await access_middleware(request, handler)
+        assert response.status == 200
+    else:
+        with pytest.raises(ApiError) as raised:
+            await access_middleware(request, handler)
+        assert raised.value.status == 403

@@ -130,9 +130,13 @@ async def test_output_named_after_a_pod5_marks_it_done_live(
     """The seed's rule, live: a FASTQ appearing in pass/ with a .pod5's stem marks it done."""
     write_pod5(run_dirs.input_dir / "x.pod5", n_reads=1, seed=1)
     client = await make_client()
+    # an output that matches no .pod5 (dorado's names) invents no file
+    (run_dirs.output_dir / "pass" / "job_id_7_calls_0.fastq").write_text("@r\nA\n+\n!\n")
     (run_dirs.output_dir / "pass" / "x.fastq").write_text("@r\nA\n+\n!\n")
     await eventually(lambda: state_of(client, "x.pod5") is FileState.DONE, "x.pod5 done")
     assert await assign(client) == []
+    assert sum(client.server.app[REACTOR].state.counts().values()) == 1
+    assert state_of(client, "calls_0.pod5") is None
 
 
 async def test_outputs_in_a_job_folder_count_as_progress(

@@ -135,6 +135,9 @@ def test_new_job_id_is_unique() -> None:
         ("/abs/a.pod5", False),
         ("../a.pod5", False),
         ("a\x00.pod5", False),
+        ("a\nb.pod5", False),
+        ("a\tb.pod5", False),
+        ("a\x7fb.pod5", False),
         ("", False),
     ],
 )

@@ -242,7 +242,7 @@ class RunStateMachine(RuleBasedStateMachine):
         expected = self.queue[: max(batch_size, 0)]
         assert list(plan.files) == expected  # FIFO, retried files first
         assert plan.files == {name: self.files[name].failures + 1 for name in expected}
-        expired = {job for n in expected if (job := self.files[n].expired_job) is not None}
+        expired = {e for n in expected if (e := self.files[n].expired_job) is not None}
         assert plan.supersede == tuple(sorted(expired))
         if plan.empty:
             return
@@ -402,8 +402,8 @@ class RunStateMachine(RuleBasedStateMachine):
         assert self.state.counts() == {state: true_counts[state] for state in FileState}
         for name, model in self.files.items():
             record = records[name]
-            got = (record.failures, record.present, record.expired_job)
-            assert got == (model.failures, model.present, model.expired_job), name
+            got = (record.failures, record.present, record.job_id, record.expired_job)
+            assert got == (model.failures, model.present, model.job_id, model.expired_job), name
 
     @invariant()
     def ready_queue_is_exactly_the_ready_files(self) -> None:
