@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt clean
+.PHONY: venv test lint fmt demo clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/reactor demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactor tests

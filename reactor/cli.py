@@ -1,17 +1,39 @@
-"""Command line: `reactor serve` (more commands arrive with later issues).
+"""Command line: `reactor serve | engine | demo | simulate-run | fake-basecaller`.
 
 `main(argv) -> int`: a person's mistake gets one clear line on stderr and exit code 2,
-never a traceback.
+never a traceback. Subcommand modules load their heavy dependencies (the pod5 library)
+only when they run, so `serve` and `engine` work without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reactor import __version__
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "engine": (
+        "reactor.engine",
+        "ask a reactor for batches and run a basecaller (dorado or any command) on them",
+    ),
+    "demo": (
+        "reactor.demo",
+        "run a whole simulated live run here and prove every read was basecalled once",
+    ),
+    "simulate-run": (
+        "reactor.simulate",
+        "write real .pod5 files into a folder over time, the way MinKNOW does",
+    ),
+    "fake-basecaller": (
+        "reactor.fakecaller",
+        "stand-in for dorado: one FASTQ record per read of every .pod5 in a folder",
+    ),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +55,22 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     add_config_arguments(serve)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _module(module_name).add_arguments(sub)
     return parser
+
+
+def _module(name: str) -> _Command:
+    module: _Command = importlib.import_module(name)  # type: ignore[assignment]
+    return module
+
+
+class _Command:
+    """What a subcommand module provides (checked by use, not by inheritance)."""
+
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -70,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command in COMMANDS:
+        return _module(COMMANDS[args.command][0]).run(args)
     parser.print_help(sys.stderr)
     return 2
 

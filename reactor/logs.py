@@ -10,7 +10,7 @@ Keys that every line may carry, stable for anyone who parses the logs:
 ``event``       what happened, a short snake_case name (``job_assigned``, ``file_ready``)
 ``level``       debug, info, warning, error or critical
 ``timestamp``   ISO 8601, UTC
-``logger``      the logger's name, for standard-library records and `get_logger(name)`
+``logger``      the logger's name, for standard-library records
 ``job_id``      the job the line is about
 ``engine_id``   the engine the line is about
 ``files``       how many files (or which files) the line is about
@@ -29,7 +29,7 @@ import sys
 from typing import TextIO
 
 import structlog
-from structlog.typing import FilteringBoundLogger, Processor
+from structlog.typing import Processor
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -120,9 +120,3 @@ def _route_stdlib_logging(
     root.setLevel(level_no)
     for name, floor in _QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, level_no))
-
-
-def get_logger(name: str | None = None) -> FilteringBoundLogger:
-    """A structlog logger; with `name`, its lines carry ``logger=name``."""
-    logger: FilteringBoundLogger = structlog.get_logger()
-    return logger.bind(logger=name) if name is not None else logger

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from reactor.logs import configure_logging, get_logger
+from reactor.logs import configure_logging
 
 
 class FakeTerminal(io.StringIO):
@@ -44,7 +44,7 @@ def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 def test_json_line_carries_event_keys_level_and_utc_timestamp() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream)
-    get_logger().info("job_assigned", job_id="42", engine_id="gpu1", files=3, attempt=1)
+    structlog.get_logger().info("job_assigned", job_id="42", engine_id="gpu1", files=3, attempt=1)
     [line] = json_lines(stream)
     assert line["event"] == "job_assigned"
     assert line["level"] == "info"
@@ -58,19 +58,11 @@ def test_json_line_carries_event_keys_level_and_utc_timestamp() -> None:
     assert stamp.utcoffset() == timedelta(0)
 
 
-def test_named_logger_adds_logger_key() -> None:
-    stream = io.StringIO()
-    configure_logging("info", "json", stream)
-    get_logger("reactor.sweeper").info("job_expired", reason="no keepalive")
-    [line] = json_lines(stream)
-    assert (line["logger"], line["reason"]) == ("reactor.sweeper", "no keepalive")
-
-
 def test_context_variables_are_merged_into_every_line() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream)
     structlog.contextvars.bind_contextvars(job_id="7", engine_id="gpu2")
-    get_logger().info("keepalive", state="processing")
+    structlog.get_logger().info("keepalive", state="processing")
     [line] = json_lines(stream)
     assert (line["job_id"], line["engine_id"], line["state"]) == ("7", "gpu2", "processing")
 
@@ -90,7 +82,7 @@ LEVELS = [
 def test_events_below_the_level_are_dropped(level: str, method: str, shown: bool) -> None:
     stream = io.StringIO()
     configure_logging(level, "json", stream)
-    getattr(get_logger(), method)("something")
+    getattr(structlog.get_logger(), method)("something")
     logging.getLogger("aiohttp.server").log(logging.getLevelName(method.upper()), "stdlib")
     assert len(json_lines(stream)) == (2 if shown else 0)
 
@@ -101,7 +93,7 @@ def test_exception_is_rendered_into_the_json_line() -> None:
     try:
         _ = 1 / 0
     except ZeroDivisionError:
-        get_logger().exception("engine_crashed")
+        structlog.get_logger().exception("engine_crashed")
     [line] = json_lines(stream)
     assert line["level"] == "error"
     assert "ZeroDivisionError" in line["exception"]
@@ -110,7 +102,7 @@ def test_exception_is_rendered_into_the_json_line() -> None:
 def test_paths_are_logged_as_plain_strings() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream)
-    get_logger().info("file_ready", name=Path("/runs/a.pod5"), duration_s=0.25)
+    structlog.get_logger().info("file_ready", name=Path("/runs/a.pod5"), duration_s=0.25)
     [line] = json_lines(stream)
     assert (line["name"], line["duration_s"]) == ("/runs/a.pod5", 0.25)
 
@@ -118,10 +110,10 @@ def test_paths_are_logged_as_plain_strings() -> None:
 def test_aiohttp_access_log_comes_out_as_json_on_the_same_stream() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream)
-    get_logger().info("before")
+    structlog.get_logger().info("before")
     access = logging.getLogger("aiohttp.access")
     access.info('%s "%s" %s', "10.0.0.9", "GET /status HTTP/1.1", 200)
-    get_logger().info("after")
+    structlog.get_logger().info("after")
     before, line, after = json_lines(stream)
     assert (before["event"], after["event"]) == ("before", "after")
     assert line["event"] == '10.0.0.9 "GET /status HTTP/1.1" 200'
@@ -162,7 +154,7 @@ def test_configuring_twice_keeps_one_handler() -> None:
 def test_console_format_is_readable_not_json() -> None:
     stream = io.StringIO()
     configure_logging("info", "console", stream)
-    get_logger().info("job_done", job_id="5")
+    structlog.get_logger().info("job_done", job_id="5")
     logging.getLogger("aiohttp.access").info("GET /status")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
@@ -181,7 +173,7 @@ def test_auto_format_is_json_unless_the_stream_is_a_terminal(
 ) -> None:
     stream = stream_type()
     configure_logging("info", "auto", stream)
-    get_logger().info("hello")
+    structlog.get_logger().info("hello")
     text = stream.getvalue()
     assert "hello" in text
     assert text.startswith("{") is is_json
@@ -189,7 +181,7 @@ def test_auto_format_is_json_unless_the_stream_is_a_terminal(
 
 def test_default_stream_is_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(fmt="json")
-    get_logger().info("to_stdout")
+    structlog.get_logger().info("to_stdout")
     out, err = capsys.readouterr()
     assert json.loads(out)["event"] == "to_stdout"
     assert err == ""
@@ -199,3 +191,14 @@ def test_default_stream_is_stdout(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_level_or_format_is_refused(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="is not one of"):
         configure_logging(level, fmt, io.StringIO())
+
+
+def test_module_level_logger_made_before_configuration_follows_it() -> None:
+    """A logger created before configure_logging (as at import time) writes its JSON."""
+    early = structlog.get_logger("reactor.early")
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    early.info("file_ready", name="a.pod5")
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert line["event"] == "file_ready"
+    assert line["name"] == "a.pod5"

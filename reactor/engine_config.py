@@ -1,0 +1,403 @@
+"""The engine's settings: one frozen `EngineConfig`, from flags, environment and a TOML file.
+
+As for `reactor serve` (see `reactor.config`), each key can be given three ways and the
+first one found wins, then the default applies:
+
+1. a flag, ``--<key with - for _>`` (``--batch-size 20``, ``--until-empty``);
+2. an environment variable, ``REACTOR_ENGINE_<KEY>`` (``REACTOR_ENGINE_BATCH_SIZE=20``);
+   an empty variable counts as unset; booleans are 1/true/yes/on or 0/false/no/off;
+3. the TOML file named by ``--config`` or ``REACTOR_ENGINE_CONFIG``; relative paths in
+   it are relative to the file's folder.
+
+A preset fills in `command` and `stdout_to` (an explicit `stdout_to` still wins); giving
+both `command` and `preset` is a mistake. Every template is parsed here, once, so an
+unknown placeholder stops the engine at start with one line, not at its first batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+# The value parsers are shared with serve's settings, so both word their errors alike.
+from reactor.config import (
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    LogFormat,
+    _at_least,
+    _Check,
+    _Invalid,
+    _no_problem,
+    _one_of,
+    _Parse,
+    _parse_choice,
+    _parse_int,
+    _parse_path,
+    _parse_seconds,
+    _parse_text,
+    _parse_token,
+    _positive_seconds,
+    _token_problem,
+    _toml_type,
+    _zero_or_more_seconds,
+    read_config_file,
+)
+from reactor.engine_command import (
+    PRESETS,
+    command_fields,
+    command_problem,
+    parse_command,
+    parse_template,
+    path_template_problem,
+    program_problem,
+)
+from reactor.names import ENGINE_ID_MAX_LEN, InvalidName, check_engine_id
+
+ENV_PREFIX = "REACTOR_ENGINE_"
+CONFIG_ENV = "REACTOR_ENGINE_CONFIG"
+DEFAULT_MANAGER = f"http://127.0.0.1:{DEFAULT_PORT}"
+_ENGINE_ID_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitise_engine_id(host: str) -> str:
+    """A host name made into an engine id: other characters become '-', leading
+    punctuation goes, at most 64 characters; "engine" if nothing is left."""
+    cleaned = _ENGINE_ID_BAD.sub("-", host).lstrip("._-")[:ENGINE_ID_MAX_LEN]
+    return cleaned or "engine"
+
+
+def default_engine_id() -> str:
+    return sanitise_engine_id(socket.gethostname())
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Every setting of a running engine; built once at start and passed whole."""
+
+    input_dir: Path
+    output_dir: Path
+    command: str
+    manager: str = DEFAULT_MANAGER
+    engine_id: str = field(default_factory=default_engine_id)
+    batch_size: int = 0
+    poll_interval: float = 1.0
+    max_poll_interval: float = 30.0
+    preset: str | None = None
+    model: str | None = None
+    stdout_to: str | None = None
+    token: str | None = field(default=None, repr=False)
+    grace: float = 120.0
+    kill_grace: float = 10.0
+    until_empty: bool = False
+    once: bool = False
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+
+    def __post_init__(self) -> None:
+        for key in _KEYS:
+            value = getattr(self, key.name)
+            problem = None if value is None else key.check(value)
+            if problem is not None:
+                msg = f"{key.name} {problem}"
+                raise ConfigError(msg)
+        _check_relations(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    name: str
+    default: str  # as the docs show it
+    metavar: str
+    parse: _Parse
+    check: _Check = _no_problem
+    meaning: str = ""
+    required: bool = False
+    boolean: bool = False
+
+    @property
+    def dest(self) -> str:
+        """Attribute on the parsed arguments. `reactor`'s own subcommand is `args.command`,
+        so the --command flag must not land there."""
+        return "command_template" if self.name == "command" else self.name
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _parse_bool(raw: object, from_text: bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if from_text and isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    shown = repr(raw) if from_text else _toml_type(raw)
+    msg = f"must be true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)}), got {shown}"
+    raise _Invalid(msg)
+
+
+def _manager_problem(value: str) -> str | None:
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        return f"must be an http:// or https:// URL such as {DEFAULT_MANAGER}, got {value!r}"
+    if url.query_string or url.fragment or url.user is not None:
+        return f"must be the manager's base URL, without user, query or fragment; got {value!r}"
+    return None
+
+
+def _engine_id_problem(value: str) -> str | None:
+    try:
+        check_engine_id(value)
+    except InvalidName:
+        return (
+            f"must be 1-{ENGINE_ID_MAX_LEN} letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit; got {value!r}"
+        )
+    return None
+
+
+def _text_problem(value: str) -> str | None:
+    return None if value.strip() else "is empty: set it or leave it out"
+
+
+def _check_relations(config: EngineConfig) -> None:
+    """Rules across keys, checked without touching the filesystem."""
+    if config.max_poll_interval < config.poll_interval:
+        msg = (
+            f"max_poll_interval ({config.max_poll_interval:g} s) is shorter than "
+            f"poll_interval ({config.poll_interval:g} s): raise it or lower poll_interval"
+        )
+        raise ConfigError(msg)
+    if config.input_dir.absolute() == config.output_dir.absolute():
+        msg = (
+            f"input_dir and output_dir are the same folder ({config.input_dir}): give this "
+            "host's paths of the manager's INPUTDIR and OUTPUTDIR"
+        )
+        raise ConfigError(msg)
+    uses = command_fields(parse_command(config.command))
+    if config.stdout_to is not None:
+        uses |= parse_template(config.stdout_to).fields
+    if "model" in uses and config.model is None:
+        msg = (
+            "model is not set but the command uses {model}: pass --model (such as a dorado "
+            "model name or path) or set REACTOR_ENGINE_MODEL"
+        )
+        raise ConfigError(msg)
+
+
+# fmt: off
+_KEYS: tuple[_Key, ...] = (
+    _Key("manager", DEFAULT_MANAGER, "URL", _parse_text, _manager_problem,
+         meaning="Base URL of the reactor (or seed) manager to ask for work."),
+    _Key("engine_id", "(host name)", "ID", _parse_text, _engine_id_problem,
+         meaning="This engine's name in the manager: letters, digits, '.', '_', '-', at most "
+         "64; by default the host name with other characters made '-'."),
+    _Key("input_dir", "(required)", "DIR", _parse_path, required=True,
+         meaning="This host's path of the run's INPUTDIR; the manager's job folders are "
+         "relative to it."),
+    _Key("output_dir", "(required)", "DIR", _parse_path, required=True,
+         meaning="This host's path of the run's OUTPUTDIR; the manager's job folders are "
+         "relative to it."),
+    _Key("batch_size", "0", "N", _parse_int, _at_least(0),
+         meaning="Files to ask for per batch; 0 takes the manager's default."),
+    _Key("poll_interval", "1.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="First wait after an empty answer; doubles while there is no work. Also "
+         "the first wait before retrying a manager that is away."),
+    _Key("max_poll_interval", "30.0", "SECONDS", _parse_seconds, _positive_seconds,
+         meaning="Longest wait between two requests for work."),
+    _Key("command", "(none)", "TEMPLATE", _parse_text, command_problem,
+         meaning="Command run for each batch, split like a shell line but run without one; "
+         "placeholders {input_dir} {output_dir} {model} {job_id} {engine_id} "
+         "{batch_size} {python}. Give command or preset."),
+    _Key("preset", "(none)", "NAME", _parse_choice, _one_of(tuple(PRESETS)),
+         meaning=f"A ready-made command: {', '.join(PRESETS)} (see below)."),
+    _Key("model", "(none)", "MODEL", _parse_text, _text_problem,
+         meaning="Value of {model}, such as a dorado model name or path."),
+    _Key("stdout_to", "(none)", "TEMPLATE", _parse_text, path_template_problem,
+         meaning="File the command's stdout is written to, such as "
+         "{output_dir}/pass/{job_id}.fastq; without it stdout joins stderr in the job's "
+         "engine.log."),
+    _Key("token", "(none)", "TOKEN", _parse_token, _token_problem,
+         meaning="Bearer token for the manager (Authorization: Bearer). Prefer the variable "
+         "or the file to the flag, which other users can see in ps."),
+    _Key("grace", "120.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+         meaning="How long to ride out a manager that is away (connection errors, 5xx) "
+         "before giving up the batch, or exiting when asking for work."),
+    _Key("kill_grace", "10.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+         meaning="Seconds between SIGTERM and SIGKILL when a command must stop."),
+    _Key("until_empty", "false", "", _parse_bool, boolean=True,
+         meaning="Exit 0 when the manager answers an empty batch."),
+    _Key("once", "false", "", _parse_bool, boolean=True,
+         meaning="Exit after one batch."),
+    _Key("log_level", "info", "LEVEL", _parse_choice, _one_of(LOG_LEVELS),
+         meaning="debug, info, warning or error."),
+    _Key("log_format", "auto", "FORMAT", _parse_choice, _one_of(LOG_FORMATS),
+         meaning="json, console, or auto: JSON unless stdout is a terminal."),
+)
+# fmt: on
+_KEYS_BY_NAME = {key.name: key for key in _KEYS}
+
+
+def describe_engine_keys() -> list[tuple[str, str, str, str]]:
+    """(key, environment variable, default, meaning) for every setting, in order."""
+    return [(key.name, key.env_var, key.default, key.meaning) for key in _KEYS]
+
+
+def add_engine_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and one flag per key; all default to None, meaning "not given"."""
+    group = parser.add_argument_group(
+        "settings", f"Each flag overrides {ENV_PREFIX}<KEY> and the config file."
+    )
+    group.add_argument(
+        "--config", metavar="FILE", default=None, help=f"TOML settings file (or {CONFIG_ENV})"
+    )
+    for key in _KEYS:
+        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]".replace("%", "%%")
+        if key.boolean:
+            group.add_argument(
+                key.flag, dest=key.dest, action="store_true", default=None, help=help_text
+            )
+        else:
+            group.add_argument(
+                key.flag, dest=key.dest, metavar=key.metavar, default=None, help=help_text
+            )
+
+
+def read_engine_config_file(path: Path) -> Mapping[str, object]:
+    """Read the TOML file; any problem becomes a one-line ConfigError naming it."""
+    if not path.exists():  # worded here: serve's reader names serve's variable
+        msg = f"config file {path} does not exist: check --config or {CONFIG_ENV}"
+        raise ConfigError(msg)
+    values = read_config_file(path).values
+    unknown = sorted(set(values) - set(_KEYS_BY_NAME))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, _KEYS_BY_NAME, n=1)
+            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        msg = (
+            f"config file {path} has unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(hints)}; valid keys are: {', '.join(_KEYS_BY_NAME)}"
+        )
+        raise ConfigError(msg)
+    return values
+
+
+def _find(
+    key: _Key, args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, object]
+) -> tuple[object, str, bool] | None:
+    """The winning raw value of `key` as (value, where it came from, is text)."""
+    flag_value = getattr(args, key.dest, None)
+    if flag_value is not None:
+        return flag_value, key.flag, True
+    env_value = env.get(key.env_var)
+    if env_value:
+        return env_value, key.env_var, True
+    if key.name in file:
+        return file[key.name], "the config file", False
+    return None
+
+
+def parse_engine_config(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    file: Mapping[str, object] | None = None,
+    file_path: Path | None = None,
+) -> EngineConfig:
+    """Merge flags > environment > file > defaults into an EngineConfig, without disk."""
+    values: dict[str, Any] = {}
+    for key in _KEYS:
+        found = _find(key, args, env, file or {})
+        if found is None:
+            if key.required:
+                msg = (
+                    f"{key.name} is not set: pass {key.flag}, set {key.env_var} "
+                    f"or add {key.name} to the config file"
+                )
+                raise ConfigError(msg)
+            continue
+        raw, source, from_text = found
+        try:
+            value = key.parse(raw, from_text)
+            problem = key.check(value)
+        except _Invalid as err:
+            problem = str(err)
+        if problem is not None:
+            msg = f"{key.name} {problem} (from {source})"
+            raise ConfigError(msg)
+        if file_path is not None and not from_text and isinstance(value, Path):
+            value = file_path.parent / value  # a no-op for absolute paths
+        values[key.name] = value
+    _apply_preset(values)
+    return EngineConfig(**values)
+
+
+def _apply_preset(values: dict[str, Any]) -> None:
+    preset = values.get("preset")
+    if preset is None:
+        if "command" not in values:
+            msg = (
+                "command is not set: pass --command TEMPLATE or --preset NAME "
+                f"({', '.join(PRESETS)}), or set {ENV_PREFIX}COMMAND"
+            )
+            raise ConfigError(msg)
+        return
+    if "command" in values:
+        msg = f"both command and preset ({preset}) are set: keep one of them"
+        raise ConfigError(msg)
+    values["command"] = PRESETS[preset].command
+    values.setdefault("stdout_to", PRESETS[preset].stdout_to)
+
+
+def _check_folder(key: str, path: Path) -> None:
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        msg = (
+            f"{key} {path} {what}: give this host's path of the run's "
+            f"{key.replace('_', '').upper()} (mounted here as the manager sees it)"
+        )
+        raise ConfigError(msg)
+    if not os.access(path, os.R_OK | os.X_OK):
+        msg = f"{key} {path} cannot be read by this user (uid {os.geteuid()}): fix its permissions"
+        raise ConfigError(msg)
+
+
+def _check_program(config: EngineConfig) -> None:
+    problem = program_problem(parse_command(config.command))
+    if problem is not None:
+        msg = f"command: {problem}"
+        raise ConfigError(msg)
+
+
+def load_engine_config(args: argparse.Namespace, env: Mapping[str, str]) -> EngineConfig:
+    """Read the config file (`--config` or REACTOR_ENGINE_CONFIG), merge, check folders
+    and that the command's program exists."""
+    file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
+    file_path = Path(file_name) if file_name else None
+    file = read_engine_config_file(file_path) if file_path is not None else None
+    config = parse_engine_config(args, env, file, file_path)
+    _check_folder("input_dir", config.input_dir)
+    _check_folder("output_dir", config.output_dir)
+    _check_program(config)
+    return config
