@@ -1,4 +1,4 @@
-"""Reactor's settings: one frozen `Config`, read from flags, environment and a TOML file.
+"""reactor serve's settings: one frozen `Config`, read from flags, environment and a TOML file.
 
 Each key can be given three ways; the first one found wins, then the default applies:
 
@@ -11,38 +11,59 @@ Each key can be given three ways; the first one found wins, then the default app
 Times are in seconds. The keys, their defaults and meanings are the `_KEYS` table below;
 `describe_keys()` returns them as rows, and the README's settings table shows the same
 rows (a test keeps the two in step).
+
+This module owns serve's own: `Config`, its key table, `listen` and `allow` parsing, the
+folder checks and `load_config`. The parsers, the TOML reader and `ConfigError` live in
+`reactor.settings`, shared with the engine; the last two are re-exported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import ipaddress
-import math
 import os
 import re
 import stat
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from reactor.settings import (
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Check,
+    Invalid,
+    LogFormat,
+    Parse,
+    at_least,
+    no_problem,
+    one_of,
+    parse_choice,
+    parse_int,
+    parse_path,
+    parse_seconds,
+    parse_text,
+    parse_token,
+    parse_value,
+    positive_seconds,
+    reject_unknown_keys,
+    token_problem,
+    toml_type,
+    zero_or_more_seconds,
+)
+from reactor.settings import ConfigError as ConfigError
+from reactor.settings import ConfigFile as ConfigFile
+from reactor.settings import read_config_file as read_config_file
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ObserverKind = Literal["native", "polling"]
-LogFormat = Literal["auto", "json", "console"]
 
-DEFAULT_PORT = 40765
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 ENV_PREFIX = "REACTOR_"
 CONFIG_ENV = "REACTOR_CONFIG"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 OBSERVERS = ("native", "polling")
-LOG_FORMATS = ("auto", "json", "console")
-
-
-class ConfigError(Exception):
-    """A setting a person must fix. The message is one line: what is wrong, what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,34 +107,12 @@ class Config:
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigFile:
-    """A parsed TOML config file, kept with its path for error messages."""
-
-    path: Path
-    values: Mapping[str, object]
-
-
-class _Invalid(Exception):
-    """Internal: what is wrong with one value, worded to follow the key's name."""
-
-
-# (raw value, came from a flag or variable) -> typed value; raises _Invalid.
-_Parse = Callable[[object, bool], object]
-# typed value -> problem (worded to follow the key's name) or None.
-_Check = Callable[[Any], str | None]
-
-
-def _no_problem(_value: object) -> str | None:
-    return None
-
-
-@dataclass(frozen=True, slots=True)
 class _Key:
     name: str
     default: str  # as the docs show it
     metavar: str
-    parse: _Parse
-    check: _Check = _no_problem
+    parse: Parse
+    check: Check = no_problem
     meaning: str = ""
     required: bool = False
 
@@ -126,88 +125,21 @@ class _Key:
         return ENV_PREFIX + self.name.upper()
 
 
-def _toml_type(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    return names.get(type(value), "a list" if isinstance(value, list) else "a table")
-
-
-def _parse_text(raw: object, from_text: bool) -> str:
-    if not isinstance(raw, str):
-        msg = f"must be a string, got {_toml_type(raw)}"
-        raise _Invalid(msg)
-    return raw.strip() if from_text else raw
-
-
-def _parse_path(raw: object, from_text: bool) -> Path:
-    text = _parse_text(raw, from_text)
-    if not text or "\x00" in text:
-        msg = "must be the path of a folder, got an empty or malformed value"
-        raise _Invalid(msg)
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:  # "~" with no home directory to expand it to
-        msg = f"starts with ~ but this user has no home directory; give a full path, not {text!r}"
-        raise _Invalid(msg) from None
-
-
-def _parse_int(raw: object, from_text: bool) -> int:
-    if from_text and isinstance(raw, str):
-        try:
-            return int(raw.strip())
-        except ValueError:
-            msg = f"must be a whole number, got {raw!r}"
-            raise _Invalid(msg) from None
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        msg = f"must be a whole number, got {_toml_type(raw)}"
-        raise _Invalid(msg)
-    return raw
-
-
-def _parse_seconds(raw: object, from_text: bool) -> float:
-    if from_text and isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            msg = f"must be a number of seconds such as 2.5, got {raw!r}"
-            raise _Invalid(msg) from None
-    elif isinstance(raw, bool) or not isinstance(raw, int | float):
-        msg = f"must be a number of seconds, got {_toml_type(raw)}"
-        raise _Invalid(msg)
-    else:
-        value = float(raw)
-    if not math.isfinite(value):
-        msg = f"must be a finite number of seconds, got {value}"
-        raise _Invalid(msg)
-    return value
-
-
-def _parse_choice(raw: object, from_text: bool) -> str:
-    return _parse_text(raw, from_text).lower()
-
-
-def _parse_token(raw: object, from_text: bool) -> str:
-    # Never echo the value: it is a secret.
-    if not isinstance(raw, str):
-        msg = f"must be a string, got {_toml_type(raw)}"
-        raise _Invalid(msg)
-    return raw
-
-
 def _parse_allow(raw: object, from_text: bool) -> tuple[Network, ...]:
     if from_text and isinstance(raw, str):
         items: list[object] = [part.strip() for part in raw.split(",") if part.strip()]
     elif isinstance(raw, list):
         items = raw
     else:
-        msg = f'must be a list of networks such as ["10.0.0.0/8"], got {_toml_type(raw)}'
-        raise _Invalid(msg)
+        msg = f'must be a list of networks such as ["10.0.0.0/8"], got {toml_type(raw)}'
+        raise Invalid(msg)
     return tuple(_parse_network(item) for item in items)
 
 
 def _parse_network(item: object) -> Network:
     if not isinstance(item, str):
-        msg = f"must list networks as strings, got {_toml_type(item)}"
-        raise _Invalid(msg)
+        msg = f"must list networks as strings, got {toml_type(item)}"
+        raise Invalid(msg)
     try:
         return ipaddress.ip_network(item.strip())
     except ValueError:
@@ -216,50 +148,16 @@ def _parse_network(item: object) -> Network:
         loose = ipaddress.ip_network(item.strip(), strict=False)
     except ValueError:
         msg = f"entry {item!r} is not a network such as 10.0.0.0/8, 192.168.1.7 or fd00::/8"
-        raise _Invalid(msg) from None
+        raise Invalid(msg) from None
     msg = f"entry {item!r} has host bits set; did you mean {loose}?"
-    raise _Invalid(msg)
-
-
-def _at_least(minimum: int) -> _Check:
-    def check(value: int) -> str | None:
-        return None if value >= minimum else f"must be at least {minimum}, got {value}"
-
-    return check
-
-
-def _positive_seconds(value: float) -> str | None:
-    return None if value > 0 else f"must be more than 0 seconds, got {value:g}"
-
-
-def _zero_or_more_seconds(value: float) -> str | None:
-    return None if value >= 0 else f"must be 0 or more seconds, got {value:g}"
-
-
-def _one_of(options: tuple[str, ...]) -> _Check:
-    def check(value: str) -> str | None:
-        if value in options:
-            return None
-        return f"must be one of {', '.join(options)}; got {value!r}"
-
-    return check
+    raise Invalid(msg)
 
 
 def _listen_problem(value: str) -> str | None:
     try:
         _split_listen(value)
-    except _Invalid as err:
+    except Invalid as err:
         return str(err)
-    return None
-
-
-def _token_problem(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value:
-        return "is empty: set a long random string (openssl rand -hex 32) or leave it unset"
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        return "must not contain spaces or control characters: it is sent in an HTTP header"
     return None
 
 
@@ -280,15 +178,15 @@ def _split_listen(listen: str) -> tuple[str, int]:
             sep = ""
         if not sep or (rest and not rest.startswith(":")):
             msg = f"{listen!r} is not {_LISTEN_FORMS}"
-            raise _Invalid(msg)
+            raise Invalid(msg)
         return host, _port(rest[1:]) if rest else DEFAULT_PORT
     if text.count(":") > 1:
         msg = f"{listen!r} looks like an IPv6 address: put it in brackets, as in [::1]:40765"
-        raise _Invalid(msg)
+        raise Invalid(msg)
     host, sep, port_text = text.partition(":")
     if _HOST_RE.fullmatch(host) is None or (re.fullmatch(r"[0-9.]+", host) and not _is_ipv4(host)):
         msg = f"{listen!r} is not {_LISTEN_FORMS}"
-        raise _Invalid(msg)
+        raise Invalid(msg)
     return host, _port(port_text) if sep else DEFAULT_PORT
 
 
@@ -303,7 +201,7 @@ def _is_ipv4(text: str) -> bool:
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         msg = f"port must be a number from 1 to 65535, got {text!r}"
-        raise _Invalid(msg)
+        raise Invalid(msg)
     return int(text)
 
 
@@ -339,51 +237,51 @@ def _check_relations(config: Config) -> None:
 # A table reads best as a table: one key per entry, its meaning on the lines below.
 # fmt: off
 _KEYS: tuple[_Key, ...] = (
-    _Key("input_dir", "(required)", "DIR", _parse_path, required=True,
+    _Key("input_dir", "(required)", "DIR", parse_path, required=True,
          meaning="Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: "
          "reactor creates ASSIGNED_ folders in it."),
-    _Key("output_dir", "(required)", "DIR", _parse_path, required=True,
+    _Key("output_dir", "(required)", "DIR", parse_path, required=True,
          meaning="Folder for results. Must exist and be writable; reactor creates pass/ and fail/ "
          "in it. Must not be input_dir."),
-    _Key("listen", DEFAULT_LISTEN, "HOST:PORT", _parse_text, _listen_problem,
+    _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, _listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),
-    _Key("batch_size", "10", "N", _parse_int, _at_least(1),
+    _Key("batch_size", "10", "N", parse_int, at_least(1),
          meaning="Files per job when an engine asks for batchsize 0 or less."),
-    _Key("report_back_interval", "90.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("report_back_interval", "90.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Seconds a job may go without a keepalive before it expires and its files return "
          "to the queue; engines send one every half of this."),
-    _Key("sweep_interval", "5.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("sweep_interval", "5.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Seconds between checks for expired jobs (and for quiet incomplete files)."),
-    _Key("max_attempts", "3", "N", _parse_int, _at_least(1),
+    _Key("max_attempts", "3", "N", parse_int, at_least(1),
          meaning="Tries per file before it is quarantined in a FAILED_ folder."),
-    _Key("shutdown_interval", "100.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+    _Key("shutdown_interval", "100.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning='Seconds without work after which /heartbeat answers "true" (idle).'),
-    _Key("observer", "native", "KIND", _parse_choice, _one_of(OBSERVERS),
+    _Key("observer", "native", "KIND", parse_choice, one_of(OBSERVERS),
          meaning="How new files are noticed: native (inotify and the like) or polling (NFS/SMB, "
          "where native events miss writes from other hosts)."),
-    _Key("poll_interval", "2.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("poll_interval", "2.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Seconds between folder scans of the polling observer."),
-    _Key("settle_seconds", "5.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("settle_seconds", "5.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Seconds an incomplete .pod5 must stay quiet before it is checked again (for "
          "filesystems without close events)."),
-    _Key("reconcile_interval", "300.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+    _Key("reconcile_interval", "300.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="Seconds between safety-net rescans that catch events the kernel dropped; 0 turns "
          "them off."),
-    _Key("token", "(none)", "TOKEN", _parse_token, _token_problem,
+    _Key("token", "(none)", "TOKEN", parse_token, token_problem,
          meaning="Bearer token clients must send (Authorization: Bearer <token>). Never logged; "
          "prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps."),
     _Key("allow", "(none)", "NETWORKS", _parse_allow,
          meaning="Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the "
          "file, comma-separated in the flag or variable. Loopback clients are always "
          "allowed."),
-    _Key("log_level", "info", "LEVEL", _parse_choice, _one_of(LOG_LEVELS),
+    _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),
          meaning="debug, info, warning or error."),
-    _Key("log_format", "auto", "FORMAT", _parse_choice, _one_of(LOG_FORMATS),
+    _Key("log_format", "auto", "FORMAT", parse_choice, one_of(LOG_FORMATS),
          meaning="json, console, or auto: JSON unless stdout is a terminal."),
 )
 # fmt: on
-_KEYS_BY_NAME = {key.name: key for key in _KEYS}
+_KEY_NAMES = tuple(key.name for key in _KEYS)
 
 
 def describe_keys() -> list[tuple[str, str, str]]:
@@ -410,43 +308,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def read_config_file(path: Path) -> ConfigFile:
-    """Read a TOML config file; any problem becomes a ConfigError naming the file."""
-    try:
-        with open(path, "rb") as file:
-            values = tomllib.load(file)
-    except FileNotFoundError:
-        msg = f"config file {path} does not exist: check --config or {CONFIG_ENV}"
-        raise ConfigError(msg) from None
-    except OSError as err:
-        msg = (
-            f"config file {path} cannot be read ({err.strerror}): check --config or its permissions"
-        )
-        raise ConfigError(msg) from None
-    except tomllib.TOMLDecodeError as err:
-        msg = f"config file {path} is not valid TOML: {err}; fix that line"
-        raise ConfigError(msg) from None
-    except UnicodeDecodeError:
-        msg = f"config file {path} is not UTF-8 text: save it as UTF-8"
-        raise ConfigError(msg) from None
-    return ConfigFile(path, values)
-
-
-def _reject_unknown_keys(file: ConfigFile) -> None:
-    unknown = sorted(set(file.values) - set(_KEYS_BY_NAME))
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, _KEYS_BY_NAME, n=1)
-        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
-    msg = (
-        f"config file {file.path} has unknown key{'s' if len(unknown) > 1 else ''} "
-        f"{', '.join(hints)}; valid keys are: {', '.join(_KEYS_BY_NAME)}"
-    )
-    raise ConfigError(msg)
-
-
 def _find(
     key: _Key, args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None
 ) -> tuple[object, str, bool] | None:
@@ -467,7 +328,7 @@ def parse_config(
 ) -> Config:
     """Merge flags > environment > file > defaults into a Config, without touching disk."""
     if file is not None:
-        _reject_unknown_keys(file)
+        reject_unknown_keys(file, _KEY_NAMES)
     values: dict[str, Any] = {}
     for key in _KEYS:
         found = _find(key, args, env, file)
@@ -480,14 +341,7 @@ def parse_config(
                 raise ConfigError(msg)
             continue
         raw, source, from_text = found
-        try:
-            value = key.parse(raw, from_text)
-            problem = key.check(value)
-        except _Invalid as err:
-            problem = str(err)
-        if problem is not None:
-            msg = f"{key.name} {problem} (from {source})"
-            raise ConfigError(msg)
+        value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
         if file is not None and not from_text and isinstance(value, Path):
             value = file.path.parent / value  # a no-op for absolute paths
         values[key.name] = value
@@ -553,7 +407,7 @@ def prepare_output_dirs(config: Config) -> None:
 def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders."""
     file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
-    file = read_config_file(Path(file_name)) if file_name else None
+    file = read_config_file(Path(file_name), CONFIG_ENV) if file_name else None
     config = parse_config(args, env, file)
     check_folders(config)
     return config

@@ -78,7 +78,6 @@ from collections.abc import Sequence
 import aiohttp
 import structlog
 
-from reactor.config import ConfigError
 from reactor.engine_client import EngineClient
 from reactor.engine_command import PRESETS
 from reactor.engine_config import (
@@ -89,6 +88,7 @@ from reactor.engine_config import (
 )
 from reactor.engine_runner import EXIT_CANNOT_GO_ON, Engine
 from reactor.logs import configure_logging
+from reactor.settings import ConfigError
 
 # Lazy, as in the other modules: the real logger is made at first use, after
 # configure_logging.

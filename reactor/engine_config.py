@@ -12,12 +12,15 @@ first one found wins, then the default applies:
 A preset fills in `command` and `stdout_to` (an explicit `stdout_to` still wins); giving
 both `command` and `preset` is a mistake. Every template is parsed here, once, so an
 unknown placeholder stops the engine at start with one line, not at its first batch.
+
+This module owns what is the engine's own: `EngineConfig`, its key table, the engine id,
+the manager URL, presets and the folder and program checks. The value parsers, the TOML
+reader and `ConfigError` are shared with serve's settings in `reactor.settings`.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 import socket
@@ -28,31 +31,6 @@ from typing import Any
 
 from yarl import URL
 
-# The value parsers are shared with serve's settings, so both word their errors alike.
-from reactor.config import (
-    DEFAULT_PORT,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    ConfigError,
-    LogFormat,
-    _at_least,
-    _Check,
-    _Invalid,
-    _no_problem,
-    _one_of,
-    _Parse,
-    _parse_choice,
-    _parse_int,
-    _parse_path,
-    _parse_seconds,
-    _parse_text,
-    _parse_token,
-    _positive_seconds,
-    _token_problem,
-    _toml_type,
-    _zero_or_more_seconds,
-    read_config_file,
-)
 from reactor.engine_command import (
     PRESETS,
     command_fields,
@@ -63,6 +41,32 @@ from reactor.engine_command import (
     program_problem,
 )
 from reactor.names import ENGINE_ID_MAX_LEN, InvalidName, check_engine_id
+from reactor.settings import (
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Check,
+    ConfigError,
+    Invalid,
+    LogFormat,
+    Parse,
+    at_least,
+    no_problem,
+    one_of,
+    parse_choice,
+    parse_int,
+    parse_path,
+    parse_seconds,
+    parse_text,
+    parse_token,
+    parse_value,
+    positive_seconds,
+    read_config_file,
+    reject_unknown_keys,
+    token_problem,
+    toml_type,
+    zero_or_more_seconds,
+)
 
 ENV_PREFIX = "REACTOR_ENGINE_"
 CONFIG_ENV = "REACTOR_ENGINE_CONFIG"
@@ -119,8 +123,8 @@ class _Key:
     name: str
     default: str  # as the docs show it
     metavar: str
-    parse: _Parse
-    check: _Check = _no_problem
+    parse: Parse
+    check: Check = no_problem
     meaning: str = ""
     required: bool = False
     boolean: bool = False
@@ -149,9 +153,9 @@ def _parse_bool(raw: object, from_text: bool) -> bool:
         return raw
     if from_text and isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
         return raw.strip().lower() in _TRUE
-    shown = repr(raw) if from_text else _toml_type(raw)
+    shown = repr(raw) if from_text else toml_type(raw)
     msg = f"must be true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)}), got {shown}"
-    raise _Invalid(msg)
+    raise Invalid(msg)
 
 
 def _manager_problem(value: str) -> str | None:
@@ -208,55 +212,55 @@ def _check_relations(config: EngineConfig) -> None:
 
 # fmt: off
 _KEYS: tuple[_Key, ...] = (
-    _Key("manager", DEFAULT_MANAGER, "URL", _parse_text, _manager_problem,
+    _Key("manager", DEFAULT_MANAGER, "URL", parse_text, _manager_problem,
          meaning="Base URL of the reactor (or seed) manager to ask for work."),
-    _Key("engine_id", "(host name)", "ID", _parse_text, _engine_id_problem,
+    _Key("engine_id", "(host name)", "ID", parse_text, _engine_id_problem,
          meaning="This engine's name in the manager: letters, digits, '.', '_', '-', at most "
          "64; by default the host name with other characters made '-'."),
-    _Key("input_dir", "(required)", "DIR", _parse_path, required=True,
+    _Key("input_dir", "(required)", "DIR", parse_path, required=True,
          meaning="This host's path of the run's INPUTDIR; the manager's job folders are "
          "relative to it."),
-    _Key("output_dir", "(required)", "DIR", _parse_path, required=True,
+    _Key("output_dir", "(required)", "DIR", parse_path, required=True,
          meaning="This host's path of the run's OUTPUTDIR; the manager's job folders are "
          "relative to it."),
-    _Key("batch_size", "0", "N", _parse_int, _at_least(0),
+    _Key("batch_size", "0", "N", parse_int, at_least(0),
          meaning="Files to ask for per batch; 0 takes the manager's default."),
-    _Key("poll_interval", "1.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("poll_interval", "1.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="First wait after an empty answer; doubles while there is no work. Also "
          "the first wait before retrying a manager that is away."),
-    _Key("max_poll_interval", "30.0", "SECONDS", _parse_seconds, _positive_seconds,
+    _Key("max_poll_interval", "30.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Longest wait between two requests for work."),
-    _Key("command", "(none)", "TEMPLATE", _parse_text, command_problem,
+    _Key("command", "(none)", "TEMPLATE", parse_text, command_problem,
          meaning="Command run for each batch, split like a shell line but run without one; "
          "placeholders {input_dir} {output_dir} {model} {job_id} {engine_id} "
          "{batch_size} {python}. Give command or preset."),
-    _Key("preset", "(none)", "NAME", _parse_choice, _one_of(tuple(PRESETS)),
+    _Key("preset", "(none)", "NAME", parse_choice, one_of(tuple(PRESETS)),
          meaning=f"A ready-made command: {', '.join(PRESETS)} (see below)."),
-    _Key("model", "(none)", "MODEL", _parse_text, _text_problem,
+    _Key("model", "(none)", "MODEL", parse_text, _text_problem,
          meaning="Value of {model}, such as a dorado model name or path."),
-    _Key("stdout_to", "(none)", "TEMPLATE", _parse_text, path_template_problem,
+    _Key("stdout_to", "(none)", "TEMPLATE", parse_text, path_template_problem,
          meaning="File the command's stdout is written to, such as "
          "{output_dir}/pass/{job_id}.fastq; without it stdout joins stderr in the job's "
          "engine.log."),
-    _Key("token", "(none)", "TOKEN", _parse_token, _token_problem,
+    _Key("token", "(none)", "TOKEN", parse_token, token_problem,
          meaning="Bearer token for the manager (Authorization: Bearer). Prefer the variable "
          "or the file to the flag, which other users can see in ps."),
-    _Key("grace", "120.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+    _Key("grace", "120.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="How long to ride out a manager that is away (connection errors, 5xx) "
          "before giving up the batch, or exiting when asking for work."),
-    _Key("kill_grace", "10.0", "SECONDS", _parse_seconds, _zero_or_more_seconds,
+    _Key("kill_grace", "10.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="Seconds between SIGTERM and SIGKILL when a command must stop."),
     _Key("until_empty", "false", "", _parse_bool, boolean=True,
          meaning="Exit 0 when the manager answers an empty batch."),
     _Key("once", "false", "", _parse_bool, boolean=True,
          meaning="Exit after one batch."),
-    _Key("log_level", "info", "LEVEL", _parse_choice, _one_of(LOG_LEVELS),
+    _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),
          meaning="debug, info, warning or error."),
-    _Key("log_format", "auto", "FORMAT", _parse_choice, _one_of(LOG_FORMATS),
+    _Key("log_format", "auto", "FORMAT", parse_choice, one_of(LOG_FORMATS),
          meaning="json, console, or auto: JSON unless stdout is a terminal."),
 )
 # fmt: on
-_KEYS_BY_NAME = {key.name: key for key in _KEYS}
+_KEY_NAMES = tuple(key.name for key in _KEYS)
 
 
 def describe_engine_keys() -> list[tuple[str, str, str, str]]:
@@ -286,22 +290,15 @@ def add_engine_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_engine_config_file(path: Path) -> Mapping[str, object]:
     """Read the TOML file; any problem becomes a one-line ConfigError naming it."""
-    if not path.exists():  # worded here: serve's reader names serve's variable
+    # Checked here, not left to the reader: for a path under a file or a symlink loop
+    # exists() is False, so the engine says "does not exist" where the reader would say
+    # "cannot be read".
+    if not path.exists():
         msg = f"config file {path} does not exist: check --config or {CONFIG_ENV}"
         raise ConfigError(msg)
-    values = read_config_file(path).values
-    unknown = sorted(set(values) - set(_KEYS_BY_NAME))
-    if unknown:
-        hints = []
-        for name in unknown:
-            close = difflib.get_close_matches(name, _KEYS_BY_NAME, n=1)
-            hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
-        msg = (
-            f"config file {path} has unknown key{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(hints)}; valid keys are: {', '.join(_KEYS_BY_NAME)}"
-        )
-        raise ConfigError(msg)
-    return values
+    file = read_config_file(path, CONFIG_ENV)
+    reject_unknown_keys(file, _KEY_NAMES)
+    return file.values
 
 
 def _find(
@@ -338,14 +335,7 @@ def parse_engine_config(
                 raise ConfigError(msg)
             continue
         raw, source, from_text = found
-        try:
-            value = key.parse(raw, from_text)
-            problem = key.check(value)
-        except _Invalid as err:
-            problem = str(err)
-        if problem is not None:
-            msg = f"{key.name} {problem} (from {source})"
-            raise ConfigError(msg)
+        value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
         if file_path is not None and not from_text and isinstance(value, Path):
             value = file_path.parent / value  # a no-op for absolute paths
         values[key.name] = value

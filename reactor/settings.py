@@ -1,0 +1,214 @@
+"""The machinery shared by serve's and engine's settings, so both word their errors alike.
+
+This module owns `ConfigError`, the TOML file reader (`read_config_file`, `ConfigFile`,
+`reject_unknown_keys`), the value parsers (``parse_*``: raw value -> typed value, raising
+`Invalid`), the checks (typed value -> problem or None), `parse_value` which runs one of
+each and words the error, and the choices both share
+(`LOG_LEVELS`, `LOG_FORMATS`, `DEFAULT_PORT`). Problems are worded to follow the key's
+name: ``batch_size`` + ``must be at least 1, got 0``.
+
+The keys themselves, and how flags, environment and file are merged, belong to
+`reactor.config` (serve) and `reactor.engine_config` (engine).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+LogFormat = Literal["auto", "json", "console"]
+
+# Serve listens here by default, and an engine looks for its manager here by default.
+DEFAULT_PORT = 40765
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class ConfigError(Exception):
+    """A setting a person must fix. The message is one line: what is wrong, what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A parsed TOML config file, kept with its path for error messages."""
+
+    path: Path
+    values: Mapping[str, object]
+
+
+class Invalid(Exception):
+    """What is wrong with one value, worded to follow the key's name."""
+
+
+# (raw value, came from a flag or variable) -> typed value; raises Invalid.
+Parse = Callable[[object, bool], object]
+# typed value -> problem (worded to follow the key's name) or None.
+Check = Callable[[Any], str | None]
+
+
+def no_problem(_value: object) -> str | None:
+    return None
+
+
+def toml_type(value: object) -> str:
+    """The kind of a TOML value, as a person would name it ("an integer")."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return names.get(type(value), "a list" if isinstance(value, list) else "a table")
+
+
+def parse_text(raw: object, from_text: bool) -> str:
+    if not isinstance(raw, str):
+        msg = f"must be a string, got {toml_type(raw)}"
+        raise Invalid(msg)
+    return raw.strip() if from_text else raw
+
+
+def parse_path(raw: object, from_text: bool) -> Path:
+    text = parse_text(raw, from_text)
+    if not text or "\x00" in text:
+        msg = "must be the path of a folder, got an empty or malformed value"
+        raise Invalid(msg)
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~" with no home directory to expand it to
+        msg = f"starts with ~ but this user has no home directory; give a full path, not {text!r}"
+        raise Invalid(msg) from None
+
+
+def parse_int(raw: object, from_text: bool) -> int:
+    if from_text and isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            msg = f"must be a whole number, got {raw!r}"
+            raise Invalid(msg) from None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        msg = f"must be a whole number, got {toml_type(raw)}"
+        raise Invalid(msg)
+    return raw
+
+
+def parse_seconds(raw: object, from_text: bool) -> float:
+    if from_text and isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            msg = f"must be a number of seconds such as 2.5, got {raw!r}"
+            raise Invalid(msg) from None
+    elif isinstance(raw, bool) or not isinstance(raw, int | float):
+        msg = f"must be a number of seconds, got {toml_type(raw)}"
+        raise Invalid(msg)
+    else:
+        value = float(raw)
+    if not math.isfinite(value):
+        msg = f"must be a finite number of seconds, got {value}"
+        raise Invalid(msg)
+    return value
+
+
+def parse_choice(raw: object, from_text: bool) -> str:
+    return parse_text(raw, from_text).lower()
+
+
+def parse_token(raw: object, from_text: bool) -> str:
+    # Never echo the value: it is a secret.
+    if not isinstance(raw, str):
+        msg = f"must be a string, got {toml_type(raw)}"
+        raise Invalid(msg)
+    return raw
+
+
+def at_least(minimum: int) -> Check:
+    def check(value: int) -> str | None:
+        return None if value >= minimum else f"must be at least {minimum}, got {value}"
+
+    return check
+
+
+def positive_seconds(value: float) -> str | None:
+    return None if value > 0 else f"must be more than 0 seconds, got {value:g}"
+
+
+def zero_or_more_seconds(value: float) -> str | None:
+    return None if value >= 0 else f"must be 0 or more seconds, got {value:g}"
+
+
+def one_of(options: tuple[str, ...]) -> Check:
+    def check(value: str) -> str | None:
+        if value in options:
+            return None
+        return f"must be one of {', '.join(options)}; got {value!r}"
+
+    return check
+
+
+def token_problem(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value:
+        return "is empty: set a long random string (openssl rand -hex 32) or leave it unset"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "must not contain spaces or control characters: it is sent in an HTTP header"
+    return None
+
+
+def parse_value(
+    name: str, parse: Parse, check: Check, raw: object, source: str, from_text: bool
+) -> object:
+    """`raw` parsed and checked; a problem becomes a ConfigError naming the key and `source`."""
+    try:
+        value = parse(raw, from_text)
+        problem = check(value)
+    except Invalid as err:
+        problem = str(err)
+    if problem is not None:
+        msg = f"{name} {problem} (from {source})"
+        raise ConfigError(msg)
+    return value
+
+
+def read_config_file(path: Path, config_env: str = "REACTOR_CONFIG") -> ConfigFile:
+    """Read a TOML config file; any problem becomes a ConfigError naming the file.
+
+    `config_env` is the variable that can name the file, for the message when it is
+    missing; serve's by default.
+    """
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except FileNotFoundError:
+        msg = f"config file {path} does not exist: check --config or {config_env}"
+        raise ConfigError(msg) from None
+    except OSError as err:
+        msg = (
+            f"config file {path} cannot be read ({err.strerror}): check --config or its permissions"
+        )
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as err:
+        msg = f"config file {path} is not valid TOML: {err}; fix that line"
+        raise ConfigError(msg) from None
+    except UnicodeDecodeError:
+        msg = f"config file {path} is not UTF-8 text: save it as UTF-8"
+        raise ConfigError(msg) from None
+    return ConfigFile(path, values)
+
+
+def reject_unknown_keys(file: ConfigFile, known: Sequence[str]) -> None:
+    """Raise a ConfigError naming every key of `file` not in `known`, with a likely fix."""
+    unknown = sorted(set(file.values) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    msg = (
+        f"config file {file.path} has unknown key{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(hints)}; valid keys are: {', '.join(known)}"
+    )
+    raise ConfigError(msg)
