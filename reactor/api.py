@@ -9,9 +9,11 @@ by `Reactor`.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 import structlog
@@ -26,8 +28,9 @@ from reactor.state import Job, UnknownJob
 log = structlog.get_logger("reactor.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Health probes answer without a token, so systemd and load balancers can use them.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Health probes answer without a token, so systemd and load balancers can use them; the
+# API's description is public too (it holds no secrets, and clients need it to get one).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 MAX_ENGINE_STATE_LEN = 64
 
 
@@ -55,7 +58,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        response = _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        if "Allow" in exc.headers:  # a 405 must list the methods it allows (RFC 9110, 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except JournalError as exc:
         log.error("journal_error", path=request.path, detail=str(exc))
         detail = f"{exc}; check that the run folders exist and are writable, then retry"
@@ -240,7 +246,18 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+@functools.cache
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 description of this API, shipped in the package as `openapi.json`."""
+    return resources.files("reactor").joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
+    openapi_document()  # read once at start, never inside a request
     app.router.add_get("/assignwork", assignwork)
     app.router.add_get("/keepalive", keepalive)
     app.router.add_get("/completed", completed)
@@ -248,3 +265,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)
