@@ -227,6 +227,21 @@ async def completed(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def requeue(request: web.Request) -> web.Response:
+    """Release quarantined files: `?folder=FAILED_…` (repeatable) or `?all=true`."""
+    folders = request.query.getall("folder", [])
+    everything = (_param(request, "all", required=False) or "").lower() in ("1", "true", "yes")
+    if bool(folders) == everything:
+        detail = "give folder=FAILED_<jobid>_<engineid> (one or more) or all=true"
+        raise ApiError(400, "bad_request", detail)
+    try:
+        released = request.app[REACTOR].requeue(None if everything else folders)
+    except KeyError as exc:
+        detail = f"no quarantine folder named {exc.args[0]!r} in the input folder"
+        raise ApiError(404, "unknown_folder", detail) from None
+    return web.json_response({"released": released})
+
+
 async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response(request.app[REACTOR].heartbeat())
 
@@ -262,6 +277,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/keepalive", keepalive)
     app.router.add_get("/completed", completed)
     app.router.add_get("/heartbeat", heartbeat)
+    app.router.add_post("/requeue", requeue)
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,4 +1,4 @@
-"""Command line: `reactor serve | engine | demo | simulate-run | fake-basecaller`.
+"""Command line: `reactor serve | engine | requeue | demo | simulate-run | fake-basecaller`.
 
 `main(argv) -> int`: a person's mistake gets one clear line on stderr and exit code 2,
 never a traceback. Subcommand modules load their heavy dependencies (the pod5 library)
@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engine": (
         "reactor.engine",
         "ask a reactor for batches and run a basecaller (dorado or any command) on them",
+    ),
+    "requeue": (
+        "reactor.requeue",
+        "release quarantined files back to the queue of a running reactor",
     ),
     "demo": (
         "reactor.demo",

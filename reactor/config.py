@@ -77,6 +77,8 @@ class Config:
     report_back_interval: float = 90.0
     sweep_interval: float = 5.0
     max_attempts: int = 3
+    bench_after: int = 3
+    bench_seconds: float = 300.0
     shutdown_interval: float = 100.0
     observer: ObserverKind = "native"
     poll_interval: float = 2.0
@@ -254,7 +256,14 @@ _KEYS: tuple[_Key, ...] = (
     _Key("sweep_interval", "5.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Seconds between checks for expired jobs (and for quiet incomplete files)."),
     _Key("max_attempts", "3", "N", parse_int, at_least(1),
-         meaning="Tries per file before it is quarantined in a FAILED_ folder."),
+         meaning="Times a file must fail alone (a failed batch is retried in halves) before "
+         "it is quarantined in a FAILED_ folder; with several engines working, on at least "
+         "two of them."),
+    _Key("bench_after", "3", "N", parse_int, at_least(0),
+         meaning="Failed batches in a row after which an engine gets no work for "
+         "bench_seconds, while other engines work; 0 turns benching off."),
+    _Key("bench_seconds", "300.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="How long a benched engine gets empty answers."),
     _Key("shutdown_interval", "100.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning='Seconds without work after which /heartbeat answers "true" (idle).'),
     _Key("observer", "native", "KIND", parse_choice, one_of(OBSERVERS),

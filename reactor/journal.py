@@ -73,8 +73,10 @@ from reactor.names import (
     STAGING_PREFIX,
     Folder,
     JobFolder,
+    is_pod5_name,
     job_tag,
     output_stem,
+    parse_job_folder,
 )
 from reactor.state import Job, JobState
 
@@ -320,6 +322,43 @@ class Journal:
             if folder.exists():
                 folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
             self._checkpoint("supersede:kept")
+
+    def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
+        """Release a quarantine folder (FAILED_… or UNKNOWN_…): a REQUEUED_ marker in
+        OUTPUTDIR records each file's attempt count so far (recovery ignores failures up
+        to it), then the folder of links goes. The marker is the commit point."""
+        marker = self.output_dir / folder.renamed(Folder.REQUEUED).name
+        stage = self._staging(self.output_dir, f"requeue-{folder.job_id}")
+        manifest = Manifest(
+            job_id=folder.job_id,
+            engine_id=folder.engine_id,
+            files=dict(baseline),
+            state="requeued",
+            assigned_at=0.0,
+            decided_at=time.time(),
+        )
+        try:
+            if not marker.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+                stage.mkdir()
+                self._write_manifest(stage, manifest)
+                stage.rename(marker)
+            self._checkpoint("requeue:decided")
+            shutil.rmtree(self.input_dir / folder.name)
+            self._checkpoint("requeue:released")
+        except OSError as exc:
+            msg = f"could not release {folder.name}: {exc}"
+            raise JournalError(msg) from exc
+
+    def quarantine_folders(self) -> dict[str, tuple[JobFolder, list[str]]]:
+        """FAILED_/UNKNOWN_ folders of INPUTDIR by name, with the .pod5 names they hold."""
+        found: dict[str, tuple[JobFolder, list[str]]] = {}
+        for entry in os.scandir(self.input_dir):
+            folder = parse_job_folder(entry.name)
+            if folder is not None and folder.kind in (Folder.FAILED, Folder.UNKNOWN):
+                names = sorted(n for n in os.listdir(entry.path) if is_pod5_name(n))
+                found[entry.name] = (folder, names)
+        return found
 
     # ------------------------------------------------------------- helpers
 

@@ -101,6 +101,7 @@ class Folder(StrEnum):
     EXPIREDOUTPUT = "EXPIREDOUTPUT"  # an expired job's partial outputs, never merged
     UNKNOWNOUTPUT = "UNKNOWNOUTPUT"  # outputs of a job that reported an unknown state
     ORPHANOUTPUT = "ORPHANOUTPUT"  # an output folder whose assignment never committed
+    REQUEUED = "REQUEUED"  # a person released a quarantine: files get fresh attempts
 
 
 INPUT_FOLDERS = frozenset({Folder.ASSIGNED, Folder.FAILED, Folder.UNKNOWN})

@@ -25,6 +25,7 @@ from reactor.names import (
     is_pod5_name,
     parse_job_folder,
 )
+from reactor.retry import FailureHistory, halves
 from reactor.state import Job, JobState
 
 
@@ -36,7 +37,7 @@ class Recovered:
     finished: list[Job] = field(default_factory=list)  # done, failed, unknown, expired
     done: set[str] = field(default_factory=set)
     quarantined: set[str] = field(default_factory=set)
-    failures: dict[str, int] = field(default_factory=dict)  # name -> failed attempts
+    history: dict[str, FailureHistory] = field(default_factory=dict)  # of failed files
     repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
 
 
@@ -57,6 +58,9 @@ class _Recovery:
         self.now = now
         self.lease_s = lease_s
         self.result = Recovered()
+        # name -> failed tries (attempt, batch size, engine); name -> attempts released
+        self.failures: dict[str, list[tuple[int, int, str]]] = {}
+        self.released: dict[str, int] = {}
 
     def run(self) -> Recovered:
         result = self.result
@@ -71,6 +75,10 @@ class _Recovery:
                 self._recover_job(folder, inputs.pop(folder.job_id, {}))
         for kinds in inputs.values():
             self._recover_input_only(kinds)
+        for name, tries in self.failures.items():
+            history = _history(tries, self.released.get(name, 0))
+            if history is not None:
+                result.history[name] = history
         # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest).
         for folder in _job_folders(self.input_dir):
             if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
@@ -99,6 +107,9 @@ class _Recovery:
         """One output folder: what its manifest says, and where the folder is, tell
         which steps of which transition are left to do."""
         if folder.kind is Folder.ORPHANOUTPUT:
+            return
+        if folder.kind is Folder.REQUEUED:
+            self._recover_requeue(folder)
             return
         journal, result = self.journal, self.result
         path = self.output_dir / folder.name
@@ -130,7 +141,8 @@ class _Recovery:
             else:
                 journal.release(job)
             for name, attempt in job.files.items():
-                result.failures[name] = max(result.failures.get(name, 0), attempt)
+                tries = self.failures.setdefault(name, [])
+                tries.append((attempt, len(job.files), job.engine_id))
         elif state == JobState.UNKNOWN:
             if in_tmp:
                 journal.finish_set_aside(job, path)
@@ -145,6 +157,20 @@ class _Recovery:
             return
         job.state = JobState(state)
         result.finished.append(job)
+
+    def _recover_requeue(self, folder: JobFolder) -> None:
+        """A released quarantine: failures up to the recorded attempts no longer count,
+        and the folder of links must be gone (replayed if a crash left it)."""
+        manifest = self.journal.read_manifest(self.output_dir / folder.name)
+        if manifest is None:
+            return
+        for name, attempt in manifest.files.items():
+            self.released[name] = max(self.released.get(name, 0), attempt)
+        for kind in (Folder.FAILED, Folder.UNKNOWN):
+            links = self.input_dir / folder.renamed(kind).name
+            if links.exists():
+                shutil.rmtree(links)
+                self.result.repairs.append(("requeue_finished", links.name))
 
     def _recover_without_manifest(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
         """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""
@@ -192,3 +218,22 @@ def _pod5_links(folder: Path) -> set[str]:
     with contextlib.suppress(FileNotFoundError):
         return {name for name in os.listdir(folder) if is_pod5_name(name)}
     return set()
+
+
+def _history(tries: list[tuple[int, int, str]], released: int) -> FailureHistory | None:
+    """A file's failure history from its failed tries (attempt, batch size, engine),
+    counting only tries after a person released it at attempt `released`. The latest
+    try (highest attempt) sets the batch cap the halving left."""
+    counted = [t for t in tries if t[0] > released]
+    failures = max(attempt for attempt, _, _ in tries)
+    if not counted:
+        return FailureHistory(failures=failures) if failures else None
+    latest_batch = max(counted)[1]
+    cap = 1 if latest_batch == 1 else max(size for _, size in halves(["x"] * latest_batch))
+    solo = [engine for _, batch, engine in counted if batch == 1]
+    return FailureHistory(
+        failures=failures,
+        solo_failures=len(solo),
+        failed_on=frozenset(solo),
+        batch_cap=cap,
+    )

@@ -25,6 +25,7 @@ from reactor.config import Config
 from reactor.journal import Journal
 from reactor.names import is_pod5_name, new_job_id, output_stem
 from reactor.recovery import Recovered, recover
+from reactor.retry import FailureHistory
 from reactor.signature import check_pod5
 from reactor.state import (
     CompletionAction,
@@ -68,7 +69,12 @@ class Reactor:
         self.config = config
         self.clock = clock
         self.journal = journal or Journal(config.input_dir, config.output_dir)
-        self.state = RunState(config.max_attempts)
+        self.state = RunState(
+            config.max_attempts,
+            bench_after=config.bench_after,
+            bench_s=config.bench_seconds,
+            engine_window_s=config.report_back_interval,
+        )
         self._new_job_id = job_id_factory
         self.ready = False
         self.throughput = Throughput(started_at=clock())
@@ -88,11 +94,12 @@ class Reactor:
         for name in recovered.done:
             state.restore_done(name, now)
         for name in recovered.quarantined:
-            state.restore_quarantined(name, recovered.failures.get(name, 0), now)
+            history = recovered.history.get(name)
+            state.restore_quarantined(name, history.failures if history else 0, now)
         for job in recovered.live:
             state.restore_job(job)
         stems = self.journal.result_stems()
-        self._scan_inputs(now, recovered.failures, stems)
+        self._scan_inputs(now, recovered.history, stems)
         for job in recovered.finished:
             state.restore_job(job)
         for job in recovered.live:
@@ -111,7 +118,7 @@ class Reactor:
         )
         return recovered
 
-    def _scan_inputs(self, now: float, failures: dict[str, int], stems: set[str]) -> None:
+    def _scan_inputs(self, now: float, history: dict[str, FailureHistory], stems: set[str]) -> None:
         """Every `.pod5` not accounted for by the journal: done by the seed's rule,
         else ready or incomplete by its signature. Queued oldest first."""
         found: list[tuple[float, str, bool]] = []
@@ -132,8 +139,12 @@ class Reactor:
                 continue
             found.append((check.mtime, name, check.complete))
         found.sort()
-        for _mtime, name, complete in found:
-            self.state.file_seen(name, complete=complete, now=now, failures=failures.get(name, 0))
+        # Files that failed before go to the front, oldest first: file_seen puts each at
+        # the front, so feed them newest first, after all the others.
+        fresh = [entry for entry in found if entry[1] not in history]
+        retried = [entry for entry in reversed(found) if entry[1] in history]
+        for _mtime, name, complete in fresh + retried:
+            self.state.file_seen(name, complete=complete, now=now, history=history.get(name))
 
     # ----------------------------------------------------------- requests
 
@@ -141,7 +152,7 @@ class Reactor:
         """Hand up to `batch_size` ready files to `engine_id`; None when there are none."""
         now = self.clock()
         size = self.config.batch_size if batch_size <= 0 else min(batch_size, MAX_BATCH_SIZE)
-        plan = self.state.plan_assignment(engine_id, size)
+        plan = self.state.plan_assignment(engine_id, size, now)
         if plan.empty:
             self.state.engine_polled(engine_id, now)
             return None
@@ -187,9 +198,9 @@ class Reactor:
     def complete(self, job_id: str, job_state: str) -> CompletionPlan:
         """Carry out an engine's /completed report. Raises Conflict for a 409."""
         outcome = Outcome.parse(job_state)
-        plan = self.state.plan_completion(job_id, outcome)
-        job = plan.job
         now = self.clock()
+        plan = self.state.plan_completion(job_id, outcome, now)
+        job = plan.job
         action = plan.action
         moved = 0
         if action is CompletionAction.MERGE:
@@ -201,7 +212,17 @@ class Reactor:
         elif action is CompletionAction.CONFLICT and plan.supersede:
             self.journal.supersede(job)
         was_live = job.live
+        engine = self.state.engines.get(job.engine_id)
+        benched_before = engine.benched_until if engine else 0.0
         self.state.apply_completion(plan, now)
+        engine = self.state.engines[job.engine_id]
+        if engine.benched_until > benched_before:
+            log.warning(
+                "engine_benched",
+                engine_id=job.engine_id,
+                failed_batches=self.config.bench_after,
+                duration_s=self.config.bench_seconds,
+            )
         if was_live and not job.live:
             self._notify(self.on_job_ended, job)
         self._log_completion(plan, job_state, moved, now)
@@ -230,13 +251,40 @@ class Reactor:
                 **fields,
             )
             for name in plan.quarantine:
-                log.error("file_quarantined", name=name, job_id=job.job_id, reason="max_attempts")
+                record = self.state.files[name]
+                log.error(
+                    "file_quarantined",
+                    name=name,
+                    job_id=job.job_id,
+                    reason="failed_alone",
+                    attempt=record.solo_failures,
+                    engines=sorted(record.failed_on),
+                )
         elif action is CompletionAction.SET_ASIDE:
             log.warning("job_set_aside", state=job_state, **fields)
         elif action is CompletionAction.CONFLICT:
             log.warning("completion_rejected", reason=plan.reason, state=job_state, **fields)
         else:
             log.info("completion_repeated", action=str(action), state=job_state, **fields)
+
+    def requeue(self, folders: list[str] | None) -> dict[str, list[str]]:
+        """Release quarantine folders (FAILED_…/UNKNOWN_…; all when `folders` is None):
+        their files go back to the front of the queue with fresh attempts. Returns the
+        released file names by folder. Raises KeyError naming an unknown folder."""
+        found = self.journal.quarantine_folders()
+        wanted = list(found) if folders is None else folders
+        unknown = [name for name in wanted if name not in found]
+        if unknown:
+            raise KeyError(unknown[0])
+        now = self.clock()
+        released: dict[str, list[str]] = {}
+        for name in wanted:
+            folder, names = found[name]
+            baseline = {n: self.state.files[n].failures for n in names if n in self.state.files}
+            self.journal.requeue(folder, baseline)
+            released[name] = self.state.release_quarantined(names, now)
+            log.warning("quarantine_released", folder=name, files=len(released[name]))
+        return released
 
     # ------------------------------------------------------------ sweeper
 

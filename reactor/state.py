@@ -24,7 +24,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import islice
+
+from reactor.retry import SKIP_LIMIT, FailureHistory, halves, should_bench, should_quarantine
 
 
 class FileState(StrEnum):
@@ -66,7 +67,7 @@ class Outcome(StrEnum):
 
 class CompletionAction(StrEnum):
     MERGE = "merge"  # DONE: move outputs into pass/ and fail/, files done
-    FAIL = "fail"  # FAILED: requeue files below max_attempts, quarantine the rest
+    FAIL = "fail"  # FAILED: requeue in halves; a file failed alone may be quarantined
     SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
     REPEAT = "repeat"  # the same report again: harmless, nothing to do
     LATE_IGNORED = "late_ignored"  # FAILED/unknown after expiry: files are already requeued
@@ -85,6 +86,9 @@ class FileRecord:
     expired_job: str | None = None  # latest expired job whose late DONE could still merge it
     changed_at: float = 0.0  # time of the last state change or filesystem activity
     present: bool = True  # False once the .pod5 was deleted or moved out of INPUTDIR
+    solo_failures: int = 0  # FAILED outcomes of jobs holding only this file
+    failed_on: frozenset[str] = frozenset()  # engines of those solo failures
+    batch_cap: int = 0  # hand it out in batches of at most this many (0: no cap)
 
 
 @dataclass(slots=True)
@@ -118,6 +122,8 @@ class Engine:
     jobs_done: int = 0
     jobs_failed: int = 0
     jobs_expired: int = 0
+    failure_streak: int = 0  # failed batches in a row
+    benched_until: float = 0.0  # no work for it before this time
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,7 @@ class AssignPlan:
     engine_id: str
     files: dict[str, int]  # name -> attempt, in queue order
     supersede: tuple[str, ...]  # expired jobs whose outputs must be set aside first
+    benched: bool = False  # the engine is benched: nothing for it now
 
     @property
     def empty(self) -> bool:
@@ -149,11 +156,21 @@ class CompletionPlan:
 class RunState:
     """The whole run in memory. One instance, owned by the event loop."""
 
-    def __init__(self, max_attempts: int) -> None:
+    def __init__(
+        self,
+        max_attempts: int,
+        *,
+        bench_after: int = 0,
+        bench_s: float = 300.0,
+        engine_window_s: float = 90.0,
+    ) -> None:
         if max_attempts < 1:
             msg = f"max_attempts must be at least 1, not {max_attempts}"
             raise ValueError(msg)
         self.max_attempts = max_attempts
+        self.bench_after = bench_after
+        self.bench_s = bench_s
+        self.engine_window_s = engine_window_s  # an engine seen this recently is working
         self.files: dict[str, FileRecord] = {}
         self.jobs: dict[str, Job] = {}
         self.engines: dict[str, Engine] = {}
@@ -235,19 +252,27 @@ class RunState:
 
     # ------------------------------------------------------------ ingestion
 
-    def file_seen(self, name: str, *, complete: bool, now: float, failures: int = 0) -> FileState:
+    def file_seen(
+        self, name: str, *, complete: bool, now: float, history: FailureHistory | None = None
+    ) -> FileState:
         """A `.pod5` exists in INPUTDIR; `complete` says whether its signature is whole.
 
         Known files keep their state unless an incomplete one has now become complete.
-        Files that failed before (`failures > 0`, known from disk at restart) go to the
+        Files that failed before (`history`, known from disk at restart) go to the
         front of the queue. Returns the file's state afterwards.
         """
         record = self.files.get(name)
         if record is None:
             state = FileState.READY if complete else FileState.INCOMPLETE
-            self._new_record(name, state, now, failures)
-            if state is FileState.READY and failures:
-                self._ready.move_to_end(name, last=False)
+            self._new_record(name, state, now)
+            if history is not None and history.failures:
+                new = self.files[name]
+                new.failures = history.failures
+                new.solo_failures = history.solo_failures
+                new.failed_on = history.failed_on
+                new.batch_cap = history.batch_cap
+                if state is FileState.READY:
+                    self._ready.move_to_end(name, last=False)
             return state
         record.present = True
         if record.state is FileState.INCOMPLETE:
@@ -311,6 +336,25 @@ class RunState:
             self._new_record(name, FileState.QUARANTINED, now, failures)
             self.files[name].present = False
 
+    def release_quarantined(self, names: Iterable[str], now: float) -> list[str]:
+        """A person released these quarantined files: back to the front of the queue, with
+        fresh attempts (their failure counts keep numbering attempts). Returns the names
+        released: quarantined files that are still in INPUTDIR."""
+        released = [
+            name
+            for name in names
+            if (record := self.files.get(name)) is not None
+            and record.state is FileState.QUARANTINED
+            and record.present
+        ]
+        for name in released:
+            record = self.files[name]
+            record.solo_failures = 0
+            record.failed_on = frozenset()
+            record.batch_cap = 0
+        self._requeue_front(released, now)
+        return released
+
     def restore_job(self, job: Job) -> None:
         """At start: a job found on disk. Live jobs take their files (present or not)."""
         self.jobs[job.job_id] = job
@@ -338,9 +382,39 @@ class RunState:
 
     # ------------------------------------------------------------ assignment
 
-    def plan_assignment(self, engine_id: str, batch_size: int) -> AssignPlan:
-        """Choose up to `batch_size` files from the front of the queue. Changes nothing."""
-        names = list(islice(self._ready, max(batch_size, 0)))
+    def plan_assignment(self, engine_id: str, batch_size: int, now: float) -> AssignPlan:
+        """Choose up to `batch_size` files from the front of the queue. Changes nothing.
+
+        A batch never mixes files with different batch caps (the halves of a failed
+        batch go out on their own), and, while other engines work, an engine skips files
+        it already failed alone, until they failed alone on two engines (looking at most
+        SKIP_LIMIT files past the front). O(batch + SKIP_LIMIT).
+        """
+        engine = self.engines.get(engine_id)
+        if engine is not None and now < engine.benched_until:
+            return AssignPlan(engine_id, {}, (), benched=True)
+        others = self.other_engines_working(engine_id, now)
+        names: list[str] = []
+        cap: int | None = None
+        skipped = 0
+        limit = max(batch_size, 0)
+        for name in self._ready if limit else ():
+            record = self.files[name]
+            # Skip only until a second engine failed it: that is all quarantine asks of
+            # engines, and with two engines both would skip it for ever (issue 4).
+            if others and engine_id in record.failed_on and len(record.failed_on) < 2:
+                skipped += 1
+                if skipped > SKIP_LIMIT:
+                    break
+                continue
+            if cap is None:
+                cap = record.batch_cap
+                limit = min(limit, cap) if cap else limit
+            elif record.batch_cap != cap:
+                break
+            names.append(name)
+            if len(names) >= limit:
+                break
         files = {name: self.files[name].failures + 1 for name in names}
         supersede = {
             record.expired_job
@@ -384,6 +458,14 @@ class RunState:
         self.last_activity = now
         return job
 
+    def other_engines_working(self, engine_id: str, now: float) -> bool:
+        """Another engine was seen within `engine_window_s` and is not benched. O(engines)."""
+        since = now - self.engine_window_s
+        return any(
+            e.engine_id != engine_id and e.last_seen >= since and now >= e.benched_until
+            for e in self.engines.values()
+        )
+
     def engine_polled(self, engine_id: str, now: float) -> None:
         """An engine asked for work (even if it got none): it is alive."""
         self._engine(engine_id, now)
@@ -411,11 +493,11 @@ class RunState:
 
     # ------------------------------------------------------------ completion
 
-    def plan_completion(self, job_id: str, outcome: Outcome) -> CompletionPlan:
+    def plan_completion(self, job_id: str, outcome: Outcome, now: float) -> CompletionPlan:
         """Decide what a /completed report does. Changes nothing."""
         job = self.job(job_id)
         if job.live:
-            return self._plan_live_completion(job, outcome)
+            return self._plan_live_completion(job, outcome, now)
         if job.state is JobState.EXPIRED:
             return self._plan_late_completion(job, outcome)
         finished = {
@@ -432,21 +514,25 @@ class RunState:
             reason=f"job {job_id} was already completed as {finished}",
         )
 
-    def _plan_live_completion(self, job: Job, outcome: Outcome) -> CompletionPlan:
+    def _plan_live_completion(self, job: Job, outcome: Outcome, now: float) -> CompletionPlan:
         if outcome is Outcome.DONE:
             return CompletionPlan(job, outcome, CompletionAction.MERGE)
         if outcome is Outcome.UNKNOWN:
             return CompletionPlan(job, outcome, CompletionAction.SET_ASIDE)
-        requeue, quarantine = [], []
-        for name, attempt in job.files.items():
+        present = tuple(name for name in job.files if self.files[name].present)
+        if len(job.files) == 1 and present:
+            # Failed alone: only now does a failure count towards quarantine.
+            (name,) = present
             record = self.files[name]
-            if attempt >= self.max_attempts:
-                quarantine.append(name)
-            elif record.present:
-                requeue.append(name)
-        return CompletionPlan(
-            job, outcome, CompletionAction.FAIL, tuple(requeue), tuple(quarantine)
-        )
+            if should_quarantine(
+                record.solo_failures + 1,
+                record.failed_on | {job.engine_id},
+                self.max_attempts,
+                self.other_engines_working(job.engine_id, now),
+            ):
+                return CompletionPlan(job, outcome, CompletionAction.FAIL, (), present)
+        # A batch is not blamed on all its files: they go back, to be retried in halves.
+        return CompletionPlan(job, outcome, CompletionAction.FAIL, present, ())
 
     def _plan_late_completion(self, job: Job, outcome: Outcome) -> CompletionPlan:
         if outcome is not Outcome.DONE:
@@ -486,6 +572,7 @@ class RunState:
         self._end_live(job, now)
         if action is CompletionAction.MERGE:
             job.state = JobState.DONE
+            engine.failure_streak = 0
             engine.jobs_done += 1
             engine.files_done += len(job.files)
             for name in job.files:
@@ -496,8 +583,19 @@ class RunState:
         elif action is CompletionAction.FAIL:
             job.state = JobState.FAILED
             engine.jobs_failed += 1
+            # A batch of files that failed before is most likely failing for them (a
+            # poison file being isolated), not for the engine: it does not count.
+            if all(attempt == 1 for attempt in job.files.values()):
+                self._count_failure(engine, now)
             for name in job.files:
-                self.files[name].failures += 1
+                record = self.files[name]
+                record.failures += 1
+                if len(job.files) == 1:
+                    record.solo_failures += 1
+                    record.failed_on = record.failed_on | {job.engine_id}
+            for half, cap in halves(plan.requeue):
+                for name in half:
+                    self.files[name].batch_cap = cap
             for name in plan.quarantine:
                 record = self.files[name]
                 record.job_id = None
@@ -513,6 +611,13 @@ class RunState:
                 record = self.files[name]
                 record.job_id = None
                 self._move(name, record, FileState.QUARANTINED, now)
+
+    def _count_failure(self, engine: Engine, now: float) -> None:
+        engine.failure_streak += 1
+        others = self.other_engines_working(engine.engine_id, now)
+        if should_bench(engine.failure_streak, self.bench_after, others):
+            engine.benched_until = now + self.bench_s
+            engine.failure_streak = 0
 
     def _end_live(self, job: Job, now: float) -> None:
         job.finished_at = now

@@ -396,10 +396,14 @@ def test_readme_documents_every_route(run_dirs: RunDirs) -> None:
     """Each route the app serves has a row in the README's protocol table."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     app = create_app(run_dirs.config(), watch=False, sweep=False)
-    paths = {route.resource.canonical for route in app.router.routes() if route.resource}
-    assert paths
-    for path in paths:
-        assert f"`GET {path}" in readme, path
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource and route.method != "HEAD"
+    }
+    assert routes
+    for method, path in routes:
+        assert f"`{method} {path}" in readme, path
 
 
 async def test_storage_failure_answers_503_and_changes_nothing(

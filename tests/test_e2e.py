@@ -81,7 +81,7 @@ class Run:
         self.engines: list[subprocess.Popen[bytes]] = []
         self.server_starts = 0
 
-    def start_server(self) -> None:
+    def start_server(self, *extra: str) -> None:
         self.server_starts += 1
         log = (self.logs / f"server-{self.server_starts}.jsonl").open("wb")
         self.server = subprocess.Popen(
@@ -94,6 +94,7 @@ class Run:
                 "--sweep-interval", "0.5",
                 "--settle-seconds", "1",
                 "--log-format", "json",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -148,6 +148,13 @@ def prepare_job(r: Reactor, c: ManualClock) -> None:
     basecall(r, job)
 
 
+def prepare_single_file_job(r: Reactor, c: ManualClock) -> None:
+    """A job of one file: only a file that fails alone can be quarantined."""
+    job = r.assign("e1", 1)
+    assert job is not None
+    basecall(r, job)
+
+
 def only_live(r: Reactor) -> Job:
     (job,) = r.state.live_jobs()
     return job
@@ -179,6 +186,17 @@ def late_done(r: Reactor, c: ManualClock) -> None:
     r.complete(job.job_id, "DONE")
 
 
+def prepare_quarantine(r: Reactor, c: ManualClock) -> None:
+    job = r.assign("e1", 1)
+    assert job is not None
+    r.complete(job.job_id, "FAILED")
+    assert r.state.counts()[FileState.QUARANTINED] == 1
+
+
+def release_all(r: Reactor, c: ManualClock) -> None:
+    assert r.requeue(None)
+
+
 def reassign(r: Reactor, c: ManualClock) -> None:
     r.assign("e2", 3)
 
@@ -204,10 +222,13 @@ SCENARIOS = [
     Scenario("assign", None, assign_first, "assign:committed"),
     Scenario("merge", prepare_job, complete_done, "merge:decided"),
     Scenario("fail_requeue", prepare_job, complete_failed, "fail:decided"),
-    Scenario("fail_quarantine", prepare_job, complete_failed, "fail:decided", max_attempts=1),
+    Scenario(
+        "fail_quarantine", prepare_single_file_job, complete_failed, "fail:decided", max_attempts=1
+    ),
     Scenario("set_aside", prepare_job, complete_unknown, "set_aside:decided"),
     Scenario("expire", prepare_job, expire_all, "expire:decided"),
     Scenario("late_merge", prepare_expired, late_done, "merge:decided"),
+    Scenario("requeue", prepare_quarantine, release_all, "requeue:decided", max_attempts=1),
     Scenario(
         "supersede_and_reassign",
         prepare_expired,
@@ -251,6 +272,7 @@ CASES = [
         "expire": [("expire:decided", 1), ("expire:released", 1)],
         "late_merge": [("merge:decided", 1), ("merge:output_moved", 1), ("merge:logged", 1),
                        ("merge:released", 1)],
+        "requeue": [("requeue:decided", 1), ("requeue:released", 1)],
         "supersede_and_reassign": [("supersede:kept", 1), ("assign:output_staged", 1),
                                    ("assign:output_placed", 1), ("assign:input_staged", 1),
                                    ("assign:committed", 1)],

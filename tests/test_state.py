@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from reactor.retry import HARD_LIMIT_FACTOR, SKIP_LIMIT, FailureHistory
 from reactor.state import (
     CompletionAction,
     CompletionPlan,
@@ -29,12 +30,12 @@ def ready(state: RunState, *names: str, now: float = 0.0) -> None:
 def assign(
     state: RunState, job_id: str, batch_size: int, *, engine_id: str = "gpu-1", now: float = 0.0
 ) -> Job:
-    plan = state.plan_assignment(engine_id, batch_size)
+    plan = state.plan_assignment(engine_id, batch_size, now)
     return state.commit_assignment(plan, job_id, now, LEASE_S)
 
 
 def complete(state: RunState, job_id: str, outcome: Outcome, now: float = 1.0) -> CompletionPlan:
-    plan = state.plan_completion(job_id, outcome)
+    plan = state.plan_completion(job_id, outcome, now)
     state.apply_completion(plan, now)
     return plan
 
@@ -133,7 +134,7 @@ def test_incomplete_file_waits_outside_the_queue() -> None:
     state = RunState(3)
     assert state.file_seen(A, complete=False, now=0) is FileState.INCOMPLETE
     assert list(state.ready_names()) == []
-    assert state.plan_assignment("gpu-1", 10).empty
+    assert state.plan_assignment("gpu-1", 10, now=0).empty
 
 
 def test_incomplete_file_seen_complete_joins_the_back_of_the_queue() -> None:
@@ -194,17 +195,40 @@ def test_assigned_file_seen_again_stays_with_its_job() -> None:
 def test_file_that_failed_before_goes_to_the_front_of_the_queue() -> None:
     state = RunState(3)
     ready(state, A, B)
-    assert state.file_seen(C, complete=True, now=1, failures=1) is FileState.READY
-    state.file_seen(D, complete=True, now=2, failures=2)
+    assert state.file_seen(C, complete=True, now=1, history=FailureHistory(1)) is FileState.READY
+    state.file_seen(D, complete=True, now=2, history=FailureHistory(2))
     assert list(state.ready_names()) == [D, C, A, B]
     assert state.files[D].failures == 2
 
 
+def test_file_with_an_empty_history_joins_the_back_of_the_queue() -> None:
+    state = RunState(3)
+    ready(state, A)
+    state.file_seen(B, complete=True, now=1, history=FailureHistory())
+    assert list(state.ready_names()) == [A, B]
+
+
+def test_file_seen_keeps_the_whole_failure_history() -> None:
+    """A restart must not forget solo failures, their engines, or the batch cap."""
+    state = RunState(3)
+    history = FailureHistory(
+        failures=4, solo_failures=2, failed_on=frozenset({"gpu-1", "gpu-2"}), batch_cap=1
+    )
+    ready(state, B)
+    state.file_seen(A, complete=True, now=0, history=history)
+    state.file_seen(C, complete=False, now=0, history=history)
+    for name in (A, C):
+        record = state.files[name]
+        got = (record.failures, record.solo_failures, record.failed_on, record.batch_cap)
+        assert got == (4, 2, frozenset({"gpu-1", "gpu-2"}), 1), name
+    assert list(state.ready_names()) == [A, B]  # the incomplete one waits outside
+
+
 def test_attempt_number_counts_earlier_failures() -> None:
     state = RunState(3)
-    state.file_seen(A, complete=True, now=0, failures=2)
+    state.file_seen(A, complete=True, now=0, history=FailureHistory(failures=2))
     ready(state, B)
-    assert state.plan_assignment("gpu-1", 2).files == {A: 3, B: 1}
+    assert state.plan_assignment("gpu-1", 2, now=0).files == {A: 3, B: 1}
 
 
 # ------------------------------------------------------------------ file_gone
@@ -330,7 +354,7 @@ def test_mark_done_by_output_takes_a_ready_file_out_of_the_middle_of_the_queue()
     ready(state, A, B, C)
     assert state.mark_done_by_output(B, now=1)
     assert list(state.ready_names()) == [A, C]
-    assert state.plan_assignment("gpu-1", 5).files == {A: 1, C: 1}
+    assert state.plan_assignment("gpu-1", 5, now=0).files == {A: 1, C: 1}
 
 
 def test_file_marked_done_before_it_is_seen_is_never_queued() -> None:
@@ -381,7 +405,7 @@ def test_plan_assignment_changes_nothing() -> None:
     assign(state, "1", 1)
     state.expire("1", now=100)  # A carries an expired job to supersede
     before = snapshot(state)
-    plan = state.plan_assignment("gpu-2", 2)
+    plan = state.plan_assignment("gpu-2", 2, now=100)
     assert plan.files == {A: 1, B: 1}
     assert plan.supersede == ("1",)
     assert snapshot(state) == before
@@ -401,31 +425,31 @@ def test_assignment_hands_out_the_oldest_files_first() -> None:
 def test_batch_size_larger_than_the_queue_hands_out_everything() -> None:
     state = RunState(3)
     ready(state, A, B)
-    plan = state.plan_assignment("gpu-1", 100)
+    plan = state.plan_assignment("gpu-1", 100, now=0)
     assert plan.files == {A: 1, B: 1}
     assign(state, "1", 100)
     assert list(state.ready_names()) == []
-    assert state.plan_assignment("gpu-1", 100).empty
+    assert state.plan_assignment("gpu-1", 100, now=0).empty
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, -100])
 def test_batch_size_zero_or_less_gives_an_empty_plan(batch_size: int) -> None:
     state = RunState(3)
     ready(state, A)
-    plan = state.plan_assignment("gpu-1", batch_size)
+    plan = state.plan_assignment("gpu-1", batch_size, now=0)
     assert plan.empty
     assert plan.files == {}
     assert plan.supersede == ()
 
 
 def test_empty_queue_gives_an_empty_plan() -> None:
-    assert RunState(3).plan_assignment("gpu-1", 5).empty
+    assert RunState(3).plan_assignment("gpu-1", 5, now=0).empty
 
 
 def test_commit_assignment_hands_the_files_to_a_live_job() -> None:
     state = RunState(3)
     ready(state, A, B, C)
-    plan = state.plan_assignment("gpu-1", 2)
+    plan = state.plan_assignment("gpu-1", 2, now=0)
     job = state.commit_assignment(plan, "42", now=10, lease_s=LEASE_S)
     assert (job.job_id, job.engine_id, job.state) == ("42", "gpu-1", JobState.ASSIGNED)
     assert job.files == {A: 1, B: 1}
@@ -445,13 +469,15 @@ def test_stale_plan_raises_and_changes_nothing(change: str) -> None:
     """Assignment is all-or-nothing: a plan overtaken by events must not strand files."""
     state = RunState(3)
     ready(state, A, B, C)
-    plan = state.plan_assignment("gpu-1", 3)
+    plan = state.plan_assignment("gpu-1", 3, now=0)
     if change == "done_by_output":
         state.mark_done_by_output(C, now=1)
     elif change == "gone":
         state.file_gone(C, now=1)
     else:
-        state.commit_assignment(state.plan_assignment("gpu-2", 3), "7", now=1, lease_s=LEASE_S)
+        state.commit_assignment(
+            state.plan_assignment("gpu-2", 3, now=0), "7", now=1, lease_s=LEASE_S
+        )
     before = snapshot(state)
     with pytest.raises(ValueError, match="stale"):
         state.commit_assignment(plan, "8", now=2, lease_s=LEASE_S)
@@ -464,7 +490,7 @@ def test_stale_plan_does_not_supersede_the_expired_job() -> None:
     ready(state, A, B)
     assign(state, "1", 2)
     state.expire("1", now=100)
-    plan = state.plan_assignment("gpu-2", 2)
+    plan = state.plan_assignment("gpu-2", 2, now=100)
     state.file_gone(B, now=101)
     with pytest.raises(ValueError, match="stale"):
         state.commit_assignment(plan, "2", now=102, lease_s=LEASE_S)
@@ -476,7 +502,7 @@ def test_duplicate_job_id_raises_and_changes_nothing() -> None:
     state = RunState(3)
     ready(state, A, B)
     assign(state, "1", 1)
-    plan = state.plan_assignment("gpu-2", 1)
+    plan = state.plan_assignment("gpu-2", 1, now=0)
     before = snapshot(state)
     with pytest.raises(ValueError, match="already in use"):
         state.commit_assignment(plan, "1", now=5, lease_s=LEASE_S)
@@ -575,13 +601,13 @@ def test_plan_completion_changes_nothing(outcome: Outcome) -> None:
     ready(state, A, B)
     assign(state, "1", 2)
     before = snapshot(state)
-    state.plan_completion("1", outcome)
+    state.plan_completion("1", outcome, now=0)
     assert snapshot(state) == before
 
 
 def test_plan_completion_for_an_unknown_job_raises_unknown_job() -> None:
     with pytest.raises(UnknownJob):
-        RunState(3).plan_completion("404", Outcome.DONE)
+        RunState(3).plan_completion("404", Outcome.DONE, now=0)
 
 
 def test_done_on_a_live_job_merges_and_marks_its_files_done() -> None:
@@ -599,7 +625,7 @@ def test_done_on_a_live_job_merges_and_marks_its_files_done() -> None:
     assert (engine.live_jobs, engine.jobs_done, engine.files_done) == (set(), 1, 2)
 
 
-def test_failed_below_max_attempts_requeues_to_the_front_in_order() -> None:
+def test_failed_batch_requeues_to_the_front_in_order_as_halves() -> None:
     state = RunState(3)
     ready(state, A, B, C, D)
     job = assign(state, "1", 2)
@@ -611,10 +637,16 @@ def test_failed_below_max_attempts_requeues_to_the_front_in_order() -> None:
     assert state.files[A].failures == 1
     assert state.files[A].job_id is None
     assert state.engines["gpu-1"].jobs_failed == 1
-    assert state.plan_assignment("gpu-1", 3).files == {A: 2, B: 2, C: 1}
+    # Each half of a batch of two is one file: A goes out alone, then B, then the rest.
+    assert state.plan_assignment("gpu-1", 3, now=31).files == {A: 2}
+    assign(state, "2", 3, now=31)
+    assert state.plan_assignment("gpu-1", 3, now=31).files == {B: 2}
+    assign(state, "3", 3, now=31)
+    assert state.plan_assignment("gpu-1", 3, now=31).files == {C: 1, D: 1}
 
 
-def test_failed_at_max_attempts_quarantines() -> None:
+def test_failed_alone_at_max_attempts_quarantines() -> None:
+    """One engine only: max_attempts solo failures are enough."""
     state = RunState(max_attempts=2)
     ready(state, A, B)
     assign(state, "1", 1)
@@ -623,18 +655,20 @@ def test_failed_at_max_attempts_quarantines() -> None:
     plan = complete(state, "2", Outcome.FAILED)
     assert (plan.requeue, plan.quarantine) == ((), (A,))
     assert state.files[A].state is FileState.QUARANTINED
-    assert state.files[A].failures == 2
+    assert (state.files[A].failures, state.files[A].solo_failures) == (2, 2)
     assert list(state.ready_names()) == [B]
 
 
-def test_failed_batch_splits_into_requeue_and_quarantine_by_attempt() -> None:
+def test_failed_batch_requeues_even_files_past_max_attempts() -> None:
+    """A batch's failure is not blamed on its files: none is quarantined by attempt."""
     state = RunState(max_attempts=2)
-    state.file_seen(A, complete=True, now=0, failures=1)
+    state.file_seen(A, complete=True, now=0, history=FailureHistory(failures=3))
     ready(state, B)
     assign(state, "1", 2)
     plan = complete(state, "1", Outcome.FAILED)
-    assert (plan.requeue, plan.quarantine) == ((B,), (A,))
-    assert states(state) == {A: FileState.QUARANTINED, B: FileState.READY}
+    assert (plan.requeue, plan.quarantine) == ((A, B), ())
+    assert states(state) == {A: FileState.READY, B: FileState.READY}
+    assert (state.files[A].failures, state.files[A].solo_failures) == (4, 0)
 
 
 def test_unknown_report_sets_the_job_aside_and_quarantines_its_files() -> None:
@@ -665,7 +699,7 @@ def test_repeated_report_is_harmless(first: Outcome, again: Outcome) -> None:
     assign(state, "1", 1)
     complete(state, "1", first)
     before = run_snapshot(state)
-    plan = state.plan_completion("1", again)
+    plan = state.plan_completion("1", again, now=2)
     assert plan.action is CompletionAction.REPEAT
     state.apply_completion(plan, now=2)
     assert run_snapshot(state) == before
@@ -686,7 +720,7 @@ def test_contradicting_report_after_completion_is_a_conflict(first: Outcome, the
     assign(state, "1", 1)
     complete(state, "1", first)
     before = run_snapshot(state)
-    plan = state.plan_completion("1", then)
+    plan = state.plan_completion("1", then, now=2)
     assert plan.action is CompletionAction.CONFLICT
     assert plan.supersede is False
     assert "already completed" in plan.reason
@@ -701,7 +735,7 @@ def test_late_failed_or_unknown_after_expiry_is_ignored(outcome: Outcome) -> Non
     job = assign(state, "1", 2)
     state.expire("1", now=100)
     before = run_snapshot(state)
-    plan = state.plan_completion("1", outcome)
+    plan = state.plan_completion("1", outcome, now=101)
     assert plan.action is CompletionAction.LATE_IGNORED
     state.apply_completion(plan, now=101)
     assert run_snapshot(state) == before
@@ -714,11 +748,11 @@ def test_late_done_after_files_were_reassigned_is_a_conflict() -> None:
     ready(state, A, B)
     assign(state, "1", 2)
     state.expire("1", now=100)
-    reassign = state.plan_assignment("gpu-2", 1)
+    reassign = state.plan_assignment("gpu-2", 1, now=101)
     assert reassign.supersede == ("1",)  # the expired job's outputs are set aside first
     state.commit_assignment(reassign, "2", now=101, lease_s=LEASE_S)
     assert state.jobs["1"].superseded is True
-    plan = state.plan_completion("1", Outcome.DONE)
+    plan = state.plan_completion("1", Outcome.DONE, now=102)
     assert plan.action is CompletionAction.CONFLICT
     assert plan.supersede is False  # already set aside by the reassignment
     assert "handed out again" in plan.reason
@@ -739,7 +773,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
         state.mark_done_by_output(A, now=101)
     else:
         state.file_gone(A, now=101)
-    plan = state.plan_completion("1", Outcome.DONE)
+    plan = state.plan_completion("1", Outcome.DONE, now=102)
     assert plan.action is CompletionAction.CONFLICT
     assert plan.supersede is True
     state.apply_completion(plan, now=102)
@@ -747,7 +781,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
     assert state.files[B].expired_job is None
     assert state.files[B].state is FileState.READY
     # Once set aside, the next late DONE has nothing left to supersede.
-    again = state.plan_completion("1", Outcome.DONE)
+    again = state.plan_completion("1", Outcome.DONE, now=103)
     assert (again.action, again.supersede) == (CompletionAction.CONFLICT, False)
 
 
@@ -765,7 +799,363 @@ def test_late_done_when_files_were_not_reassigned_merges() -> None:
     assert state.files[A].expired_job is None
     engine = state.engines["gpu-1"]
     assert (engine.jobs_expired, engine.jobs_done, engine.files_done) == (1, 1, 2)
-    assert state.plan_completion("1", Outcome.DONE).action is CompletionAction.REPEAT
+    assert state.plan_completion("1", Outcome.DONE, now=106).action is CompletionAction.REPEAT
+
+
+# ------------------------------------------------ retry policy: poison files, bad engines
+
+WINDOW_S = 90.0  # RunState's default engine_window_s
+POISON = "f5.pod5"
+
+
+def names(count: int, prefix: str = "f") -> list[str]:
+    return [f"{prefix}{i}.pod5" for i in range(count)]
+
+
+def fail_alone(
+    state: RunState, job_id: str, name: str, engine_id: str, now: float
+) -> CompletionPlan:
+    """Hand `name` alone to `engine_id` and report it FAILED, all at `now`."""
+    plan = state.plan_assignment(engine_id, 1, now)
+    assert list(plan.files) == [name]
+    state.commit_assignment(plan, job_id, now, LEASE_S)
+    return complete(state, job_id, Outcome.FAILED, now=now)
+
+
+def test_failed_batch_of_ten_comes_back_as_halves_handed_out_one_after_the_other() -> None:
+    state = RunState(3)
+    files = names(12)
+    ready(state, *files)
+    assign(state, "1", 10)
+    plan = complete(state, "1", Outcome.FAILED)
+    assert plan.requeue == tuple(files[:10])
+    assert list(state.ready_names()) == files  # at the front, in order
+    assert [state.files[n].batch_cap for n in files] == [5] * 10 + [0, 0]
+    assert list(assign(state, "2", 10).files) == files[:5]
+    assert list(assign(state, "3", 10).files) == files[5:10]
+    assert list(assign(state, "4", 10).files) == files[10:]
+
+
+def test_a_half_goes_out_in_batches_no_larger_than_the_engine_asks_for() -> None:
+    state = RunState(3)
+    files = names(4)
+    ready(state, *files)
+    assign(state, "1", 4)
+    complete(state, "1", Outcome.FAILED)  # halves of two
+    assert list(assign(state, "2", 1).files) == files[:1]
+    # Never more than the cap either. (Which files fill it up is not specified: halves of
+    # equal size share a cap, so the rest of one half may go out with the other.)
+    second = list(assign(state, "3", 5).files)
+    assert second[0] == files[1]
+    assert len(second) <= 2
+
+
+def test_poison_file_isolated_from_a_batch_of_eight_in_three_failures_the_rest_done() -> None:
+    """Its batch-mates go out in ever smaller batches and are basecalled meanwhile."""
+    state = RunState(3)
+    files = names(8)
+    ready(state, *files)
+    trace: list[tuple[int, Outcome]] = []
+    for job_id in range(1, 100):
+        plan = state.plan_assignment("gpu-1", 8, now=job_id)
+        if plan.empty:
+            break
+        state.commit_assignment(plan, str(job_id), job_id, LEASE_S)
+        outcome = Outcome.FAILED if POISON in plan.files else Outcome.DONE
+        complete(state, str(job_id), outcome, now=job_id)
+        trace.append((len(plan.files), outcome))
+    failed, done = Outcome.FAILED, Outcome.DONE
+    assert trace == [
+        (8, failed),  # f0-f7
+        (4, done),  # f0-f3
+        (4, failed),  # f4-f7
+        (2, failed),  # f4 f5: the third failure leaves the poison file alone
+        (1, done),  # f4
+        (1, failed),  # f5, failed alone: 1
+        (1, failed),  # 2
+        (1, failed),  # 3: quarantined (no other engine to try)
+        (2, done),  # f6 f7
+    ]
+    assert {n for n in files if state.state_of(n) is FileState.DONE} == set(files) - {POISON}
+    assert state.state_of(POISON) is FileState.QUARANTINED
+    assert state.files[POISON].solo_failures == 3
+
+
+def test_a_file_is_not_quarantined_for_failing_in_a_batch() -> None:
+    state = RunState(max_attempts=1)
+    files = names(4)
+    ready(state, *files)
+    assign(state, "1", 4)
+    assert complete(state, "1", Outcome.FAILED).quarantine == ()
+    assign(state, "2", 4)  # f0 f1
+    assert complete(state, "2", Outcome.FAILED).quarantine == ()
+    record = state.files[files[0]]
+    assert (record.state, record.failures, record.solo_failures) == (FileState.READY, 2, 0)
+    assert record.failed_on == frozenset()
+    assert state.counts()[FileState.QUARANTINED] == 0
+
+
+def test_quarantined_after_max_attempts_solo_failures_on_two_engines() -> None:
+    state = RunState(max_attempts=2)
+    ready(state, A, B)
+    state.engine_polled("gpu-2", now=0)
+    assert fail_alone(state, "1", A, "gpu-1", now=1).requeue == (A,)
+    assert state.files[A].failed_on == frozenset({"gpu-1"})
+    state.engine_polled("gpu-1", now=2)
+    plan = fail_alone(state, "2", A, "gpu-2", now=3)
+    assert (plan.requeue, plan.quarantine) == ((), (A,))
+    record = state.files[A]
+    assert (record.state, record.solo_failures) == (FileState.QUARANTINED, 2)
+    assert record.failed_on == frozenset({"gpu-1", "gpu-2"})
+
+
+@pytest.mark.parametrize("other", ["none", "quiet", "benched"])
+def test_with_one_engine_working_quarantined_after_max_attempts_solo_failures(
+    other: str,
+) -> None:
+    """No other engine to try the file on: none, one last seen long ago, or a benched one."""
+    state = RunState(max_attempts=3, bench_after=1)
+    start = 1.0
+    if other == "quiet":
+        state.engine_polled("gpu-2", now=0)
+        start = WINDOW_S + 1
+    elif other == "benched":
+        ready(state, D)
+        state.engine_polled("gpu-1", now=0)
+        assign(state, "x", 1, engine_id="gpu-2", now=0)
+        complete(state, "x", Outcome.FAILED, now=0)  # bench_after=1: gpu-2 is benched
+        assign(state, "y", 1, now=0)  # D
+        complete(state, "y", Outcome.DONE, now=0)
+    ready(state, A, B)
+    for attempt in (1, 2):
+        plan = fail_alone(state, str(attempt), A, "gpu-1", now=start + attempt)
+        assert (plan.requeue, plan.quarantine) == ((A,), ())
+    assert not state.other_engines_working("gpu-1", start + 3)
+    plan = fail_alone(state, "3", A, "gpu-1", now=start + 3)
+    assert (plan.requeue, plan.quarantine) == ((), (A,))
+    assert state.files[A].failed_on == frozenset({"gpu-1"})
+
+
+ROUND_S = WINDOW_S + 10  # long enough for an engine to go quiet between rounds
+
+
+def fail_alone_while_gpu2_comes_and_goes(
+    state: RunState, job_id: str, name: str, now: float
+) -> CompletionPlan:
+    """gpu-1 gets `name` while gpu-2 is quiet; gpu-2 polls again before gpu-1 reports FAILED."""
+    assert not state.other_engines_working("gpu-1", now)
+    plan = state.plan_assignment("gpu-1", 1, now)
+    assert list(plan.files) == [name]
+    state.commit_assignment(plan, job_id, now, LEASE_S)
+    state.engine_polled("gpu-2", now + 1)
+    assert state.other_engines_working("gpu-1", now + 2)
+    return complete(state, job_id, Outcome.FAILED, now=now + 2)
+
+
+def test_max_attempts_on_the_same_engine_while_another_works_does_not_quarantine() -> None:
+    """That engine skips the file from then on, and the other engine takes it."""
+    state = RunState(max_attempts=2)
+    ready(state, A, B)
+    for k in (1, 2):
+        plan = fail_alone_while_gpu2_comes_and_goes(state, str(k), A, now=k * ROUND_S)
+        assert (plan.requeue, plan.quarantine) == ((A,), ())
+    record = state.files[A]
+    assert (record.state, record.solo_failures) == (FileState.READY, 2)
+    assert record.failed_on == frozenset({"gpu-1"})
+    now = 2 * ROUND_S + 3
+    assert list(state.ready_names()) == [A, B]
+    assert state.plan_assignment("gpu-1", 5, now).files == {B: 1}
+    to_gpu2 = state.plan_assignment("gpu-2", 5, now)
+    assert to_gpu2.files == {A: 3}
+    # And on a second engine, the file is quarantined.
+    state.commit_assignment(to_gpu2, "3", now, LEASE_S)
+    state.engine_polled("gpu-1", now)
+    assert complete(state, "3", Outcome.FAILED, now=now).quarantine == (A,)
+
+
+def test_a_file_failed_alone_on_both_of_two_engines_still_goes_out_until_quarantined() -> None:
+    """Once it failed alone on two engines, neither skips it: else, with max_attempts above
+    the number of engines, it would stay READY for ever and the run would never end."""
+    state = RunState(max_attempts=3)
+    ready(state, A, B)
+    state.engine_polled("gpu-1", now=0)
+    state.engine_polled("gpu-2", now=0)
+    fail_alone(state, "1", A, "gpu-1", now=1)
+    assert fail_alone(state, "2", A, "gpu-2", now=2).requeue == (A,)  # 2 solo failures < 3
+    assert state.files[A].failed_on == frozenset({"gpu-1", "gpu-2"})
+    assert state.other_engines_working("gpu-1", now=3)
+    assert state.other_engines_working("gpu-2", now=3)
+    plan = fail_alone(state, "3", A, "gpu-1", now=3)
+    assert (plan.requeue, plan.quarantine) == ((), (A,))
+
+
+def test_a_file_failing_alone_on_one_engine_is_quarantined_at_the_hard_limit() -> None:
+    """Even while other engines work, a file cannot keep failing on one engine forever."""
+    state = RunState(max_attempts=2)
+    ready(state, A)
+    hard_limit = HARD_LIMIT_FACTOR * 2
+    for k in range(1, hard_limit):
+        plan = fail_alone_while_gpu2_comes_and_goes(state, str(k), A, now=k * ROUND_S)
+        assert (plan.requeue, plan.quarantine) == ((A,), ()), k
+    plan = fail_alone_while_gpu2_comes_and_goes(state, "last", A, now=hard_limit * ROUND_S)
+    assert (plan.requeue, plan.quarantine) == ((), (A,))
+    record = state.files[A]
+    assert (record.state, record.solo_failures) == (FileState.QUARANTINED, hard_limit)
+    assert record.failed_on == frozenset({"gpu-1"})
+
+
+def fail_batch(state: RunState, job_id: str, engine_id: str, now: float) -> None:
+    """`engine_id` takes a batch of fresh files (at most two) and reports it FAILED, all at
+    `now`; the files then leave the queue, so the next batch is fresh again (a batch of
+    files that failed before does not count towards benching)."""
+    job = assign(state, job_id, 2, engine_id=engine_id, now=now)
+    assert all(attempt == 1 for attempt in job.files.values())
+    complete(state, job_id, Outcome.FAILED, now=now)
+    for name in job.files:
+        state.file_gone(name, now)
+
+
+def test_engine_benched_after_bench_after_failures_in_a_row_until_the_time_passes() -> None:
+    state = RunState(10, bench_after=3, bench_s=300)
+    ready(state, *names(8))  # three failed batches of two leave the queue; two remain
+    state.engine_polled("gpu-1", now=0)
+    engine = state.engines["gpu-1"]
+    for k in (1, 2, 3):
+        assert not state.plan_assignment("gpu-1", 2, now=k).benched
+        state.engine_polled("gpu-2", now=k)
+        fail_batch(state, str(k), "gpu-1", now=k)
+        assert engine.failure_streak == (k if k < 3 else 0)  # benching starts a new streak
+    assert engine.benched_until == 303
+    before = snapshot(state)
+    plan = state.plan_assignment("gpu-1", 5, now=4)
+    assert (plan.empty, plan.benched, plan.supersede) == (True, True, ())
+    assert snapshot(state) == before
+    assert state.plan_assignment("gpu-1", 5, now=302.9).benched
+    # The work flows to the others, which do not count gpu-1 as working meanwhile.
+    assert not state.plan_assignment("gpu-2", 5, now=4).empty
+    assert not state.other_engines_working("gpu-2", now=4)
+    plan = state.plan_assignment("gpu-1", 5, now=303)
+    assert not plan.benched
+    assert not plan.empty
+
+
+def test_done_resets_the_failure_streak() -> None:
+    state = RunState(10, bench_after=2)
+    ready(state, *names(4))
+    state.engine_polled("gpu-2", now=0)
+    fail_batch(state, "1", "gpu-1", now=1)
+    assert state.engines["gpu-1"].failure_streak == 1
+    assign(state, "2", 2, now=2)
+    complete(state, "2", Outcome.DONE, now=2)
+    assert state.engines["gpu-1"].failure_streak == 0
+    fail_batch(state, "3", "gpu-1", now=3)
+    assert state.engines["gpu-1"].failure_streak == 1
+    assert state.engines["gpu-1"].benched_until == 0
+    assert not state.plan_assignment("gpu-1", 2, now=4).benched
+
+
+@pytest.mark.parametrize("other", ["none", "quiet", "benched"])
+def test_a_lone_engine_is_never_benched(other: str) -> None:
+    """With nobody to hand its work to, benching an engine would only stop the run."""
+    state = RunState(10, bench_after=1)
+    ready(state, *names(6))
+    start = 1.0
+    if other == "quiet":
+        state.engine_polled("gpu-2", now=0)
+        start = WINDOW_S + 1
+    elif other == "benched":
+        state.engine_polled("gpu-1", now=0)
+        fail_batch(state, "x", "gpu-2", now=0)
+        assert state.plan_assignment("gpu-2", 1, now=1).benched
+    for k in range(5):
+        fail_batch(state, str(k), "gpu-1", now=start + k)
+        assert not state.plan_assignment("gpu-1", 2, now=start + k).benched
+    assert state.engines["gpu-1"].benched_until == 0
+    assert state.engines["gpu-1"].failure_streak == 5
+
+
+def test_bench_after_zero_never_benches() -> None:
+    state = RunState(10, bench_after=0)
+    ready(state, *names(6))
+    for k in range(5):
+        state.engine_polled("gpu-2", now=k)
+        fail_batch(state, str(k), "gpu-1", now=k)
+    assert state.engines["gpu-1"].benched_until == 0
+    assert not state.plan_assignment("gpu-1", 2, now=5).benched
+
+
+@pytest.mark.parametrize(("failed", "gets_fresh"), [(SKIP_LIMIT, True), (SKIP_LIMIT + 1, False)])
+def test_the_skip_limit_bounds_the_scan_past_files_this_engine_failed_alone(
+    failed: int, gets_fresh: bool
+) -> None:
+    """Past SKIP_LIMIT such files, the engine gets nothing; another engine gets them."""
+    failed_on_gpu1 = FailureHistory(
+        failures=1, solo_failures=1, failed_on=frozenset({"gpu-1"}), batch_cap=1
+    )
+    state = RunState(3)
+    ready(state, "fresh.pod5")
+    for name in names(failed, "p"):
+        state.file_seen(name, complete=True, now=0, history=failed_on_gpu1)
+    state.engine_polled("gpu-2", now=0)
+    plan = state.plan_assignment("gpu-1", 5, now=1)
+    assert plan.files == ({"fresh.pod5": 1} if gets_fresh else {})
+    assert not plan.benched
+    front = next(state.ready_names())
+    assert state.plan_assignment("gpu-2", 5, now=1).files == {front: 2}
+
+
+def test_an_engine_takes_a_file_it_failed_alone_when_no_other_engine_works() -> None:
+    state = RunState(3)
+    ready(state, B)
+    state.file_seen(A, complete=True, now=0, history=FailureHistory(1, 1, frozenset({"gpu-1"}), 1))
+    state.engine_polled("gpu-2", now=0)
+    assert state.plan_assignment("gpu-1", 5, now=WINDOW_S).files == {B: 1}
+    assert state.plan_assignment("gpu-1", 5, now=WINDOW_S + 1).files == {A: 2}
+
+
+def test_other_engines_working() -> None:
+    state = RunState(10, bench_after=1, engine_window_s=WINDOW_S)
+    assert not state.other_engines_working("gpu-1", now=0)
+    state.engine_polled("gpu-1", now=0)
+    assert not state.other_engines_working("gpu-1", now=0)  # itself does not count
+    assert state.other_engines_working("gpu-2", now=0)
+    assert state.other_engines_working("gpu-2", now=WINDOW_S)  # seen exactly a window ago
+    assert not state.other_engines_working("gpu-2", now=WINDOW_S + 0.1)
+    # A benched engine does not count until its bench ends.
+    ready(state, A)
+    state.engine_polled("gpu-2", now=10)
+    fail_batch(state, "1", "gpu-1", now=10)
+    assert state.engines["gpu-1"].benched_until == 310
+    assert not state.other_engines_working("gpu-2", now=20)
+    state.engine_polled("gpu-1", now=309)  # a benched engine still polls
+    assert not state.other_engines_working("gpu-2", now=309)
+    assert state.other_engines_working("gpu-2", now=310)
+
+
+def test_expired_files_at_the_front_do_not_take_a_half_along() -> None:
+    """Files of an expired job come back uncapped: a batch of them stops at the halves."""
+    state = RunState(3)
+    files = names(6)
+    ready(state, *files)
+    assign(state, "1", 4)  # f0-f3
+    assign(state, "2", 2)  # f4 f5
+    complete(state, "1", Outcome.FAILED)  # f0 f1 | f2 f3, capped at 2
+    state.expire("2", now=100)  # f4 f5 go to the front, uncapped
+    assert list(state.ready_names()) == files[4:] + files[:4]
+    assert list(assign(state, "3", 10, now=100).files) == files[4:]
+    assert list(assign(state, "4", 10, now=100).files) == files[:2]
+    assert list(assign(state, "5", 10, now=100).files) == files[2:4]
+
+
+def test_halves_of_an_odd_batch_go_out_apart_from_each_other_and_from_fresh_files() -> None:
+    state = RunState(3)
+    files = names(5)
+    ready(state, *files)
+    assign(state, "1", 3)
+    complete(state, "1", Outcome.FAILED)  # f0 f1 (cap 2), f2 (cap 1)
+    assert list(assign(state, "2", 10).files) == files[:2]
+    assert list(assign(state, "3", 10).files) == files[2:3]
+    assert list(assign(state, "4", 10).files) == files[3:]
 
 
 # --------------------------------------------------------------------- expiry
@@ -819,7 +1209,7 @@ def test_expire_requeues_files_to_the_front_and_remembers_the_job() -> None:
     assert list(state.live_jobs()) == []
     engine = state.engines["gpu-1"]
     assert (engine.live_jobs, engine.jobs_expired) == (set(), 1)
-    assert state.plan_assignment("gpu-2", 5).files == {A: 1, B: 1, C: 1, D: 1}
+    assert state.plan_assignment("gpu-2", 5, now=100).files == {A: 1, B: 1, C: 1, D: 1}
 
 
 def test_expire_of_an_ended_job_changes_nothing() -> None:
@@ -910,8 +1300,10 @@ def test_restored_live_job_completes_like_any_other() -> None:
     state.file_seen(A, complete=True, now=30)
     state.file_seen(B, complete=True, now=30)
     plan = complete(state, "1", Outcome.FAILED, now=31)
-    assert (plan.requeue, plan.quarantine) == ((B,), (A,))
-    assert states(state) == {A: FileState.QUARANTINED, B: FileState.READY}
+    assert (plan.requeue, plan.quarantine) == ((A, B), ())  # a batch: retried in halves
+    assert states(state) == {A: FileState.READY, B: FileState.READY}
+    assert state.files[A].failures == 2
+    assert state.plan_assignment("gpu-1", 5, now=32).files == {A: 3}
 
 
 def test_restore_expired_job_lets_a_late_done_merge() -> None:
@@ -929,7 +1321,7 @@ def test_restore_superseded_expired_job_rejects_a_late_done() -> None:
     ready(state, A)
     state.restore_job(restored_job("1", {A: 1}, JobState.EXPIRED, superseded=True))
     assert state.files[A].expired_job is None
-    assert state.plan_completion("1", Outcome.DONE).action is CompletionAction.CONFLICT
+    assert state.plan_completion("1", Outcome.DONE, now=0).action is CompletionAction.CONFLICT
 
 
 @pytest.mark.parametrize("job_state", [JobState.DONE, JobState.FAILED, JobState.UNKNOWN])
@@ -943,3 +1335,20 @@ def test_restore_finished_job_only_remembers_it(job_state: JobState) -> None:
     assert states(state) == {A: FileState.READY}
     assert state.engines["gpu-1"].live_jobs == set()
     assert state.keepalive("1", "running", now=30) is True
+
+
+def test_failed_retries_do_not_count_towards_benching() -> None:
+    """Failing a batch of files that failed before (a poison file being isolated) does
+    not bench a healthy engine; failing fresh batches does."""
+    state = RunState(10, bench_after=2, bench_s=300)
+    ready(state, *names(8))
+    state.engine_polled("gpu-2", now=0)
+    first = assign(state, "1", 4, now=1)
+    complete(state, "1", Outcome.FAILED, now=1)
+    for k in range(2, 5):  # the halves, and their halves: all retries
+        state.engine_polled("gpu-2", now=k)
+        job = assign(state, str(k), 4, now=k)
+        assert set(job.files) <= set(first.files)
+        complete(state, str(k), Outcome.FAILED, now=k)
+    engine = state.engines["gpu-1"]
+    assert (engine.failure_streak, engine.benched_until) == (1, 0)
