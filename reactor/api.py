@@ -32,6 +32,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # API's description is public too (it holds no secrets, and clients need it to get one).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 MAX_ENGINE_STATE_LEN = 64
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
 
 
 class ApiError(Exception):
@@ -228,12 +230,14 @@ async def completed(request: web.Request) -> web.Response:
 
 
 async def requeue(request: web.Request) -> web.Response:
-    """Release quarantined files: `?folder=FAILED_…` (repeatable) or `?all=true`."""
+    """Release quarantined files: `?folder=FAILED_…` (repeatable) and/or `?all=true`;
+    with neither, nothing is released."""
     folders = request.query.getall("folder", [])
-    everything = (_param(request, "all", required=False) or "").lower() in ("1", "true", "yes")
-    if bool(folders) == everything:
-        detail = "give folder=FAILED_<jobid>_<engineid> (one or more) or all=true"
-        raise ApiError(400, "bad_request", detail)
+    given = _param(request, "all", required=False)
+    flag = "false" if given is None else given.lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "bad_request", f"all must be true or false, not {flag!r}")
+    everything = flag in TRUE_WORDS
     try:
         released = request.app[REACTOR].requeue(None if everything else folders)
     except KeyError as exc:

@@ -293,7 +293,9 @@ async def test_requeue_releases_a_quarantine_with_fresh_attempts(
     job = await call(client, "/assignwork", engineid="e", batchsize=1)
     await call(client, "/completed", job_id=job["jobid"], job_state="FAILED")
     (quarantine,) = run_dirs.input_dir.glob("FAILED_*")
-    assert (await client.post("/requeue")).status == 400
+    nothing = await client.post("/requeue")
+    assert (nothing.status, await nothing.json()) == (200, {"released": {}})
+    assert (await client.post("/requeue", params={"all": "maybe"})).status == 400
     missing = await client.post("/requeue", params={"folder": "FAILED_1_nobody"})
     assert missing.status == 404
     response = await client.post("/requeue", params={"folder": quarantine.name})
