@@ -70,7 +70,10 @@ def create_app(
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     reactor.start()
-    log.info("serving", listen=app[CONFIG].listen, **reactor.count_fields())
+    config = app[CONFIG]
+    log.info("serving", listen=config.listen, **reactor.count_fields())
+    if config.insecure and config.token is None and not config.allow:
+        log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield
     reactor.ready = False
     log.info("stopped", **reactor.count_fields())

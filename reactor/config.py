@@ -40,6 +40,7 @@ from reactor.settings import (
     at_least,
     no_problem,
     one_of,
+    parse_bool,
     parse_choice,
     parse_int,
     parse_path,
@@ -86,6 +87,7 @@ class Config:
     reconcile_interval: float = 300.0
     token: str | None = field(default=None, repr=False)
     allow: tuple[Network, ...] = ()
+    insecure: bool = False
     log_level: str = "info"
     log_format: LogFormat = "auto"
 
@@ -117,6 +119,7 @@ class _Key:
     check: Check = no_problem
     meaning: str = ""
     required: bool = False
+    boolean: bool = False  # a flag without a value (store_true)
 
     @property
     def flag(self) -> str:
@@ -226,12 +229,13 @@ def _check_relations(config: Config) -> None:
             "point output_dir at a separate folder for results"
         )
         raise ConfigError(msg)
-    if not _is_loopback(config.host) and config.token is None and not config.allow:
+    open_to_all = config.token is None and not config.allow and not config.insecure
+    if not _is_loopback(config.host) and open_to_all:
         msg = (
             f"listen {config.listen!r} is reachable from other hosts but neither token nor "
             "allow is set, so anyone could take or fake work: set a token (REACTOR_TOKEN), "
             "an allow list of client networks (--allow 10.0.0.0/8), "
-            "or listen on 127.0.0.1"
+            "or listen on 127.0.0.1 (--insecure serves anyone, on a network you trust)"
         )
         raise ConfigError(msg)
 
@@ -284,6 +288,9 @@ _KEYS: tuple[_Key, ...] = (
          meaning="Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the "
          "file, comma-separated in the flag or variable. Loopback clients are always "
          "allowed."),
+    _Key("insecure", "false", "", parse_bool, boolean=True,
+         meaning="Listen beyond loopback with neither token nor allow: anyone who can "
+         "reach the port can take and report work. Only on a network you trust."),
     _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),
          meaning="debug, info, warning or error."),
     _Key("log_format", "auto", "FORMAT", parse_choice, one_of(LOG_FORMATS),
@@ -307,14 +314,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", default=None, help=f"TOML settings file (or {CONFIG_ENV})"
     )
     for key in _KEYS:
-        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]"
-        group.add_argument(
-            key.flag,
-            dest=key.name,
-            metavar=key.metavar,
-            default=None,
-            help=help_text.replace("%", "%%"),
-        )
+        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]".replace("%", "%%")
+        if key.boolean:
+            group.add_argument(
+                key.flag, dest=key.name, action="store_true", default=None, help=help_text
+            )
+        else:
+            group.add_argument(
+                key.flag, dest=key.name, metavar=key.metavar, default=None, help=help_text
+            )
 
 
 def _find(

@@ -47,12 +47,12 @@ from reactor.settings import (
     LOG_LEVELS,
     Check,
     ConfigError,
-    Invalid,
     LogFormat,
     Parse,
     at_least,
     no_problem,
     one_of,
+    parse_bool,
     parse_choice,
     parse_int,
     parse_path,
@@ -64,7 +64,6 @@ from reactor.settings import (
     read_config_file,
     reject_unknown_keys,
     token_problem,
-    toml_type,
     zero_or_more_seconds,
 )
 
@@ -142,20 +141,6 @@ class _Key:
     @property
     def env_var(self) -> str:
         return ENV_PREFIX + self.name.upper()
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _parse_bool(raw: object, from_text: bool) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if from_text and isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
-        return raw.strip().lower() in _TRUE
-    shown = repr(raw) if from_text else toml_type(raw)
-    msg = f"must be true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)}), got {shown}"
-    raise Invalid(msg)
 
 
 def _manager_problem(value: str) -> str | None:
@@ -250,9 +235,9 @@ _KEYS: tuple[_Key, ...] = (
          "before giving up the batch, or exiting when asking for work."),
     _Key("kill_grace", "10.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="Seconds between SIGTERM and SIGKILL when a command must stop."),
-    _Key("until_empty", "false", "", _parse_bool, boolean=True,
+    _Key("until_empty", "false", "", parse_bool, boolean=True,
          meaning="Exit 0 when the manager answers an empty batch."),
-    _Key("once", "false", "", _parse_bool, boolean=True,
+    _Key("once", "false", "", parse_bool, boolean=True,
          meaning="Exit after one batch."),
     _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),
          meaning="debug, info, warning or error."),

@@ -212,3 +212,17 @@ def reject_unknown_keys(file: ConfigFile, known: Sequence[str]) -> None:
         f"{', '.join(hints)}; valid keys are: {', '.join(known)}"
     )
     raise ConfigError(msg)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(raw: object, from_text: bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if from_text and isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    shown = repr(raw) if from_text else toml_type(raw)
+    msg = f"must be true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)}), got {shown}"
+    raise Invalid(msg)

@@ -84,9 +84,35 @@ def test_describe_keys_lists_every_field_in_order_with_its_default() -> None:
             assert default_text == "(required)"
         elif default in (None, ()):
             assert default_text == "(none)"
+        elif isinstance(default, bool):
+            assert default_text == str(default).lower()  # as TOML writes it
         else:
             assert default_text == str(default)
         assert meaning.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("argv", "insecure"),
+    [(["--insecure"], True), ([], False)],
+)
+def test_insecure_lets_serve_listen_beyond_loopback_without_a_rule(
+    tmp_path: Path, argv: list[str], insecure: bool
+) -> None:
+    """--insecure is the explicit way to listen on a public address with no token and
+    no allow list; without it, that configuration is refused."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(
+        ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+         "--listen", "0.0.0.0:40765", *argv]
+    )  # fmt: skip
+    if insecure:
+        assert load_config(args, {}).insecure
+    else:
+        with pytest.raises(ConfigError, match="--insecure"):
+            load_config(args, {})
 
 
 def test_readme_settings_table_shows_every_key_default_and_meaning() -> None:
