@@ -245,9 +245,22 @@ class Journal:
         """DONE: move the job's outputs into pass/ and fail/. Returns entries moved."""
         folder = self.output_folder(job)
         with _on_disk("merge the outputs of", job):
+            if self._already_moved(job, folder, Folder.LOGOUTPUT):
+                return 0  # a retry after a storage fault: outputs are in place
             self._decide(folder, job, JobState.DONE)
             self._checkpoint("merge:decided")
             return self.finish_merge(job, folder)
+
+    def _already_moved(self, job: Job, folder: Path, *kinds: Folder) -> bool:
+        """A decision whose output rename went through before a fault stopped the rest:
+        when the temp folder is gone and a folder of `kinds` holds the job, only the
+        release of its links is left to do."""
+        if folder.exists():
+            return False
+        if not any(self.output_folder(job, kind).is_dir() for kind in kinds):
+            return False
+        self.release(job)
+        return True
 
     def finish_merge(self, job: Job, folder: Path) -> int:
         moved = 0
@@ -275,6 +288,8 @@ class Journal:
         """FAILED: quarantine files at max_attempts; the others go back to the queue."""
         folder = self.output_folder(job)
         with _on_disk("record the failure of", job):
+            if self._already_moved(job, folder, Folder.FAILEDOUTPUT, Folder.RETRIEDOUTPUT):
+                return
             self._decide(
                 folder, job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
             )

@@ -81,6 +81,7 @@ class Reactor:
         self.on_job_live: list[JobHook] = []
         self.on_job_ended: list[JobHook] = []
         self.reconciles = 0
+        self._refused: set[str] = set()  # names refused once, so they are logged once
 
     # ------------------------------------------------------------ start
 
@@ -133,6 +134,8 @@ class Reactor:
             if name.removesuffix(".pod5") in stems:
                 self.state.restore_done(name, now)
                 self.state.files[name].present = True
+                continue
+            if entry.is_symlink() and self._refuse(name):
                 continue
             check = check_pod5(Path(entry.path))
             if check is None:
@@ -378,7 +381,10 @@ class Reactor:
         if record is not None and record.state is not FileState.INCOMPLETE:
             record.present = True
             return
-        check = check_pod5(self.config.input_dir / name)
+        path = self.config.input_dir / name
+        if path.is_symlink() and self._refuse(name):
+            return
+        check = check_pod5(path)
         if check is None:
             if record is not None:
                 self.state.file_gone(name, now)
@@ -392,6 +398,30 @@ class Reactor:
             log.info("file_ready", **fields)
         elif after is FileState.INCOMPLETE and before is None:
             log.info("file_incomplete", name=name)
+
+    def _refuse(self, name: str) -> bool:
+        """A `.pod5` that is a symlink leading outside INPUTDIR is never handed out: the
+        links reactor makes must not lead engines anywhere else. Logged once per name."""
+        target = (self.config.input_dir / name).resolve()
+        if target.is_relative_to(self.config.input_dir.resolve()):
+            return False
+        if name not in self._refused:
+            self._refused.add(name)
+            log.error("file_refused", name=name, reason="symlink_outside_input", target=str(target))
+        return True
+
+    def ensure_result_folders(self) -> None:
+        """Recreate pass/ or fail/ if a person removed them (merges would recreate them
+        too; the watcher needs them to watch)."""
+        for kind in ("pass", "fail"):
+            folder = self.config.output_dir / kind
+            if not folder.is_dir():
+                try:
+                    folder.mkdir()
+                except OSError as exc:
+                    log.error("results_folder_missing", folder=str(folder), detail=str(exc))
+                else:
+                    log.warning("results_folder_recreated", folder=str(folder))
 
     # ------------------------------------------------------------- views
 

@@ -41,6 +41,7 @@ class Sweeper:
         run the safety-net reconcile when it is due. Returns the expired jobs."""
         expired = self.reactor.expire_due(now)
         self.reactor.settle(now)
+        self.reactor.ensure_result_folders()
         if self.health_check is not None:
             self.health_check()
         due = self.reconcile_interval_s > 0 and now - self._last_reconcile >= (
