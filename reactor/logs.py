@@ -42,6 +42,15 @@ _FORMATS = ("auto", "json", "console")
 _QUIET_LOGGERS = {"watchdog": logging.WARNING}
 
 
+def _drop_benign_watchdog_errors(record: logging.LogRecord) -> bool:
+    """watchdog 7 logs this at ERROR each time a watch is removed while its emitter is
+    reading (reactor removes one per finished job): nothing is wrong, and one error line
+    per job would bury real errors in the log aggregation."""
+    return not record.getMessage().startswith(
+        "InotifyEmitter.queue_events() called when the thread is inactive"
+    )
+
+
 class _ReactorHandler(logging.StreamHandler[TextIO]):
     """Our handler on the root logger, told apart so a second configure replaces it."""
 
@@ -116,6 +125,7 @@ def _route_stdlib_logging(
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ReactorHandler)]:
         root.removeHandler(old)
+    handler.addFilter(_drop_benign_watchdog_errors)
     root.addHandler(handler)
     root.setLevel(level_no)
     for name, floor in _QUIET_LOGGERS.items():

@@ -202,3 +202,13 @@ def test_module_level_logger_made_before_configuration_follows_it() -> None:
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert line["event"] == "file_ready"
     assert line["name"] == "a.pod5"
+
+
+def test_watchdogs_benign_unwatch_error_is_dropped_but_real_errors_are_kept() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    inotify = logging.getLogger("watchdog.observers.inotify")
+    inotify.error("InotifyEmitter.queue_events() called when the thread is inactive")
+    inotify.error("Unable to rebuild recursive inotify watches below %r", "/x")
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["Unable to rebuild recursive inotify watches below '/x'"]
