@@ -13,7 +13,8 @@ Times are in seconds. The keys, their defaults and meanings are the `_KEYS` tabl
 rows (a test keeps the two in step).
 
 This module owns serve's own: `Config`, its key table, `listen` and `allow` parsing, the
-folder checks and `load_config`. The parsers, the TOML reader and `ConfigError` live in
+rules across keys, the folder checks and `load_config`. What a key is, how flags,
+environment and file are merged, the parsers, the TOML reader and `ConfigError` live in
 `reactor.settings`, shared with the engine; the last two are re-exported here.
 """
 
@@ -26,19 +27,20 @@ import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from reactor.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
     LOG_LEVELS,
-    Check,
     Invalid,
+    Key,
     LogFormat,
-    Parse,
+    add_key_arguments,
     at_least,
-    no_problem,
+    merge_keys,
     one_of,
     parse_bool,
     parse_choice,
@@ -47,7 +49,6 @@ from reactor.settings import (
     parse_seconds,
     parse_text,
     parse_token,
-    parse_value,
     positive_seconds,
     reject_unknown_keys,
     token_problem,
@@ -108,26 +109,6 @@ class Config:
     @property
     def port(self) -> int:
         return _split_listen(self.listen)[1]
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    name: str
-    default: str  # as the docs show it
-    metavar: str
-    parse: Parse
-    check: Check = no_problem
-    meaning: str = ""
-    required: bool = False
-    boolean: bool = False  # a flag without a value (store_true)
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.name.upper()
 
 
 def _parse_allow(raw: object, from_text: bool) -> tuple[Network, ...]:
@@ -240,9 +221,12 @@ def _check_relations(config: Config) -> None:
         raise ConfigError(msg)
 
 
+# Serve's keys, read from REACTOR_<KEY> variables.
+_Key = partial(Key, env_prefix=ENV_PREFIX)
+
 # A table reads best as a table: one key per entry, its meaning on the lines below.
 # fmt: off
-_KEYS: tuple[_Key, ...] = (
+_KEYS: tuple[Key, ...] = (
     _Key("input_dir", "(required)", "DIR", parse_path, required=True,
          meaning="Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: "
          "reactor creates ASSIGNED_ folders in it."),
@@ -307,62 +291,18 @@ def describe_keys() -> list[tuple[str, str, str]]:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--config` and one flag per key; all default to None, meaning "not given"."""
-    group = parser.add_argument_group(
-        "settings", f"Each flag overrides {ENV_PREFIX}<KEY> and the config file."
-    )
-    group.add_argument(
-        "--config", metavar="FILE", default=None, help=f"TOML settings file (or {CONFIG_ENV})"
-    )
-    for key in _KEYS:
-        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]".replace("%", "%%")
-        if key.boolean:
-            group.add_argument(
-                key.flag, dest=key.name, action="store_true", default=None, help=help_text
-            )
-        else:
-            group.add_argument(
-                key.flag, dest=key.name, metavar=key.metavar, default=None, help=help_text
-            )
-
-
-def _find(
-    key: _Key, args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None
-) -> tuple[object, str, bool] | None:
-    """The winning raw value of `key` as (value, where it came from, is text)."""
-    flag_value = getattr(args, key.name, None)
-    if flag_value is not None:
-        return flag_value, key.flag, True
-    env_value = env.get(key.env_var)
-    if env_value:
-        return env_value, key.env_var, True
-    if file is not None and key.name in file.values:
-        return file.values[key.name], f"config file {file.path}", False
-    return None
+    add_key_arguments(parser, _KEYS, env_prefix=ENV_PREFIX, config_env=CONFIG_ENV)
 
 
 def parse_config(
     args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None = None
 ) -> Config:
     """Merge flags > environment > file > defaults into a Config, without touching disk."""
-    if file is not None:
-        reject_unknown_keys(file, _KEY_NAMES)
-    values: dict[str, Any] = {}
-    for key in _KEYS:
-        found = _find(key, args, env, file)
-        if found is None:
-            if key.required:
-                msg = (
-                    f"{key.name} is not set: pass {key.flag}, set {key.env_var} "
-                    f"or add {key.name} to the config file"
-                )
-                raise ConfigError(msg)
-            continue
-        raw, source, from_text = found
-        value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
-        if file is not None and not from_text and isinstance(value, Path):
-            value = file.path.parent / value  # a no-op for absolute paths
-        values[key.name] = value
-    return Config(**values)
+    if file is None:
+        return Config(**merge_keys(_KEYS, args, env, {}, "", None))
+    reject_unknown_keys(file, _KEY_NAMES)
+    label = f"config file {file.path}"
+    return Config(**merge_keys(_KEYS, args, env, file.values, label, file.path.parent))
 
 
 def _check_folder(key: str, path: Path, why: str) -> None:

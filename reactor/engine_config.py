@@ -13,8 +13,9 @@ A preset fills in `command` and `stdout_to` (an explicit `stdout_to` still wins)
 both `command` and `preset` is a mistake. Every template is parsed here, once, so an
 unknown placeholder stops the engine at start with one line, not at its first batch.
 
-This module owns what is the engine's own: `EngineConfig`, its key table, the engine id,
-the manager URL, presets and the folder and program checks. The value parsers, the TOML
+This module owns what is the engine's own: `EngineConfig`, its key table, the rules
+across keys, the engine id, the manager URL, presets and the folder and program checks.
+What a key is, how flags, environment and file are merged, the value parsers, the TOML
 reader and `ConfigError` are shared with serve's settings in `reactor.settings`.
 """
 
@@ -26,6 +27,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +47,12 @@ from reactor.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
     LOG_LEVELS,
-    Check,
     ConfigError,
+    Key,
     LogFormat,
-    Parse,
+    add_key_arguments,
     at_least,
-    no_problem,
+    merge_keys,
     one_of,
     parse_bool,
     parse_choice,
@@ -59,7 +61,6 @@ from reactor.settings import (
     parse_seconds,
     parse_text,
     parse_token,
-    parse_value,
     positive_seconds,
     read_config_file,
     reject_unknown_keys,
@@ -117,32 +118,6 @@ class EngineConfig:
         _check_relations(self)
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    name: str
-    default: str  # as the docs show it
-    metavar: str
-    parse: Parse
-    check: Check = no_problem
-    meaning: str = ""
-    required: bool = False
-    boolean: bool = False
-
-    @property
-    def dest(self) -> str:
-        """Attribute on the parsed arguments. `reactor`'s own subcommand is `args.command`,
-        so the --command flag must not land there."""
-        return "command_template" if self.name == "command" else self.name
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
 def _manager_problem(value: str) -> str | None:
     try:
         url = URL(value)
@@ -195,8 +170,11 @@ def _check_relations(config: EngineConfig) -> None:
         raise ConfigError(msg)
 
 
+# The engine's keys, read from REACTOR_ENGINE_<KEY> variables.
+_Key = partial(Key, env_prefix=ENV_PREFIX)
+
 # fmt: off
-_KEYS: tuple[_Key, ...] = (
+_KEYS: tuple[Key, ...] = (
     _Key("manager", DEFAULT_MANAGER, "URL", parse_text, _manager_problem,
          meaning="Base URL of the reactor (or seed) manager to ask for work."),
     _Key("engine_id", "(host name)", "ID", parse_text, _engine_id_problem,
@@ -215,7 +193,8 @@ _KEYS: tuple[_Key, ...] = (
          "the first wait before retrying a manager that is away."),
     _Key("max_poll_interval", "30.0", "SECONDS", parse_seconds, positive_seconds,
          meaning="Longest wait between two requests for work."),
-    _Key("command", "(none)", "TEMPLATE", parse_text, command_problem,
+    # `reactor`'s own subcommand is `args.command`, so the --command flag must not land there.
+    _Key("command", "(none)", "TEMPLATE", parse_text, command_problem, dest="command_template",
          meaning="Command run for each batch, split like a shell line but run without one; "
          "placeholders {input_dir} {output_dir} {model} {job_id} {engine_id} "
          "{batch_size} {python}. Give command or preset."),
@@ -255,22 +234,7 @@ def describe_engine_keys() -> list[tuple[str, str, str, str]]:
 
 def add_engine_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--config` and one flag per key; all default to None, meaning "not given"."""
-    group = parser.add_argument_group(
-        "settings", f"Each flag overrides {ENV_PREFIX}<KEY> and the config file."
-    )
-    group.add_argument(
-        "--config", metavar="FILE", default=None, help=f"TOML settings file (or {CONFIG_ENV})"
-    )
-    for key in _KEYS:
-        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]".replace("%", "%%")
-        if key.boolean:
-            group.add_argument(
-                key.flag, dest=key.dest, action="store_true", default=None, help=help_text
-            )
-        else:
-            group.add_argument(
-                key.flag, dest=key.dest, metavar=key.metavar, default=None, help=help_text
-            )
+    add_key_arguments(parser, _KEYS, env_prefix=ENV_PREFIX, config_env=CONFIG_ENV)
 
 
 def read_engine_config_file(path: Path) -> Mapping[str, object]:
@@ -286,21 +250,6 @@ def read_engine_config_file(path: Path) -> Mapping[str, object]:
     return file.values
 
 
-def _find(
-    key: _Key, args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, object]
-) -> tuple[object, str, bool] | None:
-    """The winning raw value of `key` as (value, where it came from, is text)."""
-    flag_value = getattr(args, key.dest, None)
-    if flag_value is not None:
-        return flag_value, key.flag, True
-    env_value = env.get(key.env_var)
-    if env_value:
-        return env_value, key.env_var, True
-    if key.name in file:
-        return file[key.name], "the config file", False
-    return None
-
-
 def parse_engine_config(
     args: argparse.Namespace,
     env: Mapping[str, str],
@@ -308,22 +257,8 @@ def parse_engine_config(
     file_path: Path | None = None,
 ) -> EngineConfig:
     """Merge flags > environment > file > defaults into an EngineConfig, without disk."""
-    values: dict[str, Any] = {}
-    for key in _KEYS:
-        found = _find(key, args, env, file or {})
-        if found is None:
-            if key.required:
-                msg = (
-                    f"{key.name} is not set: pass {key.flag}, set {key.env_var} "
-                    f"or add {key.name} to the config file"
-                )
-                raise ConfigError(msg)
-            continue
-        raw, source, from_text = found
-        value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
-        if file_path is not None and not from_text and isinstance(value, Path):
-            value = file_path.parent / value  # a no-op for absolute paths
-        values[key.name] = value
+    file_dir = file_path.parent if file_path is not None else None
+    values = merge_keys(_KEYS, args, env, file or {}, "the config file", file_dir)
     _apply_preset(values)
     return EngineConfig(**values)
 

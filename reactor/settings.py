@@ -1,4 +1,4 @@
-"""The machinery shared by serve's and engine's settings, so both word their errors alike.
+"""The machinery shared by serve's and engine's settings, so both read and word them alike.
 
 This module owns `ConfigError`, the TOML file reader (`read_config_file`, `ConfigFile`,
 `reject_unknown_keys`), the value parsers (``parse_*``: raw value -> typed value, raising
@@ -7,17 +7,23 @@ each and words the error, and the choices both share
 (`LOG_LEVELS`, `LOG_FORMATS`, `DEFAULT_PORT`). Problems are worded to follow the key's
 name: ``batch_size`` + ``must be at least 1, got 0``.
 
-The keys themselves, and how flags, environment and file are merged, belong to
-`reactor.config` (serve) and `reactor.engine_config` (engine).
+It also owns what a key is and how one is looked up: `Key` (name, documented default,
+parser, check, flag and environment variable), `add_key_arguments` (``--config`` and one
+flag per key), `find_raw` (flag > environment > file) and `merge_keys` (every key of a
+table found, parsed and checked, the required ones insisted on).
+
+The key tables themselves, and the rules across keys, belong to `reactor.config` (serve)
+and `reactor.engine_config` (engine).
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -226,3 +232,116 @@ def parse_bool(raw: object, from_text: bool) -> bool:
     shown = repr(raw) if from_text else toml_type(raw)
     msg = f"must be true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)}), got {shown}"
     raise Invalid(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One setting: how it is documented, parsed and checked, and where it can be given.
+
+    Its flag is ``--<name with - for _>``, its environment variable `env_prefix` + NAME.
+    """
+
+    name: str
+    default: str  # as the docs show it
+    metavar: str
+    parse: Parse
+    check: Check = no_problem
+    meaning: str = ""
+    required: bool = False
+    boolean: bool = False  # a flag without a value (store_true)
+    env_prefix: str = field(kw_only=True)  # "REACTOR_" for serve, "REACTOR_ENGINE_" for engine
+    # Attribute on the parsed arguments; `name` unless given.
+    dest: str = field(default="", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.dest:
+            object.__setattr__(self, "dest", self.name)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return self.env_prefix + self.name.upper()
+
+
+def add_key_arguments(
+    parser: argparse.ArgumentParser, keys: Sequence[Key], *, env_prefix: str, config_env: str
+) -> None:
+    """Add a "settings" group: `--config` (or `config_env`), then one flag per key.
+
+    Every flag defaults to None, meaning "not given"; a boolean key's flag takes no value.
+    `env_prefix` is the one the keys' variables share, for the group's description.
+    """
+    group = parser.add_argument_group(
+        "settings", f"Each flag overrides {env_prefix}<KEY> and the config file."
+    )
+    group.add_argument(
+        "--config", metavar="FILE", default=None, help=f"TOML settings file (or {config_env})"
+    )
+    for key in keys:
+        help_text = f"{key.meaning} [{key.env_var}; default {key.default}]".replace("%", "%%")
+        if key.boolean:
+            group.add_argument(
+                key.flag, dest=key.dest, action="store_true", default=None, help=help_text
+            )
+        else:
+            group.add_argument(
+                key.flag, dest=key.dest, metavar=key.metavar, default=None, help=help_text
+            )
+
+
+def find_raw(
+    key: Key,
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    file_values: Mapping[str, object],
+    file_label: str,
+) -> tuple[object, str, bool] | None:
+    """The winning raw value of `key` as (value, where it came from, is text), or None.
+
+    A flag beats the environment, which beats the file; an empty variable counts as
+    unset. A value from the file is said to come from `file_label`.
+    """
+    flag_value = getattr(args, key.dest, None)
+    if flag_value is not None:
+        return flag_value, key.flag, True
+    env_value = env.get(key.env_var)
+    if env_value:
+        return env_value, key.env_var, True
+    if key.name in file_values:
+        return file_values[key.name], file_label, False
+    return None
+
+
+def merge_keys(
+    keys: Sequence[Key],
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    file_values: Mapping[str, object],
+    file_label: str,
+    file_dir: Path | None,
+) -> dict[str, Any]:
+    """Every key that is given, parsed and checked, by name; keys not given are left out.
+
+    A required key that is not given is a ConfigError. A relative path from the file is
+    made relative to `file_dir`, the file's folder, when it is known.
+    """
+    values: dict[str, Any] = {}
+    for key in keys:
+        found = find_raw(key, args, env, file_values, file_label)
+        if found is None:
+            if key.required:
+                msg = (
+                    f"{key.name} is not set: pass {key.flag}, set {key.env_var} "
+                    f"or add {key.name} to the config file"
+                )
+                raise ConfigError(msg)
+            continue
+        raw, source, from_text = found
+        value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
+        if file_dir is not None and not from_text and isinstance(value, Path):
+            value = file_dir / value  # a no-op for absolute paths
+        values[key.name] = value
+    return values
