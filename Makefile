@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo clean
+.PHONY: venv test lint fmt demo torture load clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,22 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/reactor demo
+
+# Crash torture (issue 4): kill -9 the server every round of a live run, then prove
+# exactly-once. The figures go to $(TORTURE_JSON) (the README's table is filled from it).
+ROUNDS       ?= 500
+SEED         ?= 1
+TORTURE_JSON ?= $(VENV)/torture.json
+TORTURE_ARGS ?=
+torture: $(STAMP)
+	$(BIN)/python -m tests.torture --rounds $(ROUNDS) --seed $(SEED) --json $(TORTURE_JSON) $(TORTURE_ARGS)
+
+# Load (issue 4): 64 engines at once for 60 s while 10,000 files arrive; per-verb latency
+# table on stdout, figures in $(LOAD_JSON). Exit 0 only with no error, no file lost or duplicated.
+LOAD_JSON ?= $(VENV)/load.json
+LOAD_ARGS ?=
+load: $(STAMP)
+	$(BIN)/python -m tests.load --engines 64 --seconds 60 --files 10000 --json $(LOAD_JSON) $(LOAD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactor tests

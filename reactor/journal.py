@@ -338,6 +338,13 @@ class Journal:
                 folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
             self._checkpoint("supersede:kept")
 
+    def renew_lease(self, job: Job) -> None:
+        """Record a keepalive: the ASSIGNED_ folder's mtime is the job's last sign of life,
+        which recovery reads so that a restart does not extend leases. Best effort: a
+        failure only means a restart would count the lease from the previous mark."""
+        with contextlib.suppress(OSError):
+            os.utime(self.input_folder(job))
+
     def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
         """Release a quarantine folder (FAILED_… or UNKNOWN_…): a REQUEUED_ marker in
         OUTPUTDIR records each file's attempt count so far (recovery ignores failures up

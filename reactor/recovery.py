@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,7 @@ class _Recovery:
         in_tmp = folder.kind is Folder.TMPOUTPUT
         if state == JobState.ASSIGNED and in_tmp:
             if Folder.ASSIGNED in inputs:
+                self._keep_lease(job, inputs[Folder.ASSIGNED])
                 result.live.append(job)
             else:
                 self._orphan(path, folder)
@@ -171,6 +173,17 @@ class _Recovery:
             if links.exists():
                 shutil.rmtree(links)
                 self.result.repairs.append(("requeue_finished", links.name))
+
+    def _keep_lease(self, job: Job, folder: JobFolder) -> None:
+        """A live job's lease runs from its last keepalive, which the service records as
+        the mtime of its ASSIGNED_ folder: a restart does not extend it, so the work of a
+        dead engine still expires when the service restarts more often than the lease."""
+        try:
+            last = (self.input_dir / folder.name).stat().st_mtime
+        except OSError:
+            return
+        silent_s = max(0.0, time.time() - last)  # a clock set back must not renew leases
+        job.last_seen = self.now - silent_s
 
     def _recover_without_manifest(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
         """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""

@@ -108,6 +108,8 @@ class Reactor:
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
         self.state.last_activity = now
+        # Leases run from the last keepalive on disk: expire now what ran out while down.
+        self.expire_due(now)
         self.ready = True
         log.info(
             "recovered",
@@ -195,6 +197,7 @@ class Reactor:
         if late:
             log.info("keepalive_late", job_id=job_id, engine_id=job.engine_id, state=job.state)
         else:
+            self.journal.renew_lease(job)
             log.debug("keepalive", job_id=job_id, engine_id=job.engine_id, state=engine_state)
         return late
 

@@ -12,6 +12,8 @@ finish with every file's output in pass/+fail/ exactly once.
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import pytest
 from reactor.journal import Journal
 from reactor.names import output_stem
 from reactor.service import Reactor
-from reactor.state import FileState, Job
+from reactor.state import FileState, Job, JobState
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 
@@ -372,3 +374,28 @@ def test_seed_rule_output_stem_marks_file_done(run_dirs: RunDirs) -> None:
     assert reactor.state.state_of("x.pod5") is FileState.DONE
     assert reactor.state.state_of("y.pod5") is FileState.DONE
     assert reactor.state.state_of("z.pod5") is FileState.READY
+
+
+def test_restart_does_not_extend_leases(tmp_path: Path) -> None:
+    """A lease runs from the job's last keepalive as recorded on disk (the ASSIGNED_
+    folder's mtime): a job silent for longer than the lease expires at the restart, a
+    recently renewed one keeps only the rest of its lease."""
+    run = make_run(tmp_path, 3)
+    reactor = run.reactor()
+    silent = reactor.assign("dead-engine", 2)
+    alive = reactor.assign("live-engine", 2)
+    assert silent is not None
+    assert alive is not None
+    assert not reactor.keepalive(alive.job_id, "PROCESSING")
+    long_ago = time.time() - LEASE_S - 5
+    os.utime(reactor.journal.input_folder(silent), (long_ago, long_ago))
+    renewed_at = reactor.journal.input_folder(alive).stat().st_mtime
+    assert renewed_at > long_ago  # the keepalive renewed the mark
+
+    restarted = run.reactor()
+    assert restarted.state.jobs[silent.job_id].state is JobState.EXPIRED
+    assert not reactor.journal.input_folder(silent).exists()
+    live = restarted.state.jobs[alive.job_id]
+    assert live.live
+    assert live.deadline() <= run.clock() + LEASE_S
+    assert live.deadline() >= run.clock() + LEASE_S - (time.time() - renewed_at) - 1
