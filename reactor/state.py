@@ -22,135 +22,37 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 
+from reactor.model import (
+    LIVE_JOB_STATES,
+    AssignPlan,
+    CompletionAction,
+    CompletionPlan,
+    Engine,
+    FileRecord,
+    FileState,
+    Job,
+    JobState,
+    Outcome,
+    UnknownJob,
+)
 from reactor.retry import SKIP_LIMIT, FailureHistory, halves, should_bench, should_quarantine
 
-
-class FileState(StrEnum):
-    INCOMPLETE = "incomplete"
-    READY = "ready"
-    ASSIGNED = "assigned"
-    DONE = "done"
-    QUARANTINED = "quarantined"
-
-
-class JobState(StrEnum):
-    ASSIGNED = "assigned"
-    PROCESSING = "processing"
-    DONE = "done"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
-LIVE_JOB_STATES = frozenset({JobState.ASSIGNED, JobState.PROCESSING})
-
-
-class Outcome(StrEnum):
-    """What an engine reported through /completed."""
-
-    DONE = "DONE"
-    FAILED = "FAILED"
-    UNKNOWN = "UNKNOWN"  # any other job_state string: kept aside, as the seed did
-
-    @classmethod
-    def parse(cls, job_state: str) -> Outcome:
-        upper = job_state.upper()
-        if upper == cls.DONE:
-            return cls.DONE
-        if upper == cls.FAILED:
-            return cls.FAILED
-        return cls.UNKNOWN
-
-
-class CompletionAction(StrEnum):
-    MERGE = "merge"  # DONE: move outputs into pass/ and fail/, files done
-    FAIL = "fail"  # FAILED: requeue in halves; a file failed alone may be quarantined
-    SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
-    REPEAT = "repeat"  # the same report again: harmless, nothing to do
-    LATE_IGNORED = "late_ignored"  # FAILED/unknown after expiry: files are already requeued
-    CONFLICT = "conflict"  # cannot be accepted (409): e.g. late DONE after files went out again
-
-
-class UnknownJob(KeyError):
-    """A job id this run never handed out."""
-
-
-@dataclass(slots=True)
-class FileRecord:
-    state: FileState
-    failures: int = 0  # FAILED outcomes of jobs holding this file, so far
-    job_id: str | None = None  # the live job holding it, while ASSIGNED
-    expired_job: str | None = None  # latest expired job whose late DONE could still merge it
-    changed_at: float = 0.0  # time of the last state change or filesystem activity
-    present: bool = True  # False once the .pod5 was deleted or moved out of INPUTDIR
-    solo_failures: int = 0  # FAILED outcomes of jobs holding only this file
-    failed_on: frozenset[str] = frozenset()  # engines of those solo failures
-    batch_cap: int = 0  # hand it out in batches of at most this many (0: no cap)
-
-
-@dataclass(slots=True)
-class Job:
-    job_id: str
-    engine_id: str
-    files: dict[str, int]  # name -> attempt number (1 = first try) for this job
-    state: JobState
-    assigned_at: float
-    last_seen: float
-    lease_s: float
-    engine_state: str = ""
-    superseded: bool = False  # expired, and some of its files were handed out again
-    outputs_seen: int = 0
-    finished_at: float | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE_JOB_STATES
-
-    def deadline(self) -> float:
-        return self.last_seen + self.lease_s
-
-
-@dataclass(slots=True)
-class Engine:
-    engine_id: str
-    last_seen: float
-    live_jobs: set[str] = field(default_factory=set)
-    files_done: int = 0
-    jobs_done: int = 0
-    jobs_failed: int = 0
-    jobs_expired: int = 0
-    failure_streak: int = 0  # failed batches in a row
-    benched_until: float = 0.0  # no work for it before this time
-
-
-@dataclass(frozen=True, slots=True)
-class AssignPlan:
-    """What an assignment will hand out; nothing has changed yet."""
-
-    engine_id: str
-    files: dict[str, int]  # name -> attempt, in queue order
-    supersede: tuple[str, ...]  # expired jobs whose outputs must be set aside first
-    benched: bool = False  # the engine is benched: nothing for it now
-
-    @property
-    def empty(self) -> bool:
-        return not self.files
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionPlan:
-    """What a /completed report will do; nothing has changed yet."""
-
-    job: Job
-    outcome: Outcome
-    action: CompletionAction
-    requeue: tuple[str, ...] = ()
-    quarantine: tuple[str, ...] = ()
-    supersede: bool = False  # CONFLICT on an expired job: set its outputs aside now
-    reason: str = ""
+# The records live in reactor.model; they are re-exported here, where callers look.
+__all__ = [
+    "LIVE_JOB_STATES",
+    "AssignPlan",
+    "CompletionAction",
+    "CompletionPlan",
+    "Engine",
+    "FileRecord",
+    "FileState",
+    "Job",
+    "JobState",
+    "Outcome",
+    "RunState",
+    "UnknownJob",
+]
 
 
 class RunState:
