@@ -92,14 +92,29 @@ def fastq_names(text: str) -> list[str]:
     return [line[1:].split(maxsplit=1)[0] for line in lines[0::4] if line.startswith("@")]
 
 
-def _free_port() -> int:
+def serve_args(input_dir: Path, output_dir: Path, port: int, **settings: object) -> list[str]:
+    """Module arguments (for `python -m`) of `reactor serve` on a run folder, listening
+    on 127.0.0.1:`port`; each keyword is a setting: `sweep_interval=1` gives
+    `--sweep-interval 1`. The demo, the torture and load drivers and tests share it."""
+    args = [
+        "reactor", "serve",
+        "--input-dir", str(input_dir),
+        "--output-dir", str(output_dir),
+        "--listen", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    for key, value in settings.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _get_json(url: str) -> dict[str, Any] | None:
+def get_json(url: str) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - our own server
             result: dict[str, Any] = json.load(reply)
@@ -118,7 +133,7 @@ class Demo:
         self.logs = root / "logs"
         for folder in (self.input_dir, self.output_dir, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.tty = out.isatty()
 
@@ -134,17 +149,16 @@ class Demo:
         port = self.url.rsplit(":", 1)[1]
         self._start(
             "serve",
-            [
-                "reactor", "serve",
-                "--input-dir", str(self.input_dir),
-                "--output-dir", str(self.output_dir),
-                "--listen", f"127.0.0.1:{port}",
-                "--report-back-interval", "10",
-                "--sweep-interval", "1",
-                "--settle-seconds", "2",
-                "--log-format", "json",
-            ],
-        )  # fmt: skip
+            serve_args(
+                self.input_dir,
+                self.output_dir,
+                int(port),
+                report_back_interval=10,
+                sweep_interval=1,
+                settle_seconds=2,
+                log_format="json",
+            ),
+        )
         self._wait_ready()
         self._start(
             "simulate-run",
@@ -177,7 +191,7 @@ class Demo:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
-        while _get_json(f"{self.url}/readyz") is None:
+        while get_json(f"{self.url}/readyz") is None:
             if self.processes["serve"].poll() is not None or time.monotonic() > deadline:
                 msg = f"reactor serve did not start; see {self.logs / 'serve.log'}"
                 raise RuntimeError(msg)
@@ -190,7 +204,7 @@ class Demo:
         last_line = 0.0
         simulator = self.processes["simulate-run"]
         while True:
-            status = _get_json(f"{self.url}/status") or {}
+            status = get_json(f"{self.url}/status") or {}
             files = status.get("files", {})
             now = time.monotonic()
             if self.tty or now - last_line >= 2.0:

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from reactor.demo import _free_port
+from reactor.demo import free_port, serve_args
 
 PROG = "python -m tests.load"
 READY_TIMEOUT_S = 30.0
@@ -62,13 +62,13 @@ ERROR_SAMPLES = 10
 OUTPUT_NAME = re.compile(r"^job_id_\d+_(?P<stem>.+)\.fastq$")
 ROW_LABELS = {"assignwork:batch": "  with a batch", "assignwork:empty": "  empty"}
 LEASE_S = 10.0
-SERVE_OPTIONS = [
-    "--report-back-interval", str(LEASE_S),
-    "--sweep-interval", "1",
-    "--settle-seconds", "2",
-    "--log-level", "warning",
-    "--log-format", "json",
-]  # fmt: skip
+SERVE_SETTINGS = {
+    "report_back_interval": LEASE_S,
+    "sweep_interval": 1,
+    "settle_seconds": 2,
+    "log_level": "warning",
+    "log_format": "json",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,7 +221,7 @@ class Load:
         self.logs = root / "logs"
         for folder in (self.input_dir, self.output_dir, self.staging, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.figures = Figures()
         self.server: subprocess.Popen[bytes] | None = None
@@ -231,15 +231,13 @@ class Load:
         with (self.logs / "serve.log").open("wb") as log:
             self.server = subprocess.Popen(
                 [
-                    sys.executable, "-m", "reactor", "serve",
-                    "--input-dir", str(self.input_dir),
-                    "--output-dir", str(self.output_dir),
-                    "--listen", f"127.0.0.1:{self.port}",
-                    *SERVE_OPTIONS,
+                    sys.executable,
+                    "-m",
+                    *serve_args(self.input_dir, self.output_dir, self.port, **SERVE_SETTINGS),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
 
     def stop_server(self) -> int | None:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; the exit code."""

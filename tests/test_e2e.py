@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from reactor.demo import free_port, serve_args
 from tests.pod5files import write_pod5, write_pod5_in_pieces
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -47,13 +47,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
         name = f"PAK00000_pass_abcdef12_0123abcd_{i}.pod5"
         read_ids[name] = write_pod5(folder / name, READS_PER_FILE, seed=i)
     return Corpus(folder, read_ids)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -86,20 +79,23 @@ class Run:
         log = (self.logs / f"server-{self.server_starts}.jsonl").open("wb")
         self.server = subprocess.Popen(
             [
-                sys.executable, "-m", "reactor", "serve",
-                "--input-dir", str(self.input_dir),
-                "--output-dir", str(self.output_dir),
-                "--listen", f"127.0.0.1:{self.port}",
-                "--report-back-interval", str(LEASE_S),
-                "--sweep-interval", "0.5",
-                "--settle-seconds", "1",
-                "--log-format", "json",
+                sys.executable,
+                "-m",
+                *serve_args(
+                    self.input_dir,
+                    self.output_dir,
+                    self.port,
+                    report_back_interval=LEASE_S,
+                    sweep_interval=0.5,
+                    settle_seconds=1,
+                    log_format="json",
+                ),
                 *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-        )  # fmt: skip
+        )
         log.close()
         wait_for(self.is_ready, 30, "the server to be ready")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from reactor.demo import free_port, serve_args
 from tests.pod5files import write_pod5
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -32,13 +32,6 @@ SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor.fakecaller "$1" "$2"\' ' + (
     "{python} {input_dir} {output_dir}"
 )
 Events = list[dict[str, Any]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -123,19 +116,22 @@ class Run:
         with (self.logs / f"server-{self.server_starts}.jsonl").open("wb") as log:
             self.server = subprocess.Popen(
                 [
-                    sys.executable, "-m", "reactor", "serve",
-                    "--input-dir", str(self.input_dir),
-                    "--output-dir", str(self.output_dir),
-                    "--listen", f"127.0.0.1:{self.port}",
-                    "--report-back-interval", str(LEASE_S),
-                    "--sweep-interval", "0.2",
-                    "--settle-seconds", "1",
-                    "--log-format", "json",
+                    sys.executable,
+                    "-m",
+                    *serve_args(
+                        self.input_dir,
+                        self.output_dir,
+                        self.port,
+                        report_back_interval=LEASE_S,
+                        sweep_interval=0.2,
+                        settle_seconds=1,
+                        log_format="json",
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
-            )  # fmt: skip
+            )
         wait_for(self.is_ready, 20, "the server to be ready")
 
     def is_ready(self) -> bool:

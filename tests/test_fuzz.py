@@ -45,6 +45,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
+from reactor.demo import serve_args
 from reactor.names import INPUT_FOLDERS, STAGING_PREFIX, is_pod5_name, parse_job_folder
 from tests.pod5files import write_pod5
 
@@ -102,15 +103,18 @@ class ServedRun:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "reactor", "serve",
-                    "--input-dir", str(self.input_dir),
-                    "--output-dir", str(self.output_dir),
-                    "--listen", f"127.0.0.1:{self.port}",
-                    "--report-back-interval", str(LEASE_S),
-                    "--batch-size", "2",
-                    "--sweep-interval", "0.2",
-                    "--settle-seconds", "0.5",
-                    "--log-format", "json",
+                    sys.executable,
+                    "-m",
+                    *serve_args(
+                        self.input_dir,
+                        self.output_dir,
+                        self.port,
+                        report_back_interval=LEASE_S,
+                        batch_size=2,
+                        sweep_interval=0.2,
+                        settle_seconds=0.5,
+                        log_format="json",
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

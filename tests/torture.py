@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from reactor.demo import Verdict, _free_port, _get_json, check_exactly_once
+from reactor.demo import Verdict, check_exactly_once, free_port, get_json, serve_args
 
 PROG = "python -m tests.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
@@ -50,12 +50,12 @@ TICK_S = 0.05
 QUARANTINE_PREFIXES = ("FAILED_", "UNKNOWN_")
 # Short leases, so the jobs of killed engines expire fast (seconds).
 LEASE_S = 3.0
-SERVE_OPTIONS = [
-    "--report-back-interval", str(LEASE_S),
-    "--sweep-interval", "0.5",
-    "--settle-seconds", "1",
-    "--log-format", "json",
-]  # fmt: skip
+SERVE_SETTINGS = {
+    "report_back_interval": LEASE_S,
+    "sweep_interval": 0.5,
+    "settle_seconds": 1,
+    "log_format": "json",
+}
 ENGINE_OPTIONS = [
     "--poll-interval", "0.05",
     "--max-poll-interval", "0.5",
@@ -195,7 +195,7 @@ class Torture:
         self.logs = root / "logs"
         for folder in (self.input_dir, self.output_dir, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
         self.server_starts = 0
@@ -220,16 +220,10 @@ class Torture:
         began = time.monotonic()
         self.server = self._spawn(
             f"serve-{self.server_starts:04d}.log",
-            [
-                "reactor", "serve",
-                "--input-dir", str(self.input_dir),
-                "--output-dir", str(self.output_dir),
-                "--listen", f"127.0.0.1:{self.port}",
-                *SERVE_OPTIONS,
-            ],
-        )  # fmt: skip
+            serve_args(self.input_dir, self.output_dir, self.port, **SERVE_SETTINGS),
+        )
         deadline = began + READY_TIMEOUT_S
-        while _get_json(f"{self.url}/readyz") is None:
+        while get_json(f"{self.url}/readyz") is None:
             if self.server.poll() is not None:
                 msg = (
                     f"reactor serve (start {self.server_starts}) exited with "
@@ -371,7 +365,7 @@ class Torture:
         deadline = began + self.args.drain_timeout
         while True:
             self.tend(more_files=False)
-            status = _get_json(f"{self.url}/status")
+            status = get_json(f"{self.url}/status")
             if status is not None:
                 self.last_status = status
             if self._simulator_done() and status is not None and _finished(status, self.input_dir):
@@ -654,7 +648,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _progress(out: TextIO, torture: Torture, number: int, elapsed: float) -> None:
-    files = (_get_json(f"{torture.url}/status") or {}).get("files", {})
+    files = (get_json(f"{torture.url}/status") or {}).get("files", {})
     tally = torture.tally
     out.write(
         f"{elapsed:7.1f}s  round {number:4d}  kills server {tally.server_kills:4d}"
