@@ -160,7 +160,9 @@ class SimulatedRun:
         return "".join(f"{key}={value}\n" for key, value in fields.items())
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -196,10 +198,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `simulate-run` options, for the `reactor` command line and `python -m`."""
     parser.add_argument("dir", type=Path, metavar="DIR", help="run folder to write into")
     parser.add_argument(
-        "--files", type=_count(0), default=20, metavar="N", help="files to write (20)"
+        "--files", type=whole_number(0), default=20, metavar="N", help="files to write (20)"
     )
     parser.add_argument(
-        "--reads-per-file", type=_count(1), default=50, metavar="R", help="reads in each file (50)"
+        "--reads-per-file",
+        type=whole_number(1),
+        default=50,
+        metavar="R",
+        help="reads in each file (50)",
     )
     parser.add_argument(
         "--interval",
@@ -210,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pieces",
-        type=_count(1),
+        type=whole_number(1),
         default=4,
         metavar="K",
         help="chunks each file is written in (4)",
@@ -224,7 +230,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrent",
-        type=_count(1),
+        type=whole_number(1),
         default=1,
         metavar="M",
         help="files open at once, at most (1)",

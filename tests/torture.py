@@ -36,12 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.demo import Verdict, check_exactly_once, free_port, get_json, serve_args
+from reactor.simulate import whole_number
 
 PROG = "python -m tests.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
@@ -71,13 +72,15 @@ class TortureError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=_count(1), default=20, help="kill rounds (20)")
+    parser.add_argument("--rounds", type=whole_number(1), default=20, help="kill rounds (20)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random schedule (1)")
     parser.add_argument(
-        "--files", type=_count(1), default=20, help="files per simulated run (wave) (20)"
+        "--files", type=whole_number(1), default=20, help="files per simulated run (wave) (20)"
     )
-    parser.add_argument("--reads-per-file", type=_count(1), default=10, help="reads per file (10)")
-    parser.add_argument("--engines", type=_count(1), default=3, help="engines (3)")
+    parser.add_argument(
+        "--reads-per-file", type=whole_number(1), default=10, help="reads per file (10)"
+    )
+    parser.add_argument("--engines", type=whole_number(1), default=3, help="engines (3)")
     parser.add_argument(
         "--interval", type=float, default=0.4, help="seconds between new files (0.4)"
     )
@@ -116,20 +119,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", type=Path, default=None, help="run folder (kept); default: a temporary one"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-
-
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            msg = f"{text!r} is not a whole number >= {minimum}"
-            raise argparse.ArgumentTypeError(msg)
-        return value
-
-    return parse
 
 
 @dataclass
