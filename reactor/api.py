@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from reactor.journal import JournalError
 from reactor.keys import CONFIG, REACTOR
@@ -106,6 +108,20 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if token is not None and not _token_ok(request, token):
         raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'")
     return await handler(request)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request latency per route (the route's pattern, so ids do not make new series)."""
+    began = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[REACTOR].metrics.request_seconds.labels(route=route).observe(
+            time.perf_counter() - began
+        )
 
 
 # ------------------------------------------------------------------ parameters
@@ -254,6 +270,15 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[REACTOR].status())
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app[REACTOR].metrics.registry)
+    response = web.Response(body=body)
+    response.content_type = "text/plain"
+    response.charset = "utf-8"
+    return response
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -283,6 +308,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/heartbeat", heartbeat)
     app.router.add_post("/requeue", requeue)
     app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)

@@ -47,7 +47,9 @@ def create_app(
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     and turn off the watcher or the background sweeper (calling `sweep_once` instead)."""
-    app = web.Application(middlewares=[api.error_middleware, api.access_middleware])
+    app = web.Application(
+        middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
+    )
     app[CONFIG] = config
     extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
     reactor = Reactor(config, clock=clock, journal=journal, **extra)

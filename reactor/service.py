@@ -23,6 +23,7 @@ import structlog
 
 from reactor.config import Config
 from reactor.journal import Journal
+from reactor.metrics import Metrics
 from reactor.names import is_pod5_name, new_job_id, output_stem
 from reactor.recovery import Recovered, recover
 from reactor.retry import FailureHistory
@@ -81,6 +82,7 @@ class Reactor:
         self.on_job_live: list[JobHook] = []
         self.on_job_ended: list[JobHook] = []
         self.reconciles = 0
+        self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
 
     # ------------------------------------------------------------ start
@@ -180,6 +182,7 @@ class Reactor:
         )
         self.journal.assign(job)
         job = self.state.commit_assignment(plan, job_id, now, self.config.report_back_interval)
+        self.metrics.assignments.inc()
         self._notify(self.on_job_live, job)
         log.info(
             "job_assigned",
@@ -245,10 +248,15 @@ class Reactor:
             "duration_s": round(now - job.assigned_at, 3),
         }
         action = plan.action
+        if action in (CompletionAction.MERGE, CompletionAction.FAIL, CompletionAction.SET_ASIDE):
+            self.metrics.completions.labels(outcome=str(plan.outcome)).inc()
         if action is CompletionAction.MERGE:
+            self.metrics.job_seconds.observe(now - job.assigned_at)
             self.throughput.files_done += len(job.files)
             log.info("job_done", outputs=moved, **fields)
         elif action is CompletionAction.FAIL:
+            self.metrics.retried_files.inc(len(plan.requeue))
+            self.metrics.quarantined_files.inc(len(plan.quarantine))
             log.warning(
                 "job_failed",
                 requeued=len(plan.requeue),
@@ -267,6 +275,7 @@ class Reactor:
                     engines=sorted(record.failed_on),
                 )
         elif action is CompletionAction.SET_ASIDE:
+            self.metrics.quarantined_files.inc(len(job.files))
             log.warning("job_set_aside", state=job_state, **fields)
         elif action is CompletionAction.CONFLICT:
             log.warning("completion_rejected", reason=plan.reason, state=job_state, **fields)
@@ -300,6 +309,7 @@ class Reactor:
         for job in expired:
             self.journal.expire(job)
             self.state.expire(job.job_id, now)
+            self.metrics.expiries.inc()
             self._notify(self.on_job_ended, job)
             log.warning(
                 "job_expired",
@@ -334,6 +344,7 @@ class Reactor:
             if name in on_disk:
                 self._done_by_output(name, f"{stem}.*", now)
         self.reconciles += 1
+        self.metrics.reconciles.labels(reason=reason).inc()
         log.info(
             "reconciled",
             reason=reason,
@@ -347,6 +358,7 @@ class Reactor:
     def on_fs_event(self, event: FsEvent) -> None:
         """One filesystem event from the watcher (called on the loop thread)."""
         now = self.clock()
+        self.metrics.fs_events.labels(area=str(event.area)).inc()
         if event.area is Area.INPUT:
             self._on_input_event(event, now)
         elif event.area is Area.RESULTS:
@@ -397,7 +409,9 @@ class Reactor:
         if after is FileState.READY and before is not FileState.READY:
             fields: dict[str, Any] = {"name": name}
             if seen_at is not None:
-                fields["latency_s"] = round(time.monotonic() - seen_at, 4)
+                latency = time.monotonic() - seen_at
+                self.metrics.ingest_seconds.observe(latency)
+                fields["latency_s"] = round(latency, 4)
             log.info("file_ready", **fields)
         elif after is FileState.INCOMPLETE and before is None:
             log.info("file_incomplete", name=name)
