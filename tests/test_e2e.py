@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import pytest
 
-from reactor.demo import free_port, serve_args
 from tests.pod5files import write_pod5, write_pod5_in_pieces
+from tests.served import REPO, ServedRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,7 +26,6 @@ N_FILES = 2000
 READS_PER_FILE = 3
 N_ENGINES = 8
 LEASE_S = 5.0
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -49,70 +45,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return Corpus(folder, read_ids)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `condition` every 50 ms until true; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Run:
+class Run(ServedRun):
     """One run folder, the server process and the engine processes."""
 
+    settings: ClassVar[dict[str, object]] = {**ServedRun.settings, "report_back_interval": LEASE_S}
+
     def __init__(self, root: Path) -> None:
-        self.input_dir = root / "input"
-        self.output_dir = root / "output"
-        self.input_dir.mkdir()
-        self.output_dir.mkdir()
-        self.logs = root / "logs"
-        self.logs.mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: subprocess.Popen[bytes] | None = None
+        super().__init__(root)
         self.engines: list[subprocess.Popen[bytes]] = []
-        self.server_starts = 0
-
-    def start_server(self, *extra: str) -> None:
-        self.server_starts += 1
-        log = (self.logs / f"server-{self.server_starts}.jsonl").open("wb")
-        self.server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                *serve_args(
-                    self.input_dir,
-                    self.output_dir,
-                    self.port,
-                    report_back_interval=LEASE_S,
-                    sweep_interval=0.5,
-                    settle_seconds=1,
-                    log_format="json",
-                ),
-                *extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        log.close()
-        wait_for(self.is_ready, 30, "the server to be ready")
-
-    def is_ready(self) -> bool:
-        assert self.server is not None
-        if self.server.poll() is not None:
-            pytest.fail(f"server exited with {self.server.returncode}; see {self.logs}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as reply:  # noqa: S310
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/status", timeout=5) as reply:  # noqa: S310
-            result: dict[str, Any] = json.load(reply)
-            return result
 
     def start_engines(self, count: int) -> None:
         for i in range(count):
@@ -140,21 +80,11 @@ class Run:
             )
             log.close()
 
-    def files_done(self) -> int:
-        try:
-            done: int = self.status()["files"]["done"]
-        except OSError:
-            return -1
-        return done
-
     def stop(self) -> int | None:
         for engine in self.engines:
             engine.kill()
             engine.wait(timeout=10)
-        if self.server is None or self.server.poll() is not None:
-            return None
-        self.server.send_signal(signal.SIGTERM)
-        return self.server.wait(timeout=30)
+        return self.stop_server()
 
 
 @pytest.fixture

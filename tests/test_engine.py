@@ -9,21 +9,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from reactor.demo import free_port, serve_args
 from tests.pod5files import write_pod5
+from tests.served import REPO, ServedRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-REPO = Path(__file__).resolve().parent.parent
 LEASE_S = 2.0
 READS_PER_FILE = 3
 FAKE = "{python} -m reactor.fakecaller {input_dir} {output_dir}"
@@ -32,15 +29,6 @@ SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor.fakecaller "$1" "$2"\' ' + (
     "{python} {input_dir} {output_dir}"
 )
 Events = list[dict[str, Any]]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `condition` every 50 ms until true; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def json_lines(path: Path) -> Events:
@@ -84,20 +72,18 @@ class Engine:
             pytest.fail(f"engine did not exit within {timeout_s} s; see {self.log}")
 
 
-class Run:
+class Run(ServedRun):
     """A run folder, its `reactor serve` process and the engines."""
 
+    settings: ClassVar[dict[str, object]] = {
+        **ServedRun.settings,
+        "report_back_interval": LEASE_S,
+        "sweep_interval": 0.2,
+    }
+    ready_timeout_s: ClassVar[float] = 20.0
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.input_dir = root / "input"
-        self.output_dir = root / "output"
-        self.logs = root / "logs"
-        for folder in (self.input_dir, self.output_dir, self.logs):
-            folder.mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: subprocess.Popen[bytes] | None = None
-        self.server_starts = 0
+        super().__init__(root)
         self.engines: list[Engine] = []
         self.read_ids: dict[str, list[str]] = {}
         self.orphans: list[int] = []  # commands of SIGKILLed engines, killed at teardown
@@ -110,51 +96,6 @@ class Run:
             staged = self.root / name
             self.read_ids[name] = write_pod5(staged, READS_PER_FILE, seed=i)
             staged.rename(self.input_dir / name)
-
-    def start_server(self) -> None:
-        self.server_starts += 1
-        with (self.logs / f"server-{self.server_starts}.jsonl").open("wb") as log:
-            self.server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    *serve_args(
-                        self.input_dir,
-                        self.output_dir,
-                        self.port,
-                        report_back_interval=LEASE_S,
-                        sweep_interval=0.2,
-                        settle_seconds=1,
-                        log_format="json",
-                    ),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        wait_for(self.is_ready, 20, "the server to be ready")
-
-    def is_ready(self) -> bool:
-        assert self.server is not None
-        if self.server.poll() is not None:
-            pytest.fail(f"server exited with {self.server.returncode}; see {self.logs}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as reply:  # noqa: S310
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/status", timeout=5) as reply:  # noqa: S310
-            result: dict[str, Any] = json.load(reply)
-            return result
-
-    def files_done(self) -> int:
-        try:
-            done: int = self.status()["files"]["done"]
-        except OSError:
-            return -1
-        return done
 
     def all_done(self) -> bool:
         return self.files_done() == len(self.read_ids)
@@ -198,9 +139,7 @@ class Run:
         for pid in self.orphans:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            self.server.wait(timeout=20)
+        self.stop_server(timeout_s=20)
 
     def assert_exactly_once(self) -> None:
         """Every read id of every input in pass/+fail/ once; each file merged by one job."""

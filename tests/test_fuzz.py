@@ -31,10 +31,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -48,6 +47,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from reactor.demo import serve_args
 from reactor.names import INPUT_FOLDERS, STAGING_PREFIX, is_pod5_name, parse_job_folder
 from tests.pod5files import write_pod5
+from tests.served import wait_for
 
 N_FILES = 200
 # Short, so jobs the fuzz takes expire and their files come back while it runs; long
@@ -222,15 +222,6 @@ class ServedRun:
     def server_log(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `condition` every 50 ms until true; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

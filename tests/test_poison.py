@@ -208,7 +208,8 @@ async def test_restart_remembers_failures_and_halves(
 def test_corrupt_pod5_ends_alone_in_quarantine_with_real_engines(tmp_path: Path) -> None:
     """Real processes: reactor serve, two engines running the stand-in basecaller; one
     corrupt .pod5 among 24 ends alone in FAILED_, every other read exactly once."""
-    from tests.test_e2e import Run, wait_for
+    from tests.served import wait_for
+    from tests.test_e2e import Run
 
     run = Run(tmp_path)
     try:
