@@ -20,13 +20,21 @@ Keys that every line may carry, stable for anyone who parses the logs:
 ``state``       a file's or job's new state
 ``reason``      why something happened (an expiry, a quarantine, a refusal)
 ``exception``   the formatted traceback, when an error is logged with one
+
+Under systemd, stdout goes to the journal. systemd says so in ``JOURNAL_STREAM``
+(``device:inode`` of the stream, see systemd.exec(5)); when it names our stream, each line
+is prefixed with its syslog priority (``<4>`` for a warning), which journald strips and
+stores as ``PRIORITY`` (``SyslogLevelPrefix=yes`` is systemd's default). The journal's
+``MESSAGE`` is then the bare JSON object, and ``journalctl -p warning`` works.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import Processor
@@ -55,6 +63,31 @@ class _ReactorHandler(logging.StreamHandler[TextIO]):
     """Our handler on the root logger, told apart so a second configure replaces it."""
 
 
+# syslog(3) priorities, as journald reads them from a "<N>" line prefix.
+_SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+
+def _is_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when `stream` is the journal stream systemd names in JOURNAL_STREAM."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (AttributeError, OSError, ValueError):  # no file behind it, or no variable
+        return False
+
+
+def _with_priority_prefix(renderer: Processor) -> Processor:
+    def render(logger: Any, method: str, event_dict: Any) -> str:
+        line = renderer(logger, method, event_dict)
+        if isinstance(line, bytes):
+            line = line.decode()
+        priority = _SYSLOG_PRIORITY.get(str(event_dict.get("level", "")), 6)
+        return f"<{priority}>{line}"
+
+    return render
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -62,10 +95,17 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Set up structlog and the standard library's logging to write to `stream` (stdout).
 
-    `fmt` is "json", "console", or "auto" (JSON unless `stream` is a terminal).
+    `fmt` is "json", "console", or "auto" (JSON unless `stream` is a terminal). Lines get
+    a syslog priority prefix when `stream` is systemd's journal stream (`environ`, by
+    default os.environ, carries JOURNAL_STREAM).
     """
     level_no = _LEVELS.get(level.lower())
     if level_no is None:
@@ -82,6 +122,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         renderer = structlog.processors.JSONRenderer(default=str)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=terminal)
+    if _is_journal(out, os.environ if environ is None else environ):
+        renderer = _with_priority_prefix(renderer)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
     structlog.configure(

@@ -212,3 +212,32 @@ def test_watchdogs_benign_unwatch_error_is_dropped_but_real_errors_are_kept() ->
     inotify.error("Unable to rebuild recursive inotify watches below %r", "/x")
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["Unable to rebuild recursive inotify watches below '/x'"]
+
+
+def journal_stream_env(path: Path) -> dict[str, str]:
+    st = path.stat()
+    return {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+
+
+def test_lines_to_the_journal_carry_their_syslog_priority(tmp_path: Path) -> None:
+    """journald strips a leading <N> into PRIORITY; MESSAGE stays the bare JSON object."""
+    path = tmp_path / "journal"
+    with path.open("w") as stream:
+        configure_logging("info", "json", stream, environ=journal_stream_env(path))
+        structlog.get_logger().info("fine")
+        structlog.get_logger().warning("odd")
+        logging.getLogger("aiohttp.server").error("broken")
+    lines = path.read_text().splitlines()
+    prefixes = [line[: line.index("{")] for line in lines]
+    assert prefixes == ["<6>", "<4>", "<3>"]
+    events = [json.loads(line[3:])["event"] for line in lines]
+    assert events == ["fine", "odd", "broken"]
+
+
+@pytest.mark.parametrize("journal_stream", ["", "1:2", "not-a-pair"])
+def test_lines_elsewhere_have_no_priority_prefix(tmp_path: Path, journal_stream: str) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        configure_logging("info", "json", stream, environ={"JOURNAL_STREAM": journal_stream})
+        structlog.get_logger().warning("odd")
+    assert json.loads(path.read_text())["event"] == "odd"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -67,3 +69,28 @@ async def test_metrics_count_what_happened(
     assert got[("reactor_job_seconds_sum", ())] == 12.0
     assigns = got[("reactor_request_seconds_count", (("route", "/assignwork"),))]
     assert assigns == 3
+
+
+async def test_readme_queries_name_metrics_that_exist(
+    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """Every metric and file state the README's dashboard queries use is in /metrics."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Scraping metrics", 1)[1].split("\n## ", 1)[0]
+    used_names = set(re.findall(r"\breactor_[a-z_]+", section))
+    used_states = {
+        state
+        for pattern in re.findall(r'state=~?"([^"]+)"', section)
+        for state in pattern.split("|")
+    }
+    assert used_names
+    assert used_states
+
+    config = run_dirs.config()
+    client = await aiohttp_client(create_app(config, clock=clock, watch=False, sweep=False))
+    response = await client.get("/metrics")
+    exposed = samples(await response.text())
+    exposed_names = {name for name, _ in exposed}
+    exposed_states = {dict(labels)["state"] for name, labels in exposed if name == "reactor_files"}
+    assert used_names <= exposed_names
+    assert used_states <= exposed_states
