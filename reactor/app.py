@@ -6,10 +6,13 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 1. reactor  - recovery from disk and the input scan; ready once done
 2. watcher  - watchdog observers bridged into the loop (optional for tests)
 3. sweeper  - lease expiry, settle timer, safety-net reconcile
+4. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
+              reconcile), then watchdog pings and STATUS= lines (`reactor.sdnotify`)
 
-Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, lets
-requests in flight finish (bounded by `shutdown_timeout`), then the contexts unwind:
-the sweeper is cancelled and the observers stopped. Every disk change is a completed
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting and
+tells systemd STOPPING=1 (`on_shutdown`, before anything waits), lets requests in
+flight finish (bounded by `shutdown_timeout`), then the contexts unwind: the pings
+end, the sweeper is cancelled and the observers stopped. Every disk change is a completed
 journal step by then, so the folders are consistent whenever the process ends.
 """
 
@@ -27,7 +30,8 @@ from aiohttp import web
 from reactor import api
 from reactor.config import Config
 from reactor.journal import Journal
-from reactor.keys import CONFIG, REACTOR, SWEEPER
+from reactor.keys import CONFIG, HEARTBEAT, REACTOR, SWEEPER
+from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
 from reactor.state import Job
 from reactor.sweeper import Sweeper
@@ -44,9 +48,11 @@ def create_app(
     watch: bool = True,
     sweep: bool = True,
     job_id_factory: Callable[[], str] | None = None,
+    notifier: Notifier | None = None,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
-    and turn off the watcher or the background sweeper (calling `sweep_once` instead)."""
+    a notifier (systemd's, from the environment, by default), and turn off the watcher
+    or the background sweeper (calling `sweep_once` instead)."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
@@ -66,7 +72,21 @@ def create_app(
         app.cleanup_ctx.append(_watcher_ctx)
     if sweep:
         app.cleanup_ctx.append(_sweeper_ctx)
+    notifier = Notifier.from_environ() if notifier is None else notifier
+    app[HEARTBEAT] = Heartbeat(notifier, lambda: status_line(reactor))
+    app.on_shutdown.append(_tell_systemd_stopping)
+    app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
     return app
+
+
+def status_line(reactor: Reactor) -> str:
+    """The one line `systemctl status` shows: the queue at a glance."""
+    counts = reactor.count_fields()
+    engines = reactor.state.working_engines(reactor.clock())
+    return (
+        f"ready {counts['ready']} · assigned {counts['assigned']} · done {counts['done']}"
+        f" · quarantined {counts['quarantined']} · engines {engines}"
+    )
 
 
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -138,3 +158,16 @@ async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _systemd_ctx(app: web.Application) -> AsyncIterator[None]:
+    heartbeat = app[HEARTBEAT]
+    heartbeat.start()
+    yield
+    await heartbeat.stop()  # a no-op when on_shutdown already said STOPPING=1
+
+
+async def _tell_systemd_stopping(app: web.Application) -> None:
+    """on_shutdown runs once the listening sockets are closed and before requests in
+    flight are awaited: the earliest point aiohttp offers to say STOPPING=1."""
+    await app[HEARTBEAT].stop("stopping: finishing requests in flight")

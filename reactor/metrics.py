@@ -32,12 +32,7 @@ class _StateCollector(Collector):
         yield files
         live = sum(1 for _ in self.state.live_jobs())
         yield GaugeMetricFamily("reactor_jobs_live", "Jobs assigned and not finished.", live)
-        now = self.clock()
-        working = sum(
-            1
-            for engine in self.state.engines.values()
-            if engine.last_seen >= now - self.state.engine_window_s
-        )
+        working = self.state.working_engines(self.clock())
         yield GaugeMetricFamily(
             "reactor_engines_working", "Engines seen within the lease window.", working
         )

@@ -87,6 +87,11 @@ class RunState:
     def counts(self) -> dict[FileState, int]:
         return {state: self._counts[state] for state in FileState}
 
+    def working_engines(self, now: float) -> int:
+        """Engines seen within `engine_window_s` of `now`."""
+        since = now - self.engine_window_s
+        return sum(1 for engine in self.engines.values() if engine.last_seen >= since)
+
     def ready_names(self) -> Iterator[str]:
         """The ready queue, front first."""
         return iter(self._ready)

@@ -23,6 +23,14 @@ class RunDirs:
         return config
 
 
+@pytest.fixture(autouse=True)
+def _no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test talks to a real systemd, even when pytest runs under one: apps built
+    without a notifier read NOTIFY_SOCKET from the environment."""
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def run_dirs(tmp_path: Path) -> RunDirs:
     """An empty run: INPUTDIR and OUTPUTDIR (pass/ and fail/ are made by `config()`)."""
