@@ -1,4 +1,4 @@
-"""Command line: `reactor serve | engine | requeue | demo | simulate-run | fake-basecaller`.
+"""Command line: `reactor serve | check | engine | requeue | config | demo | simulate-run | …`.
 
 `main(argv) -> int`: a person's mistake gets one clear line on stderr and exit code 2,
 never a traceback. Subcommand modules load their heavy dependencies (the pod5 library)
@@ -17,6 +17,10 @@ from reactor import __version__
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "check": (
+        "reactor.check",
+        "check that this machine can run reactor serve with these settings",
+    ),
     "engine": (
         "reactor.engine",
         "ask a reactor for batches and run a basecaller (dorado or any command) on them",
@@ -24,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "requeue": (
         "reactor.requeue",
         "release quarantined files back to the queue of a running reactor",
+    ),
+    "config": (
+        "reactor.config_command",
+        "settings files: import-seed makes them from the seed service's JSON",
     ),
     "demo": (
         "reactor.demo",
