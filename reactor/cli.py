@@ -1,4 +1,5 @@
-"""Command line: `reactor serve | engine | requeue | demo | simulate-run | fake-basecaller`.
+"""Command line: `reactor serve | engine | status | requeue | demo | simulate-run |
+fake-basecaller`.
 
 `main(argv) -> int`: a person's mistake gets one clear line on stderr and exit code 2,
 never a traceback. Subcommand modules load their heavy dependencies (the pod5 library)
@@ -20,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engine": (
         "reactor.engine",
         "ask a reactor for batches and run a basecaller (dorado or any command) on them",
+    ),
+    "status": (
+        "reactor.status",
+        "show a running reactor's progress, rate, ETA, engines and quarantined files",
     ),
     "requeue": (
         "reactor.requeue",
