@@ -1,4 +1,4 @@
-"""Command line: `reactor serve | check | engine | requeue | config | demo | simulate-run | …`.
+"""Command line: `reactor serve | check | engine | status | requeue | config | demo | …`.
 
 `main(argv) -> int`: a person's mistake gets one clear line on stderr and exit code 2,
 never a traceback. Subcommand modules load their heavy dependencies (the pod5 library)
@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engine": (
         "reactor.engine",
         "ask a reactor for batches and run a basecaller (dorado or any command) on them",
+    ),
+    "status": (
+        "reactor.status",
+        "show a running reactor's progress, rate, ETA, engines and quarantined files",
     ),
     "requeue": (
         "reactor.requeue",

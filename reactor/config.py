@@ -13,7 +13,8 @@ Times are in seconds. The keys, their defaults and meanings are the `_KEYS` tabl
 rows (a test keeps the two in step).
 
 This module owns serve's own: `Config`, its key table, `listen` and `allow` parsing, the
-rules across keys, the folder checks and `load_config`. What a key is, how flags,
+rules across keys, the folder checks, `load_config`, and `local_service` (where clients
+on this host, such as `reactor status`, find serve). What a key is, how flags,
 environment and file are merged, the parsers, the TOML reader and `ConfigError` live in
 `reactor.settings`, shared with the engine; the last two are re-exported here.
 """
@@ -368,3 +369,20 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     config = parse_config(args, env, file)
     check_folders(config)
     return config
+
+
+def local_service(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(URL, token) of the service this host's settings describe, for clients on this host
+    such as `reactor status`: `listen` and `token` from flags, REACTOR_* variables and the
+    --config / REACTOR_CONFIG file, as serve reads them; only those two keys are read.
+    A wildcard listen address (0.0.0.0, ::) is reached on loopback."""
+    file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
+    file = read_config_file(Path(file_name), CONFIG_ENV) if file_name else None
+    keys = [key for key in _KEYS if key.name in ("listen", "token")]
+    values = merge_keys(
+        keys, args, env, file.values if file else {}, f"config file {file_name}", None
+    )
+    host, port = _split_listen(values.get("listen", DEFAULT_LISTEN))
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapped away
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}", values.get("token")

@@ -15,9 +15,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -25,6 +24,7 @@ from reactor.config import Config
 from reactor.journal import Journal
 from reactor.metrics import Metrics
 from reactor.names import is_pod5_name, new_job_id, output_stem
+from reactor.rate import Throughput
 from reactor.recovery import Recovered, recover
 from reactor.retry import FailureHistory
 from reactor.signature import check_pod5
@@ -37,6 +37,7 @@ from reactor.state import (
     Outcome,
     RunState,
 )
+from reactor.status_report import status_report
 from reactor.watcher import Area, Change, FsEvent
 
 log = structlog.get_logger("reactor")
@@ -44,16 +45,13 @@ log = structlog.get_logger("reactor")
 MAX_BATCH_SIZE = 10_000
 Clock = Callable[[], float]
 JobHook = Callable[[Job], None]
+# Where the run is: not ready yet; sequencing goes on; sequencing finished and files
+# remain; the run is complete. Shared with end-of-run detection (issue 5).
+Phase = Literal["starting", "running", "finishing", "complete"]
 
 
 class Conflict(Exception):
     """A request that cannot be carried out in the job's current state (HTTP 409)."""
-
-
-@dataclass(slots=True)
-class Throughput:
-    started_at: float
-    files_done: int = 0
 
 
 class Reactor:
@@ -252,7 +250,7 @@ class Reactor:
             self.metrics.completions.labels(outcome=str(plan.outcome)).inc()
         if action is CompletionAction.MERGE:
             self.metrics.job_seconds.observe(now - job.assigned_at)
-            self.throughput.files_done += len(job.files)
+            self.throughput.record(now, len(job.files))
             log.info("job_done", outputs=moved, **fields)
         elif action is CompletionAction.FAIL:
             self.metrics.retried_files.inc(len(plan.requeue))
@@ -450,51 +448,14 @@ class Reactor:
         status = "true" if idle >= self.config.shutdown_interval else "false"
         return {"status": status, "inactivity_interval": idle}
 
-    def status(self) -> dict[str, Any]:
-        now = self.clock()
-        counts = self.count_fields()
-        elapsed = max(now - self.throughput.started_at, 1e-9)
-        rate = self.throughput.files_done / elapsed
-        remaining = counts["incomplete"] + counts["ready"] + counts["assigned"]
-        return {
-            "ready": self.ready,
-            "files": counts,
-            "files_total": sum(counts.values()),
-            "jobs": {
-                "live": [self._job_view(job, now) for job in self.state.live_jobs()],
-                "total": len(self.state.jobs),
-            },
-            "engines": [
-                {
-                    "engine_id": engine.engine_id,
-                    "last_seen_s": round(now - engine.last_seen, 3),
-                    "live_jobs": len(engine.live_jobs),
-                    "files_done": engine.files_done,
-                    "jobs_done": engine.jobs_done,
-                    "jobs_failed": engine.jobs_failed,
-                    "jobs_expired": engine.jobs_expired,
-                }
-                for engine in self.state.engines.values()
-            ],
-            "throughput": {
-                "files_done_since_start": self.throughput.files_done,
-                "files_per_s": round(rate, 3),
-                "eta_s": round(remaining / rate, 1) if rate > 0 else None,
-            },
-            "reconciles": self.reconciles,
-        }
+    @property
+    def phase(self) -> Phase:
+        # placeholder until end-of-run lands
+        return "running" if self.ready else "starting"
 
-    @staticmethod
-    def _job_view(job: Job, now: float) -> dict[str, Any]:
-        return {
-            "job_id": job.job_id,
-            "engine_id": job.engine_id,
-            "state": str(job.state),
-            "files": len(job.files),
-            "outputs_seen": job.outputs_seen,
-            "age_s": round(now - job.assigned_at, 3),
-            "expires_in_s": round(job.deadline() - now, 3),
-        }
+    def status(self) -> dict[str, Any]:
+        """The body of GET /status (see `reactor.status_report`)."""
+        return status_report(self)
 
     @staticmethod
     def _notify(hooks: list[JobHook], job: Job) -> None:

@@ -78,6 +78,7 @@ class RunState:
         self.engines: dict[str, Engine] = {}
         self._ready: OrderedDict[str, None] = OrderedDict()  # the ready queue, front first
         self._incomplete: set[str] = set()  # so the settle timer never walks all files
+        self._quarantined: dict[str, None] = {}  # so /status lists them without walking all files
         self._live_jobs: dict[str, Job] = {}
         self._counts: Counter[FileState] = Counter()
         self.last_activity = 0.0
@@ -95,6 +96,10 @@ class RunState:
     def ready_names(self) -> Iterator[str]:
         """The ready queue, front first."""
         return iter(self._ready)
+
+    def quarantined_names(self) -> Iterator[str]:
+        """Quarantined files, in the order they were quarantined (or restored)."""
+        return iter(self._quarantined)
 
     def live_jobs(self) -> Iterable[Job]:
         return self._live_jobs.values()
@@ -121,6 +126,8 @@ class RunState:
             self._ready[name] = None
         elif state is FileState.INCOMPLETE:
             self._incomplete.add(name)
+        elif state is FileState.QUARANTINED:
+            self._quarantined[name] = None
 
     def _untrack(self, name: str, state: FileState) -> None:
         self._counts[state] -= 1
@@ -128,6 +135,8 @@ class RunState:
             del self._ready[name]
         elif state is FileState.INCOMPLETE:
             self._incomplete.discard(name)
+        elif state is FileState.QUARANTINED:
+            del self._quarantined[name]
 
     def _move(self, name: str, record: FileRecord, state: FileState, now: float) -> None:
         self._untrack(name, record.state)

@@ -626,6 +626,14 @@ class RunStateMachine(RuleBasedStateMachine):
         assert queue == self.queue  # FIFO, with retried and expired files in front
 
     @invariant()
+    def quarantine_list_is_exactly_the_quarantined_files(self) -> None:
+        """What /status lists without walking the files (issue 5)."""
+        listed = list(self.state.quarantined_names())
+        assert len(listed) == len(set(listed))
+        quarantined = {n for n, r in self.state.files.items() if r.state is FileState.QUARANTINED}
+        assert set(listed) == quarantined
+
+    @invariant()
     def assigned_files_belong_to_exactly_one_live_job(self) -> None:
         live = {job.job_id: job for job in self.state.live_jobs()}
         assert set(live) == {j for j, job in self.state.jobs.items() if job.live}

@@ -1,0 +1,79 @@
+"""The body of `GET /status`: a snapshot of the run for people and scripts.
+
+Built from what the core keeps up to date (counts per state, live jobs, engines, the
+quarantined set), so it costs O(live jobs + engines + QUARANTINE_LISTED), never
+O(files): a site may track a million files. `reactor status` renders it; the schema is
+`Status` in `openapi.json`.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from reactor.model import Engine, Job
+
+if TYPE_CHECKING:
+    from reactor.service import Reactor
+
+QUARANTINE_LISTED = 100  # names listed in /status; the total is always given
+
+
+def status_report(reactor: Reactor) -> dict[str, Any]:
+    now = reactor.clock()
+    counts = reactor.count_fields()
+    throughput = reactor.throughput
+    recent = throughput.recent_per_s(now)
+    remaining = counts["incomplete"] + counts["ready"] + counts["assigned"]
+    state = reactor.state
+    return {
+        "ready": reactor.ready,
+        "phase": reactor.phase,
+        "files": counts,
+        "files_total": sum(counts.values()),
+        "jobs": {
+            "live": [_job_view(job, now) for job in state.live_jobs()],
+            "total": len(state.jobs),
+        },
+        "engines": [_engine_view(engine, now) for engine in state.engines.values()],
+        "throughput": {
+            "files_done_since_start": throughput.files_done,
+            "files_per_s": round(recent, 3),
+            "files_per_s_since_start": round(throughput.since_start_per_s(now), 3),
+            "window_s": throughput.window_s,
+            "eta_s": round(remaining / recent, 1) if recent > 0 else None,
+        },
+        "quarantined": {
+            "total": counts["quarantined"],
+            "files": [
+                {"name": name, "failures": state.files[name].failures}
+                for name in islice(state.quarantined_names(), QUARANTINE_LISTED)
+            ],
+        },
+        "reconciles": reactor.reconciles,
+    }
+
+
+def _engine_view(engine: Engine, now: float) -> dict[str, Any]:
+    return {
+        "engine_id": engine.engine_id,
+        "last_seen_s": round(now - engine.last_seen, 3),
+        "live_jobs": len(engine.live_jobs),
+        "files_done": engine.files_done,
+        "jobs_done": engine.jobs_done,
+        "jobs_failed": engine.jobs_failed,
+        "jobs_expired": engine.jobs_expired,
+        "benched_s": round(max(engine.benched_until - now, 0.0), 3),
+    }
+
+
+def _job_view(job: Job, now: float) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "engine_id": job.engine_id,
+        "state": str(job.state),
+        "files": len(job.files),
+        "outputs_seen": job.outputs_seen,
+        "age_s": round(now - job.assigned_at, 3),
+        "expires_in_s": round(job.deadline() - now, 3),
+    }
