@@ -30,7 +30,7 @@ from aiohttp import web
 from reactor import api
 from reactor.config import Config
 from reactor.journal import Journal
-from reactor.keys import CONFIG, HEARTBEAT, REACTOR, SWEEPER
+from reactor.keys import CONFIG, HEARTBEAT, REACTOR, READY_WHEN_LISTENING, SWEEPER
 from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
 from reactor.state import Job
@@ -49,10 +49,16 @@ def create_app(
     sweep: bool = True,
     job_id_factory: Callable[[], str] | None = None,
     notifier: Notifier | None = None,
+    ready_when_listening: bool = False,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     a notifier (systemd's, from the environment, by default), and turn off the watcher
-    or the background sweeper (calling `sweep_once` instead)."""
+    or the background sweeper (calling `sweep_once` instead).
+
+    aiohttp starts the app before it listens. `ready_when_listening` keeps READY=1 back
+    until the caller, once the port is open, calls `app[HEARTBEAT].announce_ready()`
+    (`reactor serve` does, so engines started after reactor.service find it listening);
+    otherwise READY=1 goes out as soon as the start-up work is done."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
@@ -75,6 +81,7 @@ def create_app(
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[HEARTBEAT] = Heartbeat(notifier, lambda: status_line(reactor))
     app.on_shutdown.append(_tell_systemd_stopping)
+    app[READY_WHEN_LISTENING] = ready_when_listening
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
     return app
 
@@ -162,7 +169,7 @@ async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _systemd_ctx(app: web.Application) -> AsyncIterator[None]:
     heartbeat = app[HEARTBEAT]
-    heartbeat.start()
+    heartbeat.start(announce_ready=not app[READY_WHEN_LISTENING])
     yield
     await heartbeat.stop()  # a no-op when on_shutdown already said STOPPING=1
 

@@ -94,6 +94,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from reactor.app import create_app
     from reactor.config import ConfigError, load_config, prepare_output_dirs
+    from reactor.keys import HEARTBEAT
     from reactor.logs import configure_logging
 
     try:
@@ -103,12 +104,19 @@ def serve(args: argparse.Namespace) -> int:
         print(f"reactor serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)
+    app = create_app(config, ready_when_listening=True)
+    heartbeat = app[HEARTBEAT]
+
+    def listening(_banner: str) -> None:
+        # run_app calls `print` once every site listens: the moment to say READY=1.
+        heartbeat.announce_ready()
+
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=config.host,
             port=config.port,
-            print=None,
+            print=listening,
             shutdown_timeout=10.0,
             access_log=None,
         )

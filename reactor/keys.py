@@ -16,3 +16,5 @@ CONFIG: web.AppKey[Config] = web.AppKey("config")
 REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
 HEARTBEAT: web.AppKey[Heartbeat] = web.AppKey("heartbeat")
+# True when READY=1 waits for the caller to say the port is open (see create_app).
+READY_WHEN_LISTENING: web.AppKey[bool] = web.AppKey("ready_when_listening", bool)

@@ -161,13 +161,25 @@ class Heartbeat:
         self.notifier = notifier
         self._status = status
         self._task: asyncio.Task[None] | None = None
+        self._announced = False
         self._stopped = False
 
-    def start(self) -> None:
-        """Tell systemd the service is ready, and start the pings. Call on the loop."""
-        notifier = self.notifier
-        if not notifier.enabled:
+    def start(self, *, announce_ready: bool = True) -> None:
+        """Start the pings and, unless told to wait (`announce_ready=False`, then
+        `announce_ready()` says it later), tell systemd the service is ready. Call on
+        the loop."""
+        if not self.notifier.enabled:
             return
+        if announce_ready:
+            self.announce_ready()
+        self._task = asyncio.create_task(self._run(), name="reactor-sd-notify")
+
+    def announce_ready(self) -> None:
+        """READY=1 with the current status line; once, and never after stopping."""
+        notifier = self.notifier
+        if not notifier.enabled or self._announced or self._stopped:
+            return
+        self._announced = True
         status = self.status_line()
         notifier.ready(status)
         log.info(
@@ -176,7 +188,6 @@ class Heartbeat:
             watchdog_interval_s=notifier.watchdog_interval_s,
             status=status,
         )
-        self._task = asyncio.create_task(self._run(), name="reactor-sd-notify")
 
     async def _run(self) -> None:
         notifier = self.notifier

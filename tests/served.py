@@ -56,8 +56,9 @@ class ServedRun:
         self.server: subprocess.Popen[bytes] | None = None
         self.server_starts = 0
 
-    def start_server(self, *extra: str) -> None:
-        """Start (or restart) the server on the same port; log to logs/server-N.jsonl."""
+    def start_server(self, *extra: str, wait: bool = True) -> None:
+        """Start (or restart) the server on the same port; log to logs/server-N.jsonl.
+        Waits until it is ready unless `wait` is False."""
         self.server_starts += 1
         args = serve_args(self.input_dir, self.output_dir, self.port, **self.settings)
         with (self.logs / f"server-{self.server_starts}.jsonl").open("wb") as log:
@@ -67,7 +68,8 @@ class ServedRun:
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
-        wait_for(self.is_ready, self.ready_timeout_s, "the server to be ready")
+        if wait:
+            wait_for(self.is_ready, self.ready_timeout_s, "the server to be ready")
 
     def is_ready(self) -> bool:
         assert self.server is not None

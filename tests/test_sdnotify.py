@@ -211,6 +211,22 @@ async def test_heartbeat_pings_with_the_status_until_stopped(systemd: FakeSystem
     assert systemd.pending() == []
 
 
+async def test_ready_can_wait_for_the_caller_and_is_said_once(systemd: FakeSystemd) -> None:
+    """start(announce_ready=False) pings at once; READY=1 comes with announce_ready(),
+    only the first time, and never after STOPPING=1."""
+    heartbeat = Heartbeat(Notifier.from_environ(watchdog_env(systemd)), lambda: "up")
+    heartbeat.start(announce_ready=False)
+    assert await systemd.next() == ["WATCHDOG=1", "STATUS=up"]
+    heartbeat.announce_ready()
+    heartbeat.announce_ready()
+    await heartbeat.stop("bye")
+    messages = systemd.pending()  # sent synchronously: all queued by now
+    assert [m for m in messages if m[0] == "READY=1"] == [["READY=1", "STATUS=up"]]
+    assert messages[-1] == ["STOPPING=1", "STATUS=bye"]
+    heartbeat.announce_ready()
+    assert systemd.pending() == []
+
+
 async def test_without_a_watchdog_for_us_only_the_status_is_refreshed(
     systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,16 +349,18 @@ async def test_app_without_notify_socket_sends_nothing(
 def test_reactor_serve_notifies_ready_and_stopping(
     tmp_path: Path, systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`reactor serve` under NOTIFY_SOCKET: READY=1 once started; SIGTERM gives
-    STOPPING=1 and exit code 0."""
+    """`reactor serve` under NOTIFY_SOCKET: READY=1 once it listens (a connection made
+    the moment READY arrives succeeds); SIGTERM gives STOPPING=1 and exit code 0."""
     monkeypatch.setenv("NOTIFY_SOCKET", systemd.name)
     (tmp_path / "run").mkdir()
     run = ServedRun(tmp_path / "run")
-    run.start_server()
+    run.start_server(wait=False)
     try:
         ready = systemd.receive()
         assert ready[0] == "READY=1"
         assert ready[1].startswith("STATUS=ready 0 ·")
+        socket.create_connection(("127.0.0.1", run.port), timeout=WAIT_S).close()
+        assert run.is_ready()
     finally:
         began = time.monotonic()
         code = run.stop_server()
