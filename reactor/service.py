@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from reactor.config import Config
+from reactor.endrun import RunEnd, phase_of
 from reactor.journal import Journal
 from reactor.metrics import Metrics
 from reactor.names import is_pod5_name, new_job_id, output_stem
@@ -84,6 +85,7 @@ class Reactor:
         self.reconciles = 0
         self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
+        self.run_end = RunEnd()  # set by reactor.finisher: stop file seen, complete
 
     # ------------------------------------------------------------ start
 
@@ -415,6 +417,9 @@ class Reactor:
             log.info("file_ready", **fields)
         elif after is FileState.INCOMPLETE and before is None:
             log.info("file_incomplete", name=name)
+        if before is None and self.run_end.reconciled:
+            # Basecalled like any other, but it was not in the run when it ended.
+            log.warning("file_after_run_end", name=name, phase=str(self.phase))
 
     def _refuse(self, name: str) -> bool:
         """A `.pod5` that is a symlink leading outside INPUTDIR is never handed out: the
@@ -442,6 +447,11 @@ class Reactor:
 
     # ------------------------------------------------------------- views
 
+    @property
+    def phase(self) -> str:
+        """starting, running, finishing or complete (see `reactor.endrun.phase_of`)."""
+        return str(phase_of(self.ready, self.run_end))
+
     def count_fields(self) -> dict[str, int]:
         return {str(state): count for state, count in self.state.counts().items()}
 
@@ -458,6 +468,7 @@ class Reactor:
         remaining = counts["incomplete"] + counts["ready"] + counts["assigned"]
         return {
             "ready": self.ready,
+            "phase": self.phase,
             "files": counts,
             "files_total": sum(counts.values()),
             "jobs": {
