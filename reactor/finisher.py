@@ -34,12 +34,10 @@ Exactly once across a crash *inside* the command needs the command's own coopera
 (an idempotent submit, a job name it checks): the command gets `REACTOR_RUN_MARKER` so
 it can, but reactor cannot make that promise for it.
 
-Running. The command line is split with `shlex` and run without a shell, in a session
-of its own, with cwd OUTPUTDIR, stdin from /dev/null and stdout+stderr appended to
-`OUTPUTDIR/reactor-on-complete.log` (`LOG_NAME`): the child writes there directly, so
-nothing it prints passes through the service or its memory; `on_complete_finished`
-carries the last lines (at most `_TAIL_BYTES`). Its environment is the service's, without
-tokens, plus the `REACTOR_RUN_*` variables of `reactor.endrun.run_env`.
+Running (`reactor.oncomplete`): split with `shlex`, run without a shell, in a session
+of its own, cwd OUTPUTDIR, output appended to `OUTPUTDIR/reactor-on-complete.log`;
+`on_complete_finished` carries its last lines. Its environment is the service's,
+without tokens, plus the `REACTOR_RUN_*` variables of `reactor.endrun.run_env`.
 
 Shutdown while it runs: the finisher waits for it up to `stop_grace_s` (10 s), then
 SIGTERMs its process group, SIGKILLs it `kill_grace_s` later, and records `stopped`.
@@ -62,7 +60,6 @@ import contextlib
 import os
 import shlex
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -82,6 +79,7 @@ from reactor.endrun import (
     run_env,
     stop_file_matcher,
 )
+from reactor.oncomplete import LogUnavailable, signal_group, spawn, start_problem, tail
 from reactor.watcher import Change, FsEvent, PathFilter
 
 if TYPE_CHECKING:
@@ -91,7 +89,6 @@ log = structlog.get_logger("reactor.finisher")
 
 MARKER_NAME = "reactor-run-complete.json"
 LOG_NAME = "reactor-on-complete.log"
-_TAIL_BYTES = 2048
 
 
 def exit_by_sigterm() -> None:
@@ -150,29 +147,6 @@ def write_marker(path: Path, marker: Marker) -> None:
     tmp = path.with_name(f"{path.name}.tmp")
     tmp.write_text(marker.to_json())
     tmp.replace(path)
-
-
-def _tail(path: Path) -> list[str]:
-    """The last lines of the command's log (at most `_TAIL_BYTES`)."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
-            data = file.read()
-    except OSError:
-        return []
-    return data.decode(errors="replace").splitlines()[-10:]
-
-
-class _LogUnavailable(OSError):
-    """The command's log file cannot be opened, so the command is not started."""
-
-
-def _start_problem(program: str, exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return f"program {program!r} is not found; install it or give its full path"
-    if isinstance(exc, PermissionError):
-        return f"program {program!r} is not executable by this user; fix its permissions"
-    return f"program {program!r} cannot be started ({exc.strerror or exc})"
 
 
 class Finisher:
@@ -349,11 +323,9 @@ class Finisher:
         began = time.perf_counter()
         marker = replace(marker, started_at=_utc_now())
         try:
-            process = await self._spawn(command, env)
+            process = await spawn(command, env, cwd=self.config.output_dir, log_path=self.log_path)
         except OSError as exc:
-            detail = (
-                str(exc) if isinstance(exc, _LogUnavailable) else _start_problem(command[0], exc)
-            )
+            detail = str(exc) if isinstance(exc, LogUnavailable) else start_problem(command[0], exc)
             self._record(replace(marker, state=MarkerState.NOT_STARTED, detail=detail))
             self._running = False
             log.error(
@@ -387,12 +359,12 @@ class Finisher:
             )
         )
         self._running = False
-        tail = await asyncio.to_thread(_tail, self.log_path)
+        last_lines = await asyncio.to_thread(tail, self.log_path)
         fields = {"exit_code": exit_code, "duration_s": duration_s, "log": str(self.log_path)}
         if state is MarkerState.STOPPED:
             log.warning(
                 "on_complete_stopped",
-                output_tail=tail,
+                output_tail=last_lines,
                 action="the service stopped it while shutting down: run it by hand",
                 **fields,
             )
@@ -401,31 +373,11 @@ class Finisher:
         else:
             log.error(
                 "on_complete_finished",
-                output_tail=tail,
+                output_tail=last_lines,
                 action=f"it failed: see {self.log_path}, then run it by hand once fixed",
                 **fields,
             )
         self._maybe_exit()
-
-    async def _spawn(self, command: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
-        header = f"# reactor on_complete at {_utc_now()}: {shlex.join(command)}\n".encode()
-        try:
-            log_file = await asyncio.to_thread(_open_log, self.log_path, header)
-        except OSError as exc:
-            msg = f"its log {self.log_path} cannot be opened ({exc.strerror}): fix output_dir"
-            raise _LogUnavailable(msg) from None
-        try:
-            return await asyncio.create_subprocess_exec(
-                *command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.config.output_dir,
-                env=env,
-                start_new_session=True,
-            )
-        finally:  # the child holds its own copy
-            os.close(log_file)
 
     # --------------------------------------------------------------- exit
 
@@ -457,21 +409,9 @@ class Finisher:
                 log.warning(
                     "on_complete_stopping", pid=self._process.pid, waited_s=self.stop_grace_s
                 )
-                _signal_group(self._process, signal.SIGTERM)
+                signal_group(self._process, signal.SIGTERM)
                 done, _ = await asyncio.wait({task}, timeout=self.kill_grace_s)
                 if not done:
-                    _signal_group(self._process, signal.SIGKILL)
+                    signal_group(self._process, signal.SIGKILL)
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
-    # The group id is the child's pid (start_new_session); it may be gone already.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def _open_log(path: Path, header: bytes) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.write(fd, header)
-    return fd
