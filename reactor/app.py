@@ -4,15 +4,18 @@ Background services start as `cleanup_ctx` context managers, in this order, and 
 cleaned up in reverse (aiohttp's "Background tasks" pattern):
 
 1. reactor  - recovery from disk and the input scan; ready once done
-2. watcher  - watchdog observers bridged into the loop (optional for tests)
-3. sweeper  - lease expiry, settle timer, safety-net reconcile
-4. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
+2. finisher - end of run: reads the run-complete marker; its check runs after each
+              sweep and on stop-file events (`reactor.finisher`)
+3. watcher  - watchdog observers bridged into the loop (optional for tests)
+4. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
+5. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
               reconcile), then watchdog pings and STATUS= lines (`reactor.sdnotify`)
 
 Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting and
 tells systemd STOPPING=1 (`on_shutdown`, before anything waits), lets requests in
 flight finish (bounded by `shutdown_timeout`), then the contexts unwind: the pings
-end, the sweeper is cancelled and the observers stopped. Every disk change is a completed
+end, the sweeper is cancelled, the observers stopped, and a running on_complete command
+is given a bounded time to end before it is stopped. Every disk change is a completed
 journal step by then, so the folders are consistent whenever the process ends.
 """
 
@@ -23,19 +26,22 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from reactor import api
 from reactor.config import Config
+from reactor.finisher import Finisher, exit_by_sigterm, stop_file_filter
 from reactor.journal import Journal
-from reactor.keys import CONFIG, HEARTBEAT, REACTOR, READY_WHEN_LISTENING, SWEEPER
+from reactor.keys import CONFIG, FINISHER, HEARTBEAT, REACTOR, READY_WHEN_LISTENING, SWEEPER
+from reactor.names import is_pod5_name
 from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
 from reactor.state import Job
 from reactor.sweeper import Sweeper
-from reactor.watcher import Watcher
+from reactor.watcher import Area, Change, FsEvent, Watcher, input_filter
 
 log = structlog.get_logger("reactor.app")
 
@@ -50,6 +56,7 @@ def create_app(
     job_id_factory: Callable[[], str] | None = None,
     notifier: Notifier | None = None,
     ready_when_listening: bool = False,
+    request_exit: Callable[[], None] = exit_by_sigterm,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     a notifier (systemd's, from the environment, by default), and turn off the watcher
@@ -58,7 +65,10 @@ def create_app(
     aiohttp starts the app before it listens. `ready_when_listening` keeps READY=1 back
     until the caller, once the port is open, calls `app[HEARTBEAT].announce_ready()`
     (`reactor serve` does, so engines started after reactor.service find it listening);
-    otherwise READY=1 goes out as soon as the start-up work is done."""
+    otherwise READY=1 goes out as soon as the start-up work is done.
+
+    `request_exit` is how `exit_on_complete` ends the service (SIGTERM to itself, which
+    `web.run_app` turns into a graceful shutdown); tests pass their own."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
@@ -72,8 +82,10 @@ def create_app(
         interval_s=config.sweep_interval,
         reconcile_interval_s=config.reconcile_interval,
     )
+    app[FINISHER] = Finisher(reactor, request_exit=request_exit)
     api.add_routes(app)
     app.cleanup_ctx.append(_reactor_ctx)
+    app.cleanup_ctx.append(_finisher_ctx)
     if watch:
         app.cleanup_ctx.append(_watcher_ctx)
     if sweep:
@@ -108,13 +120,35 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("stopped", **reactor.count_fields())
 
 
+async def _finisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    finisher = app[FINISHER]
+    finisher.start()
+    app[SWEEPER].end_of_run = finisher.check
+    yield
+    app[SWEEPER].end_of_run = None
+    await finisher.stop()
+
+
 async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     reactor = app[REACTOR]
+    finisher = app[FINISHER]
+    stop_file = stop_file_filter(config.stop_file)
+
+    def accept_input(change: Change, path: Path) -> bool:
+        return input_filter(change, path) or stop_file(change, path)
+
+    def on_event(event: FsEvent) -> None:
+        if event.area is Area.INPUT and not is_pod5_name(event.name):
+            finisher.on_input_event(event)  # only stop-file names get this far
+        else:
+            reactor.on_fs_event(event)
+
     watcher = Watcher(
         config.input_dir,
         config.output_dir,
-        on_event=reactor.on_fs_event,
+        on_event=on_event,
+        input_accept=accept_input,
         on_lost=reactor.reconcile,
         loop=asyncio.get_running_loop(),
         polling=config.observer == "polling",

@@ -25,6 +25,8 @@ import argparse
 import ipaddress
 import os
 import re
+import shlex
+import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,12 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from reactor.endrun import (
+    DEFAULT_STOP_FILE,
+    command_line_problem,
+    parse_command_line,
+    stop_file_problem,
+)
 from reactor.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
@@ -87,6 +95,9 @@ class Config:
     poll_interval: float = 2.0
     settle_seconds: float = 5.0
     reconcile_interval: float = 300.0
+    stop_file: str = DEFAULT_STOP_FILE
+    on_complete: str | None = None
+    exit_on_complete: bool = False
     token: str | None = field(default=None, repr=False)
     allow: tuple[Network, ...] = ()
     insecure: bool = False
@@ -266,6 +277,16 @@ _KEYS: tuple[Key, ...] = (
     _Key("reconcile_interval", "300.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="Seconds between safety-net rescans that catch events the kernel dropped; 0 turns "
          "them off."),
+    _Key("stop_file", DEFAULT_STOP_FILE, "PATTERN", parse_text, stop_file_problem,
+         meaning="File name pattern that says sequencing has finished (MinKNOW's final summary), "
+         "looked for in input_dir and its parent; the run is complete once it is there and "
+         "every file is done or quarantined."),
+    _Key("on_complete", "(none)", "COMMAND", parse_command_line, command_line_problem,
+         meaning="Command line run once when the run is complete (split like a shell line, run "
+         "without a shell; REACTOR_RUN_* variables describe the run), e.g. to submit an "
+         "alignment job."),
+    _Key("exit_on_complete", "false", "", parse_bool, boolean=True,
+         meaning="Exit (code 0) once the run is complete and on_complete has finished."),
     _Key("token", "(none)", "TOKEN", parse_token, token_problem,
          meaning="Bearer token clients must send (Authorization: Bearer <token>). Never logged; "
          "prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps."),
@@ -362,12 +383,27 @@ def prepare_output_dirs(config: Config) -> None:
             raise ConfigError(msg) from None
 
 
+def check_on_complete(config: Config) -> None:
+    """The on_complete program must be found now, not at the end of a two-day run."""
+    if config.on_complete is None:
+        return
+    program = shlex.split(config.on_complete)[0]
+    if shutil.which(program) is None:
+        msg = (
+            f"on_complete program {program!r} is not found on PATH or is not executable: "
+            "install it, give its full path, or fix the command"
+        )
+        raise ConfigError(msg)
+
+
 def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
-    """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders."""
+    """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders
+    and the on_complete program."""
     file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
     file = read_config_file(Path(file_name), CONFIG_ENV) if file_name else None
     config = parse_config(args, env, file)
     check_folders(config)
+    check_on_complete(config)
     return config
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from reactor.config import Config
+    from reactor.finisher import Finisher
     from reactor.sdnotify import Heartbeat
     from reactor.service import Reactor
     from reactor.sweeper import Sweeper
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
+FINISHER: web.AppKey[Finisher] = web.AppKey("finisher")
 HEARTBEAT: web.AppKey[Heartbeat] = web.AppKey("heartbeat")
 # True when READY=1 waits for the caller to say the port is open (see create_app).
 READY_WHEN_LISTENING: web.AppKey[bool] = web.AppKey("ready_when_listening", bool)

@@ -16,11 +16,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
 from reactor.config import Config
+from reactor.endrun import RunEnd, phase_of
 from reactor.journal import Journal
 from reactor.metrics import Metrics
 from reactor.names import is_pod5_name, new_job_id, output_stem
@@ -47,7 +48,6 @@ Clock = Callable[[], float]
 JobHook = Callable[[Job], None]
 # Where the run is: not ready yet; sequencing goes on; sequencing finished and files
 # remain; the run is complete. Shared with end-of-run detection (issue 5).
-Phase = Literal["starting", "running", "finishing", "complete"]
 
 
 class Conflict(Exception):
@@ -82,6 +82,7 @@ class Reactor:
         self.reconciles = 0
         self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
+        self.run_end = RunEnd()  # set by reactor.finisher: stop file seen, complete
 
     # ------------------------------------------------------------ start
 
@@ -413,6 +414,9 @@ class Reactor:
             log.info("file_ready", **fields)
         elif after is FileState.INCOMPLETE and before is None:
             log.info("file_incomplete", name=name)
+        if before is None and self.run_end.reconciled:
+            # Basecalled like any other, but it was not in the run when it ended.
+            log.warning("file_after_run_end", name=name, phase=str(self.phase))
 
     def _refuse(self, name: str) -> bool:
         """A `.pod5` that is a symlink leading outside INPUTDIR is never handed out: the
@@ -440,6 +444,11 @@ class Reactor:
 
     # ------------------------------------------------------------- views
 
+    @property
+    def phase(self) -> str:
+        """starting, running, finishing or complete (see `reactor.endrun.phase_of`)."""
+        return str(phase_of(self.ready, self.run_end))
+
     def count_fields(self) -> dict[str, int]:
         return {str(state): count for state, count in self.state.counts().items()}
 
@@ -447,11 +456,6 @@ class Reactor:
         idle = self.clock() - self.state.last_activity
         status = "true" if idle >= self.config.shutdown_interval else "false"
         return {"status": status, "inactivity_interval": idle}
-
-    @property
-    def phase(self) -> Phase:
-        # placeholder until end-of-run lands
-        return "running" if self.ready else "starting"
 
     def status(self) -> dict[str, Any]:
         """The body of GET /status (see `reactor.status_report`)."""

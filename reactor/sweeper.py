@@ -1,4 +1,5 @@
-"""The deadline sweeper: expires silent jobs, settles incomplete files, reconciles.
+"""The deadline sweeper: expires silent jobs, settles incomplete files, reconciles,
+and looks for the end of the run.
 
 The clock comes in from the edge: `sweep_once(now)` does one pass at the time it is
 given, so tests drive expiry by choosing `now` instead of waiting out a 90 s lease.
@@ -27,18 +28,21 @@ class Sweeper:
         interval_s: float,
         reconcile_interval_s: float = 0.0,
         health_check: Callable[[], None] | None = None,
+        end_of_run: Callable[[], None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock = clock
         self.interval_s = interval_s
         self.reconcile_interval_s = reconcile_interval_s
         self.health_check = health_check
+        self.end_of_run = end_of_run
         self._last_reconcile = clock()
         self.passes = 0
 
     def sweep_once(self, now: float) -> list[Job]:
         """One pass at time `now`: expire late jobs, re-check quiet incomplete files,
-        run the safety-net reconcile when it is due. Returns the expired jobs."""
+        run the safety-net reconcile when it is due, then the end-of-run check
+        (`reactor.finisher`). Returns the expired jobs."""
         expired = self.reactor.expire_due(now)
         self.reactor.settle(now)
         self.reactor.ensure_result_folders()
@@ -50,6 +54,8 @@ class Sweeper:
         if due:
             self._last_reconcile = now
             self.reactor.reconcile("periodic")
+        if self.end_of_run is not None:
+            self.end_of_run()
         self.passes += 1
         return expired
 

@@ -205,6 +205,9 @@ class _OverflowHook(logging.Handler):
 class Watcher:
     """The observer and its watches; events go to `on_event`, losses to `on_lost`.
 
+    `input_accept` filters INPUTDIR's events (`input_filter` unless given; the app adds
+    the end-of-run stop file's name to it).
+
     `start()` and `stop()` are called on the loop thread. In between, the app calls the
     watch methods and `check_health()` from one worker thread, in order, because removing
     a watch joins an emitter thread (up to ~0.5 s) and must not block the loop; the loop
@@ -223,7 +226,9 @@ class Watcher:
         loop: asyncio.AbstractEventLoop,
         polling: bool = False,
         poll_interval_s: float = 2.0,
+        input_accept: PathFilter = input_filter,
     ) -> None:
+        self._input_accept = input_accept
         self._input_dir = input_dir.absolute()
         self._result_dirs = tuple(output_dir.absolute() / name for name in RESULT_FOLDERS)
         self._on_event = on_event
@@ -326,7 +331,7 @@ class Watcher:
         # raises) before it returns, so nothing that happens after start() is missed.
         observer.start()
         try:
-            fixed = [self._schedule(observer, Area.INPUT, self._input_dir, input_filter)]
+            fixed = [self._schedule(observer, Area.INPUT, self._input_dir, self._input_accept)]
             fixed += [
                 self._schedule(observer, Area.RESULTS, folder, results_filter)
                 for folder in self._result_dirs
