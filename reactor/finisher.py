@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shlex
 import signal
@@ -111,11 +112,14 @@ def stop_file_filter(pattern: str) -> PathFilter:
     return accept
 
 
-def find_stop_file(input_dir: Path, pattern: str) -> Path | None:
-    """The first file matching `pattern` in INPUTDIR or its parent (by name), or None."""
+def find_stop_file(input_dir: Path, pattern: str, *, in_input: bool = True) -> Path | None:
+    """The first file matching `pattern` in INPUTDIR (unless `in_input` is False) or its
+    parent (by name), or None. Listing INPUTDIR costs O(files) (a site may keep a million
+    there), listing the run folder next to nothing."""
     matcher = stop_file_matcher(pattern)
     folder = input_dir.absolute()
-    for place in dict.fromkeys((folder, folder.parent)):
+    places = (folder, folder.parent) if in_input else (folder.parent,)
+    for place in dict.fromkeys(places):
         try:
             with os.scandir(place) as entries:
                 names = sorted(e.name for e in entries if matcher.match(e.name) and e.is_file())
@@ -168,6 +172,7 @@ class Finisher:
         self.stop_grace_s = stop_grace_s
         self.kill_grace_s = kill_grace_s
         self._matcher = stop_file_matcher(self.config.stop_file)
+        self._input_listed_at = -math.inf  # when INPUTDIR was last listed for the stop file
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._running = False  # on_complete started (or starting) and not ended
@@ -233,7 +238,14 @@ class Finisher:
         run complete when nothing is left. Also where `exit_on_complete` is carried out."""
         run_end = self.reactor.run_end
         if run_end.stop_file is None and not run_end.complete:
-            found = find_stop_file(self.config.input_dir, self.config.stop_file)
+            # INPUTDIR's own events bring a stop file there at once; its listing is the
+            # safety net, at the pace of the reconcile scans. The parent (not watched)
+            # is listed every time: it holds a handful of entries.
+            now = self.reactor.clock()
+            in_input = now - self._input_listed_at >= self.config.reconcile_interval
+            if in_input:
+                self._input_listed_at = now
+            found = find_stop_file(self.config.input_dir, self.config.stop_file, in_input=in_input)
             if found is not None:
                 self._seen(found)
         step = self._step()
@@ -349,6 +361,9 @@ class Finisher:
         exit_code = await process.wait()
         duration_s = round(time.perf_counter() - began, 3)
         state = MarkerState.STOPPED if self._stopping else MarkerState.FINISHED
+        # Read before recording: the marker and the log event then land together, with
+        # no await between them for anyone watching the marker to slip into.
+        last_lines = await asyncio.to_thread(tail, self.log_path)
         self._record(
             replace(
                 marker,
@@ -359,7 +374,6 @@ class Finisher:
             )
         )
         self._running = False
-        last_lines = await asyncio.to_thread(tail, self.log_path)
         fields = {"exit_code": exit_code, "duration_s": duration_s, "log": str(self.log_path)}
         if state is MarkerState.STOPPED:
             log.warning(

@@ -487,3 +487,18 @@ async def test_without_the_claim_on_disk_the_command_does_not_start_until_it_is(
     assert failed["action"] == "make output_dir writable; reactor tries again at the next sweep"
     assert len(events(logs, "run_complete")) == 1
     assert len(runs_of(env_file)) == 1
+
+
+async def test_without_events_the_input_folder_is_listed_at_the_reconcile_pace(
+    start_run: StartRun, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """Sweeps list the run folder (a few entries) every time, but INPUTDIR (maybe a
+    million files) only every reconcile_interval: its own events are the fast path."""
+    run = await start_run()
+    run.sweep()
+    (run_dirs.input_dir / SUMMARY).write_text("x")
+    run.sweep()
+    assert run.phase == "running"
+    clock.advance(run_dirs.config().reconcile_interval)
+    run.sweep()
+    assert run.phase == "complete"
