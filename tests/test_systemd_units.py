@@ -113,6 +113,8 @@ def test_reactor_service_speaks_sd_notify_and_is_watched() -> None:
     assert one(unit, "NotifyAccess") == "main"
     assert one(unit, "WatchdogSec") == "30s"
     assert one(unit, "ExecStart") == "/opt/pod5-reactor/.venv/bin/reactor serve"
+    # SIGTERM to reactor alone: it stops on_complete itself and records the interruption.
+    assert one(unit, "KillMode") == "mixed"
 
 
 def test_reactor_service_has_the_strictest_sandbox() -> None:
