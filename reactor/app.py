@@ -213,7 +213,8 @@ async def _systemd_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _tell_finisher_stopping(app: web.Application) -> None:
     """From here on the sweeper still runs (until the contexts unwind) but on_complete is
-    not claimed, and a command that ends is recorded as stopped (`reactor.finisher`)."""
+    not claimed, and a command that ends other than with code 0 is recorded as stopped
+    (`reactor.finisher`): systemd may signal it before reactor does."""
     app[FINISHER].begin_shutdown()
 
 

@@ -376,7 +376,7 @@ class Finisher:
 
     def begin_shutdown(self) -> None:
         """The service has begun to shut down (aiohttp's on_shutdown): claim nothing from
-        now on, and record any end of a running command as stopped."""
+        now on, and record an end of a running command other than exit 0 as stopped."""
         self._stopping = True
         self._exit_requested = True  # shutting down already: no second SIGTERM
 
