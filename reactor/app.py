@@ -11,12 +11,13 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 5. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
               reconcile), then watchdog pings and STATUS= lines (`reactor.sdnotify`)
 
-Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting and
-tells systemd STOPPING=1 (`on_shutdown`, before anything waits), lets requests in
-flight finish (bounded by `shutdown_timeout`), then the contexts unwind: the pings
-end, the sweeper is cancelled, the observers stopped, and a running on_complete command
-is given a bounded time to end before it is stopped. Every disk change is a completed
-journal step by then, so the folders are consistent whenever the process ends.
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
+the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
+anything waits), lets requests in flight finish (bounded by `shutdown_timeout`), then
+the contexts unwind: the pings end, the sweeper is cancelled, the observers stopped,
+and a running on_complete command is given a bounded time to end before it is stopped.
+Every disk change is a completed journal step by then, so the folders are consistent
+whenever the process ends.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from aiohttp import web
 
 from reactor import api
 from reactor.config import Config
-from reactor.finisher import Finisher, exit_by_sigterm, stop_file_filter
+from reactor.finisher import Finisher, exit_by_sigterm
 from reactor.journal import Journal
 from reactor.keys import CONFIG, FINISHER, HEARTBEAT, REACTOR, READY_WHEN_LISTENING, SWEEPER
 from reactor.names import is_pod5_name
 from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
 from reactor.state import Job
+from reactor.stop_file import stop_file_filter
 from reactor.sweeper import Sweeper
 from reactor.watcher import Area, Change, FsEvent, Watcher, input_filter
 
@@ -92,6 +94,7 @@ def create_app(
         app.cleanup_ctx.append(_sweeper_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[HEARTBEAT] = Heartbeat(notifier, lambda: status_line(reactor))
+    app.on_shutdown.append(_tell_finisher_stopping)
     app.on_shutdown.append(_tell_systemd_stopping)
     app[READY_WHEN_LISTENING] = ready_when_listening
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
@@ -206,6 +209,13 @@ async def _systemd_ctx(app: web.Application) -> AsyncIterator[None]:
     heartbeat.start(announce_ready=not app[READY_WHEN_LISTENING])
     yield
     await heartbeat.stop()  # a no-op when on_shutdown already said STOPPING=1
+
+
+async def _tell_finisher_stopping(app: web.Application) -> None:
+    """From here on the sweeper still runs (until the contexts unwind) but on_complete is
+    not claimed, and a command that ends other than with code 0 is recorded as stopped
+    (`reactor.finisher`): systemd may signal it before reactor does."""
+    app[FINISHER].begin_shutdown()
 
 
 async def _tell_systemd_stopping(app: web.Application) -> None:

@@ -1,10 +1,10 @@
 """`reactor check`: will `reactor serve`, with these settings, work on this machine?
 
 Takes the same settings as `serve` (flags, REACTOR_* variables, ``--config``), then runs
-each check of `reactor.checks` and `reactor.system_checks` and prints one line per check:
-its status, name and finding, and on the next line the fix when there is one. With
-``--json``: one JSON object, ``{"ok": bool, "checks": [{"name", "status", "message",
-"fix"}]}``, for scripts.
+each check of `reactor.checks`, `reactor.endrun_checks` and `reactor.system_checks` and
+prints one line per check: its status, name and finding, and on the next line the fix
+when there is one. With ``--json``: one JSON object, ``{"ok": bool, "checks": [{"name",
+"status", "message", "fix"}]}``, for scripts.
 
 Exit codes: 0 every check ok (or skipped); 1 a check warns or fails; 2 the settings
 themselves are wrong (one line on stderr, as `serve` says it).
@@ -37,6 +37,7 @@ from reactor.checks import (
     earliest_sane_time,
 )
 from reactor.config import CONFIG_ENV, Config, ConfigError, add_config_arguments, parse_config
+from reactor.endrun_checks import check_on_complete, check_run_folder
 from reactor.settings import read_config_file
 from reactor.system_checks import (
     PROC,
@@ -88,6 +89,7 @@ def run_checks(config: Config, options: CheckOptions) -> list[CheckResult]:
         results.append(check_input_journal(config.input_dir))
     else:
         results.append(CheckResult("input renames", Status.SKIP, "input folder unusable"))
+    results.append(check_run_folder(config.input_dir, config.stop_file))
     results.append(check_output_folder(config.output_dir))
     if results[-1].status is Status.OK:
         results.append(check_result_folders(config.output_dir))
@@ -98,6 +100,7 @@ def run_checks(config: Config, options: CheckOptions) -> list[CheckResult]:
             results.append(CheckResult(name, Status.SKIP, "output folder unusable"))
     results.append(check_port(config.host, config.port, options.proc))
     results.append(check_access(config))
+    results.append(check_on_complete(config))
     results.append(
         check_inotify(
             config.observer,

@@ -25,8 +25,6 @@ import argparse
 import ipaddress
 import os
 import re
-import shlex
-import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,8 +36,10 @@ from reactor.endrun import (
     DEFAULT_STOP_FILE,
     command_line_problem,
     parse_command_line,
+    program_relative_to,
     stop_file_problem,
 )
+from reactor.oncomplete import resolve_on_complete
 from reactor.settings import (
     DEFAULT_PORT,
     LOG_FORMATS,
@@ -49,6 +49,7 @@ from reactor.settings import (
     LogFormat,
     add_key_arguments,
     at_least,
+    find_raw,
     merge_keys,
     one_of,
     parse_bool,
@@ -166,7 +167,7 @@ _LISTEN_FORMS = "host:port, [ipv6]:port or a port, such as 127.0.0.1:40765"
 def _split_listen(listen: str) -> tuple[str, int]:
     """`listen` as (host, port); a bare port listens on 127.0.0.1, a bare host on 40765."""
     text = listen.strip()
-    if text.isdigit():
+    if _is_decimal(text):
         return "127.0.0.1", _port(text)
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -196,8 +197,13 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdecimal()
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not _is_decimal(text) or not 1 <= int(text) <= 65535:
         msg = f"port must be a number from 1 to 65535, got {text!r}"
         raise Invalid(msg)
     return int(text)
@@ -304,6 +310,8 @@ _KEYS: tuple[Key, ...] = (
 )
 # fmt: on
 _KEY_NAMES = tuple(key.name for key in _KEYS)
+_ON_COMPLETE = next(key for key in _KEYS if key.name == "on_complete")
+_TOKEN = next(key for key in _KEYS if key.name == "token")
 
 
 def describe_keys() -> list[tuple[str, str, str]]:
@@ -324,7 +332,12 @@ def parse_config(
         return Config(**merge_keys(_KEYS, args, env, {}, "", None))
     reject_unknown_keys(file, _KEY_NAMES)
     label = f"config file {file.path}"
-    return Config(**merge_keys(_KEYS, args, env, file.values, label, file.path.parent))
+    values = merge_keys(_KEYS, args, env, file.values, label, file.path.parent)
+    command = values.get("on_complete")
+    found = find_raw(_ON_COMPLETE, args, env, file.values, label)
+    if command and found is not None and not found[2]:  # from the file, not a flag or variable
+        values["on_complete"] = program_relative_to(command, file.path.parent)
+    return Config(**values)
 
 
 def _check_folder(key: str, path: Path, why: str) -> None:
@@ -383,28 +396,14 @@ def prepare_output_dirs(config: Config) -> None:
             raise ConfigError(msg) from None
 
 
-def check_on_complete(config: Config) -> None:
-    """The on_complete program must be found now, not at the end of a two-day run."""
-    if config.on_complete is None:
-        return
-    program = shlex.split(config.on_complete)[0]
-    if shutil.which(program) is None:
-        msg = (
-            f"on_complete program {program!r} is not found on PATH or is not executable: "
-            "install it, give its full path, or fix the command"
-        )
-        raise ConfigError(msg)
-
-
 def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders
-    and the on_complete program."""
+    and the on_complete program (which is then given by its absolute path)."""
     file_name = getattr(args, "config", None) or env.get(CONFIG_ENV)
     file = read_config_file(Path(file_name), CONFIG_ENV) if file_name else None
     config = parse_config(args, env, file)
     check_folders(config)
-    check_on_complete(config)
-    return config
+    return resolve_on_complete(config)
 
 
 def local_service(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str | None]:
@@ -422,3 +421,10 @@ def local_service(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapped away
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}", values.get("token")
+
+
+def client_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The token of a service named by its URL: `--token` or REACTOR_TOKEN only. The
+    settings file is not read: its token is for this host's service, not any other."""
+    token: str | None = merge_keys([_TOKEN], args, env, {}, "", None).get("token")
+    return token

@@ -1,4 +1,4 @@
-"""End of run, the pure part: when a run is complete, its phase, its marker and its env.
+"""End of run, the pure part: when a run is complete, its phase and the command's env.
 
 Issue #5, part 4. MinKNOW writes `final_summary_*.txt` into the run folder once every
 `.pod5` of the run is written (PRODUCT.md, "Facts of the field"); reactor calls that
@@ -19,31 +19,37 @@ writing the marker, running the command). Nothing here reads a clock or the disk
   complete. A complete run stays complete (also while the service stops): files that
   arrive afterwards are basecalled, each logged `file_after_run_end`, but they do not
   reopen the run and `on_complete` is not run again.
-- `Marker` is the content of `OUTPUTDIR/reactor-run-complete.json`, the record that
-  makes `on_complete` run at most once across restarts (see `reactor.finisher`).
-- `run_env(...)` is the command's environment.
-- `stop_file_problem`, `parse_command_line`, `command_line_problem`: the checks of the
-  `stop_file` and `on_complete` settings, used by `reactor.config`'s key table.
+- `run_env(...)` is the command's environment. (The marker, the record that makes
+  `on_complete` run at most once across restarts, is `reactor.marker`.)
+- `stop_file_problem`, `parse_command_line`, `command_line_problem`,
+  `program_relative_to`: the checks of the `stop_file` and `on_complete` settings, used
+  by `reactor.config`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from reactor.settings import Invalid, parse_text
 
-# Secrets the command has no use for (it gets the run's folders and counts instead).
-_PRIVATE_ENV = ("REACTOR_TOKEN", "REACTOR_ENGINE_TOKEN")
+# Not passed on to the command: secrets it has no use for (it gets the run's folders and
+# counts instead), and systemd's notify and watchdog variables, which name the service:
+# a command that used them (anything built on sd_notify does) would speak for reactor,
+# such as READY=1, STOPPING=1 or a watchdog ping from a process that is not reactor.
+_PRIVATE_ENV = (
+    "REACTOR_TOKEN",
+    "REACTOR_ENGINE_TOKEN",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+)
 RUN_ENV_PREFIX = "REACTOR_RUN_"
-MARKER_VERSION = 1
 DEFAULT_STOP_FILE = "final_summary_*.txt"  # what MinKNOW writes once a run's files are written
 
 
@@ -132,6 +138,16 @@ def parse_command_line(raw: object, from_text: bool) -> str | None:
     return text
 
 
+def program_relative_to(command: str, folder: Path) -> str:
+    """`command` with its program, if a relative path (`./align.sh`, `bin/align.sh`), put
+    under `folder`: a command line from the config file names its program relative to
+    the file's folder, like every other path there. A bare name is left to PATH."""
+    program, *args = shlex.split(command)
+    if "/" not in program or program.startswith("/"):
+        return command
+    return shlex.join([str(folder / program), *args])
+
+
 def command_line_problem(value: str | None) -> str | None:
     if value is None:
         return None
@@ -140,66 +156,6 @@ def command_line_problem(value: str | None) -> str | None:
     except ValueError as exc:
         return f"{value!r} cannot be split into arguments ({exc}); check its quotes"
     return None if words else "is blank: give a command line, or leave it unset"
-
-
-# --------------------------------------------------------------------------- marker
-
-
-class MarkerState(StrEnum):
-    CLAIMED = "claimed"  # on_complete is about to start or running: no result yet
-    FINISHED = "finished"  # on_complete ran to its end: exit_code, duration_s
-    NOT_STARTED = "not_started"  # on_complete could not be started: detail says why
-    STOPPED = "stopped"  # the service stopped on_complete while shutting down
-    NO_COMMAND = "no_command"  # no on_complete configured
-
-
-# States after which a person may have to run the command by hand.
-INTERRUPTED_STATES = frozenset({MarkerState.CLAIMED, MarkerState.STOPPED})
-
-
-@dataclass(slots=True)
-class Marker:
-    """The content of `reactor-run-complete.json` (times are ISO 8601, UTC)."""
-
-    state: MarkerState
-    completed_at: str
-    stop_file: str
-    files_done: int
-    files_quarantined: int
-    command: list[str] | None = None
-    env: dict[str, str] | None = None  # the REACTOR_RUN_* variables the command gets
-    log: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    exit_code: int | None = None
-    duration_s: float | None = None
-    detail: str | None = None
-    version: int = field(default=MARKER_VERSION)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Marker:
-        """Parse a marker; ValueError (or KeyError/TypeError) if it is not one."""
-        raw: Any = json.loads(text)
-        if not isinstance(raw, dict):
-            msg = "not a JSON object"
-            raise ValueError(msg)
-        raw["state"] = MarkerState(raw["state"])
-        command = raw.get("command")
-        if command is not None and not (
-            isinstance(command, list) and all(isinstance(word, str) for word in command)
-        ):
-            msg = "command is not a list of strings"
-            raise ValueError(msg)
-        env = raw.get("env")
-        if env is not None and not (
-            isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
-        ):
-            msg = "env is not a table of strings"
-            raise ValueError(msg)
-        return cls(**raw)
 
 
 # --------------------------------------------------------------------------- env
@@ -214,8 +170,8 @@ def run_env(
     marker: Path,
     counts: Mapping[str, int],
 ) -> dict[str, str]:
-    """on_complete's environment: `base` without secrets, plus REACTOR_RUN_* (absolute
-    paths; counts as decimal text)."""
+    """on_complete's environment: `base` without secrets and systemd's notify variables,
+    plus REACTOR_RUN_* (absolute paths; counts as decimal text)."""
     env = {key: value for key, value in base.items() if key not in _PRIVATE_ENV}
     output = output_dir.absolute()
     env.update(

@@ -3,25 +3,26 @@
 `reactor.endrun` decides; the `Finisher` here carries it out, on the event loop:
 
 Detection. `check()` runs after every sweep (every `sweep_interval`) and on every input
-event whose name matches `stop_file`. Until the stop file is seen, it looks for it in
-INPUTDIR and in INPUTDIR's parent (MinKNOW writes `.pod5` into `<run>/pod5/` or
-`<run>/pod5_pass/` and `final_summary_*.txt` into `<run>/`): two folder listings per
-sweep, and none once it is found. The parent is not watched (a watch there would see
-a whole run folder's churn, or more), so a summary there is noticed within one
-`sweep_interval`; one in INPUTDIR at once, from its event. The first time the stop file
-is seen, INPUTDIR is reconciled once, so `.pod5` files written just before the summary
-are counted even if their events are still on the way; then the run is complete as
-soon as nothing is incomplete, ready or assigned and no job is live.
+event whose name matches `stop_file`. Until the stop file is seen, it lists INPUTDIR's
+parent (MinKNOW writes `.pod5` into `<run>/pod5/` and `final_summary_*.txt` into
+`<run>/`), a handful of entries, at every check: it is not watched (a watch there would
+see a whole run folder's churn), so a summary there is noticed within a sweep. INPUTDIR
+is watched, so a summary there comes with its event; listing it is O(files) (~0.9 s at
+a million), so it is listed at the first check (a summary from before the start has no
+event), then every `reconcile_interval` as a safety net, never again if that is 0.
+The first time the stop file is seen, INPUTDIR is reconciled once, so `.pod5` files
+written just before the summary are counted even if their events are still on the way;
+then the run is complete as soon as nothing is incomplete, ready or assigned and no job
+is live.
 
 At most once, visibly. On completion the finisher writes `OUTPUTDIR/reactor-run-complete.json`
-(`MARKER_NAME`) *before* it starts the command, with the atomic-rename pattern of
-`reactor.journal` (write `….tmp`, then `os.replace`): state `claimed`, the time, the
-counts, the stop file and the command. When the command ends, the marker is rewritten
-with its exit code and duration (`finished`), or why it could not start
-(`not_started`), or that the service stopped it (`stopped`). With no command configured
-the marker says `no_command`. On start, a marker means the run is already complete
-and nothing is run again; a `claimed` or `stopped` marker means the command may have
-been cut short (a crash, a kill, a shutdown), so the service logs
+(`reactor.marker`) *before* it starts the command, atomically and fsynced: state
+`claimed`, the time, the counts, the stop file and the command (paths absolute). When
+the command ends, the marker is rewritten with its exit code and duration (`finished`),
+or why it could not start (`not_started`), or that the service stopped it (`stopped`).
+With no command configured the marker says `no_command`. On start, a marker means the
+run is already complete and nothing is run again; a `claimed` or `stopped` marker means
+the command may have been cut short (a crash, a kill, a shutdown), so the service logs
 `on_complete_interrupted` with the marker's path, the command and what to do: check
 the command's log and run it by hand (or remove the marker: the next start runs
 `on_complete` again as soon as the run is complete).
@@ -36,15 +37,17 @@ it can, but reactor cannot make that promise for it.
 
 Running (`reactor.oncomplete`): split with `shlex`, run without a shell, in a session
 of its own, cwd OUTPUTDIR, output appended to `OUTPUTDIR/reactor-on-complete.log`;
-`on_complete_finished` carries its last lines. Its environment is the service's,
-without tokens, plus the `REACTOR_RUN_*` variables of `reactor.endrun.run_env`.
+`on_complete_finished` carries its last lines. Its environment is the service's, without
+tokens or systemd's variables, plus the `REACTOR_RUN_*` of `reactor.endrun.run_env`.
 
-Shutdown while it runs: the finisher waits for it up to `stop_grace_s` (10 s), then
-SIGTERMs its process group, SIGKILLs it `kill_grace_s` later, and records `stopped`.
-It does not leave the command running detached: under systemd the unit's cgroup is
-killed when the service ends anyway, and a command killed without a record would
-look finished. Long pipelines belong in a scheduler: make `on_complete` submit them
-(`sbatch`, `systemd-run`) and return.
+Shutdown. From aiohttp's `on_shutdown` (`begin_shutdown()`) on, `check()` claims nothing
+(the next start does), and a command that ends with a non-zero code or by a signal from
+anyone (systemd signals the whole cgroup) is recorded `stopped`. If it still runs when
+the contexts unwind, `stop()` waits for it up to `stop_grace_s` (10 s), then SIGTERMs
+its process group, SIGKILLs it `kill_grace_s` later, and records `stopped`. It does not
+leave the command running detached: under systemd the unit's cgroup is killed when the
+service ends anyway, and a command killed without a record would look finished. Long
+pipelines belong in a scheduler: make `on_complete` submit them (`sbatch`) and return.
 
 `exit_on_complete`: once the run is complete and the command has ended (or at once,
 with none), the finisher logs `exiting` and calls `request_exit`; for `reactor serve`
@@ -70,25 +73,24 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from reactor.endrun import (
+from reactor.endrun import RUN_ENV_PREFIX, Step, next_step, run_env, stop_file_matcher
+from reactor.marker import (
     INTERRUPTED_STATES,
-    RUN_ENV_PREFIX,
+    MARKER_NAME,
     Marker,
     MarkerState,
-    Step,
-    next_step,
-    run_env,
-    stop_file_matcher,
+    read_marker,
+    write_marker,
 )
 from reactor.oncomplete import LogUnavailable, signal_group, spawn, start_problem, tail
-from reactor.watcher import Change, FsEvent, PathFilter
+from reactor.stop_file import find_stop_file
+from reactor.watcher import FsEvent
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
 
 log = structlog.get_logger("reactor.finisher")
 
-MARKER_NAME = "reactor-run-complete.json"
 LOG_NAME = "reactor-on-complete.log"
 
 
@@ -99,58 +101,6 @@ def exit_by_sigterm() -> None:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def stop_file_filter(pattern: str) -> PathFilter:
-    """Watcher predicate: a stop file appeared (deletions are not interesting: once
-    seen, the stop file counts even if a person moves it away)."""
-    matcher = stop_file_matcher(pattern)
-
-    def accept(change: Change, path: Path) -> bool:
-        return change is not Change.GONE and matcher.match(path.name) is not None
-
-    return accept
-
-
-def find_stop_file(input_dir: Path, pattern: str, *, in_input: bool = True) -> Path | None:
-    """The first file matching `pattern` in INPUTDIR (unless `in_input` is False) or its
-    parent (by name), or None. Listing INPUTDIR costs O(files) (a site may keep a million
-    there), listing the run folder next to nothing."""
-    matcher = stop_file_matcher(pattern)
-    folder = input_dir.absolute()
-    places = (folder, folder.parent) if in_input else (folder.parent,)
-    for place in dict.fromkeys(places):
-        try:
-            with os.scandir(place) as entries:
-                names = sorted(e.name for e in entries if matcher.match(e.name) and e.is_file())
-        except OSError:  # the parent may not be readable: then only INPUTDIR counts
-            continue
-        if names:
-            return place / names[0]
-    return None
-
-
-def read_marker(path: Path) -> Marker | None:
-    """The marker at `path`, None if there is none. Raises ValueError if it is not one."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        msg = f"cannot read it ({exc.strerror})"
-        raise ValueError(msg) from None
-    try:
-        return Marker.from_json(text)
-    except (ValueError, KeyError, TypeError) as exc:
-        msg = f"it is not a marker reactor wrote ({exc})"
-        raise ValueError(msg) from None
-
-
-def write_marker(path: Path, marker: Marker) -> None:
-    """Replace the marker atomically: a crash leaves the old one or the new one."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(marker.to_json())
-    tmp.replace(path)
 
 
 class Finisher:
@@ -166,8 +116,10 @@ class Finisher:
     ) -> None:
         self.reactor = reactor
         self.config = reactor.config
-        self.marker_path = self.config.output_dir / MARKER_NAME
-        self.log_path = self.config.output_dir / LOG_NAME
+        # Absolute: they go into the marker and the command's environment, and the
+        # command runs in OUTPUTDIR, where a relative output_dir would point elsewhere.
+        self.marker_path = self.config.output_dir.absolute() / MARKER_NAME
+        self.log_path = self.config.output_dir.absolute() / LOG_NAME
         self.request_exit = request_exit
         self.stop_grace_s = stop_grace_s
         self.kill_grace_s = kill_grace_s
@@ -176,7 +128,7 @@ class Finisher:
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._running = False  # on_complete started (or starting) and not ended
-        self._stopping = False
+        self._stopping = False  # shutdown has begun: claim nothing; an end is "stopped"
         self._exit_reason: str | None = None  # set once the run is complete
         self._exit_requested = False
 
@@ -197,7 +149,7 @@ class Finisher:
             return
         if marker is None:
             return
-        self._mark_complete(Path(marker.stop_file))
+        self._mark_complete(Path(marker.stop_file) if marker.stop_file else None)
         if marker.state in INTERRUPTED_STATES:
             command = shlex.join(marker.command or [])
             log.error(
@@ -228,7 +180,7 @@ class Finisher:
     def on_input_event(self, event: FsEvent) -> None:
         """An input event for a non-`.pod5` name (the watcher lets stop files through)."""
         if self.reactor.run_end.stop_file is None and self._matcher.match(event.name):
-            path = self.config.input_dir / event.name
+            path = self.config.input_dir.absolute() / event.name
             if path.is_file():
                 self._seen(path)
         self.check()
@@ -236,15 +188,11 @@ class Finisher:
     def check(self) -> None:
         """Look for the stop file until it is seen; then reconcile once, and declare the
         run complete when nothing is left. Also where `exit_on_complete` is carried out."""
+        if self._stopping:
+            return  # shutting down: claim nothing; the next start judges the run
         run_end = self.reactor.run_end
         if run_end.stop_file is None and not run_end.complete:
-            # INPUTDIR's own events bring a stop file there at once; its listing is the
-            # safety net, at the pace of the reconcile scans. The parent (not watched)
-            # is listed every time: it holds a handful of entries.
-            now = self.reactor.clock()
-            in_input = now - self._input_listed_at >= self.config.reconcile_interval
-            if in_input:
-                self._input_listed_at = now
+            in_input = self._list_input_now()
             found = find_stop_file(self.config.input_dir, self.config.stop_file, in_input=in_input)
             if found is not None:
                 self._seen(found)
@@ -256,6 +204,17 @@ class Finisher:
         if step is Step.COMPLETE:
             self._complete()
         self._maybe_exit()
+
+    def _list_input_now(self) -> bool:
+        """Whether this check lists INPUTDIR (see the module's docstring): at the first
+        check, then every reconcile_interval, never again when that is 0."""
+        now = self.reactor.clock()
+        first = self._input_listed_at == -math.inf
+        interval = self.config.reconcile_interval
+        if first or (interval > 0 and now - self._input_listed_at >= interval):
+            self._input_listed_at = now
+            return True
+        return False
 
     def _step(self) -> Step:
         counts = self.reactor.count_fields()
@@ -360,7 +319,10 @@ class Finisher:
         )
         exit_code = await process.wait()
         duration_s = round(time.perf_counter() - began, 3)
-        state = MarkerState.STOPPED if self._stopping else MarkerState.FINISHED
+        # During shutdown any end but a clean one counts as stopped: systemd may have
+        # signalled the command before reactor did (it signals the unit's cgroup).
+        stopped = self._stopping and exit_code != 0
+        state = MarkerState.STOPPED if stopped else MarkerState.FINISHED
         # Read before recording: the marker and the log event then land together, with
         # no await between them for anyone watching the marker to slip into.
         last_lines = await asyncio.to_thread(tail, self.log_path)
@@ -408,15 +370,24 @@ class Finisher:
         log.info("exiting", reason=self._exit_reason)
         self.request_exit()
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._stopping
+
+    def begin_shutdown(self) -> None:
+        """The service has begun to shut down (aiohttp's on_shutdown): claim nothing from
+        now on, and record an end of a running command other than exit 0 as stopped."""
+        self._stopping = True
+        self._exit_requested = True  # shutting down already: no second SIGTERM
+
     async def stop(self) -> None:
         """At shutdown: let a running on_complete end (bounded), then stop it."""
-        self._exit_requested = True  # shutting down already: no second SIGTERM
+        self.begin_shutdown()  # also when on_shutdown did not run (an app never served)
         task = self._task
         if task is None or task.done():
             return
         done, _ = await asyncio.wait({task}, timeout=self.stop_grace_s)
         if not done:
-            self._stopping = True
             if self._process is None:  # still starting: nothing to signal yet
                 task.cancel()
             else:

@@ -1,11 +1,20 @@
-"""on_complete's subprocess: started in a session of its own, its output in a log file.
+"""on_complete's program and subprocess: found at start, started in a session of its
+own, its output in a log file.
 
 `reactor.finisher` decides when to run it and records the outcome; this module only
-starts it, stops it and reads the end of its log. The command is an argument list
-(split with `shlex` by the caller) run without a shell, with stdin from /dev/null and
-stdout+stderr appended to the log file: the child writes there directly, so nothing it
-prints passes through the service or its memory. It runs in a session (process
-group) of its own, so stopping it reaches whatever it started (`sh -c` pipelines).
+finds its program, starts it, stops it and reads the end of its log.
+
+The program is found when the settings are loaded (`resolve_on_complete`), not at the
+end of a two-day run, and the command line then names it by its absolute path: a bare
+name is looked up on PATH, a relative path is taken from serve's working directory (or,
+in the config file, from the file's folder: `reactor.endrun.program_relative_to`),
+since the command itself runs in OUTPUTDIR.
+
+The command is an argument list (split with `shlex` by the caller) run without a shell,
+with stdin from /dev/null and stdout+stderr appended to the log file: the child writes
+there directly, so nothing it prints passes through the service or its memory. It runs
+in a session (process group) of its own, so stopping it reaches whatever it started
+(`sh -c` pipelines).
 """
 
 from __future__ import annotations
@@ -14,13 +23,49 @@ import asyncio
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reactor.settings import ConfigError
+
+if TYPE_CHECKING:
+    from reactor.config import Config
 
 TAIL_BYTES = 2048  # at most this much of the log's end is read back, for the logs
+
+
+def find_program(program: str) -> str | None:
+    """The absolute path of an executable `program`: a bare name is looked up on PATH, a
+    relative path from the working directory. None if there is no such executable."""
+    found = shutil.which(program)
+    return None if found is None else str(Path(found).absolute())
+
+
+def program_missing(program: str) -> str:
+    """Why `find_program` found nothing, in words for a person."""
+    if "/" not in program:
+        return f"on_complete program {program!r} is not found on PATH or is not executable"
+    where = f" ({Path(program).absolute()})" if not program.startswith("/") else ""
+    return f"on_complete program {program!r}{where} is not found or is not executable"
+
+
+def resolve_on_complete(config: Config) -> Config:
+    """The on_complete program must be found now, not at the end of a two-day run, and
+    is then run by its absolute path: the command runs in output_dir, not here."""
+    if config.on_complete is None:
+        return config
+    program, *args = shlex.split(config.on_complete)
+    found = find_program(program)
+    if found is None:
+        msg = f"{program_missing(program)}: install it, give its full path, or fix the command"
+        raise ConfigError(msg)
+    return replace(config, on_complete=shlex.join([found, *args]))
 
 
 class LogUnavailable(OSError):

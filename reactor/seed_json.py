@@ -271,7 +271,8 @@ class _SeedReader:
         return self.whole(section[key], f"{where}.{key}", minimum, maximum)
 
     def whole(self, value: object, label: str, minimum: int, maximum: int | None) -> int | None:
-        if isinstance(value, str) and value.strip().isdigit():
+        # ASCII digits: str.isdigit() also takes "²", which int() refuses.
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
             number = int(value.strip())
         elif isinstance(value, int) and not isinstance(value, bool):
             number = value

@@ -5,7 +5,10 @@ of seen), the recent rate and ETA, the engines and the quarantined files
 (`reactor.statusview` renders them). `--watch` refreshes every few seconds, in place on
 a terminal and as separate blocks otherwise; `--json` prints the service's JSON as is.
 The service is `--url`, else REACTOR_URL, else the `listen` address of this host's
-settings (`--config`, REACTOR_CONFIG, REACTOR_LISTEN), reached on loopback.
+settings (`--config`, REACTOR_CONFIG, REACTOR_LISTEN), reached on loopback. With a URL
+(`--url` or REACTOR_URL) the settings file is not read at all: the token is `--token`
+or REACTOR_TOKEN only, so a token from this host's settings is never sent to another
+host, and a broken settings file does not stand in the way.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any, TextIO
 
-from reactor.config import ConfigError, local_service
+from reactor.config import ConfigError, client_token, local_service
 from reactor.statusview import Glyphs, render
 
 DEFAULT_WATCH_S = 2.0
@@ -52,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--config", metavar="FILE", default=None,
-        help="serve's TOML settings file, for its listen address and token (REACTOR_CONFIG)",
+        help="serve's TOML settings file, for its listen address and token (REACTOR_CONFIG); "
+        "not read when --url or REACTOR_URL is given",
     )  # fmt: skip
     parser.add_argument(
         "--watch", metavar="SECONDS", nargs="?", type=float, const=DEFAULT_WATCH_S,
@@ -79,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _service(args: argparse.Namespace) -> tuple[str, str | None]:
-    configured_url, token = local_service(args, os.environ)
-    url = str(args.url or os.environ.get("REACTOR_URL") or configured_url).rstrip("/")
+    given_url = args.url or os.environ.get("REACTOR_URL")
+    if given_url:
+        url, token = str(given_url).rstrip("/"), client_token(args, os.environ)
+    else:
+        url, token = local_service(args, os.environ)
     if not url.startswith(("http://", "https://")):
         msg = f"--url must start with http:// or https://, as in http://seqhost:40765 (got {url!r})"
         raise ConfigError(msg)
@@ -130,8 +137,8 @@ def _unreachable(url: str, reason: object) -> StatusError:
 def _http_error(url: str, exc: urllib.error.HTTPError, token: str | None) -> StatusError:
     if exc.code == 401 and token is None:
         msg = (
-            f"reactor status: {url} needs a token: set REACTOR_TOKEN (or --token, or give "
-            "serve's settings file with --config)"
+            f"reactor status: {url} needs a token: set REACTOR_TOKEN or --token (without "
+            "--url, serve's settings file, given with --config, is read for it too)"
         )
     elif exc.code == 401:
         msg = f"reactor status: {url} refused the token: check REACTOR_TOKEN or --token"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from reactor.checks import (
 )
 from reactor.cli import main
 from reactor.config import Config
+from reactor.endrun_checks import check_on_complete, check_run_folder
 from tests.conftest import RunDirs
 
+REPO = Path(__file__).resolve().parent.parent
 as_root = os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(as_root, reason="root bypasses file permissions")
 
@@ -335,3 +339,90 @@ def test_format_puts_the_fix_under_its_problem() -> None:
         "ok    clock  fine",
         "1 problem(s): see the fix lines",
     ]
+
+
+# --- end of run -------------------------------------------------------------------------
+
+
+def test_on_complete_not_set_is_fine(run_dirs: RunDirs) -> None:
+    result = check_on_complete(Config(run_dirs.input_dir, run_dirs.output_dir))
+    assert (result.status, result.message) == (
+        Status.OK,
+        "not set: nothing is run when the run is complete",
+    )
+
+
+def test_on_complete_found_names_the_program_it_will_run(run_dirs: RunDirs) -> None:
+    config = Config(run_dirs.input_dir, run_dirs.output_dir, on_complete="true --all")
+    result = check_on_complete(config)
+    assert (result.status, result.message) == (
+        Status.OK,
+        f"runs {shutil.which('true')} when the run is complete",
+    )
+
+
+def test_check_fails_an_on_complete_program_serve_would_refuse(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to say "all checks passed" while serve refused to start."""
+    assert main(check_argv(run_dirs, "--on-complete", "/nonexistent/align.sh --all")) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAIL  on_complete       on_complete program '/nonexistent/align.sh' is not found or "
+        "is not executable: reactor serve refuses to start"
+    ) in out
+    assert "fix: install it, give its full path, or fix the command" in out
+
+
+def test_a_listable_run_folder_is_fine(run_dirs: RunDirs) -> None:
+    result = check_run_folder(run_dirs.input_dir, "final_summary_*.txt")
+    assert result.status is Status.OK
+    assert result.message == (
+        f"{run_dirs.input_dir.parent} can be listed: final_summary_*.txt is looked for there"
+    )
+
+
+def without_permission_overrides() -> list[str]:
+    """A command prefix under which root, too, is held to file permissions (it drops
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH); none for other users."""
+    if not as_root:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv is needed to hold root to file permissions")
+    caps = "-dac_override,-dac_read_search"
+    prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot drop capabilities here: {probe.stderr!r}")
+    return prefix
+
+
+def test_a_run_folder_this_user_cannot_list_warns(tmp_path: Path) -> None:
+    """MinKNOW's final_summary lands there: unseen, only one in input_dir ends the run.
+    A real `reactor check`, as a process held to file permissions even as root."""
+    prefix = without_permission_overrides()
+    run_folder = tmp_path / "run"
+    input_dir = run_folder / "pod5"
+    input_dir.mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    run_folder.chmod(0o300)  # may be entered, not listed
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "reactor", "check", "--json",
+             "--input-dir", str(input_dir), "--output-dir", str(tmp_path / "out"),
+             "--listen", f"127.0.0.1:{free_port()}", "--expected-jobs", "0",
+             "--min-free-gb", "0", "--observer", "polling"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    finally:
+        run_folder.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    by_name = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    assert by_name["input folder"]["status"] == "ok"
+    assert by_name["run folder"]["status"] == "warn"
+    assert f"{run_folder}, input_dir's parent, cannot be listed" in by_name["run folder"]["message"]
+    assert "only one inside input_dir" in by_name["run folder"]["message"]
+    problems = [name for name, check in by_name.items() if check["status"] in ("warn", "fail")]
+    assert problems == ["run folder"]

@@ -4,14 +4,17 @@ marker format, the command's environment, the stop file's name, and bad settings
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
 from reactor.config import Config, ConfigError, add_config_arguments, load_config, parse_config
 from reactor.endrun import (
-    Marker,
-    MarkerState,
     Phase,
     RunEnd,
     Step,
@@ -19,7 +22,8 @@ from reactor.endrun import (
     phase_of,
     run_env,
 )
-from reactor.finisher import find_stop_file, read_marker, stop_file_filter, write_marker
+from reactor.marker import Marker, MarkerState, read_marker, write_marker
+from reactor.stop_file import find_stop_file, stop_file_filter
 from reactor.watcher import Change
 
 SUMMARY = Path("/run/final_summary_PAK00000_abcdef12_0123abcd.txt")
@@ -115,13 +119,96 @@ def test_a_marker_reactor_did_not_write_is_refused_with_a_reason(tmp_path: Path,
         read_marker(path)
 
 
+_GOOD = {
+    "state": "finished",
+    "completed_at": "2026-11-25T10:00:00+00:00",
+    "stop_file": "/run/final_summary_x.txt",
+    "files_done": 3,
+    "files_quarantined": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [({"stop_file": None}, "stop_file must be a string, got null"),
+     ({"stop_file": 7}, "stop_file must be a string, got 7"),
+     ({"files_done": "3"}, 'files_done must be a whole number, got "3"'),
+     ({"files_done": True}, "files_done must be a whole number, got true"),
+     ({"state": 1}, "state must be one of claimed, finished"),
+     ({"exit_code": "0"}, 'exit_code must be a whole number or null, got "0"'),
+     ({"log": ["a"]}, "log must be a string or null"),
+     ({"duration_s": "fast"}, "duration_s must be a number or null"),
+     ({"completed_at": None}, "completed_at must be a string, got null"),
+     ({"version": None}, "version must be a whole number, got null"),
+     ({"files_quarantined": None}, "files_quarantined must be a whole number"),
+     ({"extra": 1}, "unknown field(s) 'extra'")],
+)  # fmt: skip
+def test_every_field_of_a_marker_is_checked_for_its_type(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    """A wrong-typed field is a ValueError with its name, never a TypeError at start."""
+    path = tmp_path / "reactor-run-complete.json"
+    path.write_text(json.dumps(_GOOD | changes))
+    with pytest.raises(ValueError, match="not a marker reactor wrote") as caught:
+        read_marker(path)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "data", [b"\xff\xfe not utf-8", b"[" * 100_000, json.dumps(_GOOD).encode()[:-1]]
+)
+def test_a_marker_that_is_not_text_or_json_is_refused_too(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "reactor-run-complete.json"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="not a marker reactor wrote"):
+        read_marker(path)
+
+
+def test_a_good_marker_with_optional_fields_left_out_or_null_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "reactor-run-complete.json"
+    path.write_text(json.dumps(_GOOD | {"exit_code": None, "duration_s": 2}))
+    marker = read_marker(path)
+    assert marker is not None
+    assert (marker.state, marker.stop_file, marker.duration_s) == (
+        "finished",
+        _GOOD["stop_file"],
+        2.0,
+    )
+
+
+def test_writing_the_marker_fsyncs_the_file_then_renames_then_fsyncs_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim must survive a power loss before the command starts."""
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        steps.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "reactor-run-complete.json"
+    write_marker(path, Marker(MarkerState.CLAIMED, "2026-11-25T10:00:00+00:00", "/s", 1, 0))
+    assert steps == ["fsync file", "rename", "fsync folder"]
+    assert read_marker(path) is not None
+
+
 def test_no_marker_reads_as_none(tmp_path: Path) -> None:
     assert read_marker(tmp_path / "reactor-run-complete.json") is None
 
 
-def test_run_env_adds_the_run_and_drops_tokens(tmp_path: Path) -> None:
+def test_run_env_adds_the_run_and_drops_tokens_and_systemds_variables(tmp_path: Path) -> None:
+    """The command must not speak to systemd for reactor (READY=1, watchdog pings)."""
+    base = {"PATH": "/bin", "REACTOR_TOKEN": "secret", "REACTOR_ENGINE_TOKEN": "secret2"}
+    systemd = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "30000000"}
     env = run_env(
-        {"PATH": "/bin", "REACTOR_TOKEN": "secret", "REACTOR_ENGINE_TOKEN": "secret2"},
+        base | systemd | {"WATCHDOG_PID": "4242"},
         input_dir=tmp_path / "run" / "pod5",
         output_dir=tmp_path / "out",
         stop_file=tmp_path / "run" / "final_summary_x.txt",
@@ -251,6 +338,44 @@ def test_an_on_complete_program_that_is_not_there_stops_serve_at_start(
         "install it, give its full path, or fix the command"
     )
     assert load_config(cli("--on-complete", "true --ignored"), base_env).on_complete
+
+
+def executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_relative_on_complete_program_is_run_by_its_absolute_path(
+    base_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command runs in output_dir: `./align.sh` must mean serve's folder there too."""
+    script = executable(tmp_path / "here" / "align.sh")
+    monkeypatch.chdir(tmp_path / "here")
+    config = load_config(cli("--on-complete", "./align.sh --genome 'GRCh 38'"), base_env)
+    assert config.on_complete == shlex.join([str(script), "--genome", "GRCh 38"])
+    config = load_config(cli("--on-complete", "true --ignored"), base_env)
+    assert config.on_complete == shlex.join([str(shutil.which("true")), "--ignored"])
+
+
+def test_a_relative_on_complete_program_in_the_config_file_is_relative_to_the_file(
+    base_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As every relative path in the file is; from a flag or variable, serve's folder."""
+    script = executable(tmp_path / "conf" / "bin" / "align.sh")
+    (tmp_path / "conf" / "reactor.toml").write_text('on_complete = "bin/align.sh --all"\n')
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config(cli("--config", str(tmp_path / "conf" / "reactor.toml")), base_env)
+    assert config.on_complete == shlex.join([str(script), "--all"])
+    env = {**base_env, "REACTOR_ON_COMPLETE": "bin/align.sh"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(cli("--config", str(tmp_path / "conf" / "reactor.toml")), env)
+    assert str(caught.value) == (
+        f"on_complete program 'bin/align.sh' ({tmp_path / 'elsewhere' / 'bin' / 'align.sh'}) "
+        "is not found or is not executable: install it, give its full path, or fix the command"
+    )
 
 
 def test_direct_construction_checks_the_end_of_run_keys(tmp_path: Path) -> None:

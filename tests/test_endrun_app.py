@@ -21,9 +21,9 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from reactor.app import create_app
-from reactor.endrun import Marker, MarkerState
-from reactor.finisher import LOG_NAME, MARKER_NAME, read_marker, write_marker
+from reactor.finisher import LOG_NAME
 from reactor.keys import FINISHER, REACTOR, SWEEPER
+from reactor.marker import MARKER_NAME, Marker, MarkerState, read_marker, write_marker
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import pod5_bytes, write_pod5
 

@@ -157,6 +157,46 @@ async def test_url_comes_from_the_config_file(
     assert f"reactor http://127.0.0.1:{client.server.port}" in capsys.readouterr().out
 
 
+async def test_with_url_a_broken_settings_file_is_not_read(
+    make_client: MakeClient,
+    run_dirs: RunDirs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The URL says where the service is: this host's settings do not matter then."""
+    client = await busy_run(make_client, run_dirs)
+    broken = tmp_path / "reactor.toml"
+    broken.write_text('listen = "nowhere:port"\n[[[\n')
+    monkeypatch.setenv("REACTOR_CONFIG", str(tmp_path / "missing.toml"))
+    assert await reactor_status("--url", url_of(client)) == 0
+    assert await reactor_status("--url", url_of(client), "--config", str(broken)) == 0
+    monkeypatch.setenv("REACTOR_URL", url_of(client))
+    assert await reactor_status() == 0
+    assert "gpu-node01" in capsys.readouterr().out
+
+
+async def test_with_url_the_settings_files_token_is_not_sent(
+    make_client: MakeClient,
+    run_dirs: RunDirs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """That token is for this host's service; --url may name any host. The service here
+    takes that very token, so it would answer 200 if the token were sent."""
+    token = "file-token-value"
+    client = await busy_run(make_client, run_dirs, token=token)
+    settings = tmp_path / "reactor.toml"
+    settings.write_text(f'token = "{token}"\n')
+    monkeypatch.setenv("REACTOR_CONFIG", str(settings))
+    assert await reactor_status("--url", url_of(client), "--config", str(settings)) == 1
+    assert "needs a token: set REACTOR_TOKEN or --token" in capsys.readouterr().err
+    assert await reactor_status("--url", url_of(client), "--token", token) == 0
+    monkeypatch.setenv("REACTOR_TOKEN", token)
+    assert await reactor_status("--url", url_of(client)) == 0
+
+
 async def start_watch(url: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
     env["PYTHONPATH"] = str(REPO)
