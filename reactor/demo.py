@@ -198,8 +198,9 @@ class Demo:
             time.sleep(0.1)
 
     def follow(self) -> dict[str, Any]:
-        """Show progress until the run is complete: the simulator finished and every
-        file it wrote is done. Returns the last /status."""
+        """Show progress until the run is complete: the simulator finished (its last
+        step writes final_summary_*.txt), every file it wrote is done, and the service
+        says the run is complete. Returns the last /status."""
         began = time.monotonic()
         last_line = 0.0
         simulator = self.processes["simulate-run"]
@@ -216,7 +217,8 @@ class Demo:
                 raise RuntimeError(msg)
             on_disk = len(list(self.input_dir.glob("*.pod5")))
             waiting = sum(files.get(k, 0) for k in ("incomplete", "ready", "assigned"))
-            if finished and files.get("done", -1) == on_disk and waiting == 0:
+            complete = status.get("phase") == "complete"
+            if finished and files.get("done", -1) == on_disk and waiting == 0 and complete:
                 if self.tty:
                     self.out.write("\n")
                 return status
@@ -256,7 +258,7 @@ class Demo:
         return codes
 
 
-def summary_table(verdict: Verdict, elapsed_s: float, engines: int) -> str:
+def summary_table(verdict: Verdict, elapsed_s: float, engines: int, phase: str) -> str:
     rows = [
         ("pod5 files", f"{verdict.files}"),
         ("reads in the pod5 files", f"{verdict.reads}"),
@@ -265,6 +267,7 @@ def summary_table(verdict: Verdict, elapsed_s: float, engines: int) -> str:
         ("reads missing", f"{verdict.missing}"),
         ("reads duplicated", f"{verdict.duplicated}"),
         ("reads not in any pod5", f"{verdict.unexpected}"),
+        ("end of run", f"{phase} (final_summary seen, every file done)"),
         ("engines", f"{engines}"),
         ("wall time", f"{elapsed_s:.1f} s"),
         ("verdict", "every read basecalled exactly once" if verdict.ok else "FAILED"),
@@ -293,7 +296,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     began = time.monotonic()
     try:
         demo.start()
-        demo.follow()
+        status = demo.follow()
     except RuntimeError as exc:
         demo.stop()
         print(f"reactor demo: {exc}", file=sys.stderr)
@@ -304,7 +307,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     codes = demo.stop()
     elapsed = time.monotonic() - began
     verdict = check_exactly_once(demo.input_dir, demo.output_dir)
-    out.write("\n" + summary_table(verdict, elapsed, args.engines) + "\n")
+    out.write("\n" + summary_table(verdict, elapsed, args.engines, str(status.get("phase"))) + "\n")
     unclean = {name: code for name, code in codes.items() if code not in (0, None)}
     if unclean:
         out.write(f"  processes that did not exit cleanly: {unclean}; see {demo.logs}\n")
