@@ -2,11 +2,12 @@
 8, 32 and 128 concurrent clients; the ceiling is the bare aiohttp handler (`bare`) with
 the same client at the same concurrency.
 
-The server is `reactor serve` on a cached tree (nothing done, jobs in flight) with a
+One `reactor serve` per size runs at once, and the cells alternate between them (and the
+ceiling), so drift on a shared machine hits every size alike. Each server is `reactor
+serve` on a cached tree (nothing done, jobs in flight) with a
 throwaway copy of its OUTPUTDIR. Verbs, each a cell bounded by `requests` and `seconds`:
 
-- `/keepalive`: on KEEPALIVE_JOBS jobs assigned beforehand, at random, each cell right
-  after the ceiling's cell at the same concurrency (the ceiling is measured per size);
+- `/keepalive`: on KEEPALIVE_JOBS jobs assigned beforehand, at random;
 - `/assignwork` with batch 1, 10 and 100: every answer must hold a batch; a cell takes at
   most `files_per_cell` files, so that the small queue holds what every cell takes (the
   server is restarted on a fresh copy of the tree when the queue would run short);
@@ -64,7 +65,7 @@ class ServerUnderTest:
         self.stop()
         self.tree.clean_input()
         self.tree.touch_leases()
-        output = self.tree.fresh_output(self.work / "api-output")
+        output = self.tree.fresh_output(self.work)
         self.starts += 1
         log = self.logs / f"api-{self.tree.files}-{self.starts}.jsonl"
         self.server = reactor_serve(self.tree.input_dir, output, log)
@@ -90,148 +91,138 @@ async def _assign(http: aiohttp.ClientSession, url: str, engine: str, batch: int
     return await client.get_json(http, f"{url}/assignwork", engineid=engine, batchsize=batch)
 
 
-async def keepalive_cells(
-    sut: ServerUnderTest, settings: Settings, bare_url: str
-) -> tuple[dict[int, Cell], dict[int, Cell]]:
-    """/keepalive cells and the ceiling's cells, alternating at each concurrency so that
-    both see the same machine (other load on a shared machine drifts)."""
+async def _one_cell(
+    request: client.Request, concurrency: int, count: int, settings: Settings
+) -> Cell:
+    async with client.session(concurrency) as http:
+        return await client.run_cell(http, request, concurrency, count, settings.seconds)
+
+
+async def keepalive_jobs(sut: ServerUnderTest) -> list[str]:
+    """KEEPALIVE_JOBS live jobs of one file each, for the /keepalive cells."""
     sut.ensure(KEEPALIVE_JOBS)
-    url = sut.url
     jobs = []
     async with client.session(8) as http:
         for k in range(KEEPALIVE_JOBS):
-            work = await _assign(http, url, f"bench-ka{k % 8}", 1)
+            work = await _assign(http, sut.url, f"bench-ka{k % 8}", 1)
             jobs.append(work["jobid"])
             sut.queued -= len(work["batch"])
+    return jobs
+
+
+def keepalive_request(base: str, jobs: list[str]) -> client.Request:
     rng = random.Random(1)
 
-    def request_to(base: str) -> client.Request:
-        async def request(worker: int, http: aiohttp.ClientSession) -> float:
-            job = rng.choice(jobs)
-            return await client.timed_get(
-                http, f"{base}/keepalive", job_id=job, job_state="PROCESSING"
-            )
+    async def request(worker: int, http: aiohttp.ClientSession) -> float:
+        job = rng.choice(jobs)
+        return await client.timed_get(http, f"{base}/keepalive", job_id=job, job_state="PROCESSING")
 
-        return request
+    return request
 
-    served: dict[int, Cell] = {}
+
+def assign_request(sut: ServerUnderTest, batch: int) -> client.Request:
+    url = sut.url
+
+    async def request(worker: int, http: aiohttp.ClientSession) -> float:
+        began = time.perf_counter()
+        work = await _assign(http, url, f"bench-gpu{worker:03d}", batch)
+        elapsed = time.perf_counter() - began
+        sut.queued -= len(work["batch"])
+        if not work["batch"]:
+            msg = "the queue ran dry"
+            raise RuntimeError(msg)
+        return elapsed
+
+    return request
+
+
+def completed_request(sut: ServerUnderTest) -> client.Request:
+    url = sut.url
+    assert sut.server is not None
+    args = sut.server.args
+    output_dir = Path(args[args.index("--output-dir") + 1])
+
+    async def request(worker: int, http: aiohttp.ClientSession) -> float:
+        work = await _assign(http, url, f"bench-gpu{worker:03d}", 1)
+        sut.queued -= len(work["batch"])
+        if not work["batch"]:
+            msg = "the queue ran dry"
+            raise RuntimeError(msg)
+        basecall(output_dir / work["job_output_dir"], work["batch"])
+        return await client.timed_get(
+            http, f"{url}/completed", job_id=work["jobid"], job_state="DONE"
+        )
+
+    return request
+
+
+Measured = dict[int, dict[str, dict[int, Cell]]]  # files -> verb -> concurrency -> cell
+
+
+async def measure(
+    suts: list[ServerUnderTest], settings: Settings, bare_url: str
+) -> tuple[Measured, dict[int, Cell]]:
+    """Every cell, each size's cell right after the others' at the same verb and
+    concurrency, so that drift on a shared machine hits all sizes alike."""
+    measured: Measured = {sut.tree.files: {} for sut in suts}
     ceiling: dict[int, Cell] = {}
+    jobs = {sut.tree.files: await keepalive_jobs(sut) for sut in suts}
     for concurrency in settings.concurrency:
-        for cells, base in ((ceiling, bare_url), (served, url)):
-            async with client.session(concurrency) as http:
-                cells[concurrency] = await client.run_cell(
-                    http, request_to(base), concurrency, settings.requests, settings.seconds
-                )
-    return served, ceiling
-
-
-async def assign_cells(sut: ServerUnderTest, batch: int, settings: Settings) -> dict[int, Cell]:
-    count = max(1, min(settings.requests, settings.files_per_cell // batch))
-    cells = {}
-    for concurrency in settings.concurrency:
-        sut.ensure(count * batch)
-        url = sut.url
-
-        async def request(worker: int, http: aiohttp.ClientSession, url: str = url) -> float:
-            engine = f"bench-gpu{worker:03d}"
-            began = time.perf_counter()
-            work = await _assign(http, url, engine, batch)
-            elapsed = time.perf_counter() - began
-            sut.queued -= len(work["batch"])
-            if not work["batch"]:
-                msg = "the queue ran dry"
-                raise RuntimeError(msg)
-            return elapsed
-
-        async with client.session(concurrency) as http:
-            cells[concurrency] = await client.run_cell(
-                http, request, concurrency, count, settings.seconds
-            )
-    return cells
-
-
-async def completed_cells(sut: ServerUnderTest, settings: Settings) -> dict[int, Cell]:
-    count = max(1, min(settings.requests, settings.files_per_cell))
-    cells = {}
-    for concurrency in settings.concurrency:
-        sut.ensure(count)
-        url = sut.url
-        assert sut.server is not None
-        output_dir = Path(sut.server.args[sut.server.args.index("--output-dir") + 1])
-
-        async def request(
-            worker: int, http: aiohttp.ClientSession, url: str = url, output: Path = output_dir
-        ) -> float:
-            work = await _assign(http, url, f"bench-gpu{worker:03d}", 1)
-            sut.queued -= len(work["batch"])
-            if not work["batch"]:
-                msg = "the queue ran dry"
-                raise RuntimeError(msg)
-            basecall(output / work["job_output_dir"], work["batch"])
-            return await client.timed_get(
-                http, f"{url}/completed", job_id=work["jobid"], job_state="DONE"
-            )
-
-        async with client.session(concurrency) as http:
-            cells[concurrency] = await client.run_cell(
-                http, request, concurrency, count, settings.seconds
-            )
-    return cells
-
-
-async def measure_tree(
-    sut: ServerUnderTest, settings: Settings, bare_url: str
-) -> tuple[dict[str, dict[int, Cell]], dict[int, Cell]]:
-    verbs: dict[str, dict[int, Cell]] = {}
-    verbs["/keepalive"], ceiling = await keepalive_cells(sut, settings, bare_url)
+        request = keepalive_request(bare_url, ["1"])
+        ceiling[concurrency] = await _one_cell(request, concurrency, settings.requests, settings)
+        for sut in suts:
+            request = keepalive_request(sut.url, jobs[sut.tree.files])
+            cell = await _one_cell(request, concurrency, settings.requests, settings)
+            measured[sut.tree.files].setdefault("/keepalive", {})[concurrency] = cell
     for batch in BATCHES:
-        verbs[f"/assignwork batch {batch}"] = await assign_cells(sut, batch, settings)
-    verbs["/completed"] = await completed_cells(sut, settings)
-    return verbs, ceiling
+        count = max(1, min(settings.requests, settings.files_per_cell // batch))
+        for concurrency in settings.concurrency:
+            for sut in suts:
+                sut.ensure(count * batch)
+                cell = await _one_cell(assign_request(sut, batch), concurrency, count, settings)
+                verbs = measured[sut.tree.files]
+                verbs.setdefault(f"/assignwork batch {batch}", {})[concurrency] = cell
+    count = max(1, min(settings.requests, settings.files_per_cell))
+    for concurrency in settings.concurrency:
+        for sut in suts:
+            sut.ensure(count)
+            cell = await _one_cell(completed_request(sut), concurrency, count, settings)
+            measured[sut.tree.files].setdefault("/completed", {})[concurrency] = cell
+    return measured, ceiling
 
 
 def run(
     trees: list[Tree], work: Path, logs: Path, settings: Settings
 ) -> tuple[list[Figure], dict[str, Any]]:
-    measured: dict[int, dict[str, dict[int, Cell]]] = {}
-    ceilings: dict[int, dict[int, Cell]] = {}
-    raw: dict[str, Any] = {}
+    suts = [ServerUnderTest(tree, work / f"api-{tree.files}", logs) for tree in trees]
     bare = bare_handler(logs / "bare.log")
-    bare.start(60)
     try:
-        for tree in trees:
-            sut = ServerUnderTest(tree, work, logs)
-            try:
-                measured[tree.files], ceilings[tree.files] = asyncio.run(
-                    measure_tree(sut, settings, bare.url)
-                )
-            finally:
-                sut.stop()
-                tree.clean_input()
-            raw[str(tree.files)] = {
-                "server_starts": sut.starts,
-                "ready_s": [round(s, 3) for s in sut.ready_s],
-                "ceiling": {c: cell.summary() for c, cell in ceilings[tree.files].items()},
-                "verbs": {
-                    verb: {c: cell.summary() for c, cell in cells.items()}
-                    for verb, cells in measured[tree.files].items()
-                },
-            }
+        bare.start(60)
+        measured, ceiling = asyncio.run(measure(suts, settings, bare.url))
     finally:
         bare.stop()
-    return _figures(measured, ceilings), raw
+        for sut in suts:
+            sut.stop()
+            sut.tree.clean_input()
+    raw: dict[str, Any] = {"ceiling": {c: cell.summary() for c, cell in ceiling.items()}}
+    for sut in suts:
+        raw[str(sut.tree.files)] = {
+            "server_starts": sut.starts,
+            "ready_s": [round(s, 3) for s in sut.ready_s],
+            "verbs": {
+                verb: {c: cell.summary() for c, cell in cells.items()}
+                for verb, cells in measured[sut.tree.files].items()
+            },
+        }
+    return _figures(measured, ceiling), raw
 
 
-def _figures(
-    measured: dict[int, dict[str, dict[int, Cell]]], ceilings: dict[int, dict[int, Cell]]
-) -> list[Figure]:
+def _figures(measured: Measured, ceiling: dict[int, Cell]) -> list[Figure]:
     figures = []
+    for concurrency, cell in ceiling.items():
+        figures.append(_rps_figure(f"bare handler (ceiling), {concurrency} clients", cell))
     sizes = sorted(measured)
     for files in sizes:
-        ceiling = ceilings[files]
-        for concurrency, cell in ceiling.items():
-            name = f"bare handler (ceiling), {concurrency} clients, beside {files:,} files"
-            figures.append(_rps_figure(name, cell))
         for verb, cells in measured[files].items():
             for concurrency, cell in cells.items():
                 name = f"{verb}, {concurrency} clients, {files:,} files"
