@@ -175,6 +175,7 @@ class Journal:
         self.input_dir = input_dir
         self.output_dir = output_dir
         self._checkpoint = checkpoint
+        self._input_dir_str = os.fspath(input_dir)
 
     # ------------------------------------------------------------- paths
 
@@ -354,8 +355,11 @@ class Journal:
         """Record a keepalive: the ASSIGNED_ folder's mtime is the job's last sign of life,
         which recovery reads so that a restart does not extend leases. Best effort: a
         failure only means a restart would count the lease from the previous mark."""
+        # Every keepalive comes here: a str path, not a Path (pathlib was 5 % of the
+        # loop's time under /keepalive load, py-spy --gil; issue 6).
+        name = JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name
         with contextlib.suppress(OSError):
-            os.utime(self.input_folder(job))
+            os.utime(os.path.join(self._input_dir_str, name))  # noqa: PTH118
 
     def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
         """Release a quarantine folder (FAILED_… or UNKNOWN_…): a REQUEUED_ marker in

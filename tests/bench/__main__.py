@@ -30,6 +30,7 @@ QUICK = {
     "cell_seconds": 1.0,
     "files_per_cell": 40,
     "concurrency": [2, 8],
+    "rounds": 1,
 }
 
 
@@ -68,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cell-seconds", type=float, help="API: seconds per cell at most (3)")
     p.add_argument("--files-per-cell", type=int, help="API: files an assign cell takes (5000)")
     p.add_argument("--concurrency", type=_numbers, help="API: clients (8,32,128)")
+    p.add_argument("--rounds", type=int, help="API: rounds of every cell, median kept (3)")
     p.add_argument(
         "--data",
         type=Path,
@@ -92,6 +94,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "cell_seconds": 3.0,
         "files_per_cell": 5000,
         "concurrency": list(api.CONCURRENCY),
+        "rounds": 3,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 requests=chosen["requests"],
                 seconds=chosen["cell_seconds"],
                 files_per_cell=chosen["files_per_cell"],
+                rounds=chosen["rounds"],
             )
             api_trees = [built[n] for n in chosen["api_sizes"]]
             found, raw["api"] = api.run(api_trees, data, logs, api_settings)

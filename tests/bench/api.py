@@ -47,6 +47,7 @@ class Settings:
     requests: int = 2000
     seconds: float = 3.0
     files_per_cell: int = 5000
+    rounds: int = 3
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ServerUnderTest:
     server: Served | None = None
     queued: int = 0  # ready files left, counted from the answers
     starts: int = 0
+    keepalive_start: int = -1  # the start whose jobs /keepalive uses
     ready_s: list[float] = field(default_factory=list)
 
     def fresh(self) -> None:
@@ -99,8 +101,10 @@ async def _one_cell(
 
 
 async def keepalive_jobs(sut: ServerUnderTest) -> list[str]:
-    """KEEPALIVE_JOBS live jobs of one file each, for the /keepalive cells."""
+    """KEEPALIVE_JOBS live jobs of one file each, for the /keepalive cells (made again
+    when the server was restarted on a fresh tree, which forgets them)."""
     sut.ensure(KEEPALIVE_JOBS)
+    sut.keepalive_start = sut.starts
     jobs = []
     async with client.session(8) as http:
         for k in range(KEEPALIVE_JOBS):
@@ -162,15 +166,38 @@ Measured = dict[int, dict[str, dict[int, Cell]]]  # files -> verb -> concurrency
 async def measure(
     suts: list[ServerUnderTest], settings: Settings, bare_url: str
 ) -> tuple[Measured, dict[int, Cell]]:
-    """Every cell, each size's cell right after the others' at the same verb and
-    concurrency, so that drift on a shared machine hits all sizes alike."""
+    """Every cell `settings.rounds` times; in each round, each size's cell comes right
+    after the others' at the same verb and concurrency, so that drift on a shared
+    machine hits all sizes alike. A figure is the median round (by requests/s)."""
+    rounds: list[tuple[Measured, dict[int, Cell]]] = []
+    jobs = {sut.tree.files: await keepalive_jobs(sut) for sut in suts}
+    for _ in range(settings.rounds):
+        rounds.append(await _round(suts, settings, bare_url, jobs))
+    measured: Measured = {}
+    for files in rounds[0][0]:
+        measured[files] = {
+            verb: {c: _median([r[0][files][verb][c] for r in rounds]) for c in cells}
+            for verb, cells in rounds[0][0][files].items()
+        }
+    ceiling = {c: _median([r[1][c] for r in rounds]) for c in rounds[0][1]}
+    return measured, ceiling
+
+
+def _median(cells: list[Cell]) -> Cell:
+    return sorted(cells, key=lambda cell: cell.rps)[len(cells) // 2]
+
+
+async def _round(
+    suts: list[ServerUnderTest], settings: Settings, bare_url: str, jobs: dict[int, list[str]]
+) -> tuple[Measured, dict[int, Cell]]:
     measured: Measured = {sut.tree.files: {} for sut in suts}
     ceiling: dict[int, Cell] = {}
-    jobs = {sut.tree.files: await keepalive_jobs(sut) for sut in suts}
     for concurrency in settings.concurrency:
         request = keepalive_request(bare_url, ["1"])
         ceiling[concurrency] = await _one_cell(request, concurrency, settings.requests, settings)
         for sut in suts:
+            if sut.server is None or sut.starts != sut.keepalive_start:
+                jobs[sut.tree.files] = await keepalive_jobs(sut)
             request = keepalive_request(sut.url, jobs[sut.tree.files])
             cell = await _one_cell(request, concurrency, settings.requests, settings)
             measured[sut.tree.files].setdefault("/keepalive", {})[concurrency] = cell

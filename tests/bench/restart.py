@@ -55,6 +55,20 @@ def run(trees: list[Tree], data_dir: Path, logs: Path, repeats: int) -> tuple[li
     raw: dict[str, Any] = {}
     base = start_server(empty_tree(data_dir), 0, logs, "restart-empty")
     raw["empty"] = base.memory
+    imports = min(
+        (run_to_end(["-m", "tests.bench.imports"], FLOOR_TIMEOUT_S) for _ in range(repeats)),
+        key=lambda f: f.wall_s,
+    )
+    raw["imports_s"] = imports.wall_s
+    figures.append(
+        Figure(
+            "interpreter start + imports of reactor serve (no files)",
+            imports.wall_s,
+            "s",
+            base.ready_s,
+            "ready, empty folder",
+        )
+    )
     for tree in trees:
         for done in (0, 50):
             key = f"{tree.files}-{done}"
