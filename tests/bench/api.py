@@ -88,6 +88,9 @@ class ServerUnderTest:
         assert self.server is not None
         return self.server.url
 
+    def threads(self) -> int | None:
+        return self.server.threads() if self.server is not None else None
+
 
 async def _assign(http: aiohttp.ClientSession, url: str, engine: str, batch: int) -> Any:
     return await client.get_json(http, f"{url}/assignwork", engineid=engine, batchsize=batch)
@@ -200,6 +203,7 @@ async def _round(
                 jobs[sut.tree.files] = await keepalive_jobs(sut)
             request = keepalive_request(sut.url, jobs[sut.tree.files])
             cell = await _one_cell(request, concurrency, settings.requests, settings)
+            cell.server_threads = sut.threads()
             measured[sut.tree.files].setdefault("/keepalive", {})[concurrency] = cell
     for batch in BATCHES:
         count = max(1, min(settings.requests, settings.files_per_cell // batch))
@@ -207,6 +211,7 @@ async def _round(
             for sut in suts:
                 sut.ensure(count * batch)
                 cell = await _one_cell(assign_request(sut, batch), concurrency, count, settings)
+                cell.server_threads = sut.threads()
                 verbs = measured[sut.tree.files]
                 verbs.setdefault(f"/assignwork batch {batch}", {})[concurrency] = cell
     count = max(1, min(settings.requests, settings.files_per_cell))
@@ -214,6 +219,7 @@ async def _round(
         for sut in suts:
             sut.ensure(count)
             cell = await _one_cell(completed_request(sut), concurrency, count, settings)
+            cell.server_threads = sut.threads()
             measured[sut.tree.files].setdefault("/completed", {})[concurrency] = cell
     return measured, ceiling
 
@@ -266,9 +272,11 @@ def _figures(measured: Measured, ceiling: dict[int, Cell]) -> list[Figure]:
         for verb, cells in measured[large].items():
             for concurrency, cell in cells.items():
                 before = measured[small][verb][concurrency]
+                threads = f"server threads {before.server_threads} vs {cell.server_threads}"
                 figures.append(
                     Figure(
-                        f"{verb}, {concurrency} clients: rps at {large:,} vs {small:,} files",
+                        f"{verb}, {concurrency} clients: rps at {large:,} vs {small:,} files"
+                        f" ({threads})",
                         cell.rps,
                         "rps",
                         before.rps,

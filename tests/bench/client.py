@@ -34,6 +34,7 @@ class Cell:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    server_threads: int | None = None  # of the server after the cell (one per live job)
 
     @property
     def rps(self) -> float:
@@ -51,6 +52,7 @@ class Cell:
             "p50_ms": _ms(percentile(ordered, 50)),
             "p99_ms": _ms(percentile(ordered, 99)),
             "max_ms": _ms(ordered[-1] if ordered else None),
+            "server_threads": self.server_threads,
         }
 
 

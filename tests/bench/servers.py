@@ -94,6 +94,16 @@ class Served:
     def _port_args(self) -> list[str]:
         return []
 
+    def threads(self) -> int | None:
+        """Threads of the running process (reactor runs one per watched live job)."""
+        if self.process is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        return None
+
     def memory(self) -> dict[str, int]:
         return proc_memory(self.process.pid) if self.process else {}
 
