@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo torture load clean
+.PHONY: venv test lint fmt demo torture load bench clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,15 @@ LOAD_JSON ?= $(VENV)/load.json
 LOAD_ARGS ?=
 load: $(STAMP)
 	$(BIN)/python -m tests.load --engines 64 --seconds 60 --files 10000 --json $(LOAD_JSON) $(LOAD_ARGS)
+
+# Benchmarks (issue 6): restart, ingest latency, API and memory, each beside its floor or
+# ceiling measured in the same run. Table on stdout, figures in $(BENCH_JSON). The trees of
+# up to 10^6 hardlinked files are built once under $(VENV)/bench-data and reused
+# (BENCH_ARGS=--fresh rebuilds them; --quick for tiny sizes).
+BENCH_JSON ?= $(VENV)/bench.json
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench --json $(BENCH_JSON) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactor tests

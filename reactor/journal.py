@@ -88,6 +88,18 @@ def _no_checkpoint(step: str) -> None:
     """Production checkpoint: nothing. Tests pass one that crashes at a chosen step."""
 
 
+def _link_inputs(folder: Path, names: Iterable[str]) -> None:
+    """One relative symlink `../<name>` per name in `folder` (relative links work
+    wherever engines mount the run folder). Made through a descriptor of `folder`: no
+    path object or path walk per link, which a batch of 100 files made costly (issue 6)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.symlink(f"../{name}", name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 class JournalError(OSError):
     """A journal step failed on disk; memory was not changed.
 
@@ -163,6 +175,7 @@ class Journal:
         self.input_dir = input_dir
         self.output_dir = output_dir
         self._checkpoint = checkpoint
+        self._input_dir_str = os.fspath(input_dir)
 
     # ------------------------------------------------------------- paths
 
@@ -224,9 +237,7 @@ class Journal:
             out_stage.rename(self.output_folder(job))
             self._checkpoint("assign:output_placed")
             in_stage.mkdir()
-            for name in job.files:
-                # Relative links work wherever engines mount the run folder.
-                (in_stage / name).symlink_to(Path("..") / name)
+            _link_inputs(in_stage, job.files)
             self._checkpoint("assign:input_staged")
             in_stage.rename(self.input_folder(job))
         except OSError as exc:
@@ -271,11 +282,13 @@ class Journal:
                 continue
             target = self.output_dir / kind
             target.mkdir(exist_ok=True)
-            for entry in sorted(os.listdir(source)):
-                destination = target / f"{tag}{entry}"
-                if destination.exists():
+            # Plain strings, not Path objects: a job may have made thousands of outputs.
+            source_dir, target_dir = os.fspath(source), os.fspath(target)
+            for entry in sorted(os.listdir(source_dir)):
+                destination = os.path.join(target_dir, f"{tag}{entry}")  # noqa: PTH118
+                if os.path.exists(destination):  # noqa: PTH110
                     continue  # cannot happen by protocol; never overwrite a result
-                (source / entry).rename(destination)
+                os.rename(os.path.join(source_dir, entry), destination)  # noqa: PTH104, PTH118
                 moved += 1
                 self._checkpoint("merge:output_moved")
         folder.rename(self.output_folder(job, Folder.LOGOUTPUT))
@@ -342,8 +355,11 @@ class Journal:
         """Record a keepalive: the ASSIGNED_ folder's mtime is the job's last sign of life,
         which recovery reads so that a restart does not extend leases. Best effort: a
         failure only means a restart would count the lease from the previous mark."""
+        # Every keepalive comes here: a str path, not a Path (pathlib was 5 % of the
+        # loop's time under /keepalive load, py-spy --gil; issue 6).
+        name = JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name
         with contextlib.suppress(OSError):
-            os.utime(self.input_folder(job))
+            os.utime(os.path.join(self._input_dir_str, name))  # noqa: PTH118
 
     def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
         """Release a quarantine folder (FAILED_… or UNKNOWN_…): a REQUEUED_ marker in
@@ -397,8 +413,7 @@ class Journal:
         stage = self._staging(self.input_dir, job.job_id)
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
-        for name in names:
-            (stage / name).symlink_to(Path("..") / name)
+        _link_inputs(stage, names)
         stage.rename(target)
 
     def release(self, job: Job) -> None:

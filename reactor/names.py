@@ -73,9 +73,13 @@ def output_stem(name: str) -> str | None:
     the stem. Returns None for names that are not basecalling outputs.
     """
     lower = name.lower()
+    if not lower.endswith(OUTPUT_SUFFIXES):  # one call for the common miss (issue 6)
+        return None
     for suffix in OUTPUT_SUFFIXES:
         if lower.endswith(suffix):
             stem = name[: -len(suffix)]
+            if not stem.startswith("job_id_"):
+                return stem
             tag = _JOB_TAG_RE.match(stem)
             return stem[tag.end() :] if tag else stem
     return None

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,16 +63,14 @@ class _Recovery:
         # name -> failed tries (attempt, batch size, engine); name -> attempts released
         self.failures: dict[str, list[tuple[int, int, str]]] = {}
         self.released: dict[str, int] = {}
+        # FAILED_/UNKNOWN_ folders: found by the one scan of INPUTDIR, plus those that
+        # finishing a transition creates, so INPUTDIR (10^6 entries) is walked once.
+        self.quarantine_folders: set[str] = set()
 
     def run(self) -> Recovered:
         result = self.result
-        for parent in (self.input_dir, self.output_dir):
-            for entry in os.scandir(parent):
-                if entry.name.startswith(STAGING_PREFIX):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    result.repairs.append(("staging_removed", entry.name))
-        inputs = self._input_job_folders()
-        for folder in _job_folders(self.output_dir):
+        inputs = self._scan_input()
+        for folder in _job_folder_entries(self.output_dir, self._remove_staging_entry):
             if folder.kind not in INPUT_FOLDERS:
                 self._recover_job(folder, inputs.pop(folder.job_id, {}))
         for kinds in inputs.values():
@@ -80,18 +79,29 @@ class _Recovery:
             history = _history(tries, self.released.get(name, 0))
             if history is not None:
                 result.history[name] = history
-        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest).
-        for folder in _job_folders(self.input_dir):
-            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
-                result.quarantined.update(_pod5_links(self.input_dir / folder.name))
+        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest);
+        # a folder that recovery released is gone, and holds nothing.
+        for name in sorted(self.quarantine_folders):
+            result.quarantined.update(_pod5_links(self.input_dir / name))
         return result
 
-    def _input_job_folders(self) -> dict[str, dict[Folder, JobFolder]]:
+    def _scan_input(self) -> dict[str, dict[Folder, JobFolder]]:
+        """The one walk of INPUTDIR: staging leftovers removed, job folders by job id."""
         found: dict[str, dict[Folder, JobFolder]] = {}
-        for folder in _job_folders(self.input_dir):
+        for folder in _job_folder_entries(self.input_dir, self._remove_staging_entry):
             if folder.kind in INPUT_FOLDERS:
                 found.setdefault(folder.job_id, {})[folder.kind] = folder
+            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
+                self.quarantine_folders.add(folder.name)
         return found
+
+    def _remove_staging_entry(self, entry: os.DirEntry[str]) -> None:
+        shutil.rmtree(entry.path, ignore_errors=True)
+        self.result.repairs.append(("staging_removed", entry.name))
+
+    def _placed(self, job: Job, kind: Folder) -> None:
+        """Finishing a transition made (or kept) the quarantine folder `kind` of `job`."""
+        self.quarantine_folders.add(self.journal.input_folder(job, kind).name)
 
     def _new_job(self, job_id: str, engine_id: str, files: dict[str, int]) -> Job:
         return Job(
@@ -140,6 +150,8 @@ class _Recovery:
             if in_tmp:
                 journal.finish_fail(job, path, manifest.quarantine)
                 result.repairs.append(("fail_finished", folder.name))
+                if manifest.quarantine:
+                    self._placed(job, Folder.FAILED)
             else:
                 journal.release(job)
             for name, attempt in job.files.items():
@@ -149,8 +161,10 @@ class _Recovery:
             if in_tmp:
                 journal.finish_set_aside(job, path)
                 result.repairs.append(("set_aside_finished", folder.name))
+                self._placed(job, Folder.UNKNOWN)
             elif Folder.ASSIGNED in inputs:
                 journal.place_links(job, Folder.UNKNOWN, list(job.files))
+                self._placed(job, Folder.UNKNOWN)
         elif state == JobState.EXPIRED:
             journal.release(job)
             job.superseded = not in_tmp
@@ -217,13 +231,23 @@ class _Recovery:
         self.result.repairs.append(("orphan_removed", folder.name))
 
 
-def _job_folders(parent: Path) -> list[JobFolder]:
+def _job_folder_entries(
+    parent: Path, on_staging: Callable[[os.DirEntry[str]], None]
+) -> list[JobFolder]:
+    """The job folders in `parent`, in one `scandir`; staging leftovers go to
+    `on_staging`. Files (10^6 `.pod5` in INPUTDIR) cost one `is_dir`, which
+    the directory entry answers without a `stat`."""
     folders = []
     for entry in os.scandir(parent):
-        if entry.is_dir(follow_symlinks=False):
-            folder = parse_job_folder(entry.name)
-            if folder is not None:
-                folders.append(folder)
+        name = entry.name
+        if name.startswith(STAGING_PREFIX):
+            on_staging(entry)
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        folder = parse_job_folder(name)
+        if folder is not None:
+            folders.append(folder)
     return folders
 
 

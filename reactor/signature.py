@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 POD5_SIGNATURE = bytes.fromhex("8B504F440D0A1A0A")
 _SIG_LEN = len(POD5_SIGNATURE)
@@ -35,8 +34,11 @@ class Pod5Check:
     mtime: float
 
 
-def check_pod5(path: Path) -> Pod5Check | None:
+def check_pod5(path: str | os.PathLike[str]) -> Pod5Check | None:
     """Check the signatures of `path`; None if it does not exist (deleted, or moved away).
+
+    `path` may be a plain string: the start-up scan passes `DirEntry.path` as it is,
+    because building a `Path` per file costs more than the check itself (issue 6).
 
     Anything else that stops the check (not a regular file, permission denied, an I/O
     error) gives `complete=False`: such a file waits, and is looked at again on its next

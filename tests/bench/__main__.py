@@ -1,0 +1,183 @@
+"""`python -m tests.bench`: run the trials, print one table, write the figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.bench import api, ingest, restart, trees
+from tests.bench.figures import Figure, markdown, table
+from tests.bench.servers import REPO
+
+PROG = "python -m tests.bench"
+PARTS = ("restart", "ingest", "api")
+QUICK = {
+    "sizes": [200, 2000],
+    "api_sizes": [200, 2000],
+    "jobs": 5,
+    "repeats": 1,
+    "ingest_files": 30,
+    "ingest_idle_ms": 5.0,
+    "requests": 40,
+    "cell_seconds": 1.0,
+    "files_per_cell": 40,
+    "concurrency": [2, 8],
+    "rounds": 1,
+}
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part]
+    except ValueError:
+        msg = f"expected whole numbers separated by commas, not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not values or min(values) < 1:
+        msg = f"expected numbers of at least 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return values
+
+
+def _parts(text: str) -> list[str]:
+    parts = [part for part in text.split(",") if part]
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        msg = f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return parts
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").strip())
+    p.add_argument("--parts", type=_parts, default=list(PARTS), help="restart,ingest,api (all)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
+    p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
+    p.add_argument("--api-sizes", type=_numbers, help="API: files queued (10000,1000000)")
+    p.add_argument("--jobs", type=int, help="jobs in flight in each tree (300)")
+    p.add_argument("--repeats", type=int, help="restart: runs of floor and server, best kept (2)")
+    p.add_argument("--ingest-files", type=int, help="ingest: files measured per phase (1000)")
+    p.add_argument("--ingest-idle-ms", type=float, help="ingest: ms between idle arrivals (10)")
+    p.add_argument("--requests", type=int, help="API: requests per cell at most (2000)")
+    p.add_argument("--cell-seconds", type=float, help="API: seconds per cell at most (3)")
+    p.add_argument("--files-per-cell", type=int, help="API: files an assign cell takes (5000)")
+    p.add_argument("--concurrency", type=_numbers, help="API: clients (8,32,128)")
+    p.add_argument("--rounds", type=int, help="API: rounds of every cell, median kept (3)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("BENCH_DATA", REPO / ".venv" / "bench-data")),
+        help="where the cached trees live ($BENCH_DATA or .venv/bench-data)",
+    )
+    p.add_argument("--fresh", action="store_true", help="rebuild the cached trees")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
+    return p
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "sizes": [10_000, 100_000, 1_000_000],
+        "api_sizes": [10_000, 1_000_000],
+        "jobs": 300,
+        "repeats": 2,
+        "ingest_files": 1000,
+        "ingest_idle_ms": 10.0,
+        "requests": 2000,
+        "cell_seconds": 3.0,
+        "files_per_cell": 5000,
+        "concurrency": list(api.CONCURRENCY),
+        "rounds": 3,
+    }
+    if args.quick:
+        defaults.update(QUICK)
+    return {key: default if getattr(args, key) is None else getattr(args, key)
+            for key, default in defaults.items()}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
+    chosen = settings(args)
+    data = args.data.absolute()
+    if args.quick:
+        data = data / "quick"
+    logs = data / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    print(f"{PROG}: parts {','.join(args.parts)}; data in {data}", file=sys.stderr)
+    figures: list[Figure] = []
+    raw: dict[str, Any] = {"settings": chosen}
+    timings: dict[str, float] = {}
+    sizes = sorted(set(chosen["sizes"]) | set(chosen["api_sizes"] if "api" in args.parts else []))
+    step = time.perf_counter()
+    built = {n: trees.build(data, n, chosen["jobs"], fresh=args.fresh) for n in sizes}
+    timings["build_s"] = time.perf_counter() - step
+    try:
+        if "restart" in args.parts:
+            step = time.perf_counter()
+            chosen_trees = [built[n] for n in chosen["sizes"]]
+            found, raw["restart"] = restart.run(chosen_trees, data, logs, chosen["repeats"])
+            figures += found
+            timings["restart_s"] = time.perf_counter() - step
+        if "ingest" in args.parts:
+            step = time.perf_counter()
+            found, raw["ingest"] = ingest.run(
+                data, logs, chosen["ingest_files"], chosen["ingest_idle_ms"]
+            )
+            figures += found
+            timings["ingest_s"] = time.perf_counter() - step
+        if "api" in args.parts:
+            step = time.perf_counter()
+            api_settings = api.Settings(
+                concurrency=tuple(chosen["concurrency"]),
+                requests=chosen["requests"],
+                seconds=chosen["cell_seconds"],
+                files_per_cell=chosen["files_per_cell"],
+                rounds=chosen["rounds"],
+            )
+            api_trees = [built[n] for n in chosen["api_sizes"]]
+            found, raw["api"] = api.run(api_trees, data, logs, api_settings)
+            figures += found
+            timings["api_s"] = time.perf_counter() - step
+    except RuntimeError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    timings["total_s"] = time.perf_counter() - began
+    print(table(figures))
+    missed = [f.name for f in figures if f.met is False]
+    print(
+        f"\n{sum(f.met is True for f in figures)} targets met, {len(missed)} not met; "
+        f"{timings['total_s']:.0f} s in all "
+        f"({', '.join(f'{k[:-2]} {v:.0f} s' for k, v in timings.items() if k != 'total_s')})"
+    )
+    if args.json:
+        result = {
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "platform": platform.platform(),
+            },
+            "timings_s": {k: round(v, 1) for k, v in timings.items()},
+            "figures": [f.to_json() for f in figures],
+            "markdown": markdown(figures),
+            "raw": raw,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return 1 if args.strict and missed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
