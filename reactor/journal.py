@@ -20,9 +20,10 @@ Assign (commit point: the rename in step 4)
                                          crash -> TMPOUTPUT without ASSIGNED_: removed
                                          (or kept as ORPHANOUTPUT_ if anything was
                                          written into it), files still ready
-    3. build `.reactor-staging-<jobid>` in INPUTDIR with one relative symlink
-       `../<name>.pod5` per file.        crash -> as 2
-    4. rename it to `ASSIGNED_<jobid>_<engine>`.
+    3. build `<jobid>` in INPUTDIR's staging folder `.reactor-staging-input/` with one
+       relative symlink `../<name>.pod5` per file (it points right once placed).
+                                         crash -> as 2
+    4. rename it to `ASSIGNED_<jobid>_<engine>` (up into INPUTDIR).
                                          crash -> the job is live; its lease restarts
 Done (commit point: 1)
     1. manifest `state=done`.            crash -> steps 2-4 are replayed
@@ -69,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.names import (
+    INPUT_STAGING_NAME,
     MANIFEST_NAME,
     STAGING_PREFIX,
     Folder,
@@ -188,6 +190,18 @@ class Journal:
     def _staging(self, parent: Path, job_id: str) -> Path:
         return parent / f"{STAGING_PREFIX}{job_id}"
 
+    def _input_staging(self, job_id: str) -> Path:
+        """Where a folder of links is built before it is renamed into INPUTDIR.
+
+        Not INPUTDIR itself: a rename inside a watched folder is a moved-from event,
+        which watchdog's inotify buffer holds for 0.5 s and which can hold back every
+        event behind it, new `.pod5` files included (its DelayedQueue sleeps on a held
+        head even after the pair is matched). Renamed in from a subfolder nobody
+        watches, the folder only arrives: no move to pair, no wait."""
+        folder = self.input_dir / INPUT_STAGING_NAME
+        folder.mkdir(exist_ok=True)
+        return folder / job_id
+
     # ------------------------------------------------------------ manifest
 
     @staticmethod
@@ -227,7 +241,7 @@ class Journal:
     def assign(self, job: Job) -> None:
         """Create the job's output folder and its folder of symlinks (all-or-nothing)."""
         out_stage = self._staging(self.output_dir, job.job_id)
-        in_stage = self._staging(self.input_dir, job.job_id)
+        in_stage = self.input_dir / INPUT_STAGING_NAME / job.job_id
         try:
             out_stage.mkdir()
             for kind in RESULT_KINDS:
@@ -236,7 +250,7 @@ class Journal:
             self._checkpoint("assign:output_staged")
             out_stage.rename(self.output_folder(job))
             self._checkpoint("assign:output_placed")
-            in_stage.mkdir()
+            self._input_staging(job.job_id).mkdir()
             _link_inputs(in_stage, job.files)
             self._checkpoint("assign:input_staged")
             in_stage.rename(self.input_folder(job))
@@ -410,7 +424,7 @@ class Journal:
         if assigned.is_dir() and set(os.listdir(assigned)) == set(names):
             assigned.rename(target)
             return
-        stage = self._staging(self.input_dir, job.job_id)
+        stage = self._input_staging(job.job_id)
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
         _link_inputs(stage, names)

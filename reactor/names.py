@@ -20,6 +20,9 @@ _JOB_ID_RE = re.compile(r"[0-9]{1,40}")
 _POD5_NAME_RE = re.compile(r"[^/\x00-\x1f\x7f.][^/\x00-\x1f\x7f]*\.pod5")
 
 STAGING_PREFIX = ".reactor-staging-"
+# INPUTDIR's folders of links are built in here (see Journal._input_staging); as a
+# staging name, recovery removes it with whatever a crash left inside.
+INPUT_STAGING_NAME = f"{STAGING_PREFIX}input"
 MANIFEST_NAME = "reactor-job.json"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from reactor.journal import RESULT_KINDS, Journal
 from reactor.names import (
     INPUT_FOLDERS,
+    INPUT_STAGING_NAME,
     STAGING_PREFIX,
     Folder,
     JobFolder,
@@ -96,6 +97,12 @@ class _Recovery:
         return found
 
     def _remove_staging_entry(self, entry: os.DirEntry[str]) -> None:
+        if entry.name == INPUT_STAGING_NAME and entry.is_dir(follow_symlinks=False):
+            # The journal's own staging folder stays; what a crash left in it goes.
+            for leftover in os.listdir(entry.path):
+                shutil.rmtree(os.path.join(entry.path, leftover), ignore_errors=True)  # noqa: PTH118
+                self.result.repairs.append(("staging_removed", f"{entry.name}/{leftover}"))
+            return
         shutil.rmtree(entry.path, ignore_errors=True)
         self.result.repairs.append(("staging_removed", entry.name))
 

@@ -109,7 +109,12 @@ async def test_full_output_disk_answers_503_and_resumes_when_space_returns(
     assert (await call(client, "/assignwork", 503, engineid="e", batchsize=1))["error"] == (
         "storage_unavailable"
     )
-    assert not list(dirs.input_dir.glob(".reactor-staging-*"))  # the failed assign left nothing
+    # the failed assign left nothing: no staged folder of links, in or beside the staging folder
+    staged = [
+        *dirs.input_dir.glob(".reactor-staging-*/*"),
+        *dirs.input_dir.glob(".reactor-staging-[0-9]*"),
+    ]
+    assert staged == []
     filler.unlink()
     assert await call(client, "/completed", job_id=job["jobid"], job_state="DONE") == {"ok": True}
     assert len(merged(dirs)) == 2
