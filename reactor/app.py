@@ -6,7 +6,8 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 1. reactor  - recovery from disk and the input scan; ready once done
 2. finisher - end of run: reads the run-complete marker; its check runs after each
               sweep and on stop-file events (`reactor.finisher`)
-3. watcher  - watchdog observers bridged into the loop (optional for tests)
+3. watcher  - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however many
+              jobs are live) bridged into the loop (optional for tests)
 4. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
 5. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
               reconcile), then watchdog pings and STATUS= lines (`reactor.sdnotify`)
@@ -40,7 +41,6 @@ from reactor.keys import CONFIG, FINISHER, HEARTBEAT, REACTOR, READY_WHEN_LISTEN
 from reactor.names import is_pod5_name
 from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
-from reactor.state import Job
 from reactor.stop_file import stop_file_filter
 from reactor.sweeper import Sweeper
 from reactor.watcher import Area, Change, FsEvent, Watcher, input_filter
@@ -158,13 +158,13 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
         poll_interval_s=config.poll_interval,
     )
 
-    # Removing a watch joins watchdog's emitter thread, which can take its read
-    # timeout (~0.5 s, measured): never on the loop. After start, every change to the
-    # watcher happens on this one worker, in order, so the watcher has a single owner.
+    # Restarting a dead observer joins watchdog's threads, each of which can take its
+    # read timeout (~0.5 s, measured): never on the loop. After start, the watcher is
+    # changed only on this one worker, so it has a single owner.
     watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
 
-    def in_worker(what: str, fn: Callable[..., object], *args: object) -> None:
-        future = watch_worker.submit(fn, *args)
+    def in_worker(what: str, fn: Callable[[], object]) -> None:
+        future = watch_worker.submit(fn)
 
         def report(done: Future[object]) -> None:
             if (error := done.exception()) is not None:
@@ -172,26 +172,13 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
 
         future.add_done_callback(report)
 
-    def watch_job(job: Job) -> None:
-        folder = reactor.journal.output_folder(job)
-        in_worker("watch_job", watcher.watch_job_output, job.job_id, folder)
-
-    def unwatch_job(job: Job) -> None:
-        in_worker("unwatch_job", watcher.unwatch_job_output, job.job_id)
-
     watcher.start()
     # Events between the start-up scan and the observer's start would be lost: one
     # reconcile after the observer runs closes that gap.
     reactor.reconcile("observer_started")
-    for job in reactor.state.live_jobs():
-        watch_job(job)
-    reactor.on_job_live.append(watch_job)
-    reactor.on_job_ended.append(unwatch_job)
     app[SWEEPER].health_check = lambda: in_worker("check_health", watcher.check_health)
     yield
     app[SWEEPER].health_check = None
-    reactor.on_job_live.remove(watch_job)
-    reactor.on_job_ended.remove(unwatch_job)
     watch_worker.shutdown(wait=True)
     watcher.stop()
 

@@ -49,7 +49,6 @@ from reactor.system_checks import (
     read_mountinfo,
 )
 
-DEFAULT_EXPECTED_JOBS = 64
 DEFAULT_MIN_FREE_GB = 20.0
 
 
@@ -57,21 +56,12 @@ DEFAULT_MIN_FREE_GB = 20.0
 class CheckOptions:
     """What the checks need beyond the serve settings."""
 
-    expected_jobs: int = DEFAULT_EXPECTED_JOBS
     min_free_bytes: int = int(DEFAULT_MIN_FREE_GB * 1e9)
     proc: Path = PROC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument(
-        "--expected-jobs",
-        metavar="N",
-        type=int,
-        default=DEFAULT_EXPECTED_JOBS,
-        help="live jobs at once to size the inotify check for: about one per engine "
-        f"(default {DEFAULT_EXPECTED_JOBS})",
-    )
     parser.add_argument(
         "--min-free-gb",
         metavar="GB",
@@ -106,7 +96,6 @@ def run_checks(config: Config, options: CheckOptions) -> list[CheckResult]:
             config.observer,
             read_inotify_limits(options.proc / "sys" / "fs" / "inotify"),
             read_inotify_usage(options.proc),
-            options.expected_jobs,
         )
     )
     results.append(
@@ -141,15 +130,15 @@ def results_json(results: list[CheckResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.expected_jobs < 0 or not args.min_free_gb >= 0:
-        print("reactor check: --expected-jobs and --min-free-gb must be 0 or more", file=sys.stderr)
+    if not args.min_free_gb >= 0:
+        print("reactor check: --min-free-gb must be 0 or more", file=sys.stderr)
         return 2
     try:
         config = _load(args)
     except ConfigError as exc:
         print(f"reactor check: {exc}", file=sys.stderr)
         return 2
-    options = CheckOptions(args.expected_jobs, int(args.min_free_gb * 1e9))
+    options = CheckOptions(int(args.min_free_gb * 1e9))
     results = run_checks(config, options)
     sys.stdout.write(results_json(results) if args.json else format_results(results))
     return 1 if any(result.problem for result in results) else 0

@@ -84,7 +84,6 @@ class Job:
     lease_s: float
     engine_state: str = ""
     superseded: bool = False  # expired, and some of its files were handed out again
-    outputs_seen: int = 0
     finished_at: float | None = None
 
     @property

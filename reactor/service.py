@@ -46,7 +46,6 @@ log = structlog.get_logger("reactor")
 
 MAX_BATCH_SIZE = 10_000
 Clock = Callable[[], float]
-JobHook = Callable[[Job], None]
 
 
 # Start-up makes one record per file (10^6 in a site archive). While they are built the
@@ -98,8 +97,6 @@ class Reactor:
         self._new_job_id = job_id_factory
         self.ready = False
         self.throughput = Throughput(started_at=clock())
-        self.on_job_live: list[JobHook] = []
-        self.on_job_ended: list[JobHook] = []
         self.reconciles = 0
         self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
@@ -129,8 +126,6 @@ class Reactor:
         self._scan_inputs(now, recovered.history, stems)
         for job in recovered.finished:
             state.restore_job(job)
-        for job in recovered.live:
-            self._notify(self.on_job_live, job)
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
         self.state.last_activity = now
@@ -209,7 +204,6 @@ class Reactor:
         self.journal.assign(job)
         job = self.state.commit_assignment(plan, job_id, now, self.config.report_back_interval)
         self.metrics.assignments.inc()
-        self._notify(self.on_job_live, job)
         log.info(
             "job_assigned",
             job_id=job_id,
@@ -246,7 +240,6 @@ class Reactor:
             self.journal.set_aside(job, job_state)
         elif action is CompletionAction.CONFLICT and plan.supersede:
             self.journal.supersede(job)
-        was_live = job.live
         engine = self.state.engines.get(job.engine_id)
         benched_before = engine.benched_until if engine else 0.0
         self.state.apply_completion(plan, now)
@@ -258,8 +251,6 @@ class Reactor:
                 failed_batches=self.config.bench_after,
                 duration_s=self.config.bench_seconds,
             )
-        if was_live and not job.live:
-            self._notify(self.on_job_ended, job)
         self._log_completion(plan, job_state, moved, now)
         if action is CompletionAction.CONFLICT:
             raise Conflict(plan.reason)
@@ -336,7 +327,6 @@ class Reactor:
             self.journal.expire(job)
             self.state.expire(job.job_id, now)
             self.metrics.expiries.inc()
-            self._notify(self.on_job_ended, job)
             log.warning(
                 "job_expired",
                 job_id=job.job_id,
@@ -386,7 +376,8 @@ class Reactor:
     # ---------------------------------------------------------- filesystem
 
     def on_fs_event(self, event: FsEvent) -> None:
-        """One filesystem event from the watcher (called on the loop thread)."""
+        """One filesystem event from the watcher (called on the loop thread): INPUTDIR's,
+        or pass/'s and fail/'s. Job folders are not watched (issue #6, `reactor.watcher`)."""
         now = self.clock()
         self.metrics.fs_events.labels(area=str(event.area)).inc()
         if event.area is Area.INPUT:
@@ -395,8 +386,6 @@ class Reactor:
             stem = output_stem(event.name)
             if stem is not None and event.change is not Change.GONE:
                 self._done_by_output(f"{stem}.pod5", event.name, now)
-        elif event.job_id is not None and event.change in (Change.CREATED, Change.MOVED_IN):
-            self.state.output_seen(event.job_id)
 
     def _done_by_output(self, name: str, output: str, now: float) -> None:
         """The seed's rule, for a `.pod5` that exists: most outputs (dorado's, and the
@@ -491,8 +480,3 @@ class Reactor:
     def status(self) -> dict[str, Any]:
         """The body of GET /status (see `reactor.status_report`)."""
         return status_report(self)
-
-    @staticmethod
-    def _notify(hooks: list[JobHook], job: Job) -> None:
-        for hook in hooks:
-            hook(job)

@@ -401,12 +401,6 @@ class RunState:
         job.state = JobState.PROCESSING
         return False
 
-    def output_seen(self, job_id: str) -> None:
-        """An output appeared in a live job's temp folder: progress."""
-        job = self.jobs.get(job_id)
-        if job is not None and job.live:
-            job.outputs_seen += 1
-
     # ------------------------------------------------------------ completion
 
     def plan_completion(self, job_id: str, outcome: Outcome, now: float) -> CompletionPlan:

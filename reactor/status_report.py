@@ -73,7 +73,6 @@ def _job_view(job: Job, now: float) -> dict[str, Any]:
         "engine_id": job.engine_id,
         "state": str(job.state),
         "files": len(job.files),
-        "outputs_seen": job.outputs_seen,
         "age_s": round(now - job.assigned_at, 3),
         "expires_in_s": round(job.deadline() - now, 3),
     }

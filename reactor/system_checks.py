@@ -5,12 +5,11 @@ comes in as a path (`proc` for /proc, the files under /proc/sys), so tests give 
 fixture trees; parsing is separate from reading (`parse_mountinfo`, `parse_listeners`).
 
 inotify, as reactor uses it (`reactor.watcher`, watchdog 7's InotifyObserver): one
-inotify instance per `reactor serve` (the observer's), holding one watch on INPUTDIR,
-one each on OUTPUTDIR/pass and /fail, and a recursive watch per live job's TMPOUTPUT_
-folder, which is one inotify watch per folder in it (the job folder, its pass/ and
-fail/, and any folder the basecaller makes). Both limits are per user, shared with every
-other process of that user, so what those already hold is counted from
-/proc/PID/fdinfo (one ``inotify wd:`` line per watch).
+inotify instance per `reactor serve` (the observer's), holding three watches, whatever
+the number of live jobs: INPUTDIR, OUTPUTDIR/pass and OUTPUTDIR/fail (job folders are
+not watched, issue #6). Both limits are per user, shared with every other process of
+that user, so what those already hold is counted from /proc/PID/fdinfo (one
+``inotify wd:`` line per watch).
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ from pathlib import Path
 from reactor.checks import CheckResult, Status
 
 PROC = Path("/proc")
-# Watches one live job takes: its TMPOUTPUT_ folder, pass/ and fail/.
-WATCHES_PER_JOB = 3
-FIXED_WATCHES = 3  # INPUTDIR, OUTPUTDIR/pass, OUTPUTDIR/fail
+SERVE_WATCHES = 3  # INPUTDIR, OUTPUTDIR/pass, OUTPUTDIR/fail
 SYSCTL_FILE = "/etc/sysctl.d/90-pod5-reactor.conf"
 # Filesystem types where inotify does not see writes made by other hosts.
 _NETWORK_TYPES = frozenset(
@@ -182,14 +179,8 @@ def read_inotify_usage(proc: Path = PROC, uid: int | None = None) -> InotifyUsag
     return InotifyUsage(instances, watches)
 
 
-def watches_needed(expected_jobs: int) -> int:
-    return FIXED_WATCHES + WATCHES_PER_JOB * expected_jobs
-
-
-def check_inotify(
-    observer: str, limits: InotifyLimits | None, usage: InotifyUsage, expected_jobs: int
-) -> CheckResult:
-    """Enough inotify watches and instances left for serve with `expected_jobs` live jobs."""
+def check_inotify(observer: str, limits: InotifyLimits | None, usage: InotifyUsage) -> CheckResult:
+    """Enough inotify watches and instances left for serve."""
     name = "inotify limits"
     if observer == "polling":
         return CheckResult(name, Status.SKIP, "observer is polling, which uses no inotify")
@@ -197,15 +188,14 @@ def check_inotify(
         return CheckResult(
             name, Status.SKIP, "/proc/sys/fs/inotify cannot be read (not Linux?): not checked"
         )
-    need_watches = usage.watches + watches_needed(expected_jobs)
+    need_watches = usage.watches + SERVE_WATCHES
     need_instances = usage.instances + 1
     short = []
     fixes = []
     if limits.max_user_watches < need_watches:
         short.append(
             f"max_user_watches is {limits.max_user_watches}, but this user's processes hold "
-            f"{usage.watches} and serve needs {watches_needed(expected_jobs)} for "
-            f"{expected_jobs} live jobs"
+            f"{usage.watches} and serve needs {SERVE_WATCHES}"
         )
         fixes.append(("fs.inotify.max_user_watches", max(524_288, 2 * need_watches)))
     if limits.max_user_instances < need_instances:
@@ -220,7 +210,7 @@ def check_inotify(
         return CheckResult(
             name,
             Status.WARN,
-            "; ".join(short) + ": new files and job outputs would go unseen",
+            "; ".join(short) + ": new files and outputs would go unseen",
             f"sudo sysctl {settings}; to keep it after a reboot: "
             f"printf '{lines}\\n' | sudo tee {SYSCTL_FILE}",
         )
@@ -228,8 +218,8 @@ def check_inotify(
         name,
         Status.OK,
         f"{limits.max_user_watches - usage.watches} watches free (serve needs "
-        f"{watches_needed(expected_jobs)} for {expected_jobs} live jobs), "
-        f"{limits.max_user_instances - usage.instances} instances free (needs 1)",
+        f"{SERVE_WATCHES}), {limits.max_user_instances - usage.instances} instances free "
+        "(needs 1)",
     )
 
 

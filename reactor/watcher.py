@@ -1,10 +1,15 @@
 """The watchdog bridge: filesystem events from the run folders into the event loop.
 
-Owns the watchdog observer (its threads) and every watch on it: INPUTDIR (top level),
-OUTPUTDIR/pass and OUTPUTDIR/fail (top level), and one recursive watch per live job's
-TMPOUTPUT folder. Each watchdog event is filtered by name, turned into a small `FsEvent` and
-handed to the loop with `loop.call_soon_threadsafe`; nothing else runs on the observer
-thread, and all state stays with the loop (STYLE.md, "One owner per piece of state").
+Owns the watchdog observer (its threads) and its three watches, all top level: INPUTDIR,
+OUTPUTDIR/pass and OUTPUTDIR/fail. Each watchdog event is filtered by name, turned into a
+small `FsEvent` and handed to the loop with `loop.call_soon_threadsafe`; nothing else runs
+on the observer thread, and all state stays with the loop (STYLE.md, "One owner per piece
+of state").
+
+The set of watches is fixed, whatever the number of live jobs: watchdog runs one emitter
+thread per watch, and a watch per live job's TMPOUTPUT folder (only ever a progress count
+in /status) made thousands of threads under load, which took the interpreter's time from
+the event loop and halved /keepalive's rate (issue #6). A job's keepalives show it lives.
 
 Modify events are cheap on purpose. MinKNOW appends to a `.pod5` for up to an hour and every
 write is an inotify IN_MODIFY, so the bridge looks at the name only (no stat, no read) and
@@ -27,8 +32,8 @@ Caveats (PRODUCT.md, "Facts of the field"):
 - The native Linux observer runs with watchdog's "full events", so a file renamed in from an
   unwatched folder is MOVED_IN; other observers (and the polling one) report it as CREATED.
   watchdog holds a rename-out back for 0.5 s while it looks for the matching rename-in.
-- A watch sees only what happens after `start()` / `watch_job_output()` returns: the owner's
-  reconcile scan must run after `start()`, or a file landing in between is never seen.
+- A watch sees only what happens after `start()` returns: the owner's reconcile scan must
+  run after `start()`, or a file landing in between is never seen.
 """
 
 from __future__ import annotations
@@ -75,7 +80,6 @@ class Area(StrEnum):
 
     INPUT = "input"  # top level of INPUTDIR
     RESULTS = "results"  # top level of OUTPUTDIR/pass and OUTPUTDIR/fail
-    JOB_OUTPUT = "job_output"  # anywhere inside one live job's TMPOUTPUT folder
 
 
 class Change(StrEnum):
@@ -93,7 +97,6 @@ class FsEvent:
     area: Area
     change: Change
     name: str  # base name of the file
-    job_id: str | None  # set for Area.JOB_OUTPUT only
     at: float  # time.monotonic() on the observer thread: the start of ingest latency
 
 
@@ -116,11 +119,6 @@ def results_filter(change: Change, path: Path) -> bool:
     return not name.startswith(".") and output_stem(name) is not None
 
 
-def job_output_filter(change: Change, path: Path) -> bool:
-    """Any file an engine writes is a sign of life."""
-    return True
-
-
 # --------------------------------------------------------------------------- bridge
 
 _CHANGE_OF: Final[dict[type[FileSystemEvent], Change]] = {
@@ -136,7 +134,7 @@ class EventBridge(FileSystemEventHandler):
 
     Directory events, opens, closes without writing and attribute changes are dropped. A
     move becomes GONE for its source and MOVED_IN for its destination, each only if that
-    side lies in this folder and passes the filter.
+    side lies in this folder (not in a subfolder) and passes the filter.
     """
 
     def __init__(
@@ -147,8 +145,6 @@ class EventBridge(FileSystemEventHandler):
         accept: PathFilter,
         post: Callable[[FsEvent], None],
         loop: asyncio.AbstractEventLoop,
-        recursive: bool = False,
-        job_id: str | None = None,
     ) -> None:
         super().__init__()
         self._area = area
@@ -156,8 +152,6 @@ class EventBridge(FileSystemEventHandler):
         self._accept = accept
         self._post = post
         self._loop = loop
-        self._recursive = recursive
-        self._job_id = job_id
 
     def dispatch(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -174,17 +168,12 @@ class EventBridge(FileSystemEventHandler):
         if not raw_path:  # the missing side of an unpaired move
             return
         path = Path(os.fsdecode(raw_path))
-        if not self._covers(path) or not self._accept(change, path):
+        if path.parent != self._root or not self._accept(change, path):
             return
-        event = FsEvent(self._area, change, path.name, self._job_id, time.monotonic())
+        event = FsEvent(self._area, change, path.name, time.monotonic())
         # A closed loop means we are shutting down: the event has nobody to go to.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._post, event)
-
-    def _covers(self, path: Path) -> bool:
-        if self._recursive:
-            return path != self._root and path.is_relative_to(self._root)
-        return path.parent == self._root
 
 
 class _OverflowHook(logging.Handler):
@@ -208,12 +197,11 @@ class Watcher:
     `input_accept` filters INPUTDIR's events (`input_filter` unless given; the app adds
     the end-of-run stop file's name to it).
 
-    `start()` and `stop()` are called on the loop thread. In between, the app calls the
-    watch methods and `check_health()` from one worker thread, in order, because removing
-    a watch joins an emitter thread (up to ~0.5 s) and must not block the loop; the loop
-    side only reads `_running` and `_jobs` (single dict lookups). `on_event` and `on_lost`
-    are called on the loop thread, never after `stop()` returns. JOB_OUTPUT events of a
-    job are delivered only while it is watched.
+    `start()` and `stop()` are called on the loop thread. In between, the app calls
+    `check_health()` from a worker thread, because restarting a dead observer joins its
+    threads (up to ~0.5 s each) and must not block the loop; the loop side only reads
+    `_running`. `on_event` and `on_lost` are called on the loop thread, never after
+    `stop()` returns.
     """
 
     def __init__(
@@ -239,8 +227,6 @@ class Watcher:
         self._running = False
         self._observer: BaseObserver | None = None
         self._fixed: list[ObservedWatch] = []
-        self._jobs: dict[str, Path] = {}  # every job to watch, even if its folder is missing
-        self._job_watches: dict[str, ObservedWatch] = {}  # those watched by self._observer
         self._overflow_hook = _OverflowHook(self._report_overflow)
         self._saved_logger_state: tuple[int, bool] | None = None
 
@@ -272,31 +258,11 @@ class Watcher:
         self._disarm_overflow_hook()
         observer, self._observer = self._observer, None
         self._fixed = []
-        self._job_watches = {}
         if observer is not None:
             _halt(observer, timeout_s)
 
-    def watch_job_output(self, job_id: str, path: Path) -> bool:
-        """Watch a live job's output folder, recursively; False if it cannot be watched now
-        (e.g. it vanished). The job stays registered either way, so a restarted observer
-        tries again. Unwatch before renaming the folder: inotify watches follow a renamed
-        folder, and its events would still carry this job id."""
-        self.unwatch_job_output(job_id)
-        self._jobs[job_id] = path.absolute()
-        if self._observer is None:
-            return False
-        return self._schedule_job(self._observer, job_id)
-
-    def unwatch_job_output(self, job_id: str) -> None:
-        """Stop watching a job's output folder; its queued events are dropped too."""
-        self._jobs.pop(job_id, None)
-        watch = self._job_watches.pop(job_id, None)
-        if watch is not None and self._observer is not None:
-            with contextlib.suppress(KeyError, OSError):
-                self._observer.unschedule(watch)
-
     def check_health(self) -> None:
-        """Restart a dead observer with all current watches, then call
+        """Restart a dead observer with its watches, then call
         `on_lost("observer_restarted")`. Raises OSError if a run folder cannot be watched;
         the observer then stays down and the next call tries again."""
         if not self._running:
@@ -340,39 +306,13 @@ class Watcher:
             _halt(observer, _JOIN_TIMEOUT_S)
             raise
         self._fixed = fixed
-        self._job_watches = {}
-        for job_id in self._jobs:
-            self._schedule_job(observer, job_id)
         return observer
 
     def _schedule(
-        self,
-        observer: BaseObserver,
-        area: Area,
-        folder: Path,
-        accept: PathFilter,
-        job_id: str | None = None,
+        self, observer: BaseObserver, area: Area, folder: Path, accept: PathFilter
     ) -> ObservedWatch:
-        recursive = area is Area.JOB_OUTPUT
-        bridge = EventBridge(
-            area,
-            folder,
-            accept=accept,
-            post=self._deliver,
-            loop=self._loop,
-            recursive=recursive,
-            job_id=job_id,
-        )
-        return observer.schedule(bridge, str(folder), recursive=recursive)
-
-    def _schedule_job(self, observer: BaseObserver, job_id: str) -> bool:
-        folder = self._jobs[job_id]
-        try:
-            watch = self._schedule(observer, Area.JOB_OUTPUT, folder, job_output_filter, job_id)
-        except OSError:  # the folder vanished, or the inotify watch limit was reached
-            return False
-        self._job_watches[job_id] = watch
-        return True
+        bridge = EventBridge(area, folder, accept=accept, post=self._deliver, loop=self._loop)
+        return observer.schedule(bridge, str(folder), recursive=False)
 
     def _healthy(self, observer: BaseObserver) -> bool:
         if not observer.is_alive():
@@ -387,12 +327,9 @@ class Watcher:
         return not isinstance(reader, Thread) or reader.is_alive()
 
     def _deliver(self, event: FsEvent) -> None:
-        """On the loop: pass on what is still wanted (not after stop or unwatch)."""
-        if not self._running:
-            return
-        if event.job_id is not None and event.job_id not in self._jobs:
-            return
-        self._on_event(event)
+        """On the loop: pass on what is still wanted (nothing after stop)."""
+        if self._running:
+            self._on_event(event)
 
     def _report_overflow(self) -> None:
         """On any thread (the inotify reader's): report the loss on the loop."""

@@ -256,7 +256,7 @@ def check_argv(run_dirs: RunDirs, *extra: str) -> list[str]:
     return ["check", "--input-dir", str(run_dirs.input_dir),
             "--output-dir", str(run_dirs.output_dir),
             "--listen", f"127.0.0.1:{free_port()}",
-            "--expected-jobs", "0", "--min-free-gb", "0", *extra]  # fmt: skip
+            "--min-free-gb", "0", *extra]  # fmt: skip
 
 
 def test_check_exits_0_when_all_is_well(
@@ -321,8 +321,7 @@ def test_check_reads_the_config_file(
         f'listen = "127.0.0.1:{free_port()}"\n',
         encoding="utf-8",
     )
-    assert main(["check", "--config", str(config), "--expected-jobs", "0",
-                 "--min-free-gb", "0"]) == 0  # fmt: skip
+    assert main(["check", "--config", str(config), "--min-free-gb", "0"]) == 0
     assert "all checks passed" in capsys.readouterr().out
 
 
@@ -411,7 +410,7 @@ def test_a_run_folder_this_user_cannot_list_warns(tmp_path: Path) -> None:
         done = subprocess.run(
             [*prefix, sys.executable, "-m", "reactor", "check", "--json",
              "--input-dir", str(input_dir), "--output-dir", str(tmp_path / "out"),
-             "--listen", f"127.0.0.1:{free_port()}", "--expected-jobs", "0",
+             "--listen", f"127.0.0.1:{free_port()}",
              "--min-free-gb", "0", "--observer", "polling"],
             capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
             env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -22,7 +22,6 @@ from reactor.system_checks import (
     parse_mountinfo,
     read_inotify_limits,
     read_inotify_usage,
-    watches_needed,
 )
 
 # --- port -----------------------------------------------------------------------------
@@ -128,29 +127,30 @@ def test_unreadable_limits_are_none(tmp_path: Path) -> None:
     assert read_inotify_limits(tmp_path) is None
 
 
-def test_serve_needs_a_watch_per_fixed_folder_and_three_per_live_job() -> None:
-    assert watches_needed(0) == 3
-    assert watches_needed(100) == 303
-
-
 def test_enough_inotify_room_is_ok() -> None:
-    result = check_inotify("native", InotifyLimits(8192, 128), InotifyUsage(2, 7), 100)
+    result = check_inotify("native", InotifyLimits(8192, 128), InotifyUsage(2, 7))
     assert result.status is Status.OK
-    assert result.message == (
-        "8185 watches free (serve needs 303 for 100 live jobs), 126 instances free (needs 1)"
+    assert result.message == "8185 watches free (serve needs 3), 126 instances free (needs 1)"
+
+
+def test_three_watches_left_are_enough() -> None:
+    """INPUTDIR, pass/ and fail/, however many jobs are live (job folders are not watched)."""
+    assert check_inotify("native", InotifyLimits(8192, 128), InotifyUsage(1, 8189)).status is (
+        Status.OK
     )
 
 
 def test_too_few_watches_warns_with_the_sysctl_fix() -> None:
-    result = check_inotify("native", InotifyLimits(8192, 128), InotifyUsage(1, 8000), 100)
+    result = check_inotify("native", InotifyLimits(8192, 128), InotifyUsage(1, 8190))
     assert result.status is Status.WARN
-    assert "max_user_watches is 8192, but this user's processes hold 8000" in result.message
+    assert "max_user_watches is 8192, but this user's processes hold 8190" in result.message
+    assert "serve needs 3" in result.message
     assert "sudo sysctl fs.inotify.max_user_watches=524288" in result.fix
     assert "/etc/sysctl.d/90-pod5-reactor.conf" in result.fix
 
 
 def test_no_instance_left_warns() -> None:
-    result = check_inotify("native", InotifyLimits(1_000_000, 128), InotifyUsage(128, 10), 1)
+    result = check_inotify("native", InotifyLimits(1_000_000, 128), InotifyUsage(128, 10))
     assert result.status is Status.WARN
     assert "max_user_instances is 128 and this user's processes already hold 128" in result.message
     assert "fs.inotify.max_user_instances=512" in result.fix
@@ -158,13 +158,13 @@ def test_no_instance_left_warns() -> None:
 
 
 def test_polling_needs_no_inotify() -> None:
-    result = check_inotify("polling", InotifyLimits(1, 1), InotifyUsage(128, 10), 1)
+    result = check_inotify("polling", InotifyLimits(1, 1), InotifyUsage(128, 10))
     assert result.status is Status.SKIP
     assert "polling" in result.message
 
 
 def test_no_inotify_in_proc_is_skipped() -> None:
-    assert check_inotify("native", None, InotifyUsage(0, 0), 1).status is Status.SKIP
+    assert check_inotify("native", None, InotifyUsage(0, 0)).status is Status.SKIP
 
 
 # --- filesystems ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from reactor.app import create_app
 from reactor.keys import REACTOR, SWEEPER
 from reactor.state import FileState
+from reactor.watcher import Watcher
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
 
@@ -139,24 +141,47 @@ async def test_output_named_after_a_pod5_marks_it_done_live(
     assert state_of(client, "calls_0.pod5") is None
 
 
-async def test_outputs_in_a_job_folder_count_as_progress(
-    make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
+async def test_live_jobs_add_no_threads(
+    make_client: Callable[..., Awaitable[Client]],
+    run_dirs: RunDirs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    write_pod5(run_dirs.input_dir / "x.pod5", n_reads=1, seed=1)
+    """The server's thread count does not grow with its live jobs: job folders are not
+    watched (issue #6: a watch per live job was a watchdog thread per job, thousands of
+    them under load, taking the interpreter's time from the event loop)."""
+    jobs = 50
+    data = pod5_bytes(n_reads=1, seed=1)
+    for k in range(jobs + 1):
+        (run_dirs.input_dir / f"PAK00000_pass_abc_def_{k}.pod5").write_bytes(data)
+    loop = asyncio.get_running_loop()
+    checked: asyncio.Queue[None] = asyncio.Queue()
+    real_check_health = Watcher.check_health
+
+    def check_health_then_tell(watcher: Watcher) -> None:
+        real_check_health(watcher)
+        loop.call_soon_threadsafe(checked.put_nowait, None)
+
+    monkeypatch.setattr(Watcher, "check_health", check_health_then_tell)
     client = await make_client()
-    response = await client.get("/assignwork", params={"engineid": "e", "batchsize": 1})
-    job = await response.json()
-    reactor = client.server.app[REACTOR]
-    live = reactor.state.jobs[job["jobid"]]
+    health_check = client.server.app[SWEEPER].health_check
+    assert health_check is not None
 
-    def write_until_seen() -> bool:
-        # the watch is added by a worker thread just after the assignment
-        if live.outputs_seen == 0:
-            out = run_dirs.output_dir / job["job_output_dir"] / "pass"
-            (out / f"part{len(os.listdir(out))}.fastq").write_text("@r\nA\n+\n!\n")
-        return live.outputs_seen > 0
+    async def threads_once_the_watch_worker_is_idle() -> int:
+        # The app changes its watcher on one worker thread, in order: once a health check
+        # queued now has run, so has everything the assignments before it queued there.
+        health_check()
+        async with asyncio.timeout(WAIT_S):
+            await checked.get()
+        return threading.active_count()
 
-    await eventually(write_until_seen, "progress seen")
+    assert len(await assign(client, batchsize=1)) == 1
+    before = await threads_once_the_watch_worker_is_idle()
+    for _ in range(jobs):
+        assert len(await assign(client, batchsize=1)) == 1
+    after = await threads_once_the_watch_worker_is_idle()
+
+    assert len(list(client.server.app[REACTOR].state.live_jobs())) == jobs + 1
+    assert after <= before + 2, f"threads: {before} with 1 live job, {after} with {jobs + 1}"
 
 
 async def test_polling_observer_settles_a_file_without_close_events(

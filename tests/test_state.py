@@ -562,18 +562,6 @@ def test_keepalive_for_an_unknown_job_raises_unknown_job() -> None:
     assert state.engines == {}
 
 
-def test_output_seen_counts_progress_of_live_jobs_only() -> None:
-    state = RunState(3)
-    ready(state, A, B)
-    live = assign(state, "1", 1)
-    ended = assign(state, "2", 1)
-    state.expire("2", now=100)
-    state.output_seen("1")
-    state.output_seen("2")
-    state.output_seen("404")
-    assert (live.outputs_seen, ended.outputs_seen) == (1, 0)
-
-
 # ----------------------------------------------------------------- completion
 
 

@@ -43,7 +43,6 @@ from reactor.watcher import (
     FsEvent,
     Watcher,
     input_filter,
-    job_output_filter,
     results_filter,
 )
 from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
@@ -88,10 +87,6 @@ def test_results_filter_takes_visible_basecalling_outputs(name: str, accepted: b
     assert results_filter(Change.CREATED, Path("/run/output/pass") / name) is accepted
 
 
-def test_job_output_filter_takes_any_file() -> None:
-    assert job_output_filter(Change.CREATED, Path("/out/TMPOUTPUT_1_e/pass/.partial"))
-
-
 # ----------------------------------------------------------------- bridge (scripted)
 
 ROOT = Path("/run/input")
@@ -106,28 +101,15 @@ async def loop_turn() -> None:
     await done
 
 
-async def bridged(
-    event: FileSystemEvent,
-    *,
-    area: Area = Area.INPUT,
-    root: Path = ROOT,
-    recursive: bool = False,
-) -> list[tuple[Change, str]]:
-    """What the bridge hands to the loop for one scripted watchdog event."""
+async def bridged(event: FileSystemEvent) -> list[tuple[Change, str]]:
+    """What the bridge on INPUTDIR hands to the loop for one scripted watchdog event."""
     received: list[FsEvent] = []
-    accept = {Area.INPUT: input_filter, Area.RESULTS: results_filter}.get(area, job_output_filter)
     bridge = EventBridge(
-        area,
-        root,
-        accept=accept,
-        post=received.append,
-        loop=asyncio.get_running_loop(),
-        recursive=recursive,
-        job_id="42" if area is Area.JOB_OUTPUT else None,
+        Area.INPUT, ROOT, accept=input_filter, post=received.append, loop=asyncio.get_running_loop()
     )
     bridge.dispatch(event)
     await loop_turn()
-    assert all(e.area is area for e in received)
+    assert all(e.area is Area.INPUT for e in received)
     return [(e.change, e.name) for e in received]
 
 
@@ -176,30 +158,6 @@ async def test_bridge_maps_file_events(
 )
 async def test_bridge_drops_other_events(event: FileSystemEvent) -> None:
     assert await bridged(event) == []
-
-
-async def test_bridge_in_a_job_folder_sees_files_at_any_depth_with_the_job_id() -> None:
-    root = Path("/run/output/TMPOUTPUT_42_e1")
-    received: list[FsEvent] = []
-    bridge = EventBridge(
-        Area.JOB_OUTPUT,
-        root,
-        accept=job_output_filter,
-        post=received.append,
-        loop=asyncio.get_running_loop(),
-        recursive=True,
-        job_id="42",
-    )
-    bridge.dispatch(FileCreatedEvent(f"{root}/pass/deep/x.fastq"))
-    bridge.dispatch(FileCreatedEvent(f"{root}/log.txt"))
-    bridge.dispatch(FileCreatedEvent(f"{root}"))  # the folder itself is not a file in it
-    bridge.dispatch(FileCreatedEvent("/run/output/TMPOUTPUT_43_e1/x.fastq"))
-    await loop_turn()
-
-    assert [(e.area, e.change, e.name, e.job_id) for e in received] == [
-        (Area.JOB_OUTPUT, Change.CREATED, "x.fastq", "42"),
-        (Area.JOB_OUTPUT, Change.CREATED, "log.txt", "42"),
-    ]
 
 
 async def test_bridge_stamps_events_with_monotonic_time() -> None:
@@ -312,7 +270,7 @@ async def test_a_pod5_written_in_input_gives_created_and_closed(run: Run) -> Non
         lambda seen: {Change.CREATED, Change.CLOSED} <= changes(seen, "a.pod5")
     )
 
-    assert {(e.area, e.name, e.job_id) for e in events} == {(Area.INPUT, "a.pod5", None)}
+    assert {(e.area, e.name) for e in events} == {(Area.INPUT, "a.pod5")}
 
 
 async def test_a_pod5_written_in_pieces_gives_modified_then_closed(run: Run) -> None:
@@ -418,49 +376,19 @@ async def test_a_merged_output_renamed_into_place_is_moved_in(run: Run) -> None:
     assert [(e.area, e.change) for e in events] == [(Area.RESULTS, Change.MOVED_IN)]
 
 
-async def test_a_job_output_folder_is_watched_recursively_until_unwatched(run: Run) -> None:
+async def test_job_folders_in_output_are_not_watched(run: Run) -> None:
+    """Three watches, however many jobs write: watchdog runs a thread per watch (issue #6)."""
     job_dir = run.output_dir / "TMPOUTPUT_7_e1"
-    job_dir.mkdir()
-    assert run.watcher.watch_job_output("7", job_dir)
-
-    # A subfolder made after the watch is followed. A file written in it at once may be
-    # written before its inotify watch exists: watchdog then makes up a CREATED for it, and
-    # its MODIFIED/CLOSED are never seen. CREATED is what a job-output event can rely on.
-    (job_dir / "pass").mkdir()
+    (job_dir / "pass").mkdir(parents=True)
     (job_dir / "pass" / "x.fastq").write_text("@r\n")
-    events = await run.collect(lambda seen: Change.CREATED in changes(seen, "x.fastq"))
-    assert {(e.area, e.job_id) for e in events} == {(Area.JOB_OUTPUT, "7")}
+    (job_dir / "engine.log").write_text("x")
+    (run.output_dir / "pass" / "sentinel.fastq").write_text("@r\n")
 
-    run.watcher.unwatch_job_output("7")
-    (job_dir / "pass" / "y.fastq").write_text("@r\n")
-    (run.input_dir / "sentinel.pod5").write_bytes(b"x")
-    events = await run.until_name("sentinel.pod5")
-    # Events of x.fastq delivered before the unwatch may still be in our queue.
-    assert {e.name for e in events if e.area is not Area.INPUT} <= {"x.fastq"}
+    events = await run.until_name("sentinel.fastq")
+
+    assert {e.name for e in events} == {"sentinel.fastq"}
     assert run.watcher._observer is not None
-    assert len(run.watcher._observer.emitters) == 3  # the job's inotify watch is gone
-
-
-async def test_watching_a_missing_job_folder_is_not_an_error(run: Run) -> None:
-    assert not run.watcher.watch_job_output("8", run.output_dir / "TMPOUTPUT_8_e1")
-    run.watcher.unwatch_job_output("8")
-    run.watcher.unwatch_job_output("never-watched")
-
-
-async def test_a_job_folder_deleted_while_watched_can_be_unwatched(run: Run) -> None:
-    job_dir = run.output_dir / "TMPOUTPUT_9_e1"
-    job_dir.mkdir()
-    assert run.watcher.watch_job_output("9", job_dir)
-    (job_dir / "log.txt").write_text("x")
-    await run.collect(lambda seen: "log.txt" in {e.name for e in seen})
-
-    (job_dir / "log.txt").unlink()
-    job_dir.rmdir()
-    await run.collect(lambda seen: Change.GONE in changes(seen, "log.txt"))
-    run.watcher.unwatch_job_output("9")
-
-    run.watcher.check_health()  # a job watch ending is not an observer failure
-    assert run.lost.empty()
+    assert len(run.watcher._observer.emitters) == 3
 
 
 async def test_the_polling_observer_sees_a_new_file_and_its_deletion(
@@ -559,9 +487,6 @@ async def test_check_health_leaves_a_healthy_observer_alone(run: Run) -> None:
 
 
 async def test_check_health_restarts_a_dead_observer_with_all_watches(run: Run) -> None:
-    job_dir = run.output_dir / "TMPOUTPUT_5_e1"
-    job_dir.mkdir()
-    run.watcher.watch_job_output("5", job_dir)
     observer = run.watcher._observer
     assert observer is not None
     observer.stop()  # as if its thread had died
@@ -573,9 +498,12 @@ async def test_check_health_restarts_a_dead_observer_with_all_watches(run: Run) 
     assert await run.next_lost() == LOST_RESTARTED
     assert run.watcher.alive
     (run.input_dir / "after.pod5").write_bytes(b"x")
-    (job_dir / "after.log").write_text("x")
-    events = await run.collect(lambda seen: {"after.pod5", "after.log"} <= {e.name for e in seen})
-    assert {(e.name, e.job_id) for e in events} == {("after.pod5", None), ("after.log", "5")}
+    (run.output_dir / "fail" / "after.fastq").write_text("@r\n")
+    events = await run.collect(lambda seen: {"after.pod5", "after.fastq"} <= {e.name for e in seen})
+    assert {(e.area, e.name) for e in events} == {
+        (Area.INPUT, "after.pod5"),
+        (Area.RESULTS, "after.fastq"),
+    }
 
 
 async def test_check_health_waits_for_a_deleted_input_folder_to_come_back(run: Run) -> None:
