@@ -3,14 +3,20 @@
 Background services start as `cleanup_ctx` context managers, in this order, and are
 cleaned up in reverse (aiohttp's "Background tasks" pattern):
 
-1. reactor  - recovery from disk and the input scan; ready once done
-2. finisher - end of run: reads the run-complete marker; its check runs after each
+1. observer - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however
+               many jobs are live), started first and holding its events (optional
+               for tests)
+2. reactor  - recovery from disk and the input scan; ready once done
+3. finisher - end of run: reads the run-complete marker; its check runs after each
               sweep and on stop-file events (`reactor.finisher`)
-3. watcher  - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however many
-              jobs are live) bridged into the loop (optional for tests)
-4. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
-5. systemd  - READY=1 once all of the above ran (recovery, scan, the watcher's
-              reconcile), then watchdog pings and STATUS= lines (`reactor.sdnotify`)
+4. events   - the held events, then every later one, go to the reactor and finisher
+5. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
+6. systemd  - READY=1 once all of the above ran, then watchdog pings and STATUS= lines
+              (`reactor.sdnotify`)
+
+The observer watches before the scan lists INPUTDIR, so a file written during start-up
+is in the listing, or in an event, or both (handling is idempotent): no second scan is
+needed to close a gap, which at 100,000 files saves ~0.4 s of start-up (issue #6).
 
 Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
 the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
@@ -37,7 +43,16 @@ from reactor import api
 from reactor.config import Config
 from reactor.finisher import Finisher, exit_by_sigterm
 from reactor.journal import Journal
-from reactor.keys import CONFIG, FINISHER, HEARTBEAT, REACTOR, READY_WHEN_LISTENING, SWEEPER
+from reactor.keys import (
+    CONFIG,
+    FINISHER,
+    HEARTBEAT,
+    HELD_EVENTS,
+    REACTOR,
+    READY_WHEN_LISTENING,
+    SWEEPER,
+    WATCH_HEALTH,
+)
 from reactor.names import is_pod5_name
 from reactor.sdnotify import Heartbeat, Notifier
 from reactor.service import Clock, Reactor
@@ -86,10 +101,12 @@ def create_app(
     )
     app[FINISHER] = Finisher(reactor, request_exit=request_exit)
     api.add_routes(app)
+    if watch:
+        app.cleanup_ctx.append(_observer_ctx)
     app.cleanup_ctx.append(_reactor_ctx)
     app.cleanup_ctx.append(_finisher_ctx)
     if watch:
-        app.cleanup_ctx.append(_watcher_ctx)
+        app.cleanup_ctx.append(_events_ctx)
     if sweep:
         app.cleanup_ctx.append(_sweeper_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
@@ -132,7 +149,45 @@ async def _finisher_ctx(app: web.Application) -> AsyncIterator[None]:
     await finisher.stop()
 
 
-async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+class HeldEvents:
+    """The observer's way into the service: held while recovery and the scan run (and
+    again once shutdown began), delivered in order when released."""
+
+    def __init__(self, deliver: Callable[[FsEvent], None], on_lost: Callable[[str], None]):
+        self._deliver = deliver
+        self._on_lost = on_lost
+        self._held: list[FsEvent] | None = []  # None: delivering
+        self._lost: list[str] = []
+
+    def on_event(self, event: FsEvent) -> None:
+        if self._held is None:
+            self._deliver(event)
+        else:
+            self._held.append(event)
+
+    def on_lost(self, reason: str) -> None:
+        if self._held is None:
+            self._on_lost(reason)
+        elif reason not in self._lost:
+            self._lost.append(reason)
+
+    def release(self) -> int:
+        """Deliver what was held (a reconcile for events lost meanwhile); from now on,
+        deliver at once. Returns how many events were held."""
+        held, self._held = self._held or [], None
+        lost, self._lost = self._lost, []
+        for event in held:
+            self._deliver(event)
+        for reason in lost:
+            self._on_lost(reason)
+        return len(held)
+
+    def hold(self) -> None:
+        """Stop delivering (shutdown): later events are dropped with the process."""
+        self._held = []
+
+
+async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     reactor = app[REACTOR]
     finisher = app[FINISHER]
@@ -141,46 +196,55 @@ async def _watcher_ctx(app: web.Application) -> AsyncIterator[None]:
     def accept_input(change: Change, path: Path) -> bool:
         return input_filter(change, path) or stop_file(change, path)
 
-    def on_event(event: FsEvent) -> None:
+    def deliver(event: FsEvent) -> None:
         if event.area is Area.INPUT and not is_pod5_name(event.name):
             finisher.on_input_event(event)  # only stop-file names get this far
         else:
             reactor.on_fs_event(event)
 
+    events = app[HELD_EVENTS] = HeldEvents(deliver, reactor.reconcile)
     watcher = Watcher(
         config.input_dir,
         config.output_dir,
-        on_event=on_event,
+        on_event=events.on_event,
         input_accept=accept_input,
-        on_lost=reactor.reconcile,
+        on_lost=events.on_lost,
         loop=asyncio.get_running_loop(),
         polling=config.observer == "polling",
         poll_interval_s=config.poll_interval,
     )
-
     # Restarting a dead observer joins watchdog's threads, each of which can take its
     # read timeout (~0.5 s, measured): never on the loop. After start, the watcher is
     # changed only on this one worker, so it has a single owner.
     watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
 
-    def in_worker(what: str, fn: Callable[[], object]) -> None:
-        future = watch_worker.submit(fn)
+    def check_health() -> None:
+        future = watch_worker.submit(watcher.check_health)
 
-        def report(done: Future[object]) -> None:
+        def report(done: Future[None]) -> None:
             if (error := done.exception()) is not None:
-                log.warning("watcher_error", action=what, detail=str(error))
+                log.warning("watcher_error", action="check_health", detail=str(error))
 
         future.add_done_callback(report)
 
+    # The watches exist when start() returns (watchdog adds them before its threads
+    # run): from here on, every change in the run folders is seen.
     watcher.start()
-    # Events between the start-up scan and the observer's start would be lost: one
-    # reconcile after the observer runs closes that gap.
-    reactor.reconcile("observer_started")
-    app[SWEEPER].health_check = lambda: in_worker("check_health", watcher.check_health)
+    app[WATCH_HEALTH] = check_health
     yield
-    app[SWEEPER].health_check = None
     watch_worker.shutdown(wait=True)
     watcher.stop()
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Recovery and the scan are done: deliver the held events, then every new one."""
+    events = app[HELD_EVENTS]
+    held = events.release()
+    log.debug("held_events_delivered", events=held)
+    app[SWEEPER].health_check = app[WATCH_HEALTH]
+    yield
+    app[SWEEPER].health_check = None
+    events.hold()
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

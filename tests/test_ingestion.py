@@ -221,3 +221,51 @@ async def test_lost_events_trigger_a_reconcile(
     )
     await eventually(lambda: reactor.reconciles > before, "reconcile after overflow")
     assert reactor.state.state_of("late.pod5") is FileState.READY
+
+
+async def test_a_file_written_during_start_up_is_seen_without_a_second_scan(
+    aiohttp_client: AiohttpClient,
+    run_dirs: RunDirs,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The observer watches before the scan lists INPUTDIR: a file that lands just after
+    the listing arrives as a held event, delivered once recovery is done (no reconcile)."""
+    from reactor.service import Reactor
+
+    real_scan = Reactor._scan_inputs
+
+    def scan_then_a_file_lands(self: Reactor, *args: Any) -> None:
+        real_scan(self, *args)
+        write_pod5(run_dirs.input_dir / "late.pod5", n_reads=1, seed=7)
+
+    monkeypatch.setattr(Reactor, "_scan_inputs", scan_then_a_file_lands)
+    reconciles: list[str] = []
+    monkeypatch.setattr(Reactor, "reconcile", lambda _self, reason: reconciles.append(reason))
+    client = await aiohttp_client(create_app(run_dirs.config(), clock=clock, sweep=False))
+    await eventually(lambda: state_of(client, "late.pod5") is FileState.READY, "late.pod5 ready")
+    assert reconciles == []
+
+
+def test_held_events_are_delivered_in_order_once_released() -> None:
+    """Before release: held (and a lost-events signal noted once); release delivers
+    them in order, then the reconcile; after hold() nothing is delivered."""
+    from reactor.app import HeldEvents
+    from reactor.watcher import Area, Change, FsEvent
+
+    delivered: list[str] = []
+    lost: list[str] = []
+    events = HeldEvents(lambda e: delivered.append(e.name), lost.append)
+    first, second = (FsEvent(Area.INPUT, Change.CLOSED, n, 0.0) for n in ("a.pod5", "b.pod5"))
+    events.on_event(first)
+    events.on_lost("overflow")
+    events.on_lost("overflow")
+    events.on_event(second)
+    assert (delivered, lost) == ([], [])
+    assert events.release() == 2
+    assert (delivered, lost) == (["a.pod5", "b.pod5"], ["overflow"])
+    events.on_event(FsEvent(Area.INPUT, Change.CLOSED, "c.pod5", 0.0))
+    assert delivered[-1] == "c.pod5"
+    events.hold()
+    events.on_event(FsEvent(Area.INPUT, Change.CLOSED, "d.pod5", 0.0))
+    assert delivered[-1] == "c.pod5"

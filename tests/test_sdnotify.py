@@ -286,8 +286,9 @@ def add_files(run_dirs: RunDirs, count: int) -> None:
 async def test_app_says_ready_after_start_up_then_pings_with_counts(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, systemd: FakeSystemd
 ) -> None:
-    """READY=1 + STATUS= once recovery, scan and the watcher's reconcile are done (and
-    /readyz is true), then WATCHDOG=1 with the queue counts as work moves."""
+    """READY=1 + STATUS= once recovery and the scan are done and the observer's held
+    events delivered (and /readyz is true), then WATCHDOG=1 with the queue counts as
+    work moves. The observer started before the scan, so no reconcile is needed."""
     add_files(run_dirs, 3)
     notifier = RecordingNotifier(watchdog_env(systemd))
     app = create_app(run_dirs.config(), sweep=False, notifier=notifier)
@@ -302,8 +303,12 @@ async def test_app_says_ready_after_start_up_then_pings_with_counts(
     assert notifier.ready_at_send[0] == ("READY=1", True)
     assert (await client.get("/readyz")).status == 200
     events = [e["event"] for e in logs]
-    startup = [e for e in events if e in ("recovered", "reconciled", "sd_notify_ready")]
-    assert startup == ["recovered", "reconciled", "sd_notify_ready"]
+    startup = [
+        e
+        for e in events
+        if e in ("recovered", "held_events_delivered", "reconciled", "sd_notify_ready")
+    ]
+    assert startup == ["recovered", "held_events_delivered", "sd_notify_ready"]
     assert (await systemd.next())[0] == "WATCHDOG=1"
 
     reply = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
