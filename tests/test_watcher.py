@@ -545,3 +545,31 @@ async def test_start_refuses_missing_folders_and_a_second_start(tmp_path: Path) 
             watcher.start()
     finally:
         watcher.stop()
+
+
+async def test_reading_files_costs_no_events(
+    make_run: RunFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel is asked only for the events the bridge maps: reading a `.pod5` (the
+    start-up scan's signature check, an engine's basecaller) raises none at all."""
+    raw: list[str] = []
+    real_dispatch = EventBridge.dispatch
+
+    def recording(self: EventBridge, event: FileSystemEvent) -> None:
+        raw.append(type(event).__name__)
+        real_dispatch(self, event)
+
+    monkeypatch.setattr(EventBridge, "dispatch", recording)
+    names = [f"r{i}.pod5" for i in range(20)]
+    base = await make_run()
+    for name in names:
+        write_pod5(base.outside / name, 1)
+        (base.outside / name).rename(base.input_dir / name)
+    await base.collect(lambda seen: {e.name for e in seen} >= set(names))
+    raw.clear()
+    for name in names:
+        (base.input_dir / name).read_bytes()
+    write_pod5(base.input_dir / "sentinel.pod5", 1)
+    await base.changes_of("sentinel.pod5", {Change.CLOSED})
+    assert raw, "the sentinel's own events were recorded"
+    assert not {"FileOpenedEvent", "FileClosedNoWriteEvent", "DirModifiedEvent"} & set(raw), raw
