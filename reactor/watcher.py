@@ -318,9 +318,7 @@ class Watcher:
         self, observer: BaseObserver, area: Area, folder: Path, accept: PathFilter
     ) -> ObservedWatch:
         bridge = EventBridge(area, folder, accept=accept, post=self._deliver, loop=self._loop)
-        return observer.schedule(
-            bridge, str(folder), recursive=False, event_filter=_WANTED_EVENTS
-        )
+        return observer.schedule(bridge, str(folder), recursive=False, event_filter=_WANTED_EVENTS)
 
     def _healthy(self, observer: BaseObserver) -> bool:
         if not observer.is_alive():
