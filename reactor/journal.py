@@ -197,10 +197,14 @@ class Journal:
         which watchdog's inotify buffer holds for 0.5 s and which can hold back every
         event behind it, new `.pod5` files included (its DelayedQueue sleeps on a held
         head even after the pair is matched). Renamed in from a subfolder nobody
-        watches, the folder only arrives: no move to pair, no wait."""
-        folder = self.input_dir / INPUT_STAGING_NAME
-        folder.mkdir(exist_ok=True)
-        return folder / job_id
+        watches, the folder only arrives: no move to pair, no wait. The staging folder
+        is made when first needed (`_make_input_stage`)."""
+        return self.input_dir / INPUT_STAGING_NAME / job_id
+
+    @staticmethod
+    def _make_input_stage(stage: Path) -> None:
+        stage.parent.mkdir(exist_ok=True)
+        stage.mkdir()
 
     # ------------------------------------------------------------ manifest
 
@@ -241,7 +245,7 @@ class Journal:
     def assign(self, job: Job) -> None:
         """Create the job's output folder and its folder of symlinks (all-or-nothing)."""
         out_stage = self._staging(self.output_dir, job.job_id)
-        in_stage = self.input_dir / INPUT_STAGING_NAME / job.job_id
+        in_stage = self._input_staging(job.job_id)
         try:
             out_stage.mkdir()
             for kind in RESULT_KINDS:
@@ -250,7 +254,7 @@ class Journal:
             self._checkpoint("assign:output_staged")
             out_stage.rename(self.output_folder(job))
             self._checkpoint("assign:output_placed")
-            self._input_staging(job.job_id).mkdir()
+            self._make_input_stage(in_stage)
             _link_inputs(in_stage, job.files)
             self._checkpoint("assign:input_staged")
             in_stage.rename(self.input_folder(job))
@@ -426,7 +430,7 @@ class Journal:
             return
         stage = self._input_staging(job.job_id)
         shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir()
+        self._make_input_stage(stage)
         _link_inputs(stage, names)
         stage.rename(target)
 
