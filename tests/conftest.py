@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reactor.config import Config, prepare_output_dirs
+from reactor.settings.serve import ServeConfig, prepare_output_dirs
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,8 @@ class RunDirs:
     input_dir: Path
     output_dir: Path
 
-    def config(self, **overrides: Any) -> Config:
-        config = Config(input_dir=self.input_dir, output_dir=self.output_dir, **overrides)
+    def config(self, **overrides: Any) -> ServeConfig:
+        config = ServeConfig(input_dir=self.input_dir, output_dir=self.output_dir, **overrides)
         prepare_output_dirs(config)
         return config
 
@@ -60,4 +60,4 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-ConfigFactory = Callable[..., Config]
+ConfigFactory = Callable[..., ServeConfig]

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from reactor.demo import free_port, serve_args
+from reactor.sim.demo import free_port, serve_args
 
 PROG = "python -m tests.load"
 READY_TIMEOUT_S = 30.0
@@ -515,7 +515,7 @@ def _cell(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from reactor.pod5gen import pod5_bytes
+    from reactor.sim.pod5_files import pod5_bytes
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="reactor-load-"))
     load = Load(args, root, out)

@@ -1,6 +1,6 @@
 """Real `.pod5` files for tests, written with ONT's `pod5` library.
 
-The writers live in `reactor.pod5gen` (the simulator uses them too); this module keeps the
+The writers live in `reactor.sim.pod5_files` (the simulator uses them too); this module keeps the
 names the tests import and adds the one writer only tests need:
 
 - `write_pod5(path, n_reads, seed)` writes a complete file and returns its read ids.
@@ -15,8 +15,8 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from reactor.pod5gen import pod5_bytes, read_ids, write_pod5
-from reactor.simulate import piece_bounds
+from reactor.sim.pod5_files import pod5_bytes, read_ids, write_pod5
+from reactor.sim.simulate import piece_bounds
 
 __all__ = ["pod5_bytes", "read_ids", "write_pod5", "write_pod5_in_pieces"]
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from reactor.demo import free_port, serve_args
+from reactor.sim.demo import free_port, serve_args
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
-from reactor.api import ApiError, access_middleware
-from reactor.app import create_app
-from reactor.config import Config
-from reactor.keys import REACTOR, SWEEPER
+from reactor.serve.api import ApiError, access_middleware
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR, SWEEPER
+from reactor.settings.serve import ServeConfig
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 
@@ -40,7 +40,7 @@ def make_client(
 ) -> Callable[..., Awaitable[Client]]:
     async def make(**overrides: Any) -> Client:
         overrides.setdefault("report_back_interval", LEASE_S)
-        config: Config = run_dirs.config(**overrides)
+        config: ServeConfig = run_dirs.config(**overrides)
         return await aiohttp_client(create_app(config, clock=clock, watch=False, sweep=False))
 
     return make

@@ -15,13 +15,9 @@ from typing import Any
 
 import pytest
 
-from reactor.check import format_results
-from reactor.checks import (
-    EARLIEST_SANE_TIME,
-    CheckResult,
-    Status,
-    check_access,
-    check_clock,
+from reactor.cli import main
+from reactor.ops.checks.access import check_access
+from reactor.ops.checks.folders import (
     check_free_space,
     check_input_folder,
     check_input_journal,
@@ -29,9 +25,11 @@ from reactor.checks import (
     check_output_journal,
     check_result_folders,
 )
-from reactor.cli import main
-from reactor.config import Config
-from reactor.endrun_checks import check_on_complete, check_run_folder
+from reactor.ops.checks.report import format_results
+from reactor.ops.checks.result import CheckResult, Status
+from reactor.ops.checks.run_end import check_on_complete, check_run_folder
+from reactor.ops.checks.system import EARLIEST_SANE_TIME, check_clock
+from reactor.settings.serve import ServeConfig
 from tests.conftest import RunDirs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -236,7 +234,7 @@ def test_clock(now: float, monotonic: bool, status: Status) -> None:
     ],
 )  # fmt: skip
 def test_access(run_dirs: RunDirs, settings: dict[str, Any], status: Status, words: str) -> None:
-    config = Config(input_dir=run_dirs.input_dir, output_dir=run_dirs.output_dir, **settings)
+    config = ServeConfig(input_dir=run_dirs.input_dir, output_dir=run_dirs.output_dir, **settings)
     result = check_access(config)
     assert result.status is status
     assert words in result.message
@@ -344,7 +342,7 @@ def test_format_puts_the_fix_under_its_problem() -> None:
 
 
 def test_on_complete_not_set_is_fine(run_dirs: RunDirs) -> None:
-    result = check_on_complete(Config(run_dirs.input_dir, run_dirs.output_dir))
+    result = check_on_complete(ServeConfig(run_dirs.input_dir, run_dirs.output_dir))
     assert (result.status, result.message) == (
         Status.OK,
         "not set: nothing is run when the run is complete",
@@ -352,7 +350,7 @@ def test_on_complete_not_set_is_fine(run_dirs: RunDirs) -> None:
 
 
 def test_on_complete_found_names_the_program_it_will_run(run_dirs: RunDirs) -> None:
-    config = Config(run_dirs.input_dir, run_dirs.output_dir, on_complete="true --all")
+    config = ServeConfig(run_dirs.input_dir, run_dirs.output_dir, on_complete="true --all")
     result = check_on_complete(config)
     assert (result.status, result.message) == (
         Status.OK,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reactor.checks import Status
-from reactor.system_checks import (
+from reactor.ops.checks.result import Status
+from reactor.ops.checks.system import (
     InotifyLimits,
     InotifyUsage,
     Mount,

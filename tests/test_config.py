@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from reactor.config import (
-    Config,
-    ConfigError,
-    ConfigFile,
+from reactor.settings.parsing import ConfigError, ConfigFile, read_config_file
+from reactor.settings.serve import (
+    ServeConfig,
     add_config_arguments,
     check_folders,
     describe_keys,
     load_config,
     parse_config,
     prepare_output_dirs,
-    read_config_file,
 )
 
 
@@ -80,9 +78,9 @@ def test_unset_keys_take_their_defaults(
 
 def test_describe_keys_lists_every_field_in_order_with_its_default() -> None:
     rows = describe_keys()
-    assert [row[0] for row in rows] == [f.name for f in dataclasses.fields(Config)]
+    assert [row[0] for row in rows] == [f.name for f in dataclasses.fields(ServeConfig)]
     for name, default_text, meaning in rows:
-        default = next(f.default for f in dataclasses.fields(Config) if f.name == name)
+        default = next(f.default for f in dataclasses.fields(ServeConfig) if f.name == name)
         if default is dataclasses.MISSING:
             assert default_text == "(required)"
         elif default in (None, ()):
@@ -324,7 +322,7 @@ def test_same_input_and_output_folder_is_refused(run_dirs: tuple[Path, Path]) ->
 
 def test_direct_construction_is_validated_too(run_dirs: tuple[Path, Path]) -> None:
     with pytest.raises(ConfigError, match=r"^batch_size must be at least 1, got 0$"):
-        Config(*run_dirs, batch_size=0)
+        ServeConfig(*run_dirs, batch_size=0)
 
 
 @pytest.mark.parametrize("token", ["s3cret-token-value", "has space", "tab\there"])
@@ -423,11 +421,11 @@ def test_config_path_that_is_a_folder_is_named(tmp_path: Path) -> None:
 # --- folders ----------------------------------------------------------------------------
 
 
-def with_folder(run_dirs: tuple[Path, Path], key: str, path: Path) -> Config:
+def with_folder(run_dirs: tuple[Path, Path], key: str, path: Path) -> ServeConfig:
     """A config whose `key` folder is `path`, the other one a real folder."""
     if key == "input_dir":
-        return Config(path, run_dirs[1])
-    return Config(run_dirs[0], path)
+        return ServeConfig(path, run_dirs[1])
+    return ServeConfig(run_dirs[0], path)
 
 
 @pytest.mark.parametrize("key", ["input_dir", "output_dir"])
@@ -447,7 +445,7 @@ def test_folder_that_is_a_file_is_named(
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     config = with_folder(run_dirs, key, a_file)
-    with pytest.raises(ConfigError, match=f"^{key} .*a_file is not a directory: point {key}"):
+    with pytest.raises(ConfigError, match=f"^{key} .*a_file is not a folder: point {key}"):
         check_folders(config)
 
 
@@ -455,7 +453,7 @@ def test_folder_under_a_file_does_not_exist(run_dirs: tuple[Path, Path], tmp_pat
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     with pytest.raises(ConfigError, match="does not exist"):
-        check_folders(Config(a_file / "sub", run_dirs[1]))
+        check_folders(ServeConfig(a_file / "sub", run_dirs[1]))
 
 
 @pytest.mark.parametrize(
@@ -474,7 +472,7 @@ def test_folder_without_access_says_which_and_why(
     word: str,
 ) -> None:
     """os.access is faked: tests run as root, for whom every folder is writable."""
-    config = Config(*run_dirs)
+    config = ServeConfig(*run_dirs)
     target = getattr(config, key)
     real_access = os.access
 
@@ -494,7 +492,7 @@ def test_read_only_input_folder_is_refused(run_dirs: tuple[Path, Path]) -> None:
     run_dirs[0].chmod(0o555)
     try:
         with pytest.raises(ConfigError, match=r"input_dir .* is not writable"):
-            check_folders(Config(*run_dirs))
+            check_folders(ServeConfig(*run_dirs))
     finally:
         run_dirs[0].chmod(0o755)
 
@@ -505,7 +503,7 @@ def test_same_folder_through_a_symlink_is_refused(
     link = tmp_path / "link"
     link.symlink_to(run_dirs[0])
     with pytest.raises(ConfigError, match="are the same folder"):
-        check_folders(Config(run_dirs[0], link))
+        check_folders(ServeConfig(run_dirs[0], link))
 
 
 def test_load_config_checks_the_folders(base_env: dict[str, str], tmp_path: Path) -> None:
@@ -514,7 +512,7 @@ def test_load_config_checks_the_folders(base_env: dict[str, str], tmp_path: Path
 
 
 def test_prepare_output_dirs_creates_pass_and_fail_once(run_dirs: tuple[Path, Path]) -> None:
-    config = Config(*run_dirs)
+    config = ServeConfig(*run_dirs)
     prepare_output_dirs(config)
     (run_dirs[1] / "pass" / "kept.fastq").write_text("@r\n")
     prepare_output_dirs(config)
@@ -525,4 +523,4 @@ def test_prepare_output_dirs_creates_pass_and_fail_once(run_dirs: tuple[Path, Pa
 def test_prepare_output_dirs_refuses_a_file_named_pass(run_dirs: tuple[Path, Path]) -> None:
     (run_dirs[1] / "pass").write_text("")
     with pytest.raises(ConfigError, match="pass exists but is not a directory: move it away"):
-        prepare_output_dirs(Config(*run_dirs))
+        prepare_output_dirs(ServeConfig(*run_dirs))

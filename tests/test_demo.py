@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.demo import check_exactly_once, fastq_names
+from reactor.sim.demo import check_exactly_once, fastq_names
 from tests.pod5files import write_pod5
 
 

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from reactor.config import Config, ConfigError, add_config_arguments, load_config, parse_config
-from reactor.endrun import (
+from reactor.core.endrun import (
     Phase,
     RunEnd,
     Step,
     next_step,
     phase_of,
     run_env,
+    stop_file_filter,
 )
-from reactor.marker import Marker, MarkerState, read_marker, write_marker
-from reactor.stop_file import find_stop_file, stop_file_filter
-from reactor.watcher import Change
+from reactor.core.events import Change
+from reactor.disk.marker import Marker, MarkerState, read_marker, write_marker
+from reactor.disk.stop_file import find_stop_file
+from reactor.settings.parsing import ConfigError
+from reactor.settings.serve import ServeConfig, add_config_arguments, load_config, parse_config
 
 SUMMARY = Path("/run/final_summary_PAK00000_abcdef12_0123abcd.txt")
 
@@ -380,6 +382,6 @@ def test_a_relative_on_complete_program_in_the_config_file_is_relative_to_the_fi
 
 def test_direct_construction_checks_the_end_of_run_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="stop_file must be a file name pattern"):
-        Config(input_dir=tmp_path / "i", output_dir=tmp_path / "o", stop_file="a/b")
+        ServeConfig(input_dir=tmp_path / "i", output_dir=tmp_path / "o", stop_file="a/b")
     with pytest.raises(ConfigError, match="on_complete is blank"):
-        Config(input_dir=tmp_path / "i", output_dir=tmp_path / "o", on_complete="  ")
+        ServeConfig(input_dir=tmp_path / "i", output_dir=tmp_path / "o", on_complete="  ")

@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor.app import create_app
-from reactor.finisher import LOG_NAME
-from reactor.keys import FINISHER, REACTOR, SWEEPER
-from reactor.marker import MARKER_NAME, Marker, MarkerState, read_marker, write_marker
+from reactor.disk.marker import MARKER_NAME, Marker, MarkerState, read_marker, write_marker
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import FINISHER, REACTOR, SWEEPER
+from reactor.serve.finisher import LOG_NAME
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import pod5_bytes, write_pod5
 

@@ -16,11 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from reactor.app import create_app
-from reactor.config import load_config
-from reactor.finisher import LOG_NAME
-from reactor.keys import FINISHER, REACTOR
-from reactor.marker import MARKER_NAME, MarkerState, read_marker
+from reactor.disk.marker import MARKER_NAME, MarkerState, read_marker
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import FINISHER, REACTOR
+from reactor.serve.finisher import LOG_NAME
+from reactor.settings.serve import load_config
 from tests.conftest import ManualClock, RunDirs
 from tests.test_endrun import cli
 from tests.test_endrun_app import (

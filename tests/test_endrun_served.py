@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.marker import MARKER_NAME
+from reactor.disk.marker import MARKER_NAME
 from tests.pod5files import write_pod5
 from tests.served import ServedRun, wait_for
 

@@ -23,9 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 LEASE_S = 2.0
 READS_PER_FILE = 3
-FAKE = "{python} -m reactor.fakecaller {input_dir} {output_dir}"
+FAKE = "{python} -m reactor fake-basecaller {input_dir} {output_dir}"
 # The fake basecaller after a pause, so batches are still running when the test acts.
-SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor.fakecaller "$1" "$2"\' ' + (
+SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
     "{python} {input_dir} {output_dir}"
 )
 Events = list[dict[str, Any]]
@@ -49,7 +49,7 @@ def gone(pid: int) -> bool:
 
 
 class Engine:
-    """One `python -m reactor.engine` process and its JSON log."""
+    """One `python -m reactor engine` process and its JSON log."""
 
     def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
         self.process = process
@@ -111,7 +111,7 @@ class Run(ServedRun):
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "reactor.engine",
+                    sys.executable, "-m", "reactor", "engine",
                     "--manager", self.url,
                     "--engine-id", engine_id,
                     "--input-dir", str(self.input_dir),

@@ -12,25 +12,26 @@ from typing import Any
 
 import pytest
 
-from reactor.config import ConfigError
-from reactor.engine import add_arguments, main
-from reactor.engine_client import EMPTY, BadAnswer, backoff_delay, parse_assignment
-from reactor.engine_command import (
-    PRESETS,
-    TemplateError,
-    command_env,
-    expand_command,
-    parse_command,
-    parse_template,
-)
-from reactor.engine_config import (
+from reactor.cli import main
+from reactor.commands.engine import add_arguments
+from reactor.core.names import check_engine_id
+from reactor.engine.client import EMPTY, BadAnswer, backoff_delay, parse_assignment
+from reactor.engine.command import command_env
+from reactor.settings.engine import (
     EngineConfig,
     describe_engine_keys,
     load_engine_config,
     parse_engine_config,
     sanitise_engine_id,
 )
-from reactor.names import check_engine_id
+from reactor.settings.parsing import ConfigError
+from reactor.settings.templates import (
+    PRESETS,
+    TemplateError,
+    expand_command,
+    parse_command,
+    parse_template,
+)
 
 # ----------------------------------------------------------------- engine ids
 
@@ -105,7 +106,10 @@ VALUES = {
         ("tool --out={output_dir}/x", ["tool", "--out=/runs/my out/TMPOUTPUT_7_gpu/x"]),
         ("tool '{job_id} and {engine_id}'", ["tool", "7 and gpu"]),
         ("tool {{literal}} {batch_size}", ["tool", "{literal}", "3"]),
-        ("{python} -m reactor.fakecaller", ["/usr/bin/python3", "-m", "reactor.fakecaller"]),
+        (
+            "{python} -m reactor fake-basecaller",
+            ["/usr/bin/python3", "-m", "reactor", "fake-basecaller"],
+        ),
         (
             "sh -c 'echo \"$1\" > log' sh {job_id}",
             ["sh", "-c", 'echo "$1" > log', "sh", "7"],
@@ -356,7 +360,7 @@ def test_help_lists_every_setting_with_its_variable_presets_and_exit_codes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit):
-        main(["--help"])
+        main(["engine", "--help"])
     out = capsys.readouterr().out
     for name, env_var, _default, _meaning in describe_engine_keys():
         assert "--" + name.replace("_", "-") in out
@@ -387,7 +391,7 @@ def test_a_mistake_on_the_command_line_is_one_line_and_exit_2(
 ) -> None:
     for name, value in dirs.items():
         monkeypatch.setenv(name, value)
-    assert main(["--command", "tool {nope}"]) == 2
+    assert main(["engine", "--command", "tool {nope}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reactor engine: command argument")
     assert err.count("\n") == 1
@@ -395,7 +399,7 @@ def test_a_mistake_on_the_command_line_is_one_line_and_exit_2(
 
 def test_it_runs_as_python_dash_m(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "reactor.engine", "--input-dir", str(tmp_path / "x")],
+        [sys.executable, "-m", "reactor", "engine", "--input-dir", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         timeout=30,

@@ -20,14 +20,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from reactor.engine_client import (
+from reactor.engine.client import (
     BadAnswer,
     EngineClient,
     ManagerRefused,
     ManagerUnavailable,
 )
-from reactor.engine_config import EngineConfig
-from reactor.engine_runner import Engine
+from reactor.engine.runner import Engine
+from reactor.settings.engine import EngineConfig
 
 pytestmark = pytest.mark.timeout(30)
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import pytest
 
-import reactor
-from reactor.fakecaller import (
+import reactor.sim
+from reactor.commands.fake_basecaller import add_arguments, run
+from reactor.disk.signature import POD5_SIGNATURE
+from reactor.sim.fake_basecaller import (
     CRASH_EXIT_CODE,
     Verdict,
-    add_arguments,
     fastq_record,
     fastq_records,
-    run,
     sequence_length,
     verdict,
 )
-from reactor.signature import POD5_SIGNATURE
 from tests.pod5files import write_pod5
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +37,7 @@ def _args(*argv: str | Path) -> argparse.Namespace:
 
 
 def _fake_basecaller(*argv: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "reactor.fakecaller", *map(str, argv)]
+    command = [sys.executable, "-m", "reactor", "fake-basecaller", *map(str, argv)]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -272,8 +271,8 @@ def test_without_pod5_it_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "pod5", None)  # `import pod5` now raises ImportError
-    monkeypatch.delitem(sys.modules, "reactor.pod5gen")
-    monkeypatch.delattr(reactor, "pod5gen")
+    monkeypatch.delitem(sys.modules, "reactor.sim.pod5_files")
+    monkeypatch.delattr(reactor.sim, "pod5_files")
     assert run(_args(tmp_path, tmp_path / "out")) == 2
     assert capsys.readouterr().err == (
         "reactor fake-basecaller: needs the pod5 library: pip install 'pod5-reactor[sim]'\n"

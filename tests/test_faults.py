@@ -23,10 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor.app import create_app
-from reactor.journal import Journal
-from reactor.keys import REACTOR, SWEEPER
-from reactor.state import FileState
+from reactor.core.state import FileState
+from reactor.disk.journal import Journal
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR, SWEEPER
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 

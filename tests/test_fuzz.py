@@ -44,8 +44,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
-from reactor.demo import serve_args
-from reactor.names import INPUT_FOLDERS, STAGING_PREFIX, is_pod5_name, parse_job_folder
+from reactor.core.names import INPUT_FOLDERS, STAGING_PREFIX, is_pod5_name, parse_job_folder
+from reactor.sim.demo import serve_args
 from tests.pod5files import write_pod5
 from tests.served import wait_for
 
@@ -475,7 +475,9 @@ def test_job_id_is_the_capability_for_its_job(served: ServedRun) -> None:
 
 # ------------------------------------------------------------------- fuzzing
 
-SCHEMA = schemathesis.openapi.from_path(str(resources.files("reactor").joinpath("openapi.json")))
+SCHEMA = schemathesis.openapi.from_path(
+    str(resources.files("reactor.serve").joinpath("openapi.json"))
+)
 SCHEMA.config.generation.update(
     modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
     max_examples=EXAMPLES,

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from reactor.app import create_app
-from reactor.keys import REACTOR, SWEEPER
-from reactor.state import FileState
-from reactor.watcher import Watcher
+from reactor.core.state import FileState
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR, SWEEPER
+from reactor.serve.watcher import Watcher
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
 
@@ -231,7 +231,7 @@ async def test_a_file_written_during_start_up_is_seen_without_a_second_scan(
 ) -> None:
     """The observer watches before the scan lists INPUTDIR: a file that lands just after
     the listing arrives as a held event, delivered once recovery is done (no reconcile)."""
-    from reactor.service import Reactor
+    from reactor.serve.service import Reactor
 
     real_scan = Reactor._scan_inputs
 
@@ -250,8 +250,8 @@ async def test_a_file_written_during_start_up_is_seen_without_a_second_scan(
 def test_held_events_are_delivered_in_order_once_released() -> None:
     """Before release: held (and a lost-events signal noted once); release delivers
     them in order, then the reconcile; after hold() nothing is delivered."""
-    from reactor.app import HeldEvents
-    from reactor.watcher import Area, Change, FsEvent
+    from reactor.core.events import Area, Change, FsEvent
+    from reactor.serve.held_events import HeldEvents
 
     delivered: list[str] = []
     lost: list[str] = []

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from reactor.journal import Journal
-from reactor.names import INPUT_STAGING_NAME, output_stem
-from reactor.service import Reactor
-from reactor.state import FileState, Job, JobState
+from reactor.core.names import INPUT_STAGING_NAME, output_stem
+from reactor.core.state import FileState, Job, JobState
+from reactor.disk.journal import Journal
+from reactor.serve.service import Reactor
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 

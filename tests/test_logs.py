@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from reactor.logs import configure_logging
+from reactor.runtime.logs import configure_logging
 
 
 class FakeTerminal(io.StringIO):

@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from reactor.app import create_app
-from reactor.keys import SWEEPER
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import SWEEPER
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 

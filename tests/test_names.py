@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.names import (
+from reactor.core.names import (
     ENGINE_ID_MAX_LEN,
     Folder,
     InvalidName,
@@ -13,10 +13,10 @@ from reactor.names import (
     check_job_id,
     is_pod5_name,
     job_tag,
-    new_job_id,
     output_stem,
     parse_job_folder,
 )
+from reactor.serve.service import new_job_id
 
 GOOD_ENGINE_IDS = [
     "node1",

@@ -1,4 +1,4 @@
-"""The OpenAPI document (`reactor/openapi.json`): valid OpenAPI 3.1, in step with the app's
+"""The OpenAPI document (`reactor/serve/openapi.json`): valid OpenAPI 3.1, in step with the app's
 routes, served at `/openapi.json`, and true to what the app really answers."""
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import reactor
-from reactor import api
-from reactor.app import create_app
-from reactor.keys import REACTOR
-from reactor.names import InvalidName, check_engine_id, check_job_id
+from reactor.core.names import InvalidName, check_engine_id, check_job_id
+from reactor.serve import api
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR
 from tests.conftest import ManualClock, RunDirs
 from tests.test_api import add_files, write_outputs
 
@@ -36,7 +36,7 @@ DOC_URI = "urn:pod5-reactor:openapi"
 
 
 def load_document() -> dict[str, Any]:
-    text = resources.files("reactor").joinpath("openapi.json").read_text()
+    text = resources.files("reactor.serve").joinpath("openapi.json").read_text()
     document: dict[str, Any] = json.loads(text)
     return document
 
@@ -128,7 +128,7 @@ def test_every_response_schema_is_itself_valid_json_schema() -> None:
 
 def test_open_paths_have_no_security_and_the_rest_have_token_schemes() -> None:
     """The document's access rules match `OPEN_PATHS` in api.py."""
-    from reactor.api import OPEN_PATHS
+    from reactor.serve.api import OPEN_PATHS
 
     for path, item in DOCUMENT["paths"].items():
         (operation,) = item.values()

@@ -20,11 +20,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor.app import create_app
-from reactor.demo import check_exactly_once
-from reactor.keys import REACTOR
-from reactor.pod5gen import read_ids
-from reactor.signature import POD5_SIGNATURE
+from reactor.disk.signature import POD5_SIGNATURE
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR
+from reactor.sim.demo import check_exactly_once
+from reactor.sim.pod5_files import read_ids
 from tests.conftest import ManualClock, RunDirs
 from tests.pod5files import write_pod5
 

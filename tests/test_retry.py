@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.retry import HARD_LIMIT_FACTOR, halves, should_bench, should_quarantine
+from reactor.core.retry import HARD_LIMIT_FACTOR, halves, should_bench, should_quarantine
 
 ONE = frozenset({"gpu-1"})
 TWO = frozenset({"gpu-1", "gpu-2"})

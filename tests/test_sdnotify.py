@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor import sdnotify
-from reactor.app import create_app
-from reactor.keys import REACTOR
-from reactor.sdnotify import Heartbeat, Notifier
+from reactor.serve import sdnotify
+from reactor.serve.app import create_app
+from reactor.serve.app_keys import REACTOR
+from reactor.serve.sdnotify import Notifier, SystemdLifecycle
 from tests.conftest import RunDirs
 from tests.pod5files import write_pod5
 from tests.served import ServedRun
@@ -108,10 +108,10 @@ async def test_without_notify_socket_every_call_is_a_no_op() -> None:
     assert notifier.watchdog_interval_s is None
     assert notifier.ready("x") is False
     assert notifier.watchdog("x") is False
-    heartbeat = Heartbeat(notifier, lambda: "x")
-    heartbeat.start()
-    assert heartbeat._task is None
-    await heartbeat.stop()
+    lifecycle = SystemdLifecycle(notifier, lambda: "x")
+    lifecycle.start()
+    assert lifecycle._task is None
+    await lifecycle.stop()
     assert notifier.failures == 0
 
 
@@ -193,37 +193,37 @@ def test_an_unsupported_socket_name_turns_notifications_off() -> None:
     ]
 
 
-# ------------------------------------------------------------------ Heartbeat
+# ------------------------------------------------------------------ SystemdLifecycle
 
 
-async def test_heartbeat_pings_with_the_status_until_stopped(systemd: FakeSystemd) -> None:
+async def test_lifecycle_pings_with_the_status_until_stopped(systemd: FakeSystemd) -> None:
     """READY=1 with the status, then WATCHDOG=1 with a fresh status, then STOPPING=1."""
     counter = iter(range(100))
-    heartbeat = Heartbeat(
+    lifecycle = SystemdLifecycle(
         Notifier.from_environ(watchdog_env(systemd)), lambda: f"tick {next(counter)}"
     )
-    heartbeat.start()
+    lifecycle.start()
     assert await systemd.next() == ["READY=1", "STATUS=tick 0"]
     assert await systemd.next() == ["WATCHDOG=1", "STATUS=tick 1"]
-    await heartbeat.stop("bye")
+    await lifecycle.stop("bye")
     assert systemd.pending()[-1] == ["STOPPING=1", "STATUS=bye"]
-    await heartbeat.stop("again")  # a second stop sends nothing
+    await lifecycle.stop("again")  # a second stop sends nothing
     assert systemd.pending() == []
 
 
 async def test_ready_can_wait_for_the_caller_and_is_said_once(systemd: FakeSystemd) -> None:
     """start(announce_ready=False) pings at once; READY=1 comes with announce_ready(),
     only the first time, and never after STOPPING=1."""
-    heartbeat = Heartbeat(Notifier.from_environ(watchdog_env(systemd)), lambda: "up")
-    heartbeat.start(announce_ready=False)
+    lifecycle = SystemdLifecycle(Notifier.from_environ(watchdog_env(systemd)), lambda: "up")
+    lifecycle.start(announce_ready=False)
     assert await systemd.next() == ["WATCHDOG=1", "STATUS=up"]
-    heartbeat.announce_ready()
-    heartbeat.announce_ready()
-    await heartbeat.stop("bye")
+    lifecycle.announce_ready()
+    lifecycle.announce_ready()
+    await lifecycle.stop("bye")
     messages = systemd.pending()  # sent synchronously: all queued by now
     assert [m for m in messages if m[0] == "READY=1"] == [["READY=1", "STATUS=up"]]
     assert messages[-1] == ["STOPPING=1", "STATUS=bye"]
-    heartbeat.announce_ready()
+    lifecycle.announce_ready()
     assert systemd.pending() == []
 
 
@@ -233,14 +233,14 @@ async def test_without_a_watchdog_for_us_only_the_status_is_refreshed(
     """WATCHDOG_PID of another process: no pings, but STATUS= still refreshed."""
     monkeypatch.setattr(sdnotify, "STATUS_REFRESH_S", 0.05)
     notifier = Notifier.from_environ(watchdog_env(systemd, WATCHDOG_PID=str(os.getpid() + 1)))
-    heartbeat = Heartbeat(notifier, lambda: "idle")
-    heartbeat.start()
+    lifecycle = SystemdLifecycle(notifier, lambda: "idle")
+    lifecycle.start()
     try:
         assert await systemd.next() == ["READY=1", "STATUS=idle"]
         assert await systemd.next() == ["STATUS=idle"]
         assert await systemd.next() == ["STATUS=idle"]
     finally:
-        await heartbeat.stop()
+        await lifecycle.stop()
 
 
 async def test_a_failing_status_line_does_not_stop_the_pings(systemd: FakeSystemd) -> None:
@@ -249,14 +249,14 @@ async def test_a_failing_status_line_does_not_stop_the_pings(systemd: FakeSystem
     def broken() -> str:
         raise ZeroDivisionError
 
-    heartbeat = Heartbeat(Notifier.from_environ(watchdog_env(systemd)), broken)
+    lifecycle = SystemdLifecycle(Notifier.from_environ(watchdog_env(systemd)), broken)
     with capture_logs() as logs:
-        heartbeat.start()
+        lifecycle.start()
         try:
             assert await systemd.next() == ["READY=1", "STATUS=running"]
             assert await systemd.next() == ["WATCHDOG=1", "STATUS=running"]
         finally:
-            await heartbeat.stop()
+            await lifecycle.stop()
     assert "sd_notify_status_failed" in [e["event"] for e in logs]
 
 
@@ -339,7 +339,7 @@ async def test_app_says_stopping_first_thing_at_shutdown(
 async def test_app_without_notify_socket_sends_nothing(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs
 ) -> None:
-    """The default notifier comes from the environment: none here, so no heartbeat."""
+    """The default notifier comes from the environment: none here, so no lifecycle."""
     with capture_logs() as logs:
         client = await aiohttp_client(create_app(run_dirs.config(), watch=False, sweep=False))
         assert (await client.get("/readyz")).status == 200

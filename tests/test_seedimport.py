@@ -18,12 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.cli import main
-from reactor.config import Config, ConfigError, parse_config, read_config_file
-from reactor.engine_command import expand_command, parse_command
-from reactor.engine_config import EngineConfig, parse_engine_config, read_engine_config_file
-from reactor.seed_import import CUT_LINE, import_seed
-from reactor.seed_json import read_seed
-from reactor.toml_text import NotTomlText, toml_comment, toml_document, toml_line, toml_string
+from reactor.ops.seed_import import CUT_LINE, import_seed
+from reactor.ops.seed_run import read_seed
+from reactor.ops.toml_text import NotTomlText, toml_comment, toml_document, toml_line, toml_string
+from reactor.settings.engine import EngineConfig, parse_engine_config, read_engine_config_file
+from reactor.settings.parsing import ConfigError, read_config_file
+from reactor.settings.serve import ServeConfig, parse_config
+from reactor.settings.templates import expand_command, parse_command
 
 EXAMPLE = Path(__file__).parent / "data" / "seed_config.json"
 PROG = "reactor config import-seed: "
@@ -40,7 +41,7 @@ def write_seed(tmp_path: Path, data: object, name: str = "seed.json") -> Path:
     return path
 
 
-def load_serve(path: Path, env: dict[str, str] | None = None) -> Config:
+def load_serve(path: Path, env: dict[str, str] | None = None) -> ServeConfig:
     return parse_config(argparse.Namespace(), env or {}, read_config_file(path))
 
 

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pytest
 
-import reactor
-from reactor.names import is_pod5_name
-from reactor.pod5gen import pod5_bytes
-from reactor.signature import POD5_SIGNATURE, check_pod5
-from reactor.simulate import (
+import reactor.sim
+from reactor.commands.simulate_run import add_arguments, run
+from reactor.core.names import is_pod5_name
+from reactor.disk.signature import POD5_SIGNATURE, check_pod5
+from reactor.sim.pod5_files import pod5_bytes
+from reactor.sim.simulate import (
     SimulatedRun,
     Step,
-    add_arguments,
     file_seed,
     piece_bounds,
     plan,
-    run,
 )
 from tests.pod5files import read_ids
 
@@ -265,8 +264,8 @@ def test_without_pod5_it_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "pod5", None)  # `import pod5` now raises ImportError
-    monkeypatch.delitem(sys.modules, "reactor.pod5gen")
-    monkeypatch.delattr(reactor, "pod5gen")
+    monkeypatch.delitem(sys.modules, "reactor.sim.pod5_files")
+    monkeypatch.delattr(reactor.sim, "pod5_files")
     assert run(_args(tmp_path / "run")) == 2
     assert capsys.readouterr().err == (
         "reactor simulate-run: needs the pod5 library: pip install 'pod5-reactor[sim]'\n"
@@ -276,7 +275,7 @@ def test_without_pod5_it_says_how_to_install_it(
 
 def test_sigint_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
     """Interrupted: exit 130, no staging names, no final summary; finished files complete."""
-    command = [sys.executable, "-m", "reactor.simulate", str(tmp_path), "--files", "1000",
+    command = [sys.executable, "-m", "reactor", "simulate-run", str(tmp_path), "--files", "1000",
                "--reads-per-file", "2", "--interval", "0.02", "--pieces", "2",
                "--piece-interval", "0.01"]  # fmt: skip
     with subprocess.Popen(

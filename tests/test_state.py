@@ -6,14 +6,14 @@ import copy
 
 import pytest
 
-from reactor.retry import HARD_LIMIT_FACTOR, SKIP_LIMIT, FailureHistory
-from reactor.state import (
+from reactor.core.retry import HARD_LIMIT_FACTOR, SKIP_LIMIT, FailureHistory
+from reactor.core.state import (
     CompletionAction,
     CompletionPlan,
+    EngineReport,
     FileState,
     Job,
     JobState,
-    Outcome,
     RunState,
     UnknownJob,
 )
@@ -34,7 +34,9 @@ def assign(
     return state.commit_assignment(plan, job_id, now, LEASE_S)
 
 
-def complete(state: RunState, job_id: str, outcome: Outcome, now: float = 1.0) -> CompletionPlan:
+def complete(
+    state: RunState, job_id: str, outcome: EngineReport, now: float = 1.0
+) -> CompletionPlan:
     plan = state.plan_completion(job_id, outcome, now)
     state.apply_completion(plan, now)
     return plan
@@ -92,8 +94,8 @@ def test_counts_follow_every_kind_of_transition() -> None:
     assign(state, "1", 1)  # A
     assign(state, "2", 1)  # B
     assign(state, "3", 1)  # C
-    complete(state, "1", Outcome.DONE)
-    complete(state, "2", Outcome.FAILED)  # max_attempts=1: quarantined
+    complete(state, "1", EngineReport.DONE)
+    complete(state, "2", EngineReport.FAILED)  # max_attempts=1: quarantined
     assert state.counts() == {
         FileState.INCOMPLETE: 1,
         FileState.READY: 1,
@@ -167,7 +169,7 @@ def test_done_file_seen_again_stays_done() -> None:
     state = RunState(3)
     ready(state, A)
     assign(state, "1", 1)
-    complete(state, "1", Outcome.DONE)
+    complete(state, "1", EngineReport.DONE)
     state.file_gone(A, now=2)
     assert state.file_seen(A, complete=True, now=3) is FileState.DONE
     assert state.files[A].present
@@ -178,7 +180,7 @@ def test_quarantined_file_seen_again_stays_quarantined() -> None:
     state = RunState(max_attempts=1)
     ready(state, A)
     assign(state, "1", 1)
-    complete(state, "1", Outcome.FAILED)
+    complete(state, "1", EngineReport.FAILED)
     assert state.file_seen(A, complete=True, now=3) is FileState.QUARANTINED
     assert list(state.ready_names()) == []
 
@@ -274,7 +276,7 @@ def test_gone_assigned_file_is_not_requeued_when_its_job_fails() -> None:
     ready(state, A, B, C)
     assign(state, "1", 2)
     state.file_gone(A, now=1)
-    plan = complete(state, "1", Outcome.FAILED, now=2)
+    plan = complete(state, "1", EngineReport.FAILED, now=2)
     assert plan.action is CompletionAction.FAIL
     assert plan.requeue == (B,)
     assert plan.quarantine == ()
@@ -298,12 +300,12 @@ def test_gone_assigned_file_that_comes_back_is_requeued_on_failure() -> None:
     assign(state, "1", 1)
     state.file_gone(A, now=1)
     state.file_seen(A, complete=True, now=2)
-    assert complete(state, "1", Outcome.FAILED).requeue == (A,)
+    assert complete(state, "1", EngineReport.FAILED).requeue == (A,)
     assert list(state.ready_names()) == [A]
 
 
-@pytest.mark.parametrize("outcome", [Outcome.DONE, Outcome.FAILED])
-def test_done_and_quarantined_files_gone_keep_their_record(outcome: Outcome) -> None:
+@pytest.mark.parametrize("outcome", [EngineReport.DONE, EngineReport.FAILED])
+def test_done_and_quarantined_files_gone_keep_their_record(outcome: EngineReport) -> None:
     """A copy that reappears later must not be basecalled twice."""
     state = RunState(max_attempts=1)
     ready(state, A)
@@ -340,9 +342,9 @@ def test_mark_done_by_output_changes_only_waiting_or_unknown_files(
     if setup in ("assigned", "done", "quarantined"):
         assign(state, "1", 1)
     if setup == "done":
-        complete(state, "1", Outcome.DONE)
+        complete(state, "1", EngineReport.DONE)
     elif setup == "quarantined":
-        complete(state, "1", Outcome.FAILED)
+        complete(state, "1", EngineReport.FAILED)
     assert state.mark_done_by_output(A, now=9) is changed
     assert state.state_of(A) is after
     assert list(state.ready_names()) == []
@@ -546,8 +548,8 @@ def test_keepalive_after_expiry_is_late() -> None:
     assert job.last_seen == 0  # a late keepalive does not revive the lease
 
 
-@pytest.mark.parametrize("outcome", list(Outcome))
-def test_keepalive_after_completion_is_late(outcome: Outcome) -> None:
+@pytest.mark.parametrize("outcome", list(EngineReport))
+def test_keepalive_after_completion_is_late(outcome: EngineReport) -> None:
     state = RunState(3)
     ready(state, A)
     assign(state, "1", 1)
@@ -568,23 +570,23 @@ def test_keepalive_for_an_unknown_job_raises_unknown_job() -> None:
 @pytest.mark.parametrize(
     ("job_state", "outcome"),
     [
-        ("DONE", Outcome.DONE),
-        ("done", Outcome.DONE),
-        ("Done", Outcome.DONE),
-        ("FAILED", Outcome.FAILED),
-        ("failed", Outcome.FAILED),
-        ("", Outcome.UNKNOWN),
-        ("ERROR", Outcome.UNKNOWN),
-        ("DONE ", Outcome.UNKNOWN),
-        ("FAIL", Outcome.UNKNOWN),
+        ("DONE", EngineReport.DONE),
+        ("done", EngineReport.DONE),
+        ("Done", EngineReport.DONE),
+        ("FAILED", EngineReport.FAILED),
+        ("failed", EngineReport.FAILED),
+        ("", EngineReport.UNKNOWN),
+        ("ERROR", EngineReport.UNKNOWN),
+        ("DONE ", EngineReport.UNKNOWN),
+        ("FAIL", EngineReport.UNKNOWN),
     ],
 )
-def test_outcome_parse(job_state: str, outcome: Outcome) -> None:
-    assert Outcome.parse(job_state) is outcome
+def test_outcome_parse(job_state: str, outcome: EngineReport) -> None:
+    assert EngineReport.parse(job_state) is outcome
 
 
-@pytest.mark.parametrize("outcome", list(Outcome))
-def test_plan_completion_changes_nothing(outcome: Outcome) -> None:
+@pytest.mark.parametrize("outcome", list(EngineReport))
+def test_plan_completion_changes_nothing(outcome: EngineReport) -> None:
     state = RunState(3)
     ready(state, A, B)
     assign(state, "1", 2)
@@ -595,14 +597,14 @@ def test_plan_completion_changes_nothing(outcome: Outcome) -> None:
 
 def test_plan_completion_for_an_unknown_job_raises_unknown_job() -> None:
     with pytest.raises(UnknownJob):
-        RunState(3).plan_completion("404", Outcome.DONE, now=0)
+        RunState(3).plan_completion("404", EngineReport.DONE, now=0)
 
 
 def test_done_on_a_live_job_merges_and_marks_its_files_done() -> None:
     state = RunState(3)
     ready(state, A, B, C)
     job = assign(state, "1", 2)
-    plan = complete(state, "1", Outcome.DONE, now=30)
+    plan = complete(state, "1", EngineReport.DONE, now=30)
     assert plan.action is CompletionAction.MERGE
     assert job.state is JobState.DONE
     assert job.finished_at == 30
@@ -617,7 +619,7 @@ def test_failed_batch_requeues_to_the_front_in_order_as_halves() -> None:
     state = RunState(3)
     ready(state, A, B, C, D)
     job = assign(state, "1", 2)
-    plan = complete(state, "1", Outcome.FAILED, now=30)
+    plan = complete(state, "1", EngineReport.FAILED, now=30)
     assert plan.action is CompletionAction.FAIL
     assert (plan.requeue, plan.quarantine) == ((A, B), ())
     assert job.state is JobState.FAILED
@@ -638,9 +640,9 @@ def test_failed_alone_at_max_attempts_quarantines() -> None:
     state = RunState(max_attempts=2)
     ready(state, A, B)
     assign(state, "1", 1)
-    assert complete(state, "1", Outcome.FAILED).requeue == (A,)
+    assert complete(state, "1", EngineReport.FAILED).requeue == (A,)
     assign(state, "2", 1)  # A again, attempt 2
-    plan = complete(state, "2", Outcome.FAILED)
+    plan = complete(state, "2", EngineReport.FAILED)
     assert (plan.requeue, plan.quarantine) == ((), (A,))
     assert state.files[A].state is FileState.QUARANTINED
     assert (state.files[A].failures, state.files[A].solo_failures) == (2, 2)
@@ -653,7 +655,7 @@ def test_failed_batch_requeues_even_files_past_max_attempts() -> None:
     state.file_seen(A, complete=True, now=0, history=FailureHistory(failures=3))
     ready(state, B)
     assign(state, "1", 2)
-    plan = complete(state, "1", Outcome.FAILED)
+    plan = complete(state, "1", EngineReport.FAILED)
     assert (plan.requeue, plan.quarantine) == ((A, B), ())
     assert states(state) == {A: FileState.READY, B: FileState.READY}
     assert (state.files[A].failures, state.files[A].solo_failures) == (4, 0)
@@ -663,7 +665,7 @@ def test_unknown_report_sets_the_job_aside_and_quarantines_its_files() -> None:
     state = RunState(3)
     ready(state, A, B, C)
     job = assign(state, "1", 2)
-    plan = complete(state, "1", Outcome.parse("EXPLODED"))
+    plan = complete(state, "1", EngineReport.parse("EXPLODED"))
     assert plan.action is CompletionAction.SET_ASIDE
     assert job.state is JobState.UNKNOWN
     assert states(state) == {A: FileState.QUARANTINED, B: FileState.QUARANTINED, C: FileState.READY}
@@ -674,14 +676,14 @@ def test_unknown_report_sets_the_job_aside_and_quarantines_its_files() -> None:
 @pytest.mark.parametrize(
     ("first", "again"),
     [
-        (Outcome.DONE, Outcome.DONE),
-        (Outcome.FAILED, Outcome.FAILED),
-        (Outcome.UNKNOWN, Outcome.UNKNOWN),
-        (Outcome.UNKNOWN, Outcome.DONE),
-        (Outcome.UNKNOWN, Outcome.FAILED),
+        (EngineReport.DONE, EngineReport.DONE),
+        (EngineReport.FAILED, EngineReport.FAILED),
+        (EngineReport.UNKNOWN, EngineReport.UNKNOWN),
+        (EngineReport.UNKNOWN, EngineReport.DONE),
+        (EngineReport.UNKNOWN, EngineReport.FAILED),
     ],
 )
-def test_repeated_report_is_harmless(first: Outcome, again: Outcome) -> None:
+def test_repeated_report_is_harmless(first: EngineReport, again: EngineReport) -> None:
     state = RunState(3)
     ready(state, A, B)
     assign(state, "1", 1)
@@ -696,13 +698,15 @@ def test_repeated_report_is_harmless(first: Outcome, again: Outcome) -> None:
 @pytest.mark.parametrize(
     ("first", "then"),
     [
-        (Outcome.DONE, Outcome.FAILED),
-        (Outcome.DONE, Outcome.UNKNOWN),
-        (Outcome.FAILED, Outcome.DONE),
-        (Outcome.FAILED, Outcome.UNKNOWN),
+        (EngineReport.DONE, EngineReport.FAILED),
+        (EngineReport.DONE, EngineReport.UNKNOWN),
+        (EngineReport.FAILED, EngineReport.DONE),
+        (EngineReport.FAILED, EngineReport.UNKNOWN),
     ],
 )
-def test_contradicting_report_after_completion_is_a_conflict(first: Outcome, then: Outcome) -> None:
+def test_contradicting_report_after_completion_is_a_conflict(
+    first: EngineReport, then: EngineReport
+) -> None:
     state = RunState(3)
     ready(state, A)
     assign(state, "1", 1)
@@ -716,8 +720,8 @@ def test_contradicting_report_after_completion_is_a_conflict(first: Outcome, the
     assert run_snapshot(state) == before
 
 
-@pytest.mark.parametrize("outcome", [Outcome.FAILED, Outcome.UNKNOWN])
-def test_late_failed_or_unknown_after_expiry_is_ignored(outcome: Outcome) -> None:
+@pytest.mark.parametrize("outcome", [EngineReport.FAILED, EngineReport.UNKNOWN])
+def test_late_failed_or_unknown_after_expiry_is_ignored(outcome: EngineReport) -> None:
     state = RunState(3)
     ready(state, A, B)
     job = assign(state, "1", 2)
@@ -740,7 +744,7 @@ def test_late_done_after_files_were_reassigned_is_a_conflict() -> None:
     assert reassign.supersede == ("1",)  # the expired job's outputs are set aside first
     state.commit_assignment(reassign, "2", now=101, lease_s=LEASE_S)
     assert state.jobs["1"].superseded is True
-    plan = state.plan_completion("1", Outcome.DONE, now=102)
+    plan = state.plan_completion("1", EngineReport.DONE, now=102)
     assert plan.action is CompletionAction.CONFLICT
     assert plan.supersede is False  # already set aside by the reassignment
     assert "handed out again" in plan.reason
@@ -761,7 +765,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
         state.mark_done_by_output(A, now=101)
     else:
         state.file_gone(A, now=101)
-    plan = state.plan_completion("1", Outcome.DONE, now=102)
+    plan = state.plan_completion("1", EngineReport.DONE, now=102)
     assert plan.action is CompletionAction.CONFLICT
     assert plan.supersede is True
     state.apply_completion(plan, now=102)
@@ -769,7 +773,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
     assert state.files[B].expired_job is None
     assert state.files[B].state is FileState.READY
     # Once set aside, the next late DONE has nothing left to supersede.
-    again = state.plan_completion("1", Outcome.DONE, now=103)
+    again = state.plan_completion("1", EngineReport.DONE, now=103)
     assert (again.action, again.supersede) == (CompletionAction.CONFLICT, False)
 
 
@@ -779,7 +783,7 @@ def test_late_done_when_files_were_not_reassigned_merges() -> None:
     job = assign(state, "1", 2)
     state.expire("1", now=100)
     assert list(state.ready_names()) == [A, B, C]
-    plan = complete(state, "1", Outcome.DONE, now=105)
+    plan = complete(state, "1", EngineReport.DONE, now=105)
     assert plan.action is CompletionAction.MERGE
     assert job.state is JobState.DONE
     assert states(state) == {A: FileState.DONE, B: FileState.DONE, C: FileState.READY}
@@ -787,7 +791,7 @@ def test_late_done_when_files_were_not_reassigned_merges() -> None:
     assert state.files[A].expired_job is None
     engine = state.engines["gpu-1"]
     assert (engine.jobs_expired, engine.jobs_done, engine.files_done) == (1, 1, 2)
-    assert state.plan_completion("1", Outcome.DONE, now=106).action is CompletionAction.REPEAT
+    assert state.plan_completion("1", EngineReport.DONE, now=106).action is CompletionAction.REPEAT
 
 
 # ------------------------------------------------ retry policy: poison files, bad engines
@@ -807,7 +811,7 @@ def fail_alone(
     plan = state.plan_assignment(engine_id, 1, now)
     assert list(plan.files) == [name]
     state.commit_assignment(plan, job_id, now, LEASE_S)
-    return complete(state, job_id, Outcome.FAILED, now=now)
+    return complete(state, job_id, EngineReport.FAILED, now=now)
 
 
 def test_failed_batch_of_ten_comes_back_as_halves_handed_out_one_after_the_other() -> None:
@@ -815,7 +819,7 @@ def test_failed_batch_of_ten_comes_back_as_halves_handed_out_one_after_the_other
     files = names(12)
     ready(state, *files)
     assign(state, "1", 10)
-    plan = complete(state, "1", Outcome.FAILED)
+    plan = complete(state, "1", EngineReport.FAILED)
     assert plan.requeue == tuple(files[:10])
     assert list(state.ready_names()) == files  # at the front, in order
     assert [state.files[n].batch_cap for n in files] == [5] * 10 + [0, 0]
@@ -829,7 +833,7 @@ def test_a_half_goes_out_in_batches_no_larger_than_the_engine_asks_for() -> None
     files = names(4)
     ready(state, *files)
     assign(state, "1", 4)
-    complete(state, "1", Outcome.FAILED)  # halves of two
+    complete(state, "1", EngineReport.FAILED)  # halves of two
     assert list(assign(state, "2", 1).files) == files[:1]
     # Never more than the cap either. (Which files fill it up is not specified: halves of
     # equal size share a cap, so the rest of one half may go out with the other.)
@@ -843,16 +847,16 @@ def test_poison_file_isolated_from_a_batch_of_eight_in_three_failures_the_rest_d
     state = RunState(3)
     files = names(8)
     ready(state, *files)
-    trace: list[tuple[int, Outcome]] = []
+    trace: list[tuple[int, EngineReport]] = []
     for job_id in range(1, 100):
         plan = state.plan_assignment("gpu-1", 8, now=job_id)
         if plan.empty:
             break
         state.commit_assignment(plan, str(job_id), job_id, LEASE_S)
-        outcome = Outcome.FAILED if POISON in plan.files else Outcome.DONE
+        outcome = EngineReport.FAILED if POISON in plan.files else EngineReport.DONE
         complete(state, str(job_id), outcome, now=job_id)
         trace.append((len(plan.files), outcome))
-    failed, done = Outcome.FAILED, Outcome.DONE
+    failed, done = EngineReport.FAILED, EngineReport.DONE
     assert trace == [
         (8, failed),  # f0-f7
         (4, done),  # f0-f3
@@ -874,9 +878,9 @@ def test_a_file_is_not_quarantined_for_failing_in_a_batch() -> None:
     files = names(4)
     ready(state, *files)
     assign(state, "1", 4)
-    assert complete(state, "1", Outcome.FAILED).quarantine == ()
+    assert complete(state, "1", EngineReport.FAILED).quarantine == ()
     assign(state, "2", 4)  # f0 f1
-    assert complete(state, "2", Outcome.FAILED).quarantine == ()
+    assert complete(state, "2", EngineReport.FAILED).quarantine == ()
     record = state.files[files[0]]
     assert (record.state, record.failures, record.solo_failures) == (FileState.READY, 2, 0)
     assert record.failed_on == frozenset()
@@ -911,9 +915,9 @@ def test_with_one_engine_working_quarantined_after_max_attempts_solo_failures(
         ready(state, D)
         state.engine_polled("gpu-1", now=0)
         assign(state, "x", 1, engine_id="gpu-2", now=0)
-        complete(state, "x", Outcome.FAILED, now=0)  # bench_after=1: gpu-2 is benched
+        complete(state, "x", EngineReport.FAILED, now=0)  # bench_after=1: gpu-2 is benched
         assign(state, "y", 1, now=0)  # D
-        complete(state, "y", Outcome.DONE, now=0)
+        complete(state, "y", EngineReport.DONE, now=0)
     ready(state, A, B)
     for attempt in (1, 2):
         plan = fail_alone(state, str(attempt), A, "gpu-1", now=start + attempt)
@@ -937,7 +941,7 @@ def fail_alone_while_gpu2_comes_and_goes(
     state.commit_assignment(plan, job_id, now, LEASE_S)
     state.engine_polled("gpu-2", now + 1)
     assert state.other_engines_working("gpu-1", now + 2)
-    return complete(state, job_id, Outcome.FAILED, now=now + 2)
+    return complete(state, job_id, EngineReport.FAILED, now=now + 2)
 
 
 def test_max_attempts_on_the_same_engine_while_another_works_does_not_quarantine() -> None:
@@ -958,7 +962,7 @@ def test_max_attempts_on_the_same_engine_while_another_works_does_not_quarantine
     # And on a second engine, the file is quarantined.
     state.commit_assignment(to_gpu2, "3", now, LEASE_S)
     state.engine_polled("gpu-1", now)
-    assert complete(state, "3", Outcome.FAILED, now=now).quarantine == (A,)
+    assert complete(state, "3", EngineReport.FAILED, now=now).quarantine == (A,)
 
 
 def test_a_file_failed_alone_on_both_of_two_engines_still_goes_out_until_quarantined() -> None:
@@ -998,7 +1002,7 @@ def fail_batch(state: RunState, job_id: str, engine_id: str, now: float) -> None
     files that failed before does not count towards benching)."""
     job = assign(state, job_id, 2, engine_id=engine_id, now=now)
     assert all(attempt == 1 for attempt in job.files.values())
-    complete(state, job_id, Outcome.FAILED, now=now)
+    complete(state, job_id, EngineReport.FAILED, now=now)
     for name in job.files:
         state.file_gone(name, now)
 
@@ -1034,7 +1038,7 @@ def test_done_resets_the_failure_streak() -> None:
     fail_batch(state, "1", "gpu-1", now=1)
     assert state.engines["gpu-1"].failure_streak == 1
     assign(state, "2", 2, now=2)
-    complete(state, "2", Outcome.DONE, now=2)
+    complete(state, "2", EngineReport.DONE, now=2)
     assert state.engines["gpu-1"].failure_streak == 0
     fail_batch(state, "3", "gpu-1", now=3)
     assert state.engines["gpu-1"].failure_streak == 1
@@ -1127,7 +1131,7 @@ def test_expired_files_at_the_front_do_not_take_a_half_along() -> None:
     ready(state, *files)
     assign(state, "1", 4)  # f0-f3
     assign(state, "2", 2)  # f4 f5
-    complete(state, "1", Outcome.FAILED)  # f0 f1 | f2 f3, capped at 2
+    complete(state, "1", EngineReport.FAILED)  # f0 f1 | f2 f3, capped at 2
     state.expire("2", now=100)  # f4 f5 go to the front, uncapped
     assert list(state.ready_names()) == files[4:] + files[:4]
     assert list(assign(state, "3", 10, now=100).files) == files[4:]
@@ -1140,7 +1144,7 @@ def test_halves_of_an_odd_batch_go_out_apart_from_each_other_and_from_fresh_file
     files = names(5)
     ready(state, *files)
     assign(state, "1", 3)
-    complete(state, "1", Outcome.FAILED)  # f0 f1 (cap 2), f2 (cap 1)
+    complete(state, "1", EngineReport.FAILED)  # f0 f1 (cap 2), f2 (cap 1)
     assert list(assign(state, "2", 10).files) == files[:2]
     assert list(assign(state, "3", 10).files) == files[2:3]
     assert list(assign(state, "4", 10).files) == files[3:]
@@ -1177,7 +1181,7 @@ def test_expired_jobs_changes_nothing_and_skips_ended_jobs() -> None:
     assign(state, "1", 1, now=0)
     assign(state, "2", 1, now=0)
     assign(state, "3", 1, now=50)
-    complete(state, "2", Outcome.DONE, now=1)
+    complete(state, "2", EngineReport.DONE, now=1)
     before = snapshot(state)
     assert [job.job_id for job in state.expired_jobs(now=100)] == ["1"]
     assert snapshot(state) == before
@@ -1206,7 +1210,7 @@ def test_expire_of_an_ended_job_changes_nothing() -> None:
     assign(state, "1", 1)
     assign(state, "2", 1)
     state.expire("1", now=100)
-    complete(state, "2", Outcome.DONE, now=5)
+    complete(state, "2", EngineReport.DONE, now=5)
     before = snapshot(state)
     state.expire("1", now=200)
     state.expire("2", now=200)
@@ -1287,7 +1291,7 @@ def test_restored_live_job_completes_like_any_other() -> None:
     state.restore_job(restored_job("1", {A: 2, B: 1}, JobState.ASSIGNED))
     state.file_seen(A, complete=True, now=30)
     state.file_seen(B, complete=True, now=30)
-    plan = complete(state, "1", Outcome.FAILED, now=31)
+    plan = complete(state, "1", EngineReport.FAILED, now=31)
     assert (plan.requeue, plan.quarantine) == ((A, B), ())  # a batch: retried in halves
     assert states(state) == {A: FileState.READY, B: FileState.READY}
     assert state.files[A].failures == 2
@@ -1300,7 +1304,7 @@ def test_restore_expired_job_lets_a_late_done_merge() -> None:
     state.restore_job(restored_job("1", {A: 1, B: 1}, JobState.EXPIRED))
     assert state.files[A].expired_job == "1"
     assert list(state.live_jobs()) == []
-    assert complete(state, "1", Outcome.DONE).action is CompletionAction.MERGE
+    assert complete(state, "1", EngineReport.DONE).action is CompletionAction.MERGE
     assert states(state) == {A: FileState.DONE, B: FileState.DONE}
 
 
@@ -1309,7 +1313,7 @@ def test_restore_superseded_expired_job_rejects_a_late_done() -> None:
     ready(state, A)
     state.restore_job(restored_job("1", {A: 1}, JobState.EXPIRED, superseded=True))
     assert state.files[A].expired_job is None
-    assert state.plan_completion("1", Outcome.DONE, now=0).action is CompletionAction.CONFLICT
+    assert state.plan_completion("1", EngineReport.DONE, now=0).action is CompletionAction.CONFLICT
 
 
 @pytest.mark.parametrize("job_state", [JobState.DONE, JobState.FAILED, JobState.UNKNOWN])
@@ -1332,11 +1336,11 @@ def test_failed_retries_do_not_count_towards_benching() -> None:
     ready(state, *names(8))
     state.engine_polled("gpu-2", now=0)
     first = assign(state, "1", 4, now=1)
-    complete(state, "1", Outcome.FAILED, now=1)
+    complete(state, "1", EngineReport.FAILED, now=1)
     for k in range(2, 5):  # the halves, and their halves: all retries
         state.engine_polled("gpu-2", now=k)
         job = assign(state, str(k), 4, now=k)
         assert set(job.files) <= set(first.files)
-        complete(state, str(k), Outcome.FAILED, now=k)
+        complete(state, str(k), EngineReport.FAILED, now=k)
     engine = state.engines["gpu-1"]
     assert (engine.failure_streak, engine.benched_until) == (1, 0)

@@ -35,14 +35,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from reactor.retry import HARD_LIMIT_FACTOR, SKIP_LIMIT, FailureHistory
-from reactor.state import (
+from reactor.core.retry import HARD_LIMIT_FACTOR, SKIP_LIMIT, FailureHistory
+from reactor.core.state import (
     LIVE_JOB_STATES,
     AssignPlan,
     CompletionAction,
+    EngineReport,
     FileState,
     JobState,
-    Outcome,
     RunState,
 )
 
@@ -253,16 +253,16 @@ class RunStateMachine(RuleBasedStateMachine):
                 record.expired_job = None
 
     def _expected_completion(
-        self, job: ModelJob, job_id: str, outcome: Outcome
+        self, job: ModelJob, job_id: str, outcome: EngineReport
     ) -> CompletionAction:
         if job.live:
             return {
-                Outcome.DONE: CompletionAction.MERGE,
-                Outcome.FAILED: CompletionAction.FAIL,
-                Outcome.UNKNOWN: CompletionAction.SET_ASIDE,
+                EngineReport.DONE: CompletionAction.MERGE,
+                EngineReport.FAILED: CompletionAction.FAIL,
+                EngineReport.UNKNOWN: CompletionAction.SET_ASIDE,
             }[outcome]
         if job.state is JobState.EXPIRED:
-            if outcome is not Outcome.DONE:
+            if outcome is not EngineReport.DONE:
                 return CompletionAction.LATE_IGNORED
             # A late DONE merges only if none of its files went anywhere since the expiry.
             untouched = all(
@@ -275,9 +275,9 @@ class RunStateMachine(RuleBasedStateMachine):
                 return CompletionAction.MERGE
             return CompletionAction.CONFLICT
         finished = {
-            JobState.DONE: Outcome.DONE,
-            JobState.FAILED: Outcome.FAILED,
-            JobState.UNKNOWN: Outcome.UNKNOWN,
+            JobState.DONE: EngineReport.DONE,
+            JobState.FAILED: EngineReport.FAILED,
+            JobState.UNKNOWN: EngineReport.UNKNOWN,
         }[job.state]
         if outcome is finished or job.state is JobState.UNKNOWN:
             return CompletionAction.REPEAT
@@ -463,7 +463,7 @@ class RunStateMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ completion
 
     def _complete(self, job_id: str, report: str) -> None:
-        outcome = Outcome.parse(report)
+        outcome = EngineReport.parse(report)
         job = self.model_jobs[job_id]
         before = self._views()
         plan = self.state.plan_completion(job_id, outcome, self.now)

@@ -21,10 +21,10 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from reactor.cli import main
-from reactor.config import local_service
-from reactor.demo import free_port
-from reactor.status import Screen
-from reactor.statusview import Glyphs, duration, render
+from reactor.ops.status import Screen
+from reactor.ops.status_view import Glyphs, duration, render
+from reactor.settings.serve import local_service
+from reactor.sim.demo import free_port
 from tests.conftest import RunDirs
 from tests.test_api import add_files, get_json, make_client, write_outputs
 

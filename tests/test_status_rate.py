@@ -1,11 +1,11 @@
-"""`reactor.rate.Throughput`: the recent rate follows the present, the since-start figure
+"""`reactor.core.rate.Throughput`: the recent rate follows the present, the since-start figure
 stays, and memory is bounded whatever the run's length. Time is given, never read."""
 
 from __future__ import annotations
 
 import pytest
 
-from reactor.rate import BUCKETS, MIN_SPAN_S, Throughput
+from reactor.core.rate import BUCKETS, MIN_SPAN_S, Throughput
 
 START = 1000.0
 

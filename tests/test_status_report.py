@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from reactor.keys import REACTOR
-from reactor.model import FileRecord
-from reactor.service import Reactor
-from reactor.status_report import QUARANTINE_LISTED
+from reactor.core.model import FileRecord
+from reactor.core.status import QUARANTINE_LISTED
+from reactor.serve.app_keys import REACTOR
+from reactor.serve.service import Reactor
 from tests.conftest import ManualClock, RunDirs
 from tests.test_api import add_files, get_json, make_client, write_outputs
 from tests.test_openapi import DOCUMENT, assert_documented

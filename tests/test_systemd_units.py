@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.demo import free_port, serve_args
+from reactor.sim.demo import free_port, serve_args
 from tests.pod5files import write_pod5
 from tests.served import REPO, wait_for
 

@@ -33,17 +33,13 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from reactor.watcher import (
+from reactor.core.events import Area, Change, FsEvent, input_filter, results_filter
+from reactor.serve.watcher import (
     LOST_OVERFLOW,
     LOST_RESTARTED,
     OVERFLOW_LOGGER,
-    Area,
-    Change,
     EventBridge,
-    FsEvent,
     Watcher,
-    input_filter,
-    results_filter,
 )
 from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
 

@@ -11,7 +11,7 @@ random moment, and restarted (sometimes with its basecaller, as when a node dies
 otherwise the basecaller is left running as an orphan, as when only the engine is
 OOM-killed). After the last round the
 run is let finish, everything is stopped with SIGTERM, and every read id in `pass/` +
-`fail/` is compared with the read ids of the `.pod5` files (`reactor.demo`'s check):
+`fail/` is compared with the read ids of the `.pod5` files (`reactor.sim.demo`'s check):
 
 - each read of each `.pod5` exactly once, except the reads of quarantined files (those in
   an `INPUTDIR/FAILED_*` or `UNKNOWN_*` folder), which must be absent;
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from reactor.demo import Verdict, check_exactly_once, free_port, get_json, serve_args
-from reactor.simulate import whole_number
+from reactor.commands.arguments import whole_number
+from reactor.sim.demo import Verdict, check_exactly_once, free_port, get_json, serve_args
 
 PROG = "python -m tests.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
@@ -237,7 +237,7 @@ class Torture:
     def start_engine(self, index: int) -> None:
         self.engine_starts[index] += 1
         command = (
-            f"{{python}} -m reactor.fakecaller {{input_dir}} {{output_dir}} "
+            f"{{python}} -m reactor fake-basecaller {{input_dir}} {{output_dir}} "
             f"--delay-per-read {self.args.delay_per_read}"
         )
         self.engines[index] = self._spawn(

@@ -11,10 +11,10 @@ from tests.bench.scanfloor import peak_rss_bytes
 
 
 def main() -> int:
-    import reactor.app
     import reactor.cli
+    import reactor.serve.app
 
-    print(json.dumps({"maxrss_bytes": peak_rss_bytes(), "app": reactor.app.__name__}))
+    print(json.dumps({"maxrss_bytes": peak_rss_bytes(), "app": reactor.serve.app.__name__}))
     return 0
 
 

@@ -6,7 +6,7 @@ into INPUTDIR, noting `time.monotonic()` just before each rename: one every `idl
 ("idle"), or 1,000 a second ("loaded"). Meanwhile POLLERS engines ask `/assignwork`
 (batch POLL_BATCH) back to back and note when each name comes back. Every file is
 measured. The floor is the same arrivals watched by the same watchdog observer
-(`reactor.watcher.Watcher`) delivering to a bare callback (`tests.bench.watchfloor`).
+(`reactor.serve.watcher.Watcher`) delivering to a bare callback (`tests.bench.watchfloor`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from reactor.pod5gen import pod5_bytes
+from reactor.sim.pod5_files import pod5_bytes
 from tests.bench import client
 from tests.bench.figures import Figure
 from tests.bench.servers import REPO, reactor_serve

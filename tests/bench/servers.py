@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reactor.demo import free_port, serve_args
+from reactor.sim.demo import free_port, serve_args
 
 READY_POLL_S = 0.005
 STOP_TIMEOUT_S = 30.0

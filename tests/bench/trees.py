@@ -1,7 +1,7 @@
 """Run folders of many `.pod5` files, built once and cached between runs.
 
 A tree of N files is one INPUTDIR with N hardlinks of one small real `.pod5` (written by
-`reactor.pod5gen`; hardlinks are the fastest way to make 10^6 files, and the service
+`reactor.sim.pod5_files`; hardlinks are the fastest way to make 10^6 files, and the service
 reads only names and signature bytes, so copies of one file are as good as distinct
 files). ext4 allows 65,000 links per inode, so a new source file is written every
 LINKS_PER_SOURCE links. Two OUTPUTDIRs share the INPUTDIR:
@@ -11,7 +11,7 @@ LINKS_PER_SOURCE links. Two OUTPUTDIRs share the INPUTDIR:
   `pass/` whose stem is the `.pod5`'s stem; hardlinks of one small FASTQ).
 
 Both hold the same jobs in flight: `jobs` jobs of FILES_PER_JOB files each, created by
-`reactor.journal.Journal.assign` itself (ASSIGNED_ links in INPUTDIR, TMPOUTPUT with its
+`reactor.disk.journal.Journal.assign` itself (ASSIGNED_ links in INPUTDIR, TMPOUTPUT with its
 manifest in OUTPUTDIR), so the layout is exactly what a running service leaves behind.
 
 A tree is reused when its `tree.json` matches what is asked for; `fresh=True` rebuilds it.
@@ -29,10 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reactor.journal import Journal
-from reactor.names import is_pod5_name, new_job_id
-from reactor.pod5gen import pod5_bytes
-from reactor.state import Job, JobState
+from reactor.core.names import is_pod5_name
+from reactor.core.state import Job, JobState
+from reactor.disk.journal import Journal
+from reactor.serve.service import new_job_id
+from reactor.sim.pod5_files import pod5_bytes
 
 TREE_FORMAT = 1
 LINKS_PER_SOURCE = 60_000  # under ext4's 65,000 links per inode

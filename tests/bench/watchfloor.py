@@ -1,4 +1,4 @@
-"""The ingest floor: reactor's own watchdog observer (`reactor.watcher.Watcher`) delivering
+"""The ingest floor: reactor's own watchdog observer (`reactor.serve.watcher.Watcher`) delivering
 each event to a bare callback on an asyncio loop, which notes `time.monotonic()` the first
 time it sees a `.pod5` arrive. No signature check, no state, no HTTP.
 
@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from reactor.watcher import Area, Change, FsEvent, Watcher
+from reactor.core.events import Area, Change, FsEvent
+from reactor.serve.watcher import Watcher
 
 ARRIVALS = frozenset({Change.MOVED_IN, Change.CLOSED, Change.CREATED})
 

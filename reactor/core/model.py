@@ -1,0 +1,134 @@
+"""The core's vocabulary: states, outcomes, and the records of files, jobs and engines.
+
+Plain data, no behaviour beyond small properties: `reactor.core.state.RunState` owns and
+changes these records; the journal and the service read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FileState(StrEnum):
+    INCOMPLETE = "incomplete"
+    READY = "ready"
+    ASSIGNED = "assigned"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+
+
+class JobState(StrEnum):
+    ASSIGNED = "assigned"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+LIVE_JOB_STATES = frozenset({JobState.ASSIGNED, JobState.PROCESSING})
+
+
+class EngineReport(StrEnum):
+    """What an engine reported through /completed."""
+
+    DONE = "DONE"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"  # any other job_state string: kept aside, as the seed did
+
+    @classmethod
+    def parse(cls, job_state: str) -> EngineReport:
+        upper = job_state.upper()
+        if upper == cls.DONE:
+            return cls.DONE
+        if upper == cls.FAILED:
+            return cls.FAILED
+        return cls.UNKNOWN
+
+
+class CompletionAction(StrEnum):
+    MERGE = "merge"  # DONE: move outputs into pass/ and fail/, files done
+    FAIL = "fail"  # FAILED: requeue in halves; a file failed alone may be quarantined
+    SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
+    REPEAT = "repeat"  # the same report again: harmless, nothing to do
+    LATE_IGNORED = "late_ignored"  # FAILED/unknown after expiry: files are already requeued
+    CONFLICT = "conflict"  # cannot be accepted (409): e.g. late DONE after files went out again
+
+
+class UnknownJob(KeyError):
+    """A job id this run never handed out."""
+
+
+@dataclass(slots=True)
+class FileRecord:
+    state: FileState
+    failures: int = 0  # FAILED outcomes of jobs holding this file, so far
+    job_id: str | None = None  # the live job holding it, while ASSIGNED
+    expired_job: str | None = None  # latest expired job whose late DONE could still merge it
+    changed_at: float = 0.0  # time of the last state change or filesystem activity
+    present: bool = True  # False once the .pod5 was deleted or moved out of INPUTDIR
+    solo_failures: int = 0  # FAILED outcomes of jobs holding only this file
+    failed_on: frozenset[str] = frozenset()  # engines of those solo failures
+    batch_cap: int = 0  # hand it out in batches of at most this many (0: no cap)
+
+
+@dataclass(slots=True)
+class Job:
+    job_id: str
+    engine_id: str
+    files: dict[str, int]  # name -> attempt number (1 = first try) for this job
+    state: JobState
+    assigned_at: float
+    last_seen: float
+    lease_s: float
+    engine_state: str = ""
+    superseded: bool = False  # expired, and some of its files were handed out again
+    finished_at: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_JOB_STATES
+
+    def deadline(self) -> float:
+        return self.last_seen + self.lease_s
+
+
+@dataclass(slots=True)
+class EngineRecord:
+    engine_id: str
+    last_seen: float
+    live_jobs: set[str] = field(default_factory=set)
+    files_done: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    jobs_expired: int = 0
+    failure_streak: int = 0  # failed batches in a row
+    benched_until: float = 0.0  # no work for it before this time
+
+
+@dataclass(frozen=True, slots=True)
+class AssignPlan:
+    """What an assignment will hand out; nothing has changed yet."""
+
+    engine_id: str
+    files: dict[str, int]  # name -> attempt, in queue order
+    supersede: tuple[str, ...]  # expired jobs whose outputs must be set aside first
+    benched: bool = False  # the engine is benched: nothing for it now
+
+    @property
+    def empty(self) -> bool:
+        return not self.files
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPlan:
+    """What a /completed report will do; nothing has changed yet."""
+
+    job: Job
+    outcome: EngineReport
+    action: CompletionAction
+    requeue: tuple[str, ...] = ()
+    quarantine: tuple[str, ...] = ()
+    supersede: bool = False  # CONFLICT on an expired job: set its outputs aside now
+    reason: str = ""

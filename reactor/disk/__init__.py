@@ -1,0 +1,9 @@
+"""The disk: the run folders as the journal, and everything read or written there.
+
+Owns the journal (each state change as crash-safe steps of renames and manifests),
+recovery (the run rebuilt from disk alone after a crash), the run-complete marker, the
+POD5 signature check and the search for MinKNOW's stop file. Synchronous: callers
+decide on which thread it runs.
+
+May import: the standard library, `reactor.core` and `reactor.disk`.
+"""

@@ -1,0 +1,195 @@
+"""The text a person reads in `reactor status`: one /status snapshot, rendered to lines.
+
+Pure: `render(status, ...)` takes the /status JSON and the terminal's width and returns
+plain lines, without escape codes. It never invents what the service does not report:
+the engine protocol says nothing about reads, so progress is counted in files only.
+`reactor.ops.status` fetches the snapshot and puts the lines on the screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+QUARANTINE_SHOWN = 10  # names shown; the rest is "+K more"
+MIN_BAR = 10
+MAX_BAR = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Glyphs:
+    """Characters for the bar and for "unknown"; ASCII where the output cannot take more."""
+
+    full: str
+    empty: str
+    none: str  # an unknown value, such as the ETA before any file is done
+    sep: str
+    ascii_only: bool = False
+
+    @classmethod
+    def for_encoding(cls, encoding: str | None) -> Glyphs:
+        fancy = cls("█", "░", "—", " · ")
+        try:
+            (fancy.full + fancy.empty + fancy.none + fancy.sep).encode(encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return cls("#", ".", "-", " | ", ascii_only=True)
+        return fancy
+
+    def clean(self, name: str) -> str:
+        """A name from the service, safe to print: a file name may hold any character but
+        / and NUL, and an escape sequence in one must not reach the terminal."""
+        return "".join(
+            ch if ch.isprintable() and (ch.isascii() or not self.ascii_only) else "?" for ch in name
+        )
+
+
+def duration(seconds: float) -> str:
+    """3 s, 4 min 10 s, 18 min, 2 h 05 min, 3 d 4 h."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 10:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def bar(done: int, total: int, width: int, glyphs: Glyphs) -> str:
+    filled = width * done // total if total else 0
+    return f"[{glyphs.full * filled}{glyphs.empty * (width - filled)}]"
+
+
+def wrap(first: str, parts: list[str], sep: str, width: int, indent: str) -> list[str]:
+    """`first` then `parts` joined by `sep`, onto more lines (starting with `indent`)
+    where one would pass `width`; a part is never split."""
+    lines: list[str] = []
+    line = first + parts[0]
+    for part in parts[1:]:
+        if len(line) + len(sep) + len(part) <= width:
+            line += sep + part
+        else:
+            lines.append(line)
+            line = indent + part
+    return [*lines, line]
+
+
+def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: str) -> list[str]:
+    """The lines of one snapshot, `width` columns wide where they can be; `at` is the
+    wall-clock time the snapshot was taken, as shown."""
+    lines = wrap("reactor ", [url, f"phase {status['phase']}", at], glyphs.sep, width, "  ")
+    if not status["ready"]:
+        lines.append("  the service is recovering its state from disk; counts are not final yet")
+    lines += _progress(status, width, glyphs)
+    lines += _engines(status["engines"], width, glyphs)
+    lines += _quarantined(status["quarantined"], width, glyphs)
+    return lines
+
+
+def _progress(status: dict[str, Any], width: int, glyphs: Glyphs) -> list[str]:
+    files = status["files"]
+    seen = status["files_total"]
+    finished = files["done"] + files["quarantined"]
+    if seen == 0:
+        lines = ["files    no .pod5 file seen yet"]
+    else:
+        size = max(MIN_BAR, min(MAX_BAR, width - 36))
+        percent = 100 * finished / seen
+        lines = [
+            f"files    {bar(finished, seen, size, glyphs)} {finished:,}/{seen:,} {percent:.1f}%"
+        ]
+    counts = [
+        f"{key} {files[key]:,}"
+        for key in ("done", "quarantined", "ready", "assigned", "incomplete")
+    ]
+    lines += wrap(INDENT, counts, glyphs.sep, width, INDENT)
+    throughput = status["throughput"]
+    window = duration(throughput["window_s"])
+    rate = [
+        f"{60 * throughput['files_per_s']:.1f} files/min",
+        f"over the last {window}",
+        f"({60 * throughput['files_per_s_since_start']:.1f} since start)",
+    ]
+    lines += wrap("rate     ", rate, " ", width, INDENT)
+    lines += wrap("ETA      ", _eta(status, window, glyphs), " ", width, INDENT)
+    return lines
+
+
+INDENT = " " * 9  # under the values of "files", "rate", "ETA"
+
+
+def _eta(status: dict[str, Any], window: str, glyphs: Glyphs) -> list[str]:
+    files = status["files"]
+    waiting = files["incomplete"] + files["ready"] + files["assigned"]
+    eta_s = status["throughput"]["eta_s"]
+    if waiting == 0:
+        return [glyphs.none, "(no file waiting)"]
+    if eta_s is None:
+        return [glyphs.none, f"(no file done in the last {window})"]
+    if status["phase"] in ("starting", "running"):  # more files will come
+        return [duration(eta_s), "for the files seen so far"]
+    return [duration(eta_s)]
+
+
+ENGINE_COLUMNS = ("engine", "last seen", "live jobs", "files done", "jobs done/failed/expired")
+
+
+def _engine_cells(engine: dict[str, Any]) -> tuple[str, ...]:
+    benched = engine["benched_s"]
+    return (
+        engine["engine_id"],
+        f"{duration(engine['last_seen_s'])} ago",
+        str(engine["live_jobs"]),
+        f"{engine['files_done']:,}",
+        f"{engine['jobs_done']}/{engine['jobs_failed']}/{engine['jobs_expired']}",
+        f"benched for {duration(benched)}" if benched > 0 else "",
+    )
+
+
+def _engines(engines: list[dict[str, Any]], width: int, glyphs: Glyphs) -> list[str]:
+    if not engines:
+        return ["engines  none has asked for work yet"]
+    ordered = sorted(engines, key=lambda e: str(e["engine_id"]))
+    rows = [_engine_cells({**e, "engine_id": glyphs.clean(e["engine_id"])}) for e in ordered]
+    lines = [f"engines  {len(rows)}"]
+    table = [(*ENGINE_COLUMNS, ""), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(ENGINE_COLUMNS))]
+    wide = [
+        ("  " + "  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True))).rstrip()
+        for row in table
+    ]
+    if max(len(line) for line in wide) <= width:
+        return lines + wide
+    # Too narrow for a table: a few lines per engine, each value named.
+    for name, seen, live, done, jobs, benched in rows:
+        parts = [f"seen {seen}", f"{live} live jobs", f"{done} files done"]
+        parts += [f"jobs done/failed/expired {jobs}", *([benched] if benched else [])]
+        lines += wrap(f"  {name}: ", parts, glyphs.sep, width, "    ")
+    return lines
+
+
+def _quarantined(quarantined: dict[str, Any], width: int, glyphs: Glyphs) -> list[str]:
+    total = quarantined["total"]
+    if total == 0:
+        return ["quarantined  none"]
+    lines = [f"quarantined  {total:,} file{'s' if total != 1 else ''}"]
+    listed = quarantined["files"][:QUARANTINE_SHOWN]
+    for entry in listed:
+        failures = entry["failures"]
+        note = f"failed {failures} time{'s' if failures != 1 else ''}" if failures else ""
+        name = glyphs.clean(entry["name"])
+        lines += wrap("  ", [name, *([note] if note else [])], "  ", width, "    ")
+    if total > len(listed):
+        lines.append(f"  +{total - len(listed):,} more")
+    hint = ["retry them once the cause is fixed", "(a damaged file, a broken engine):"]
+    lines += wrap("  ", hint, " ", width, "  ")
+    lines.append("    reactor requeue --all")
+    lines += wrap(
+        "    ", ["reactor requeue FAILED_<job>_<engine>", "(one folder)"], "  ", width, "    "
+    )
+    return lines

@@ -1,0 +1,11 @@
+"""The service, `reactor serve`: the aiohttp app around the core and the journal.
+
+Owns the coordinator (`service.Reactor`: plan in the core, carry it out on disk, commit,
+log), the HTTP API and its OpenAPI document, the watchdog bridge, the deadline sweeper,
+the end-of-run finisher and `on_complete`'s process, sd_notify and the Prometheus
+metrics, and the app's lifecycle (`app.create_app`). Everything runs on one event loop.
+
+May import: the standard library, `reactor.core`, `reactor.disk`, `reactor.settings`,
+`reactor.runtime` and `reactor.serve`, and aiohttp, watchdog, prometheus_client and
+structlog. It is the only room that imports watchdog or prometheus_client.
+"""

@@ -1,0 +1,314 @@
+"""HTTP handlers: the seed's wire protocol plus status and health endpoints.
+
+All engine verbs are `GET` with query parameters and JSON answers, exactly as the seed
+(see PRODUCT.md, "Wire protocol"). One error middleware turns every failure into
+`{"error": ..., "detail": ...}` with a 4xx status; anything unexpected is logged and
+answered 500 without a traceback. Handlers only parse and validate; the work is done
+by `Reactor`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from reactor.core.names import InvalidName, check_engine_id, check_job_id
+from reactor.core.state import Job, UnknownJob
+from reactor.disk.journal import JournalError
+from reactor.serve.app_keys import CONFIG, REACTOR
+from reactor.serve.service import Conflict
+
+log = structlog.get_logger("reactor.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Health probes answer without a token, so systemd and load balancers can use them; the
+# API's description is public too (it holds no secrets, and clients need it to get one).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+MAX_ENGINE_STATE_LEN = 64
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
+class ApiError(Exception):
+    """An error answered as JSON with the given status."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def _error_response(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    structlog.contextvars.clear_contextvars()
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc.status, exc.error, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        if "Allow" in exc.headers:  # a 405 must list the methods it allows (RFC 9110, 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except JournalError as exc:
+        log.error("journal_error", path=request.path, detail=str(exc))
+        detail = f"{exc}; check that the run folders exist and are writable, then retry"
+        return _error_response(503, "storage_unavailable", detail)
+    except Exception:
+        log.exception("request_failed", path=request.path)
+        return _error_response(500, "internal_error", "unexpected error; see the service log")
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def _client_allowed(request: web.Request) -> bool:
+    config = request.app[CONFIG]
+    if not config.allow:
+        return True
+    remote = request.remote
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    return address.is_loopback or any(address in network for network in config.allow)
+
+
+def _token_ok(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Allow-list of client networks and bearer token, when configured."""
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    if not _client_allowed(request):
+        raise ApiError(403, "forbidden", "this client's address is not in the allow list")
+    token = request.app[CONFIG].token
+    if token is not None and not _token_ok(request, token):
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'")
+    return await handler(request)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request latency per route (the route's pattern, so ids do not make new series)."""
+    began = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[REACTOR].metrics.request_seconds.labels(route=route).observe(
+            time.perf_counter() - began
+        )
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def _param(request: web.Request, name: str, *, required: bool = True) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, "bad_request", f"parameter {name!r} was given {len(values)} times")
+    if not values:
+        if required:
+            raise ApiError(400, "bad_request", f"missing query parameter {name!r}")
+        return None
+    return values[0]
+
+
+def _required(request: web.Request, name: str) -> str:
+    value = _param(request, name)
+    assert value is not None  # noqa: S101 - _param raised otherwise
+    return value
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    text = _param(request, name, required=False)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be a whole number, not {text!r}") from None
+    if abs(value) > 10**9:
+        raise ApiError(400, "bad_request", f"{name} is out of range")
+    return value
+
+
+def _engine_id(request: web.Request) -> str:
+    try:
+        engine_id = check_engine_id(_required(request, "engineid"))
+    except InvalidName as exc:
+        raise ApiError(400, "bad_engineid", str(exc)) from None
+    structlog.contextvars.bind_contextvars(engine_id=engine_id)
+    return engine_id
+
+
+def _job_id(request: web.Request) -> str:
+    try:
+        job_id = check_job_id(_required(request, "job_id"))
+    except InvalidName as exc:
+        raise ApiError(400, "bad_job_id", str(exc)) from None
+    structlog.contextvars.bind_contextvars(job_id=job_id)
+    return job_id
+
+
+def _job_state(request: web.Request) -> str:
+    job_state = _required(request, "job_state")
+    if not job_state or len(job_state) > MAX_ENGINE_STATE_LEN or not job_state.isprintable():
+        detail = f"job_state must be 1-{MAX_ENGINE_STATE_LEN} printable characters, e.g. DONE"
+        raise ApiError(400, "bad_job_state", detail)
+    return job_state
+
+
+def _unknown_job(job_id: str) -> ApiError:
+    return ApiError(404, "unknown_job", f"job {job_id} was never handed out by this run")
+
+
+# -------------------------------------------------------------------- handlers
+
+
+def _assignment_body(job: Job | None, lease_s: float) -> dict[str, Any]:
+    """The seed's BCBatch fields; an empty batch has jobid "-1" and batch_size 0."""
+    if job is None:
+        return {
+            "jobid": "-1",
+            "job_input_dir": "",
+            "job_output_dir": "",
+            "bc_engine_id": "",
+            "batch_size": 0,
+            "batch": [],
+            "report_back_period": lease_s,
+            "report_back_interval": lease_s,
+        }
+    return {
+        "jobid": job.job_id,
+        "job_input_dir": f"ASSIGNED_{job.job_id}_{job.engine_id}",
+        "job_output_dir": f"TMPOUTPUT_{job.job_id}_{job.engine_id}",
+        "bc_engine_id": job.engine_id,
+        "batch_size": len(job.files),
+        "batch": list(job.files),
+        "report_back_period": lease_s,
+        "report_back_interval": lease_s,
+    }
+
+
+async def assignwork(request: web.Request) -> web.Response:
+    engine_id = _engine_id(request)
+    batch_size = _int_param(request, "batchsize", 0)
+    reactor = request.app[REACTOR]
+    job = reactor.assign(engine_id, batch_size)
+    return web.json_response(_assignment_body(job, reactor.config.report_back_interval))
+
+
+async def keepalive(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    job_state = _job_state(request)
+    try:
+        late = request.app[REACTOR].keepalive(job_id, job_state)
+    except UnknownJob:
+        raise _unknown_job(job_id) from None
+    return web.json_response({"late": late})
+
+
+async def completed(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    job_state = _job_state(request)
+    try:
+        request.app[REACTOR].complete(job_id, job_state)
+    except UnknownJob:
+        raise _unknown_job(job_id) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return web.json_response({"ok": True})
+
+
+async def requeue(request: web.Request) -> web.Response:
+    """Release quarantined files: `?folder=FAILED_…` (repeatable) and/or `?all=true`;
+    with neither, nothing is released."""
+    folders = request.query.getall("folder", [])
+    given = _param(request, "all", required=False)
+    flag = "false" if given is None else given.lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "bad_request", f"all must be true or false, not {flag!r}")
+    everything = flag in TRUE_WORDS
+    try:
+        released = request.app[REACTOR].requeue(None if everything else folders)
+    except KeyError as exc:
+        detail = f"no quarantine folder named {exc.args[0]!r} in the input folder"
+        raise ApiError(404, "unknown_folder", detail) from None
+    return web.json_response({"released": released})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REACTOR].heartbeat())
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REACTOR].status())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app[REACTOR].metrics.registry)
+    response = web.Response(body=body)
+    response.content_type = "text/plain"
+    response.charset = "utf-8"
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reactor = request.app[REACTOR]
+    if not reactor.ready:
+        return _error_response(503, "not_ready", "recovery or shutdown in progress")
+    return web.json_response({"status": "ready"})
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 description of this API, shipped in the package as `openapi.json`."""
+    return resources.files("reactor.serve").joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    openapi_document()  # read once at start, never inside a request
+    app.router.add_get("/assignwork", assignwork)
+    app.router.add_get("/keepalive", keepalive)
+    app.router.add_get("/completed", completed)
+    app.router.add_get("/heartbeat", heartbeat)
+    app.router.add_post("/requeue", requeue)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi)

@@ -1,0 +1,229 @@
+"""The aiohttp application: `create_app(config)` and the lifecycle of its services.
+
+Background services start as `cleanup_ctx` context managers, in this order, and are
+cleaned up in reverse (aiohttp's "Background tasks" pattern):
+
+1. observer - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however
+               many jobs are live), started first and holding its events (optional
+               for tests)
+2. reactor  - recovery from disk and the input scan; ready once done
+3. finisher - end of run: reads the run-complete marker; its check runs after each
+              sweep and on stop-file events (`reactor.serve.finisher`)
+4. events   - the held events, then every later one, go to the reactor and finisher
+5. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
+6. systemd  - READY=1 once all of the above ran, then watchdog pings and STATUS= lines
+              (`reactor.serve.sdnotify`)
+
+The observer watches before the scan lists INPUTDIR, so a file written during start-up
+is in the listing, or in an event, or both (handling is idempotent): no second scan is
+needed to close a gap, which at 100,000 files saves ~0.4 s of start-up (issue #6).
+
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
+the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
+anything waits), lets requests in flight finish (bounded by `shutdown_timeout`), then
+the contexts unwind: the pings end, the sweeper is cancelled, the observers stopped,
+and a running on_complete command is given a bounded time to end before it is stopped.
+Every disk change is a completed journal step by then, so the folders are consistent
+whenever the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import PurePath
+
+import structlog
+from aiohttp import web
+
+from reactor.core.endrun import stop_file_filter
+from reactor.core.events import Area, Change, FsEvent, input_filter
+from reactor.core.names import is_pod5_name
+from reactor.disk.journal import Journal
+from reactor.serve import api
+from reactor.serve.app_keys import (
+    CONFIG,
+    FINISHER,
+    HELD_EVENTS,
+    REACTOR,
+    READY_WHEN_LISTENING,
+    SWEEPER,
+    SYSTEMD,
+    WATCH_HEALTH,
+)
+from reactor.serve.finisher import Finisher, exit_by_sigterm
+from reactor.serve.held_events import HeldEvents
+from reactor.serve.sdnotify import Notifier, SystemdLifecycle
+from reactor.serve.service import Clock, Reactor
+from reactor.serve.sweeper import Sweeper
+from reactor.serve.watcher import Watcher
+from reactor.settings.serve import ServeConfig
+
+log = structlog.get_logger("reactor.app")
+
+
+def create_app(
+    config: ServeConfig,
+    *,
+    clock: Clock = time.monotonic,
+    journal: Journal | None = None,
+    watch: bool = True,
+    sweep: bool = True,
+    job_id_factory: Callable[[], str] | None = None,
+    notifier: Notifier | None = None,
+    ready_when_listening: bool = False,
+    request_exit: Callable[[], None] = exit_by_sigterm,
+) -> web.Application:
+    """Build the application. Tests may inject a clock, a journal with crash points,
+    a notifier (systemd's, from the environment, by default), and turn off the watcher
+    or the background sweeper (calling `sweep_once` instead).
+
+    aiohttp starts the app before it listens. `ready_when_listening` keeps READY=1 back
+    until the caller, once the port is open, calls `app[SYSTEMD].announce_ready()`
+    (`reactor serve` does, so engines started after reactor.service find it listening);
+    otherwise READY=1 goes out as soon as the start-up work is done.
+
+    `request_exit` is how `exit_on_complete` ends the service (SIGTERM to itself, which
+    `web.run_app` turns into a graceful shutdown); tests pass their own."""
+    app = web.Application(
+        middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
+    )
+    app[CONFIG] = config
+    extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
+    reactor = Reactor(config, clock=clock, journal=journal, **extra)
+    app[REACTOR] = reactor
+    app[SWEEPER] = Sweeper(
+        reactor,
+        clock=clock,
+        interval_s=config.sweep_interval,
+        reconcile_interval_s=config.reconcile_interval,
+    )
+    app[FINISHER] = Finisher(reactor, request_exit=request_exit)
+    api.add_routes(app)
+    if watch:
+        app.cleanup_ctx.append(_observer_ctx)
+    app.cleanup_ctx.append(_reactor_ctx)
+    app.cleanup_ctx.append(_finisher_ctx)
+    if watch:
+        app.cleanup_ctx.append(_events_ctx)
+    if sweep:
+        app.cleanup_ctx.append(_sweeper_ctx)
+    notifier = Notifier.from_environ() if notifier is None else notifier
+    app[SYSTEMD] = SystemdLifecycle(notifier, reactor.status_line)
+    app.on_shutdown.append(_tell_finisher_stopping)
+    app.on_shutdown.append(_tell_systemd_stopping)
+    app[READY_WHEN_LISTENING] = ready_when_listening
+    app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
+    return app
+
+
+async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
+    reactor = app[REACTOR]
+    reactor.start()
+    config = app[CONFIG]
+    log.info("serving", listen=config.listen, **reactor.count_fields())
+    if config.insecure and config.token is None and not config.allow:
+        log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
+    yield
+    reactor.ready = False
+    log.info("stopped", **reactor.count_fields())
+
+
+async def _finisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    finisher = app[FINISHER]
+    finisher.start()
+    app[SWEEPER].end_of_run = finisher.check
+    yield
+    app[SWEEPER].end_of_run = None
+    await finisher.stop()
+
+
+async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    reactor = app[REACTOR]
+    finisher = app[FINISHER]
+    stop_file = stop_file_filter(config.stop_file)
+
+    def accept_input(change: Change, path: PurePath) -> bool:
+        return input_filter(change, path) or stop_file(change, path)
+
+    def deliver(event: FsEvent) -> None:
+        if event.area is Area.INPUT and not is_pod5_name(event.name):
+            finisher.on_input_event(event)  # only stop-file names get this far
+        else:
+            reactor.on_fs_event(event)
+
+    events = app[HELD_EVENTS] = HeldEvents(deliver, reactor.reconcile)
+    watcher = Watcher(
+        config.input_dir,
+        config.output_dir,
+        on_event=events.on_event,
+        input_accept=accept_input,
+        on_lost=events.on_lost,
+        loop=asyncio.get_running_loop(),
+        polling=config.observer == "polling",
+        poll_interval_s=config.poll_interval,
+    )
+    # Restarting a dead observer joins watchdog's threads, each of which can take its
+    # read timeout (~0.5 s, measured): never on the loop. After start, the watcher is
+    # changed only on this one worker, so it has a single owner.
+    watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
+
+    def check_health() -> None:
+        future = watch_worker.submit(watcher.check_health)
+
+        def report(done: Future[None]) -> None:
+            if (error := done.exception()) is not None:
+                log.warning("watcher_error", action="check_health", detail=str(error))
+
+        future.add_done_callback(report)
+
+    # The watches exist when start() returns (watchdog adds them before its threads
+    # run): from here on, every change in the run folders is seen.
+    watcher.start()
+    app[WATCH_HEALTH] = check_health
+    yield
+    watch_worker.shutdown(wait=True)
+    watcher.stop()
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Recovery and the scan are done: deliver the held events, then every new one."""
+    events = app[HELD_EVENTS]
+    held = events.release()
+    log.debug("held_events_delivered", events=held)
+    app[SWEEPER].health_check = app[WATCH_HEALTH]
+    yield
+    app[SWEEPER].health_check = None
+    events.hold()
+
+
+async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[SWEEPER].run(), name="reactor-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _systemd_ctx(app: web.Application) -> AsyncIterator[None]:
+    systemd = app[SYSTEMD]
+    systemd.start(announce_ready=not app[READY_WHEN_LISTENING])
+    yield
+    await systemd.stop()  # a no-op when on_shutdown already said STOPPING=1
+
+
+async def _tell_finisher_stopping(app: web.Application) -> None:
+    """From here on the sweeper still runs (until the contexts unwind) but on_complete is
+    not claimed, and a command that ends other than with code 0 is recorded as stopped
+    (`reactor.serve.finisher`): systemd may signal it before reactor does."""
+    app[FINISHER].begin_shutdown()
+
+
+async def _tell_systemd_stopping(app: web.Application) -> None:
+    """on_shutdown runs once the listening sockets are closed and before requests in
+    flight are awaited: the earliest point aiohttp offers to say STOPPING=1."""
+    await app[SYSTEMD].stop("stopping: finishing requests in flight")

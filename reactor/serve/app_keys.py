@@ -1,0 +1,26 @@
+"""Typed keys for everything stored on the aiohttp application (one place, one owner)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from reactor.serve.finisher import Finisher
+from reactor.serve.held_events import HeldEvents
+from reactor.serve.sdnotify import SystemdLifecycle
+from reactor.serve.service import Reactor
+from reactor.serve.sweeper import Sweeper
+from reactor.settings.serve import ServeConfig
+
+CONFIG: web.AppKey[ServeConfig] = web.AppKey("config")
+REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
+SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
+FINISHER: web.AppKey[Finisher] = web.AppKey("finisher")
+SYSTEMD: web.AppKey[SystemdLifecycle] = web.AppKey("systemd")
+# True when READY=1 waits for the caller to say the port is open (see create_app).
+READY_WHEN_LISTENING: web.AppKey[bool] = web.AppKey("ready_when_listening", bool)
+# The observer's events, held until recovery is done (see reactor.app).
+HELD_EVENTS: web.AppKey[HeldEvents] = web.AppKey("held_events")
+# Checks the observer and restarts it if it died (on the watch worker thread).
+WATCH_HEALTH: web.AppKey[Callable[[], None]] = web.AppKey("watch_health")

@@ -1,0 +1,400 @@
+"""End of run, the I/O part: find the stop file, write the marker, run `on_complete`.
+
+`reactor.core.endrun` decides; the `Finisher` here carries it out, on the event loop:
+
+Detection. `check()` runs after every sweep (every `sweep_interval`) and on every input
+event whose name matches `stop_file`. Until the stop file is seen, it lists INPUTDIR's
+parent (MinKNOW writes `.pod5` into `<run>/pod5/` and `final_summary_*.txt` into
+`<run>/`), a handful of entries, at every check: it is not watched (a watch there would
+see a whole run folder's churn), so a summary there is noticed within a sweep. INPUTDIR
+is watched, so a summary there comes with its event; listing it is O(files) (~0.9 s at
+a million), so it is listed at the first check (a summary from before the start has no
+event), then every `reconcile_interval` as a safety net, never again if that is 0.
+The first time the stop file is seen, INPUTDIR is reconciled once, so `.pod5` files
+written just before the summary are counted even if their events are still on the way;
+then the run is complete as soon as nothing is incomplete, ready or assigned and no job
+is live.
+
+At most once, visibly. On completion the finisher writes `OUTPUTDIR/reactor-run-complete.json`
+(`reactor.disk.marker`) *before* it starts the command, atomically and fsynced: state
+`claimed`, the time, the counts, the stop file and the command (paths absolute). When
+the command ends, the marker is rewritten with its exit code and duration (`finished`),
+or why it could not start (`not_started`), or that the service stopped it (`stopped`).
+With no command configured the marker says `no_command`. On start, a marker means the
+run is already complete and nothing is run again; a `claimed` or `stopped` marker means
+the command may have been cut short (a crash, a kill, a shutdown), so the service logs
+`on_complete_interrupted` with the marker's path, the command and what to do: check
+the command's log and run it by hand (or remove the marker: the next start runs
+`on_complete` again as soon as the run is complete).
+
+Why at most once rather than exactly once: claiming after the command started, or
+re-running a claimed command on restart, would run it twice whenever a crash fell
+between the command's start and the marker's update. A `sbatch` submitted twice
+aligns a run twice, which costs more than a person re-running one line after a crash.
+Exactly once across a crash *inside* the command needs the command's own cooperation
+(an idempotent submit, a job name it checks): the command gets `REACTOR_RUN_MARKER` so
+it can, but reactor cannot make that promise for it.
+
+Running (`reactor.serve.oncomplete`): split with `shlex`, run without a shell, in a session
+of its own, cwd OUTPUTDIR, output appended to `OUTPUTDIR/reactor-on-complete.log`;
+`on_complete_finished` carries its last lines. Its environment is the service's, without
+tokens or systemd's variables, plus the `REACTOR_RUN_*` of `reactor.core.endrun.run_env`.
+
+Shutdown. From aiohttp's `on_shutdown` (`begin_shutdown()`) on, `check()` claims nothing
+(the next start does), and a command that ends with a non-zero code or by a signal from
+anyone (systemd signals the whole cgroup) is recorded `stopped`. If it still runs when
+the contexts unwind, `stop()` waits for it up to `stop_grace_s` (10 s), then SIGTERMs
+its process group, SIGKILLs it `kill_grace_s` later, and records `stopped`. It does not
+leave the command running detached: under systemd the unit's cgroup is killed when the
+service ends anyway, and a command killed without a record would look finished. Long
+pipelines belong in a scheduler: make `on_complete` submit them (`sbatch`) and return.
+
+`exit_on_complete`: once the run is complete and the command has ended (or at once,
+with none), the finisher logs `exiting` and calls `request_exit`; for `reactor serve`
+that sends SIGTERM to the process itself, which `web.run_app` turns into its graceful
+shutdown (exit code 0). A service started again on a complete run exits too, once any
+files that arrived late are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import shlex
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from reactor.core.endrun import RUN_ENV_PREFIX, Step, next_step, run_env, stop_file_matcher
+from reactor.core.events import FsEvent
+from reactor.disk.marker import (
+    INTERRUPTED_STATES,
+    MARKER_NAME,
+    Marker,
+    MarkerState,
+    read_marker,
+    write_marker,
+)
+from reactor.disk.stop_file import find_stop_file
+from reactor.runtime.processes import signal_group
+from reactor.serve.oncomplete import LogUnavailable, spawn, start_problem, tail
+from reactor.serve.service import Reactor
+
+log = structlog.get_logger("reactor.finisher")
+
+LOG_NAME = "reactor-on-complete.log"
+
+
+def exit_by_sigterm() -> None:
+    """Ask `web.run_app` for its graceful shutdown, as systemd would."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Finisher:
+    """Watches for the end of the run and runs on_complete at most once (see above)."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        *,
+        request_exit: Callable[[], None] = exit_by_sigterm,
+        stop_grace_s: float = 10.0,
+        kill_grace_s: float = 5.0,
+    ) -> None:
+        self.reactor = reactor
+        self.config = reactor.config
+        # Absolute: they go into the marker and the command's environment, and the
+        # command runs in OUTPUTDIR, where a relative output_dir would point elsewhere.
+        self.marker_path = self.config.output_dir.absolute() / MARKER_NAME
+        self.log_path = self.config.output_dir.absolute() / LOG_NAME
+        self.request_exit = request_exit
+        self.stop_grace_s = stop_grace_s
+        self.kill_grace_s = kill_grace_s
+        self._matcher = stop_file_matcher(self.config.stop_file)
+        self._input_listed_at = -math.inf  # when INPUTDIR was last listed for the stop file
+        self._task: asyncio.Task[None] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._running = False  # on_complete started (or starting) and not ended
+        self._stopping = False  # shutdown has begun: claim nothing; an end is "stopped"
+        self._exit_reason: str | None = None  # set once the run is complete
+        self._exit_requested = False
+
+    # ------------------------------------------------------------- start
+
+    def start(self) -> None:
+        """After recovery: a marker says the run was completed by an earlier start."""
+        try:
+            marker = read_marker(self.marker_path)
+        except ValueError as exc:
+            self._mark_complete(None)
+            log.error(
+                "run_complete_marker_unreadable",
+                marker=str(self.marker_path),
+                detail=str(exc),
+                action="on_complete is not run again; remove the marker to run it at next start",
+            )
+            return
+        if marker is None:
+            return
+        self._mark_complete(Path(marker.stop_file) if marker.stop_file else None)
+        if marker.state in INTERRUPTED_STATES:
+            command = shlex.join(marker.command or [])
+            log.error(
+                "on_complete_interrupted",
+                marker=str(self.marker_path),
+                state=str(marker.state),
+                command=command,
+                log=str(self.log_path),
+                action=(
+                    f"on_complete may have been cut short and is not run again: check "
+                    f"{self.log_path}, then run it by hand ({command}) with the REACTOR_RUN_* "
+                    f"variables the marker lists under env, or remove {self.marker_path} to "
+                    "have reactor run it at the next start"
+                ),
+            )
+        else:
+            log.info("run_already_complete", marker=str(self.marker_path), state=str(marker.state))
+
+    def _mark_complete(self, stop_file: Path | None) -> None:
+        run_end = self.reactor.run_end
+        run_end.stop_file = run_end.stop_file or stop_file
+        run_end.reconciled = True
+        run_end.complete = True
+        self._exit_reason = "already_complete"
+
+    # ------------------------------------------------------------- check
+
+    def on_input_event(self, event: FsEvent) -> None:
+        """An input event for a non-`.pod5` name (the watcher lets stop files through)."""
+        if self.reactor.run_end.stop_file is None and self._matcher.match(event.name):
+            path = self.config.input_dir.absolute() / event.name
+            if path.is_file():
+                self._seen(path)
+        self.check()
+
+    def check(self) -> None:
+        """Look for the stop file until it is seen; then reconcile once, and declare the
+        run complete when nothing is left. Also where `exit_on_complete` is carried out."""
+        if self._stopping:
+            return  # shutting down: claim nothing; the next start judges the run
+        run_end = self.reactor.run_end
+        if run_end.stop_file is None and not run_end.complete:
+            in_input = self._list_input_now()
+            found = find_stop_file(self.config.input_dir, self.config.stop_file, in_input=in_input)
+            if found is not None:
+                self._seen(found)
+        step = self._step()
+        if step is Step.RECONCILE:
+            self.reactor.reconcile("run_end")
+            run_end.reconciled = True
+            step = self._step()
+        if step is Step.COMPLETE:
+            self._complete()
+        self._maybe_exit()
+
+    def _list_input_now(self) -> bool:
+        """Whether this check lists INPUTDIR (see the module's docstring): at the first
+        check, then every reconcile_interval, never again when that is 0."""
+        now = self.reactor.clock()
+        first = self._input_listed_at == -math.inf
+        interval = self.config.reconcile_interval
+        if first or (interval > 0 and now - self._input_listed_at >= interval):
+            self._input_listed_at = now
+            return True
+        return False
+
+    def _step(self) -> Step:
+        counts = self.reactor.count_fields()
+        pending = counts["incomplete"] + counts["ready"] + counts["assigned"]
+        live = sum(1 for _ in self.reactor.state.live_jobs())
+        return next_step(self.reactor.run_end, pending_files=pending, live_jobs=live)
+
+    def _seen(self, stop_file: Path) -> None:
+        self.reactor.run_end.stop_file = stop_file
+        log.info("sequencing_finished", stop_file=str(stop_file), **self.reactor.count_fields())
+
+    # ---------------------------------------------------------- complete
+
+    def _complete(self) -> None:
+        run_end = self.reactor.run_end
+        stop_file = run_end.stop_file
+        if stop_file is None:  # never: next_step says COMPLETE only after it is seen
+            return
+        counts = self.reactor.count_fields()
+        command = shlex.split(self.config.on_complete) if self.config.on_complete else None
+        env = run_env(
+            os.environ,
+            input_dir=self.config.input_dir,
+            output_dir=self.config.output_dir,
+            stop_file=stop_file,
+            marker=self.marker_path,
+            counts=counts,
+        )
+        marker = Marker(
+            state=MarkerState.CLAIMED if command else MarkerState.NO_COMMAND,
+            completed_at=_utc_now(),
+            stop_file=str(stop_file),
+            files_done=counts["done"],
+            files_quarantined=counts["quarantined"],
+            command=command,
+            log=str(self.log_path) if command else None,
+            # So a person can run it by hand with what reactor gave it.
+            env={k: v for k, v in env.items() if k.startswith(RUN_ENV_PREFIX)} if command else None,
+        )
+        # The claim comes first: without it on disk, the command must not start.
+        if not self._record(marker, retried=True):
+            return  # the next sweep tries again
+        run_end.complete = True
+        self._exit_reason = "run_complete"
+        log.info(
+            "run_complete",
+            stop_file=str(run_end.stop_file),
+            files_done=counts["done"],
+            files_quarantined=counts["quarantined"],
+            marker=str(self.marker_path),
+        )
+        if command:
+            self._running = True
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(marker, command, env), name="reactor-on-complete"
+            )
+
+    def _record(self, marker: Marker, *, retried: bool = False) -> bool:
+        """Write the marker; False (logged) if it cannot be. `retried`: the caller tries
+        again at the next sweep (the claim); results are not retried, so a restart
+        reports the command as interrupted."""
+        try:
+            write_marker(self.marker_path, marker)
+        except OSError as exc:
+            log.error(
+                "run_complete_marker_failed",
+                marker=str(self.marker_path),
+                state=str(marker.state),
+                detail=str(exc),
+                action="make output_dir writable"
+                + ("; reactor tries again at the next sweep" if retried else ""),
+            )
+            return False
+        return True
+
+    async def _run(self, marker: Marker, command: list[str], env: dict[str, str]) -> None:
+        began = time.perf_counter()
+        marker = replace(marker, started_at=_utc_now())
+        try:
+            process = await spawn(command, env, cwd=self.config.output_dir, log_path=self.log_path)
+        except OSError as exc:
+            detail = str(exc) if isinstance(exc, LogUnavailable) else start_problem(command[0], exc)
+            self._record(replace(marker, state=MarkerState.NOT_STARTED, detail=detail))
+            self._running = False
+            log.error(
+                "on_complete_failed",
+                command=shlex.join(command),
+                detail=detail,
+                action=(
+                    f"fix on_complete, then run it by hand with the REACTOR_RUN_* variables "
+                    f"listed in {self.marker_path}"
+                ),
+            )
+            self._maybe_exit()
+            return
+        self._process = process
+        log.info(
+            "on_complete_started",
+            command=shlex.join(command),
+            pid=process.pid,
+            log=str(self.log_path),
+        )
+        exit_code = await process.wait()
+        duration_s = round(time.perf_counter() - began, 3)
+        # During shutdown any end but a clean one counts as stopped: systemd may have
+        # signalled the command before reactor did (it signals the unit's cgroup).
+        stopped = self._stopping and exit_code != 0
+        state = MarkerState.STOPPED if stopped else MarkerState.FINISHED
+        # Read before recording: the marker and the log event then land together, with
+        # no await between them for anyone watching the marker to slip into.
+        last_lines = await asyncio.to_thread(tail, self.log_path)
+        self._record(
+            replace(
+                marker,
+                state=state,
+                exit_code=exit_code,
+                duration_s=duration_s,
+                finished_at=_utc_now(),
+            )
+        )
+        self._running = False
+        fields = {"exit_code": exit_code, "duration_s": duration_s, "log": str(self.log_path)}
+        if state is MarkerState.STOPPED:
+            log.warning(
+                "on_complete_stopped",
+                output_tail=last_lines,
+                action="the service stopped it while shutting down: run it by hand",
+                **fields,
+            )
+        elif exit_code == 0:
+            log.info("on_complete_finished", **fields)
+        else:
+            log.error(
+                "on_complete_finished",
+                output_tail=last_lines,
+                action=f"it failed: see {self.log_path}, then run it by hand once fixed",
+                **fields,
+            )
+        self._maybe_exit()
+
+    # --------------------------------------------------------------- exit
+
+    def _maybe_exit(self) -> None:
+        if not self.config.exit_on_complete or self._exit_requested or self._running:
+            return
+        if self._exit_reason is None:
+            return  # not complete
+        counts = self.reactor.count_fields()
+        pending = counts["incomplete"] + counts["ready"] + counts["assigned"]
+        if pending or any(True for _ in self.reactor.state.live_jobs()):
+            return  # files that arrived after the end: basecall them first
+        self._exit_requested = True
+        log.info("exiting", reason=self._exit_reason)
+        self.request_exit()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._stopping
+
+    def begin_shutdown(self) -> None:
+        """The service has begun to shut down (aiohttp's on_shutdown): claim nothing from
+        now on, and record an end of a running command other than exit 0 as stopped."""
+        self._stopping = True
+        self._exit_requested = True  # shutting down already: no second SIGTERM
+
+    async def stop(self) -> None:
+        """At shutdown: let a running on_complete end (bounded), then stop it."""
+        self.begin_shutdown()  # also when on_shutdown did not run (an app never served)
+        task = self._task
+        if task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.stop_grace_s)
+        if not done:
+            if self._process is None:  # still starting: nothing to signal yet
+                task.cancel()
+            else:
+                log.warning(
+                    "on_complete_stopping", pid=self._process.pid, waited_s=self.stop_grace_s
+                )
+                signal_group(self._process, signal.SIGTERM)
+                done, _ = await asyncio.wait({task}, timeout=self.kill_grace_s)
+                if not done:
+                    signal_group(self._process, signal.SIGKILL)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

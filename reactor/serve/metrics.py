@@ -1,0 +1,81 @@
+"""Prometheus metrics: what `/metrics` exposes, on a registry of the app's own.
+
+Gauges that mirror state (files per state, live jobs, working engines) are read from
+the core at scrape time by a collector, so they can never drift from it; counters and
+histograms are bumped by the service and the HTTP middleware as things happen. Each app
+has its own registry (tests build many apps in one process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from reactor.core.state import RunState
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+JOB_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: RunState, clock: Callable[[], float]) -> None:
+        self.state = state
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        files = GaugeMetricFamily("reactor_files", "Files by state.", labels=["state"])
+        for state, count in self.state.counts().items():
+            files.add_metric([str(state)], count)
+        yield files
+        live = sum(1 for _ in self.state.live_jobs())
+        yield GaugeMetricFamily("reactor_jobs_live", "Jobs assigned and not finished.", live)
+        working = self.state.working_engines(self.clock())
+        yield GaugeMetricFamily(
+            "reactor_engines_working", "Engines seen within the lease window.", working
+        )
+
+
+class Metrics:
+    """The counters and histograms of one running service."""
+
+    def __init__(self, state: RunState, clock: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.assignments = Counter("reactor_assignments", "Jobs handed out.", registry=registry)
+        self.completions = Counter(
+            "reactor_completions", "Completion reports by outcome.", ["outcome"], registry=registry
+        )
+        self.expiries = Counter("reactor_expiries", "Jobs expired.", registry=registry)
+        self.retried_files = Counter(
+            "reactor_retried_files",
+            "Files of failed jobs put back in the queue.",
+            registry=registry,
+        )
+        self.quarantined_files = Counter(
+            "reactor_quarantined_files", "Files quarantined.", registry=registry
+        )
+        self.fs_events = Counter(
+            "reactor_fs_events", "Filesystem events received, by folder.", ["area"],
+            registry=registry,
+        )  # fmt: skip
+        self.reconciles = Counter(
+            "reactor_reconciles", "Reconcile scans, by reason.", ["reason"], registry=registry
+        )
+        self.request_seconds = Histogram(
+            "reactor_request_seconds", "HTTP request latency, by route.", ["route"],
+            buckets=LATENCY_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self.ingest_seconds = Histogram(
+            "reactor_ingest_seconds",
+            "From the filesystem event of a complete .pod5 to it being ready.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.job_seconds = Histogram(
+            "reactor_job_seconds", "From assignment to a DONE report.",
+            buckets=JOB_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        registry.register(_StateCollector(state, clock))

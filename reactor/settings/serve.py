@@ -1,0 +1,350 @@
+"""reactor serve's settings: one frozen `ServeConfig`, read from flags, environment and a TOML file.
+
+Each key can be given three ways; the first one found wins, then the default applies:
+
+1. a command-line flag, ``--<key with - for _>`` (``--batch-size 20``);
+2. an environment variable, ``REACTOR_<KEY>`` (``REACTOR_BATCH_SIZE=20``); an empty
+   variable counts as unset;
+3. the TOML file named by ``--config`` or ``REACTOR_CONFIG`` (``batch_size = 20``);
+   relative paths in it are relative to the file's folder.
+
+Times are in seconds. The keys, their defaults and meanings are the `_KEYS` table below;
+`describe_keys()` returns them as rows, and the README's settings table shows the same
+rows (a test keeps the two in step).
+
+This module owns serve's own: `ServeConfig`, its key table, the rules across keys, the
+folder checks, `load_config` (which also finds the `on_complete` program), and
+`local_service` (where clients on this host, such as `reactor status`, find serve).
+What a key is, how flags, environment and file are merged, the parsers, the TOML reader
+and `ConfigError` live in `reactor.settings.parsing`, shared with the engine; `listen`
+and `allow` are `reactor.settings.network`'s, `stop_file` and `on_complete`
+`reactor.settings.run_end`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from reactor.core.endrun import DEFAULT_STOP_FILE
+from reactor.core.names import RESULT_FOLDERS
+from reactor.settings.folders import folder_problem
+from reactor.settings.network import (
+    Network,
+    is_loopback,
+    listen_problem,
+    parse_allow,
+    split_listen,
+)
+from reactor.settings.parsing import (
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ConfigError,
+    ConfigFile,
+    Key,
+    LogFormat,
+    add_key_arguments,
+    at_least,
+    find_raw,
+    merge_keys,
+    named_config_file,
+    one_of,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_path,
+    parse_seconds,
+    parse_text,
+    parse_token,
+    positive_seconds,
+    read_config_file,
+    reject_unknown_keys,
+    token_problem,
+    zero_or_more_seconds,
+)
+from reactor.settings.programs import FIX, find_program, program_missing
+from reactor.settings.run_end import (
+    command_line_problem,
+    parse_command_line,
+    program_relative_to,
+    stop_file_problem,
+)
+
+ObserverKind = Literal["native", "polling"]
+
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+ENV_PREFIX = "REACTOR_"
+CONFIG_ENV = "REACTOR_CONFIG"
+OBSERVERS = ("native", "polling")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Every setting of a running reactor; built once at start and passed whole."""
+
+    input_dir: Path
+    output_dir: Path
+    listen: str = DEFAULT_LISTEN
+    batch_size: int = 10
+    report_back_interval: float = 90.0
+    sweep_interval: float = 5.0
+    max_attempts: int = 3
+    bench_after: int = 3
+    bench_seconds: float = 300.0
+    shutdown_interval: float = 100.0
+    observer: ObserverKind = "native"
+    poll_interval: float = 2.0
+    settle_seconds: float = 5.0
+    reconcile_interval: float = 300.0
+    stop_file: str = DEFAULT_STOP_FILE
+    on_complete: str | None = None
+    exit_on_complete: bool = False
+    token: str | None = field(default=None, repr=False)
+    allow: tuple[Network, ...] = ()
+    insecure: bool = False
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+
+    def __post_init__(self) -> None:
+        # Also guards configs built directly (tests, embedding), not only parsed ones.
+        for key in _KEYS:
+            problem = key.check(getattr(self, key.name))
+            if problem is not None:
+                msg = f"{key.name} {problem}"
+                raise ConfigError(msg)
+        _check_relations(self)
+
+    @property
+    def host(self) -> str:
+        """Host part of `listen`, without IPv6 brackets."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def _check_relations(config: ServeConfig) -> None:
+    """Rules across keys, checked without touching the filesystem."""
+    if Path(os.path.normpath(config.input_dir.absolute())) == Path(
+        os.path.normpath(config.output_dir.absolute())
+    ):
+        msg = (
+            f"input_dir and output_dir are the same folder ({config.input_dir}): "
+            "point output_dir at a separate folder for results"
+        )
+        raise ConfigError(msg)
+    open_to_all = config.token is None and not config.allow and not config.insecure
+    if not is_loopback(config.host) and open_to_all:
+        msg = (
+            f"listen {config.listen!r} is reachable from other hosts but neither token nor "
+            "allow is set, so anyone could take or fake work: set a token (REACTOR_TOKEN), "
+            "an allow list of client networks (--allow 10.0.0.0/8), "
+            "or listen on 127.0.0.1 (--insecure serves anyone, on a network you trust)"
+        )
+        raise ConfigError(msg)
+
+
+# Serve's keys, read from REACTOR_<KEY> variables.
+_Key = partial(Key, env_prefix=ENV_PREFIX)
+
+# A table reads best as a table: one key per entry, its meaning on the lines below.
+# fmt: off
+_KEYS: tuple[Key, ...] = (
+    _Key("input_dir", "(required)", "DIR", parse_path, required=True,
+         meaning="Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: "
+         "reactor creates ASSIGNED_ folders in it."),
+    _Key("output_dir", "(required)", "DIR", parse_path, required=True,
+         meaning="Folder for results. Must exist and be writable; reactor creates pass/ and fail/ "
+         "in it. Must not be input_dir."),
+    _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
+         meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
+         "Beyond loopback, token or allow must be set."),
+    _Key("batch_size", "10", "N", parse_int, at_least(1),
+         meaning="Files per job when an engine asks for batchsize 0 or less."),
+    _Key("report_back_interval", "90.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Seconds a job may go without a keepalive before it expires and its files return "
+         "to the queue; engines send one every half of this."),
+    _Key("sweep_interval", "5.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Seconds between checks for expired jobs (and for quiet incomplete files)."),
+    _Key("max_attempts", "3", "N", parse_int, at_least(1),
+         meaning="Times a file must fail alone (a failed batch is retried in halves) before "
+         "it is quarantined in a FAILED_ folder; with several engines working, on at least "
+         "two of them."),
+    _Key("bench_after", "3", "N", parse_int, at_least(0),
+         meaning="Failed batches in a row after which an engine gets no work for "
+         "bench_seconds, while other engines work; 0 turns benching off."),
+    _Key("bench_seconds", "300.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="How long a benched engine gets empty answers."),
+    _Key("shutdown_interval", "100.0", "SECONDS", parse_seconds, zero_or_more_seconds,
+         meaning='Seconds without work after which /heartbeat answers "true" (idle).'),
+    _Key("observer", "native", "KIND", parse_choice, one_of(OBSERVERS),
+         meaning="How new files are noticed: native (inotify and the like) or polling (NFS/SMB, "
+         "where native events miss writes from other hosts)."),
+    _Key("poll_interval", "2.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Seconds between folder scans of the polling observer."),
+    _Key("settle_seconds", "5.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Seconds an incomplete .pod5 must stay quiet before it is checked again (for "
+         "filesystems without close events)."),
+    _Key("reconcile_interval", "300.0", "SECONDS", parse_seconds, zero_or_more_seconds,
+         meaning="Seconds between safety-net rescans that catch events the kernel dropped; 0 turns "
+         "them off."),
+    _Key("stop_file", DEFAULT_STOP_FILE, "PATTERN", parse_text, stop_file_problem,
+         meaning="File name pattern that says sequencing has finished (MinKNOW's final summary), "
+         "looked for in input_dir and its parent; the run is complete once it is there and "
+         "every file is done or quarantined."),
+    _Key("on_complete", "(none)", "COMMAND", parse_command_line, command_line_problem,
+         meaning="Command line run once when the run is complete (split like a shell line, run "
+         "without a shell; REACTOR_RUN_* variables describe the run), e.g. to submit an "
+         "alignment job."),
+    _Key("exit_on_complete", "false", "", parse_bool, boolean=True,
+         meaning="Exit (code 0) once the run is complete and on_complete has finished."),
+    _Key("token", "(none)", "TOKEN", parse_token, token_problem,
+         meaning="Bearer token clients must send (Authorization: Bearer <token>). Never logged; "
+         "prefer REACTOR_TOKEN or the file to the flag, which other users can see in ps."),
+    _Key("allow", "(none)", "NETWORKS", parse_allow,
+         meaning="Client networks allowed to connect, such as 10.0.0.0/8: a list of strings in the "
+         "file, comma-separated in the flag or variable. Loopback clients are always "
+         "allowed."),
+    _Key("insecure", "false", "", parse_bool, boolean=True,
+         meaning="Listen beyond loopback with neither token nor allow: anyone who can "
+         "reach the port can take and report work. Only on a network you trust."),
+    _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),
+         meaning="debug, info, warning or error."),
+    _Key("log_format", "auto", "FORMAT", parse_choice, one_of(LOG_FORMATS),
+         meaning="json, console, or auto: JSON unless stdout is a terminal."),
+)
+# fmt: on
+_KEY_NAMES = tuple(key.name for key in _KEYS)
+_ON_COMPLETE = next(key for key in _KEYS if key.name == "on_complete")
+_TOKEN = next(key for key in _KEYS if key.name == "token")
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for every setting, in documentation order."""
+    return [(key.name, key.default, key.meaning) for key in _KEYS]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and one flag per key; all default to None, meaning "not given"."""
+    add_key_arguments(parser, _KEYS, env_prefix=ENV_PREFIX, config_env=CONFIG_ENV)
+
+
+def parse_config(
+    args: argparse.Namespace, env: Mapping[str, str], file: ConfigFile | None = None
+) -> ServeConfig:
+    """Merge flags > environment > file > defaults into a ServeConfig, without touching disk."""
+    if file is None:
+        return ServeConfig(**merge_keys(_KEYS, args, env, {}, "", None))
+    reject_unknown_keys(file, _KEY_NAMES)
+    label = f"config file {file.path}"
+    values = merge_keys(_KEYS, args, env, file.values, label, file.path.parent)
+    command = values.get("on_complete")
+    found = find_raw(_ON_COMPLETE, args, env, file.values, label)
+    if command and found is not None and not found[2]:  # from the file, not a flag or variable
+        values["on_complete"] = program_relative_to(command, file.path.parent)
+    return ServeConfig(**values)
+
+
+def _check_folder(key: str, path: Path, why: str) -> None:
+    problem = folder_problem(path, key)
+    if problem is not None:
+        message, fix = problem
+        msg = f"{key} {message}: {fix}"
+        raise ConfigError(msg)
+    missing = [
+        word
+        for word, mask in (("readable", os.R_OK | os.X_OK), ("writable", os.W_OK | os.X_OK))
+        if not os.access(path, mask)
+    ]
+    if missing:
+        msg = (
+            f"{key} {path} is not {' or '.join(missing)} by this user (uid {os.geteuid()}): "
+            f"{why}; fix its permissions or run reactor as a user who can read and write there"
+        )
+        raise ConfigError(msg)
+
+
+def check_folders(config: ServeConfig) -> None:
+    """Check that input_dir and output_dir exist, are folders, and can be used."""
+    _check_folder("input_dir", config.input_dir, "reactor creates ASSIGNED_ folders there")
+    _check_folder("output_dir", config.output_dir, "reactor writes results there")
+    if config.input_dir.samefile(config.output_dir):
+        msg = (
+            f"input_dir {config.input_dir} and output_dir {config.output_dir} are the same "
+            "folder: point output_dir at a separate folder for results"
+        )
+        raise ConfigError(msg)
+
+
+def prepare_output_dirs(config: ServeConfig) -> None:
+    """Create output_dir/pass and output_dir/fail if they are missing."""
+    for name in RESULT_FOLDERS:
+        folder = config.output_dir / name
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileExistsError:
+            msg = (
+                f"{folder} exists but is not a directory: "
+                f"move it away so reactor can create {name}/"
+            )
+            raise ConfigError(msg) from None
+        except OSError as err:
+            msg = f"cannot create {folder} ({err.strerror}): check the permissions of output_dir"
+            raise ConfigError(msg) from None
+
+
+def read_settings_file(args: argparse.Namespace, env: Mapping[str, str]) -> ConfigFile | None:
+    """The settings file named by `--config` or REACTOR_CONFIG, read; None if none is."""
+    path = named_config_file(args, env, CONFIG_ENV)
+    return None if path is None else read_config_file(path, CONFIG_ENV)
+
+
+def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> ServeConfig:
+    """Read the config file (`--config` or REACTOR_CONFIG), merge, and check the folders
+    and the on_complete program (which is then given by its absolute path)."""
+    config = parse_config(args, env, read_settings_file(args, env))
+    check_folders(config)
+    return resolve_on_complete(config)
+
+
+def resolve_on_complete(config: ServeConfig) -> ServeConfig:
+    """The on_complete program must be found now, not at the end of a two-day run, and
+    is then run by its absolute path: the command runs in output_dir, not here."""
+    if config.on_complete is None:
+        return config
+    program, *args = shlex.split(config.on_complete)
+    found = find_program(program)
+    if found is None:
+        msg = f"on_complete {program_missing(program)}: {FIX}"
+        raise ConfigError(msg)
+    return replace(config, on_complete=shlex.join([found, *args]))
+
+
+def local_service(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(URL, token) of the service this host's settings describe, for clients on this host
+    such as `reactor status`: `listen` and `token` from flags, REACTOR_* variables and the
+    --config / REACTOR_CONFIG file, as serve reads them; only those two keys are read.
+    A wildcard listen address (0.0.0.0, ::) is reached on loopback."""
+    file = read_settings_file(args, env)
+    keys = [key for key in _KEYS if key.name in ("listen", "token")]
+    label = f"config file {file.path}" if file else ""
+    values = merge_keys(keys, args, env, file.values if file else {}, label, None)
+    host, port = split_listen(values.get("listen", DEFAULT_LISTEN))
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapped away
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}", values.get("token")
+
+
+def client_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The token of a service named by its URL: `--token` or REACTOR_TOKEN only. The
+    settings file is not read: its token is for this host's service, not any other."""
+    token: str | None = merge_keys([_TOKEN], args, env, {}, "", None).get("token")
+    return token
