@@ -19,6 +19,10 @@ _ENGINE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _JOB_ID_RE = re.compile(r"[0-9]{1,40}")
 _POD5_NAME_RE = re.compile(r"[^/\x00-\x1f\x7f.][^/\x00-\x1f\x7f]*\.pod5")
 
+# Every .pod5 file starts and ends with these 8 bytes (pod5-file-format,
+# docs/SPECIFICATION.md, "Signature"): a file with both is complete.
+POD5_SIGNATURE = bytes.fromhex("8B504F440D0A1A0A")
+
 STAGING_PREFIX = ".reactor-staging-"
 # INPUTDIR's folders of links are built in here (see Journal._input_staging); as a
 # staging name, recovery removes it with whatever a crash left inside.

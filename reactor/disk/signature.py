@@ -14,7 +14,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-POD5_SIGNATURE = bytes.fromhex("8B504F440D0A1A0A")
+from reactor.core.names import POD5_SIGNATURE
+
 _SIG_LEN = len(POD5_SIGNATURE)
 # O_NONBLOCK: a FIFO (or device) named `*.pod5` must not hang the event loop in open().
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)

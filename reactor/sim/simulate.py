@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from reactor.disk.signature import POD5_SIGNATURE
+from reactor.core.names import POD5_SIGNATURE
 
 PROG = "reactor simulate-run"
 SIGNATURE_LEN = len(POD5_SIGNATURE)
