@@ -119,16 +119,16 @@ def parse_assignment(answer: object) -> Assignment:
     if not isinstance(batch, list) or not all(isinstance(name, str) for name in batch):
         msg = f"/assignwork answer has a batch that is not a list of names: {batch!r:.200}"
         raise BadAnswer(msg)
-    interval = float(_field(answer, "report_back_interval", (int, float)))
-    if not 0 < interval < float("inf"):
-        msg = f"/assignwork answer has report_back_interval {interval!r}; it must be positive"
+    interval_s = float(_field(answer, "report_back_interval", (int, float)))
+    if not 0 < interval_s < float("inf"):
+        msg = f"/assignwork answer has report_back_interval {interval_s!r}; it must be positive"
         raise BadAnswer(msg)
     return Assignment(
         job_id=_safe_name(answer, "jobid"),
         job_input_dir=_safe_name(answer, "job_input_dir"),
         job_output_dir=_safe_name(answer, "job_output_dir"),
         batch=tuple(batch),
-        report_back_interval_s=interval,
+        report_back_interval_s=interval_s,
     )
 
 
@@ -191,7 +191,7 @@ class EngineClient:
                     )
                     msg = f"no answer to /{verb} for {now - started:.0f} s: {exc}"
                     raise ManagerUnavailable(msg) from None
-                delay = min(
+                delay_s = min(
                     backoff_delay(attempt, self.retry_first_s, self.retry_max_s), deadline - now
                 )
                 level = log.warning if attempt == 0 else log.debug
@@ -200,10 +200,10 @@ class EngineClient:
                     verb=verb,
                     attempt=attempt + 1,
                     detail=str(exc),
-                    retry_in_s=round(delay, 3),
+                    retry_in_s=round(delay_s, 3),
                 )
                 attempt += 1
-                await self.sleep(delay)
+                await self.sleep(delay_s)
                 continue
             if attempt:
                 log.info(

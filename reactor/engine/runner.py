@@ -119,12 +119,12 @@ class Engine:
                 if self.config.until_empty:
                     log.info("no_work_left")
                     break
-                delay = backoff_delay(
+                delay_s = backoff_delay(
                     idle, self.config.poll_interval, self.config.max_poll_interval
                 )
                 idle += 1
-                log.debug("no_work", wait_s=delay)
-                await self._sleep_unless_stopping(delay)
+                log.debug("no_work", wait_s=delay_s)
+                await self._sleep_unless_stopping(delay_s)
                 continue
             idle = 0
             outcome = await self.run_batch(assignment)

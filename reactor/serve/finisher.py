@@ -208,8 +208,8 @@ class Finisher:
         check, then every reconcile_interval, never again when that is 0."""
         now = self.reactor.clock()
         first = self._input_listed_at == -math.inf
-        interval = self.config.reconcile_interval
-        if first or (interval > 0 and now - self._input_listed_at >= interval):
+        interval_s = self.config.reconcile_interval
+        if first or (interval_s > 0 and now - self._input_listed_at >= interval_s):
             self._input_listed_at = now
             return True
         return False

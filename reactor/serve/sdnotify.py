@@ -97,8 +97,8 @@ class Notifier:
     ) -> Notifier:
         """The notifier systemd set up for this process (`environ` defaults to os.environ)."""
         env = os.environ if environ is None else environ
-        interval = watchdog_interval(env, os.getpid() if pid is None else pid)
-        return cls(env.get("NOTIFY_SOCKET"), watchdog_interval_s=interval)
+        interval_s = watchdog_interval(env, os.getpid() if pid is None else pid)
+        return cls(env.get("NOTIFY_SOCKET"), watchdog_interval_s=interval_s)
 
     @property
     def enabled(self) -> bool:

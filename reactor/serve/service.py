@@ -119,8 +119,8 @@ class Reactor:
     def _start(self) -> Recovered:
         began = time.perf_counter()
         now = self.clock()
-        lease = self.config.report_back_interval
-        recovered = recover(self.journal, now, lease)
+        lease_s = self.config.report_back_interval
+        recovered = recover(self.journal, now, lease_s)
         state = self.state
         for name in recovered.done:
             state.restore_done(name, now)

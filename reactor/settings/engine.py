@@ -43,6 +43,7 @@ from reactor.settings.parsing import (
     LogFormat,
     add_key_arguments,
     at_least,
+    check_fields,
     merge_keys,
     named_config_file,
     one_of,
@@ -110,12 +111,7 @@ class EngineConfig:
     log_format: LogFormat = "auto"
 
     def __post_init__(self) -> None:
-        for key in _KEYS:
-            value = getattr(self, key.name)
-            problem = None if value is None else key.check(value)
-            if problem is not None:
-                msg = f"{key.name} {problem}"
-                raise ConfigError(msg)
+        check_fields(self, _KEYS)
         _check_relations(self)
 
 

@@ -290,6 +290,17 @@ class Key:
         return self.env_prefix + self.name.upper()
 
 
+def check_fields(config: object, keys: Sequence[Key]) -> None:
+    """Check every key's value on a built config (a field of the key's name); None means
+    unset and is not checked. The first problem is a ConfigError naming the key."""
+    for key in keys:
+        value = getattr(config, key.name)
+        problem = None if value is None else key.check(value)
+        if problem is not None:
+            msg = f"{key.name} {problem}"
+            raise ConfigError(msg)
+
+
 def add_key_arguments(
     parser: argparse.ArgumentParser, keys: Sequence[Key], *, env_prefix: str, config_env: str
 ) -> None:

@@ -52,6 +52,7 @@ from reactor.settings.parsing import (
     LogFormat,
     add_key_arguments,
     at_least,
+    check_fields,
     find_raw,
     merge_keys,
     named_config_file,
@@ -114,11 +115,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         # Also guards configs built directly (tests, embedding), not only parsed ones.
-        for key in _KEYS:
-            problem = key.check(getattr(self, key.name))
-            if problem is not None:
-                msg = f"{key.name} {problem}"
-                raise ConfigError(msg)
+        check_fields(self, _KEYS)
         _check_relations(self)
 
     @property

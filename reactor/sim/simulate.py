@@ -46,13 +46,13 @@ class Step(NamedTuple):
 
 
 def plan(
-    files: int, interval: float, pieces: int, piece_interval: float, concurrent: int
+    files: int, interval_s: float, pieces: int, piece_interval_s: float, concurrent: int
 ) -> list[Step]:
     """The whole write schedule, in the order to play it.
 
-    File `i` starts (its first piece) at `i * interval`, unless `concurrent` files are
+    File `i` starts (its first piece) at `i * interval_s`, unless `concurrent` files are
     still open then: it waits for the oldest to close (its last piece). Its pieces follow
-    every `piece_interval` seconds. Steps are ordered by time, then file, then piece, so a
+    every `piece_interval_s` seconds. Steps are ordered by time, then file, then piece, so a
     file's last piece comes before the first piece of the file waiting for its slot.
     """
     if files < 0:
@@ -64,19 +64,19 @@ def plan(
     if concurrent < 1:
         msg = f"concurrent must be at least 1, not {concurrent}"
         raise ValueError(msg)
-    if interval < 0 or piece_interval < 0:
-        msg = f"intervals must not be negative, not {interval} and {piece_interval}"
+    if interval_s < 0 or piece_interval_s < 0:
+        msg = f"intervals must not be negative, not {interval_s} and {piece_interval_s}"
         raise ValueError(msg)
-    duration = (pieces - 1) * piece_interval
+    duration = (pieces - 1) * piece_interval_s
     starts: list[float] = []
     for index in range(files):
-        start = index * interval
+        start = index * interval_s
         if index >= concurrent:
             # Same expression as the last piece's time below, so ties compare equal.
             start = max(start, starts[index - concurrent] + duration)
         starts.append(start)
     steps = [
-        Step(start + piece * piece_interval, index, piece)
+        Step(start + piece * piece_interval_s, index, piece)
         for index, start in enumerate(starts)
         for piece in range(pieces)
     ]
