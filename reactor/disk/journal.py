@@ -93,7 +93,7 @@ def _no_checkpoint(step: str) -> None:
 def _link_inputs(folder: Path, names: Iterable[str]) -> None:
     """One relative symlink `../<name>` per name in `folder` (relative links work
     wherever engines mount the run folder). Made through a descriptor of `folder`: no
-    path object or path walk per link, which a batch of 100 files made costly (issue 6)."""
+    path object or path walk per link, which a batch of 100 files made costly."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for name in names:
@@ -374,7 +374,7 @@ class Journal:
         which recovery reads so that a restart does not extend leases. Best effort: a
         failure only means a restart would count the lease from the previous mark."""
         # Every keepalive comes here: a str path, not a Path (pathlib was 5 % of the
-        # loop's time under /keepalive load, py-spy --gil; issue 6).
+        # loop's time under /keepalive load, py-spy --gil).
         name = JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name
         with contextlib.suppress(OSError):
             os.utime(os.path.join(self._input_dir_str, name))  # noqa: PTH118
