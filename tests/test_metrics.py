@@ -74,8 +74,8 @@ async def test_metrics_count_what_happened(
 async def test_readme_queries_name_metrics_that_exist(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
 ) -> None:
-    """Every metric and file state the README's dashboard queries use is in /metrics."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """Every metric and file state docs/operations.md's dashboard queries use is in /metrics."""
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
     section = readme.split("## Scraping metrics", 1)[1].split("\n## ", 1)[0]
     used_names = set(re.findall(r"\breactor_[a-z_]+", section))
     used_states = {

@@ -77,7 +77,7 @@ def output_stem(name: str) -> str | None:
     the stem. Returns None for names that are not basecalling outputs.
     """
     lower = name.lower()
-    if not lower.endswith(OUTPUT_SUFFIXES):  # one call for the common miss (issue 6)
+    if not lower.endswith(OUTPUT_SUFFIXES):  # one call for the common miss
         return None
     for suffix in OUTPUT_SUFFIXES:
         if lower.endswith(suffix):

@@ -1,7 +1,7 @@
 """Throughput: files done since start, and the recent rate that an ETA should follow.
 
 A rate since start says little about the present: after an hour at 40 files/min, with
-half the engines gone, it still says 40 (issue 5). `Throughput` also keeps what was done
+half the engines gone, it still says 40. `Throughput` also keeps what was done
 in the last `window_s` seconds, in `BUCKETS` buckets, so it costs O(1) per completion
 and O(BUCKETS) memory whatever the run's length. Pure: every method takes the time.
 """

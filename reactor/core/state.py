@@ -13,7 +13,7 @@ Every method costs O(1) or O(batch), never O(files): files live in a dict, the r
 queue is an OrderedDict used as a deque with O(1) removal from the middle
 (a deleted `.pod5` leaves the queue at once), and state counts are kept incrementally.
 
-States (see PRODUCT.md):
+States:
     file: incomplete -> ready -> assigned -> done | quarantined ; expired/failed -> ready
     job:  assigned -> processing -> done | failed | expired | unknown
 """
@@ -38,7 +38,7 @@ from reactor.core.model import (
 )
 from reactor.core.retry import SKIP_LIMIT, FailureHistory, halves, should_bench, should_quarantine
 
-# The records live in reactor.model; they are re-exported here, where callers look.
+# The records live in reactor.core.model; they are re-exported here, where callers look.
 __all__ = [
     "LIVE_JOB_STATES",
     "AssignPlan",
@@ -317,7 +317,7 @@ class RunState:
         for name in self._ready if limit else ():
             record = self.files[name]
             # Skip only until a second engine failed it: that is all quarantine asks of
-            # engines, and with two engines both would skip it for ever (issue 4).
+            # engines, and with two engines both would skip it for ever.
             if others and engine_id in record.failed_on and len(record.failed_on) < 2:
                 skipped += 1
                 if skipped > SKIP_LIMIT:

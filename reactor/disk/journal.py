@@ -1,60 +1,23 @@
 """The filesystem journal: the run folders are the database.
 
 This module owns every change reactor makes on disk; `reactor.disk.recovery` rebuilds the
-run's state from disk alone after a crash, replaying the steps listed here. The layout
-is the seed's (see PRODUCT.md); what it adds is a manifest, `reactor-job.json`, in each
-job's output folder, and the rule that every step is a single atomic `rename` (or an
-idempotent removal), so a `kill -9` between any two steps leaves a state that recovery
-can finish.
+run's state from disk alone after a crash. The layout is the seed's; what reactor adds is
+a manifest, `reactor-job.json`, in each job's output folder `<KIND>_<jobid>_<engineid>`,
+saying what the job holds (files, attempt of each) and what was decided about it
+(`state`).
 
-Each job has one output folder `<KIND>_<jobid>_<engineid>` in OUTPUTDIR whose manifest
-says what the job holds (files, attempt of each) and what was decided about it
-(`state`). The manifest is rewritten atomically (write `*.tmp`, `os.replace`): that
-rewrite is the commit point of every decision. After it, the remaining steps are
-replayed by `reactor.disk.recovery.recover()` until done.
+Folders are built under a `.reactor-staging-` name; every other step is one atomic
+`rename`, one atomic manifest rewrite (write `*.tmp`, then `os.replace`) or a removal
+that can be repeated, so a `kill -9` between any two steps leaves a state that recovery
+can finish. An assignment commits with the rename of its
+`ASSIGNED_` folder into INPUTDIR, a release of quarantine with the rename of its
+`REQUEUED_` record; every other decision (done, failed, unknown, expired) commits with
+the manifest rewrite, and recovery replays the steps after it.
 
-Assign (commit point: the rename in step 4)
-    1. build `.reactor-staging-<jobid>` in OUTPUTDIR: `pass/`, `fail/`, manifest
-       `state=assigned`.                 crash -> staging removed, files still ready
-    2. rename it to `TMPOUTPUT_<jobid>_<engine>`.
-                                         crash -> TMPOUTPUT without ASSIGNED_: removed
-                                         (or kept as ORPHANOUTPUT_ if anything was
-                                         written into it), files still ready
-    3. build `<jobid>` in INPUTDIR's staging folder `.reactor-staging-input/` with one
-       relative symlink `../<name>.pod5` per file (it points right once placed).
-                                         crash -> as 2
-    4. rename it to `ASSIGNED_<jobid>_<engine>` (up into INPUTDIR).
-                                         crash -> the job is live; its lease restarts
-Done (commit point: 1)
-    1. manifest `state=done`.            crash -> steps 2-4 are replayed
-    2. move each entry of TMPOUTPUT/pass and /fail to OUTPUTDIR/pass|fail as
-       `job_id_<jobid>_<entry>` (one rename each; replay moves only what is left).
-    3. rename TMPOUTPUT to `LOGOUTPUT_…` (logs and manifest stay there).
-    4. remove `ASSIGNED_…` (symlinks only).
-                                         crash -> removal replayed; files are done
-Failed (commit point: 1)
-    1. manifest `state=failed`, with the files to quarantine (attempt == max_attempts)
-       and the files to requeue.         crash -> steps 2-4 replayed
-    2. quarantined files: `FAILED_<jobid>_<engine>` with their symlinks (a rename of
-       ASSIGNED_ when every file is quarantined, else built under a staging name).
-    3. rename TMPOUTPUT to `FAILEDOUTPUT_…` (something quarantined) or
-       `RETRIEDOUTPUT_…` (everything requeued). Their manifests carry the attempt
-       counts that recovery needs for requeued files.
-    4. remove `ASSIGNED_…` if it is still there.
-Unknown state (commit point: 1)
-    1. manifest `state=unknown`; 2. rename ASSIGNED_ to `UNKNOWN_…`;
-    3. rename TMPOUTPUT to `UNKNOWNOUTPUT_…`. The files are quarantined, as the seed
-       kept them aside for a person.
-Expire (commit point: 1)
-    1. manifest `state=expired`; 2. remove ASSIGNED_. The output folder stays where
-       the engine writes, so a late DONE whose files were not handed out again can
-       still be merged (as in "Done", steps 1-4).
-Supersede (an expired job's file is handed out again; done before that assignment)
-    1. rename its TMPOUTPUT to `EXPIREDOUTPUT_…`: partial outputs, never merged.
-
-Durability: renames are atomic with respect to process crashes (`kill -9`), which is
-what the journal promises. It does not fsync; surviving power loss is the file
-system's journal's job (ext4/xfs order metadata; see the README).
+docs/journal.md has the layout, the manifest, and the step table of each transition
+(assign, done, failed, unknown, expire, supersede, requeue) with what recovery does
+after a crash at each step. Durability: renames are atomic against process crashes; the
+journal does not fsync (docs/journal.md, "Durability").
 """
 
 from __future__ import annotations
@@ -93,7 +56,7 @@ def _no_checkpoint(step: str) -> None:
 def _link_inputs(folder: Path, names: Iterable[str]) -> None:
     """One relative symlink `../<name>` per name in `folder` (relative links work
     wherever engines mount the run folder). Made through a descriptor of `folder`: no
-    path object or path walk per link, which a batch of 100 files made costly (issue 6)."""
+    path object or path walk per link, which a batch of 100 files made costly."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for name in names:
@@ -374,7 +337,7 @@ class Journal:
         which recovery reads so that a restart does not extend leases. Best effort: a
         failure only means a restart would count the lease from the previous mark."""
         # Every keepalive comes here: a str path, not a Path (pathlib was 5 % of the
-        # loop's time under /keepalive load, py-spy --gil; issue 6).
+        # loop's time under /keepalive load, py-spy --gil).
         name = JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name
         with contextlib.suppress(OSError):
             os.utime(os.path.join(self._input_dir_str, name))  # noqa: PTH118

@@ -4,8 +4,9 @@ Runs once at start, before the service answers anything. It reads every job fold
 manifest (`reactor-job.json`, see `reactor.disk.journal` for the protocol), replays the steps
 of any decision that was committed but not finished when the process died, removes
 staging leftovers and assignments that never committed, and returns what the disk says:
-live jobs (with a fresh lease), finished jobs, done and quarantined files, and how many
-times each requeued file has failed. Seed-era folders without a manifest are taken over.
+live jobs (each lease counted from its last keepalive on disk), finished jobs, done and
+quarantined files, and how many times each requeued file has failed. Seed-era folders
+without a manifest are taken over.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class Recovered:
 def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
     """Rebuild the run from disk, finishing every transition a crash cut in half.
 
-    Live jobs get a fresh lease from `now`, so their engines have a whole `lease_s` to
-    send a keepalive to the restarted service.
+    A live job's lease runs from its last keepalive recorded on disk (`_keep_lease`), so
+    a restart does not extend it; a seed-era job, which has no such record, gets a fresh
+    lease from `now`.
     """
     return _Recovery(journal, now, lease_s).run()
 

@@ -39,7 +39,7 @@ def check_pod5(path: str | os.PathLike[str]) -> Pod5Check | None:
     """Check the signatures of `path`; None if it does not exist (deleted, or moved away).
 
     `path` may be a plain string: the start-up scan passes `DirEntry.path` as it is,
-    because building a `Path` per file costs more than the check itself (issue 6).
+    because building a `Path` per file costs more than the check itself.
 
     Anything else that stops the check (not a regular file, permission denied, an I/O
     error) gives `complete=False`: such a file waits, and is looked at again on its next

@@ -1,6 +1,6 @@
 """The engine's side of the wire protocol: `EngineClient`, with its retry policy.
 
-Three verbs, all `GET` with query parameters (PRODUCT.md, "Wire protocol"):
+Three verbs, all `GET` with query parameters (docs/protocol.md, "Verbs"):
 `assignwork()`, `keepalive()`, `completed()`. A manager that is briefly away is ridden
 out: connection errors, timeouts and 5xx answers are retried with back-off (from the
 first wait up to `retry_max_s`) until `grace_s` have passed since the first failure of

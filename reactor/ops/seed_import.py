@@ -9,7 +9,7 @@ each value came from, which seed fields have no equivalent, and how to use the f
 `check_rendered` loads both back through reactor's own loaders, so what is written is
 known to be accepted.
 
-The mapping (README, "Moving from the seed service"):
+The mapping (docs/operations.md, "Moving from the seed service"):
 
 - ``Basecalling.input_dir``/``output_dir`` -> both files' ``input_dir``/``output_dir``
   (the seed used the same paths on every node);

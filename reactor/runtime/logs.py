@@ -52,8 +52,8 @@ _QUIET_LOGGERS = {"watchdog": logging.WARNING}
 
 def _drop_benign_watchdog_errors(record: logging.LogRecord) -> bool:
     """watchdog 7 logs this at ERROR each time a watch is removed while its emitter is
-    reading (reactor removes one per finished job): nothing is wrong, and one error line
-    per job would bury real errors in the log aggregation."""
+    reading (reactor removes its watches when it stops, or restarts a dead observer):
+    nothing is wrong, and such lines would bury real errors in the log aggregation."""
     return not record.getMessage().startswith(
         "InotifyEmitter.queue_events() called when the thread is inactive"
     )

@@ -1,10 +1,10 @@
 """HTTP handlers: the seed's wire protocol plus status and health endpoints.
 
 All engine verbs are `GET` with query parameters and JSON answers, exactly as the seed
-(see PRODUCT.md, "Wire protocol"). One error middleware turns every failure into
-`{"error": ..., "detail": ...}` with a 4xx status; anything unexpected is logged and
-answered 500 without a traceback. Handlers only parse and validate; the work is done
-by `Reactor`.
+(docs/protocol.md, "Verbs"). One error middleware turns every failure into
+`{"error": ..., "detail": ...}` with a 4xx status (503 when the journal cannot write);
+anything unexpected is logged and answered 500 without a traceback. Handlers only parse
+and validate; the work is done by `Reactor`.
 """
 
 from __future__ import annotations

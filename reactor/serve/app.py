@@ -16,7 +16,7 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 
 The observer watches before the scan lists INPUTDIR, so a file written during start-up
 is in the listing, or in an event, or both (handling is idempotent): no second scan is
-needed to close a gap, which at 100,000 files saves ~0.4 s of start-up (issue #6).
+needed to close a gap, which at 100,000 files saves ~0.4 s of start-up.
 
 Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
 the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before

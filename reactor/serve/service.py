@@ -53,7 +53,7 @@ Clock = Callable[[], float]
 # cyclic GC walks the growing heap again and again (a quarter of the build time, measured
 # at 10^6 files), and each later full collection walks them all once more (~0.25 s of
 # stalled loop per pass at 10^6 files). Records hold no reference cycles, so they are
-# built with the collector paused and, for a large run, moved out of its sight (issue 6).
+# built with the collector paused and, for a large run, moved out of its sight.
 FREEZE_HEAP_AT_FILES = 10_000
 
 
@@ -107,7 +107,7 @@ class Reactor:
         self.reconciles = 0
         self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
-        self.run_end = RunEnd()  # set by reactor.finisher: stop file seen, complete
+        self.run_end = RunEnd()  # set by reactor.serve.finisher: stop file seen, complete
 
     # ------------------------------------------------------------ start
 
@@ -384,7 +384,7 @@ class Reactor:
 
     def on_fs_event(self, event: FsEvent) -> None:
         """One filesystem event from the watcher (called on the loop thread): INPUTDIR's,
-        or pass/'s and fail/'s. Job folders are not watched (issue #6, `reactor.serve.watcher`)."""
+        or pass/'s and fail/'s. Job folders are not watched (`reactor.serve.watcher` says why)."""
         now = self.clock()
         self.metrics.fs_events.labels(area=str(event.area)).inc()
         if event.area is Area.INPUT:

@@ -3,20 +3,21 @@
 Owns the watchdog observer (its threads) and its three watches, all top level: INPUTDIR,
 OUTPUTDIR/pass and OUTPUTDIR/fail. Each watchdog event is filtered by name, turned into a
 small `FsEvent` and handed to the loop with `loop.call_soon_threadsafe`; nothing else runs
-on the observer thread, and all state stays with the loop (STYLE.md, "One owner per piece
-of state").
+on the observer thread, and all state stays with the loop (docs/architecture.md,
+"Invariants").
 
 The set of watches is fixed, whatever the number of live jobs: watchdog runs one emitter
 thread per watch, and a watch per live job's TMPOUTPUT folder (only ever a progress count
 in /status) made thousands of threads under load, which took the interpreter's time from
-the event loop and halved /keepalive's rate (issue #6). A job's keepalives show it lives.
+the event loop and halved /keepalive's rate (docs/operations.md, "Performance"). A job's
+keepalives show it lives.
 
 Modify events are cheap on purpose. MinKNOW appends to a `.pod5` for up to an hour and every
 write is an inotify IN_MODIFY, so the bridge looks at the name only (no stat, no read) and
 posts the event; the owner at most restarts a settle timer. Whether a file is complete is
 decided by its signature (`reactor.disk.signature`) on close, move-in and settle, never here.
 
-Caveats (PRODUCT.md, "Facts of the field"):
+Caveats (docs/architecture.md, "Facts of the field"):
 
 - inotify queue overflow loses events, and watchdog 7 delivers no event for it: it only logs
   "Inotify queue overflowed; filesystem events were lost" on `watchdog.observers.inotify_c`.
@@ -92,7 +93,7 @@ _CHANGE_OF: Final[dict[type[FileSystemEvent], Change]] = {
 # opens and closes-without-writing included: then every read of a `.pod5` in INPUTDIR
 # (the start-up scan's signature check, engines reading their batches through the
 # links) costs two events on the observer thread, to be dropped by the bridge. At
-# 100,000 files that made start-up 4x slower (measured, issue #6).
+# 100,000 files that made start-up 4x slower (measured).
 _WANTED_EVENTS: Final = [*_CHANGE_OF, FileMovedEvent]
 
 

@@ -1,7 +1,7 @@
 """`reactor simulate-run DIR`: a stand-in for MinKNOW writing a live run's `.pod5` files.
 
 There is no sequencer here, so demos and tests need something that writes real `.pod5`
-files the way MinKNOW does (PRODUCT.md, "Facts of the field"):
+files the way MinKNOW does (docs/architecture.md, "Facts of the field"):
 
 - names `{flow_cell}_pass_{protocol_run}_{acquisition}_{batch}.pod5`, batch from 0, where
   the two ids are the first 8 hex digits of the run's protocol run id and acquisition id;

@@ -8,9 +8,9 @@ fixture trees; parsing is separate from reading (`parse_mountinfo`, `parse_liste
 inotify, as reactor uses it (`reactor.serve.watcher`, watchdog 7's InotifyObserver): one
 inotify instance per `reactor serve` (the observer's), holding three watches, whatever
 the number of live jobs: INPUTDIR, OUTPUTDIR/pass and OUTPUTDIR/fail (job folders are
-not watched, issue #6). Both limits are per user, shared with every other process of
-that user, so what those already hold is counted from /proc/PID/fdinfo (one
-``inotify wd:`` line per watch).
+not watched: `reactor.serve.watcher` says why). Both limits are per user, shared with
+every other process of that user, so what those already hold is counted from
+/proc/PID/fdinfo (one ``inotify wd:`` line per watch).
 """
 
 from __future__ import annotations
