@@ -242,7 +242,10 @@ class Watcher:
             _halt(self._observer, _JOIN_TIMEOUT_S)
             self._observer = None
         self._observer = self._start_observer()
-        self._on_lost(LOST_RESTARTED)
+        # This runs on the app's watch worker: the loss is reported on the loop, where
+        # its owner reconciles (the state has one owner, the loop's thread).
+        with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+            self._loop.call_soon_threadsafe(self._deliver_lost, LOST_RESTARTED)
 
     # ----------------------------------------------------------------- internals
 
