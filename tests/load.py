@@ -49,7 +49,9 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from reactor.sim.demo import free_port, serve_args
+from tests.support.launch import free_port, serve_args
+from tests.support.stand_in import basecall
+from tests.support.stats import percentile
 
 PROG = "python -m tests.load"
 READY_TIMEOUT_S = 30.0
@@ -127,14 +129,6 @@ class VerbFigures:
             "p99_ms": _ms(percentile(ordered, 99)),
             "max_ms": _ms(ordered[-1] if ordered else None),
         }
-
-
-def percentile(ordered: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile of an ascending sequence (None when empty)."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -375,13 +369,6 @@ class Load:
             arrivals.stop.set()
             status = await self.wait_all_done(session, len(arrivals.names))
             return {"engines_s": engines_s, "status": status}
-
-
-def basecall(job_output: Path, batch: list[str]) -> None:
-    """The stand-in basecaller: one small FASTQ per file, named by the file's stem."""
-    for name in batch:
-        stem = name.removesuffix(".pod5")
-        (job_output / "pass" / f"{stem}.fastq").write_text(f"@{stem}\nACGT\n+\nIIII\n")
 
 
 # ------------------------------------------------------------------ verdict

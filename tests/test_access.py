@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.sim.demo import free_port
+from tests.support.launch import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 TOKEN = "t0ken-for-the-access-test-0123456789"

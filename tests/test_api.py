@@ -11,46 +11,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, make_mocked_request
+from aiohttp.test_utils import make_mocked_request
 
 from reactor.serve.api import ApiError, access_middleware
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
-from reactor.settings.serve import ServeConfig
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import write_pod5
-
-Client = TestClient[web.Request, web.Application]
-AiohttpClient = Callable[[web.Application], Awaitable[Client]]
-LEASE_S = 30.0
-
-
-def add_files(run_dirs: RunDirs, count: int, start: int = 0) -> list[str]:
-    names = [f"PAK00000_pass_abc_def_{i}.pod5" for i in range(start, start + count)]
-    for i, name in enumerate(names, start):
-        write_pod5(run_dirs.input_dir / name, n_reads=1, seed=i)
-        # distinct mtimes, so the queue order (oldest first) is the name order
-        os.utime(run_dirs.input_dir / name, (1_000_000 + i, 1_000_000 + i))
-    return names
-
-
-@pytest.fixture
-def make_client(
-    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
-) -> Callable[..., Awaitable[Client]]:
-    async def make(**overrides: Any) -> Client:
-        overrides.setdefault("report_back_interval", LEASE_S)
-        config: ServeConfig = run_dirs.config(**overrides)
-        return await aiohttp_client(create_app(config, clock=clock, watch=False, sweep=False))
-
-    return make
-
-
-async def get_json(client: Client, path: str, status: int = 200, **params: Any) -> Any:
-    response = await client.get(path, params=params)
-    body = await response.json()
-    assert response.status == status, body
-    return body
+from tests.support.api import LEASE_S, Client, add_files, get_json, write_outputs
+from tests.support.paths import REPO
+from tests.support.runs import ManualClock, RunDirs
 
 
 def tree(root: Path) -> set[str]:
@@ -244,14 +212,6 @@ async def test_keepalive_extends_the_lease_and_expiry_answers_late(
 # ------------------------------------------------------------------ completed
 
 
-def write_outputs(run_dirs: RunDirs, job: dict[str, Any]) -> None:
-    out = run_dirs.output_dir / job["job_output_dir"]
-    for name in job["batch"]:
-        (out / "pass" / f"{name.removesuffix('.pod5')}.fastq").write_text("@r\nA\n+\n!\n")
-    (out / "fail" / "rejects.fastq").write_text("")
-    (out / "engine.log").write_text("log")
-
-
 async def test_completed_done_merges_outputs_with_job_tag_and_is_repeatable(
     make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
 ) -> None:
@@ -394,7 +354,7 @@ async def test_token_is_required_when_configured(
 
 def test_readme_documents_every_route(run_dirs: RunDirs) -> None:
     """Each route the app serves has a row in the README's protocol table."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     app = create_app(run_dirs.config(), watch=False, sweep=False)
     routes = {
         (route.method, route.resource.canonical)

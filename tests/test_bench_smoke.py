@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.figures import Figure, table
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def test_a_figure_compares_with_its_floor_as_a_ratio_or_a_difference() -> None:

@@ -30,9 +30,9 @@ from reactor.ops.checks.result import CheckResult, Status
 from reactor.ops.checks.run_end import check_on_complete, check_run_folder
 from reactor.ops.checks.system import EARLIEST_SANE_TIME, check_clock
 from reactor.settings.serve import ServeConfig
-from tests.conftest import RunDirs
+from tests.support.paths import REPO
+from tests.support.runs import RunDirs
 
-REPO = Path(__file__).resolve().parent.parent
 as_root = os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(as_root, reason="root bypasses file permissions")
 

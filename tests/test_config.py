@@ -21,6 +21,7 @@ from reactor.settings.serve import (
     parse_config,
     prepare_output_dirs,
 )
+from tests.support.paths import REPO
 
 
 def cli(*argv: str) -> argparse.Namespace:
@@ -118,7 +119,7 @@ def test_insecure_lets_serve_listen_beyond_loopback_without_a_rule(
 
 def test_readme_settings_table_shows_every_key_default_and_meaning() -> None:
     """The README's settings table must not drift from describe_keys()."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     for name, default, meaning in describe_keys():
         shown = default if default.startswith("(") else f"`{default}`"
         assert f"| `{name}` | {shown} | {meaning} |" in readme, name

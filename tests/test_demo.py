@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reactor.sim.demo import check_exactly_once, fastq_names
-from tests.pod5files import write_pod5
+from tests.support.pod5files import write_pod5
 
 
 def fastq(ids: list[str]) -> str:

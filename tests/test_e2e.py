@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
-from tests.pod5files import write_pod5, write_pod5_in_pieces
-from tests.served import REPO, ServedRun, wait_for
+from tests.support.pod5files import write_pod5, write_pod5_in_pieces
+from tests.support.served import SeedEngineRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 N_FILES = 2000
 READS_PER_FILE = 3
 N_ENGINES = 8
-LEASE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,56 +41,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return Corpus(folder, read_ids)
 
 
-class Run(ServedRun):
-    """One run folder, the server process and the engine processes."""
-
-    settings: ClassVar[dict[str, object]] = {**ServedRun.settings, "report_back_interval": LEASE_S}
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.engines: list[subprocess.Popen[bytes]] = []
-
-    def start_engines(self, count: int) -> None:
-        for i in range(count):
-            log = (self.logs / f"engine-{i}.log").open("wb")
-            self.engines.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(REPO / "tests" / "seed_engine.py"),
-                        "--url",
-                        self.url,
-                        "--engine-id",
-                        f"gpu-node{i:02d}",
-                        "--input-dir",
-                        str(self.input_dir),
-                        "--output-dir",
-                        str(self.output_dir),
-                        "--batch-size",
-                        "10",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=REPO,
-                )
-            )
-            log.close()
-
-    def stop(self) -> int | None:
-        for engine in self.engines:
-            engine.kill()
-            engine.wait(timeout=10)
-        return self.stop_server()
-
-
 @pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    the_run = Run(tmp_path)
+def run(tmp_path: Path) -> Iterator[SeedEngineRun]:
+    the_run = SeedEngineRun(tmp_path)
     yield the_run
     the_run.stop()
 
 
-def arrive(corpus: Corpus, run: Run, names: list[str]) -> None:
+def arrive(corpus: Corpus, run: SeedEngineRun, names: list[str]) -> None:
     """Files appear as MinKNOW's do: most renamed in whole, some written in pieces."""
     for i, name in enumerate(names):
         if i % 50 == 0:
@@ -121,7 +75,7 @@ def fastq_read_ids(output_dir: Path) -> Counter[str]:
     return ids
 
 
-def assert_exactly_once(corpus: Corpus, run: Run) -> None:
+def assert_exactly_once(corpus: Corpus, run: SeedEngineRun) -> None:
     expected = Counter(rid for ids in corpus.read_ids.values() for rid in ids)
     found = fastq_read_ids(run.output_dir)
     missing = expected - found
@@ -137,7 +91,9 @@ def assert_exactly_once(corpus: Corpus, run: Run) -> None:
     assert not list(run.input_dir.glob("ASSIGNED_*"))
 
 
-def test_seed_protocol_engines_basecall_a_live_run_exactly_once(corpus: Corpus, run: Run) -> None:
+def test_seed_protocol_engines_basecall_a_live_run_exactly_once(
+    corpus: Corpus, run: SeedEngineRun
+) -> None:
     """8 seed-protocol engines, 2,000 files arriving during the run: every read once."""
     names = sorted(corpus.read_ids, key=_seed)
     run.start_server()
@@ -152,7 +108,9 @@ def test_seed_protocol_engines_basecall_a_live_run_exactly_once(corpus: Corpus, 
     assert_exactly_once(corpus, run)
 
 
-def test_kill_9_and_restart_mid_run_loses_and_duplicates_nothing(corpus: Corpus, run: Run) -> None:
+def test_kill_9_and_restart_mid_run_loses_and_duplicates_nothing(
+    corpus: Corpus, run: SeedEngineRun
+) -> None:
     """The server is SIGKILLed half-way and restarted: nothing lost, nothing duplicated."""
     names = sorted(corpus.read_ids, key=_seed)
     run.start_server()

@@ -3,7 +3,6 @@ marker format, the command's environment, the stop file's name, and bad settings
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -26,15 +25,10 @@ from reactor.core.events import Change
 from reactor.disk.marker import Marker, MarkerState, read_marker, write_marker
 from reactor.disk.stop_file import find_stop_file
 from reactor.settings.parsing import ConfigError
-from reactor.settings.serve import ServeConfig, add_config_arguments, load_config, parse_config
+from reactor.settings.serve import ServeConfig, load_config, parse_config
+from tests.support.endrun import cli
 
 SUMMARY = Path("/run/final_summary_PAK00000_abcdef12_0123abcd.txt")
-
-
-def cli(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
-    return parser.parse_args(list(argv))
 
 
 @pytest.fixture

@@ -7,13 +7,9 @@ the command's end is awaited by bounded polling of its marker.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shlex
-import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,27 +18,25 @@ from structlog.testing import capture_logs
 
 from reactor.disk.marker import MARKER_NAME, Marker, MarkerState, read_marker, write_marker
 from reactor.serve.app import create_app
-from reactor.serve.app_keys import FINISHER, REACTOR, SWEEPER
+from reactor.serve.app_keys import FINISHER, REACTOR
 from reactor.serve.finisher import LOG_NAME
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import pod5_bytes, write_pod5
+from tests.support.endrun import (
+    RECORD_ENV,
+    SUMMARY,
+    StartRun,
+    command_ended,
+    events,
+    marker_state,
+    no_exit,
+    python_command,
+    runs_of,
+    wait_until,
+)
+from tests.support.pod5files import pod5_bytes, write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
-SUMMARY = "final_summary_PAK00000_abcdef12_0123abcd.txt"
-
-# Appends the REACTOR_RUN_* part of its environment, as one JSON line, to argv[1].
-_RECORD_ENV = (
-    "import json, os, sys\n"
-    "run = {k: v for k, v in os.environ.items() if k.startswith('REACTOR_RUN_')}\n"
-    "with open(sys.argv[1], 'a') as f:\n"
-    "    f.write(json.dumps(run) + '\\n')\n"
-    "print('aligned', run['REACTOR_RUN_FILES_DONE'], 'files')\n"
-)
-
-
-def python_command(code: str, *args: object) -> str:
-    return shlex.join([sys.executable, "-c", code, *map(str, args)])
 
 
 def add_files(run_dirs: RunDirs, count: int, start: int = 0) -> list[str]:
@@ -52,94 +46,6 @@ def add_files(run_dirs: RunDirs, count: int, start: int = 0) -> list[str]:
     return names
 
 
-def runs_of(env_file: Path) -> list[dict[str, str]]:
-    if not env_file.exists():
-        return []
-    return [json.loads(line) for line in env_file.read_text().splitlines()]
-
-
-def events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
-    return [entry for entry in logs if entry["event"] == name]
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    """Poll `condition` every 20 ms on the loop; fail after `timeout_s`."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def marker_state(run_dirs: RunDirs) -> MarkerState | None:
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
-    return marker.state if marker else None
-
-
-def command_ended(run_dirs: RunDirs) -> Callable[[], bool]:
-    return lambda: marker_state(run_dirs) not in (None, MarkerState.CLAIMED)
-
-
-class Run:
-    """A run folder served by the app, with helpers to finish its files."""
-
-    def __init__(self, client: Client, run_dirs: RunDirs, clock: ManualClock) -> None:
-        self.client = client
-        self.run_dirs = run_dirs
-        self.clock = clock
-        self.app = client.app
-        assert self.app is not None
-
-    def sweep(self) -> None:
-        self.app[SWEEPER].sweep_once(self.clock())
-
-    @property
-    def phase(self) -> str:
-        return self.app[REACTOR].phase
-
-    async def status_phase(self) -> str:
-        response = await self.client.get("/status")
-        body = await response.json()
-        phase: str = body["phase"]
-        return phase
-
-    async def finish_all(self) -> None:
-        """An engine takes every ready file and reports DONE."""
-        while True:
-            response = await self.client.get("/assignwork", params={"engineid": "gpu-0"})
-            job = await response.json()
-            if job["jobid"] == "-1":
-                return
-            params = {"job_id": job["jobid"], "job_state": "DONE"}
-            assert (await self.client.get("/completed", params=params)).status == 200
-
-
-def _no_exit() -> None:
-    """Never SIGTERM the test process: a test that expects an exit passes its own."""
-    pytest.fail("the app asked to exit, but exit_on_complete was not set by this test")
-
-
-@pytest.fixture
-def start_run(
-    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
-) -> Callable[..., Awaitable[Run]]:
-    async def start(*, request_exit: Callable[[], None] | None = None, **overrides: Any) -> Run:
-        config = run_dirs.config(**overrides)
-        app = create_app(
-            config,
-            clock=clock,
-            watch=False,
-            sweep=False,
-            request_exit=request_exit or _no_exit,
-        )
-        return Run(await aiohttp_client(app), run_dirs, clock)
-
-    return start
-
-
-StartRun = Callable[..., Awaitable[Run]]
-
-
 async def test_summary_after_the_last_file_completes_the_run_and_runs_the_command_once(
     start_run: StartRun, run_dirs: RunDirs, tmp_path: Path
 ) -> None:
@@ -147,7 +53,7 @@ async def test_summary_after_the_last_file_completes_the_run_and_runs_the_comman
     once, and the command ran once with the run's folders and counts."""
     env_file = tmp_path / "env.jsonl"
     add_files(run_dirs, 3)
-    run = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+    run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     await run.finish_all()
     with capture_logs() as logs:
         run.sweep()
@@ -185,7 +91,7 @@ async def test_summary_after_the_last_file_completes_the_run_and_runs_the_comman
     marker = read_marker(output / MARKER_NAME)
     assert marker is not None
     assert (marker.state, marker.exit_code, marker.files_done) == (MarkerState.FINISHED, 0, 3)
-    assert marker.command == shlex.split(python_command(_RECORD_ENV, env_file))
+    assert marker.command == shlex.split(python_command(RECORD_ENV, env_file))
     assert marker.env == runs_of(env_file)[0]  # what a person needs to run it by hand
     assert "aligned 3 files" in (output / LOG_NAME).read_text()
 
@@ -199,7 +105,7 @@ async def test_summary_first_waits_for_the_files_still_pending(
     partial = run_dirs.input_dir / "PAK00000_pass_abcdef12_0123abcd_9.pod5"
     data = pod5_bytes(1, 9)
     partial.write_bytes(data[:-8])  # no trailing signature yet: still being written
-    run = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+    run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run.sweep()
     assert await run.status_phase() == "finishing"
@@ -246,7 +152,7 @@ async def test_a_restart_after_completion_does_not_run_the_command_again(
     start_run: StartRun, run_dirs: RunDirs, tmp_path: Path
 ) -> None:
     env_file = tmp_path / "env.jsonl"
-    command = python_command(_RECORD_ENV, env_file)
+    command = python_command(RECORD_ENV, env_file)
     add_files(run_dirs, 1)
     (run_dirs.input_dir.parent / SUMMARY).write_text("x")
     first = await start_run(on_complete=command)
@@ -272,7 +178,7 @@ async def test_a_claim_without_a_result_is_reported_and_not_run_again(
     """A crash between the claim and the command's end: say so, say what to do, do not
     run it a second time."""
     env_file = tmp_path / "env.jsonl"
-    command = python_command(_RECORD_ENV, env_file)
+    command = python_command(RECORD_ENV, env_file)
     (run_dirs.input_dir / SUMMARY).write_text("x")
     marker_path = run_dirs.output_dir / MARKER_NAME
     write_marker(
@@ -306,12 +212,12 @@ async def test_removing_the_marker_has_the_next_start_run_the_command(
     """What a person does after an interruption, to have reactor run it again."""
     env_file = tmp_path / "env.jsonl"
     (run_dirs.input_dir / SUMMARY).write_text("x")
-    run = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+    run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     await run.client.close()
     (run_dirs.output_dir / MARKER_NAME).unlink()
-    again = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+    again = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     again.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end again")
     assert len(runs_of(env_file)) == 2
@@ -322,7 +228,7 @@ async def test_files_after_the_end_are_basecalled_and_logged_but_do_not_rerun(
 ) -> None:
     env_file = tmp_path / "env.jsonl"
     (run_dirs.input_dir / SUMMARY).write_text("x")
-    run = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+    run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     (late,) = add_files(run_dirs, 1)
@@ -387,7 +293,7 @@ async def test_exit_on_complete_asks_to_exit_after_the_command(
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
         run = await start_run(
-            on_complete=python_command(_RECORD_ENV, env_file),
+            on_complete=python_command(RECORD_ENV, env_file),
             exit_on_complete=True,
             request_exit=lambda: asked.append(1.0),
         )
@@ -448,7 +354,7 @@ async def test_a_stop_file_event_in_the_input_folder_completes_without_a_sweep(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
 ) -> None:
     """The real watcher passes the stop file's name on; no sweeper runs in this app."""
-    app = create_app(run_dirs.config(), clock=clock, sweep=False, request_exit=_no_exit)
+    app = create_app(run_dirs.config(), clock=clock, sweep=False, request_exit=no_exit)
     await aiohttp_client(app)
     assert app[REACTOR].phase == "running"
     (run_dirs.input_dir / SUMMARY).write_text("x")
@@ -476,7 +382,7 @@ async def test_without_the_claim_on_disk_the_command_does_not_start_until_it_is(
     blocker.mkdir()  # the marker's staging name is taken: writing it fails
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
-        run = await start_run(on_complete=python_command(_RECORD_ENV, env_file))
+        run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
         run.sweep()
         assert run.phase == "finishing"
         assert not events(logs, "run_complete")

@@ -21,23 +21,20 @@ from reactor.serve.app import create_app
 from reactor.serve.app_keys import FINISHER, REACTOR
 from reactor.serve.finisher import LOG_NAME
 from reactor.settings.serve import load_config
-from tests.conftest import ManualClock, RunDirs
-from tests.test_endrun import cli
-from tests.test_endrun_app import (
-    _RECORD_ENV,
+from tests.support.endrun import (
+    RECORD_ENV,
     SUMMARY,
     StartRun,
-    _no_exit,
+    cli,
     command_ended,
     events,
     marker_state,
+    no_exit,
     python_command,
     runs_of,
-    start_run,
     wait_until,
 )
-
-__all__ = ["start_run"]  # the fixture, shared with test_endrun_app
+from tests.support.runs import ManualClock, RunDirs
 
 # Writes its pid to argv[1] (by a rename, so it is never read half written), then blocks
 # for at most 60 s: long enough for any test, bounded if a test fails to stop it.
@@ -121,7 +118,7 @@ async def test_once_shutdown_has_begun_the_run_is_not_claimed(
     """The sweeper runs on through on_shutdown and the wait for requests in flight: it
     must not start on_complete then. The next start claims the run instead."""
     env_file = tmp_path / "env.jsonl"
-    command = python_command(_RECORD_ENV, env_file)
+    command = python_command(RECORD_ENV, env_file)
     (run_dirs.input_dir.parent / SUMMARY).write_text("x")
     run = await start_run(on_complete=command)
     await run.app.shutdown()  # aiohttp's on_shutdown signal, as a graceful shutdown sends
@@ -179,9 +176,9 @@ async def test_with_relative_folders_the_marker_and_env_hold_absolute_paths(
     env_file = tmp_path / "env.jsonl"
     relative = RunDirs(Path(run_dirs.input_dir.name), Path(run_dirs.output_dir.name))
     config = relative.config(
-        on_complete=python_command(_RECORD_ENV, env_file), reconcile_interval=0.0
+        on_complete=python_command(RECORD_ENV, env_file), reconcile_interval=0.0
     )
-    app = create_app(config, clock=clock, sweep=False, request_exit=_no_exit)
+    app = create_app(config, clock=clock, sweep=False, request_exit=no_exit)
     async with TestClient(TestServer(app)):
         app[FINISHER].check()  # the first check, before the stop file
         (run_dirs.input_dir / SUMMARY).write_text("x")
@@ -213,7 +210,7 @@ async def test_a_relative_on_complete_program_runs_although_the_command_runs_in_
         "REACTOR_INPUT_DIR": str(run_dirs.input_dir),
         "REACTOR_OUTPUT_DIR": str(run_dirs.output_dir),
     }
-    line = shlex.join(["./align.sh", _RECORD_ENV, str(env_file)])
+    line = shlex.join(["./align.sh", RECORD_ENV, str(env_file)])
     loaded = load_config(cli("--on-complete", line), folders)
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(on_complete=loaded.on_complete)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from reactor.disk.marker import MARKER_NAME
-from tests.pod5files import write_pod5
-from tests.served import ServedRun, wait_for
+from tests.support.pod5files import write_pod5
+from tests.support.served import ServedRun, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.pod5files import write_pod5
-from tests.served import REPO, ServedRun, wait_for
+from tests.support.paths import REPO
+from tests.support.pod5files import write_pod5
+from tests.support.served import ServedRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

@@ -24,9 +24,9 @@ from reactor.sim.fake_basecaller import (
     sequence_length,
     verdict,
 )
-from tests.pod5files import write_pod5
+from tests.support.paths import REPO
+from tests.support.pod5files import write_pod5
 
-REPO = Path(__file__).resolve().parent.parent
 NAMES = ("PAK00000_pass_abcdef12_0123abcd_0.pod5", "PAK00000_pass_abcdef12_0123abcd_1.pod5")
 
 

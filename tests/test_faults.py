@@ -27,8 +27,8 @@ from reactor.core.state import FileState
 from reactor.disk.journal import Journal
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import write_pod5
+from tests.support.pod5files import write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

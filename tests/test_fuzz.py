@@ -45,9 +45,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from reactor.core.names import INPUT_FOLDERS, STAGING_PREFIX, is_pod5_name, parse_job_folder
-from reactor.sim.demo import serve_args
-from tests.pod5files import write_pod5
-from tests.served import wait_for
+from tests.support.launch import serve_args
+from tests.support.pod5files import write_pod5
+from tests.support.served import wait_for
 
 N_FILES = 200
 # Short, so jobs the fuzz takes expire and their files come back while it runs; long

@@ -18,8 +18,8 @@ from reactor.core.state import FileState
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
 from reactor.serve.watcher import Watcher
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
+from tests.support.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
+from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

@@ -27,8 +27,8 @@ from reactor.core.names import INPUT_STAGING_NAME, output_stem
 from reactor.core.state import FileState, Job, JobState
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import write_pod5
+from tests.support.pod5files import write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 LEASE_S = 60.0
 N_FILES = 5

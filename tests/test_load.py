@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.load import percentile
+from tests.support.paths import REPO
+from tests.support.stats import percentile
 
-REPO = Path(__file__).resolve().parent.parent
 FILES = 600
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import SWEEPER
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import write_pod5
+from tests.support.paths import REPO
+from tests.support.pod5files import write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -75,7 +75,7 @@ async def test_readme_queries_name_metrics_that_exist(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
 ) -> None:
     """Every metric and file state the README's dashboard queries use is in /metrics."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     section = readme.split("## Scraping metrics", 1)[1].split("\n## ", 1)[0]
     used_names = set(re.findall(r"\breactor_[a-z_]+", section))
     used_states = {

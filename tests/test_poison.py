@@ -1,18 +1,17 @@
-"""Poison files and bad engines, through the real app and, at the end, real processes.
+"""Poison files and bad engines, through the real app.
 
 A corrupt `.pod5` (valid signatures, garbage inside) makes the basecaller fail its
 whole batch. Reactor retries failed batches in halves, so the poison file ends up alone
 in quarantine while every other file of its batch is basecalled; and an engine that
 fails batch after batch is benched so it cannot quarantine the run.
+
+The same poison file among real processes: tests/test_poison_served.py.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,22 +19,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR
-from reactor.sim.demo import check_exactly_once
 from reactor.sim.pod5_files import read_ids
-from tests.conftest import ManualClock, RunDirs
-from tests.pod5files import write_pod5
+from tests.support.pod5files import write_corrupt_pod5, write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 POISON = "PAK00000_pass_abc_def_7.pod5"
-
-
-def write_corrupt_pod5(path: Path) -> None:
-    """Both POD5 signatures, garbage in between: complete to reactor, fatal to a reader."""
-    path.write_bytes(POD5_SIGNATURE + os.urandom(4096) + POD5_SIGNATURE)
 
 
 def make_files(run_dirs: RunDirs, count: int) -> list[str]:
@@ -201,83 +193,6 @@ async def test_restart_remembers_failures_and_halves(
     assert list(state.ready_names())[:4] == job["batch"]
     first = await call(again, "/assignwork", engineid="e", batchsize=8)
     assert first["batch"] == job["batch"][:2]
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_corrupt_pod5_ends_alone_in_quarantine_with_real_engines(tmp_path: Path) -> None:
-    """Real processes: reactor serve, two engines running the stand-in basecaller; one
-    corrupt .pod5 among 24 ends alone in FAILED_, every other read exactly once."""
-    from tests.served import wait_for
-    from tests.test_e2e import Run
-
-    run = Run(tmp_path)
-    try:
-        names = [f"PAK00000_pass_abc_def_{i}.pod5" for i in range(24)]
-        for i, name in enumerate(names):
-            if name == POISON:
-                write_corrupt_pod5(run.input_dir / name)
-            else:
-                write_pod5(run.input_dir / name, n_reads=3, seed=i)
-        run.start_server("--max-attempts", "2")
-        for i in range(2):
-            log = (run.logs / f"engine-{i}.log").open("wb")
-            run.engines.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "reactor",
-                        "engine",
-                        "--manager",
-                        run.url,
-                        "--engine-id",
-                        f"gpu{i}",
-                        "--input-dir",
-                        str(run.input_dir),
-                        "--output-dir",
-                        str(run.output_dir),
-                        "--preset",
-                        "fake",
-                        "--batch-size",
-                        "8",
-                        "--poll-interval",
-                        "0.05",
-                        "--max-poll-interval",
-                        "0.2",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            log.close()
-
-        def settled() -> bool:
-            files = run.status()["files"]
-            return files["done"] == 23 and files["quarantined"] == 1
-
-        wait_for(settled, 150, "23 files done and the poison file quarantined")
-        (first,) = run.input_dir.glob("FAILED_*")
-        released = subprocess.run(
-            [sys.executable, "-m", "reactor", "requeue", "--all", "--url", run.url],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        assert released.returncode == 0, released.stderr
-        assert f"{first.name}: 1 file(s) back in the queue" in released.stdout
-        # the corrupt file fails again, alone, and is quarantined again
-        wait_for(
-            lambda: len(list(run.input_dir.glob("FAILED_*"))) == 1 and not first.exists(),
-            60,
-            "the released file quarantined again",
-        )
-    finally:
-        run.stop()
-    (quarantine,) = run.input_dir.glob("FAILED_*")
-    assert os.listdir(quarantine) == [POISON]
-    (run.input_dir / POISON).unlink()  # its reads cannot be read: leave it out of the proof
-    verdict = check_exactly_once(run.input_dir, run.output_dir)
-    assert verdict.ok
-    assert verdict.reads == 23 * 3
 
 
 async def test_requeue_releases_a_quarantine_with_fresh_attempts(

@@ -25,9 +25,9 @@ from reactor.serve import sdnotify
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
-from tests.conftest import RunDirs
-from tests.pod5files import write_pod5
-from tests.served import ServedRun
+from tests.support.pod5files import write_pod5
+from tests.support.runs import RunDirs
+from tests.support.served import ServedRun
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]

@@ -25,8 +25,9 @@ from reactor.settings.engine import EngineConfig, parse_engine_config, read_engi
 from reactor.settings.parsing import ConfigError, read_config_file
 from reactor.settings.serve import ServeConfig, parse_config
 from reactor.settings.templates import expand_command, parse_command
+from tests.support.paths import DATA
 
-EXAMPLE = Path(__file__).parent / "data" / "seed_config.json"
+EXAMPLE = DATA / "seed_config.json"
 PROG = "reactor config import-seed: "
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reactor.disk.signature import POD5_SIGNATURE, Pod5Check, check_pod5
-from tests.pod5files import pod5_bytes, read_ids, write_pod5, write_pod5_in_pieces
+from tests.support.pod5files import pod5_bytes, read_ids, write_pod5, write_pod5_in_pieces
 
 
 def test_signature_constant_matches_the_spec() -> None:

@@ -26,9 +26,9 @@ from reactor.sim.simulate import (
     piece_bounds,
     plan,
 )
-from tests.pod5files import read_ids
+from tests.support.paths import REPO
+from tests.support.pod5files import read_ids
 
-REPO = Path(__file__).resolve().parent.parent
 MINKNOW_NAME = re.compile(r"PAK00000_pass_[0-9a-f]{8}_[0-9a-f]{8}_(\d+)\.pod5")
 
 

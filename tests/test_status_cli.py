@@ -17,22 +17,17 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from reactor.cli import main
 from reactor.ops.status import Screen
 from reactor.ops.status_view import Glyphs, duration, render
 from reactor.settings.serve import local_service
-from reactor.sim.demo import free_port
-from tests.conftest import RunDirs
-from tests.test_api import add_files, get_json, make_client, write_outputs
+from tests.support.api import Client, MakeClient, add_files, get_json, write_outputs
+from tests.support.launch import free_port
+from tests.support.paths import REPO
+from tests.support.runs import RunDirs
 
-__all__ = ["make_client"]  # the fixture, shared with test_api
-
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
-REPO = Path(__file__).resolve().parent.parent
 CLIENT_ENV = ("REACTOR_URL", "REACTOR_TOKEN", "REACTOR_CONFIG", "REACTOR_LISTEN")
 ESC = "\x1b"
 FANCY = Glyphs.for_encoding("utf-8")

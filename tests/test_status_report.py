@@ -4,24 +4,16 @@ and the cost independent of how many files the run tracks."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from reactor.core.model import FileRecord
 from reactor.core.status import QUARANTINE_LISTED
 from reactor.serve.app_keys import REACTOR
 from reactor.serve.service import Reactor
-from tests.conftest import ManualClock, RunDirs
-from tests.test_api import add_files, get_json, make_client, write_outputs
-from tests.test_openapi import DOCUMENT, assert_documented
-
-__all__ = ["make_client"]  # the fixture, shared with test_api
-
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
+from tests.support.api import Client, MakeClient, add_files, get_json, write_outputs
+from tests.support.openapi import DOCUMENT, assert_documented
+from tests.support.runs import ManualClock, RunDirs
 
 
 async def status_of(client: Client) -> Any:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from reactor.sim.demo import free_port, serve_args
-from tests.pod5files import write_pod5
-from tests.served import REPO, wait_for
+from tests.support.launch import free_port, serve_args
+from tests.support.paths import REPO
+from tests.support.pod5files import write_pod5
+from tests.support.served import wait_for
 
 SERVICE = REPO / "systemd" / "reactor.service"
 ENGINE = REPO / "systemd" / "reactor-engine@.service"

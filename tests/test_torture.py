@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO
 from tests.torture import quarantined_names
 
-REPO = Path(__file__).resolve().parent.parent
 ROUNDS = 6
 
 

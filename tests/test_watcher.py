@@ -41,7 +41,7 @@ from reactor.serve.watcher import (
     EventBridge,
     Watcher,
 )
-from tests.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
+from tests.support.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
 
 TIMEOUT_S = 5.0
 

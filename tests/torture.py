@@ -11,7 +11,8 @@ random moment, and restarted (sometimes with its basecaller, as when a node dies
 otherwise the basecaller is left running as an orphan, as when only the engine is
 OOM-killed). After the last round the
 run is let finish, everything is stopped with SIGTERM, and every read id in `pass/` +
-`fail/` is compared with the read ids of the `.pod5` files (`reactor.sim.demo`'s check):
+`fail/` is compared with the read ids of the `.pod5` files (recounted by
+`tests.support.exactly_once`, not by the demo's own check):
 
 - each read of each `.pod5` exactly once, except the reads of quarantined files (those in
   an `INPUTDIR/FAILED_*` or `UNKNOWN_*` folder), which must be absent;
@@ -42,7 +43,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.commands.arguments import whole_number
-from reactor.sim.demo import Verdict, check_exactly_once, free_port, get_json, serve_args
+from tests.support.exactly_once import Recount, recount
+from tests.support.launch import fetch_json, free_port, serve_args
 
 PROG = "python -m tests.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
@@ -212,7 +214,7 @@ class Torture:
             serve_args(self.input_dir, self.output_dir, self.port, **SERVE_SETTINGS),
         )
         deadline = began + READY_TIMEOUT_S
-        while get_json(f"{self.url}/readyz") is None:
+        while fetch_json(f"{self.url}/readyz") is None:
             if self.server.poll() is not None:
                 msg = (
                     f"reactor serve (start {self.server_starts}) exited with "
@@ -354,7 +356,7 @@ class Torture:
         deadline = began + self.args.drain_timeout
         while True:
             self.tend(more_files=False)
-            status = get_json(f"{self.url}/status")
+            status = fetch_json(f"{self.url}/status")
             if status is not None:
                 self.last_status = status
             if self._simulator_done() and status is not None and _finished(status, self.input_dir):
@@ -412,19 +414,11 @@ def quarantined_names(input_dir: Path) -> list[str]:
     )
 
 
-def _view(folder: Path, input_dir: Path, names: Sequence[str]) -> Path:
-    """A folder of links to some of INPUTDIR's `.pod5` files, for `check_exactly_once`."""
-    folder.mkdir()
-    for name in names:
-        (folder / name).symlink_to(input_dir / name)
-    return folder
-
-
 @dataclass(frozen=True)
 class Outcome:
     """The checked end state of a torture run."""
 
-    verdict: Verdict  # against every .pod5 that is not quarantined
+    verdict: Recount  # against every .pod5 that is not quarantined
     quarantined_files: int
     quarantined_reads: int
     quarantined_reads_in_output: int
@@ -440,22 +434,24 @@ class Outcome:
         )
 
 
-def check(input_dir: Path, output_dir: Path, status: dict[str, Any], scratch: Path) -> Outcome:
+def check(input_dir: Path, output_dir: Path, status: dict[str, Any]) -> Outcome:
     """Exactly once for every read of every file not quarantined; none of the others."""
     quarantined = quarantined_names(input_dir)
     all_names = sorted(path.name for path in input_dir.glob("*.pod5"))
     if not quarantined:
-        verdict = check_exactly_once(input_dir, output_dir)
+        verdict = recount(input_dir.glob("*.pod5"), output_dir)
         q_reads = q_found = 0
     else:
         kept = sorted(set(all_names) - set(quarantined))
-        verdict = check_exactly_once(_view(scratch / "expected", input_dir, kept), output_dir)
-        aside = check_exactly_once(_view(scratch / "aside", input_dir, quarantined), output_dir)
+        verdict = recount((input_dir / name for name in kept), output_dir)
+        # (a quarantined name that is missing or listed twice is counted as unaccounted below)
+        aside_names = set(quarantined) & set(all_names)
+        aside = recount((input_dir / name for name in aside_names), output_dir)
         q_reads = aside.reads
         q_found = aside.reads - aside.missing
         # Quarantined reads present in the output show up as "unexpected" in `verdict`;
         # they are counted apart, so "unexpected" means reads not in any .pod5.
-        verdict = Verdict(
+        verdict = Recount(
             files=len(all_names),
             reads=verdict.reads,
             in_pass=verdict.in_pass,
@@ -623,7 +619,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         torture.kill_all()
     outcome = None
     if error is None:
-        outcome = check(torture.input_dir, torture.output_dir, torture.last_status, root)
+        outcome = check(torture.input_dir, torture.output_dir, torture.last_status)
     result = figures(args, torture, outcome, codes, time.monotonic() - began, drain_s, error)
     out.write("\n" + table(result) + "\n")
     if args.json is not None:
@@ -637,7 +633,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _progress(out: TextIO, torture: Torture, number: int, elapsed: float) -> None:
-    files = (get_json(f"{torture.url}/status") or {}).get("files", {})
+    files = (fetch_json(f"{torture.url}/status") or {}).get("files", {})
     tally = torture.tally
     out.write(
         f"{elapsed:7.1f}s  round {number:4d}  kills server {tally.server_kills:4d}"

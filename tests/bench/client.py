@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.load import percentile
+from tests.support.stats import percentile
 
 REQUEST_TIMEOUT_S = 30.0
 

@@ -1,24 +1,28 @@
 """Real `.pod5` files for tests, written with ONT's `pod5` library.
 
 The writers live in `reactor.sim.pod5_files` (the simulator uses them too); this module keeps the
-names the tests import and adds the one writer only tests need:
+names the tests import and adds the writers only tests need:
 
 - `write_pod5(path, n_reads, seed)` writes a complete file and returns its read ids.
 - `write_pod5_in_pieces(path, n_reads, pieces, seed)` writes the same bytes in chunks, so a
   test can look at the file while it is still being written, as MinKNOW's files are.
-- `read_ids(path)` reads the ids back (to check that every read came out exactly once).
+- `write_corrupt_pod5(path)` writes a poison file: both POD5 signatures with garbage in
+  between, complete to reactor and fatal to a reader.
+- `read_ids(path)` reads the ids back.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from reactor.disk.signature import POD5_SIGNATURE
 from reactor.sim.pod5_files import pod5_bytes, read_ids, write_pod5
 from reactor.sim.simulate import piece_bounds
 
-__all__ = ["pod5_bytes", "read_ids", "write_pod5", "write_pod5_in_pieces"]
+__all__ = ["pod5_bytes", "read_ids", "write_corrupt_pod5", "write_pod5", "write_pod5_in_pieces"]
 
 
 def write_pod5_in_pieces(
@@ -45,3 +49,8 @@ def write_pod5_in_pieces(
             out.write(data[start:end])
             out.flush()
             yield end
+
+
+def write_corrupt_pod5(path: Path) -> None:
+    """Both POD5 signatures, garbage in between: complete to reactor, fatal to a reader."""
+    path.write_bytes(POD5_SIGNATURE + os.urandom(4096) + POD5_SIGNATURE)

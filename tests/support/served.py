@@ -1,8 +1,9 @@
 """A run folder with a real `reactor serve` process, for tests that need one.
 
-Shared by the end-to-end, engine and poison-file tests: starting the server on a free
-loopback port and waiting (bounded) until it is ready, reading /status, stopping it with
-SIGTERM. Each test module adds its own engines on top.
+Shared by the end-to-end, engine, end-of-run, sd_notify, systemd and poison-file tests:
+starting the server on a free loopback port and waiting (bounded) until it is ready,
+reading /status, stopping it with SIGTERM. `SeedEngineRun` adds engines that speak only
+the seed's protocol (`tests/support/seed_engine.py`); other tests add their own engines.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from reactor.sim.demo import free_port, serve_args
+from tests.support.launch import free_port, serve_args
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+SEED_ENGINE = REPO / "tests" / "support" / "seed_engine.py"
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -100,3 +102,46 @@ class ServedRun:
             return None
         self.server.send_signal(signal.SIGTERM)
         return self.server.wait(timeout=timeout_s)
+
+
+class SeedEngineRun(ServedRun):
+    """A served run with a 5 s lease, and engine processes that `stop` kills first."""
+
+    settings: ClassVar[dict[str, object]] = {**ServedRun.settings, "report_back_interval": 5.0}
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.engines: list[subprocess.Popen[bytes]] = []
+
+    def start_engines(self, count: int) -> None:
+        """`count` seed-protocol engines (`seed_engine.py`), batches of 10, logs in logs/."""
+        for i in range(count):
+            log = (self.logs / f"engine-{i}.log").open("wb")
+            self.engines.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(SEED_ENGINE),
+                        "--url",
+                        self.url,
+                        "--engine-id",
+                        f"gpu-node{i:02d}",
+                        "--input-dir",
+                        str(self.input_dir),
+                        "--output-dir",
+                        str(self.output_dir),
+                        "--batch-size",
+                        "10",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                )
+            )
+            log.close()
+
+    def stop(self) -> int | None:
+        for engine in self.engines:
+            engine.kill()
+            engine.wait(timeout=10)
+        return self.stop_server()
