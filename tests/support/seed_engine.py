@@ -1,6 +1,6 @@
 """A basecalling engine that speaks only the seed's protocol, for end-to-end tests.
 
-Run as a subprocess: `python tests/seed_engine.py --url URL --engine-id ID ...`.
+Run as a subprocess: `python tests/support/seed_engine.py --url URL --engine-id ID ...`.
 It does what the seed's engine does (GET + query parameters; a keepalive every
 `report_back_interval / 2`; `/completed` with DONE), with a stand-in basecaller: it
 reads every `.pod5` of its batch through the job's symlink folder with the `pod5`

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
-from tests.torture import quarantined_names
+from tests.system.torture import quarantined_names
 
 ROUNDS = 6
 
@@ -36,7 +36,7 @@ def test_kill_9_of_the_server_every_round_loses_and_duplicates_no_read(tmp_path:
     figures_path = tmp_path / "torture.json"
     result = subprocess.run(
         [
-            sys.executable, "-m", "tests.torture",
+            sys.executable, "-m", "tests.system.torture",
             "--rounds", str(ROUNDS), "--seed", "7",
             "--files", "20", "--reads-per-file", "5", "--engines", "3",
             "--engine-kill-rate", "0.5",

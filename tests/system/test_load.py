@@ -38,7 +38,7 @@ def test_sixteen_engines_and_600_arriving_files_end_without_errors_loss_or_dupli
     figures_path = tmp_path / "load.json"
     result = subprocess.run(
         [
-            sys.executable, "-m", "tests.load",
+            sys.executable, "-m", "tests.system.load",
             "--engines", "16", "--seconds", "6", "--files", str(FILES),
             "--workdir", str(tmp_path / "run"), "--json", str(figures_path),
         ],

@@ -18,7 +18,7 @@ names inside them. The last tests check the service still serves a normal engine
 logged no unexpected error.
 
 Budget: about 300 generated requests and a few seconds, with derandomized inputs so CI is
-repeatable. `REACTOR_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py` runs a longer fuzz on
+repeatable. `REACTOR_FUZZ_EXAMPLES=500 pytest tests/system/test_fuzz.py` runs a longer fuzz on
 fresh random inputs.
 """
 

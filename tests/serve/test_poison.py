@@ -5,7 +5,7 @@ whole batch. Reactor retries failed batches in halves, so the poison file ends u
 in quarantine while every other file of its batch is basecalled; and an engine that
 fails batch after batch is benched so it cannot quarantine the run.
 
-The same poison file among real processes: tests/test_poison_served.py.
+The same poison file among real processes: tests/system/test_poison_served.py.
 """
 
 from __future__ import annotations

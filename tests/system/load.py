@@ -16,7 +16,7 @@ The proof is per FILE (the copies share read ids, so reads cannot tell them apar
 file that arrived is listed by exactly one `LOGOUTPUT_*/reactor-job.json` manifest, and
 its FASTQ is in `pass/` exactly once.
 
-    python -m tests.load --engines 64 --seconds 60 --files 10000 --json load.json
+    python -m tests.system.load --engines 64 --seconds 60 --files 10000 --json load.json
 
 Exit code 0 only if there was no error answer (non-2xx or exception), no file lost, none
 duplicated, every file arrived and the server stopped cleanly. Latencies are measured from
@@ -53,7 +53,7 @@ from tests.support.launch import free_port, serve_args
 from tests.support.stand_in import basecall
 from tests.support.stats import percentile
 
-PROG = "python -m tests.load"
+PROG = "python -m tests.system.load"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0

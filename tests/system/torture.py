@@ -18,7 +18,7 @@ run is let finish, everything is stopped with SIGTERM, and every read id in `pas
   an `INPUTDIR/FAILED_*` or `UNKNOWN_*` folder), which must be absent;
 - the quarantined files on disk are the ones `/status` counts.
 
-    python -m tests.torture --rounds 500 --seed 1 --json torture.json
+    python -m tests.system.torture --rounds 500 --seed 1 --json torture.json
 
 Exit code 0 only if the verdict is good; the folder of a bad run is kept (with the
 server's logs, `logs/serve-NNNN.log`, one per start) and its path printed.
@@ -46,7 +46,7 @@ from reactor.commands.arguments import whole_number
 from tests.support.exactly_once import Recount, recount
 from tests.support.launch import fetch_json, free_port, serve_args
 
-PROG = "python -m tests.torture"
+PROG = "python -m tests.system.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
 STOP_TIMEOUT_S = 30.0  # SIGTERM, then SIGKILL after this
 TICK_S = 0.05
