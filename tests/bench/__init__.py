@@ -1,6 +1,6 @@
-"""Benchmarks (issue 6): restart, ingest latency, API throughput and memory, each measured
-side by side with the floor or ceiling this machine allows for the same work, in the same
-run, and reported as a ratio (absolute times on shared machines drift).
+"""Benchmarks: restart, ingest latency, API throughput and memory, each measured side by
+side with the floor or ceiling this machine allows for the same work, in the same run, and
+reported as a ratio (absolute times on shared machines drift).
 
     python -m tests.bench                 # everything, full sizes (also `make bench`)
     python -m tests.bench --quick         # tiny sizes: checks the harness, not the service

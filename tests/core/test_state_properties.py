@@ -1,19 +1,19 @@
 """RunState driven by hypothesis through arbitrary event sequences, checked against a model.
 
-The model restates PRODUCT.md's file and job states in the simplest terms. After every
-step: each file is in one state and counts() are exact; the ready queue is exactly the
-READY files, once each, in the model's order; every ASSIGNED file is held by one live job
-that lists it; DONE and QUARANTINED are final; nothing but a READY file is handed out;
-and a quarantined file failed alone max_attempts times or was set aside by an unknown
-report.
+The model restates the file and job states (docs/architecture.md, "Invariants") in the
+simplest terms. After every step: each file is in one state and counts() are exact; the
+ready queue is exactly the READY files, once each, in the model's order; every ASSIGNED
+file is held by one live job that lists it; DONE and QUARANTINED are final; nothing but a
+READY file is handed out; and a quarantined file failed alone max_attempts times or was
+set aside by an unknown report.
 
-The retry policy of issue 4 is modelled too: failed batches come back as halves with a
-batch cap, solo failures and their engines, engines' failure streaks and benches. Each
-plan is checked twice: against the model's exact choice, and against the plain
-properties any choice must have (READY files, at most batch_size, one batch cap, none
-this engine failed alone while another engine works unless a second engine failed it
-too, nothing for a benched engine). And the run always ends: two engines that keep
-asking and reporting leave no file READY.
+The retry policy is modelled too: failed batches come back as halves with a batch cap,
+solo failures and their engines, engines' failure streaks and benches. Each plan is
+checked twice: against the model's exact choice, and against the plain properties any
+choice must have (READY files, at most batch_size, one batch cap, none this engine failed
+alone while another engine works unless a second engine failed it too, nothing for a
+benched engine). And the run always ends: two engines that keep asking and reporting leave
+no file READY.
 """
 
 from __future__ import annotations
@@ -627,7 +627,7 @@ class RunStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def quarantine_list_is_exactly_the_quarantined_files(self) -> None:
-        """What /status lists without walking the files (issue 5)."""
+        """What /status lists, kept as the run goes so that /status never walks the files."""
         listed = list(self.state.quarantined_names())
         assert len(listed) == len(set(listed))
         quarantined = {n for n, r in self.state.files.items() if r.state is FileState.QUARANTINED}

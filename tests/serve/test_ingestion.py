@@ -147,7 +147,7 @@ async def test_live_jobs_add_no_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The server's thread count does not grow with its live jobs: job folders are not
-    watched (issue #6: a watch per live job was a watchdog thread per job, thousands of
+    watched (a watch per live job would be a watchdog thread per job, thousands of
     them under load, taking the interpreter's time from the event loop)."""
     jobs = 50
     data = pod5_bytes(n_reads=1, seed=1)

@@ -1,6 +1,6 @@
-"""`GET /status` for `reactor status` (issue 5): phase, a recent rate and the ETA it
-gives, quarantined files, benched engines; every answer true to the OpenAPI document,
-and the cost independent of how many files the run tracks."""
+"""`GET /status` for `reactor status`: phase, a recent rate and the ETA it gives,
+quarantined files, benched engines; every answer true to the OpenAPI document, and the
+cost independent of how many files the run tracks."""
 
 from __future__ import annotations
 

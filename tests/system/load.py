@@ -1,4 +1,4 @@
-"""Load (issue 4): many engines at once against one real `reactor serve` while files arrive.
+"""Load: many engines at once against one real `reactor serve` while files arrive.
 
 Runs, on loopback: `reactor serve` as a real process (short lease), a thread that makes
 `--files` real `.pod5` files arrive in its input folder at a steady rate (all of them

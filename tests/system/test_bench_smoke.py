@@ -1,5 +1,6 @@
-"""The benchmark harness (issue 6) runs end to end at tiny sizes, so it cannot rot.
-No assertion on timings: they depend on the machine (STYLE.md, "Tests")."""
+"""The benchmark harness runs end to end at tiny sizes, so it cannot rot. No assertion
+on timings: they depend on the machine, and a test that fails on a slow or busy machine
+proves nothing about reactor."""
 
 from __future__ import annotations
 

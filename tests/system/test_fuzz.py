@@ -1,4 +1,4 @@
-"""Hostile requests against a real `reactor serve` on 127.0.0.1 (issue 4).
+"""Hostile requests against a real `reactor serve` on 127.0.0.1.
 
 One server process serves the whole module, on a run of real `.pod5` files with a short
 lease, so jobs are handed out, expire and go back to the queue while requests arrive:
@@ -12,14 +12,14 @@ lease, so jobs are handed out, expire and go back to the queue while requests ar
   Schemathesis' own checks hold each answer to the document (status, content type, body
   schema, `Allow` on 405, valid data accepted, invalid data rejected).
 
-Every answer is also held to the product's promises (PRODUCT.md, "Security"): no 5xx, a
-JSON body without a traceback, nothing created outside the run folders, only reactor's own
-names inside them. The last tests check the service still serves a normal engine cycle and
-logged no unexpected error.
+Every answer is also held to the service's promises to a hostile client (docs/protocol.md,
+"Security"): no 5xx, a JSON body without a traceback, nothing created outside the run
+folders, only reactor's own names inside them. The last tests check the service still
+serves a normal engine cycle and logged no unexpected error.
 
 Budget: about 300 generated requests and a few seconds, with derandomized inputs so CI is
-repeatable. `REACTOR_FUZZ_EXAMPLES=500 pytest tests/system/test_fuzz.py` runs a longer fuzz on
-fresh random inputs.
+repeatable. `REACTOR_FUZZ_EXAMPLES=500 pytest tests/system/test_fuzz.py` runs a longer
+fuzz on fresh random inputs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Crash torture (issue 4), quick setting: the server is `kill -9`ed every round while
-files arrive and engines work (and some engines are killed too); every read must still
-come out exactly once. `make torture` runs the long version (500 rounds)."""
+"""Crash torture, quick setting: the server is `kill -9`ed every round while files arrive
+and engines work (and some engines are killed too); every read must still come out exactly
+once. `make torture` runs the long version (500 rounds)."""
 
 from __future__ import annotations
 

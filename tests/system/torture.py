@@ -1,4 +1,4 @@
-"""Crash torture (issue 4): `kill -9` the service again and again during a live run.
+"""Crash torture: `kill -9` the service again and again during a live run.
 
 Runs, as real processes on loopback: `reactor serve`, the live-run simulator (`reactor
 simulate-run`, in waves: a new simulated run, with its own flow cell id and seed, starts
