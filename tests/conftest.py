@@ -3,7 +3,7 @@ a test client. The helpers they are built from live in tests/support/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,43 @@ from reactor.settings.serve import ServeConfig  # noqa: E402
 from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa: E402
 from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
 from tests.support.runs import ManualClock, RunDirs  # noqa: E402
+from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_a_skip_for_a_missing_tool(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Safety net of tests/support/tools.py: under CI=true, a skip whose reason says that
+    a tool is missing is a failure, however it was made (skipif, pytest.skip, importorskip)."""
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if says_missing(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped for a missing tool: {reason}\n{CI_HINT}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_a_skip_for_a_missing_tool(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_a_skip_for_a_missing_tool(report)
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ from reactor.ops.checks.system import EARLIEST_SANE_TIME, check_clock
 from reactor.settings.serve import ServeConfig
 from tests.support.paths import REPO
 from tests.support.runs import RunDirs
+from tests.support.tools import require_tool, skip_for_missing_tool
 
 as_root = os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(as_root, reason="root bypasses file permissions")
@@ -142,8 +143,10 @@ def test_read_only_pass_folder_fails(run_dirs: RunDirs) -> None:
 @pytest.fixture
 def mount_tmpfs() -> Iterator[Callable[..., Path]]:
     """Mounts a small tmpfs on a folder (root only); every mount is undone afterwards."""
-    if not as_root:
-        pytest.skip("mounting a tmpfs needs root")
+    require_tool(
+        shutil.which("mount") is not None, "`mount` mounts the tmpfs (Debian: package mount)"
+    )
+    require_tool(as_root, "mounting a tmpfs needs root")
     mounted: list[Path] = []
 
     def mount(folder: Path, *options: str) -> Path:
@@ -153,7 +156,7 @@ def mount_tmpfs() -> Iterator[Callable[..., Path]]:
             capture_output=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr!r}")
+            skip_for_missing_tool(f"cannot mount a tmpfs here: {done.stderr!r}")
         mounted.append(folder)
         return folder
 
@@ -386,12 +389,12 @@ def without_permission_overrides() -> list[str]:
         return []
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("setpriv is needed to hold root to file permissions")
+        skip_for_missing_tool("setpriv holds root to file permissions (Debian: package util-linux)")
     caps = "-dac_override,-dac_read_search"
     prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
     probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        pytest.skip(f"cannot drop capabilities here: {probe.stderr!r}")
+        skip_for_missing_tool(f"cannot drop capabilities here: {probe.stderr!r}")
     return prefix
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
 from tests.support.pod5files import write_pod5
 from tests.support.runs import ManualClock, RunDirs
+from tests.support.tools import require_tool, skip_for_missing_tool
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[[web.Application], Awaitable[Client]]
@@ -37,8 +39,10 @@ AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 @pytest.fixture
 def small_output(tmp_path: Path) -> Iterator[RunDirs]:
     """A run whose OUTPUTDIR is a 1 MiB tmpfs of its own."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    require_tool(
+        shutil.which("mount") is not None, "`mount` mounts the tmpfs (Debian: package mount)"
+    )
+    require_tool(os.geteuid() == 0, "mounting a tmpfs needs root")
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     input_dir.mkdir()
     output_dir.mkdir()
@@ -47,7 +51,7 @@ def small_output(tmp_path: Path) -> Iterator[RunDirs]:
         capture_output=True, check=False,
     )  # fmt: skip
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
+        skip_for_missing_tool(f"cannot mount a tmpfs here: {mounted.stderr!r}")
     try:
         yield RunDirs(input_dir, output_dir)
     finally:

@@ -42,6 +42,7 @@ from reactor.serve.watcher import (
     Watcher,
 )
 from tests.support.pod5files import pod5_bytes, write_pod5, write_pod5_in_pieces
+from tests.support.tools import skip_for_missing_tool
 
 TIMEOUT_S = 5.0
 
@@ -425,7 +426,7 @@ async def test_a_real_overflow_event_from_the_kernel_is_reported(run: Run) -> No
 
     reader = getattr(run.watcher._observer, "_inotify_fd", None)
     if reader is None:
-        pytest.skip("not the inotify observer")
+        skip_for_missing_tool("not the inotify observer: watchdog found no inotify here")
     reader.handle_event(InotifyEvent(WatchDescriptor(-1), InotifyConstants.IN_Q_OVERFLOW, 0, b""))
 
     assert await run.next_lost() == LOST_OVERFLOW

@@ -4,7 +4,7 @@ The test makes its own network namespace joined to this one by a veth pair (priv
 10.251.x.0/30 addresses that exist only inside this machine), runs `reactor serve` on the
 host side with a token and an allow list naming the namespace's address, and sends
 requests from inside the namespace (an allowed client) and from the host side (a client
-not on the list). Needs root and iproute2; skipped elsewhere.
+not on the list). Needs root and iproute2: skipped without them, failed under CI=true.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.launch import free_port
+from tests.support.tools import require_tool, skip_for_missing_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 TOKEN = "t0ken-for-the-access-test-0123456789"
@@ -53,8 +54,8 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def hosts() -> Iterator[Hosts]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to make a network namespace")
+    require_tool(shutil.which("ip") is not None, "iproute2 (`ip`) makes the network namespace")
+    require_tool(os.geteuid() == 0, "making a network namespace needs root")
     tag = os.getpid() % 100_000
     subnet = 10 + tag % 200
     namespace, near, far = f"rtest{tag}", f"rh{tag}", f"rp{tag}"
@@ -70,7 +71,7 @@ def hosts() -> Iterator[Hosts]:
         _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
     except subprocess.CalledProcessError as exc:
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
-        pytest.skip(f"cannot make a network namespace here: {exc.stderr!r}")
+        skip_for_missing_tool(f"cannot make a network namespace here: {exc.stderr!r}")
     try:
         yield made
     finally:

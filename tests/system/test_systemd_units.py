@@ -1,6 +1,7 @@
-"""The systemd units in systemd/: the keys they must have, systemd's own verdict on
-them (`systemd-analyze`, where installed), and the one hardening choice that depends on
-our code rather than on systemd: MemoryDenyWriteExecute=, tried for real."""
+"""The systemd units in systemd/: the keys they must have, systemd's own verdict on them
+(`systemd-analyze`, where installed, and always under CI=true), and the one hardening
+choice that depends on our code rather than on systemd: MemoryDenyWriteExecute=, tried for
+real."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.support.launch import free_port, serve_args
 from tests.support.paths import REPO
 from tests.support.pod5files import write_pod5
 from tests.support.served import wait_for
+from tests.support.tools import require_tool
 
 SERVICE = REPO / "systemd" / "reactor.service"
 ENGINE = REPO / "systemd" / "reactor-engine@.service"
@@ -162,10 +164,16 @@ def test_engine_instance_gets_its_gpu_and_finishes_its_batch() -> None:
 
 # ------------------------------------------------------------- systemd-analyze
 
-needs_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze is not installed (a systemd host has it)",
-)
+
+@pytest.fixture
+def systemd_analyze() -> None:
+    require_tool(
+        shutil.which("systemd-analyze") is not None,
+        "systemd-analyze is not installed (a systemd host has it; Debian: package systemd)",
+    )
+
+
+needs_analyze = pytest.mark.usefixtures("systemd_analyze")
 
 
 def exposure(path: Path) -> float:
