@@ -20,23 +20,23 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/reactor demo
 
-# Crash torture (issue 4): kill -9 the server every round of a live run, then prove
+# Crash torture: kill -9 the server every round of a live run, then prove
 # exactly-once. The figures go to $(TORTURE_JSON) (the README's table is filled from it).
 ROUNDS       ?= 500
 SEED         ?= 1
 TORTURE_JSON ?= $(VENV)/torture.json
 TORTURE_ARGS ?=
 torture: $(STAMP)
-	$(BIN)/python -m tests.torture --rounds $(ROUNDS) --seed $(SEED) --json $(TORTURE_JSON) $(TORTURE_ARGS)
+	$(BIN)/python -m tests.system.torture --rounds $(ROUNDS) --seed $(SEED) --json $(TORTURE_JSON) $(TORTURE_ARGS)
 
-# Load (issue 4): 64 engines at once for 60 s while 10,000 files arrive; per-verb latency
+# Load: 64 engines at once for 60 s while 10,000 files arrive; per-verb latency
 # table on stdout, figures in $(LOAD_JSON). Exit 0 only with no error, no file lost or duplicated.
 LOAD_JSON ?= $(VENV)/load.json
 LOAD_ARGS ?=
 load: $(STAMP)
-	$(BIN)/python -m tests.load --engines 64 --seconds 60 --files 10000 --json $(LOAD_JSON) $(LOAD_ARGS)
+	$(BIN)/python -m tests.system.load --engines 64 --seconds 60 --files 10000 --json $(LOAD_JSON) $(LOAD_ARGS)
 
-# Benchmarks (issue 6): restart, ingest latency, API and memory, each beside its floor or
+# Benchmarks: restart, ingest latency, API and memory, each beside its floor or
 # ceiling measured in the same run. Table on stdout, figures in $(BENCH_JSON). The trees of
 # up to 10^6 hardlinked files are built once under $(VENV)/bench-data and reused
 # (BENCH_ARGS=--fresh rebuilds them; --quick for tiny sizes).

@@ -1,26 +1,60 @@
-"""Shared fixtures: run folders on tmp_path and configs pointing at them."""
+"""Shared fixtures: run folders on tmp_path, configs pointing at them, and the app behind
+a test client. The helpers they are built from live in tests/support/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reactor.settings.serve import ServeConfig, prepare_output_dirs
+# Helpers in tests/support assert too: pytest rewrites their asserts as it does those of
+# test modules, so a failed check there shows its values. This must precede their import.
+pytest.register_assert_rewrite("tests.support")
+
+from reactor.serve.app import create_app  # noqa: E402
+from reactor.settings.serve import ServeConfig  # noqa: E402
+from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa: E402
+from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
+from tests.support.runs import ManualClock, RunDirs  # noqa: E402
+from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
 
 
-@dataclass(frozen=True)
-class RunDirs:
-    input_dir: Path
-    output_dir: Path
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
-    def config(self, **overrides: Any) -> ServeConfig:
-        config = ServeConfig(input_dir=self.input_dir, output_dir=self.output_dir, **overrides)
-        prepare_output_dirs(config)
-        return config
+
+def _fail_a_skip_for_a_missing_tool(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Safety net of tests/support/tools.py: under CI=true, a skip whose reason says that
+    a tool is missing is a failure, however it was made (skipif, pytest.skip, importorskip)."""
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if says_missing(reason):
+        report.outcome = "failed"
+        report.longrepr = f"skipped for a missing tool: {reason}\n{CI_HINT}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_a_skip_for_a_missing_tool(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_a_skip_for_a_missing_tool(report)
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -41,23 +75,39 @@ def run_dirs(tmp_path: Path) -> RunDirs:
     return RunDirs(input_dir, output_dir)
 
 
-class ManualClock:
-    """A clock tests move by hand, so leases expire without waiting."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
 
-ConfigFactory = Callable[..., ServeConfig]
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock) -> MakeClient:
+    """Builds the app on `run_dirs` with the manual clock, no watcher and no sweeper;
+    keywords are settings (the lease is `LEASE_S` unless given)."""
+
+    async def make(**overrides: Any) -> Client:
+        overrides.setdefault("report_back_interval", LEASE_S)
+        config: ServeConfig = run_dirs.config(**overrides)
+        return await aiohttp_client(create_app(config, clock=clock, watch=False, sweep=False))
+
+    return make
+
+
+@pytest.fixture
+def start_run(aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock) -> StartRun:
+    """Builds the app on `run_dirs` with the manual clock, no watcher and no sweeper thread
+    (`Run.sweep` sweeps); keywords are settings. The app may not ask to exit unless the
+    test passes `request_exit`."""
+
+    async def start(*, request_exit: Callable[[], None] | None = None, **overrides: Any) -> Run:
+        config = run_dirs.config(**overrides)
+        app = create_app(
+            config,
+            clock=clock,
+            watch=False,
+            sweep=False,
+            request_exit=request_exit or no_exit,
+        )
+        return Run(await aiohttp_client(app), run_dirs, clock)
+
+    return start

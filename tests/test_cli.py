@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reactor.cli import main
-from tests.conftest import RunDirs
+from tests.support.runs import RunDirs
 
 
 def test_serve_without_input_dir_says_how_to_set_it(

@@ -78,7 +78,7 @@ def fastq_names(text: str) -> list[str]:
 def serve_args(input_dir: Path, output_dir: Path, port: int, **settings: object) -> list[str]:
     """Module arguments (for `python -m`) of `reactor serve` on a run folder, listening
     on 127.0.0.1:`port`; each keyword is a setting: `sweep_interval=1` gives
-    `--sweep-interval 1`. The demo, the torture and load drivers and tests share it."""
+    `--sweep-interval 1`."""
     args = [
         "reactor", "serve",
         "--input-dir", str(input_dir),

@@ -1,13 +1,13 @@
-"""Benchmarks (issue 6): restart, ingest latency, API throughput and memory, each measured
-side by side with the floor or ceiling this machine allows for the same work, in the same
-run, and reported as a ratio (absolute times on shared machines drift).
+"""Benchmarks: restart, ingest latency, API throughput and memory, each measured side by
+side with the floor or ceiling this machine allows for the same work, in the same run, and
+reported as a ratio (absolute times on shared machines drift).
 
     python -m tests.bench                 # everything, full sizes (also `make bench`)
     python -m tests.bench --quick         # tiny sizes: checks the harness, not the service
     python -m tests.bench --parts restart,api --json bench.json
 
-Not part of `make test` (minutes, and timings are not assertions); tests/test_bench_smoke.py
-runs `--quick` so the harness cannot rot. Modules:
+Not part of `make test` (minutes, and timings are not assertions);
+tests/system/test_bench_smoke.py runs `--quick` so the harness cannot rot. Modules:
 
 - `trees`     cached run folders of 10^4-10^6 hardlinked `.pod5` files, with jobs in flight
 - `servers`   the processes under test: `reactor serve`, the bare handler, the floors

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.bench import api, ingest, restart, trees
 from tests.bench.figures import Figure, markdown, table
-from tests.bench.servers import REPO
+from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
 PARTS = ("restart", "ingest", "api")

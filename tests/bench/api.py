@@ -31,7 +31,7 @@ from tests.bench.client import Cell
 from tests.bench.figures import Figure
 from tests.bench.servers import Served, bare_handler, reactor_serve
 from tests.bench.trees import FILES_PER_JOB, Tree
-from tests.load import basecall
+from tests.support.stand_in import basecall
 
 CONCURRENCY = (8, 32, 128)
 BATCHES = (1, 10, 100)

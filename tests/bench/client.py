@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.load import percentile
+from tests.support.stats import percentile
 
 REQUEST_TIMEOUT_S = 30.0
 
@@ -34,7 +34,7 @@ class Cell:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
-    server_threads: int | None = None  # of the server after the cell (issue #6)
+    server_threads: int | None = None  # of the server after the cell: must not grow with jobs
 
     @property
     def rps(self) -> float:

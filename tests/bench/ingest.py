@@ -27,8 +27,9 @@ import aiohttp
 from reactor.sim.pod5_files import pod5_bytes
 from tests.bench import client
 from tests.bench.figures import Figure
-from tests.bench.servers import REPO, reactor_serve
-from tests.load import percentile
+from tests.bench.servers import reactor_serve
+from tests.support.paths import REPO
+from tests.support.stats import percentile
 
 POLLERS = 2
 POLL_BATCH = 100

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reactor.sim.demo import free_port, serve_args
+from tests.support.launch import free_port, serve_args
+from tests.support.paths import REPO
 
 READY_POLL_S = 0.005
 STOP_TIMEOUT_S = 30.0
-REPO = Path(__file__).resolve().parents[2]
 
 
 def proc_memory(pid: int) -> dict[str, int]:

@@ -1,0 +1,428 @@
+"""`reactor check`: folder, space, clock and access checks on real folders, and the command."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor.cli import main
+from reactor.ops.checks.access import check_access
+from reactor.ops.checks.folders import (
+    check_free_space,
+    check_input_folder,
+    check_input_journal,
+    check_output_folder,
+    check_output_journal,
+    check_result_folders,
+)
+from reactor.ops.checks.report import format_results
+from reactor.ops.checks.result import CheckResult, Status
+from reactor.ops.checks.run_end import check_on_complete, check_run_folder
+from reactor.ops.checks.system import EARLIEST_SANE_TIME, check_clock
+from reactor.settings.serve import ServeConfig
+from tests.support.paths import REPO
+from tests.support.runs import RunDirs
+from tests.support.tools import require_tool, skip_for_missing_tool
+
+as_root = os.geteuid() == 0
+needs_non_root = pytest.mark.skipif(as_root, reason="root bypasses file permissions")
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A folder this user can list but not write; made writable again for cleanup."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield folder
+    folder.chmod(0o755)
+
+
+# --- folders --------------------------------------------------------------------------
+
+
+def test_usable_run_folders_pass_every_folder_check(run_dirs: RunDirs) -> None:
+    run_dirs.config()  # pass/ and fail/ made
+    results = [
+        check_input_folder(run_dirs.input_dir),
+        check_input_journal(run_dirs.input_dir),
+        check_output_folder(run_dirs.output_dir),
+        check_result_folders(run_dirs.output_dir),
+        check_output_journal(run_dirs.output_dir),
+    ]
+    assert [r.status for r in results] == [Status.OK] * 5, results
+    assert results[3].message == "both are folders on the output filesystem, writable"
+
+
+def test_the_checks_leave_nothing_behind(run_dirs: RunDirs) -> None:
+    run_dirs.config()
+    check_input_journal(run_dirs.input_dir)
+    check_output_journal(run_dirs.output_dir)
+    check_output_folder(run_dirs.output_dir)
+    check_result_folders(run_dirs.output_dir)
+    assert list(run_dirs.input_dir.iterdir()) == []
+    assert sorted(p.name for p in run_dirs.output_dir.iterdir()) == ["fail", "pass"]
+    assert list((run_dirs.output_dir / "pass").iterdir()) == []
+    assert list((run_dirs.output_dir / "fail").iterdir()) == []
+
+
+def test_missing_input_folder_fails_with_its_name(tmp_path: Path) -> None:
+    result = check_input_folder(tmp_path / "nope")
+    assert result.status is Status.FAIL
+    assert result.message == f"{tmp_path / 'nope'} does not exist"
+    assert "input_dir" in result.fix
+
+
+def test_a_file_is_not_an_input_folder(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    result = check_input_folder(tmp_path / "file")
+    assert result.status is Status.FAIL
+    assert "is not a folder" in result.message
+
+
+@needs_non_root
+def test_read_only_input_folder_fails_and_says_why_writing_is_needed(read_only: Path) -> None:
+    result = check_input_folder(read_only)
+    assert result.status is Status.FAIL
+    assert "ASSIGNED_" in result.message
+    assert check_input_journal(read_only).status is Status.FAIL
+
+
+@needs_non_root
+def test_read_only_output_folder_fails_on_a_real_write(read_only: Path) -> None:
+    result = check_output_folder(read_only)
+    assert result.status is Status.FAIL
+    assert "cannot create a file" in result.message
+    assert "Permission denied" in result.message
+
+
+def test_missing_output_folder_with_a_writable_parent_says_mkdir(tmp_path: Path) -> None:
+    result = check_output_folder(tmp_path / "out")
+    assert result.status is Status.FAIL
+    assert result.fix.startswith(f"mkdir -p {tmp_path / 'out'}")
+    assert "does not create it" in result.fix
+
+
+def test_missing_pass_and_fail_are_fine_serve_makes_them(run_dirs: RunDirs) -> None:
+    result = check_result_folders(run_dirs.output_dir)
+    assert result.status is Status.OK
+    assert "missing: reactor serve creates them" in result.message
+
+
+def test_a_file_named_pass_fails(run_dirs: RunDirs) -> None:
+    (run_dirs.output_dir / "pass").write_text("", encoding="utf-8")
+    result = check_result_folders(run_dirs.output_dir)
+    assert result.status is Status.FAIL
+    assert "is not a folder" in result.message
+
+
+@needs_non_root
+def test_read_only_pass_folder_fails(run_dirs: RunDirs) -> None:
+    run_dirs.config()
+    (run_dirs.output_dir / "pass").chmod(0o555)
+    try:
+        result = check_result_folders(run_dirs.output_dir)
+        journal = check_output_journal(run_dirs.output_dir)
+    finally:
+        (run_dirs.output_dir / "pass").chmod(0o755)
+    assert result.status is Status.FAIL
+    assert journal.status is Status.FAIL
+    assert "into pass/" in journal.message
+
+
+@pytest.fixture
+def mount_tmpfs() -> Iterator[Callable[..., Path]]:
+    """Mounts a small tmpfs on a folder (root only); every mount is undone afterwards."""
+    require_tool(
+        shutil.which("mount") is not None, "`mount` mounts the tmpfs (Debian: package mount)"
+    )
+    require_tool(as_root, "mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(folder: Path, *options: str) -> Path:
+        folder.mkdir(exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(folder)],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            skip_for_missing_tool(f"cannot mount a tmpfs here: {done.stderr!r}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def test_pass_on_another_filesystem_fails_both_checks(
+    run_dirs: RunDirs, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """A rename from a job folder into pass/ would cross filesystems (EXDEV)."""
+    run_dirs.config()
+    mount_tmpfs(run_dirs.output_dir / "pass")
+    folders = check_result_folders(run_dirs.output_dir)
+    assert folders.status is Status.FAIL
+    assert "is on another filesystem than" in folders.message
+    journal = check_output_journal(run_dirs.output_dir)
+    assert journal.status is Status.FAIL
+    assert "Invalid cross-device link" in journal.message
+    assert journal.fix == "keep pass/ and fail/ on the output folder's filesystem"
+
+
+def test_read_only_filesystem_fails_the_output_folder_even_for_root(
+    run_dirs: RunDirs, mount_tmpfs: Callable[..., Path]
+) -> None:
+    output = mount_tmpfs(run_dirs.output_dir, "ro")
+    result = check_output_folder(output)
+    assert result.status is Status.FAIL
+    assert "Read-only file system" in result.message
+
+
+def test_a_small_filesystem_warns_with_its_real_figure(
+    run_dirs: RunDirs, mount_tmpfs: Callable[..., Path]
+) -> None:
+    output = mount_tmpfs(run_dirs.output_dir)
+    result = check_free_space(output, 10**9)
+    assert result.status is Status.WARN
+    assert result.message.startswith("only 0.0 GB free of 0.0 GB on the filesystem of")
+
+
+# --- space, clock, access --------------------------------------------------------------
+
+
+def test_free_space_below_the_threshold_warns_with_the_figure(tmp_path: Path) -> None:
+    low = check_free_space(tmp_path, 10**18)
+    assert low.status is Status.WARN
+    assert " GB free of " in low.message
+    assert "below the 1000000000.0 GB asked for" in low.message
+    assert check_free_space(tmp_path, 0).status is Status.OK
+
+
+@pytest.mark.parametrize(
+    ("now", "monotonic", "status"),
+    [
+        (EARLIEST_SANE_TIME + 1, True, Status.OK),
+        (EARLIEST_SANE_TIME - 86_400 * 365, True, Status.WARN),
+        (EARLIEST_SANE_TIME + 1, False, Status.FAIL),
+    ],
+)
+def test_clock(now: float, monotonic: bool, status: Status) -> None:
+    result = check_clock(now, EARLIEST_SANE_TIME, monotonic)
+    assert result.status is status
+    if status is Status.WARN:
+        assert "2024-01-02" in result.message
+        assert "timedatectl set-ntp true" in result.fix
+
+
+@pytest.mark.parametrize(
+    ("settings", "status", "words"),
+    [
+        ({}, Status.OK, "is loopback"),
+        ({"listen": "0.0.0.0:40765", "token": "t" * 64}, Status.OK, "a token"),
+        ({"listen": "0.0.0.0:40765", "allow": (ipaddress.ip_network("10.0.0.0/8"),)}, Status.OK,
+         "an allow list (10.0.0.0/8) limits the clients (a token as well is recommended)"),
+        ({"listen": "0.0.0.0:40765", "token": "short"}, Status.WARN, "the token is short"),
+        ({"listen": "0.0.0.0:40765", "insecure": True}, Status.WARN, "neither token nor allow"),
+    ],
+)  # fmt: skip
+def test_access(run_dirs: RunDirs, settings: dict[str, Any], status: Status, words: str) -> None:
+    config = ServeConfig(input_dir=run_dirs.input_dir, output_dir=run_dirs.output_dir, **settings)
+    result = check_access(config)
+    assert result.status is status
+    assert words in result.message
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def check_argv(run_dirs: RunDirs, *extra: str) -> list[str]:
+    return ["check", "--input-dir", str(run_dirs.input_dir),
+            "--output-dir", str(run_dirs.output_dir),
+            "--listen", f"127.0.0.1:{free_port()}",
+            "--min-free-gb", "0", *extra]  # fmt: skip
+
+
+def test_check_exits_0_when_all_is_well(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(check_argv(run_dirs)) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("all checks passed\n")
+    assert "ok    input folder" in out
+
+
+def test_check_exits_1_and_prints_the_fix_on_a_problem(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dirs.output_dir.rmdir()
+    assert main(check_argv(run_dirs)) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  output folder     {run_dirs.output_dir} does not exist" in out
+    assert f"fix: mkdir -p {run_dirs.output_dir}" in out
+    skipped = [line.split() for line in out.splitlines() if line.startswith("skip")]
+    assert ["skip", "free", "space", "output", "folder", "unusable"] in skipped
+
+
+def test_check_exits_1_when_the_port_is_taken(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [*check_argv(run_dirs), "--listen", f"127.0.0.1:{port}"]
+        assert main(argv) == 1
+    assert f"127.0.0.1:{port} is in use by process {os.getpid()}" in capsys.readouterr().out
+
+
+def test_check_json_is_one_object_for_scripts(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*check_argv(run_dirs), "--json", "--observer", "polling"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    by_name = {check["name"]: check for check in report["checks"]}
+    assert by_name["inotify limits"]["status"] == "skip"
+    assert set(by_name["port"]) == {"name", "status", "message", "fix"}
+
+
+def test_check_exits_2_on_a_settings_mistake(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*check_argv(run_dirs), "--batch-size", "lots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("reactor check: batch_size")
+
+
+def test_check_reads_the_config_file(
+    run_dirs: RunDirs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "reactor.toml"
+    config.write_text(
+        f'input_dir = "{run_dirs.input_dir}"\noutput_dir = "{run_dirs.output_dir}"\n'
+        f'listen = "127.0.0.1:{free_port()}"\n',
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(config), "--min-free-gb", "0"]) == 0
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_format_puts_the_fix_under_its_problem() -> None:
+    text = format_results(
+        [
+            CheckResult("port", Status.FAIL, "in use", "stop it"),
+            CheckResult("clock", Status.OK, "fine", "unused"),
+        ]
+    )
+    assert text.splitlines() == [
+        "FAIL  port   in use",
+        "             fix: stop it",
+        "ok    clock  fine",
+        "1 problem(s): see the fix lines",
+    ]
+
+
+# --- end of run -------------------------------------------------------------------------
+
+
+def test_on_complete_not_set_is_fine(run_dirs: RunDirs) -> None:
+    result = check_on_complete(ServeConfig(run_dirs.input_dir, run_dirs.output_dir))
+    assert (result.status, result.message) == (
+        Status.OK,
+        "not set: nothing is run when the run is complete",
+    )
+
+
+def test_on_complete_found_names_the_program_it_will_run(run_dirs: RunDirs) -> None:
+    config = ServeConfig(run_dirs.input_dir, run_dirs.output_dir, on_complete="true --all")
+    result = check_on_complete(config)
+    assert (result.status, result.message) == (
+        Status.OK,
+        f"runs {shutil.which('true')} when the run is complete",
+    )
+
+
+def test_check_fails_an_on_complete_program_serve_would_refuse(
+    run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to say "all checks passed" while serve refused to start."""
+    assert main(check_argv(run_dirs, "--on-complete", "/nonexistent/align.sh --all")) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAIL  on_complete       on_complete program '/nonexistent/align.sh' is not found or "
+        "is not executable: reactor serve refuses to start"
+    ) in out
+    assert "fix: install it, give its full path, or fix the command" in out
+
+
+def test_a_listable_run_folder_is_fine(run_dirs: RunDirs) -> None:
+    result = check_run_folder(run_dirs.input_dir, "final_summary_*.txt")
+    assert result.status is Status.OK
+    assert result.message == (
+        f"{run_dirs.input_dir.parent} can be listed: final_summary_*.txt is looked for there"
+    )
+
+
+def without_permission_overrides() -> list[str]:
+    """A command prefix under which root, too, is held to file permissions (it drops
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH); none for other users."""
+    if not as_root:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        skip_for_missing_tool("setpriv holds root to file permissions (Debian: package util-linux)")
+    caps = "-dac_override,-dac_read_search"
+    prefix = [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        skip_for_missing_tool(f"cannot drop capabilities here: {probe.stderr!r}")
+    return prefix
+
+
+def test_a_run_folder_this_user_cannot_list_warns(tmp_path: Path) -> None:
+    """MinKNOW's final_summary lands there: unseen, only one in input_dir ends the run.
+    A real `reactor check`, as a process held to file permissions even as root."""
+    prefix = without_permission_overrides()
+    run_folder = tmp_path / "run"
+    input_dir = run_folder / "pod5"
+    input_dir.mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    run_folder.chmod(0o300)  # may be entered, not listed
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "reactor", "check", "--json",
+             "--input-dir", str(input_dir), "--output-dir", str(tmp_path / "out"),
+             "--listen", f"127.0.0.1:{free_port()}",
+             "--min-free-gb", "0", "--observer", "polling"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    finally:
+        run_folder.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    by_name = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    assert by_name["input folder"]["status"] == "ok"
+    assert by_name["run folder"]["status"] == "warn"
+    assert f"{run_folder}, input_dir's parent, cannot be listed" in by_name["run folder"]["message"]
+    assert "only one inside input_dir" in by_name["run folder"]["message"]
+    problems = [name for name, check in by_name.items() if check["status"] in ("warn", "fail")]
+    assert problems == ["run folder"]

@@ -1,0 +1,151 @@
+"""`GET /status` for `reactor status`: phase, a recent rate and the ETA it gives,
+quarantined files, benched engines; every answer true to the OpenAPI document, and the
+cost independent of how many files the run tracks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from reactor.core.model import FileRecord
+from reactor.core.status import QUARANTINE_LISTED
+from reactor.serve.app_keys import REACTOR
+from reactor.serve.service import Reactor
+from tests.support.api import Client, MakeClient, add_files, get_json, write_outputs
+from tests.support.openapi import DOCUMENT, assert_documented
+from tests.support.runs import ManualClock, RunDirs
+
+
+async def status_of(client: Client) -> Any:
+    body = await get_json(client, "/status")
+    assert_documented("/status", 200, body)
+    return body
+
+
+async def finish_job(client: Client, run_dirs: RunDirs, engine: str, size: int) -> None:
+    job = await get_json(client, "/assignwork", engineid=engine, batchsize=size)
+    assert job["batch_size"] == size
+    write_outputs(run_dirs, job)
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE")
+
+
+async def test_phase_is_starting_until_ready_then_running(make_client: MakeClient) -> None:
+    """The placeholder phase (end-of-run detection will add finishing and complete)."""
+    client = await make_client()
+    assert (await status_of(client))["phase"] == "running"
+    client.server.app[REACTOR].ready = False
+    body = await status_of(client)
+    assert (body["phase"], body["ready"]) == ("starting", False)
+
+
+async def test_rate_and_eta_follow_the_recent_past(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """A burst early on, then nothing for 10 minutes: the recent rate falls to 0 and
+    the ETA becomes unknown, while the since-start figure remembers the burst."""
+    add_files(run_dirs, 10)
+    client = await make_client()
+    clock.advance(60)
+    await finish_job(client, run_dirs, "gpu-01", 6)
+    early = (await status_of(client))["throughput"]
+    assert early["files_done_since_start"] == 6
+    assert early["files_per_s"] == round(6 / 60, 3)
+    assert early["eta_s"] == round(4 / (6 / 60), 1)
+    assert early["window_s"] == 300.0
+    clock.advance(600)
+    late = (await status_of(client))["throughput"]
+    assert late["files_per_s"] == 0.0
+    assert late["eta_s"] is None
+    assert late["files_per_s_since_start"] == round(6 / 660, 3)
+    await finish_job(client, run_dirs, "gpu-01", 3)
+    now = (await status_of(client))["throughput"]
+    assert now["files_per_s"] == round(3 / 300, 3)
+    assert now["eta_s"] == round(1 / (3 / 300), 1)
+
+
+async def test_quarantined_files_are_listed_with_their_failures(
+    make_client: MakeClient, run_dirs: RunDirs
+) -> None:
+    names = add_files(run_dirs, 2)
+    client = await make_client(max_attempts=1)
+    job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
+    body = await status_of(client)
+    assert body["quarantined"] == {"total": 1, "files": [{"name": names[0], "failures": 1}]}
+    assert body["files"]["quarantined"] == 1
+
+
+async def test_quarantine_list_is_bounded_and_the_total_is_exact(make_client: MakeClient) -> None:
+    client = await make_client()
+    reactor = client.server.app[REACTOR]
+    names = [f"PAK00000_pass_abc_def_{i}.pod5" for i in range(QUARANTINE_LISTED + 50)]
+    for name in names:
+        reactor.state.restore_quarantined(name, 3, reactor.clock())
+    body = await status_of(client)
+    assert body["quarantined"]["total"] == len(names)
+    assert [f["name"] for f in body["quarantined"]["files"]] == names[:QUARANTINE_LISTED]
+    schema = DOCUMENT["components"]["schemas"]["Status"]["properties"]["quarantined"]
+    assert schema["properties"]["files"]["maxItems"] == QUARANTINE_LISTED
+
+
+async def test_released_files_leave_the_quarantine_list(
+    make_client: MakeClient, run_dirs: RunDirs
+) -> None:
+    add_files(run_dirs, 1)
+    client = await make_client(max_attempts=1)
+    job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
+    response = await client.post("/requeue", params={"all": "true"})
+    assert response.status == 200
+    body = await status_of(client)
+    assert body["quarantined"] == {"total": 0, "files": []}
+    assert body["files"]["ready"] == 1
+
+
+async def test_a_benched_engine_says_for_how_long(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    add_files(run_dirs, 4)
+    client = await make_client(bench_after=1, bench_seconds=120.0)
+    await get_json(client, "/assignwork", engineid="gpu-02", batchsize=1)  # another engine works
+    job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=2)
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
+    clock.advance(20)
+    engines = {e["engine_id"]: e for e in (await status_of(client))["engines"]}
+    assert engines["gpu-01"]["benched_s"] == 100.0
+    assert engines["gpu-01"]["jobs_failed"] == 1
+    assert engines["gpu-02"]["benched_s"] == 0.0
+
+
+class NoWalking(dict[str, FileRecord]):
+    """The files of a run, refusing to be walked: lookups by name only."""
+
+    def _walked(self) -> Any:
+        msg = "/status walked every file"
+        raise AssertionError(msg)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._walked()  # type: ignore[no-any-return]
+
+    keys = values = items = _walked
+
+
+async def test_status_never_walks_the_files(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """A site may track a million files: /status reads kept counts and sets, not files."""
+    add_files(run_dirs, 3)
+    client = await make_client(max_attempts=1)
+    await finish_job(client, run_dirs, "gpu-01", 1)
+    job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
+    await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
+    reactor: Reactor = client.server.app[REACTOR]
+    for i in range(1000):
+        reactor.state.restore_done(f"old_{i}.pod5", clock())
+    reactor.state.files = NoWalking(reactor.state.files)
+    body = await status_of(client)
+    assert body["files"] == {
+        "incomplete": 0, "ready": 0, "assigned": 1, "done": 1001, "quarantined": 1
+    }  # fmt: skip
+    assert len(body["jobs"]["live"]) == 1

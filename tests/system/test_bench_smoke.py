@@ -1,0 +1,51 @@
+"""The benchmark harness runs end to end at tiny sizes, so it cannot rot. No assertion
+on timings: they depend on the machine, and a test that fails on a slow or busy machine
+proves nothing about reactor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bench.figures import Figure, table
+from tests.support.paths import REPO
+
+
+def test_a_figure_compares_with_its_floor_as_a_ratio_or_a_difference() -> None:
+    """Ratio is value/reference; a 'difference' figure reports value - reference."""
+    assert Figure("x", 3.0, "s", 1.5, "floor").ratio == 2.0
+    assert Figure("y", 12.0, "ms", 2.0, "floor", compare="difference").ratio == 10.0
+    assert Figure("z", None, "s", 1.0).ratio is None
+    assert "x" in table([Figure("x", 3.0, "s", 1.5, "floor", target="< 2 s", met=False)])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path: Path) -> None:
+    """`--quick` on tiny trees: restart, ingest and API figures all present, no error."""
+    figures_path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tests.bench", "--quick",
+            "--data", str(tmp_path / "data"), "--json", str(figures_path),
+        ],
+        capture_output=True, text=True, timeout=110, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(figures_path.read_text())
+    names = [figure["name"] for figure in figures["figures"]]
+    assert any(name.startswith("restart ") for name in names)
+    assert any(name.startswith("memory per tracked file") for name in names)
+    assert any(name.startswith("ingest p99") for name in names)
+    assert any(name.startswith("/keepalive") for name in names)
+    assert any(name.startswith("/completed") for name in names)
+    assert all(figure["value"] is not None for figure in figures["figures"])
+    for verb in figures["raw"]["api"]["200"]["verbs"].values():
+        for cell in verb.values():
+            assert cell["errors"] == 0, cell["error_samples"]
+    assert figures["raw"]["ingest"]["idle"]["reactor"]["missing"] == 0
+    assert "| figure |" in figures["markdown"]

@@ -1,0 +1,305 @@
+"""`reactor engine` end to end: a real `reactor serve` process, real engine processes, real
+.pod5 files, real commands (reactor's fake basecaller, `sh`, `sleep`). Every scenario ends
+with every read id of every input in pass/+fail/ exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.support.paths import REPO
+from tests.support.pod5files import write_pod5
+from tests.support.served import ServedRun, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+LEASE_S = 2.0
+READS_PER_FILE = 3
+FAKE = "{python} -m reactor fake-basecaller {input_dir} {output_dir}"
+# The fake basecaller after a pause, so batches are still running when the test acts.
+SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
+    "{python} {input_dir} {output_dir}"
+)
+Events = list[dict[str, Any]]
+
+
+def json_lines(path: Path) -> Events:
+    events = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))
+    return events
+
+
+def gone(pid: int) -> bool:
+    """True once `pid` is no process at all (neither running nor a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class Engine:
+    """One `python -m reactor engine` process and its JSON log."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def events(self, name: str | None = None) -> Events:
+        found = json_lines(self.log)
+        return [e for e in found if name is None or e["event"] == name]
+
+    def has(self, name: str) -> bool:
+        return bool(self.events(name))
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"engine did not exit within {timeout_s} s; see {self.log}")
+
+
+class Run(ServedRun):
+    """A run folder, its `reactor serve` process and the engines."""
+
+    settings: ClassVar[dict[str, object]] = {
+        **ServedRun.settings,
+        "report_back_interval": LEASE_S,
+        "sweep_interval": 0.2,
+    }
+    ready_timeout_s: ClassVar[float] = 20.0
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.engines: list[Engine] = []
+        self.read_ids: dict[str, list[str]] = {}
+        self.orphans: list[int] = []  # commands of SIGKILLed engines, killed at teardown
+
+    def add_files(self, count: int) -> None:
+        """Complete .pod5 files, renamed in whole as MinKNOW's finished files are."""
+        start = len(self.read_ids)
+        for i in range(start, start + count):
+            name = f"PAK00000_pass_abcdef12_0123abcd_{i}.pod5"
+            staged = self.root / name
+            self.read_ids[name] = write_pod5(staged, READS_PER_FILE, seed=i)
+            staged.rename(self.input_dir / name)
+
+    def all_done(self) -> bool:
+        return self.files_done() == len(self.read_ids)
+
+    def server_events(self, name: str) -> Events:
+        found: Events = []
+        for path in sorted(self.logs.glob("server-*.jsonl")):
+            found.extend(e for e in json_lines(path) if e["event"] == name)
+        return found
+
+    def start_engine(self, engine_id: str, *args: str) -> Engine:
+        log = self.logs / f"engine-{engine_id}-{len(self.engines)}.jsonl"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "reactor", "engine",
+                    "--manager", self.url,
+                    "--engine-id", engine_id,
+                    "--input-dir", str(self.input_dir),
+                    "--output-dir", str(self.output_dir),
+                    "--poll-interval", "0.05",
+                    "--max-poll-interval", "0.5",
+                    "--grace", "30",
+                    "--kill-grace", "5",
+                    "--log-format", "json",
+                    *args,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )  # fmt: skip
+        engine = Engine(process, log)
+        self.engines.append(engine)
+        return engine
+
+    def stop(self) -> None:
+        for engine in self.engines:
+            if engine.process.poll() is None:
+                engine.process.kill()
+                engine.process.wait(timeout=10)
+        for pid in self.orphans:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.stop_server(timeout_s=20)
+
+    def assert_exactly_once(self) -> None:
+        """Every read id of every input in pass/+fail/ once; each file merged by one job."""
+        expected = Counter(rid for ids in self.read_ids.values() for rid in ids)
+        found: Counter[str] = Counter()
+        for kind in ("pass", "fail"):
+            for path in (self.output_dir / kind).iterdir():
+                headers = path.read_text().splitlines()[0::4]
+                found.update(header.split()[0].removeprefix("@") for header in headers)
+        assert not expected - found, f"{len(expected - found)} reads lost"
+        assert not found - expected, f"{len(found - expected)} reads duplicated or unknown"
+        merged: Counter[str] = Counter()
+        for manifest in self.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
+            merged.update(list(json.loads(manifest.read_text())["files"]))  # name -> attempt
+        assert merged == Counter(dict.fromkeys(self.read_ids, 1))
+        assert not list(self.input_dir.glob("ASSIGNED_*"))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    the_run = Run(tmp_path)
+    yield the_run
+    the_run.stop()
+
+
+def started_command(engine: Engine) -> dict[str, Any]:
+    """The engine's first `command_started` event, once it has one."""
+    wait_for(lambda: engine.has("command_started"), 15, f"a command to start ({engine.log})")
+    return engine.events("command_started")[0]
+
+
+def test_two_engines_basecall_every_read_once_and_exit_when_the_queue_is_empty(run: Run) -> None:
+    """Two engines (a preset, a template) with --until-empty share the run and exit 0."""
+    run.add_files(12)
+    run.start_server()
+    first = run.start_engine("gpu-a", "--preset", "fake", "--batch-size", "2", "--until-empty")
+    second = run.start_engine("gpu-b", "--command", FAKE, "--batch-size", "3", "--until-empty")
+    assert first.wait(30) == 0
+    assert second.wait(30) == 0
+    assert run.all_done()
+    reported = first.events("job_reported") + second.events("job_reported")
+    assert {e["state"] for e in reported} == {"DONE"}
+    assert len(reported) == len(run.server_events("job_done"))
+    # the command's stderr stays with the job's leftovers
+    logs = list(run.output_dir.glob("LOGOUTPUT_*/engine.log"))
+    assert len(logs) == len(reported)
+    assert all("reactor fake-basecaller: files=" in path.read_text() for path in logs)
+    run.assert_exactly_once()
+
+
+def test_a_failing_command_reports_failed_and_a_healthy_engine_redoes_the_files(run: Run) -> None:
+    """Exit 1 -> FAILED -> the files go back to the queue and another engine does them."""
+    run.add_files(6)
+    run.start_server()
+    failing = "sh -c 'echo failing on purpose >&2; exit 1'"
+    bad = run.start_engine("gpu-bad", "--command", failing, "--batch-size", "4", "--once")
+    assert bad.wait(20) == 0
+    (exited,) = bad.events("command_exited")
+    assert exited["exit_code"] == 1
+    assert [e["state"] for e in bad.events("job_reported")] == ["FAILED"]
+    assert len(run.server_events("job_failed")) == 1
+    (retried,) = run.output_dir.glob("RETRIEDOUTPUT_*_gpu-bad")
+    assert "failing on purpose" in (retried / "engine.log").read_text()
+    good = run.start_engine("gpu-good", "--preset", "fake", "--until-empty")
+    assert good.wait(30) == 0
+    assert run.all_done()
+    run.assert_exactly_once()
+
+
+def test_an_engine_killed_mid_batch_loses_its_lease_and_another_engine_finishes(
+    run: Run,
+) -> None:
+    """SIGKILL of an engine: its job expires and a second engine does the files."""
+    run.add_files(6)
+    run.start_server()
+    doomed = run.start_engine("gpu-doomed", "--command", "sleep 30", "--batch-size", "4")
+    run.orphans.append(started_command(doomed)["pid"])  # its own session: it outlives the engine
+    doomed.process.kill()
+    doomed.wait(10)
+    healthy = run.start_engine("gpu-healthy", "--preset", "fake")
+    wait_for(run.all_done, 30, "all files done by the healthy engine")
+    healthy.signal(signal.SIGTERM)
+    assert healthy.wait(15) == 0
+    assert [e["engine_id"] for e in run.server_events("job_expired")] == ["gpu-doomed"]
+    run.assert_exactly_once()
+
+
+def test_engines_ride_out_a_manager_killed_and_restarted_mid_run(run: Run) -> None:
+    """kill -9 of the manager while batches run; restarted on the same port, the run ends."""
+    run.add_files(12)
+    run.start_server()
+    engines = [
+        run.start_engine(engine_id, "--command", SLOW_FAKE, "--batch-size", "2")
+        for engine_id in ("gpu-a", "gpu-b")
+    ]
+    wait_for(lambda: run.files_done() >= 2, 30, "some files done")
+    wait_for(lambda: bool(run.status()["jobs"]["live"]), 10, "a batch in hand")
+    assert run.server is not None
+    run.server.kill()
+    run.server.wait(timeout=10)
+    wait_for(
+        lambda: any(engine.has("manager_unreachable") for engine in engines),
+        15,
+        "an engine to notice the manager is gone",
+    )
+    run.start_server()
+    wait_for(run.all_done, 40, "all files done after the restart")
+    for engine in engines:
+        engine.signal(signal.SIGTERM)
+    assert [engine.wait(15) for engine in engines] == [0, 0]
+    assert any(engine.has("manager_reachable") for engine in engines)
+    assert not any(engine.has("job_abandoned") for engine in engines)
+    run.assert_exactly_once()
+
+
+def test_a_late_keepalive_stops_the_command_and_reports_nothing(run: Run) -> None:
+    """An engine frozen past its lease hears `late: true`: it stops the command, no DONE."""
+    run.add_files(3)
+    run.start_server()
+    frozen = run.start_engine("gpu-frozen", "--command", "sleep 30", "--once")
+    started = started_command(frozen)
+    job_id = started["job_id"]
+    frozen.signal(signal.SIGSTOP)  # no keepalives from here on; the command runs on
+    try:
+        wait_for(lambda: bool(run.server_events("job_expired")), 15, "the job to expire")
+    finally:
+        frozen.signal(signal.SIGCONT)
+    assert frozen.wait(20) == 0
+    assert [e["job_id"] for e in frozen.events("job_late")] == [job_id]
+    assert frozen.has("command_stopped")
+    assert not frozen.has("job_reported")
+    wait_for(lambda: gone(started["pid"]), 5, "the stopped command to be gone")
+    rescuer = run.start_engine("gpu-rescuer", "--preset", "fake", "--until-empty")
+    assert rescuer.wait(30) == 0
+    assert job_id not in {e["job_id"] for e in run.server_events("job_done")}
+    run.assert_exactly_once()
+
+
+def test_first_signal_finishes_the_batch_second_signal_stops_it(run: Run) -> None:
+    """SIGTERM once: the batch in hand is finished, DONE, exit 0. Twice: FAILED, exit 1."""
+    run.add_files(4)
+    run.start_server()
+    calm = run.start_engine("gpu-calm", "--command", SLOW_FAKE, "--batch-size", "2")
+    started_command(calm)
+    calm.signal(signal.SIGTERM)
+    assert calm.wait(20) == 0
+    assert [e["state"] for e in calm.events("job_reported")] == ["DONE"]
+    assert len(calm.events("job_received")) == 1
+
+    hasty = run.start_engine("gpu-hasty", "--command", "sleep 30", "--batch-size", "2")
+    command = started_command(hasty)
+    hasty.signal(signal.SIGTERM)
+    wait_for(lambda: hasty.has("stopping"), 10, "the first signal to be taken")
+    hasty.signal(signal.SIGTERM)
+    assert hasty.wait(20) == 1
+    assert [e["state"] for e in hasty.events("job_reported")] == ["FAILED"]
+    assert gone(command["pid"])
+    assert [e["job_id"] for e in run.server_events("job_failed")] == [command["job_id"]]
+
+    rest = run.start_engine("gpu-rest", "--preset", "fake", "--until-empty")
+    assert rest.wait(30) == 0
+    run.assert_exactly_once()
