@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/reactor demo
 
 # Crash torture: kill -9 the server every round of a live run, then prove
-# exactly-once. The figures go to $(TORTURE_JSON) (the README's table is filled from it).
+# exactly-once. The figures go to $(TORTURE_JSON) (docs/operations.md's table is filled from it).
 ROUNDS       ?= 500
 SEED         ?= 1
 TORTURE_JSON ?= $(VENV)/torture.json

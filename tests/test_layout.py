@@ -11,6 +11,7 @@ the service's libraries.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -277,3 +278,48 @@ def test_light_verbs_never_load_the_service_libraries(verb: str, tmp_path: Path)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("LOADED [] CODE"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+TESTS = REPO / "tests"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/support; a test module is never a library."""
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                last = name.split(".")[-1]
+                if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                    wrong.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert wrong == []
+
+
+# Built from parts, so this file does not match itself.
+OUTSIDE_CITATION = re.compile("|".join([r"PRODUCT\.md", r"STYLE\.md", r"\b[Ii]ssue" r" #?[0-9]"]))
+
+
+def test_code_cites_only_what_is_in_the_repository() -> None:
+    """Comments cite docs/ or the reason itself, never a file outside the repository or a
+    tracker number a reader cannot open."""
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for root in (PACKAGE, TESTS)
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if OUTSIDE_CITATION.search(line)
+    ]
+    assert found == []
+
+
+def test_the_citation_check_can_fail() -> None:
+    assert OUTSIDE_CITATION.search("see " + "PRODUCT" + ".md")
+    assert OUTSIDE_CITATION.search("(issue" + " 6)")
+    assert OUTSIDE_CITATION.search("issue" + " #6")
+    assert not OUTSIDE_CITATION.search("dorado #1311, docs/architecture.md")

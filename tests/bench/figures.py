@@ -83,7 +83,7 @@ def table(figures: list[Figure]) -> str:
 
 
 def markdown(figures: list[Figure]) -> str:
-    """The same table in Markdown, for the README."""
+    """The same table in Markdown, for docs/operations.md."""
     lines = rows(figures)
     out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in lines[1:]]

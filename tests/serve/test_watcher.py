@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -502,6 +503,36 @@ async def test_check_health_restarts_a_dead_observer_with_all_watches(run: Run) 
         (Area.INPUT, "after.pod5"),
         (Area.RESULTS, "after.fastq"),
     }
+
+
+async def test_a_restart_found_on_a_worker_thread_is_reported_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The app runs check_health on a worker thread; the loss it reports must reach its
+    owner on the loop's thread, where the reconcile that answers it touches the state."""
+    for folder in ("input", "output/pass", "output/fail"):
+        (tmp_path / folder).mkdir(parents=True)
+    loop = asyncio.get_running_loop()
+    reported: asyncio.Future[tuple[str, int]] = loop.create_future()
+
+    def on_lost(reason: str) -> None:
+        reported.set_result((reason, threading.get_ident()))
+
+    watcher = Watcher(
+        tmp_path / "input", tmp_path / "output", on_event=print, on_lost=on_lost, loop=loop
+    )
+    watcher.start()
+    try:
+        observer = watcher._observer
+        assert observer is not None
+        observer.stop()  # as if its thread had died
+        observer.join(TIMEOUT_S)
+        await asyncio.to_thread(watcher.check_health)
+        async with asyncio.timeout(TIMEOUT_S):
+            reason, thread = await reported
+    finally:
+        watcher.stop()
+    assert (reason, thread) == (LOST_RESTARTED, threading.get_ident())
 
 
 async def test_check_health_waits_for_a_deleted_input_folder_to_come_back(run: Run) -> None:
