@@ -6,8 +6,13 @@ changes these records; the journal and the service read them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Where the time comes from, for the adapters around the core (which itself only ever
+# takes `now`): time.monotonic in production, a hand-moved clock in tests.
+Clock = Callable[[], float]
 
 
 class FileState(StrEnum):

@@ -24,11 +24,12 @@ from typing import Any
 import aiohttp
 import structlog
 
+from reactor.core.model import Clock
+
 # Lazy, as in the other modules: the real logger is made at first use, after
 # configure_logging.
 log = structlog.get_logger("reactor.engine")
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 REQUEST_TIMEOUT_S = 30.0
 MIN_REQUEST_TIMEOUT_S = 5.0

@@ -41,6 +41,7 @@ from aiohttp import web
 
 from reactor.core.endrun import stop_file_filter
 from reactor.core.events import Area, Change, FsEvent, input_filter
+from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
 from reactor.disk.journal import Journal
 from reactor.serve import api
@@ -57,7 +58,7 @@ from reactor.serve.app_keys import (
 from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
-from reactor.serve.service import Clock, Reactor
+from reactor.serve.service import Reactor
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher
 from reactor.settings.serve import ServeConfig

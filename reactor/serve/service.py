@@ -24,6 +24,7 @@ import structlog
 
 from reactor.core.endrun import RunEnd, phase_of
 from reactor.core.events import Area, Change, FsEvent
+from reactor.core.model import Clock
 from reactor.core.names import RESULT_FOLDERS, is_pod5_name, output_stem
 from reactor.core.rate import Throughput
 from reactor.core.retry import FailureHistory
@@ -46,7 +47,6 @@ from reactor.settings.serve import ServeConfig
 log = structlog.get_logger("reactor")
 
 MAX_BATCH_SIZE = 10_000
-Clock = Callable[[], float]
 
 
 # Start-up makes one record per file (10^6 in a site archive). While they are built the

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import structlog
 
+from reactor.core.model import Clock
 from reactor.core.state import Job
-from reactor.serve.service import Clock, Reactor
+from reactor.serve.service import Reactor
 
 log = structlog.get_logger("reactor.sweeper")
 

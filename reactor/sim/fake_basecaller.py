@@ -42,16 +42,16 @@ _BASES = "ACGT"
 ReadTable = list[tuple[str, int]]  # (read id, signal samples), in file order
 
 
-class Verdict(StrEnum):
+class ResultFolder(StrEnum):
     """Which output folder a read goes to."""
 
     PASS = "pass"  # noqa: S105  # a folder name, not a password
     FAIL = "fail"
 
 
-def verdict(read_id: str) -> Verdict:
+def result_folder(read_id: str) -> ResultFolder:
     """FAIL when the read id starts with hex digit 0 or 1, PASS otherwise."""
-    return Verdict.FAIL if read_id[:1] in {"0", "1"} else Verdict.PASS
+    return ResultFolder.FAIL if read_id[:1] in {"0", "1"} else ResultFolder.PASS
 
 
 def sequence_length(n_samples: int) -> int:
@@ -71,10 +71,10 @@ def fastq_record(read_id: str, n_samples: int, pod5_name: str) -> str:
 
 def fastq_records(
     reads: Iterable[tuple[str, int]], pod5_name: str
-) -> Iterator[tuple[Verdict, str]]:
-    """`(verdict, FASTQ record)` for each `(read id, samples)` of one input, in order."""
+) -> Iterator[tuple[ResultFolder, str]]:
+    """`(result folder, FASTQ record)` for each `(read id, samples)` of one input, in order."""
     for read_id, n_samples in reads:
-        yield verdict(read_id), fastq_record(read_id, n_samples, pod5_name)
+        yield result_folder(read_id), fastq_record(read_id, n_samples, pod5_name)
 
 
 class BadInput(Exception):
@@ -114,24 +114,26 @@ def read_inputs(
 class _Tally:
     files: int = 0
     reads: int = 0
-    by_verdict: dict[Verdict, int] = field(default_factory=lambda: dict.fromkeys(Verdict, 0))
+    by_folder: dict[ResultFolder, int] = field(
+        default_factory=lambda: dict.fromkeys(ResultFolder, 0)
+    )
 
 
 class _Staged:
-    """One input's outputs: a staging file per verdict, opened on its first record."""
+    """One input's outputs: a staging file per result folder, opened on its first record."""
 
     def __init__(self, output: Path, stem: str) -> None:
         self.output = output
         self.stem = stem
-        self.handles: dict[Verdict, IO[str]] = {}
+        self.handles: dict[ResultFolder, IO[str]] = {}
 
-    def _final(self, kind: Verdict) -> Path:
+    def _final(self, kind: ResultFolder) -> Path:
         return self.output / kind / f"{self.stem}.fastq"
 
-    def _staging(self, kind: Verdict) -> Path:
+    def _staging(self, kind: ResultFolder) -> Path:
         return self.output / kind / f".{self.stem}.fastq.tmp"
 
-    def write(self, kind: Verdict, text: str) -> None:
+    def write(self, kind: ResultFolder, text: str) -> None:
         if kind not in self.handles:
             self.handles[kind] = open(self._staging(kind), "w", encoding="ascii")  # noqa: SIM115
         self.handles[kind].write(text)
@@ -176,7 +178,7 @@ def _basecall(tables: list[tuple[Path, ReadTable]], args: argparse.Namespace) ->
                     time.sleep(args.delay_per_read)
                 staged.write(kind, text)
                 tally.reads += 1
-                tally.by_verdict[kind] += 1
+                tally.by_folder[kind] += 1
                 if tally.reads == crash_after:
                     _crash(staged, tally.reads)
             staged.commit()
@@ -221,7 +223,7 @@ def basecall(args: argparse.Namespace) -> int:
         return 1
     try:
         tables = read_inputs(inputs, pod5_files.read_lengths)
-        for kind in Verdict:
+        for kind in ResultFolder:
             (args.output / kind).mkdir(parents=True, exist_ok=True)
         tally = _basecall(tables, args)
     except BadInput as exc:
@@ -235,8 +237,9 @@ def basecall(args: argparse.Namespace) -> int:
         return 1
     seconds = time.monotonic() - started
     print(
-        f"{PROG}: files={tally.files} reads={tally.reads} pass={tally.by_verdict[Verdict.PASS]} "
-        f"fail={tally.by_verdict[Verdict.FAIL]} seconds={seconds:.2f}",
+        f"{PROG}: files={tally.files} reads={tally.reads} "
+        f"pass={tally.by_folder[ResultFolder.PASS]} fail={tally.by_folder[ResultFolder.FAIL]} "
+        f"seconds={seconds:.2f}",
         file=sys.stderr,
     )
     return 0

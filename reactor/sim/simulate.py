@@ -37,7 +37,7 @@ SIGNATURE_LEN = len(POD5_SIGNATURE)
 _FLOW_CELL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
 
 
-class Step(NamedTuple):
+class WriteStep(NamedTuple):
     """Write piece `piece_index` of file `file_index` at `at_s` seconds after the start."""
 
     at_s: float
@@ -47,7 +47,7 @@ class Step(NamedTuple):
 
 def plan(
     files: int, interval_s: float, pieces: int, piece_interval_s: float, concurrent: int
-) -> list[Step]:
+) -> list[WriteStep]:
     """The whole write schedule, in the order to play it.
 
     File `i` starts (its first piece) at `i * interval_s`, unless `concurrent` files are
@@ -76,7 +76,7 @@ def plan(
             start = max(start, starts[index - concurrent] + duration)
         starts.append(start)
     steps = [
-        Step(start + piece * piece_interval_s, index, piece)
+        WriteStep(start + piece * piece_interval_s, index, piece)
         for index, start in enumerate(starts)
         for piece in range(pieces)
     ]
@@ -199,7 +199,7 @@ class _Player:
         self.open_files: dict[int, _OpenFile] = {}
         self.completed = 0
 
-    def play(self, steps: list[Step]) -> None:
+    def play(self, steps: list[WriteStep]) -> None:
         start = time.monotonic()
         try:
             for step in steps:
@@ -210,7 +210,7 @@ class _Player:
             for piece in self.open_files.values():
                 piece.handle.close()
 
-    def _write(self, step: Step) -> None:
+    def _write(self, step: WriteStep) -> None:
         name = self.sim.pod5_name(step.file_index)
         if step.piece_index == 0:
             data = self.build(step.file_index)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reactor.disk.signature import POD5_SIGNATURE, Pod5Check, check_pod5
+from reactor.core.names import POD5_SIGNATURE
+from reactor.disk.signature import Pod5Check, check_pod5
 from tests.support.pod5files import pod5_bytes, read_ids, write_pod5, write_pod5_in_pieces
 
 

@@ -15,14 +15,14 @@ import pytest
 
 import reactor.sim
 from reactor.commands.fake_basecaller import add_arguments, run
-from reactor.disk.signature import POD5_SIGNATURE
+from reactor.core.names import POD5_SIGNATURE
 from reactor.sim.fake_basecaller import (
     CRASH_EXIT_CODE,
-    Verdict,
+    ResultFolder,
     fastq_record,
     fastq_records,
+    result_folder,
     sequence_length,
-    verdict,
 )
 from tests.support.paths import REPO
 from tests.support.pod5files import write_pod5
@@ -67,13 +67,13 @@ def run_input(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
 
 @pytest.mark.parametrize(
     ("first_digit", "expected"),
-    [("0", Verdict.FAIL), ("1", Verdict.FAIL)]
-    + [(digit, Verdict.PASS) for digit in "23456789abcdef"],
+    [("0", ResultFolder.FAIL), ("1", ResultFolder.FAIL)]
+    + [(digit, ResultFolder.PASS) for digit in "23456789abcdef"],
 )
 def test_a_read_fails_when_its_id_starts_with_hex_0_or_1(
-    first_digit: str, expected: Verdict
+    first_digit: str, expected: ResultFolder
 ) -> None:
-    assert verdict(f"{first_digit}e9958d8-9499-440c-83f9-39f34c0e31e0") is expected
+    assert result_folder(f"{first_digit}e9958d8-9499-440c-83f9-39f34c0e31e0") is expected
 
 
 @pytest.mark.parametrize(
@@ -98,10 +98,10 @@ def test_fastq_record_is_four_lines_named_by_the_read_id() -> None:
     assert record == fastq_record(read_id, 1234, "x.pod5")
 
 
-def test_fastq_records_keep_order_and_sort_by_verdict() -> None:
+def test_fastq_records_keep_order_and_sort_by_folder() -> None:
     reads = [("0a" + "0" * 30, 100), ("fa" + "0" * 30, 200), ("1b" + "0" * 30, 50)]
     out = list(fastq_records(reads, "x.pod5"))
-    assert [kind for kind, _ in out] == [Verdict.FAIL, Verdict.PASS, Verdict.FAIL]
+    assert [kind for kind, _ in out] == [ResultFolder.FAIL, ResultFolder.PASS, ResultFolder.FAIL]
     assert [text.split()[0][1:] for _, text in out] == [read_id for read_id, _ in reads]
 
 
@@ -117,19 +117,19 @@ def test_every_read_comes_out_exactly_once_in_pass_or_fail(
     out = tmp_path / "out"
     assert run(_args(folder, out)) == 0
 
-    records = {kind: _records(out / kind) for kind in Verdict}
-    every = [read_id for kind in Verdict for read_id, _, _ in records[kind]]
+    records = {kind: _records(out / kind) for kind in ResultFolder}
+    every = [read_id for kind in ResultFolder for read_id, _, _ in records[kind]]
     assert Counter(every) == Counter(read_id for file_ids in ids.values() for read_id in file_ids)
-    for kind in Verdict:
-        assert all(verdict(read_id) is kind for read_id, _, _ in records[kind])
+    for kind in ResultFolder:
+        assert all(result_folder(read_id) is kind for read_id, _, _ in records[kind])
         for read_id, source, output in records[kind]:
             assert read_id in ids[source]
             assert output == source.removesuffix(".pod5") + ".fastq"
-    assert records[Verdict.PASS]
-    assert records[Verdict.FAIL]  # the seeds above give both kinds
+    assert records[ResultFolder.PASS]
+    assert records[ResultFolder.FAIL]  # the seeds above give both kinds
     summary = (
-        f"reactor fake-basecaller: files=2 reads=32 pass={len(records[Verdict.PASS])} "
-        f"fail={len(records[Verdict.FAIL])} seconds="
+        f"reactor fake-basecaller: files=2 reads=32 pass={len(records[ResultFolder.PASS])} "
+        f"fail={len(records[ResultFolder.FAIL])} seconds="
     )
     assert re.fullmatch(re.escape(summary) + r"[0-9]+\.[0-9]{2}\n", capsys.readouterr().err)
 
@@ -145,7 +145,7 @@ def test_reads_inputs_through_relative_symlinks(
         (assigned / name).symlink_to(Path("..") / name)
     out = tmp_path / "out"
     assert run(_args(assigned, out)) == 0
-    every = [read_id for kind in Verdict for read_id, _, _ in _records(out / kind)]
+    every = [read_id for kind in ResultFolder for read_id, _, _ in _records(out / kind)]
     assert sorted(every) == sorted(read_id for file_ids in ids.values() for read_id in file_ids)
 
 
@@ -158,7 +158,7 @@ def test_ignores_hidden_files_folders_and_other_names(tmp_path: Path) -> None:
     (folder / "sub.pod5").mkdir()
     out = tmp_path / "out"
     assert run(_args(folder, out)) == 0
-    every = [read_id for kind in Verdict for read_id, _, _ in _records(out / kind)]
+    every = [read_id for kind in ResultFolder for read_id, _, _ in _records(out / kind)]
     assert sorted(every) == sorted(kept)
 
 
@@ -168,13 +168,13 @@ def test_no_staging_files_are_left_after_success(
     folder, _ = run_input
     out = tmp_path / "out"
     assert run(_args(folder, out, "--delay-per-read", "0.0001")) == 0
-    left = sorted(path.name for kind in Verdict for path in (out / kind).iterdir())
+    left = sorted(path.name for kind in ResultFolder for path in (out / kind).iterdir())
     assert all(not name.startswith(".") for name in left)
 
 
 def test_an_empty_input_folder_succeeds_with_empty_pass_and_fail(tmp_path: Path) -> None:
     assert run(_args(tmp_path, tmp_path / "out")) == 0
-    assert [list((tmp_path / "out" / kind).iterdir()) for kind in Verdict] == [[], []]
+    assert [list((tmp_path / "out" / kind).iterdir()) for kind in ResultFolder] == [[], []]
 
 
 def test_fail_on_a_present_name_exits_1_and_writes_nothing(
@@ -292,15 +292,15 @@ def test_crash_after_reads_dies_137_leaving_only_renamed_outputs_complete(
     assert result.returncode == CRASH_EXIT_CODE, result.stderr
     assert "crashing on purpose after 20 reads" in result.stderr
 
-    outputs = [path for kind in Verdict for path in (out / kind).iterdir()]
+    outputs = [path for kind in ResultFolder for path in (out / kind).iterdir()]
     final = [path for path in outputs if not path.name.startswith(".")]
     staged = [path for path in outputs if path.name.startswith(".")]
     first_stem, second_stem = (name.removesuffix(".pod5") for name in NAMES)
     assert {path.name for path in final} == {f"{first_stem}.fastq"}
     assert {path.name for path in staged} <= {f".{second_stem}.fastq.tmp"}
-    done = [read_id for kind in Verdict for read_id, _, name in _records(out / kind)
+    done = [read_id for kind in ResultFolder for read_id, _, name in _records(out / kind)
             if name == f"{first_stem}.fastq"]  # fmt: skip
-    partial = [read_id for kind in Verdict for read_id, _, name in _records(out / kind)
+    partial = [read_id for kind in ResultFolder for read_id, _, name in _records(out / kind)
                if name == f".{second_stem}.fastq.tmp"]  # fmt: skip
     assert sorted(done) == sorted(ids[NAMES[0]])
     assert sorted(partial) == sorted(ids[NAMES[1]][:4])  # the first 4 reads, pass or fail
@@ -312,7 +312,7 @@ def test_crash_after_0_reads_writes_nothing(
     folder, _ = run_input
     result = _fake_basecaller(folder, tmp_path / "out", "--crash-after-reads", "0")
     assert result.returncode == CRASH_EXIT_CODE
-    assert [list((tmp_path / "out" / kind).iterdir()) for kind in Verdict] == [[], []]
+    assert [list((tmp_path / "out" / kind).iterdir()) for kind in ResultFolder] == [[], []]
 
 
 def test_as_a_process_success_is_0_and_a_usage_mistake_is_2(

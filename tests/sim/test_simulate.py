@@ -16,12 +16,12 @@ import pytest
 
 import reactor.sim
 from reactor.commands.simulate_run import add_arguments, run
-from reactor.core.names import is_pod5_name
-from reactor.disk.signature import POD5_SIGNATURE, check_pod5
+from reactor.core.names import POD5_SIGNATURE, is_pod5_name
+from reactor.disk.signature import check_pod5
 from reactor.sim.pod5_files import pod5_bytes
 from reactor.sim.simulate import (
     SimulatedRun,
-    Step,
+    WriteStep,
     file_seed,
     piece_bounds,
     plan,
@@ -102,7 +102,7 @@ def test_plan_never_has_more_than_concurrent_files_open() -> None:
 
 def test_plan_steps_are_named_tuples_in_time_order() -> None:
     steps = plan(4, 0.5, 3, 0.2, 2)
-    assert all(isinstance(step, Step) for step in steps)
+    assert all(isinstance(step, WriteStep) for step in steps)
     assert [step.at_s for step in steps] == sorted(step.at_s for step in steps)
 
 

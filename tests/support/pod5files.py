@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from reactor.disk.signature import POD5_SIGNATURE
+from reactor.core.names import POD5_SIGNATURE
 from reactor.sim.pod5_files import pod5_bytes, read_ids, write_pod5
 from reactor.sim.simulate import piece_bounds
 
