@@ -21,7 +21,6 @@ import argparse
 import datetime
 import hashlib
 import os
-import re
 import sys
 import time
 import uuid
@@ -34,7 +33,6 @@ from reactor.core.names import POD5_SIGNATURE
 
 PROG = "reactor simulate-run"
 SIGNATURE_LEN = len(POD5_SIGNATURE)
-_FLOW_CELL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
 
 
 class WriteStep(NamedTuple):
