@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any, TextIO
 
+from reactor.core.protocol import error_detail
 from reactor.ops.status_view import Glyphs, render
 
 DEFAULT_WATCH_S = 2.0
@@ -97,9 +98,10 @@ def _http_error(url: str, exc: urllib.error.HTTPError, token: str | None) -> Sta
 
 def _detail(exc: urllib.error.HTTPError) -> str:
     try:
-        return str(json.load(exc)["detail"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return str(exc.reason)
+        body = exc.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        body = ""
+    return error_detail(body) or str(exc.reason)
 
 
 def show_once(url: str, token: str | None, *, as_json: bool) -> int:
