@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.cli import main
-from reactor.ops.seed_import import CUT_LINE, import_seed
+from reactor.ops.seed_import import import_seed
 from reactor.ops.seed_run import read_seed
 from reactor.ops.toml_text import NotTomlText, toml_comment, toml_document, toml_line, toml_string
 from reactor.settings.engine import EngineConfig, parse_engine_config, read_engine_config_file
@@ -84,18 +84,22 @@ def test_example_round_trips_through_the_serve_and_engine_loaders(
     assert f"reactor engine --config {engine_path}" in out
 
 
-def test_printed_output_is_two_toml_documents_each_saying_how_to_use_it(
+def test_printed_output_is_one_file_each_saying_how_to_use_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["config", "import-seed", str(EXAMPLE), "--node-index", "2"]) == 0
-    serve_text, engine_text = capsys.readouterr().out.split(CUT_LINE)
+    assert main(["config", "import-seed", str(EXAMPLE)]) == 0
+    serve_text = capsys.readouterr().out
     assert "input_dir" in tomllib.loads(serve_text)
+    assert "reactor serve --config reactor.toml" in serve_text
+    assert "Node 2 (any node Slurm picks) has no address" in serve_text
+    assert (
+        main(["config", "import-seed", str(EXAMPLE), "--node-index", "2", "--print", "engine"]) == 0
+    )
+    engine_text = capsys.readouterr().out
     engine = tomllib.loads(engine_text)
     assert engine["batch_size"] == 4
     assert "engine_id" not in engine  # nodes_list[2] is "": the engine's host name
-    assert "reactor serve --config reactor.toml" in serve_text
     assert "reactor engine --config engine.toml" in engine_text
-    assert "Node 2 (any node Slurm picks) has no address" in serve_text
 
 
 def _leaves(data: dict[str, Any]) -> list[str]:
@@ -103,8 +107,12 @@ def _leaves(data: dict[str, Any]) -> list[str]:
 
 
 def test_every_seed_field_shows_in_the_output(capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing is dropped silently: each field is a setting or a comment saying why not."""
+    """Nothing is dropped silently: each field is a setting or a comment saying why not,
+    in one file or the other."""
     assert main(["config", "import-seed", str(EXAMPLE), "--node-index", "0"]) == 0
+    assert (
+        main(["config", "import-seed", str(EXAMPLE), "--node-index", "0", "--print", "engine"]) == 0
+    )
     out = capsys.readouterr().out
     for key in _leaves(example()):
         assert key in out, key

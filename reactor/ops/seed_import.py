@@ -4,10 +4,10 @@ The seed described a whole cluster run in one JSON file; reactor splits it the w
 runs: `reactor.toml` for `reactor serve` on the manager's node (``index_host``) and
 `engine.toml` for `reactor engine` on one node (``--node-index``). Both are flat TOML
 files, the ones `--config` reads; neither may hold the other's keys, so they are two
-documents. `render_serve` and `render_engine` build them with comments saying where
-each value came from, which seed fields have no equivalent, and how to use the file.
-`check_rendered` loads both back through reactor's own loaders, so what is written is
-known to be accepted.
+files, never one text. `render_serve` and `render_engine` build them with comments
+saying where each value came from, which seed fields have no equivalent, and how to use
+the file. `import_serve` and `import_engine` load each back through reactor's own
+loaders, so what is written or printed is known to be accepted.
 
 The mapping (README, "Moving from the seed service"):
 
@@ -31,6 +31,7 @@ import ipaddress
 import json
 import shlex
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from reactor.ops.seed_run import NODE_LIST_NOTES, SeedError, SeedNode, SeedRun
@@ -41,7 +42,6 @@ from reactor.settings.serve import parse_config
 
 SERVE_FILE = "reactor.toml"
 ENGINE_FILE = "engine.toml"
-CUT_LINE = "# " + "-" * 30 + " 8< " + "-" * 30
 # Only used to load a generated serve file that has no allow list back: such a file
 # needs REACTOR_TOKEN set, and says so.
 _CHECK_TOKEN = "check-" + "0" * 32
@@ -120,38 +120,52 @@ def render_engine(run: SeedRun, node: SeedNode, file_name: str = ENGINE_FILE) ->
     return toml_document(lines)
 
 
-def render_both(run: SeedRun, node: SeedNode) -> str:
-    """Both files in one text, for stdout: reactor.toml, a cut line, engine.toml."""
-    note = toml_comment(
-        f"Two files follow: {SERVE_FILE}, then {ENGINE_FILE} after the 8< line. Save each "
-        "on its own,\nor let `-o FILE` write them."
-    )
-    return "\n".join([*note, "", render_serve(run), CUT_LINE, "", render_engine(run, node)])
+def check_serve(text: str, path: Path) -> None:
+    """Load a serve file through serve's own loader; a ConfigError if it refuses."""
+    values = tomllib.loads(text)
+    env = {} if "allow" in values else {"REACTOR_TOKEN": _CHECK_TOKEN}
+    parse_config(argparse.Namespace(), env, ConfigFile(path, values))
 
 
-def check_rendered(serve_text: str, engine_text: str, serve_path: Path) -> None:
-    """Load both files through reactor's own loaders; a ConfigError if either refuses."""
-    serve_values = tomllib.loads(serve_text)
-    env = {} if "allow" in serve_values else {"REACTOR_TOKEN": _CHECK_TOKEN}
-    parse_config(argparse.Namespace(), env, ConfigFile(serve_path, serve_values))
-    engine_path = serve_path.with_name(ENGINE_FILE)
-    parse_engine_config(argparse.Namespace(), {}, tomllib.loads(engine_text), engine_path)
+def check_engine(text: str, path: Path) -> None:
+    """Load an engine file through the engine's own loader; a ConfigError if it refuses."""
+    parse_engine_config(argparse.Namespace(), {}, tomllib.loads(text), path)
+
+
+def import_serve(run: SeedRun) -> str:
+    """The serve file, loaded back to be sure; a SeedError if it cannot be made."""
+    return _checked(run, lambda: render_serve(run), check_serve, SERVE_FILE)
+
+
+def import_engine(run: SeedRun, node_index: int) -> str:
+    """The engine file for `node_index`, loaded back to be sure; a SeedError if it cannot
+    be made (an index out of range included)."""
+    node = run.node(node_index)
+    return _checked(run, lambda: render_engine(run, node), check_engine, ENGINE_FILE)
 
 
 def import_seed(run: SeedRun, node_index: int) -> tuple[str, str]:
     """(serve file, engine file) for `node_index`; a SeedError if they cannot be made."""
-    node = run.node(node_index)
+    run.node(node_index)  # an index out of range is the first thing to say
+    return import_serve(run), import_engine(run, node_index)
+
+
+def _checked(
+    run: SeedRun,
+    render: Callable[[], str],
+    check: Callable[[str, Path], None],
+    file_name: str,
+) -> str:
     try:
-        serve_text = render_serve(run)
-        engine_text = render_engine(run, node)
-        check_rendered(serve_text, engine_text, run.path.with_name(SERVE_FILE))
+        text = render()
+        check(text, run.path.with_name(file_name))
     except NotTomlText as err:
         msg = f"{run.path}: a value {err}: fix it in the seed file"
         raise SeedError([msg]) from None
     except ConfigError as err:
         msg = f"{run.path}: its values make a setting reactor refuses: {err}"
         raise SeedError([msg]) from None
-    return serve_text, engine_text
+    return text
 
 
 # --------------------------------------------------------------------------- parts
