@@ -28,6 +28,7 @@ from reactor.settings.templates import expand_command, parse_command
 
 EXAMPLE = Path(__file__).parent / "data" / "seed_config.json"
 PROG = "reactor config import-seed: "
+JOB_VALUES = {"input_dir": "I", "output_dir": "O", "model": "M"}
 
 
 def example() -> dict[str, Any]:
@@ -69,7 +70,7 @@ def test_example_round_trips_through_the_serve_and_engine_loaders(
     assert serve.output_dir == Path("/shared/runs/run7/basecalled")
     assert serve.listen == "0.0.0.0:40765"
     assert [str(net) for net in serve.allow] == ["10.20.1.11/32", "10.20.1.12/32"]
-    assert serve.batch_size == 3  # batch_size_list[index_host]
+    assert serve.batch_size == 3  # the seed's manager's own, fixed in its code
     engine = load_engine(engine_path)
     assert engine.manager == "http://10.20.1.11:40765"
     assert engine.engine_id == "gpunode02"
@@ -77,8 +78,9 @@ def test_example_round_trips_through_the_serve_and_engine_loaders(
     assert engine.input_dir == serve.input_dir
     assert engine.output_dir == serve.output_dir
     assert engine.model == "dna_r10.4.1_e8.2_400bps_hac.cfg"
-    argv = expand_command(parse_command(engine.command), {"input_dir": "I", "output_dir": "O"})
-    assert argv == ["/shared/pipelines/seed/BC_scripts/supervisor.sh", "I", "O"]
+    argv = expand_command(parse_command(engine.command), JOB_VALUES)
+    # as the seed's engine called it: INPUT OUTPUT MODEL and the node's basecall server port
+    assert argv == ["/shared/pipelines/seed/BC_scripts/supervisor.sh", "I", "O", "M", "42837"]
     out = capsys.readouterr().out
     assert f"reactor serve --config {serve_path}" in out
     assert f"reactor engine --config {engine_path}" in out
@@ -140,13 +142,16 @@ def test_the_first_layout_with_a_resources_section_and_numbers_is_accepted(
     data = example()
     resources = data.pop("ComputingResources")
     resources.update(index_host=1, batch_size_list=[3, 5, 4])
-    del resources["port"]
+    del resources["port"]  # the first layout had no ports: the manager's was fixed
+    del data["Basecalling"]["port"]
     data["Resources"] = resources
     serve_path, engine_path = import_files(tmp_path, write_seed(tmp_path, data), node=0)
-    assert load_serve(serve_path).port == 40765  # the seed's fixed port
+    assert load_serve(serve_path).port == 40765  # the seed's first fixed port
     engine = load_engine(engine_path)
     assert engine.manager == "http://10.20.1.12:40765"
     assert engine.batch_size == 3
+    argv = expand_command(parse_command(engine.command), JOB_VALUES)
+    assert argv[1:] == ["I", "O", "M"]  # no basecall server port to pass
     assert "Resources.batch_size_list[0]" in engine_path.read_text(encoding="utf-8")
 
 
@@ -171,8 +176,8 @@ def test_an_awkward_script_path_stays_one_argument(tmp_path: Path) -> None:
     data["Basecalling"]["supervisor_script_path"] = "/opt/my scripts/run {x}'s.sh"
     _, engine_path = import_files(tmp_path, write_seed(tmp_path, data))
     command = parse_command(load_engine(engine_path).command)
-    argv = expand_command(command, {"input_dir": "I", "output_dir": "O"})
-    assert argv == ["/opt/my scripts/run {x}'s.sh", "I", "O"]
+    argv = expand_command(command, JOB_VALUES)
+    assert argv == ["/opt/my scripts/run {x}'s.sh", "I", "O", "M", "42837"]
 
 
 def test_without_any_node_address_serve_needs_a_token_and_says_so(tmp_path: Path) -> None:
