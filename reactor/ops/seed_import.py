@@ -256,6 +256,11 @@ def _allow_lines(run: SeedRun) -> list[str]:
 def _manager_url(run: SeedRun, node: SeedNode) -> str:
     if node.index == run.index_host:  # the seed's engine beside its manager used loopback
         return f"http://127.0.0.1:{run.manager_port}"
+    return _manager_address(run)
+
+
+def _manager_address(run: SeedRun) -> str:
+    """The manager's URL from other nodes: its node's address, else its name."""
     host = run.host.ip or run.host.name
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
@@ -268,7 +273,7 @@ def _manager_lines(run: SeedRun, node: SeedNode) -> list[str]:
         where = (
             f"This node runs the manager too ({res}.index_host = {run.index_host}): the "
             "seed's engine here reached it\non 127.0.0.1. If this engine runs on another "
-            f"machine, use http://{run.host.ip or run.host.name or 'HOST'}:{run.manager_port}."
+            f"machine, use {_manager_address(run)}."
         )
     elif run.host.ip:
         where = (
