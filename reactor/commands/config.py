@@ -1,14 +1,18 @@
 """`reactor config SUBCOMMAND`: tools for settings files. Today: `import-seed`.
 
-``reactor config import-seed SEED.json --node-index N`` prints `reactor.toml` (for
-`reactor serve` on the manager's node) and `engine.toml` (for `reactor engine` on node
-N), made from the seed service's JSON run description (`reactor.ops.seed_import`). With
-``-o FILE`` it writes the serve file to FILE and the engine file next to it (or to
+``reactor config import-seed SEED.json`` prints `reactor.toml`, the settings of
+`reactor serve` on the manager's node, made from the seed service's JSON run
+description (`reactor.ops.seed_import`); ``--print engine --node-index N`` prints
+`engine.toml`, the settings of `reactor engine` on node N, instead. Standard output is
+always one settings file, so ``> reactor.toml`` saves one `serve` accepts; a line on
+stderr says how to get the other file. With ``-o FILE`` (and ``--node-index N``) it
+writes both: the serve file to FILE and the engine file next to it (or to
 ``--engine-output``), refusing to replace existing files unless ``--force``.
 
-Exit codes: 0 done; 2 the seed file cannot be imported or a file would be replaced
-(one line each on stderr saying what and how to fix it); 1 a file could not be written.
-More subcommands (showing the merged settings, say) go in `_SUBCOMMANDS`.
+Exit codes: 0 done; 2 the seed file cannot be imported, an option is missing or
+conflicts, or a file would be replaced (one line each on stderr saying what and how to
+fix it); 1 a file could not be written. More subcommands (showing the merged settings,
+say) go in `_SUBCOMMANDS`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from reactor.ops.seed_import import ENGINE_FILE, import_seed, render_both
-from reactor.ops.seed_run import SeedError, read_seed
+from reactor.ops.seed_import import (
+    ENGINE_FILE,
+    SERVE_FILE,
+    import_engine,
+    import_seed,
+    import_serve,
+)
+from reactor.ops.seed_run import SeedError, SeedRun, read_seed
 
 HELP = "settings files: import-seed makes them from the seed service's JSON"
 _PROG = "reactor config import-seed"
+_PRINTABLE = ("serve", "engine")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +63,16 @@ def _add_import_seed(parser: argparse.ArgumentParser) -> None:
         "--node-index",
         metavar="N",
         type=int,
-        required=True,
-        help="which node of the seed's nodes_list the engine file is for (0 is the first)",
+        default=None,
+        help="which node of the seed's nodes_list the engine file is for (0 is the first); "
+        "needed for --print engine and -o",
+    )
+    parser.add_argument(
+        "--print",
+        dest="print_file",
+        choices=_PRINTABLE,
+        default=None,
+        help=f"which file to print: serve ({SERVE_FILE}, the default) or engine ({ENGINE_FILE})",
     )
     parser.add_argument(
         "-o",
@@ -61,8 +80,8 @@ def _add_import_seed(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         type=Path,
         default=None,
-        help="write the serve settings to FILE (and the engine's next to it) instead of "
-        "printing both",
+        help="write the serve settings to FILE and the engine's next to it, instead of "
+        "printing one of them",
     )
     parser.add_argument(
         "--engine-output",
@@ -75,19 +94,23 @@ def _add_import_seed(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_import_seed(args: argparse.Namespace) -> int:
+    problem = _option_problem(args)
+    if problem is not None:
+        print(f"{_PROG}: {problem}", file=sys.stderr)
+        return 2
     try:
         seed = read_seed(args.seed)
+        if args.node_index is None and (args.output is not None or args.print_file == "engine"):
+            needs = "-o" if args.output is not None else "--print engine"
+            msg = f"{needs} needs --node-index N, the engine's node: {_node_choices(seed)}"
+            raise SeedError([msg])
+        if args.output is None:
+            return _print_one(seed, args.print_file or "serve", args.node_index)
         serve_text, engine_text = import_seed(seed, args.node_index)
     except SeedError as err:
         for problem in err.problems:
             print(f"{_PROG}: {problem}", file=sys.stderr)
         return 2
-    if args.output is None:
-        if args.engine_output is not None:
-            print(f"{_PROG}: --engine-output needs -o FILE as well", file=sys.stderr)
-            return 2
-        sys.stdout.write(render_both(seed, seed.node(args.node_index)))
-        return 0
     serve_path: Path = args.output
     engine_path: Path = args.engine_output or serve_path.with_name(ENGINE_FILE)
     return _write_files(
@@ -98,6 +121,43 @@ def _run_import_seed(args: argparse.Namespace) -> int:
             f"on node {seed.node(args.node_index).label()}: reactor engine --config {engine_path}",
         ],
     )
+
+
+def _option_problem(args: argparse.Namespace) -> str | None:
+    """Options that do not go together, found before the seed file is read."""
+    if args.output is not None and args.print_file is not None:
+        return "-o writes both files and --print prints one: give one of them"
+    if args.output is None and args.engine_output is not None:
+        return "--engine-output needs -o FILE as well"
+    return None
+
+
+def _print_one(seed: SeedRun, which: str, node_index: int | None) -> int:
+    """One settings file on stdout, and on stderr how to get the other one."""
+    if node_index is not None:
+        seed.node(node_index)  # an index out of range is a mistake, even if unused here
+    if which == "engine" and node_index is not None:  # the caller saw that it is given
+        text = import_engine(seed, node_index)
+        hint = (
+            f"printed {ENGINE_FILE} for node {seed.node(node_index).label()}; for "
+            f"{SERVE_FILE}, run this again without --print engine (or give -o FILE for both)"
+        )
+    else:
+        text = import_serve(seed)
+        engine = "--print engine" if node_index is not None else "--print engine --node-index N"
+        hint = (
+            f"printed {SERVE_FILE}, for reactor serve; for the engine's {ENGINE_FILE}, add "
+            f"{engine} (or give -o FILE for both)"
+        )
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    print(f"{_PROG}: {hint}", file=sys.stderr)
+    return 0
+
+
+def _node_choices(seed: SeedRun) -> str:
+    listed = ", ".join(node.label() for node in seed.nodes)
+    return f"0 to {len(seed.nodes) - 1} ({listed})"
 
 
 def _write_files(files: list[tuple[Path, str]], *, force: bool, uses: list[str]) -> int:

@@ -5,53 +5,50 @@ input folder. Once a person has dealt with the cause (a fixed engine, a repaired
 `reactor requeue FAILED_…` or `reactor requeue --all` asks the running service to put
 them back at the front of the queue with fresh attempts. The service records the
 release in `OUTPUTDIR/REQUEUED_<jobid>_<engineid>/` and removes the folder of links.
+
+The service is found as `reactor status` finds it (`--url`, REACTOR_URL, or the listen
+address and token of this host's settings: `--config`, REACTOR_CONFIG, REACTOR_LISTEN),
+by the same client, `reactor.ops.service_client`. Exit codes: 0 done (also when nothing
+was quarantined), 1 the service could not be reached or refused, 2 a mistake in the
+command line or the settings; one line on stderr each.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
+from reactor.ops.service_client import ServiceClient, ServiceError, add_service_arguments
+from reactor.settings.parsing import ConfigError
+
 HELP = "release quarantined files back to the queue of a running reactor"
-DEFAULT_URL = "http://127.0.0.1:40765"
+_PROG = "reactor requeue"
+# Releasing moves links and writes the journal: allow it longer than a status read.
+TIMEOUT_S = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folders", nargs="*", metavar="FOLDER", help="FAILED_… folder names")
     parser.add_argument("--all", action="store_true", help="release every quarantine folder")
-    parser.add_argument(
-        "--url", default=os.environ.get("REACTOR_URL", DEFAULT_URL),
-        help=f"the running service (REACTOR_URL; default {DEFAULT_URL})",
-    )  # fmt: skip
+    add_service_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.folders) == bool(args.all):
-        print("reactor requeue: name FAILED_… folders, or give --all", file=sys.stderr)
+        print(f"{_PROG}: name FAILED_… folders, or give --all", file=sys.stderr)
+        return 2
+    try:
+        service = ServiceClient.from_arguments(args, _PROG)
+    except ConfigError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
     query = [("all", "true")] if args.all else [("folder", folder_name(f)) for f in args.folders]
-    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own service
-        f"{args.url.rstrip('/')}/requeue?{urllib.parse.urlencode(query)}", method="POST"
-    )
-    token = os.environ.get("REACTOR_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
-            released: dict[str, list[str]] = json.load(reply)["released"]
-    except urllib.error.HTTPError as exc:
-        detail = _detail(exc)
-        print(f"reactor requeue: {args.url} answered {exc.code}: {detail}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"reactor requeue: cannot reach {args.url} ({exc}); is reactor serve running?",
-              file=sys.stderr)  # fmt: skip
+        answer = service.request("/requeue", method="POST", query=query, timeout_s=TIMEOUT_S)
+        released = _released(service, answer)
+    except ServiceError as exc:
+        print(exc, file=sys.stderr)
         return 1
     for folder, names in released.items():
         print(f"{folder}: {len(names)} file(s) back in the queue")
@@ -65,8 +62,11 @@ def folder_name(folder: str) -> str:
     return Path(folder).name
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.load(exc)["detail"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return exc.reason if isinstance(exc.reason, str) else "error"
+def _released(service: ServiceClient, answer: object) -> dict[str, list[str]]:
+    """The answer's {"released": {folder: [file names]}}; a ServiceError if it is not one."""
+    released = answer.get("released") if isinstance(answer, dict) else None
+    if not isinstance(released, dict) or not all(
+        isinstance(names, list) for names in released.values()
+    ):
+        raise service.not_a_reactor()
+    return {str(folder): [str(name) for name in names] for folder, names in released.items()}

@@ -3,7 +3,8 @@
 Owns the records of files, jobs and engines and the one state machine that changes them
 (`state.RunState`), the retry and benching policy, the names that become paths, the
 throughput window, the end-of-run rules, the filesystem-event types with their pure
-filters, and the status snapshot. Everything that affects the state machine lives here.
+filters, the status snapshot, and how a client reads the service's error answers.
+Everything that affects the state machine lives here.
 
 May import: the standard library and `reactor.core`, nothing else. No I/O, no clock
 reads, no randomness: the time comes in as `now`, job ids come from the caller, and

@@ -25,6 +25,7 @@ import aiohttp
 import structlog
 
 from reactor.core.model import Clock
+from reactor.core.protocol import error_detail
 
 # Lazy, as in the other modules: the real logger is made at first use, after
 # configure_logging.
@@ -229,7 +230,7 @@ class EngineClient:
                     raise _Retryable(msg)
                 body = await reply.text()
                 if reply.status >= 400:
-                    raise ManagerRefused(reply.status, _detail(body))
+                    raise ManagerRefused(reply.status, error_detail(body) or str(reply.reason))
                 if reply.status >= 300:
                     msg = f"/{verb} answered HTTP {reply.status}; check the manager URL"
                     raise BadAnswer(msg)
@@ -247,14 +248,3 @@ def _json(verb: str, body: str) -> object:
     except ValueError:
         msg = f"/{verb} answer is not JSON: {body[:200]!r}"
         raise BadAnswer(msg) from None
-
-
-def _detail(body: str) -> str:
-    """The manager's JSON error detail, or the start of whatever it sent."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return body[:200]
-    if isinstance(answer, dict):
-        return str(answer.get("detail") or answer.get("error") or answer)[:200]
-    return body[:200]

@@ -1,15 +1,25 @@
 """The seed service's JSON run description, read and checked: `read_seed` -> `SeedRun`.
 
 The seed (the Flask "Basecalling Manager") took one JSON file and a node index for the
-whole cluster run: the manager and every engine read the same file. Its layout:
+whole cluster run: a launch script on every node read it, started the node's basecall
+server, the manager on node ``index_host`` and the node's engine. Its layout, and what
+the seed's code did with each field:
 
-- ``Basecalling``: ``input_dir``, ``output_dir``, ``model`` (required), ``logs_dir``,
-  ``supervisor_script_path`` (the engine's script, run as ``script INPUT OUTPUT``);
+- ``Basecalling``: ``input_dir``, ``output_dir``, ``model`` (required; the same paths
+  on every node), ``logs_dir`` (the launch script's and basecall server's logs),
+  ``supervisor_script_path`` (the engine's script, run for each batch as
+  ``script INPUT OUTPUT MODEL`` and, once the file had a ``port``, ``... MODEL PORT``),
+  and in the seed's later versions ``port``: the manager's port (before that the port
+  was fixed in the seed's code, 40765 in its first versions);
 - ``ComputingResources`` (``Resources`` in the seed's first layout, accepted too):
-  ``index_host`` (which node runs the manager), one list entry per node in
-  ``nodes_list`` (host names; "" lets Slurm pick), ``nodes_ip``, ``batch_size_list``,
-  optionally ``port`` (the seed hard-coded 40765) and the Slurm lists ``nodes_queue``,
-  ``nodes_cpus``, ``nodes_mem``, ``nodes_gpus``, ``gpus``;
+  ``index_host`` (which node runs the manager; engines reach it at that node's
+  ``nodes_ip`` entry, the manager's own node at 127.0.0.1), one list entry per node in
+  ``nodes_list`` (host names, also the engine ids; "" lets Slurm pick),
+  ``nodes_ip``, ``batch_size_list`` (each engine's batch size), optionally ``port``:
+  the port of the basecall server (dorado_basecall_server) the launch script started
+  on every node, given to the supervisor script; and the Slurm lists ``nodes_queue``,
+  ``nodes_cpus``, ``nodes_mem``, ``nodes_gpus`` and ``gpus`` (the basecall server's
+  ``--device``);
 - ``General`` and ``Slurm``: run name, time limit, Slurm log paths and launch script.
 
 The seed wrote numbers as strings (``"index_host": "0"``, ``"batch_size_list": ["3"]``);
@@ -31,27 +41,41 @@ from reactor.settings.parsing import DEFAULT_PORT, is_decimal, toml_type
 RESOURCE_SECTIONS = ("ComputingResources", "Resources")
 NODE_LISTS_USED = ("nodes_list", "nodes_ip", "batch_size_list")
 
+# What the seed's code fixed rather than read from the file (its manager's defaults).
+SEED_MANAGER_BATCH_SIZE = 3  # for an engine asking batchsize 0 or less
+SEED_MANAGER_PORTS = (40765, 57967)  # first versions, then June to November 2024
+
 # Per-node lists reactor has no setting for, and where their meaning goes now.
 NODE_LIST_NOTES: dict[str, str] = {
     "nodes_queue": "Slurm partition: #SBATCH --partition in the engine's Slurm script",
     "nodes_cpus": "#SBATCH --cpus-per-task in the engine's Slurm script",
     "nodes_mem": "#SBATCH --mem in the engine's Slurm script",
-    "nodes_gpus": "#SBATCH --gres=gpu:N in the engine's Slurm script",
-    "gpus": "the basecaller's devices: dorado uses every GPU it sees; limit them with "
-    "CUDA_VISIBLE_DEVICES or --device in command",
+    "nodes_gpus": "#SBATCH --gpus (or --gres=gpu:N) in the engine's Slurm script",
+    "gpus": "the --device of the basecall server the seed started on this node: give it "
+    "to that server, or to dorado with --device in command (or CUDA_VISIBLE_DEVICES)",
 }
 
 # Other seed fields reactor has no setting for.
+_RUN_NAME = "the Slurm job name: reactor has no run name, the run folders name the run"
+_LAUNCH_SCRIPT = (
+    "the seed's per-node launch script (basecall server, manager, engine): `reactor "
+    "serve` on the manager's node and `reactor engine --config engine.toml` on each node "
+    "replace it (README, Engines, Under Slurm); start the basecall server yourself"
+)
 FIELD_NOTES: dict[str, str] = {
-    "General.run_name": "reactor has no run name: the run folders name the run",
+    "General.name": _RUN_NAME,
+    "General.run_name": _RUN_NAME,
     "General.run_time": "the Slurm time limit: #SBATCH --time in the engine's Slurm script",
     "General.version": "the version of the seed's JSON layout",
+    "Slurm.output_path": "Slurm's log file: #SBATCH --output; reactor logs JSON lines on stdout",
     "Slurm.output": "Slurm's log file: #SBATCH --output; reactor logs JSON lines on stdout",
+    "Slurm.error_path": "Slurm's error file: #SBATCH --error",
     "Slurm.error": "Slurm's error file: #SBATCH --error",
-    "Slurm.instructions": "the seed's per-node launch script: `reactor engine --config "
-    "engine.toml` replaces it (README, Engines, Under Slurm)",
-    "Basecalling.logs_dir": "the basecaller's logs: reactor engine keeps each command's "
-    "output in engine.log, in the job's LOGOUTPUT_ folder",
+    "Slurm.main_script": _LAUNCH_SCRIPT,
+    "Slurm.instructions": _LAUNCH_SCRIPT,
+    "Basecalling.logs_dir": "the seed's logs (basecall server, manager, engine): reactor "
+    "logs JSON lines on stdout, and reactor engine keeps each command's output in "
+    "engine.log, in the job's LOGOUTPUT_ folder",
 }
 _UNKNOWN_NOTE = "not a field this importer knows: no reactor setting takes it"
 
@@ -91,8 +115,9 @@ class SeedRun:
     supervisor_script: str | None
     resources_section: str
     index_host: int
-    port: int
-    port_given: bool
+    manager_port: int  # Basecalling.port, else the seed's first fixed port
+    manager_port_given: bool
+    basecall_port: int | None  # <resources>.port: each node's basecall server
     nodes: tuple[SeedNode, ...]
     unmapped: tuple[tuple[str, object, str], ...]  # (dotted field, value, note)
 
@@ -153,8 +178,8 @@ class _SeedReader:
         model = self.text(basecalling, "Basecalling", "model")
         script = self.script(basecalling, resources, resources_name)
         index_host = self.number(resources, resources_name, "index_host", minimum=0)
-        port_given = resources is not None and "port" in resources
-        port = self.number(resources, resources_name, "port", minimum=1, maximum=65535)
+        manager_port = self.number(basecalling, "Basecalling", "port", minimum=1, maximum=65535)
+        basecall_port = self.number(resources, resources_name, "port", minimum=1, maximum=65535)
         nodes = self.nodes(resources, resources_name)
         if input_dir and input_dir == output_dir:
             self.problem(
@@ -187,8 +212,9 @@ class _SeedReader:
             supervisor_script=script,
             resources_section=resources_name,
             index_host=index_host,
-            port=port if port is not None else DEFAULT_PORT,
-            port_given=port_given,
+            manager_port=manager_port if manager_port is not None else DEFAULT_PORT,
+            manager_port_given=manager_port is not None,
+            basecall_port=basecall_port,
             nodes=tuple(nodes),
             unmapped=tuple(self.unmapped(resources_name)),
         )
@@ -347,7 +373,7 @@ class _SeedReader:
         """Every field no reactor setting takes, with why; per-node lists excepted
         (each node's entries travel with `SeedNode.others`)."""
         used = {
-            "Basecalling": {"input_dir", "output_dir", "model", "supervisor_script_path"},
+            "Basecalling": {"input_dir", "output_dir", "model", "supervisor_script_path", "port"},
             resources_name: {
                 *NODE_LISTS_USED,
                 *NODE_LIST_NOTES,

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.cli import main
-from reactor.ops.seed_import import CUT_LINE, import_seed
+from reactor.ops.seed_import import import_seed
 from reactor.ops.seed_run import read_seed
 from reactor.ops.toml_text import NotTomlText, toml_comment, toml_document, toml_line, toml_string
 from reactor.settings.engine import EngineConfig, parse_engine_config, read_engine_config_file
@@ -29,6 +29,7 @@ from tests.support.paths import DATA
 
 EXAMPLE = DATA / "seed_config.json"
 PROG = "reactor config import-seed: "
+JOB_VALUES = {"input_dir": "I", "output_dir": "O", "model": "M"}
 
 
 def example() -> dict[str, Any]:
@@ -70,7 +71,7 @@ def test_example_round_trips_through_the_serve_and_engine_loaders(
     assert serve.output_dir == Path("/shared/runs/run7/basecalled")
     assert serve.listen == "0.0.0.0:40765"
     assert [str(net) for net in serve.allow] == ["10.20.1.11/32", "10.20.1.12/32"]
-    assert serve.batch_size == 3  # batch_size_list[index_host]
+    assert serve.batch_size == 3  # the seed's manager's own, fixed in its code
     engine = load_engine(engine_path)
     assert engine.manager == "http://10.20.1.11:40765"
     assert engine.engine_id == "gpunode02"
@@ -78,25 +79,30 @@ def test_example_round_trips_through_the_serve_and_engine_loaders(
     assert engine.input_dir == serve.input_dir
     assert engine.output_dir == serve.output_dir
     assert engine.model == "dna_r10.4.1_e8.2_400bps_hac.cfg"
-    argv = expand_command(parse_command(engine.command), {"input_dir": "I", "output_dir": "O"})
-    assert argv == ["/shared/pipelines/seed/BC_scripts/supervisor.sh", "I", "O"]
+    argv = expand_command(parse_command(engine.command), JOB_VALUES)
+    # as the seed's engine called it: INPUT OUTPUT MODEL and the node's basecall server port
+    assert argv == ["/shared/pipelines/seed/BC_scripts/supervisor.sh", "I", "O", "M", "42837"]
     out = capsys.readouterr().out
     assert f"reactor serve --config {serve_path}" in out
     assert f"reactor engine --config {engine_path}" in out
 
 
-def test_printed_output_is_two_toml_documents_each_saying_how_to_use_it(
+def test_printed_output_is_one_file_each_saying_how_to_use_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["config", "import-seed", str(EXAMPLE), "--node-index", "2"]) == 0
-    serve_text, engine_text = capsys.readouterr().out.split(CUT_LINE)
+    assert main(["config", "import-seed", str(EXAMPLE)]) == 0
+    serve_text = capsys.readouterr().out
     assert "input_dir" in tomllib.loads(serve_text)
+    assert "reactor serve --config reactor.toml" in serve_text
+    assert "Node 2 (any node Slurm picks) has no address" in serve_text
+    assert (
+        main(["config", "import-seed", str(EXAMPLE), "--node-index", "2", "--print", "engine"]) == 0
+    )
+    engine_text = capsys.readouterr().out
     engine = tomllib.loads(engine_text)
     assert engine["batch_size"] == 4
     assert "engine_id" not in engine  # nodes_list[2] is "": the engine's host name
-    assert "reactor serve --config reactor.toml" in serve_text
     assert "reactor engine --config engine.toml" in engine_text
-    assert "Node 2 (any node Slurm picks) has no address" in serve_text
 
 
 def _leaves(data: dict[str, Any]) -> list[str]:
@@ -104,8 +110,12 @@ def _leaves(data: dict[str, Any]) -> list[str]:
 
 
 def test_every_seed_field_shows_in_the_output(capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing is dropped silently: each field is a setting or a comment saying why not."""
+    """Nothing is dropped silently: each field is a setting or a comment saying why not,
+    in one file or the other."""
     assert main(["config", "import-seed", str(EXAMPLE), "--node-index", "0"]) == 0
+    assert (
+        main(["config", "import-seed", str(EXAMPLE), "--node-index", "0", "--print", "engine"]) == 0
+    )
     out = capsys.readouterr().out
     for key in _leaves(example()):
         assert key in out, key
@@ -133,13 +143,16 @@ def test_the_first_layout_with_a_resources_section_and_numbers_is_accepted(
     data = example()
     resources = data.pop("ComputingResources")
     resources.update(index_host=1, batch_size_list=[3, 5, 4])
-    del resources["port"]
+    del resources["port"]  # the first layout had no ports: the manager's was fixed
+    del data["Basecalling"]["port"]
     data["Resources"] = resources
     serve_path, engine_path = import_files(tmp_path, write_seed(tmp_path, data), node=0)
-    assert load_serve(serve_path).port == 40765  # the seed's fixed port
+    assert load_serve(serve_path).port == 40765  # the seed's first fixed port
     engine = load_engine(engine_path)
     assert engine.manager == "http://10.20.1.12:40765"
     assert engine.batch_size == 3
+    argv = expand_command(parse_command(engine.command), JOB_VALUES)
+    assert argv[1:] == ["I", "O", "M"]  # no basecall server port to pass
     assert "Resources.batch_size_list[0]" in engine_path.read_text(encoding="utf-8")
 
 
@@ -164,8 +177,8 @@ def test_an_awkward_script_path_stays_one_argument(tmp_path: Path) -> None:
     data["Basecalling"]["supervisor_script_path"] = "/opt/my scripts/run {x}'s.sh"
     _, engine_path = import_files(tmp_path, write_seed(tmp_path, data))
     command = parse_command(load_engine(engine_path).command)
-    argv = expand_command(command, {"input_dir": "I", "output_dir": "O"})
-    assert argv == ["/opt/my scripts/run {x}'s.sh", "I", "O"]
+    argv = expand_command(command, JOB_VALUES)
+    assert argv == ["/opt/my scripts/run {x}'s.sh", "I", "O", "M", "42837"]
 
 
 def test_without_any_node_address_serve_needs_a_token_and_says_so(tmp_path: Path) -> None:
