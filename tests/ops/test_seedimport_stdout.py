@@ -21,9 +21,9 @@ import pytest
 from reactor.settings.engine import parse_engine_config, read_engine_config_file
 from reactor.settings.parsing import read_config_file
 from reactor.settings.serve import parse_config
+from tests.support.paths import DATA, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = Path(__file__).parent / "data" / "seed_config.json"
+EXAMPLE = DATA / "seed_config.json"
 PROG = "reactor config import-seed: "
 
 

@@ -30,12 +30,12 @@ from reactor.settings.engine import EngineConfig, parse_engine_config, read_engi
 from reactor.settings.parsing import read_config_file
 from reactor.settings.serve import ServeConfig, parse_config
 from reactor.settings.templates import expand_command, parse_command
-from reactor.sim.demo import free_port
-from tests.pod5files import write_pod5
-from tests.served import wait_for
+from tests.support.launch import free_port
+from tests.support.paths import DATA, REPO
+from tests.support.pod5files import write_pod5
+from tests.support.served import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = Path(__file__).parent / "data" / "seed_config.json"
+EXAMPLE = DATA / "seed_config.json"
 JOB = {"input_dir": "I", "output_dir": "O", "model": "M"}
 
 

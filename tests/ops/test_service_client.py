@@ -27,10 +27,10 @@ import pytest
 from reactor.cli import main
 from reactor.ops.service_client import ServiceClient, find_service
 from reactor.settings.parsing import ConfigError
-from reactor.sim.demo import free_port
-from tests.served import wait_for
+from tests.support.launch import free_port
+from tests.support.paths import REPO
+from tests.support.served import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
 CLIENT_ENV = ("REACTOR_URL", "REACTOR_TOKEN", "REACTOR_CONFIG", "REACTOR_LISTEN")
 RELEASED = {"FAILED_j1_gpu-node01": ["a.pod5", "b.pod5"]}
 STATUS: dict[str, Any] = {
