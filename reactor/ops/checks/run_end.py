@@ -13,7 +13,7 @@ import os
 import shlex
 from pathlib import Path
 
-from reactor.ops.checks.result import CheckResult, Status
+from reactor.ops.checks.result import CheckResult, Status, strerror
 from reactor.settings.programs import FIX, find_program, program_missing
 from reactor.settings.serve import ServeConfig
 
@@ -47,7 +47,7 @@ def check_run_folder(input_dir: Path, stop_file: str) -> CheckResult:
             name,
             Status.WARN,
             f"{folder}, input_dir's parent, cannot be listed by this user (uid "
-            f"{os.geteuid()}): {err.strerror or err}; a {stop_file} there (where MinKNOW "
+            f"{os.geteuid()}): {strerror(err)}; a {stop_file} there (where MinKNOW "
             "writes it) would not be seen, only one inside input_dir",
             f"give this user read access (setfacl -m u:USER:rx {folder})",
         )
