@@ -65,6 +65,15 @@ def _link_inputs(folder: Path, names: Iterable[str]) -> None:
         os.close(fd)
 
 
+@dataclass(slots=True)
+class Merged:
+    """What a merge moved into pass/ and fail/, and what it had to leave in the job's
+    leftovers (`LOGOUTPUT_…`) because its destination name was taken."""
+
+    moved: int = 0
+    kept: list[str] = field(default_factory=list)  # "pass/<entry>", "fail/<entry>"
+
+
 class JournalError(OSError):
     """A journal step failed on disk; memory was not changed.
 
@@ -233,12 +242,12 @@ class Journal:
 
     # ------------------------------------------------------------- outcomes
 
-    def merge(self, job: Job) -> int:
-        """DONE: move the job's outputs into pass/ and fail/. Returns entries moved."""
+    def merge(self, job: Job) -> Merged:
+        """DONE: move the job's outputs into pass/ and fail/."""
         folder = self.output_folder(job)
         with _on_disk("merge the outputs of", job):
             if self._already_moved(job, folder, Folder.LOGOUTPUT):
-                return 0  # a retry after a storage fault: outputs are in place
+                return Merged()  # a retry after a storage fault: outputs are in place
             self._decide(folder, job, JobState.DONE)
             self._checkpoint("merge:decided")
             return self.finish_merge(job, folder)
@@ -254,8 +263,8 @@ class Journal:
         self.release(job)
         return True
 
-    def finish_merge(self, job: Job, folder: Path) -> int:
-        moved = 0
+    def finish_merge(self, job: Job, folder: Path) -> Merged:
+        merged = Merged()
         tag = job_tag(job.job_id)
         for kind in RESULT_FOLDERS:
             source = folder / kind
@@ -268,15 +277,19 @@ class Journal:
             for entry in sorted(os.listdir(source_dir)):
                 destination = os.path.join(target_dir, f"{tag}{entry}")  # noqa: PTH118
                 if os.path.exists(destination):  # noqa: PTH110
-                    continue  # cannot happen by protocol; never overwrite a result
+                    # Not by protocol (the tag is the job's own): someone else made that
+                    # name. A result is never overwritten; this output stays with the
+                    # job's leftovers, and the caller says so.
+                    merged.kept.append(f"{kind}/{entry}")
+                    continue
                 os.rename(os.path.join(source_dir, entry), destination)  # noqa: PTH104, PTH118
-                moved += 1
+                merged.moved += 1
                 self._checkpoint("merge:output_moved")
         folder.rename(self.output_folder(job, Folder.LOGOUTPUT))
         self._checkpoint("merge:logged")
         self.release(job)
         self._checkpoint("merge:released")
-        return moved
+        return merged
 
     def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
         """FAILED: quarantine files at max_attempts; the others go back to the queue."""

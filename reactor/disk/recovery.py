@@ -151,8 +151,10 @@ class _Recovery:
             return
         if state == JobState.DONE:
             if in_tmp:
-                journal.finish_merge(job, path)
+                merged = journal.finish_merge(job, path)
                 result.repairs.append(("merge_finished", folder.name))
+                logs = journal.output_folder(job, Folder.LOGOUTPUT).name
+                result.repairs += [("output_not_merged", f"{logs}/{name}") for name in merged.kept]
             else:
                 journal.release(job)
             result.done.update(job.files)

@@ -49,6 +49,12 @@ class Metrics:
             "reactor_completions", "Completion reports by outcome.", ["outcome"], registry=registry
         )
         self.expiries = Counter("reactor_expiries", "Jobs expired.", registry=registry)
+        self.outputs_not_merged = Counter(
+            "reactor_outputs_not_merged",
+            "Outputs of DONE jobs left with the job because their name was taken in "
+            "pass/ or fail/.",
+            registry=registry,
+        )
         self.retried_files = Counter(
             "reactor_retried_files",
             "Files of failed jobs put back in the queue.",

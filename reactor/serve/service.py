@@ -25,7 +25,7 @@ import structlog
 from reactor.core.endrun import RunEnd, phase_of
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.model import Clock
-from reactor.core.names import RESULT_FOLDERS, is_pod5_name, output_stem
+from reactor.core.names import RESULT_FOLDERS, Folder, is_pod5_name, output_stem
 from reactor.core.rate import Throughput
 from reactor.core.retry import FailureHistory
 from reactor.core.state import (
@@ -38,7 +38,7 @@ from reactor.core.state import (
     RunState,
 )
 from reactor.core.status import count_fields, status_line, status_report
-from reactor.disk.journal import Journal
+from reactor.disk.journal import Journal, Merged
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.serve.metrics import Metrics
@@ -238,9 +238,9 @@ class Reactor:
         plan = self.state.plan_completion(job_id, outcome, now)
         job = plan.job
         action = plan.action
-        moved = 0
+        merged = Merged()
         if action is CompletionAction.MERGE:
-            moved = self.journal.merge(job)
+            merged = self.journal.merge(job)
         elif action is CompletionAction.FAIL:
             self.journal.fail(job, plan.requeue, plan.quarantine)
         elif action is CompletionAction.SET_ASIDE:
@@ -258,12 +258,14 @@ class Reactor:
                 failed_batches=self.config.bench_after,
                 duration_s=self.config.bench_seconds,
             )
-        self._log_completion(plan, job_state, moved, now)
+        self._log_completion(plan, job_state, merged, now)
         if action is CompletionAction.CONFLICT:
             raise Conflict(plan.reason)
         return plan
 
-    def _log_completion(self, plan: CompletionPlan, job_state: str, moved: int, now: float) -> None:
+    def _log_completion(
+        self, plan: CompletionPlan, job_state: str, merged: Merged, now: float
+    ) -> None:
         job = plan.job
         fields: dict[str, Any] = {
             "job_id": job.job_id,
@@ -277,7 +279,21 @@ class Reactor:
         if action is CompletionAction.MERGE:
             self.metrics.job_seconds.observe(now - job.assigned_at)
             self.throughput.record(now, len(job.files))
-            log.info("job_done", outputs=moved, **fields)
+            log.info("job_done", outputs=merged.moved, **fields)
+            if merged.kept:
+                folder = self.journal.output_folder(job, Folder.LOGOUTPUT).name
+                self.metrics.outputs_not_merged.inc(len(merged.kept))
+                log.error(
+                    "outputs_not_merged",
+                    reason="destination_exists",
+                    outputs=merged.kept,
+                    folder=folder,
+                    action=(
+                        "another file already has each name in pass/ or fail/: compare "
+                        f"them, and move these from {folder} by hand if they belong"
+                    ),
+                    **fields,
+                )
         elif action is CompletionAction.FAIL:
             self.metrics.retried_files.inc(len(plan.requeue))
             self.metrics.quarantined_files.inc(len(plan.quarantine))

@@ -350,6 +350,30 @@ def test_clean_restart_preserves_state(tmp_path: Path) -> None:
     assert snapshot(run.reactor()) == expected
 
 
+def test_a_merge_finished_by_recovery_says_what_it_could_not_merge(tmp_path: Path) -> None:
+    """Recovery replays a merge cut short; an output whose name was taken meanwhile stays
+    in the job's leftovers and is reported as a repair, never overwritten or dropped."""
+    run = make_run(tmp_path, 3)
+    reactor = run.reactor(CrashAt("merge:decided"))
+    job = reactor.assign("e1", 2)
+    assert job is not None
+    basecall(reactor, job)
+    with pytest.raises(SimulatedCrash):
+        reactor.complete(job.job_id, "DONE")
+    first = sorted(job.files)[0].removesuffix(".pod5")
+    taken = run.dirs.output_dir / "pass" / f"job_id_{job.job_id}_{first}.fastq"
+    taken.write_text("somebody else's\n")
+
+    config = run.dirs.config(report_back_interval=LEASE_S, max_attempts=run.max_attempts)
+    restarted = Reactor(config, clock=run.clock, job_id_factory=run.ids)
+    recovered = restarted.start()
+
+    logs = f"LOGOUTPUT_{job.job_id}_e1"
+    assert ("output_not_merged", f"{logs}/pass/{first}.fastq") in recovered.repairs
+    assert taken.read_text() == "somebody else's\n"
+    assert (run.dirs.output_dir / logs / "pass" / f"{first}.fastq").read_text().startswith("@")
+
+
 def test_seed_era_assigned_folder_without_manifest_is_a_live_job(run_dirs: RunDirs) -> None:
     """A run folder left by the seed (ASSIGNED_ + TMPOUTPUT_, no manifest) resumes."""
     write_pod5(run_dirs.input_dir / "a.pod5", n_reads=1, seed=1)

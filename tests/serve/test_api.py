@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from structlog.testing import capture_logs
 
 from reactor.serve.api import ApiError, access_middleware
 from reactor.serve.app import create_app
@@ -232,6 +233,34 @@ async def test_completed_done_merges_outputs_with_job_tag_and_is_repeatable(
     assert sorted(os.listdir(run_dirs.output_dir / "pass")) == passed
     body = await get_json(client, "/completed", 409, job_id=jid, job_state="FAILED")
     assert body["error"] == "conflict"
+
+
+async def test_an_output_whose_name_is_taken_stays_with_the_job_and_is_said(
+    make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
+) -> None:
+    """A merge never overwrites a result, and never skips one silently: an output whose
+    tagged name already exists in pass/ stays in the job's leftovers, logged and counted."""
+    add_files(run_dirs, 2)
+    client = await make_client()
+    job = await get_json(client, "/assignwork", engineid="e", batchsize=2)
+    jid = job["jobid"]
+    write_outputs(run_dirs, job)
+    first = job["batch"][0].removesuffix(".pod5")
+    taken = run_dirs.output_dir / "pass" / f"job_id_{jid}_{first}.fastq"
+    taken.write_text("somebody else's\n")
+    with capture_logs() as logs:
+        assert await get_json(client, "/completed", job_id=jid, job_state="DONE") == {"ok": True}
+    assert taken.read_text() == "somebody else's\n"
+    kept = run_dirs.output_dir / f"LOGOUTPUT_{jid}_e" / "pass" / f"{first}.fastq"
+    assert kept.read_text() == "@r\nA\n+\n!\n"
+    second = job["batch"][1].removesuffix(".pod5")
+    assert (run_dirs.output_dir / "pass" / f"job_id_{jid}_{second}.fastq").is_file()
+    said = [entry for entry in logs if entry["event"] == "outputs_not_merged"]
+    assert [(e["outputs"], e["folder"], e["job_id"]) for e in said] == [
+        ([f"pass/{first}.fastq"], f"LOGOUTPUT_{jid}_e", jid)
+    ]
+    metrics = await (await client.get("/metrics")).text()
+    assert "reactor_outputs_not_merged_total 1.0" in metrics
 
 
 async def test_completed_failed_requeues_then_quarantines_at_max_attempts(
