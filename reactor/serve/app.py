@@ -57,6 +57,7 @@ from reactor.serve.app_keys import (
 )
 from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
+from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
 from reactor.serve.service import Reactor
 from reactor.serve.sweeper import Sweeper
@@ -157,14 +158,16 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
         else:
             reactor.on_fs_event(event)
 
-    events = app[HELD_EVENTS] = HeldEvents(deliver, reactor.reconcile)
+    loop = asyncio.get_running_loop()
+    losses = DebouncedReconcile(reactor.reconcile, loop)
+    events = app[HELD_EVENTS] = HeldEvents(deliver, losses.report)
     watcher = Watcher(
         config.input_dir,
         config.output_dir,
         on_event=events.on_event,
         input_accept=accept_input,
         on_lost=events.on_lost,
-        loop=asyncio.get_running_loop(),
+        loop=loop,
         polling=config.observer == "polling",
         poll_interval_s=config.poll_interval,
     )
@@ -189,6 +192,7 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     watch_worker.shutdown(wait=True)
     watcher.stop()
+    losses.cancel()
 
 
 async def _events_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from reactor.core.state import FileState
 from reactor.serve.app import create_app
@@ -221,6 +222,25 @@ async def test_lost_events_trigger_a_reconcile(
     )
     await eventually(lambda: reactor.reconciles > before, "reconcile after overflow")
     assert reactor.state.state_of("late.pod5") is FileState.READY
+
+
+async def test_an_overflow_storm_in_the_service_costs_one_scan(
+    make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
+) -> None:
+    """Through the real app: 200 overflow warnings from watchdog are answered by one
+    reconcile, which takes every report with it (so no second scan is left to come)."""
+    client = await make_client()
+    reactor = client.server.app[REACTOR]
+    before = reactor.reconciles
+    with capture_logs() as logs:
+        for _ in range(200):
+            logging.getLogger("watchdog.observers.inotify_c").warning(
+                "Inotify queue overflowed; filesystem events were lost"
+            )
+        await eventually(lambda: reactor.reconciles > before, "reconcile after the storm")
+    assert reactor.reconciles == before + 1
+    debounced = [entry for entry in logs if entry["event"] == "reconcile_debounced"]
+    assert [(e["reasons"], e["reports"]) for e in debounced] == [(["inotify_overflow"], 200)]
 
 
 async def test_a_file_written_during_start_up_is_seen_without_a_second_scan(
