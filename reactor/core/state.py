@@ -382,6 +382,20 @@ class RunState:
             for e in self.engines.values()
         )
 
+    def forget_idle_engines(self, now: float, idle_s: float) -> list[str]:
+        """Forget engines silent for `idle_s` that hold no live job and are not benched,
+        so the engines known stay bounded over months of engine ids that come and go
+        (Slurm job ids in engine names). Returns their ids. O(engines)."""
+        since = now - idle_s
+        gone = [
+            engine_id
+            for engine_id, engine in self.engines.items()
+            if engine.last_seen < since and not engine.live_jobs and now >= engine.benched_until
+        ]
+        for engine_id in gone:
+            del self.engines[engine_id]
+        return gone
+
     def engine_polled(self, engine_id: str, now: float) -> None:
         """An engine asked for work (even if it got none): it is alive."""
         self._engine(engine_id, now)

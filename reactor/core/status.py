@@ -8,6 +8,7 @@ schema is `Status` in `reactor/serve/openapi.json`. Pure: the time comes in as `
 
 from __future__ import annotations
 
+import heapq
 from itertools import islice
 from typing import Any
 
@@ -16,6 +17,7 @@ from reactor.core.rate import Throughput
 from reactor.core.state import RunState
 
 QUARANTINE_LISTED = 100  # names listed in /status; the total is always given
+ENGINES_LISTED = 100  # engines listed in /status, most recently seen first
 
 
 def count_fields(state: RunState) -> dict[str, int]:
@@ -45,7 +47,13 @@ def status_report(
             "live": [_job_view(job, now) for job in state.live_jobs()],
             "total": len(state.jobs),
         },
-        "engines": [_engine_view(engine, now) for engine in state.engines.values()],
+        "engines": [
+            _engine_view(engine, now)
+            for engine in heapq.nlargest(
+                ENGINES_LISTED, state.engines.values(), key=lambda engine: engine.last_seen
+            )
+        ],
+        "engines_total": len(state.engines),
         "throughput": {
             "files_done_since_start": throughput.files_done,
             "files_per_s": round(recent, 3),

@@ -86,7 +86,7 @@ def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: 
     if not status["ready"]:
         lines.append("  the service is recovering its state from disk; counts are not final yet")
     lines += _progress(status, width, glyphs)
-    lines += _engines(status["engines"], width, glyphs)
+    lines += _engines(status["engines"], status.get("engines_total"), width, glyphs)
     lines += _quarantined(status["quarantined"], width, glyphs)
     return lines
 
@@ -151,12 +151,16 @@ def _engine_cells(engine: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _engines(engines: list[dict[str, Any]], width: int, glyphs: Glyphs) -> list[str]:
+def _engines(
+    engines: list[dict[str, Any]], total: int | None, width: int, glyphs: Glyphs
+) -> list[str]:
     if not engines:
         return ["engines  none has asked for work yet"]
     ordered = sorted(engines, key=lambda e: str(e["engine_id"]))
     rows = [_engine_cells({**e, "engine_id": glyphs.clean(e["engine_id"])}) for e in ordered]
-    lines = [f"engines  {len(rows)}"]
+    # A service lists the engines seen last; an older one lists all and gives no total.
+    shown = f" (the {len(rows):,} seen last)" if total is not None and total > len(rows) else ""
+    lines = [f"engines  {total if total is not None else len(rows):,}{shown}"]
     table = [(*ENGINE_COLUMNS, ""), *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(ENGINE_COLUMNS))]
     wide = [

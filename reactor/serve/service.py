@@ -47,6 +47,9 @@ from reactor.settings.serve import ServeConfig
 log = structlog.get_logger("reactor")
 
 MAX_BATCH_SIZE = 10_000
+# An engine silent this long, with no live job and not benched, is forgotten: /status and
+# the engine records stay bounded while engine ids come and go over months.
+ENGINE_FORGET_S = 3600.0
 
 
 # Start-up makes one record per file (10^6 in a site archive). While they are built the
@@ -342,6 +345,12 @@ class Reactor:
         return released
 
     # ------------------------------------------------------------ sweeper
+
+    def forget_idle_engines(self, now: float) -> None:
+        """Forget engines gone for ENGINE_FORGET_S (no live job, not benched)."""
+        gone = self.state.forget_idle_engines(now, ENGINE_FORGET_S)
+        if gone:
+            log.info("engines_forgotten", engines=len(gone), idle_s=ENGINE_FORGET_S)
 
     def expire_due(self, now: float) -> list[Job]:
         """Expire every live job whose lease ran out before `now`."""

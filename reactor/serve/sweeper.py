@@ -45,6 +45,7 @@ class Sweeper:
         run the safety-net reconcile when it is due, then the end-of-run check
         (`reactor.serve.finisher`). Returns the expired jobs."""
         expired = self.reactor.expire_due(now)
+        self.reactor.forget_idle_engines(now)
         self.reactor.settle(now)
         self.reactor.ensure_result_folders()
         if self.health_check is not None:

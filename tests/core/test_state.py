@@ -519,6 +519,31 @@ def test_engine_polled_records_an_idle_engine() -> None:
     assert state.last_activity == 12
 
 
+@pytest.mark.parametrize(
+    ("holds_a_job", "benched", "silent_s", "forgotten"),
+    [
+        (False, False, 3600.5, True),
+        (False, False, 3599.5, False),  # not silent long enough
+        (True, False, 3600.5, False),  # its job's files are its until they come back
+        (False, True, 3600.5, False),  # benched: it would escape its bench
+    ],
+)
+def test_forget_idle_engines_forgets_only_silent_engines_without_work_or_bench(
+    holds_a_job: bool, benched: bool, silent_s: float, forgotten: bool
+) -> None:
+    state = RunState(3)
+    ready(state, A)
+    if holds_a_job:
+        assign(state, "1", 1, engine_id="gpu-1", now=0)
+    else:
+        state.engine_polled("gpu-1", now=0)
+    if benched:
+        state.engines["gpu-1"].benched_until = silent_s + 100
+    state.engine_polled("gpu-2", now=silent_s)
+    assert state.forget_idle_engines(silent_s, idle_s=3600) == (["gpu-1"] if forgotten else [])
+    assert sorted(state.engines) == (["gpu-2"] if forgotten else ["gpu-1", "gpu-2"])
+
+
 # ------------------------------------------------------------------ keepalive
 
 

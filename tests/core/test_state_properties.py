@@ -567,6 +567,21 @@ class RunStateMachine(RuleBasedStateMachine):
                 if record is not None and record.state is not FileState.DONE:
                     record.expired_job = job.job_id
 
+    @rule(idle_s=st.sampled_from([0.0, 5.0, 30.0]))
+    def idle_engines_are_forgotten(self, idle_s: float) -> None:
+        """The sweeper forgets engines silent for `idle_s` with no live job and no bench;
+        whatever they did before stays true of the files and jobs."""
+        expected = sorted(
+            engine_id
+            for engine_id, engine in self.engines.items()
+            if engine.last_seen < self.now - idle_s
+            and self.now >= engine.benched_until
+            and not any(j.live and j.engine_id == engine_id for j in self.model_jobs.values())
+        )
+        assert sorted(self.state.forget_idle_engines(self.now, idle_s)) == expected
+        for engine_id in expected:
+            del self.engines[engine_id]
+
     @rule(poison_every=st.sampled_from([2, 3, 5]))
     def two_engines_drain_the_queue(self, poison_every: int) -> None:
         """The run always ends: two engines that keep asking for work and reporting at once

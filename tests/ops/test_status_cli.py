@@ -478,3 +478,10 @@ def test_screen_writes_blocks_when_not_a_terminal() -> None:
     screen.show(["a", "b"])
     screen.show(["c"])
     assert pipe.getvalue() == "a\nb\n\nc\n\n"
+
+
+def test_render_says_when_only_the_engines_seen_last_are_listed() -> None:
+    lines = view(engines_total=250)
+    assert "engines  250 (the 2 seen last)" in lines
+    assert "engines  2" in view(engines_total=2)
+    assert "engines  2" in view()  # an older service gives no total

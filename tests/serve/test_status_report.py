@@ -9,7 +9,7 @@ from typing import Any
 
 from reactor.core.model import FileRecord
 from reactor.core.status import QUARANTINE_LISTED
-from reactor.serve.app_keys import REACTOR
+from reactor.serve.app_keys import REACTOR, SWEEPER
 from reactor.serve.service import Reactor
 from tests.support.api import Client, MakeClient, add_files, get_json, write_outputs
 from tests.support.openapi import DOCUMENT, assert_documented
@@ -149,3 +149,35 @@ async def test_status_never_walks_the_files(
         "incomplete": 0, "ready": 0, "assigned": 1, "done": 1001, "quarantined": 1
     }  # fmt: skip
     assert len(body["jobs"]["live"]) == 1
+
+
+async def test_status_lists_the_engines_seen_last_and_counts_them_all(
+    make_client: MakeClient, clock: ManualClock
+) -> None:
+    """However many engine ids a run has seen, /status lists at most 100, most recently
+    seen first, and says how many there are."""
+    client = await make_client()
+    for number in range(150):
+        await get_json(client, "/assignwork", engineid=f"slurm-{number}", batchsize=1)
+        clock.advance(1.0)
+    body = await status_of(client)
+    assert body["engines_total"] == 150
+    listed = [engine["engine_id"] for engine in body["engines"]]
+    assert listed == [f"slurm-{number}" for number in range(149, 49, -1)]
+
+
+async def test_silent_engines_are_forgotten_by_the_sweeper_unless_they_hold_work(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """An engine silent for an hour with no live job and not benched is forgotten; one
+    holding a job (its lease runs out, and it comes back) is kept while it holds it."""
+    add_files(run_dirs, 1)
+    client = await make_client(report_back_interval=7200.0)
+    await get_json(client, "/assignwork", engineid="holder", batchsize=1)
+    await get_json(client, "/assignwork", engineid="idle", batchsize=1)  # nothing left
+    sweeper = client.server.app[SWEEPER]
+    sweeper.sweep_once(clock.advance(3599.0))
+    assert (await status_of(client))["engines_total"] == 2
+    sweeper.sweep_once(clock.advance(2.0))
+    body = await status_of(client)
+    assert [engine["engine_id"] for engine in body["engines"]] == ["holder"]
