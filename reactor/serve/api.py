@@ -9,13 +9,14 @@ and validate; the work is done by `Reactor`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -34,6 +35,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # API's description is public too (it holds no secrets, and clients need it to get one).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 MAX_ENGINE_STATE_LEN = 64
+STORAGE_RETRY_FIRST_S = 0.05  # then doubling, up to
+STORAGE_RETRY_MAX_S = 1.0
+T = TypeVar("T")
 TRUE_WORDS = frozenset({"true", "1", "yes"})
 FALSE_WORDS = frozenset({"false", "0", "no"})
 
@@ -215,11 +219,38 @@ def _assignment_body(job: Job | None, lease_s: float) -> dict[str, Any]:
     }
 
 
+async def _riding_out_storage(request: web.Request, operation: Callable[[], T]) -> T:
+    """Run a journal operation, and run it again while the disk refuses it, for up to
+    `storage_grace` seconds: every journal step is safe to retry (a retry carries on
+    from the last step that reached the disk), and the loop serves other requests
+    meanwhile. Seed engines treat a 503 as fatal, so a short hiccup is ridden out here."""
+    grace_s = request.app[CONFIG].storage_grace
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    delay_s = STORAGE_RETRY_FIRST_S
+    attempt = 1
+    while True:
+        try:
+            result = operation()
+        except JournalError as exc:
+            if loop.time() + delay_s > deadline:
+                raise
+            if attempt == 1:
+                log.warning("storage_retry", path=request.path, detail=str(exc), grace_s=grace_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(2 * delay_s, STORAGE_RETRY_MAX_S)
+            attempt += 1
+            continue
+        if attempt > 1:
+            log.info("storage_recovered", path=request.path, attempts=attempt)
+        return result
+
+
 async def assignwork(request: web.Request) -> web.Response:
     engine_id = _engine_id(request)
     batch_size = _int_param(request, "batchsize", 0)
     reactor = request.app[REACTOR]
-    job = reactor.assign(engine_id, batch_size)
+    job = await _riding_out_storage(request, lambda: reactor.assign(engine_id, batch_size))
     return web.json_response(_assignment_body(job, reactor.config.report_back_interval))
 
 
@@ -236,8 +267,9 @@ async def keepalive(request: web.Request) -> web.Response:
 async def completed(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     job_state = _job_state(request)
+    reactor = request.app[REACTOR]
     try:
-        request.app[REACTOR].complete(job_id, job_state)
+        await _riding_out_storage(request, lambda: reactor.complete(job_id, job_state))
     except UnknownJob:
         raise _unknown_job(job_id) from None
     except Conflict as exc:
@@ -254,8 +286,11 @@ async def requeue(request: web.Request) -> web.Response:
     if flag not in TRUE_WORDS | FALSE_WORDS:
         raise ApiError(400, "bad_request", f"all must be true or false, not {flag!r}")
     everything = flag in TRUE_WORDS
+    reactor = request.app[REACTOR]
     try:
-        released = request.app[REACTOR].requeue(None if everything else folders)
+        released = await _riding_out_storage(
+            request, lambda: reactor.requeue(None if everything else folders)
+        )
     except KeyError as exc:
         detail = f"no quarantine folder named {exc.args[0]!r} in the input folder"
         raise ApiError(404, "unknown_folder", detail) from None

@@ -100,6 +100,7 @@ class ServeConfig:
     bench_after: int = 3
     bench_seconds: float = 300.0
     shutdown_interval: float = 100.0
+    storage_grace: float = 5.0
     observer: ObserverKind = "native"
     poll_interval: float = 2.0
     settle_seconds: float = 5.0
@@ -182,6 +183,10 @@ _KEYS: tuple[Key, ...] = (
          meaning="How long a benched engine gets empty answers."),
     _Key("shutdown_interval", "100.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning='Seconds without work after which /heartbeat answers "true" (idle).'),
+    _Key("storage_grace", "5.0", "SECONDS", parse_seconds, zero_or_more_seconds,
+         meaning="Seconds a request waits for the run folders to take writes again (a full or "
+         "briefly unavailable disk) before it answers 503, which seed engines do not survive; "
+         "0 answers at once."),
     _Key("observer", "native", "KIND", parse_choice, one_of(OBSERVERS),
          meaning="How new files are noticed: native (inotify and the like) or polling (NFS/SMB, "
          "where native events miss writes from other hosts)."),

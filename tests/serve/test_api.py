@@ -399,9 +399,10 @@ async def test_storage_failure_answers_503_and_changes_nothing(
     make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
 ) -> None:
     """When the journal cannot write (here: the job's output folder was removed by hand),
-    /completed answers a JSON 503, never a 500, and the job stays live."""
+    /completed answers a JSON 503 once storage_grace has passed, never a 500, and the job
+    stays live."""
     add_files(run_dirs, 1)
-    client = await make_client()
+    client = await make_client(storage_grace=0.2)
     job = await get_json(client, "/assignwork", engineid="e", batchsize=1)
     shutil.rmtree(run_dirs.output_dir / job["job_output_dir"])
     body = await get_json(client, "/completed", 503, job_id=job["jobid"], job_state="DONE")

@@ -84,7 +84,8 @@ async def call(client: Client, path: str, status: int = 200, **params: Any) -> A
 
 
 async def start(aiohttp_client: AiohttpClient, dirs: RunDirs, **kw: Any) -> Client:
-    config = dirs.config(report_back_interval=60.0)
+    # No grace: these tests see the 503 a longer fault ends in (the ride-out is below).
+    config = dirs.config(report_back_interval=60.0, storage_grace=0.0)
     return await aiohttp_client(create_app(config, watch=False, sweep=False, **kw))
 
 
@@ -164,7 +165,7 @@ async def test_io_error_between_merge_steps_is_finished_by_the_retry(
     merge with every output exactly once."""
     for i in range(2):
         write_pod5(run_dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
-    config = run_dirs.config()
+    config = run_dirs.config(storage_grace=0.0)
     fault = FailOnce(step)
     journal = Journal(config.input_dir, config.output_dir, fault)
     client = await aiohttp_client(create_app(config, watch=False, sweep=False, journal=journal))
@@ -177,6 +178,53 @@ async def test_io_error_between_merge_steps_is_finished_by_the_retry(
     assert not (run_dirs.input_dir / job["job_input_dir"]).exists()
     status = await call(client, "/status")
     assert status["files"]["done"] == 2
+
+
+class FailTimes:
+    """A journal checkpoint that raises EIO the first `times` times `step` is reached."""
+
+    def __init__(self, step: str, times: int) -> None:
+        self.step = step
+        self.left = times
+
+    def __call__(self, step: str) -> None:
+        if step == self.step and self.left > 0:
+            self.left -= 1
+            raise OSError(errno.EIO, "injected I/O error")
+
+
+@pytest.mark.parametrize(
+    ("path", "step", "times"),
+    [
+        ("/assignwork", "assign:output_placed", 3),
+        ("/completed", "merge:decided", 3),
+        # a retry carries on after these steps, so each is reached again at most once
+        ("/completed", "merge:output_moved", 1),
+        ("/completed", "merge:logged", 1),
+    ],
+)
+async def test_a_short_storage_hiccup_is_ridden_out_inside_the_request(
+    aiohttp_client: AiohttpClient, run_dirs: RunDirs, path: str, step: str, times: int
+) -> None:
+    """Seed engines give up on a 503: I/O errors within storage_grace are retried inside
+    the request, which answers 200, with every output merged once."""
+    for i in range(2):
+        write_pod5(run_dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
+    config = run_dirs.config(storage_grace=5.0)
+    fault = FailTimes(step, times)
+    journal = Journal(config.input_dir, config.output_dir, fault)
+    client = await aiohttp_client(create_app(config, watch=False, sweep=False, journal=journal))
+    with capture_logs() as logs:
+        job = await call(client, "/assignwork", engineid="e", batchsize=2)
+        write_outputs(run_dirs, job)
+        assert await call(client, "/completed", job_id=job["jobid"], job_state="DONE") == {
+            "ok": True
+        }
+    assert fault.left == 0
+    assert merged(run_dirs) == sorted(f"job_id_{job['jobid']}_f{i}.fastq" for i in range(2))
+    recovered = [e for e in logs if e["event"] == "storage_recovered"]
+    assert [(e["path"], e["attempts"]) for e in recovered] == [(path, times + 1)]
+    assert not [e for e in logs if e["event"] == "journal_error"]
 
 
 async def test_symlink_leading_outside_the_input_folder_is_refused(
