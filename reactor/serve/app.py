@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePath
 
@@ -49,6 +49,7 @@ from reactor.serve.app_keys import (
     CONFIG,
     FINISHER,
     HELD_EVENTS,
+    LISTENING,
     REACTOR,
     READY_WHEN_LISTENING,
     SWEEPER,
@@ -77,6 +78,7 @@ def create_app(
     notifier: Notifier | None = None,
     ready_when_listening: bool = False,
     request_exit: Callable[[], None] = exit_by_sigterm,
+    listening: Mapping[str, object] | None = None,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     a notifier (systemd's, from the environment, by default), and turn off the watcher
@@ -88,11 +90,14 @@ def create_app(
     otherwise READY=1 goes out as soon as the start-up work is done.
 
     `request_exit` is how `exit_on_complete` ends the service (SIGTERM to itself, which
-    `web.run_app` turns into a graceful shutdown); tests pass their own."""
+    `web.run_app` turns into a graceful shutdown); tests pass their own. `listening` adds
+    to the `serving` log where the socket came from (`reactor serve`: bound to `listen`,
+    or passed by systemd)."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
     app[CONFIG] = config
+    app[LISTENING] = dict(listening or {})
     extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
     reactor = Reactor(config, clock=clock, journal=journal, **extra)
     app[REACTOR] = reactor
@@ -125,7 +130,16 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     reactor.start()
     config = app[CONFIG]
-    log.info("serving", listen=config.listen, **reactor.count_fields())
+    listening = app[LISTENING]
+    log.info("serving", listen=config.listen, **listening, **reactor.count_fields())
+    if "listen_setting" in listening:
+        log.warning(
+            "listen_differs",
+            listen=config.listen,
+            listen_setting=listening["listen_setting"],
+            hint="reactor status and reactor check read the listen setting: make it the "
+            "address of the socket systemd passes (ListenStream= in the .socket unit)",
+        )
     if config.insecure and config.token is None and not config.allow:
         log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield
