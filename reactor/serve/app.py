@@ -18,8 +18,9 @@ The observer watches before the scan lists INPUTDIR, so a file written during st
 is in the listing, or in an event, or both (handling is idempotent): no second scan is
 needed to close a gap, which at 100,000 files saves ~0.4 s of start-up.
 
-Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
-the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting (a
+socket systemd passed is closed, not shut down: `reactor.serve.socket_activation`),
+tells the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
 anything waits), lets requests in flight finish (bounded by `shutdown_timeout`), then
 the contexts unwind: the pings end, the sweeper is cancelled, the observers stopped,
 and a running on_complete command is given a bounded time to end before it is stopped.
