@@ -69,10 +69,12 @@ class ActivatedRun:
         settings = {"sweep_interval": 0.5, "log_format": "json", **settings}
         return serve_args(self.input_dir, self.output_dir, self.port, **settings)
 
-    def start(self, *, wait: bool = True, **settings: object) -> subprocess.Popen[bytes]:
+    def start(
+        self, *, wait: bool = True, env: dict[str, str] | None = None, **settings: object
+    ) -> subprocess.Popen[bytes]:
         self.starts += 1
         with self.log(self.starts).open("wb") as log:
-            self.server = start_activated(self.sock, self.args(**settings), log)
+            self.server = start_activated(self.sock, self.args(**settings), log, env=env)
         if wait:
             wait_for(self.is_ready, START_S, "serve to be ready on the passed socket")
         return self.server
@@ -129,11 +131,7 @@ def test_serve_answers_over_the_socket_it_inherits(run: ActivatedRun, tmp_path: 
     exit 0 and leaves the socket listening, with the backlog it had."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(tmp_path / "notify"))
-        with run.log(1).open("wb") as log:
-            run.starts = 1
-            run.server = start_activated(
-                run.sock, run.args(), log, env=child_env(NOTIFY_SOCKET=str(tmp_path / "notify"))
-            )
+        run.start(wait=False, env=child_env(NOTIFY_SOCKET=str(tmp_path / "notify")))
         readable, _, _ = select.select([notify], [], [], START_S)
         assert readable, f"no READY=1 within {START_S} s: {run.output()}"
         assert notify.recv(4096).decode().split("\n")[0] == "READY=1"
@@ -222,7 +220,7 @@ def test_a_socket_beyond_loopback_without_a_token_or_allow_is_refused(tmp_path: 
             f"reactor serve: the socket systemd passed listens on 0.0.0.0:{wide.port}, "
             "reachable from other hosts, but neither token nor allow is set"
         )
-        server = wide.start(wait=True, allow="10.0.0.0/8")  # with a rule, it serves
+        wide.start(allow="10.0.0.0/8")  # with a rule, it serves
         assert wide.stop() == 0
     finally:
         wide.close()
