@@ -14,6 +14,7 @@ import pytest
 pytest.register_assert_rewrite("tests.support")
 
 from reactor.serve.app import create_app  # noqa: E402
+from reactor.serve.socket_activation import ACTIVATION_ENV  # noqa: E402
 from reactor.settings.serve import ServeConfig  # noqa: E402
 from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa: E402
 from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
@@ -60,8 +61,9 @@ def pytest_make_collect_report(
 @pytest.fixture(autouse=True)
 def _no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test talks to a real systemd, even when pytest runs under one: apps built
-    without a notifier read NOTIFY_SOCKET from the environment."""
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+    without a notifier read NOTIFY_SOCKET from the environment, and `reactor serve` takes
+    the sockets LISTEN_* name."""
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", *ACTIVATION_ENV):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -3,16 +3,27 @@
 Settings come from flags, then REACTOR_* variables, then the `--config` TOML file, then
 defaults (`reactor.settings.serve`); a mistake is one line on stderr and exit code 2.
 The service itself is `reactor.serve`, imported only when it runs.
+
+Under socket activation (systemd/reactor.socket) serve takes the listening sockets
+systemd passes (`reactor.serve.socket_activation`) instead of binding `listen`; the
+access rule then applies to the sockets' real addresses.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
+from reactor.settings.network import same_listen
 from reactor.settings.parsing import ConfigError
-from reactor.settings.serve import add_config_arguments, load_config, prepare_output_dirs
+from reactor.settings.serve import (
+    add_config_arguments,
+    load_config,
+    prepare_output_dirs,
+    serving_passed_sockets,
+)
 
 HELP = "watch a run folder and hand its .pod5 files to basecalling engines"
 DESCRIPTION = (
@@ -21,6 +32,7 @@ DESCRIPTION = (
     "--config TOML file, then defaults."
 )
 SHUTDOWN_TIMEOUT_S = 10.0  # requests in flight get this long to finish at SIGTERM
+AIOHTTP_BACKLOG = 128  # web.run_app's default, for the socket serve binds itself
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Read (and unset) systemd's LISTEN_* first, whatever else fails: stdlib only.
+    from reactor.serve.socket_activation import SocketActivationError, take_passed_sockets
+
+    try:
+        passed = take_passed_sockets()
+    except SocketActivationError as exc:
+        print(f"reactor serve: {exc}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args, os.environ)
+        setting = config.listen
+        if passed:
+            config = serving_passed_sockets(config, [item.listen for item in passed])
         prepare_output_dirs(config)
     except ConfigError as exc:
         print(f"reactor serve: {exc}", file=sys.stderr)
@@ -42,19 +65,37 @@ def run(args: argparse.Namespace) -> int:
     from reactor.serve.app_keys import SYSTEMD
 
     configure_logging(config.log_level, config.log_format)
-    app = create_app(config, ready_when_listening=True)
+    listening: dict[str, object] = {"socket": "bound"}
+    backlog = AIOHTTP_BACKLOG
+    if passed:
+        # asyncio listens again on a socket it is given: with the backlog it had, so
+        # that systemd's Backlog= holds while no serve runs too.
+        backlogs = [item.backlog for item in passed if item.backlog is not None]
+        backlog = max(backlogs, default=socket.SOMAXCONN)
+        listening = {
+            "socket": "systemd",
+            "sockets": [item.listen for item in passed],
+            "fd_names": [item.name for item in passed],
+            "backlog": backlog,
+        }
+        if not any(same_listen(setting, item.listen) for item in passed):
+            listening["listen_setting"] = setting
+    app = create_app(config, ready_when_listening=True, listening=listening)
     systemd = app[SYSTEMD]
 
-    def listening(_banner: str) -> None:
-        # run_app calls `print` once every site listens: the moment to say READY=1.
+    def ready(_banner: str) -> None:
+        # run_app calls `print` once every site listens (a passed socket listens
+        # already: once its site accepts): the moment to say READY=1.
         systemd.announce_ready()
 
     try:
         web.run_app(
             app,
-            host=config.host,
-            port=config.port,
-            print=listening,
+            host=None if passed else config.host,
+            port=None if passed else config.port,
+            sock=[item.sock for item in passed] or None,
+            backlog=backlog,
+            print=ready,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             access_log=None,
         )

@@ -6,7 +6,8 @@ without the variables that are not theirs to see: the tokens (a command has no u
 them, and a script that logs its environment would leak them) and systemd's notify and
 watchdog variables, which name the service: a command that used them (anything built on
 sd_notify does) would speak for reactor, such as READY=1, STOPPING=1 or a watchdog ping
-from a process that is not reactor.
+from a process that is not reactor. The same goes for socket activation's LISTEN_*
+variables, which `reactor serve` also removes from its own environment once read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 PRIVATE_ENV = frozenset(
-    {"REACTOR_TOKEN", "REACTOR_ENGINE_TOKEN", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+    {
+        "REACTOR_TOKEN",
+        "REACTOR_ENGINE_TOKEN",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+    }
 )
 
 

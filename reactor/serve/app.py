@@ -18,8 +18,9 @@ The observer watches before the scan lists INPUTDIR, so a file written during st
 is in the listing, or in an event, or both (handling is idempotent): no second scan is
 needed to close a gap, which at 100,000 files saves ~0.4 s of start-up.
 
-Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting, tells
-the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
+Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting (a
+socket systemd passed is closed, not shut down: `reactor.serve.socket_activation`),
+tells the finisher to claim nothing more and systemd STOPPING=1 (`on_shutdown`, before
 anything waits), lets requests in flight finish (bounded by `shutdown_timeout`), then
 the contexts unwind: the pings end, the sweeper is cancelled, the observers stopped,
 and a running on_complete command is given a bounded time to end before it is stopped.
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePath
 
@@ -49,6 +50,7 @@ from reactor.serve.app_keys import (
     CONFIG,
     FINISHER,
     HELD_EVENTS,
+    LISTENING,
     REACTOR,
     READY_WHEN_LISTENING,
     SWEEPER,
@@ -78,6 +80,7 @@ def create_app(
     notifier: Notifier | None = None,
     ready_when_listening: bool = False,
     request_exit: Callable[[], None] = exit_by_sigterm,
+    listening: Mapping[str, object] | None = None,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     a notifier (systemd's, from the environment, by default), and turn off the watcher
@@ -89,11 +92,14 @@ def create_app(
     otherwise READY=1 goes out as soon as the start-up work is done.
 
     `request_exit` is how `exit_on_complete` ends the service (SIGTERM to itself, which
-    `web.run_app` turns into a graceful shutdown); tests pass their own."""
+    `web.run_app` turns into a graceful shutdown); tests pass their own. `listening` adds
+    to the `serving` log where the socket came from (`reactor serve`: bound to `listen`,
+    or passed by systemd)."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
     app[CONFIG] = config
+    app[LISTENING] = dict(listening or {})
     extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
     reactor = Reactor(config, clock=clock, journal=journal, **extra)
     app[REACTOR] = reactor
@@ -126,7 +132,16 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     reactor.start()
     config = app[CONFIG]
-    log.info("serving", listen=config.listen, **reactor.count_fields())
+    listening = app[LISTENING]
+    log.info("serving", listen=config.listen, **listening, **reactor.count_fields())
+    if "listen_setting" in listening:
+        log.warning(
+            "listen_differs",
+            listen=config.listen,
+            listen_setting=listening["listen_setting"],
+            hint="reactor status and reactor check read the listen setting: make it the "
+            "address of the socket systemd passes (ListenStream= in the .socket unit)",
+        )
     if config.insecure and config.token is None and not config.allow:
         log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield

@@ -20,6 +20,8 @@ FINISHER: web.AppKey[Finisher] = web.AppKey("finisher")
 SYSTEMD: web.AppKey[SystemdLifecycle] = web.AppKey("systemd")
 # True when READY=1 waits for the caller to say the port is open (see create_app).
 READY_WHEN_LISTENING: web.AppKey[bool] = web.AppKey("ready_when_listening", bool)
+# Where the listening socket came from, for the `serving` log (see create_app).
+LISTENING: web.AppKey[dict[str, object]] = web.AppKey("listening")
 # The observer's events, held until recovery is done (see reactor.serve.app).
 HELD_EVENTS: web.AppKey[HeldEvents] = web.AppKey("held_events")
 # Checks the observer and restarts it if it died (on the watch worker thread).

@@ -105,3 +105,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False  # a host name: assume it is reachable from elsewhere
+
+
+def same_listen(one: str, other: str) -> bool:
+    """Do two `listen` values name the same address (`40765` is `127.0.0.1:40765`,
+    `[::0]:1` is `[::]:1`)? Host names are compared as written."""
+    (host, port), (other_host, other_port) = split_listen(one), split_listen(other)
+    return port == other_port and _address(host) == _address(other_host)
+
+
+def _address(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()

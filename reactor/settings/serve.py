@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -139,8 +139,7 @@ def _check_relations(config: ServeConfig) -> None:
             "point output_dir at a separate folder for results"
         )
         raise ConfigError(msg)
-    open_to_all = config.token is None and not config.allow and not config.insecure
-    if not is_loopback(config.host) and open_to_all:
+    if open_to_all(config, config.host):
         msg = (
             f"listen {config.listen!r} is reachable from other hosts but neither token nor "
             "allow is set, so anyone could take or fake work: set a token (REACTOR_TOKEN), "
@@ -148,6 +147,32 @@ def _check_relations(config: ServeConfig) -> None:
             "or listen on 127.0.0.1 (--insecure serves anyone, on a network you trust)"
         )
         raise ConfigError(msg)
+
+
+def open_to_all(config: ServeConfig, host: str) -> bool:
+    """Would serving on `host` let anyone take or fake work: beyond loopback, with
+    neither a token nor an allow list, and without `insecure`."""
+    no_rule = config.token is None and not config.allow and not config.insecure
+    return no_rule and not is_loopback(host)
+
+
+def serving_passed_sockets(config: ServeConfig, addresses: Sequence[str]) -> ServeConfig:
+    """`config` serving the sockets systemd passed (socket activation), whose bound
+    `addresses` are `listen` values: `listen` becomes the first, so the `serving` log says
+    what is served. The access rule is `listen`'s, applied to each real address, so a
+    socket on 0.0.0.0 needs a token or an allow list as `--listen 0.0.0.0` does."""
+    for address in addresses:
+        if open_to_all(config, split_listen(address)[0]):
+            port = split_listen(address)[1]
+            msg = (
+                f"the socket systemd passed listens on {address}, reachable from other "
+                "hosts, but neither token nor allow is set, so anyone could take or fake "
+                "work: set a token (REACTOR_TOKEN) or an allow list of client networks, "
+                f"or ListenStream=127.0.0.1:{port} in the .socket unit "
+                "(--insecure serves anyone, on a network you trust)"
+            )
+            raise ConfigError(msg)
+    return replace(config, listen=addresses[0])
 
 
 # Serve's keys, read from REACTOR_<KEY> variables.

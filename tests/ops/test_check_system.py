@@ -61,6 +61,30 @@ def test_a_port_in_use_by_an_unseen_process_asks_about_another_reactor(tmp_path:
     assert f"ss -ltnp 'sport = :{port}'" in result.fix
 
 
+def test_a_port_held_by_systemd_is_socket_activation(tmp_path: Path) -> None:
+    """reactor.socket: systemd (pid 1) holds the port, and serve takes it from systemd.
+    Seen first even while a socket-activated serve holds the same socket."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        inode = os.fstat(taken.fileno()).st_ino
+        (tmp_path / "net").mkdir()
+        (tmp_path / "net" / "tcp").write_text(
+            (Path("/proc/net/tcp")).read_text(encoding="ascii"), encoding="ascii"
+        )
+        for pid, comm in (("1200", "reactor"), ("1", "systemd")):
+            (tmp_path / pid / "fd").mkdir(parents=True)
+            (tmp_path / pid / "fd" / "3").symlink_to(f"socket:[{inode}]")
+            (tmp_path / pid / "comm").write_text(comm + "\n", encoding="utf-8")
+        result = check_port("127.0.0.1", port, proc=tmp_path)
+    assert result.status is Status.OK, result
+    assert result.message == (
+        f"127.0.0.1:{port} is held by systemd: socket activation (reactor.socket), "
+        "which passes it to reactor serve"
+    )
+
+
 def test_an_address_not_on_this_host_fails() -> None:
     result = check_port("192.0.2.1", 40765)  # TEST-NET-1: never a local address
     assert result.status is Status.FAIL

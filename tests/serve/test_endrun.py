@@ -203,6 +203,7 @@ def test_run_env_adds_the_run_and_drops_tokens_and_systemds_variables(tmp_path: 
     """The command must not speak to systemd for reactor (READY=1, watchdog pings)."""
     base = {"PATH": "/bin", "REACTOR_TOKEN": "secret", "REACTOR_ENGINE_TOKEN": "secret2"}
     systemd = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "30000000"}
+    systemd |= {"LISTEN_PID": "4242", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "reactor.socket"}
     env = run_env(
         base | systemd | {"WATCHDOG_PID": "4242"},
         input_dir=tmp_path / "run" / "pod5",

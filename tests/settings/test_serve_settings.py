@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor.settings.network import same_listen
 from reactor.settings.parsing import ConfigError, ConfigFile, read_config_file
 from reactor.settings.serve import (
     ServeConfig,
@@ -20,6 +21,7 @@ from reactor.settings.serve import (
     load_config,
     parse_config,
     prepare_output_dirs,
+    serving_passed_sockets,
 )
 from tests.support.paths import REPO
 
@@ -386,6 +388,62 @@ def test_allow_in_the_file_is_a_list_of_strings(base_env: dict[str, str]) -> Non
     file = ConfigFile(Path("reactor.toml"), {"allow": ["10.1.0.0/16", "2001:db8::/32"]})
     config = parse_config(cli(), base_env, file)
     assert [str(net) for net in config.allow] == ["10.1.0.0/16", "2001:db8::/32"]
+
+
+# --- a socket passed by systemd (socket activation) -------------------------------------
+
+PASSED = [
+    ("127.0.0.1:40765", {}, None),
+    ("[::1]:40765", {}, None),
+    ("0.0.0.0:40765", {}, "listens on 0.0.0.0:40765, reachable from other hosts"),
+    ("[::]:40765", {}, "listens on [::]:40765, reachable from other hosts"),
+    ("10.1.2.3:40765", {}, "ListenStream=127.0.0.1:40765 in the .socket unit"),
+    ("0.0.0.0:40765", {"REACTOR_TOKEN": "t" * 32}, None),
+    ("0.0.0.0:40765", {"REACTOR_ALLOW": "10.0.0.0/8"}, None),
+    ("0.0.0.0:40765", {"REACTOR_INSECURE": "true"}, None),
+]
+
+
+@pytest.mark.parametrize(("address", "env", "refused"), PASSED)
+def test_a_passed_socket_meets_the_access_rule_of_listen(
+    base_env: dict[str, str], address: str, env: dict[str, str], refused: str | None
+) -> None:
+    """The socket's real address decides, as --listen would: beyond loopback, a token
+    or an allow list is needed; `listen` then names what is served."""
+    config = parse_config(cli(), {**base_env, **env})  # listen: the default, loopback
+    if refused is None:
+        assert serving_passed_sockets(config, [address]).listen == address
+        return
+    with pytest.raises(ConfigError) as caught:
+        serving_passed_sockets(config, [address])
+    message = str(caught.value)
+    assert refused in message
+    assert message.startswith("the socket systemd passed listens on ")
+    assert "\n" not in message
+    assert "REACTOR_TOKEN" in message
+
+
+def test_every_passed_socket_is_checked_and_the_first_is_listen(base_env: dict[str, str]) -> None:
+    config = parse_config(cli(), base_env)
+    served = serving_passed_sockets(config, ["127.0.0.1:1", "[::1]:1"])
+    assert (served.listen, served.host, served.port) == ("127.0.0.1:1", "127.0.0.1", 1)
+    with pytest.raises(ConfigError, match=r"listens on \[::\]:1,"):
+        serving_passed_sockets(config, ["127.0.0.1:1", "[::]:1"])
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("40765", "127.0.0.1:40765", True),
+        ("[::0]:1", "[::]:1", True),
+        ("localhost:1", "LOCALHOST:1", True),
+        ("0.0.0.0:40765", "127.0.0.1:40765", False),
+        ("127.0.0.1:40765", "127.0.0.1:40766", False),
+        ("localhost:1", "127.0.0.1:1", False),  # names are compared as written
+    ],
+)
+def test_same_listen_compares_addresses(one: str, other: str, same: bool) -> None:
+    assert same_listen(one, other) is same
 
 
 # --- the config file --------------------------------------------------------------------

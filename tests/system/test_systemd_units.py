@@ -1,7 +1,8 @@
 """The systemd units in systemd/: the keys they must have, systemd's own verdict on them
 (`systemd-analyze`, where installed, and always under CI=true), and the one hardening
 choice that depends on our code rather than on systemd: MemoryDenyWriteExecute=, tried for
-real."""
+real. What reactor.socket buys at a restart is tried for real in
+tests/system/test_socket_activation.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor.settings.serve import DEFAULT_LISTEN
 from tests.support.launch import free_port, serve_args
 from tests.support.paths import REPO
 from tests.support.pod5files import write_pod5
@@ -24,6 +26,7 @@ from tests.support.tools import require_tool
 
 SERVICE = REPO / "systemd" / "reactor.service"
 ENGINE = REPO / "systemd" / "reactor-engine@.service"
+SOCKET = REPO / "systemd" / "reactor.socket"
 # systemd-analyze security: reactor.service scores at most this (0 best, 10 worst); it
 # needs no device, no privilege and no write access beyond the run folders.
 MAX_EXPOSURE = 2.0
@@ -59,9 +62,9 @@ def parse_unit(path: Path) -> Unit:
     return unit
 
 
-def one(unit: Unit, key: str) -> str:
-    """The value of a [Service] key that must be given exactly once."""
-    values = unit["Service"].get(key)
+def one(unit: Unit, key: str, section: str = "Service") -> str:
+    """The value of a key (of [Service] unless told) that must be given exactly once."""
+    values = unit[section].get(key)
     assert values is not None, f"{key}= is missing"
     assert len(values) == 1, f"{key}= is given {len(values)} times: {values}"
     return values[0]
@@ -162,6 +165,39 @@ def test_engine_instance_gets_its_gpu_and_finishes_its_batch() -> None:
     assert one(unit, "EnvironmentFile") == "-/etc/pod5-reactor/engine.env"
 
 
+def test_reactor_socket_holds_the_default_port_for_the_service() -> None:
+    """reactor.socket listens where serve does by default, with a generous backlog, and
+    passes the listening socket (Accept=no) to reactor.service."""
+    unit = parse_unit(SOCKET)
+    assert unit["Socket"]["ListenStream"] == [DEFAULT_LISTEN]
+    assert int(one(unit, "Backlog", "Socket")) >= 1024
+    assert one(unit, "NoDelay", "Socket") == "true"
+    assert one(unit, "Service", "Socket") == "reactor.service"
+    assert unit["Socket"].get("Accept", ["no"]) == ["no"]
+    # serve's log names the socket by its default name, the unit's
+    assert "FileDescriptorName" not in unit["Socket"]
+    assert unit["Install"]["WantedBy"] == ["sockets.target"]
+
+
+def test_reactor_socket_runs_no_program() -> None:
+    """A socket unit may run commands (ExecStartPre= and friends) with a sandbox of their
+    own; this one runs none, so it has nothing to harden. (`systemd-analyze security`
+    scores a .socket as if it were a service with no settings: 9.8, meaningless.)"""
+    socket_section = parse_unit(SOCKET)["Socket"]
+    assert not [key for key in socket_section if key.startswith("Exec")]
+
+
+def test_reactor_service_runs_without_the_socket() -> None:
+    """Socket activation is the operator's choice: reactor.service binds `listen` itself
+    when no socket is passed, so it must not require reactor.socket (systemd.socket(5)
+    orders an active socket before its service by itself: no After= either)."""
+    unit_section = parse_unit(SERVICE)["Unit"]
+    for key in ("Requires", "BindsTo", "Requisite", "Wants", "After"):
+        assert not any("reactor.socket" in value for value in unit_section.get(key, [])), key
+    header = SERVICE.read_text()
+    assert "reactor.socket" in header[: header.index("\n[Unit]")]
+
+
 # ------------------------------------------------------------- systemd-analyze
 
 
@@ -201,17 +237,21 @@ def test_exposure_is_low(path: Path, limit: float) -> None:
 
 
 @needs_analyze
-@pytest.mark.parametrize("path", [SERVICE, ENGINE], ids=lambda p: p.name)
-def test_systemd_accepts_every_line(path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("paths", [[SERVICE], [ENGINE], [SOCKET, SERVICE]], ids=lambda p: p[0].name)
+def test_systemd_accepts_every_line(paths: list[Path], tmp_path: Path) -> None:
     """`systemd-analyze verify` has no complaint: no unknown key, no bad value.
 
     verify insists that ExecStart='s program exists, which it does only once installed:
-    check a copy that runs this Python instead."""
-    copy = tmp_path / path.name
-    text = path.read_text().replace("/opt/pod5-reactor/.venv/bin/reactor", sys.executable)
-    copy.write_text(text)
+    check a copy that runs this Python instead. A socket is checked beside the service it
+    starts (verify refuses a socket whose service it cannot load)."""
+    copies = []
+    for path in paths:
+        copy = tmp_path / path.name
+        text = path.read_text().replace("/opt/pod5-reactor/.venv/bin/reactor", sys.executable)
+        copy.write_text(text)
+        copies.append(str(copy))
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(copy)],
+        ["systemd-analyze", "verify", "--man=no", *copies],
         capture_output=True,
         text=True,
         check=False,

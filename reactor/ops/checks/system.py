@@ -110,12 +110,22 @@ def _bind_problem(err: OSError, where: str, port: int, proc: Path) -> CheckResul
     name = "port"
     if err.errno == errno.EADDRINUSE:
         owner = find_port_owner(port, proc)
+        if owner == (1, "systemd"):
+            return CheckResult(
+                name,
+                Status.OK,
+                f"{where} is held by systemd: socket activation (reactor.socket), which "
+                "passes it to reactor serve",
+            )
         if owner is not None:
             who = f"process {owner[0]} ({owner[1]})"
             fix = f"stop process {owner[0]}, or set listen to another port"
         else:
             who = "another process (is another reactor running?)"
-            fix = f"find it with: ss -ltnp 'sport = :{port}'; stop it or choose another port"
+            fix = (
+                f"find it with: ss -ltnp 'sport = :{port}'; stop it or choose another port "
+                "(systemd holding reactor.socket is fine: serve takes the socket from it)"
+            )
         return CheckResult(name, Status.FAIL, f"{where} is in use by {who}", fix)
     if err.errno == errno.EACCES:
         return CheckResult(
@@ -345,9 +355,10 @@ def _utc(moment: float) -> str:
 
 def _process_dirs(proc: Path) -> list[Path]:
     try:
-        return [entry for entry in proc.iterdir() if entry.name.isdigit()]
+        found = [entry for entry in proc.iterdir() if entry.name.isdigit()]
     except OSError:
         return []
+    return sorted(found, key=lambda entry: int(entry.name))  # systemd (pid 1) first
 
 
 def _fd_targets(pid_dir: Path) -> list[tuple[str, str]]:
