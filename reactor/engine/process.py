@@ -69,8 +69,8 @@ Log events (JSON lines, keys `job_id` and `engine_id` bound): ``engine_started``
 ``duration_s``), ``job_reported`` (``state``), ``job_late``, ``job_forgotten``,
 ``job_abandoned``, ``command_stopped``, ``completion_rejected``, ``manager_unreachable``,
 ``manager_reachable``, ``manager_unavailable``, ``report_abandoned``, ``stopping``,
-``release_due``,
-``no_work_left``, ``engine_gave_up``, ``engine_crashed``, ``engine_stopped``.
+``release_due`` (``release_after_s``), ``no_work_left``, ``engine_gave_up``,
+``engine_crashed``, ``engine_stopped``.
 
 Run it as `reactor engine …` (`reactor.commands.engine`).
 """
