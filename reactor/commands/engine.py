@@ -25,7 +25,8 @@ HELP = "ask a reactor for batches and run a basecaller (dorado or any command) o
 
 DESCRIPTION = textwrap.fill(
     "Ask a reactor (or seed) manager for batches of .pod5 files, run a basecalling command "
-    "on each, keep the batch's lease alive and report DONE or FAILED. Settings come from "
+    "on each, keep the batch's lease alive and report DONE or FAILED (or RELEASED: handed back "
+    "unfinished when stopped). Settings come from "
     f"flags, then {ENV_PREFIX}* environment variables, then the --config TOML file, then "
     "defaults.",
     width=78,
@@ -41,10 +42,17 @@ def _epilog() -> str:
     )
     return (
         f"presets:\n{presets}\n\n"
+        "signals:\n"
+        "  The first SIGTERM/SIGINT finishes the batch in hand, reports it and exits 0. A\n"
+        "  second one stops the command and hands the batch back: RELEASED, exit 1 (its\n"
+        "  files go back to the front of the queue, no attempt counted). With --release-after\n"
+        "  S, a command still running S seconds after the first signal is stopped and its\n"
+        "  batch RELEASED, exit 0: under Slurm, --signal=B:TERM@300 with --release-after 240\n"
+        "  hands a batch back a minute before the time limit. RELEASED needs reactor serve.\n\n"
         "exit codes:\n"
         "  0  stopped as asked (--until-empty, --once, or a first SIGTERM/SIGINT after the\n"
-        "     batch in hand was finished and reported)\n"
-        "  1  a second SIGTERM/SIGINT came: a running command was stopped, its batch FAILED\n"
+        "     batch in hand was finished, or handed back after --release-after, and reported)\n"
+        "  1  a second SIGTERM/SIGINT came: a running command was stopped, its batch RELEASED\n"
         "  2  a setting is wrong\n"
         "  3  cannot go on: the manager was away for `grace` seconds (or refused the engine)\n"
         "     when asking for work, the command could not be started, or the job's folders\n"

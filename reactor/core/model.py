@@ -29,6 +29,7 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     EXPIRED = "expired"
+    RELEASED = "released"  # handed back unfinished by its engine: files queued again
     UNKNOWN = "unknown"
 
 
@@ -40,24 +41,25 @@ class EngineReport(StrEnum):
 
     DONE = "DONE"
     FAILED = "FAILED"
+    RELEASED = "RELEASED"  # the engine stopped before the end (a cluster's SIGTERM): not a failure
     UNKNOWN = "UNKNOWN"  # any other job_state string: kept aside, as the seed did
 
     @classmethod
     def parse(cls, job_state: str) -> EngineReport:
         upper = job_state.upper()
-        if upper == cls.DONE:
-            return cls.DONE
-        if upper == cls.FAILED:
-            return cls.FAILED
+        for known in (cls.DONE, cls.FAILED, cls.RELEASED):
+            if upper == known:
+                return known
         return cls.UNKNOWN
 
 
 class CompletionAction(StrEnum):
     MERGE = "merge"  # DONE: move outputs into pass/ and fail/, files done
     FAIL = "fail"  # FAILED: requeue in halves; a file failed alone may be quarantined
+    RELEASE = "release"  # RELEASED: files back to the front, no attempt counted; outputs aside
     SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
     REPEAT = "repeat"  # the same report again: harmless, nothing to do
-    LATE_IGNORED = "late_ignored"  # FAILED/unknown after expiry: files are already requeued
+    LATE_IGNORED = "late_ignored"  # not DONE, after expiry: files are already requeued
     CONFLICT = "conflict"  # cannot be accepted (409): e.g. late DONE after files went out again
 
 
@@ -108,6 +110,7 @@ class EngineRecord:
     jobs_done: int = 0
     jobs_failed: int = 0
     jobs_expired: int = 0
+    jobs_released: int = 0  # batches it handed back unfinished (RELEASED)
     failure_streak: int = 0  # failed batches in a row
     benched_until: float = 0.0  # no work for it before this time
 

@@ -14,8 +14,9 @@ queue is an OrderedDict used as a deque with O(1) removal from the middle
 (a deleted `.pod5` leaves the queue at once), and state counts are kept incrementally.
 
 States:
-    file: incomplete -> ready -> assigned -> done | quarantined ; expired/failed -> ready
-    job:  assigned -> processing -> done | failed | expired | unknown
+    file: incomplete -> ready -> assigned -> done | quarantined ;
+          assigned -> ready again when its job expired, failed or was released
+    job:  assigned -> processing -> done | failed | released | expired | unknown
 """
 
 from __future__ import annotations
@@ -169,26 +170,34 @@ class RunState:
     # ------------------------------------------------------------ ingestion
 
     def file_seen(
-        self, name: str, *, complete: bool, now: float, history: FailureHistory | None = None
+        self,
+        name: str,
+        *,
+        complete: bool,
+        now: float,
+        history: FailureHistory | None = None,
+        front: bool = False,
     ) -> FileState:
         """A `.pod5` exists in INPUTDIR; `complete` says whether its signature is whole.
 
         Known files keep their state unless an incomplete one has now become complete.
-        Files that failed before (`history`, known from disk at restart) go to the
-        front of the queue. Returns the file's state afterwards.
+        Files that failed before (`history`) or whose job was released (`front`), both
+        known from disk at restart, go to the front of the queue. Returns the file's
+        state afterwards.
         """
         record = self.files.get(name)
         if record is None:
             state = FileState.READY if complete else FileState.INCOMPLETE
             self._new_record(name, state, now)
-            if history is not None and history.failures:
+            failed = history is not None and history.failures > 0
+            if history is not None and failed:
                 new = self.files[name]
                 new.failures = history.failures
                 new.solo_failures = history.solo_failures
                 new.failed_on = history.failed_on
                 new.batch_cap = history.batch_cap
-                if state is FileState.READY:
-                    self._ready.move_to_end(name, last=False)
+            if state is FileState.READY and (failed or front):
+                self._ready.move_to_end(name, last=False)
             return state
         record.present = True
         if record.state is FileState.INCOMPLETE:
@@ -427,6 +436,7 @@ class RunState:
         finished = {
             JobState.DONE: EngineReport.DONE,
             JobState.FAILED: EngineReport.FAILED,
+            JobState.RELEASED: EngineReport.RELEASED,
             JobState.UNKNOWN: EngineReport.UNKNOWN,
         }[job.state]
         if outcome is finished or finished is EngineReport.UNKNOWN:
@@ -444,6 +454,9 @@ class RunState:
         if outcome is EngineReport.UNKNOWN:
             return CompletionPlan(job, outcome, CompletionAction.SET_ASIDE)
         present = tuple(name for name in job.files if self.files[name].present)
+        if outcome is EngineReport.RELEASED:
+            # Handed back unfinished: not a failure, so nothing counts and nothing is halved.
+            return CompletionPlan(job, outcome, CompletionAction.RELEASE, present, ())
         if len(job.files) == 1 and present:
             # Failed alone: only now does a failure count towards quarantine.
             (name,) = present
@@ -528,6 +541,14 @@ class RunState:
             for name in gone:  # assigned, then deleted from INPUTDIR: nothing to retry
                 self._forget(name)
             self._requeue_front(plan.requeue, now)
+        elif action is CompletionAction.RELEASE:
+            # The files go back as they came: their failures, solo failures, engines and
+            # batch caps stay, so the next attempt number is this job's again. The
+            # engine's failure streak neither grows nor resets: a release says nothing
+            # about its health.
+            job.state = JobState.RELEASED
+            engine.jobs_released += 1
+            self._requeue_front(job.files, now)
         elif action is CompletionAction.SET_ASIDE:
             job.state = JobState.UNKNOWN
             engine.jobs_failed += 1

@@ -91,6 +91,7 @@ def _engine_view(engine: EngineRecord, now: float) -> dict[str, Any]:
         "jobs_done": engine.jobs_done,
         "jobs_failed": engine.jobs_failed,
         "jobs_expired": engine.jobs_expired,
+        "jobs_released": engine.jobs_released,
         "benched_s": round(max(engine.benched_until - now, 0.0), 3),
     }
 

@@ -11,11 +11,11 @@ Folders are built under a `.reactor-staging-` name; every other step is one atom
 that can be repeated, so a `kill -9` between any two steps leaves a state that recovery
 can finish. An assignment commits with the rename of its
 `ASSIGNED_` folder into INPUTDIR, a release of quarantine with the rename of its
-`REQUEUED_` record; every other decision (done, failed, unknown, expired) commits with
-the manifest rewrite, and recovery replays the steps after it.
+`REQUEUED_` record; every other decision (done, failed, released, unknown, expired)
+commits with the manifest rewrite, and recovery replays the steps after it.
 
 docs/journal.md has the layout, the manifest, and the step table of each transition
-(assign, done, failed, unknown, expire, supersede, requeue) with what recovery does
+(assign, done, failed, release, unknown, expire, supersede, requeue) with what recovery does
 after a crash at each step. Durability: renames are atomic against process crashes; the
 journal does not fsync (docs/journal.md, "Durability").
 """
@@ -314,6 +314,24 @@ class Journal:
         self._checkpoint("fail:output_kept")
         self.release(job)
         self._checkpoint("fail:released")
+
+    def hand_back(self, job: Job) -> None:
+        """RELEASED (the transition "release"): the engine stopped before the end and
+        handed the batch back. Its outputs are kept aside, never merged; its links go.
+        Nothing is recorded against the files: they are simply ready again."""
+        folder = self.output_folder(job)
+        with _on_disk("record the release of", job):
+            if self._already_moved(job, folder, Folder.RELEASEDOUTPUT):
+                return
+            self._decide(folder, job, JobState.RELEASED)
+            self._checkpoint("release:decided")
+            self.finish_hand_back(job, folder)
+
+    def finish_hand_back(self, job: Job, folder: Path) -> None:
+        folder.rename(self.output_folder(job, Folder.RELEASEDOUTPUT))
+        self._checkpoint("release:output_kept")
+        self.release(job)
+        self._checkpoint("release:released")
 
     def set_aside(self, job: Job, engine_state: str) -> None:
         """An unknown job_state: keep both folders aside for a person, as the seed did."""

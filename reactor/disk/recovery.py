@@ -5,8 +5,8 @@ manifest (`reactor-job.json`, see `reactor.disk.journal` for the protocol), repl
 of any decision that was committed but not finished when the process died, removes
 staging leftovers and assignments that never committed, and returns what the disk says:
 live jobs (each lease counted from its last keepalive on disk), finished jobs, done and
-quarantined files, and how many times each requeued file has failed. Seed-era folders
-without a manifest are taken over.
+quarantined files, how many times each requeued file has failed, and the files of
+released jobs (which failed nothing). Seed-era folders without a manifest are taken over.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ class Recovered:
     """What the disk says, after every half-done transition was finished."""
 
     live: list[Job] = field(default_factory=list)
-    finished: list[Job] = field(default_factory=list)  # done, failed, unknown, expired
+    finished: list[Job] = field(default_factory=list)  # done, failed, released, unknown, expired
     done: set[str] = field(default_factory=set)
     quarantined: set[str] = field(default_factory=set)
     history: dict[str, FailureHistory] = field(default_factory=dict)  # of failed files
+    handed_back: set[str] = field(default_factory=set)  # files of released jobs: to the front
     repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
 
 
@@ -169,6 +170,14 @@ class _Recovery:
             for name, attempt in job.files.items():
                 tries = self.failures.setdefault(name, [])
                 tries.append((attempt, len(job.files), job.engine_id))
+        elif state == JobState.RELEASED:
+            # Handed back unfinished: no failure to remember, the files are ready again.
+            if in_tmp:
+                journal.finish_hand_back(job, path)
+                result.repairs.append(("release_finished", folder.name))
+            else:
+                journal.release(job)
+            result.handed_back.update(job.files)
         elif state == JobState.UNKNOWN:
             if in_tmp:
                 journal.finish_set_aside(job, path)

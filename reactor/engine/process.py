@@ -13,7 +13,8 @@ It works with `reactor serve` and with the seed's manager alike. In a loop it:
    ``{"late": true}`` (the job expired) it stops the command and moves on without
    reporting DONE (event ``job_late``); on a 4xx (404: the manager forgot the job) too;
 4. reports `/completed?job_id=J&job_state=DONE` when the command exits 0, ``FAILED``
-   otherwise; a 409 is logged and taken as final.
+   otherwise, ``RELEASED`` when it was told to stop before the end (below); a 409 is
+   logged and taken as final.
 
 A manager that is briefly away (connection errors, timeouts, 5xx on any verb) is ridden
 out: requests are retried with back-off for `grace` seconds while the command keeps
@@ -27,13 +28,22 @@ expiry still hands the files to another engine.
 
 Signals: the first SIGTERM or SIGINT lets the batch in hand finish and be reported, takes
 no new work, and exits 0 (at once when idle). A second one stops the command, reports
-FAILED (the files go back to the queue at once) and exits 1.
+RELEASED and exits 1: the batch is handed back, and `reactor serve` puts its files back
+at the front of the queue at once, counting no attempt against them and no failure
+against the engine. With `release_after` set, the engine does the same by itself when
+the command is still running `release_after` seconds after the first signal, and exits
+0 (it stopped as asked). That is for a cluster's time limit: with Slurm's
+``--signal=B:TERM@300`` and ``--release-after 240``, a batch that cannot finish in time
+is handed back a minute before the limit instead of being killed mid-way. RELEASED needs
+`reactor serve`: the seed's manager sets a job reported so aside, as any state it does
+not know.
 
 Exit codes:
   0  stopped as asked: --until-empty got an empty batch, --once finished its batch
      (whatever its outcome: that is reported to the manager and logged), or a first signal
+     (the batch in hand finished, or handed back after `release_after`)
   1  a second SIGTERM/SIGINT came: the command in hand, if still running, was stopped
-     and its batch reported FAILED
+     and its batch reported RELEASED
   2  a setting is wrong (one line on stderr says which and how to fix it)
   3  cannot go on: no answer from the manager for `grace` seconds when asking for work, a
      4xx or malformed answer to /assignwork (a wrong token, say), the command could not
@@ -59,7 +69,8 @@ Log events (JSON lines, keys `job_id` and `engine_id` bound): ``engine_started``
 ``duration_s``), ``job_reported`` (``state``), ``job_late``, ``job_forgotten``,
 ``job_abandoned``, ``command_stopped``, ``completion_rejected``, ``manager_unreachable``,
 ``manager_reachable``, ``manager_unavailable``, ``report_abandoned``, ``stopping``,
-``no_work_left``, ``engine_gave_up``, ``engine_crashed``, ``engine_stopped``.
+``release_due`` (``release_after_s``), ``no_work_left``, ``engine_gave_up``,
+``engine_crashed``, ``engine_stopped``.
 
 Run it as `reactor engine …` (`reactor.commands.engine`).
 """

@@ -3,8 +3,9 @@
 `Engine` owns the loop and the signals' meaning; the protocol is `EngineClient`'s, the
 subprocess `RunningCommand`'s. Everything runs on one event loop. While a batch is in
 hand three things race: the command, the keepalive task (which ends only when the lease
-is lost: late, forgotten, or the manager away past `grace`) and a second signal. The
-first to finish decides what happens to the batch (see `reactor.engine.process`).
+is lost: late, forgotten, or the manager away past `grace`) and the order to hand the
+batch back (a second signal, or `release_after` seconds after the first). The first to
+finish decides what happens to the batch (see `reactor.engine.process`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class BatchOutcome(StrEnum):
     LATE = "late"  # the manager said late: stopped, not reported
     FORGOTTEN = "forgotten"  # 4xx to a keepalive: stopped, not reported
     ABANDONED = "abandoned"  # the manager away past grace: stopped, not reported
-    ABORTED = "aborted"  # a second signal: stopped, FAILED reported
+    RELEASED = "released"  # a second signal or release_after: stopped, RELEASED reported
     BROKEN = "broken"  # could not run the command here: FAILED reported, engine exits
 
 
@@ -90,22 +91,52 @@ class Engine:
         self.input_dir = config.input_dir.absolute()
         self.output_dir = config.output_dir.absolute()
         self.stopping = asyncio.Event()  # first signal: finish the batch in hand, then exit
-        self.aborting = asyncio.Event()  # second signal: stop the batch in hand, exit 1
+        self.aborting = asyncio.Event()  # second signal: hand the batch in hand back, exit 1
+        # Stop the batch in hand and report RELEASED: the second signal, or release_after
+        # seconds after the first.
+        self.handing_back = asyncio.Event()
+        self._release_timer: asyncio.TimerHandle | None = None
         self.tally = Tally({})
 
     def on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if not self.stopping.is_set():
-            log.info("stopping", signal=name, reason="finish the batch in hand, take no more")
+            after = self.config.release_after
+            if after is None:
+                log.info("stopping", signal=name, reason="finish the batch in hand, take no more")
+            else:
+                reason = (
+                    f"finish the batch in hand within {after:g} s or hand it back; take no more"
+                )
+                log.info("stopping", signal=name, reason=reason, release_after_s=after)
+                loop = asyncio.get_running_loop()
+                self._release_timer = loop.call_later(after, self._release_due)
             self.stopping.set()
         elif not self.aborting.is_set():
-            log.warning("stopping", signal=name, reason="stop the batch in hand, report FAILED")
+            log.warning("stopping", signal=name, reason="stop the batch in hand, report RELEASED")
             self.aborting.set()
+            self.handing_back.set()
+
+    def _release_due(self) -> None:
+        """`release_after` seconds after the first signal: the batch in hand, if any, is
+        stopped and handed back; the engine then exits 0 as it would have."""
+        self._release_timer = None
+        if not self.handing_back.is_set():
+            log.warning("release_due", release_after_s=self.config.release_after)
+            self.handing_back.set()
 
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> int:
         """Batches until told to stop; returns the exit code."""
+        try:
+            return await self._run()
+        finally:
+            if self._release_timer is not None:  # the batch ended in time, or none was in hand
+                self._release_timer.cancel()
+                self._release_timer = None
+
+    async def _run(self) -> int:
         idle = 0
         while not self.stopping.is_set():
             try:
@@ -258,10 +289,10 @@ class Engine:
     async def _race(
         self, work: Coroutine[Any, Any, T], keeper: asyncio.Task[None]
     ) -> asyncio.Task[T] | None:
-        """Run `work` until it ends (its task is returned) or the lease is lost or a
-        second signal comes (None; `work` is cancelled)."""
+        """Run `work` until it ends (its task is returned) or the lease is lost or the
+        batch must be handed back (None; `work` is cancelled)."""
         task = asyncio.create_task(work)
-        abort = asyncio.create_task(self.aborting.wait())
+        abort = asyncio.create_task(self.handing_back.wait())
         try:
             await asyncio.wait({task, keeper, abort}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -279,9 +310,10 @@ class Engine:
     async def _interrupted(
         self, assignment: Assignment, keeper: asyncio.Task[None]
     ) -> BatchOutcome:
-        """The lease was lost, or a second signal came: say which, report if we must."""
-        if not keeper.done():  # the second signal
-            return await self._report(assignment, keeper, "FAILED", BatchOutcome.ABORTED)
+        """The lease was lost, or the batch must be handed back: say which, report if we
+        must."""
+        if not keeper.done():  # a second signal, or release_after
+            return await self._report(assignment, keeper, "RELEASED", BatchOutcome.RELEASED)
         error = keeper.exception()
         if error is None:
             log.warning("job_late", reason="the manager expired the job; not reporting DONE")

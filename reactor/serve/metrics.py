@@ -60,6 +60,11 @@ class Metrics:
             "Files of failed jobs put back in the queue.",
             registry=registry,
         )
+        self.released_files = Counter(
+            "reactor_released_files",
+            "Files of released jobs (handed back unfinished) put back in the queue.",
+            registry=registry,
+        )
         self.quarantined_files = Counter(
             "reactor_quarantined_files", "Files quarantined.", registry=registry
         )

@@ -133,7 +133,7 @@ class Reactor:
         for job in recovered.live:
             state.restore_job(job)
         stems = self.journal.result_stems()
-        self._scan_inputs(now, recovered.history, stems)
+        self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
         for job in recovered.finished:
             state.restore_job(job)
         for what, folder in recovered.repairs:
@@ -152,9 +152,16 @@ class Reactor:
         )
         return recovered
 
-    def _scan_inputs(self, now: float, history: dict[str, FailureHistory], stems: set[str]) -> None:
+    def _scan_inputs(
+        self,
+        now: float,
+        history: dict[str, FailureHistory],
+        handed_back: set[str],
+        stems: set[str],
+    ) -> None:
         """Every `.pod5` not accounted for by the journal: done by the seed's rule,
-        else ready or incomplete by its signature. Queued oldest first."""
+        else ready or incomplete by its signature. Queued oldest first, files that failed
+        before or were handed back (`handed_back`, from released jobs) in front."""
         found: list[tuple[float, str, bool]] = []
         files = self.state.files
         # Once per file at start (10^6 files): no Path objects, `entry.path` as it is.
@@ -177,12 +184,19 @@ class Reactor:
                 continue
             found.append((check.mtime, name, check.complete))
         found.sort()
-        # Files that failed before go to the front, oldest first: file_seen puts each at
-        # the front, so feed them newest first, after all the others.
-        fresh = [entry for entry in found if entry[1] not in history]
-        retried = [entry for entry in reversed(found) if entry[1] in history]
-        for _mtime, name, complete in fresh + retried:
-            self.state.file_seen(name, complete=complete, now=now, history=history.get(name))
+        # Files that failed before or were handed back go to the front, oldest first:
+        # file_seen puts each at the front, so feed them newest first, after the others.
+        front = handed_back.union(history)  # few: the files of failed and released jobs
+        fresh = [entry for entry in found if entry[1] not in front]
+        again = [entry for entry in reversed(found) if entry[1] in front]
+        for _mtime, name, complete in fresh + again:
+            self.state.file_seen(
+                name,
+                complete=complete,
+                now=now,
+                history=history.get(name),
+                front=name in handed_back,
+            )
 
     # ----------------------------------------------------------- requests
 
@@ -246,6 +260,8 @@ class Reactor:
             merged = self.journal.merge(job)
         elif action is CompletionAction.FAIL:
             self.journal.fail(job, plan.requeue, plan.quarantine)
+        elif action is CompletionAction.RELEASE:
+            self.journal.hand_back(job)
         elif action is CompletionAction.SET_ASIDE:
             self.journal.set_aside(job, job_state)
         elif action is CompletionAction.CONFLICT and plan.supersede:
@@ -277,7 +293,12 @@ class Reactor:
             "duration_s": round(now - job.assigned_at, 3),
         }
         action = plan.action
-        if action in (CompletionAction.MERGE, CompletionAction.FAIL, CompletionAction.SET_ASIDE):
+        if action in (
+            CompletionAction.MERGE,
+            CompletionAction.FAIL,
+            CompletionAction.RELEASE,
+            CompletionAction.SET_ASIDE,
+        ):
             self.metrics.completions.labels(outcome=str(plan.outcome)).inc()
         if action is CompletionAction.MERGE:
             self.metrics.job_seconds.observe(now - job.assigned_at)
@@ -317,6 +338,9 @@ class Reactor:
                     attempt=record.solo_failures,
                     engines=sorted(record.failed_on),
                 )
+        elif action is CompletionAction.RELEASE:
+            self.metrics.released_files.inc(len(plan.requeue))
+            log.info("job_released", **fields)
         elif action is CompletionAction.SET_ASIDE:
             self.metrics.quarantined_files.inc(len(job.files))
             log.warning("job_set_aside", state=job_state, **fields)

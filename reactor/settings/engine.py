@@ -105,6 +105,7 @@ class EngineConfig:
     token: str | None = field(default=None, repr=False)
     grace: float = 120.0
     kill_grace: float = 10.0
+    release_after: float | None = None
     until_empty: bool = False
     once: bool = False
     log_level: str = "info"
@@ -212,6 +213,11 @@ _KEYS: tuple[Key, ...] = (
          "before giving up the batch, or exiting when asking for work."),
     _Key("kill_grace", "10.0", "SECONDS", parse_seconds, zero_or_more_seconds,
          meaning="Seconds between SIGTERM and SIGKILL when a command must stop."),
+    _Key("release_after", "(none)", "SECONDS", parse_seconds, positive_seconds,
+         meaning="After a first SIGTERM/SIGINT, hand the batch in hand back if it is still "
+         "running this long after: stop the command, report RELEASED (its files go back to "
+         "the queue, nothing counted; needs reactor serve), exit 0. Unset: finish the batch. "
+         "Under Slurm's --signal=B:TERM@S, set it below S by more than kill_grace."),
     _Key("until_empty", "false", "", parse_bool, boolean=True,
          meaning="Exit 0 when the manager answers an empty batch."),
     _Key("once", "false", "", parse_bool, boolean=True,

@@ -203,6 +203,17 @@ def test_file_that_failed_before_goes_to_the_front_of_the_queue() -> None:
     assert state.files[D].failures == 2
 
 
+def test_file_of_a_released_job_goes_to_the_front_with_no_failure() -> None:
+    """At restart: a file whose job was released is ready again, in front, failing nothing."""
+    state = RunState(3)
+    ready(state, A)
+    state.file_seen(B, complete=True, now=0, front=True)
+    state.file_seen(C, complete=False, now=0, front=True)
+    assert list(state.ready_names()) == [B, A]
+    assert state.files[B].failures == 0
+    assert state.files[C].state is FileState.INCOMPLETE
+
+
 def test_file_with_an_empty_history_joins_the_back_of_the_queue() -> None:
     state = RunState(3)
     ready(state, A)
@@ -600,7 +611,11 @@ def test_keepalive_for_an_unknown_job_raises_unknown_job() -> None:
         ("Done", EngineReport.DONE),
         ("FAILED", EngineReport.FAILED),
         ("failed", EngineReport.FAILED),
+        ("RELEASED", EngineReport.RELEASED),
+        ("released", EngineReport.RELEASED),
+        ("Released", EngineReport.RELEASED),
         ("", EngineReport.UNKNOWN),
+        ("RELEASE", EngineReport.UNKNOWN),
         ("ERROR", EngineReport.UNKNOWN),
         ("DONE ", EngineReport.UNKNOWN),
         ("FAIL", EngineReport.UNKNOWN),
@@ -698,14 +713,98 @@ def test_unknown_report_sets_the_job_aside_and_quarantines_its_files() -> None:
     assert list(state.live_jobs()) == []
 
 
+def test_released_job_hands_its_files_back_to_the_front_with_no_attempt_counted() -> None:
+    """RELEASED: the files go back to the front in order, with their failures, solo
+    failures, engines and batch caps as they were, so the next attempt is this job's
+    attempt again; the engine counts a release, and its streak and bench stay."""
+    state = RunState(3)
+    history = FailureHistory(failures=1, solo_failures=1, failed_on=frozenset({"gpu-9"}))
+    for name in (B, A):  # each to the front: A, B
+        state.file_seen(name, complete=True, now=0, history=FailureHistory(failures=2, batch_cap=2))
+    ready(state, C, D)
+    state.file_seen("e.pod5", complete=True, now=0, history=history)  # front: e, A, B, C, D
+    assign(state, "0", 1)  # e, alone
+    engine = state.engines["gpu-1"]
+    engine.failure_streak = 1
+    before = {name: copy.deepcopy(state.files[name]) for name in (A, B, C, D)}
+    job = assign(state, "1", 4, now=5)
+    assert job.files == {A: 3, B: 3}  # the batch cap of A and B keeps C and D out
+    plan = complete(state, "1", EngineReport.RELEASED, now=30)
+    assert plan.action is CompletionAction.RELEASE
+    assert (plan.requeue, plan.quarantine) == ((A, B), ())
+    assert job.state is JobState.RELEASED
+    assert job.finished_at == 30
+    assert list(state.ready_names()) == [A, B, C, D]
+    for name in (A, B, C, D):
+        record = state.files[name]
+        assert record.state is FileState.READY
+        assert record.job_id is None
+        kept = before[name]
+        assert (record.failures, record.solo_failures, record.failed_on, record.batch_cap) == (
+            kept.failures, kept.solo_failures, kept.failed_on, kept.batch_cap
+        )  # fmt: skip
+    assert state.plan_assignment("gpu-2", 4, now=31).files == job.files
+    assert list(state.live_jobs()) == [state.jobs["0"]]
+    assert (engine.jobs_released, engine.jobs_failed, engine.jobs_done) == (1, 0, 0)
+    assert (engine.failure_streak, engine.benched_until) == (1, 0.0)
+    assert engine.live_jobs == {"0"}
+
+
+def test_a_file_released_again_and_again_is_never_quarantined() -> None:
+    """max_attempts=1: one FAILED alone would quarantine it; releases never do."""
+    state = RunState(max_attempts=1)
+    ready(state, A, B)
+    for k in range(10):
+        job = assign(state, str(k), 1, now=k)
+        assert job.files == {A: 1}
+        assert complete(state, str(k), EngineReport.RELEASED, now=k).action is (
+            CompletionAction.RELEASE
+        )
+    assert states(state) == {A: FileState.READY, B: FileState.READY}
+    assert state.engines["gpu-1"].jobs_released == 10
+    assign(state, "last", 1, now=20)
+    assert complete(state, "last", EngineReport.FAILED, now=20).quarantine == (A,)
+
+
+def test_a_release_neither_benches_an_engine_nor_resets_its_streak() -> None:
+    state = RunState(10, bench_after=2, bench_s=300)
+    ready(state, *names(6))
+    state.engine_polled("gpu-2", now=0)
+    assign(state, "1", 1, now=1)
+    complete(state, "1", EngineReport.FAILED, now=1)
+    engine = state.engines["gpu-1"]
+    assert engine.failure_streak == 1
+    for k in range(2, 6):
+        state.engine_polled("gpu-2", now=k)
+        assign(state, str(k), 1, now=k)
+        complete(state, str(k), EngineReport.RELEASED, now=k)
+        assert (engine.failure_streak, engine.benched_until) == (1, 0.0)
+    state.engine_polled("gpu-2", now=6)
+    assign(state, "6", 1, now=6)  # a fresh file
+    complete(state, "6", EngineReport.FAILED, now=6)
+    assert engine.benched_until == 6 + 300  # the streak went on from where it was
+
+
+def test_a_released_file_deleted_while_assigned_is_not_queued_again() -> None:
+    state = RunState(3)
+    ready(state, A, B)
+    assign(state, "1", 2)
+    state.file_gone(A, now=1)
+    plan = complete(state, "1", EngineReport.RELEASED, now=2)
+    assert plan.requeue == (B,)
+    assert states(state) == {B: FileState.READY}
+
+
 @pytest.mark.parametrize(
     ("first", "again"),
     [
         (EngineReport.DONE, EngineReport.DONE),
         (EngineReport.FAILED, EngineReport.FAILED),
+        (EngineReport.RELEASED, EngineReport.RELEASED),
         (EngineReport.UNKNOWN, EngineReport.UNKNOWN),
         (EngineReport.UNKNOWN, EngineReport.DONE),
         (EngineReport.UNKNOWN, EngineReport.FAILED),
+        (EngineReport.UNKNOWN, EngineReport.RELEASED),
     ],
 )
 def test_repeated_report_is_harmless(first: EngineReport, again: EngineReport) -> None:
@@ -727,6 +826,11 @@ def test_repeated_report_is_harmless(first: EngineReport, again: EngineReport) -
         (EngineReport.DONE, EngineReport.UNKNOWN),
         (EngineReport.FAILED, EngineReport.DONE),
         (EngineReport.FAILED, EngineReport.UNKNOWN),
+        (EngineReport.DONE, EngineReport.RELEASED),
+        (EngineReport.FAILED, EngineReport.RELEASED),
+        (EngineReport.RELEASED, EngineReport.DONE),
+        (EngineReport.RELEASED, EngineReport.FAILED),
+        (EngineReport.RELEASED, EngineReport.UNKNOWN),
     ],
 )
 def test_contradicting_report_after_completion_is_a_conflict(
@@ -745,8 +849,10 @@ def test_contradicting_report_after_completion_is_a_conflict(
     assert run_snapshot(state) == before
 
 
-@pytest.mark.parametrize("outcome", [EngineReport.FAILED, EngineReport.UNKNOWN])
-def test_late_failed_or_unknown_after_expiry_is_ignored(outcome: EngineReport) -> None:
+@pytest.mark.parametrize(
+    "outcome", [EngineReport.FAILED, EngineReport.RELEASED, EngineReport.UNKNOWN]
+)
+def test_late_failed_released_or_unknown_after_expiry_is_ignored(outcome: EngineReport) -> None:
     state = RunState(3)
     ready(state, A, B)
     job = assign(state, "1", 2)
@@ -1341,7 +1447,9 @@ def test_restore_superseded_expired_job_rejects_a_late_done() -> None:
     assert state.plan_completion("1", EngineReport.DONE, now=0).action is CompletionAction.CONFLICT
 
 
-@pytest.mark.parametrize("job_state", [JobState.DONE, JobState.FAILED, JobState.UNKNOWN])
+@pytest.mark.parametrize(
+    "job_state", [JobState.DONE, JobState.FAILED, JobState.RELEASED, JobState.UNKNOWN]
+)
 def test_restore_finished_job_only_remembers_it(job_state: JobState) -> None:
     state = RunState(3)
     ready(state, A)

@@ -4,8 +4,9 @@ The model restates the file and job states (docs/architecture.md, "Invariants") 
 simplest terms. After every step: each file is in one state and counts() are exact; the
 ready queue is exactly the READY files, once each, in the model's order; every ASSIGNED
 file is held by one live job that lists it; DONE and QUARANTINED are final; nothing but a
-READY file is handed out; and a quarantined file failed alone max_attempts times or was
-set aside by an unknown report.
+READY file is handed out; a quarantined file failed alone max_attempts times or was
+set aside by an unknown report; and a file handed back by a RELEASED report comes back
+with nothing counted: its next assignment carries the released job's attempt again.
 
 The retry policy is modelled too: failed batches come back as halves with a batch cap,
 solo failures and their engines, engines' failure streaks and benches. Each plan is
@@ -52,8 +53,12 @@ BENCH_AFTER = 2
 BENCH_S = 30.0
 ENGINE_WINDOW_S = 20.0
 ENGINES = ["gpu-node01.cluster", "engine_1", "gpu-3"]
-# Mostly DONE and FAILED, as engines report; now and then a state reactor does not know.
-REPORTS = ["DONE", "DONE", "done", "FAILED", "FAILED", "failed", "ERROR", "Done "]
+# Mostly DONE and FAILED, as engines report; RELEASED when a cluster stops one; now and
+# then a state reactor does not know.
+REPORTS = [
+    "DONE", "DONE", "done", "FAILED", "FAILED", "failed", "RELEASED", "released", "ERROR",
+    "Done ",
+]  # fmt: skip
 reports = st.sampled_from(REPORTS)
 # What a restart may know from disk, as recovery folds it from the job manifests.
 histories = st.sampled_from(
@@ -92,6 +97,7 @@ class ModelEngine:
     last_seen: float
     failure_streak: int = 0
     benched_until: float = 0.0
+    jobs_released: int = 0
 
 
 @dataclass
@@ -132,6 +138,9 @@ class RunStateMachine(RuleBasedStateMachine):
         self.ever_done: set[str] = set()
         self.ever_quarantined: set[str] = set()
         self.set_aside: set[str] = set()  # quarantined by an unknown report, not by failures
+        # name -> the attempt of the released job that handed it back, until it goes out
+        # again: that next assignment must carry the same attempt (nothing was counted).
+        self.handed_back: dict[str, int] = {}
 
     @initialize(target=names, count=st.integers(0, 4))
     def files_at_start(self, count: int) -> object:
@@ -259,6 +268,7 @@ class RunStateMachine(RuleBasedStateMachine):
             return {
                 EngineReport.DONE: CompletionAction.MERGE,
                 EngineReport.FAILED: CompletionAction.FAIL,
+                EngineReport.RELEASED: CompletionAction.RELEASE,
                 EngineReport.UNKNOWN: CompletionAction.SET_ASIDE,
             }[outcome]
         if job.state is JobState.EXPIRED:
@@ -277,6 +287,7 @@ class RunStateMachine(RuleBasedStateMachine):
         finished = {
             JobState.DONE: EngineReport.DONE,
             JobState.FAILED: EngineReport.FAILED,
+            JobState.RELEASED: EngineReport.RELEASED,
             JobState.UNKNOWN: EngineReport.UNKNOWN,
         }[job.state]
         if outcome is finished or job.state is JobState.UNKNOWN:
@@ -335,6 +346,7 @@ class RunStateMachine(RuleBasedStateMachine):
             return
         if record.state in (FileState.INCOMPLETE, FileState.READY):
             del self.files[name]
+            self.handed_back.pop(name, None)
             if name in self.queue:
                 self.queue.remove(name)
         else:
@@ -358,6 +370,7 @@ class RunStateMachine(RuleBasedStateMachine):
             if record.state is FileState.READY:
                 self.queue.remove(name)
             record.state = FileState.DONE
+            self.handed_back.pop(name, None)
             assert changed
         else:
             assert not changed
@@ -377,6 +390,9 @@ class RunStateMachine(RuleBasedStateMachine):
         expected = self._expected_plan(engine_id, batch_size)
         assert list(plan.files) == expected  # FIFO, retried files first
         assert plan.files == {name: self.files[name].failures + 1 for name in expected}
+        for name in expected:
+            if name in self.handed_back:  # a release counted no attempt
+                assert plan.files[name] == self.handed_back[name], name
         expired = {e for n in expected if (e := self.files[n].expired_job) is not None}
         assert plan.supersede == tuple(sorted(expired))
         if plan.empty:
@@ -394,6 +410,7 @@ class RunStateMachine(RuleBasedStateMachine):
             record = self.files[name]
             record.state, record.job_id, record.expired_job = FileState.ASSIGNED, job_id, None
             self.queue.remove(name)
+            self.handed_back.pop(name, None)
         self.model_jobs[job_id] = ModelJob(
             engine_id, dict(plan.files), JobState.ASSIGNED, self.now + LEASE_S
         )
@@ -417,6 +434,25 @@ class RunStateMachine(RuleBasedStateMachine):
             if job_id is None:
                 return
             self._complete(job_id, "FAILED")
+
+    @rule(
+        engine_id=st.sampled_from(ENGINES),
+        batch_size=st.integers(1, 4),
+        times=st.integers(1, 3),
+        failed_first=st.booleans(),
+    )
+    def engine_hands_work_back(
+        self, engine_id: str, batch_size: int, times: int, failed_first: bool
+    ) -> None:
+        """An engine a cluster keeps stopping: takes work and reports RELEASED, again and
+        again, maybe after a failed batch. Nothing counts against the files, and the
+        engine's failure streak stays where the failure left it."""
+        reports = ["FAILED"] * failed_first + ["RELEASED"] * times
+        for report in reports:
+            job_id = self._assign(engine_id, batch_size)
+            if job_id is None:
+                return
+            self._complete(job_id, report)
 
     @precondition(lambda self: bool(self.queue))
     @rule(
@@ -486,6 +522,9 @@ class RunStateMachine(RuleBasedStateMachine):
             assert plan.requeue == (() if quarantine else present)
         if plan.action is CompletionAction.CONFLICT:
             assert plan.supersede is (job.state is JobState.EXPIRED and not job.superseded)
+        if plan.action is CompletionAction.RELEASE:
+            assert plan.requeue == tuple(n for n in job.files if self.files[n].present)
+            assert plan.quarantine == ()
         self.state.apply_completion(plan, now=self.now)
         engine = self._seen(job.engine_id)
         if plan.action is CompletionAction.MERGE:
@@ -521,6 +560,13 @@ class RunStateMachine(RuleBasedStateMachine):
                 if name not in plan.requeue and name not in plan.quarantine:
                     del self.files[name]  # assigned, then deleted: nothing to retry
             self._requeue_front(plan.requeue)
+        elif plan.action is CompletionAction.RELEASE:
+            # Handed back: no failure, no halving, the engine's streak and bench as they were.
+            job.state = JobState.RELEASED
+            engine.jobs_released += 1
+            for name in plan.requeue:
+                self.handed_back[name] = job.files[name]
+            self._requeue_front(job.files)
         elif plan.action is CompletionAction.SET_ASIDE:
             job.state = JobState.UNKNOWN
             for name in job.files:
@@ -683,11 +729,17 @@ class RunStateMachine(RuleBasedStateMachine):
                 j for j, m in self.model_jobs.items() if m.live and m.engine_id == engine_id
             }
             model_engine = self.engines[engine_id]
-            seen = (engine.last_seen, engine.failure_streak, engine.benched_until)
+            seen = (
+                engine.last_seen,
+                engine.failure_streak,
+                engine.benched_until,
+                engine.jobs_released,
+            )
             expected = (
                 model_engine.last_seen,
                 model_engine.failure_streak,
                 model_engine.benched_until,
+                model_engine.jobs_released,
             )
             assert seen == expected, engine_id
             assert self.state.other_engines_working(engine_id, self.now) is (

@@ -1,7 +1,7 @@
 """Crash safety of the filesystem journal.
 
-Each scenario runs one operation (assign, merge, fail, set aside, expire, late merge,
-supersede) with a crash injected after each of its steps in turn: the journal's
+Each scenario runs one operation (assign, merge, fail, release, set aside, expire, late
+merge, supersede) with a crash injected after each of its steps in turn: the journal's
 checkpoint raises `SimulatedCrash`, the process's memory is thrown away, and a new
 `Reactor` recovers from disk alone. The recovered state must equal the state just
 before the operation (crash before its commit point) or just after it (crash at or
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from reactor.core.names import INPUT_STAGING_NAME, output_stem
-from reactor.core.state import FileState, Job, JobState
+from reactor.core.state import CompletionAction, FileState, Job, JobState
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
 from tests.support.pod5files import write_pod5
@@ -173,6 +173,10 @@ def complete_failed(r: Reactor, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "FAILED")
 
 
+def complete_released(r: Reactor, c: ManualClock) -> None:
+    r.complete(only_live(r).job_id, "RELEASED")
+
+
 def complete_unknown(r: Reactor, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "STOPPED")
 
@@ -230,6 +234,7 @@ SCENARIOS = [
     Scenario(
         "fail_quarantine", prepare_single_file_job, complete_failed, "fail:decided", max_attempts=1
     ),
+    Scenario("release", prepare_job, complete_released, "release:decided"),
     Scenario("set_aside", prepare_job, complete_unknown, "set_aside:decided"),
     Scenario("expire", prepare_job, expire_all, "expire:decided"),
     Scenario("late_merge", prepare_expired, late_done, "merge:decided"),
@@ -272,6 +277,8 @@ CASES = [
         "fail_requeue": [("fail:decided", 1), ("fail:output_kept", 1), ("fail:released", 1)],
         "fail_quarantine": [("fail:decided", 1), ("fail:quarantined", 1),
                             ("fail:output_kept", 1), ("fail:released", 1)],
+        "release": [("release:decided", 1), ("release:output_kept", 1),
+                    ("release:released", 1)],
         "set_aside": [("set_aside:decided", 1), ("set_aside:input_kept", 1),
                       ("set_aside:output_kept", 1)],
         "expire": [("expire:decided", 1), ("expire:released", 1)],
@@ -372,6 +379,58 @@ def test_a_merge_finished_by_recovery_says_what_it_could_not_merge(tmp_path: Pat
     assert ("output_not_merged", f"{logs}/pass/{first}.fastq") in recovered.repairs
     assert taken.read_text() == "somebody else's\n"
     assert (run.dirs.output_dir / logs / "pass" / f"{first}.fastq").read_text().startswith("@")
+
+
+def test_released_files_wait_at_the_front_after_a_restart_with_nothing_counted(
+    tmp_path: Path,
+) -> None:
+    """A released job's files come back from disk ready, in front of files that never went
+    out (even older ones), with no failure: the next try is the released job's attempt. A
+    file that failed before keeps exactly the history its failure left."""
+    run = make_run(tmp_path, 3)
+    reactor = run.reactor()
+    first, second, *rest = run.names
+    failing = reactor.assign("e1", 1)  # first, alone
+    assert failing is not None
+    reactor.complete(failing.job_id, "FAILED")
+    released = reactor.assign("e1", 1)  # first again, attempt 2 (the halving capped it)
+    other = reactor.assign("e2", 1)
+    assert released is not None
+    assert other is not None
+    assert (released.files, other.files) == ({first: 2}, {second: 1})
+    reactor.complete(other.job_id, "RELEASED")
+    reactor.complete(released.job_id, "RELEASED")
+    for name in (first, second):  # newer than the files that never went out
+        later = time.time() + 60
+        os.utime(run.dirs.input_dir / name, (later, later))
+    out = run.dirs.output_dir
+    for job in (released, other):
+        manifest = reactor.journal.read_manifest(
+            out / f"RELEASEDOUTPUT_{job.job_id}_{job.engine_id}"
+        )
+        assert manifest is not None
+        assert (manifest.state, manifest.files) == ("released", job.files)
+        assert not reactor.journal.input_folder(job).exists()
+    assert sorted(p.name.split("_")[0] for p in out.iterdir() if "_" in p.name) == [
+        "RELEASEDOUTPUT", "RELEASEDOUTPUT", "RETRIEDOUTPUT",
+    ]  # fmt: skip
+    assert list(reactor.state.ready_names()) == [first, second, *rest]
+
+    restarted = run.reactor()
+    queue = list(restarted.state.ready_names())
+    assert set(queue[:2]) == {first, second}
+    assert queue[2:] == rest
+    state = restarted.state
+    assert (state.files[first].failures, state.files[first].solo_failures) == (1, 1)
+    assert state.files[first].batch_cap == 1
+    assert (state.files[second].failures, state.files[second].solo_failures) == (0, 0)
+    assert {name: state.files[name].failures + 1 for name in (first, second)} == {
+        first: 2, second: 1,
+    }  # fmt: skip
+    assert state.jobs[released.job_id].state is JobState.RELEASED
+    assert restarted.complete(released.job_id, "RELEASED").action is CompletionAction.REPEAT
+    finish(restarted)
+    assert_exactly_once(run, restarted)
 
 
 def test_seed_era_assigned_folder_without_manifest_is_a_live_job(run_dirs: RunDirs) -> None:

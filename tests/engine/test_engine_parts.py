@@ -250,10 +250,40 @@ def test_defaults_are_those_documented(dirs: dict[str, str]) -> None:
     assert config.engine_id == sanitise_engine_id(socket.gethostname())
     assert (config.batch_size, config.poll_interval, config.max_poll_interval) == (0, 1.0, 30.0)
     assert (config.grace, config.kill_grace) == (120.0, 10.0)
+    assert config.release_after is None  # the first signal waits for the batch
     assert not config.until_empty and not config.once
     assert config.stdout_to is None and config.token is None and config.model is None
     documented = {name: default for name, _env, default, _meaning in describe_engine_keys()}
     assert documented["grace"] == "120.0" and documented["poll_interval"] == "1.0"
+    assert documented["release_after"] == "(none)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "file", "seconds"),
+    [
+        (("--release-after", "240"), {}, {}, 240.0),
+        ((), {"REACTOR_ENGINE_RELEASE_AFTER": "120.5"}, {}, 120.5),
+        ((), {}, {"release_after": 90}, 90.0),
+        (("--release-after", "30"), {"REACTOR_ENGINE_RELEASE_AFTER": "60"}, {}, 30.0),
+    ],
+)
+def test_release_after_from_a_flag_the_environment_or_the_file(
+    dirs: dict[str, str],
+    argv: tuple[str, ...],
+    env: dict[str, str],
+    file: dict[str, object],
+    seconds: float,
+) -> None:
+    config = parse_engine_config(cli("--command", "true", *argv), {**dirs, **env}, file)
+    assert config.release_after == seconds
+
+
+def test_a_bad_release_after_in_the_file_is_one_line(dirs: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_engine_config(cli("--command", "true"), dirs, {"release_after": "4 min"})
+    assert str(caught.value) == (
+        "release_after must be a number of seconds, got a string (from the config file)"
+    )
 
 
 def test_flags_beat_the_environment_which_beats_the_file(
@@ -301,6 +331,13 @@ def test_a_preset_fills_command_and_stdout_to_and_an_explicit_stdout_to_wins(
         (("--command", "true", "--poll-interval", "0"), {}, "poll_interval must be more than 0"),
         (("--command", "true", "--max-poll-interval", "0.5"), {}, "shorter than poll_interval"),
         (("--command", "true", "--grace", "-1"), {}, "grace must be 0 or more"),
+        (("--command", "true", "--release-after", "0"), {}, "release_after must be more than 0"),
+        (
+            ("--command", "true"),
+            {"REACTOR_ENGINE_RELEASE_AFTER": "soon"},
+            "release_after must be a number of seconds such as 2.5, got 'soon' "
+            "(from REACTOR_ENGINE_RELEASE_AFTER)",
+        ),
         (("--command", "true", "--manager", "ftp://x"), {}, "http:// or https:// URL"),
         (("--command", "true", "--manager", "http://h/?a=1"), {}, "without user, query"),
         (("--command", "true", "--engine-id", "a/b"), {}, "engine_id must be 1-64 letters"),

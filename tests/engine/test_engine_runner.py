@@ -400,9 +400,10 @@ async def test_a_signal_while_idle_exits_0_at_once(
     assert await asyncio.wait_for(running, 5) == 0
 
 
-async def test_the_second_signal_stops_the_command_and_reports_failed(
+async def test_the_second_signal_stops_the_command_and_reports_released(
     script: Script, manager_url: str, session: aiohttp.ClientSession
 ) -> None:
+    """Handed back, not failed: RELEASED, so the files go back with nothing counted."""
     script.batches = [["a.pod5"], ["b.pod5"]]
     config = EngineConfig(
         input_dir=script.input_dir,
@@ -418,9 +419,75 @@ async def test_the_second_signal_stops_the_command_and_reports_failed(
         engine.on_signal(signal.SIGTERM)
         engine.on_signal(signal.SIGINT)
         assert await asyncio.wait_for(running, 10) == 1
-    assert [c["job_state"] for c in script.verbs("completed")] == ["FAILED"]
+    assert [c["job_state"] for c in script.verbs("completed")] == ["RELEASED"]
     assert len(script.verbs("assignwork")) == 1
     assert gone(started_pid(logs))
+    assert [e["state"] for e in events(logs, "job_reported")] == ["RELEASED"]
+    assert engine.tally.fields() == {"jobs_released": 1}
+
+
+async def start_and_signal(
+    script: Script,
+    manager_url: str,
+    session: aiohttp.ClientSession,
+    logs: list[MutableMapping[str, Any]],
+    command: str,
+    **settings: Any,
+) -> tuple[asyncio.Task[int], Engine, float]:
+    """An engine running `command` on one batch, sent a first SIGTERM once the command
+    runs (seen in `logs`, captured by the caller); returns its run, the engine and when
+    the signal came."""
+    script.batches = [["a.pod5"], ["b.pod5"]]
+    config = EngineConfig(
+        input_dir=script.input_dir,
+        output_dir=script.output_dir,
+        command=command,
+        engine_id="gpu",
+        kill_grace=2.0,
+        **settings,
+    )
+    engine = Engine(config, make_client(session, manager_url))
+    running = asyncio.create_task(engine.run())
+    while not events(logs, "command_started"):
+        await asyncio.sleep(0.01)
+    engine.on_signal(signal.SIGTERM)
+    return running, engine, time.monotonic()
+
+
+async def test_release_after_hands_the_batch_back_while_the_first_signal_waits(
+    script: Script, manager_url: str, session: aiohttp.ClientSession
+) -> None:
+    """A command still running `release_after` seconds after the first signal is stopped
+    and its batch reported RELEASED; the engine takes no more work and exits 0."""
+    with capture_logs() as logs:
+        running, engine, signalled = await start_and_signal(
+            script, manager_url, session, logs, "sleep 30", release_after=0.5
+        )
+        await asyncio.sleep(0.2)
+        assert not script.verbs("completed")  # the first signal alone waits for the batch
+        assert await asyncio.wait_for(running, 10) == 0
+    waited = time.monotonic() - signalled
+    assert 0.5 <= waited < 5
+    assert [c["job_state"] for c in script.verbs("completed")] == ["RELEASED"]
+    assert len(script.verbs("assignwork")) == 1
+    assert gone(started_pid(logs))
+    assert [e["release_after_s"] for e in events(logs, "release_due")] == [0.5]
+    assert engine.tally.fields() == {"jobs_released": 1}
+
+
+async def test_a_batch_that_ends_within_release_after_is_reported_as_it_ended(
+    script: Script, manager_url: str, session: aiohttp.ClientSession
+) -> None:
+    with capture_logs() as logs:
+        running, engine, _ = await start_and_signal(
+            script, manager_url, session, logs, "sleep 0.2", release_after=0.6
+        )
+        assert await asyncio.wait_for(running, 10) == 0
+        await asyncio.sleep(0.8)  # past release_after: the timer went with the engine
+    assert [c["job_state"] for c in script.verbs("completed")] == ["DONE"]
+    assert not events(logs, "release_due")
+    assert not engine.handing_back.is_set()
+    assert engine.tally.fields() == {"jobs_done": 1}
 
 
 async def test_job_folders_missing_here_report_failed_and_exit_3(

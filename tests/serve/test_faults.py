@@ -227,6 +227,35 @@ async def test_a_short_storage_hiccup_is_ridden_out_inside_the_request(
     assert not [e for e in logs if e["event"] == "journal_error"]
 
 
+@pytest.mark.parametrize("step", ["release:decided", "release:output_kept"])
+async def test_io_error_between_release_steps_is_finished_by_the_retry(
+    aiohttp_client: AiohttpClient, run_dirs: RunDirs, step: str
+) -> None:
+    """An I/O error after a step of a release: 503 and the job stays live; the engine's
+    retry finishes it: outputs aside, links gone, the files ready with nothing counted."""
+    for i in range(2):
+        write_pod5(run_dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
+    config = run_dirs.config(storage_grace=0.0)
+    fault = FailOnce(step)
+    journal = Journal(config.input_dir, config.output_dir, fault)
+    client = await aiohttp_client(create_app(config, watch=False, sweep=False, journal=journal))
+    job = await call(client, "/assignwork", engineid="e", batchsize=2)
+    write_outputs(run_dirs, job)
+    await call(client, "/completed", 503, job_id=job["jobid"], job_state="RELEASED")
+    assert fault.fired
+    assert client.server.app[REACTOR].state.jobs[job["jobid"]].live
+    await call(client, "/completed", job_id=job["jobid"], job_state="RELEASED")
+    kept = run_dirs.output_dir / f"RELEASEDOUTPUT_{job['jobid']}_e"
+    assert sorted(os.listdir(kept / "pass")) == ["f0.fastq", "f1.fastq"]
+    assert not (run_dirs.input_dir / job["job_input_dir"]).exists()
+    assert not (run_dirs.output_dir / job["job_output_dir"]).exists()
+    assert merged(run_dirs) == []
+    status = await call(client, "/status")
+    assert status["files"]["ready"] == 2
+    again = await call(client, "/assignwork", engineid="f", batchsize=2)
+    assert again["batch"] == ["f0.pod5", "f1.pod5"]
+
+
 async def test_symlink_leading_outside_the_input_folder_is_refused(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, tmp_path: Path
 ) -> None:

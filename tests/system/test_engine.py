@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,8 +280,25 @@ def test_a_late_keepalive_stops_the_command_and_reports_nothing(run: Run) -> Non
     run.assert_exactly_once()
 
 
+def merged_attempts(run: Run) -> dict[str, int]:
+    """Each merged file's attempt, from the DONE jobs' manifests."""
+    attempts: dict[str, int] = {}
+    for manifest in run.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
+        attempts.update(json.loads(manifest.read_text())["files"])
+    return attempts
+
+
+def merged_by(run: Run, engine_id: str) -> set[str]:
+    """The files merged from jobs of `engine_id`."""
+    merged: set[str] = set()
+    for manifest in run.output_dir.glob(f"LOGOUTPUT_*_{engine_id}/reactor-job.json"):
+        merged.update(json.loads(manifest.read_text())["files"])
+    return merged
+
+
 def test_first_signal_finishes_the_batch_second_signal_stops_it(run: Run) -> None:
-    """SIGTERM once: the batch in hand is finished, DONE, exit 0. Twice: FAILED, exit 1."""
+    """SIGTERM once: the batch in hand is finished, DONE, exit 0. Twice: the batch is
+    handed back, RELEASED, exit 1; another engine basecalls its files once, at attempt 1."""
     run.add_files(4)
     run.start_server()
     calm = run.start_engine("gpu-calm", "--command", SLOW_FAKE, "--batch-size", "2")
@@ -296,10 +314,50 @@ def test_first_signal_finishes_the_batch_second_signal_stops_it(run: Run) -> Non
     wait_for(lambda: hasty.has("stopping"), 10, "the first signal to be taken")
     hasty.signal(signal.SIGTERM)
     assert hasty.wait(20) == 1
-    assert [e["state"] for e in hasty.events("job_reported")] == ["FAILED"]
+    assert [e["state"] for e in hasty.events("job_reported")] == ["RELEASED"]
     assert gone(command["pid"])
-    assert [e["job_id"] for e in run.server_events("job_failed")] == [command["job_id"]]
+    assert [e["job_id"] for e in run.server_events("job_released")] == [command["job_id"]]
+    assert not run.server_events("job_failed")
+    (kept,) = run.output_dir.glob(f"RELEASEDOUTPUT_{command['job_id']}_gpu-hasty")
+    handed_back = set(json.loads((kept / "reactor-job.json").read_text())["files"])
+    assert len(handed_back) == 2
+    (hasty_engine,) = [e for e in run.status()["engines"] if e["engine_id"] == "gpu-hasty"]
+    assert (hasty_engine["jobs_released"], hasty_engine["jobs_failed"]) == (1, 0)
 
     rest = run.start_engine("gpu-rest", "--preset", "fake", "--until-empty")
     assert rest.wait(30) == 0
     run.assert_exactly_once()
+    assert handed_back <= merged_by(run, "gpu-rest")
+    assert merged_attempts(run) == dict.fromkeys(run.read_ids, 1)  # no attempt counted
+
+
+def test_release_after_hands_the_batch_back_while_the_first_signal_waits(run: Run) -> None:
+    """Slurm's --signal=B:TERM@S with --release-after: a batch still running that long
+    after the one SIGTERM is handed back (RELEASED), the engine exits 0, and another
+    engine basecalls its files once, at attempt 1."""
+    run.add_files(4)
+    run.start_server()
+    timed = run.start_engine(
+        "gpu-timed", "--command", "sleep 30", "--batch-size", "2", "--release-after", "1.5"
+    )
+    command = started_command(timed)
+    timed.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    wait_for(lambda: timed.has("stopping"), 10, "the signal to be taken")
+    time.sleep(0.5)
+    assert timed.process.poll() is None  # still finishing its batch, as a first signal asks
+    assert not timed.has("job_reported")
+    assert timed.wait(20) == 0
+    assert time.monotonic() - signalled >= 1.5
+    assert [e["release_after_s"] for e in timed.events("release_due")] == [1.5]
+    assert [e["state"] for e in timed.events("job_reported")] == ["RELEASED"]
+    assert len(timed.events("job_received")) == 1
+    assert gone(command["pid"])
+    (released,) = run.server_events("job_released")
+    assert (released["job_id"], released["files"]) == (command["job_id"], 2)
+
+    rest = run.start_engine("gpu-rest", "--preset", "fake", "--until-empty")
+    assert rest.wait(30) == 0
+    run.assert_exactly_once()
+    assert merged_by(run, "gpu-rest") == set(run.read_ids)
+    assert merged_attempts(run) == dict.fromkeys(run.read_ids, 1)
