@@ -60,7 +60,11 @@ class CompletionAction(StrEnum):
     SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
     REPEAT = "repeat"  # the same report again: harmless, nothing to do
     LATE_IGNORED = "late_ignored"  # not DONE, after expiry: files are already requeued
-    CONFLICT = "conflict"  # cannot be accepted (409): e.g. late DONE after files went out again
+    # DONE after expiry, when its files went out again: its outputs are (or were already)
+    # set aside and nothing is merged. Answered 2xx, saying so: a seed engine exits on
+    # any other answer, and this one is not its fault.
+    LATE_NOT_MERGED = "late_not_merged"
+    CONFLICT = "conflict"  # cannot be accepted (409): it contradicts an earlier report
 
 
 class UnknownJob(KeyError):
@@ -138,5 +142,5 @@ class CompletionPlan:
     action: CompletionAction
     requeue: tuple[str, ...] = ()
     quarantine: tuple[str, ...] = ()
-    supersede: bool = False  # CONFLICT on an expired job: set its outputs aside now
+    supersede: bool = False  # LATE_NOT_MERGED: set the expired job's outputs aside now
     reason: str = ""

@@ -485,7 +485,7 @@ class RunState:
             return CompletionPlan(
                 job,
                 outcome,
-                CompletionAction.CONFLICT,
+                CompletionAction.LATE_NOT_MERGED,
                 supersede=not job.superseded,
                 reason=(
                     f"job {job.job_id} expired and its files were handed out again; "
@@ -500,11 +500,15 @@ class RunState:
         self.last_activity = now
         engine = self._engine(job.engine_id, now)
         action = plan.action
-        if action is CompletionAction.CONFLICT:
+        if action is CompletionAction.LATE_NOT_MERGED:
             if plan.supersede:
                 self.supersede(job)
             return
-        if action in (CompletionAction.REPEAT, CompletionAction.LATE_IGNORED):
+        if action in (
+            CompletionAction.REPEAT,
+            CompletionAction.LATE_IGNORED,
+            CompletionAction.CONFLICT,
+        ):
             return
         self._end_live(job, now)
         if action is CompletionAction.MERGE:

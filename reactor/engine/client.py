@@ -174,8 +174,13 @@ class EngineClient:
             raise BadAnswer(msg)
         return bool(answer["late"])
 
-    async def completed(self, job_id: str, job_state: str) -> None:
-        await self._get("completed", {"job_id": job_id, "job_state": job_state})
+    async def completed(self, job_id: str, job_state: str) -> str | None:
+        """Report the job's end; the manager's word when it did not merge a DONE (a late
+        DONE whose files went to another engine meanwhile), else None."""
+        answer = await self._get("completed", {"job_id": job_id, "job_state": job_state})
+        if isinstance(answer, dict) and answer.get("merged") is False:
+            return str(answer.get("detail") or "not merged")
+        return None
 
     async def _get(self, verb: str, params: dict[str, str]) -> object:
         """One verb, retried while the manager is away, for at most `grace_s`."""

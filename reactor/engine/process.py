@@ -67,8 +67,9 @@ REACTOR_ENGINE_ID, REACTOR_JOB_INPUT_DIR and REACTOR_JOB_OUTPUT_DIR in its envir
 Log events (JSON lines, keys `job_id` and `engine_id` bound): ``engine_started``,
 ``job_received``, ``command_started``, ``command_exited`` (``exit_code``,
 ``duration_s``), ``job_reported`` (``state``), ``job_late``, ``job_forgotten``,
-``job_abandoned``, ``command_stopped``, ``completion_rejected``, ``manager_unreachable``,
-``manager_reachable``, ``manager_unavailable``, ``report_abandoned``, ``stopping``,
+``job_abandoned``, ``command_stopped``, ``job_not_merged``, ``completion_rejected``,
+``manager_unreachable``, ``manager_reachable``, ``manager_unavailable``,
+``report_abandoned``, ``stopping``,
 ``release_due`` (``release_after_s``), ``no_work_left``, ``engine_gave_up``,
 ``engine_crashed``, ``engine_stopped``.
 

@@ -333,14 +333,17 @@ class Engine:
         """/completed with `state` (keepalives stop first). A 409 is final; so is giving up."""
         keeper.cancel()
         try:
-            await self.client.completed(assignment.job_id, state)
+            not_merged = await self.client.completed(assignment.job_id, state)
         except ManagerRefused as exc:
             event = "completion_rejected" if exc.status == 409 else "completion_refused"
             log.warning(event, state=state, status=exc.status, detail=exc.detail)
         except (ManagerUnavailable, BadAnswer) as exc:
             log.error("report_abandoned", state=state, detail=str(exc))
         else:
-            log.info("job_reported", state=state, files=len(assignment.batch))
+            if not_merged is None:
+                log.info("job_reported", state=state, files=len(assignment.batch))
+            else:
+                log.warning("job_not_merged", state=state, detail=not_merged)
         return outcome
 
     def _since(self, began: float) -> float:

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
-from reactor.core.state import Job, UnknownJob
+from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.journal import JournalError
 from reactor.serve.app_keys import CONFIG, REACTOR
 from reactor.serve.service import Conflict
@@ -269,11 +269,15 @@ async def completed(request: web.Request) -> web.Response:
     job_state = _job_state(request)
     reactor = request.app[REACTOR]
     try:
-        await _riding_out_storage(request, lambda: reactor.complete(job_id, job_state))
+        plan = await _riding_out_storage(request, lambda: reactor.complete(job_id, job_state))
     except UnknownJob:
         raise _unknown_job(job_id) from None
     except Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    if plan.action is CompletionAction.LATE_NOT_MERGED:
+        # Not the engine's fault (it was slow, and its files went to another): a 2xx that
+        # says so, since a seed engine exits on any other answer.
+        return web.json_response({"ok": True, "merged": False, "detail": plan.reason})
     return web.json_response({"ok": True})
 
 

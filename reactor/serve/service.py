@@ -264,7 +264,7 @@ class Reactor:
             self.journal.hand_back(job)
         elif action is CompletionAction.SET_ASIDE:
             self.journal.set_aside(job, job_state)
-        elif action is CompletionAction.CONFLICT and plan.supersede:
+        elif action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
             self.journal.supersede(job)
         engine = self.state.engines.get(job.engine_id)
         benched_before = engine.benched_until if engine else 0.0
@@ -344,6 +344,9 @@ class Reactor:
         elif action is CompletionAction.SET_ASIDE:
             self.metrics.quarantined_files.inc(len(job.files))
             log.warning("job_set_aside", state=job_state, **fields)
+        elif action is CompletionAction.LATE_NOT_MERGED:
+            folder = self.journal.output_folder(job, Folder.EXPIREDOUTPUT).name
+            log.warning("late_done_not_merged", reason=plan.reason, folder=folder, **fields)
         elif action is CompletionAction.CONFLICT:
             log.warning("completion_rejected", reason=plan.reason, state=job_state, **fields)
         else:

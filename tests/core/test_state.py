@@ -866,7 +866,7 @@ def test_late_failed_released_or_unknown_after_expiry_is_ignored(outcome: Engine
     assert state.files[A].failures == 0
 
 
-def test_late_done_after_files_were_reassigned_is_a_conflict() -> None:
+def test_late_done_after_files_were_reassigned_is_not_merged() -> None:
     state = RunState(3)
     ready(state, A, B)
     assign(state, "1", 2)
@@ -876,7 +876,7 @@ def test_late_done_after_files_were_reassigned_is_a_conflict() -> None:
     state.commit_assignment(reassign, "2", now=101, lease_s=LEASE_S)
     assert state.jobs["1"].superseded is True
     plan = state.plan_completion("1", EngineReport.DONE, now=102)
-    assert plan.action is CompletionAction.CONFLICT
+    assert plan.action is CompletionAction.LATE_NOT_MERGED
     assert plan.supersede is False  # already set aside by the reassignment
     assert "handed out again" in plan.reason
     before = run_snapshot(state)
@@ -897,7 +897,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
     else:
         state.file_gone(A, now=101)
     plan = state.plan_completion("1", EngineReport.DONE, now=102)
-    assert plan.action is CompletionAction.CONFLICT
+    assert plan.action is CompletionAction.LATE_NOT_MERGED
     assert plan.supersede is True
     state.apply_completion(plan, now=102)
     assert state.jobs["1"].superseded is True
@@ -905,7 +905,7 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
     assert state.files[B].state is FileState.READY
     # Once set aside, the next late DONE has nothing left to supersede.
     again = state.plan_completion("1", EngineReport.DONE, now=103)
-    assert (again.action, again.supersede) == (CompletionAction.CONFLICT, False)
+    assert (again.action, again.supersede) == (CompletionAction.LATE_NOT_MERGED, False)
 
 
 def test_late_done_when_files_were_not_reassigned_merges() -> None:
@@ -1439,12 +1439,13 @@ def test_restore_expired_job_lets_a_late_done_merge() -> None:
     assert states(state) == {A: FileState.DONE, B: FileState.DONE}
 
 
-def test_restore_superseded_expired_job_rejects_a_late_done() -> None:
+def test_restore_superseded_expired_job_does_not_merge_a_late_done() -> None:
     state = RunState(3)
     ready(state, A)
     state.restore_job(restored_job("1", {A: 1}, JobState.EXPIRED, superseded=True))
     assert state.files[A].expired_job is None
-    assert state.plan_completion("1", EngineReport.DONE, now=0).action is CompletionAction.CONFLICT
+    plan = state.plan_completion("1", EngineReport.DONE, now=0)
+    assert (plan.action, plan.supersede) == (CompletionAction.LATE_NOT_MERGED, False)
 
 
 @pytest.mark.parametrize(

@@ -283,7 +283,7 @@ class RunStateMachine(RuleBasedStateMachine):
             )
             if untouched and not job.superseded:
                 return CompletionAction.MERGE
-            return CompletionAction.CONFLICT
+            return CompletionAction.LATE_NOT_MERGED
         finished = {
             JobState.DONE: EngineReport.DONE,
             JobState.FAILED: EngineReport.FAILED,
@@ -520,8 +520,10 @@ class RunStateMachine(RuleBasedStateMachine):
                     quarantine = present
             assert plan.quarantine == quarantine
             assert plan.requeue == (() if quarantine else present)
+        if plan.action is CompletionAction.LATE_NOT_MERGED:
+            assert plan.supersede is not job.superseded
         if plan.action is CompletionAction.CONFLICT:
-            assert plan.supersede is (job.state is JobState.EXPIRED and not job.superseded)
+            assert plan.supersede is False
         if plan.action is CompletionAction.RELEASE:
             assert plan.requeue == tuple(n for n in job.files if self.files[n].present)
             assert plan.quarantine == ()
@@ -572,7 +574,7 @@ class RunStateMachine(RuleBasedStateMachine):
             for name in job.files:
                 self.files[name].state, self.files[name].job_id = FileState.QUARANTINED, None
                 self.set_aside.add(name)
-        elif plan.action is CompletionAction.CONFLICT and plan.supersede:
+        elif plan.action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
             self._supersede(job_id)
 
     @precondition(lambda self: bool(self.model_jobs))

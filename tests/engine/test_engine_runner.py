@@ -362,6 +362,22 @@ async def test_a_409_on_completed_is_logged_and_final(
     assert events(logs, "completion_rejected")[0]["detail"] == "files went out again"
 
 
+async def test_a_done_the_manager_did_not_merge_is_said_and_final(
+    script: Script, manager_url: str, session: aiohttp.ClientSession
+) -> None:
+    """A late DONE whose files went to another engine: 200 with merged false. The engine
+    says so (job_not_merged, with the manager's detail) instead of job_reported."""
+    script.batches = [["a.pod5"]]
+    detail = "job 1 expired and its files were handed out again"
+    script.completed = [(200, {"ok": True, "merged": False, "detail": detail})]
+    with capture_logs() as logs:
+        code, _ = await run_engine(script, session, manager_url, "true")
+    assert code == 0
+    assert len(script.verbs("completed")) == 1
+    assert [e["detail"] for e in events(logs, "job_not_merged")] == [detail]
+    assert events(logs, "job_reported") == []
+
+
 async def test_the_engine_asks_again_until_work_comes(
     script: Script, manager_url: str, session: aiohttp.ClientSession
 ) -> None:

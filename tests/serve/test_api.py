@@ -311,9 +311,11 @@ async def test_late_done_is_merged_when_no_file_went_out_again(
     assert status["files"]["ready"] == 0
 
 
-async def test_late_done_after_reassignment_is_409_and_outputs_stay_aside(
+async def test_late_done_after_reassignment_is_200_not_merged_and_outputs_stay_aside(
     make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs, clock: ManualClock
 ) -> None:
+    """Not the slow engine's fault, so not an error a seed engine would die of: a 200
+    saying nothing was merged, its outputs kept aside, logged late_done_not_merged."""
     add_files(run_dirs, 2)
     client = await make_client()
     job = await get_json(client, "/assignwork", engineid="slow", batchsize=2)
@@ -321,10 +323,17 @@ async def test_late_done_after_reassignment_is_409_and_outputs_stay_aside(
     client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
     again = await get_json(client, "/assignwork", engineid="fast", batchsize=2)
     assert sorted(again["batch"]) == sorted(job["batch"])
-    body = await get_json(client, "/completed", 409, job_id=job["jobid"], job_state="DONE")
+    with capture_logs() as logs:
+        body = await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE")
+        repeated = await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE")
+    assert (body["ok"], body["merged"]) == (True, False)
     assert "handed out again" in body["detail"]
+    assert repeated == body
     assert os.listdir(run_dirs.output_dir / "pass") == []
-    assert (run_dirs.output_dir / f"EXPIREDOUTPUT_{job['jobid']}_slow" / "pass").is_dir()
+    aside = f"EXPIREDOUTPUT_{job['jobid']}_slow"
+    assert (run_dirs.output_dir / aside / "pass").is_dir()
+    said = [e for e in logs if e["event"] == "late_done_not_merged"]
+    assert [(e["job_id"], e["folder"]) for e in said] == [(job["jobid"], aside)] * 2
 
 
 # ------------------------------------------------------------ other routes

@@ -21,7 +21,7 @@ import reactor
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
 from reactor.serve import api
 from reactor.serve.app import create_app
-from reactor.serve.app_keys import REACTOR
+from reactor.serve.app_keys import REACTOR, SWEEPER
 from tests.support.api import add_files, write_outputs
 from tests.support.openapi import DOC_URI, DOCUMENT, REGISTRY, Validator, assert_documented
 from tests.support.runs import ManualClock, RunDirs
@@ -203,6 +203,23 @@ async def test_engine_cycle_answers_match_the_document(client: Client, run_dirs:
     assert empty["jobid"] == "-1"
     status = await answer(client, "/status", 200)
     assert status["throughput"]["eta_s"] is not None
+
+
+async def test_a_late_done_not_merged_matches_the_document(
+    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """The 200 that a late DONE gets when its files went out again: merged false, detail."""
+    add_files(run_dirs, 1)
+    app = create_app(
+        run_dirs.config(report_back_interval=30.0), clock=clock, watch=False, sweep=False
+    )
+    client = await aiohttp_client(app)
+    job = await answer(client, "/assignwork", 200, engineid="slow", batchsize=1)
+    write_outputs(run_dirs, job)
+    app[SWEEPER].sweep_once(clock.advance(31.0))
+    await answer(client, "/assignwork", 200, engineid="fast", batchsize=1)
+    body = await answer(client, "/completed", 200, job_id=job["jobid"], job_state="DONE")
+    assert body["merged"] is False
 
 
 async def test_other_answers_match_the_document(client: Client) -> None:
