@@ -30,6 +30,7 @@ class JobState(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     RELEASED = "released"  # handed back unfinished by its engine: files queued again
+    REFUSED = "refused"  # its DONE broke the rules for outputs: nothing merged, files queued
     UNKNOWN = "unknown"
 
 
@@ -58,6 +59,9 @@ class CompletionAction(StrEnum):
     FAIL = "fail"  # FAILED: requeue in halves; a file failed alone may be quarantined
     RELEASE = "release"  # RELEASED: files back to the front, no attempt counted; outputs aside
     SET_ASIDE = "set_aside"  # unknown state: keep the job's folders aside, files quarantined
+    # DONE whose outputs break the rules (links, devices, absurd names or counts, a
+    # folder gone): nothing merged, files back to the front, the engine blamed.
+    REFUSE = "refuse"
     REPEAT = "repeat"  # the same report again: harmless, nothing to do
     LATE_IGNORED = "late_ignored"  # not DONE, after expiry: files are already requeued
     # DONE after expiry, when its files went out again: its outputs are (or were already)
@@ -96,6 +100,7 @@ class Job:
     engine_state: str = ""
     superseded: bool = False  # expired, and some of its files were handed out again
     finished_at: float | None = None
+    reason: str = ""  # why it is held for a person (refused, or a step that failed)
 
     @property
     def live(self) -> bool:

@@ -108,6 +108,7 @@ class Folder(StrEnum):
     RETRIEDOUTPUT = "RETRIEDOUTPUT"  # a FAILED job whose files went back to the queue
     EXPIREDOUTPUT = "EXPIREDOUTPUT"  # an expired job's partial outputs, never merged
     RELEASEDOUTPUT = "RELEASEDOUTPUT"  # a job handed back unfinished: partial outputs, never merged
+    REFUSEDOUTPUT = "REFUSEDOUTPUT"  # a DONE whose outputs broke the rules: kept, never merged
     UNKNOWNOUTPUT = "UNKNOWNOUTPUT"  # outputs of a job that reported an unknown state
     ORPHANOUTPUT = "ORPHANOUTPUT"  # an output folder whose assignment never committed
     REQUEUED = "REQUEUED"  # a person released a quarantine: files get fresh attempts

@@ -81,6 +81,7 @@ class RunState:
         self._incomplete: set[str] = set()  # so the settle timer never walks all files
         self._quarantined: dict[str, None] = {}  # so /status lists them without walking all files
         self._live_jobs: dict[str, Job] = {}
+        self._held: dict[str, Job] = {}  # jobs kept for a person, with their reason
         self._counts: Counter[FileState] = Counter()
         self.last_activity = 0.0
 
@@ -104,6 +105,22 @@ class RunState:
 
     def live_jobs(self) -> Iterable[Job]:
         return self._live_jobs.values()
+
+    def held_jobs(self) -> Iterable[Job]:
+        """Jobs held for a person, oldest first: refused outputs, or a step on disk that
+        could not be carried out (each says why in `reason`)."""
+        return self._held.values()
+
+    def hold(self, job_id: str, reason: str) -> None:
+        """Keep this job for a person: `reason` says what is wrong with it."""
+        job = self.job(job_id)
+        job.reason = reason
+        self._held[job_id] = job
+
+    def unhold(self, job_id: str) -> None:
+        """The job's trouble is over (a step that failed was carried out after all)."""
+        if (job := self._held.pop(job_id, None)) is not None and job.state is not JobState.REFUSED:
+            job.reason = ""
 
     def state_of(self, name: str) -> FileState | None:
         record = self.files.get(name)
@@ -299,6 +316,8 @@ class RunState:
         elif job.state is JobState.EXPIRED and not job.superseded:
             for name in job.files:
                 self._remember_expired(name, job.job_id)
+        if job.state is JobState.REFUSED:
+            self._held[job.job_id] = job
 
     def _remember_expired(self, name: str, job_id: str) -> None:
         record = self.files.get(name)
@@ -433,6 +452,14 @@ class RunState:
             return self._plan_live_completion(job, outcome, now)
         if job.state is JobState.EXPIRED:
             return self._plan_late_completion(job, outcome)
+        if job.state is JobState.REFUSED:
+            # Its DONE was refused: another DONE is answered the same way, anything else
+            # changes nothing (its files went back when it was refused).
+            if outcome is EngineReport.DONE:
+                return CompletionPlan(
+                    job, outcome, CompletionAction.LATE_NOT_MERGED, reason=job.reason
+                )
+            return CompletionPlan(job, outcome, CompletionAction.REPEAT)
         finished = {
             JobState.DONE: EngineReport.DONE,
             JobState.FAILED: EngineReport.FAILED,
@@ -494,6 +521,17 @@ class RunState:
             )
         return CompletionPlan(job, outcome, CompletionAction.MERGE)
 
+    def plan_refusal(self, plan: CompletionPlan, reason: str) -> CompletionPlan:
+        """A MERGE the disk cannot carry out, because the job's outputs break the rules
+        (`reason` says how): refuse it instead. A live job's files go back to the front
+        of the queue with nothing counted against them; an expired job's are already
+        back. Changes nothing."""
+        job = plan.job
+        present = tuple(n for n in job.files if job.live and self.files[n].present)
+        return CompletionPlan(
+            job, plan.outcome, CompletionAction.REFUSE, present, (), reason=reason
+        )
+
     def apply_completion(self, plan: CompletionPlan, now: float) -> None:
         """The journal has carried the plan out on disk: update memory to match."""
         job = plan.job
@@ -509,6 +547,9 @@ class RunState:
             CompletionAction.LATE_IGNORED,
             CompletionAction.CONFLICT,
         ):
+            return
+        if action is CompletionAction.REFUSE:
+            self._refuse(job, plan, engine, now)
             return
         self._end_live(job, now)
         if action is CompletionAction.MERGE:
@@ -560,6 +601,23 @@ class RunState:
                 record = self.files[name]
                 record.job_id = None
                 self._move(name, record, FileState.QUARANTINED, now)
+
+    def _refuse(self, job: Job, plan: CompletionPlan, engine: EngineRecord, now: float) -> None:
+        """The files are not at fault (an engine that writes links or devices would fail
+        on any file), so nothing counts against them; the engine is: a refusal counts
+        towards its bench like a failed batch of fresh files."""
+        was_live = job.live
+        self._end_live(job, now)
+        job.state = JobState.REFUSED
+        engine.jobs_failed += 1
+        self._count_failure(engine, now)
+        if was_live:
+            gone = [n for n in job.files if n not in plan.requeue]
+            for name in gone:  # assigned, then deleted from INPUTDIR: nothing to retry
+                self._forget(name)
+            self._requeue_front(plan.requeue, now)
+        self.supersede(job)  # no late DONE may merge it now
+        self.hold(job.job_id, plan.reason)
 
     def _count_failure(self, engine: EngineRecord, now: float) -> None:
         engine.failure_streak += 1

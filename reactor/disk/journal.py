@@ -1,31 +1,35 @@
-"""The filesystem journal: the run folders are the database.
+"""The journal: reactor's records, and the job folders engines and people see.
 
 This module owns every change reactor makes on disk; `reactor.disk.recovery` rebuilds the
-run's state from disk alone after a crash. The layout is the seed's; what reactor adds is
-a manifest, `reactor-job.json`, in each job's output folder `<KIND>_<jobid>_<engineid>`,
-saying what the job holds (files, attempt of each) and what was decided about it
-(`state`).
+run's state after a crash. Two kinds of place are written:
 
-Folders are built under a `.reactor-staging-` name; every other step is one atomic
-`rename`, one atomic manifest rewrite (write `*.tmp`, then `os.replace`) or a removal
-that can be repeated, so a `kill -9` between any two steps leaves a state that recovery
-can finish. An assignment commits with the rename of its
-`ASSIGNED_` folder into INPUTDIR, a release of quarantine with the rename of its
-`REQUEUED_` record; every other decision (done, failed, released, unknown, expired)
-commits with the manifest rewrite, and recovery replays the steps after it.
+- reactor's own records, in the state folder `OUTPUTDIR/.reactor/` (`reactor.disk.
+  state_dir`): one record per job, saying what it holds and what was decided about it.
+  Only these are believed. A record is replaced atomically, and that replacement is the
+  commit point of every decision about a job.
+- the seed's folders, which engines and people use: `ASSIGNED_…` (links to a live job's
+  `.pod5` files) and `FAILED_…`/`UNKNOWN_…` in INPUTDIR; `TMPOUTPUT_…` (where an engine
+  writes) and the folders a finished job's leftovers are kept in, in OUTPUTDIR. Engines
+  can write there, so they are read as data only (`reactor.disk.engine_trees`): never
+  a link followed, never a record read from them.
 
-docs/journal.md has the layout, the manifest, and the step table of each transition
-(assign, done, failed, release, unknown, expire, supersede, requeue) with what recovery does
-after a crash at each step. Durability: renames are atomic against process crashes; the
-journal does not fsync (docs/journal.md, "Durability").
+Folders are built under a `.reactor-staging-` name and renamed into place; every other
+step is one atomic rename, one record replaced, or a removal that can be repeated, so a
+`kill -9` between any two steps leaves a state that recovery finishes. An assignment
+commits when its `ASSIGNED_` folder is renamed into INPUTDIR. Each step after a commit
+that cannot be carried out (an engine removed its folder, made it read-only) does not
+undo the decision: `Unfinished` says what is left, and the job is held for a person
+while every other job goes on.
+
+docs/journal.md has the layout, the record, and the step table of each transition with
+what recovery does after a crash at each step. Durability: renames and record
+replacements are atomic against process crashes (docs/journal.md, "Durability").
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,56 +38,126 @@ from typing import Any
 
 from reactor.core.names import (
     INPUT_STAGING_NAME,
-    MANIFEST_NAME,
     RESULT_FOLDERS,
     STAGING_PREFIX,
     Folder,
     JobFolder,
-    is_pod5_name,
     job_tag,
     output_stem,
-    parse_job_folder,
 )
 from reactor.core.state import Job, JobState
+from reactor.disk import engine_trees
+from reactor.disk.engine_trees import Outputs, Refused
+from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
 
 Checkpoint = Callable[[str], None]
+RECORD_FORMAT = 2
+
+__all__ = [
+    "Checkpoint",
+    "JobRecord",
+    "Journal",
+    "JournalError",
+    "Merged",
+    "Refused",
+    "Unfinished",
+]
 
 
 def _no_checkpoint(step: str) -> None:
     """Production checkpoint: nothing. Tests pass one that crashes at a chosen step."""
 
 
-def _link_inputs(folder: Path, names: Iterable[str]) -> None:
-    """One relative symlink `../<name>` per name in `folder` (relative links work
-    wherever engines mount the run folder). Made through a descriptor of `folder`: no
-    path object or path walk per link, which a batch of 100 files made costly."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            os.symlink(f"../{name}", name, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-@dataclass(slots=True)
-class Merged:
-    """What a merge moved into pass/ and fail/, and what it had to leave in the job's
-    leftovers (`LOGOUTPUT_…`) because its destination name was taken."""
-
-    moved: int = 0
-    kept: list[str] = field(default_factory=list)  # "pass/<entry>", "fail/<entry>"
-
-
 class JournalError(OSError):
-    """A journal step failed on disk; memory was not changed.
+    """A journal step failed on disk before its commit point; memory was not changed.
 
     Every step is safe to retry: a repeated report or the next sweep carries on from
     the last step that reached the disk, as recovery would."""
 
 
+class Unfinished(Exception):
+    """The decision is committed, but a step after it could not be carried out: the
+    job's folders stay as they are for a person, and the decision stands."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Merged:
+    """What a merge moved into pass/ and fail/, and what it had to leave in the job's
+    leftovers (`LOGOUTPUT_…`), each with why (its destination name was taken, or the
+    entry changed after it was inspected)."""
+
+    moved: int = 0
+    kept: list[str] = field(default_factory=list)  # "pass/<entry>: <why>"
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job's record in the state folder (`.reactor/jobs/<jobid>.json`)."""
+
+    job_id: str
+    engine_id: str
+    files: dict[str, int]  # name -> attempt
+    state: str
+    assigned_at: float  # wall clock, for people
+    decided_at: float | None = None
+    engine_state: str = ""
+    requeue: list[str] = field(default_factory=list)
+    quarantine: list[str] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # done: what to merge
+    superseded: bool = False  # expired, and its outputs set aside for good
+    reason: str = ""  # refused: why
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": RECORD_FORMAT,
+            "job_id": self.job_id,
+            "engine_id": self.engine_id,
+            "state": self.state,
+            "files": self.files,
+            "assigned_at": self.assigned_at,
+            "decided_at": self.decided_at,
+            "engine_state": self.engine_state,
+            "requeue": self.requeue,
+            "quarantine": self.quarantine,
+            "outputs": [list(pair) for pair in self.outputs],
+            "superseded": self.superseded,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        """A record; ValueError (or KeyError, TypeError) if it is not one."""
+        if data.get("format") != RECORD_FORMAT:
+            msg = f"format {data.get('format')!r} is not {RECORD_FORMAT}"
+            raise ValueError(msg)
+        outputs = [(str(kind), str(name)) for kind, name in data.get("outputs", [])]
+        return cls(
+            job_id=str(data["job_id"]),
+            engine_id=str(data["engine_id"]),
+            files={str(k): int(v) for k, v in data["files"].items()},
+            state=str(data["state"]),
+            assigned_at=float(data["assigned_at"]),
+            decided_at=data.get("decided_at"),
+            engine_state=str(data.get("engine_state", "")),
+            requeue=[str(n) for n in data.get("requeue", [])],
+            quarantine=[str(n) for n in data.get("quarantine", [])],
+            outputs=outputs,
+            superseded=bool(data.get("superseded", False)),
+            reason=str(data.get("reason", "")),
+        )
+
+
+def record_name(job_id: str) -> str:
+    return f"{job_id}{RECORD_SUFFIX}"
+
+
 @contextlib.contextmanager
-def _on_disk(action: str, job: Job) -> Iterator[None]:
-    """Turn any OSError of a journal operation into a JournalError that says what failed."""
+def _committing(action: str, job: Job) -> Iterator[None]:
+    """Before the commit point: any OSError becomes a JournalError saying what failed."""
     try:
         yield
     except JournalError:
@@ -93,51 +167,14 @@ def _on_disk(action: str, job: Job) -> Iterator[None]:
         raise JournalError(msg) from exc
 
 
-@dataclass(slots=True)
-class Manifest:
-    """The content of `reactor-job.json`."""
-
-    job_id: str
-    engine_id: str
-    files: dict[str, int]  # name -> attempt
-    state: str
-    assigned_at: float  # wall clock, for people reading the folder
-    engine_state: str = ""
-    requeue: list[str] = field(default_factory=list)
-    quarantine: list[str] = field(default_factory=list)
-    decided_at: float | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": 1,
-                "job_id": self.job_id,
-                "engine_id": self.engine_id,
-                "state": self.state,
-                "files": self.files,
-                "assigned_at": self.assigned_at,
-                "decided_at": self.decided_at,
-                "engine_state": self.engine_state,
-                "requeue": self.requeue,
-                "quarantine": self.quarantine,
-            },
-            indent=1,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        data: dict[str, Any] = json.loads(text)
-        return cls(
-            job_id=str(data["job_id"]),
-            engine_id=str(data["engine_id"]),
-            files={str(k): int(v) for k, v in data["files"].items()},
-            state=str(data["state"]),
-            assigned_at=float(data["assigned_at"]),
-            engine_state=str(data.get("engine_state", "")),
-            requeue=[str(n) for n in data.get("requeue", [])],
-            quarantine=[str(n) for n in data.get("quarantine", [])],
-            decided_at=data.get("decided_at"),
-        )
+@contextlib.contextmanager
+def _finishing(action: str) -> Iterator[None]:
+    """After the commit point: an OSError leaves the job Unfinished, saying what failed."""
+    try:
+        yield
+    except OSError as exc:
+        msg = f"could not {action}: {exc.strerror or exc}"
+        raise Unfinished(msg) from exc
 
 
 class Journal:
@@ -148,10 +185,41 @@ class Journal:
     ) -> None:
         self.input_dir = input_dir
         self.output_dir = output_dir
+        self.state = StateDir(output_dir)
         self._checkpoint = checkpoint
-        self._input_dir_str = os.fspath(input_dir)
+        self._fds: dict[str, int] = {}
 
-    # ------------------------------------------------------------- paths
+    # ------------------------------------------------------------- folders
+
+    def open(self) -> None:
+        """Open the state folder and the run folders (descriptors kept for the run)."""
+        self.state.open()
+        for name, path in (("input", self.input_dir), ("output", self.output_dir)):
+            if name not in self._fds:
+                self._fds[name] = open_folder(None, path)
+
+    def close(self) -> None:
+        """Close the descriptors (the service does at shutdown; a dropped journal too)."""
+        self.state.close()
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = {}
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def _input_fd(self) -> int:
+        if "input" not in self._fds:
+            self.open()
+        return self._fds["input"]
+
+    @property
+    def _output_fd(self) -> int:
+        if "output" not in self._fds:
+            self.open()
+        return self._fds["output"]
 
     def input_folder(self, job: Job, kind: Folder = Folder.ASSIGNED) -> Path:
         return self.input_dir / JobFolder(kind, job.job_id, job.engine_id).name
@@ -159,292 +227,379 @@ class Journal:
     def output_folder(self, job: Job, kind: Folder = Folder.TMPOUTPUT) -> Path:
         return self.output_dir / JobFolder(kind, job.job_id, job.engine_id).name
 
-    def _staging(self, parent: Path, job_id: str) -> Path:
-        return parent / f"{STAGING_PREFIX}{job_id}"
+    @staticmethod
+    def _name(job: Job, kind: Folder) -> str:
+        return JobFolder(kind, job.job_id, job.engine_id).name
 
-    def _input_staging(self, job_id: str) -> Path:
-        """Where a folder of links is built before it is renamed into INPUTDIR.
+    def _input_staging_fd(self) -> int:
+        """INPUTDIR's staging folder, where folders of links are built before they are
+        renamed into INPUTDIR (made, or made again if something else took its name).
 
         Not INPUTDIR itself: a rename inside a watched folder is a moved-from event,
         which watchdog's inotify buffer holds for 0.5 s and which can hold back every
         event behind it, new `.pod5` files included (its DelayedQueue sleeps on a held
         head even after the pair is matched). Renamed in from a subfolder nobody
-        watches, the folder only arrives: no move to pair, no wait. The staging folder
-        is made when first needed (`_make_input_stage`)."""
-        return self.input_dir / INPUT_STAGING_NAME / job_id
-
-    @staticmethod
-    def _make_input_stage(stage: Path) -> None:
-        stage.parent.mkdir(exist_ok=True)
-        stage.mkdir()
-
-    # ------------------------------------------------------------ manifest
-
-    @staticmethod
-    def _write_manifest(folder: Path, manifest: Manifest) -> None:
-        tmp = folder / f"{MANIFEST_NAME}.tmp"
-        tmp.write_text(manifest.to_json())
-        tmp.replace(folder / MANIFEST_NAME)
-
-    @staticmethod
-    def read_manifest(folder: Path) -> Manifest | None:
+        watches, the folder only arrives: no move to pair, no wait."""
         try:
-            return Manifest.from_json((folder / MANIFEST_NAME).read_text())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
+            return open_folder(self._input_fd, INPUT_STAGING_NAME)
+        except NotADirectoryError:
+            engine_trees.remove_folder(self._input_fd, INPUT_STAGING_NAME)
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(INPUT_STAGING_NAME, 0o755, dir_fd=self._input_fd)
+        return open_folder(self._input_fd, INPUT_STAGING_NAME)
 
-    def _manifest_for(self, job: Job, state: str, **extra: Any) -> Manifest:
+    # ------------------------------------------------------------- records
+
+    def read_record(self, job_id: str) -> JobRecord | None:
+        """The job's record; None if there is none. ValueError if it is not a record."""
+        data = self.state.read(JOBS, record_name(job_id))
+        return None if data is None else JobRecord.from_json(data)
+
+    def records(self) -> Iterator[tuple[str, JobRecord | ValueError]]:
+        """Every job record, by file name; one that cannot be read comes as its error."""
+        for name in self.state.names(JOBS):
+            try:
+                data = self.state.read(JOBS, name)
+                if data is None:
+                    continue
+                yield name, JobRecord.from_json(data)
+            except (ValueError, KeyError, TypeError) as exc:
+                yield name, ValueError(str(exc))
+
+    def requeued(self) -> Iterator[tuple[str, dict[str, int]]]:
+        """Released quarantines: (folder name, attempts each file had used)."""
+        for name in self.state.names(REQUEUED):
+            try:
+                data = self.state.read(REQUEUED, name)
+            except ValueError:
+                continue
+            if data is not None:
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    files = {str(k): int(v) for k, v in data["files"].items()}
+                    yield name.removesuffix(RECORD_SUFFIX), files
+
+    def write_record(self, record: JobRecord) -> None:
+        self.state.write(JOBS, record_name(record.job_id), record.to_json())
+
+    def _record_for(self, job: Job, state: JobState, **extra: Any) -> JobRecord:
         extra.setdefault("engine_state", job.engine_state)
-        return Manifest(
+        return JobRecord(
             job_id=job.job_id,
             engine_id=job.engine_id,
             files=dict(job.files),
             state=state,
-            assigned_at=time.time() if state == JobState.ASSIGNED else 0.0,
+            assigned_at=time.time(),
             **extra,
         )
 
-    def _decide(self, folder: Path, job: Job, state: JobState, **extra: Any) -> None:
-        """Commit a decision: rewrite the job's manifest with its new state."""
-        previous = self.read_manifest(folder)
-        manifest = self._manifest_for(job, state, decided_at=time.time(), **extra)
+    def _decide(self, job: Job, state: JobState, **extra: Any) -> JobRecord:
+        """Commit a decision: replace the job's record with its new state."""
+        try:
+            previous = self.read_record(job.job_id)
+        except (ValueError, KeyError, TypeError):
+            previous = None
+        record = self._record_for(job, state, decided_at=time.time(), **extra)
         if previous is not None:
-            manifest.assigned_at = previous.assigned_at
-        self._write_manifest(folder, manifest)
+            record.assigned_at = previous.assigned_at
+        self.write_record(record)
+        return record
 
     # -------------------------------------------------------------- assign
 
     def assign(self, job: Job) -> None:
-        """Create the job's output folder and its folder of symlinks (all-or-nothing)."""
-        out_stage = self._staging(self.output_dir, job.job_id)
-        in_stage = self._input_staging(job.job_id)
+        """Record the job, then make its output folder and its folder of links; the job
+        is live once the links are in INPUTDIR (all-or-nothing)."""
+        out_stage = f"{STAGING_PREFIX}{job.job_id}"
         try:
-            out_stage.mkdir()
-            for kind in RESULT_FOLDERS:
-                (out_stage / kind).mkdir()
-            self._write_manifest(out_stage, self._manifest_for(job, JobState.ASSIGNED))
-            self._checkpoint("assign:output_staged")
-            out_stage.rename(self.output_folder(job))
+            self.write_record(self._record_for(job, JobState.ASSIGNED))
+            self._checkpoint("assign:recorded")
+            stage_fd = self._make_stage(self._output_fd, out_stage)
+            try:
+                for kind in RESULT_FOLDERS:
+                    os.mkdir(kind, dir_fd=stage_fd)
+            finally:
+                os.close(stage_fd)
+            os.rename(
+                out_stage,
+                self._name(job, Folder.TMPOUTPUT),
+                src_dir_fd=self._output_fd,
+                dst_dir_fd=self._output_fd,
+            )
             self._checkpoint("assign:output_placed")
-            self._make_input_stage(in_stage)
-            _link_inputs(in_stage, job.files)
-            self._checkpoint("assign:input_staged")
-            in_stage.rename(self.input_folder(job))
+            self._place_new_links(
+                job,
+                Folder.ASSIGNED,
+                job.files,
+                staged=lambda: self._checkpoint("assign:input_staged"),
+            )
         except OSError as exc:
-            self._undo_assign(job, in_stage, out_stage)
+            self._undo_assign(job, out_stage)
             msg = f"could not create the folders of job {job.job_id}: {exc}"
             raise JournalError(msg) from exc
         self._checkpoint("assign:committed")
 
-    def _undo_assign(self, job: Job, in_stage: Path, out_stage: Path) -> None:
-        for path in (in_stage, out_stage, self.output_folder(job)):
-            shutil.rmtree(path, ignore_errors=True)
+    def _undo_assign(self, job: Job, out_stage: str) -> None:
+        with contextlib.suppress(OSError):
+            staging = self._input_staging_fd()
+            try:
+                engine_trees.remove_folder(staging, job.job_id)
+            finally:
+                os.close(staging)
+        with contextlib.suppress(OSError):
+            engine_trees.remove_folder(self._output_fd, out_stage)
+            engine_trees.remove_folder(self._output_fd, self._name(job, Folder.TMPOUTPUT))
+            self.state.remove(JOBS, record_name(job.job_id))
+
+    @staticmethod
+    def _make_stage(parent_fd: int, name: str) -> int:
+        engine_trees.remove_folder(parent_fd, name)  # a leftover of a crash
+        os.mkdir(name, dir_fd=parent_fd)
+        return open_folder(parent_fd, name)
+
+    def _place_new_links(
+        self,
+        job: Job,
+        kind: Folder,
+        names: Iterable[str],
+        staged: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Build a fresh folder of one relative symlink `../<name>` per name in the
+        staging folder (relative links work wherever engines mount the run folder), then
+        rename it up into INPUTDIR as `<kind>_<job>`. Made through descriptors: no path
+        is followed, and no path object is built per link (a batch of 100 files made
+        that costly)."""
+        staging = self._input_staging_fd()
+        try:
+            engine_trees.remove_folder(staging, job.job_id)  # a leftover of a crash
+            os.mkdir(job.job_id, dir_fd=staging)
+            fd = open_folder(staging, job.job_id)
+            try:
+                for name in names:
+                    os.symlink(f"../{name}", name, dir_fd=fd)
+            finally:
+                os.close(fd)
+            staged()
+            os.rename(
+                job.job_id, self._name(job, kind), src_dir_fd=staging, dst_dir_fd=self._input_fd
+            )
+        finally:
+            os.close(staging)
 
     # ------------------------------------------------------------- outcomes
 
-    def merge(self, job: Job) -> Merged:
-        """DONE: move the job's outputs into pass/ and fail/."""
-        folder = self.output_folder(job)
-        with _on_disk("merge the outputs of", job):
-            if self._already_moved(job, folder, Folder.LOGOUTPUT):
-                return Merged()  # a retry after a storage fault: outputs are in place
-            self._decide(folder, job, JobState.DONE)
-            self._checkpoint("merge:decided")
-            return self.finish_merge(job, folder)
+    def inspect(self, job: Job) -> Outputs:
+        """The job's outputs, if they may be merged; Refused says what breaks the rules."""
+        return engine_trees.inspect(
+            self._output_fd, self._name(job, Folder.TMPOUTPUT), job_tag(job.job_id)
+        )
 
-    def _already_moved(self, job: Job, folder: Path, *kinds: Folder) -> bool:
-        """A decision whose output rename went through before a fault stopped the rest:
-        when the temp folder is gone and a folder of `kinds` holds the job, only the
-        release of its links is left to do."""
-        if folder.exists():
-            return False
-        if not any(self.output_folder(job, kind).is_dir() for kind in kinds):
-            return False
-        self.release(job)
-        return True
+    def merge(self, job: Job, outputs: Outputs) -> Merged:
+        """DONE: record what is merged (the commit point), then move it into pass/ and
+        fail/. Raises Unfinished when a step after the commit cannot be carried out."""
+        with _committing("merge the outputs of", job):
+            record = self._decide(job, JobState.DONE, outputs=list(outputs.entries))
+        self._passed("merge:decided")
+        return self.finish_merge(job, record)
 
-    def finish_merge(self, job: Job, folder: Path) -> Merged:
+    def finish_merge(self, job: Job, record: JobRecord) -> Merged:
         merged = Merged()
-        tag = job_tag(job.job_id)
-        for kind in RESULT_FOLDERS:
-            source = folder / kind
-            if not source.is_dir():
-                continue
-            target = self.output_dir / kind
-            target.mkdir(exist_ok=True)
-            # Plain strings, not Path objects: a job may have made thousands of outputs.
-            source_dir, target_dir = os.fspath(source), os.fspath(target)
-            for entry in sorted(os.listdir(source_dir)):
-                destination = os.path.join(target_dir, f"{tag}{entry}")  # noqa: PTH118
-                if os.path.exists(destination):  # noqa: PTH110
-                    # Not by protocol (the tag is the job's own): someone else made that
-                    # name. A result is never overwritten; this output stays with the
-                    # job's leftovers, and the caller says so.
-                    merged.kept.append(f"{kind}/{entry}")
-                    continue
-                os.rename(os.path.join(source_dir, entry), destination)  # noqa: PTH104, PTH118
-                merged.moved += 1
-                self._checkpoint("merge:output_moved")
-        folder.rename(self.output_folder(job, Folder.LOGOUTPUT))
-        self._checkpoint("merge:logged")
-        self.release(job)
-        self._checkpoint("merge:released")
+        folder = self._name(job, Folder.TMPOUTPUT)
+        with _finishing(f"merge the outputs of {folder}"):
+            with contextlib.suppress(FileNotFoundError):  # already renamed: all moved
+                moved = engine_trees.move(
+                    self._output_fd,
+                    folder,
+                    Outputs(tuple(record.outputs)),
+                    job_tag(job.job_id),
+                    after_each=lambda: self._passed("merge:output_moved"),
+                )
+                merged.moved, merged.kept = moved.moved, moved.kept
+            engine_trees.rename_folder(self._output_fd, folder, self._name(job, Folder.LOGOUTPUT))
+            self._passed("merge:logged")
+            self.release(job)
+        self._passed("merge:released")
         return merged
+
+    def refuse(self, job: Job, reason: str) -> None:
+        """A DONE whose outputs break the rules: nothing merged, outputs kept aside."""
+        with _committing("record the refusal of", job):
+            self._decide(job, JobState.REFUSED, reason=reason, superseded=True)
+        self._passed("refuse:decided")
+        self.finish_refuse(job)
+
+    def finish_refuse(self, job: Job) -> None:
+        self._keep_aside(job, Folder.REFUSEDOUTPUT, "refuse:output_kept")
+        with _finishing("remove the links of the refused job"):
+            self.release(job)
+        self._passed("refuse:released")
 
     def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
         """FAILED: quarantine files at max_attempts; the others go back to the queue."""
-        folder = self.output_folder(job)
-        with _on_disk("record the failure of", job):
-            if self._already_moved(job, folder, Folder.FAILEDOUTPUT, Folder.RETRIEDOUTPUT):
-                return
-            self._decide(
-                folder, job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
+        with _committing("record the failure of", job):
+            record = self._decide(
+                job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
             )
-            self._checkpoint("fail:decided")
-            self.finish_fail(job, folder, list(quarantine))
+        self._passed("fail:decided")
+        self.finish_fail(job, record)
 
-    def finish_fail(self, job: Job, folder: Path, quarantine: list[str]) -> None:
-        if quarantine:
-            self.place_links(job, Folder.FAILED, quarantine)
-            self._checkpoint("fail:quarantined")
+    def finish_fail(self, job: Job, record: JobRecord) -> None:
+        if record.quarantine:
+            with _finishing("make the quarantine folder"):
+                self.place_links(job, Folder.FAILED, record.quarantine)
+            self._passed("fail:quarantined")
             kind = Folder.FAILEDOUTPUT
         else:
             kind = Folder.RETRIEDOUTPUT
-        folder.rename(self.output_folder(job, kind))
-        self._checkpoint("fail:output_kept")
-        self.release(job)
-        self._checkpoint("fail:released")
+        self._keep_aside(job, kind, "fail:output_kept")
+        with _finishing("remove the links of the failed job"):
+            self.release(job)
+        self._passed("fail:released")
 
     def hand_back(self, job: Job) -> None:
         """RELEASED (the transition "release"): the engine stopped before the end and
         handed the batch back. Its outputs are kept aside, never merged; its links go.
         Nothing is recorded against the files: they are simply ready again."""
-        folder = self.output_folder(job)
-        with _on_disk("record the release of", job):
-            if self._already_moved(job, folder, Folder.RELEASEDOUTPUT):
-                return
-            self._decide(folder, job, JobState.RELEASED)
-            self._checkpoint("release:decided")
-            self.finish_hand_back(job, folder)
+        with _committing("record the release of", job):
+            self._decide(job, JobState.RELEASED)
+        self._passed("release:decided")
+        self.finish_hand_back(job)
 
-    def finish_hand_back(self, job: Job, folder: Path) -> None:
-        folder.rename(self.output_folder(job, Folder.RELEASEDOUTPUT))
-        self._checkpoint("release:output_kept")
-        self.release(job)
-        self._checkpoint("release:released")
+    def finish_hand_back(self, job: Job) -> None:
+        self._keep_aside(job, Folder.RELEASEDOUTPUT, "release:output_kept")
+        with _finishing("remove the links of the released job"):
+            self.release(job)
+        self._passed("release:released")
 
     def set_aside(self, job: Job, engine_state: str) -> None:
         """An unknown job_state: keep both folders aside for a person, as the seed did."""
-        folder = self.output_folder(job)
-        with _on_disk("set aside", job):
-            self._decide(folder, job, JobState.UNKNOWN, engine_state=engine_state)
-            self._checkpoint("set_aside:decided")
-            self.finish_set_aside(job, folder)
+        with _committing("set aside", job):
+            self._decide(job, JobState.UNKNOWN, engine_state=engine_state)
+        self._passed("set_aside:decided")
+        self.finish_set_aside(job)
 
-    def finish_set_aside(self, job: Job, folder: Path) -> None:
-        self.place_links(job, Folder.UNKNOWN, list(job.files))
-        self._checkpoint("set_aside:input_kept")
-        folder.rename(self.output_folder(job, Folder.UNKNOWNOUTPUT))
-        self._checkpoint("set_aside:output_kept")
+    def finish_set_aside(self, job: Job) -> None:
+        with _finishing("make the folder of the set-aside job's links"):
+            self.place_links(job, Folder.UNKNOWN, list(job.files))
+        self._passed("set_aside:input_kept")
+        self._keep_aside(job, Folder.UNKNOWNOUTPUT, "set_aside:output_kept")
+        with _finishing("remove the links of the set-aside job"):
+            self.release(job)
+        self._passed("set_aside:released")
 
     def expire(self, job: Job) -> None:
-        """The lease ran out: withdraw the symlinks; outputs stay for a possible late DONE."""
-        with _on_disk("expire", job):
-            self._decide(self.output_folder(job), job, JobState.EXPIRED)
-            self._checkpoint("expire:decided")
+        """The lease ran out: withdraw the links; outputs stay for a possible late DONE."""
+        with _committing("expire", job):
+            self._decide(job, JobState.EXPIRED)
+        self._passed("expire:decided")
+        self.finish_expire(job)
+
+    def finish_expire(self, job: Job) -> None:
+        with _finishing("remove the links of the expired job"):
             self.release(job)
-            self._checkpoint("expire:released")
+        self._passed("expire:released")
 
     def supersede(self, job: Job) -> None:
         """An expired job's files go out again: its outputs are set aside, never merged."""
-        folder = self.output_folder(job)
-        with _on_disk("set aside the outputs of expired", job):
-            if folder.exists():
-                folder.rename(self.output_folder(job, Folder.EXPIREDOUTPUT))
-            self._checkpoint("supersede:kept")
+        with _committing("set aside the outputs of expired", job):
+            self._decide(job, JobState.EXPIRED, superseded=True)
+        self._passed("supersede:decided")
+        self.finish_supersede(job)
+
+    def finish_supersede(self, job: Job) -> None:
+        self._keep_aside(job, Folder.EXPIREDOUTPUT, "supersede:kept")
+
+    def finish(self, job: Job, record: JobRecord) -> Merged:
+        """Carry out whatever is left of the decision `record` says (recovery, or a retry
+        of an Unfinished job). Repeating a finished decision does nothing."""
+        state = record.state
+        if state == JobState.DONE:
+            return self.finish_merge(job, record)
+        if state == JobState.FAILED:
+            self.finish_fail(job, record)
+        elif state == JobState.RELEASED:
+            self.finish_hand_back(job)
+        elif state == JobState.REFUSED:
+            self.finish_refuse(job)
+        elif state == JobState.UNKNOWN:
+            self.finish_set_aside(job)
+        elif state == JobState.EXPIRED:
+            self.finish_expire(job)
+            if record.superseded:
+                self.finish_supersede(job)
+        return Merged()
+
+    def _passed(self, step: str) -> None:
+        """A crash point after a decision was committed: a fault there (tests inject
+        I/O errors) leaves the decision standing, with its steps left."""
+        try:
+            self._checkpoint(step)
+        except OSError as exc:
+            msg = f"a step after {step} failed: {exc.strerror or exc}"
+            raise Unfinished(msg) from exc
+
+    def _keep_aside(self, job: Job, kind: Folder, checkpoint: str) -> None:
+        """Rename TMPOUTPUT_ (whatever an engine left under its name) to `kind`; gone is
+        fine: an engine that removed its folder has nothing to keep."""
+        with _finishing(f"keep the job's output folder as {kind}_…"):
+            engine_trees.rename_folder(
+                self._output_fd, self._name(job, Folder.TMPOUTPUT), self._name(job, kind)
+            )
+        self._passed(checkpoint)
 
     def renew_lease(self, job: Job) -> None:
-        """Record a keepalive: the ASSIGNED_ folder's mtime is the job's last sign of life,
-        which recovery reads so that a restart does not extend leases. Best effort: a
-        failure only means a restart would count the lease from the previous mark."""
-        # Every keepalive comes here: a str path, not a Path (pathlib was 5 % of the
-        # loop's time under /keepalive load, py-spy --gil).
-        name = JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name
+        """Record a keepalive: the record's mtime is the job's last sign of life, which
+        recovery reads so that a restart does not extend leases. Best effort: a failure
+        only means a restart would count the lease from the previous mark."""
         with contextlib.suppress(OSError):
-            os.utime(os.path.join(self._input_dir_str, name))  # noqa: PTH118
+            self.state.touch(JOBS, record_name(job.job_id))
+
+    def last_keepalive(self, job_id: str) -> float | None:
+        """Wall-clock time of the job's last recorded sign of life."""
+        with contextlib.suppress(OSError):
+            return self.state.mtime(JOBS, record_name(job_id))
+        return None
 
     def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
-        """Release a quarantine folder (FAILED_… or UNKNOWN_…): a REQUEUED_ marker in
-        OUTPUTDIR records each file's attempt count so far (recovery ignores failures up
-        to it), then the folder of links goes. The marker is the commit point."""
-        marker = self.output_dir / folder.renamed(Folder.REQUEUED).name
-        stage = self._staging(self.output_dir, f"requeue-{folder.job_id}")
-        manifest = Manifest(
-            job_id=folder.job_id,
-            engine_id=folder.engine_id,
-            files=dict(baseline),
-            state="requeued",
-            assigned_at=0.0,
-            decided_at=time.time(),
-        )
+        """Release a quarantine (FAILED_… or UNKNOWN_…): a record of each file's attempt
+        count so far (recovery ignores failures up to it) is the commit point, then the
+        folder of links goes."""
+        name = f"{folder.job_id}_{folder.engine_id}{RECORD_SUFFIX}"
         try:
-            if not marker.exists():
-                shutil.rmtree(stage, ignore_errors=True)
-                stage.mkdir()
-                self._write_manifest(stage, manifest)
-                stage.rename(marker)
+            self.state.write(REQUEUED, name, {"format": RECORD_FORMAT, "files": baseline})
             self._checkpoint("requeue:decided")
-            shutil.rmtree(self.input_dir / folder.name)
+            engine_trees.remove_folder(self._input_fd, folder.name)
             self._checkpoint("requeue:released")
         except OSError as exc:
             msg = f"could not release {folder.name}: {exc}"
             raise JournalError(msg) from exc
 
-    def quarantine_folders(self) -> dict[str, tuple[JobFolder, list[str]]]:
-        """FAILED_/UNKNOWN_ folders of INPUTDIR by name, with the .pod5 names they hold."""
-        found: dict[str, tuple[JobFolder, list[str]]] = {}
-        for entry in os.scandir(self.input_dir):
-            folder = parse_job_folder(entry.name)
-            if folder is not None and folder.kind in (Folder.FAILED, Folder.UNKNOWN):
-                names = sorted(n for n in os.listdir(entry.path) if is_pod5_name(n))
-                found[entry.name] = (folder, names)
-        return found
-
     # ------------------------------------------------------------- helpers
 
     def place_links(self, job: Job, kind: Folder, names: list[str]) -> None:
-        """Make `<kind>_<job>` hold links to `names`: rename ASSIGNED_ when it holds
-        exactly those, else build the folder under a staging name."""
-        target = self.input_folder(job, kind)
-        if target.exists():
-            return
-        assigned = self.input_folder(job)
-        if assigned.is_dir() and set(os.listdir(assigned)) == set(names):
-            assigned.rename(target)
-            return
-        stage = self._input_staging(job.job_id)
-        shutil.rmtree(stage, ignore_errors=True)
-        self._make_input_stage(stage)
-        _link_inputs(stage, names)
-        stage.rename(target)
+        """Make `<kind>_<job>` hold links to `names`, built afresh (never the engine's
+        ASSIGNED_ folder, which it could have changed), unless it is there already."""
+        try:
+            os.stat(self._name(job, kind), dir_fd=self._input_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            self._place_new_links(job, kind, names)
 
     def release(self, job: Job) -> None:
-        """Remove the job's folder of symlinks (links only: inputs are never touched)."""
-        shutil.rmtree(self.input_folder(job), ignore_errors=True)
-
-    def rebuild_output_folder(self, job: Job) -> None:
-        """Recreate a live job's output folder and manifest (recovery of seed-era jobs)."""
-        out = self.output_folder(job)
-        for kind in RESULT_FOLDERS:
-            (out / kind).mkdir(parents=True, exist_ok=True)
-        self._write_manifest(out, self._manifest_for(job, JobState.ASSIGNED))
+        """Remove the job's folder of links (links only: inputs are never touched)."""
+        engine_trees.remove_folder(self._input_fd, self._name(job, Folder.ASSIGNED))
 
     def result_stems(self) -> set[str]:
         """Stems of the outputs in pass/ and fail/ (the seed's rule for 'done')."""
         stems: set[str] = set()
         for kind in RESULT_FOLDERS:
-            with contextlib.suppress(FileNotFoundError):
-                for name in os.listdir(self.output_dir / kind):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                fd = open_folder(self._output_fd, kind)
+                try:
+                    names = os.listdir(fd)
+                finally:
+                    os.close(fd)
+                for name in names:
                     stem = output_stem(name)
                     if stem is not None:
                         stems.add(stem)

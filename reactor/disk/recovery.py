@@ -1,58 +1,68 @@
-"""Recovery: rebuild the run's state from disk alone, finishing half-done transitions.
+"""Recovery: rebuild the run's state from reactor's records, finishing half-done steps.
 
-Runs once at start, before the service answers anything. It reads every job folder's
-manifest (`reactor-job.json`, see `reactor.disk.journal` for the protocol), replays the steps
-of any decision that was committed but not finished when the process died, removes
-staging leftovers and assignments that never committed, and returns what the disk says:
-live jobs (each lease counted from its last keepalive on disk), finished jobs, done and
-quarantined files, how many times each requeued file has failed, and the files of
-released jobs (which failed nothing). Seed-era folders without a manifest are taken over.
+Runs once at start, before the service answers anything. It reads every job's record in
+the state folder (`reactor.disk.state_dir`; the protocol is `reactor.disk.journal`'s),
+carries out the steps of any decision that was committed but not finished when the
+process died, rolls back assignments that never committed, removes staging leftovers,
+and returns what the records say: live jobs (each lease counted from its last keepalive),
+finished jobs, done and quarantined files, how many times each requeued file has failed,
+and the files of released jobs (which failed nothing).
+
+The folders engines write are looked at only for what the records cannot say: whether a
+job's `ASSIGNED_` folder made it into INPUTDIR (the assignment's commit point), and
+which folders are left to rename or remove. Nothing in them is believed. A job whose
+steps cannot be finished (an engine removed its folder, made it read-only) is held for
+a person with the reason; the others go on. A run from before the state folder existed
+is taken over first (`reactor.disk.migration`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reactor.core.names import (
-    INPUT_FOLDERS,
     INPUT_STAGING_NAME,
-    RESULT_FOLDERS,
     STAGING_PREFIX,
     Folder,
     JobFolder,
-    is_pod5_name,
     parse_job_folder,
 )
 from reactor.core.retry import FailureHistory, halves
 from reactor.core.state import Job, JobState
-from reactor.disk.journal import Journal
+from reactor.disk import engine_trees
+from reactor.disk.journal import JobRecord, Journal, Unfinished, record_name
+from reactor.disk.migration import migrate
+from reactor.disk.state_dir import JOBS
+
+Kinds = dict[Folder, JobFolder]
 
 
 @dataclass(slots=True)
 class Recovered:
-    """What the disk says, after every half-done transition was finished."""
+    """What the records say, after every half-done transition was finished."""
 
     live: list[Job] = field(default_factory=list)
-    finished: list[Job] = field(default_factory=list)  # done, failed, released, unknown, expired
+    finished: list[Job] = field(default_factory=list)  # every job that is not live
     done: set[str] = field(default_factory=set)
     quarantined: set[str] = field(default_factory=set)
     history: dict[str, FailureHistory] = field(default_factory=dict)  # of failed files
     handed_back: set[str] = field(default_factory=set)  # files of released jobs: to the front
-    repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder)
+    # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
+    quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # job id -> why, for a person
+    repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder or record)
 
 
 def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
-    """Rebuild the run from disk, finishing every transition a crash cut in half.
+    """Rebuild the run from its records, finishing every transition a crash cut in half.
 
-    A live job's lease runs from its last keepalive recorded on disk (`_keep_lease`), so
-    a restart does not extend it; a seed-era job, which has no such record, gets a fresh
-    lease from `now`.
+    A live job's lease runs from its last keepalive recorded on disk, so a restart does
+    not extend it; a job taken over from the seed, which has no such record, gets a
+    fresh lease from `now`.
     """
     return _Recovery(journal, now, lease_s).run()
 
@@ -60,222 +70,198 @@ def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
 class _Recovery:
     def __init__(self, journal: Journal, now: float, lease_s: float) -> None:
         self.journal = journal
-        self.input_dir = journal.input_dir
-        self.output_dir = journal.output_dir
         self.now = now
         self.lease_s = lease_s
         self.result = Recovered()
         # name -> failed tries (attempt, batch size, engine); name -> attempts released
         self.failures: dict[str, list[tuple[int, int, str]]] = {}
         self.released: dict[str, int] = {}
-        # FAILED_/UNKNOWN_ folders: found by the one scan of INPUTDIR, plus those that
-        # finishing a transition creates, so INPUTDIR (10^6 entries) is walked once.
-        self.quarantine_folders: set[str] = set()
+        # "<jobid>_<engineid>" of the quarantines a person released (FAILED_ or UNKNOWN_)
+        self.requeued: set[str] = set()
 
     def run(self) -> Recovered:
         result = self.result
-        inputs = self._scan_input()
-        for folder in _job_folder_entries(self.output_dir, self._remove_staging_entry):
-            if folder.kind not in INPUT_FOLDERS:
-                self._recover_job(folder, inputs.pop(folder.job_id, {}))
+        result.repairs += migrate(self.journal)
+        self.journal.open()
+        for folder, files in self.journal.requeued():
+            self.requeued.add(folder)
+            for name, attempt in files.items():
+                self.released[name] = max(self.released.get(name, 0), attempt)
+        inputs = self._scan(self.journal.input_dir)
+        outputs = self._scan(self.journal.output_dir)
+        for name, record in self.journal.records():
+            if isinstance(record, ValueError):
+                result.repairs.append(("record_unreadable", f"{JOBS}/{name}: {record}"))
+                continue
+            job_inputs = inputs.pop(record.job_id, {})
+            self._recover(record, job_inputs, outputs.pop(record.job_id, {}))
+        for kinds in outputs.values():
+            if (unrecorded := kinds.get(Folder.TMPOUTPUT)) is not None:  # never committed
+                self._orphan(unrecorded)
         for kinds in inputs.values():
-            self._recover_input_only(kinds)
+            if (links := kinds.get(Folder.ASSIGNED)) is not None:  # not reactor's
+                result.repairs.append(("links_without_record", links.name))
         for name, tries in self.failures.items():
             history = _history(tries, self.released.get(name, 0))
             if history is not None:
                 result.history[name] = history
-        # Quarantine is what FAILED_/UNKNOWN_ hold (seed-era folders have no manifest);
-        # a folder that recovery released is gone, and holds nothing.
-        for name in sorted(self.quarantine_folders):
-            result.quarantined.update(_pod5_links(self.input_dir / name))
+        for _folder, names in result.quarantine_folders.values():
+            result.quarantined.update(names)
         return result
 
-    def _scan_input(self) -> dict[str, dict[Folder, JobFolder]]:
-        """The one walk of INPUTDIR: staging leftovers removed, job folders by job id."""
-        found: dict[str, dict[Folder, JobFolder]] = {}
-        for folder in _job_folder_entries(self.input_dir, self._remove_staging_entry):
-            if folder.kind in INPUT_FOLDERS:
-                found.setdefault(folder.job_id, {})[folder.kind] = folder
-            if folder.kind in (Folder.FAILED, Folder.UNKNOWN):
-                self.quarantine_folders.add(folder.name)
-        return found
+    # ------------------------------------------------------------ one job
 
-    def _remove_staging_entry(self, entry: os.DirEntry[str]) -> None:
-        if entry.name == INPUT_STAGING_NAME and entry.is_dir(follow_symlinks=False):
-            # The journal's own staging folder stays; what a crash left in it goes.
-            for leftover in os.listdir(entry.path):
-                shutil.rmtree(os.path.join(entry.path, leftover), ignore_errors=True)  # noqa: PTH118
-                self.result.repairs.append(("staging_removed", f"{entry.name}/{leftover}"))
+    def _recover(self, record: JobRecord, inputs: Kinds, outputs: Kinds) -> None:
+        job = self._job(record)
+        state = record.state
+        if state == JobState.ASSIGNED:
+            if Folder.ASSIGNED in inputs:
+                last = self.journal.last_keepalive(record.job_id)
+                if last is not None:  # a clock set back must not renew leases
+                    job.last_seen = self.now - max(0.0, time.time() - last)
+                self.result.live.append(job)
+            else:  # the assignment never committed: nobody got its files
+                self._orphan(JobFolder(Folder.TMPOUTPUT, job.job_id, job.engine_id), outputs)
+                self.journal.state.remove(JOBS, record_name(job.job_id))
+                self.result.repairs.append(("assignment_rolled_back", record_name(job.job_id)))
             return
-        shutil.rmtree(entry.path, ignore_errors=True)
-        self.result.repairs.append(("staging_removed", entry.name))
+        try:
+            job.state = JobState(state)
+        except ValueError:
+            self.result.repairs.append(("record_unreadable", f"state {state!r}"))
+            return
+        if self._left_to_do(record, inputs, outputs):
+            try:
+                merged = self.journal.finish(job, record)
+            except Unfinished as exc:
+                self.result.held[job.job_id] = exc.reason
+            else:
+                self.result.repairs.append((f"{state}_finished", record_name(job.job_id)))
+                logs = self.journal.output_folder(job, Folder.LOGOUTPUT).name
+                self.result.repairs += [
+                    ("output_not_merged", f"{logs}/{kept}") for kept in merged.kept
+                ]
+        self._count(job, record)
+        self.result.finished.append(job)
 
-    def _placed(self, job: Job, kind: Folder) -> None:
-        """Finishing a transition made (or kept) the quarantine folder `kind` of `job`."""
-        self.quarantine_folders.add(self.journal.input_folder(job, kind).name)
+    def _left_to_do(self, record: JobRecord, inputs: Kinds, outputs: Kinds) -> bool:
+        """Whether the steps after the decision are unfinished, from the folders seen."""
+        if Folder.ASSIGNED in inputs:
+            return True
+        state = record.state
+        if Folder.TMPOUTPUT in outputs and (state != JobState.EXPIRED or record.superseded):
+            return True
+        if state == JobState.FAILED and record.quarantine:
+            return Folder.FAILED not in inputs and not self._released(record, Folder.FAILED)
+        if state == JobState.UNKNOWN:
+            return Folder.UNKNOWN not in inputs and not self._released(record, Folder.UNKNOWN)
+        return False
 
-    def _new_job(self, job_id: str, engine_id: str, files: dict[str, int]) -> Job:
+    def _released(self, record: JobRecord, kind: Folder) -> bool:
+        return f"{record.job_id}_{record.engine_id}" in self.requeued
+
+    def _count(self, job: Job, record: JobRecord) -> None:
+        """What a finished job tells about its files."""
+        result = self.result
+        state = job.state
+        if state is JobState.DONE:
+            result.done.update(job.files)
+        elif state is JobState.FAILED:
+            for name, attempt in job.files.items():
+                self.failures.setdefault(name, []).append((attempt, len(job.files), job.engine_id))
+            if record.quarantine:
+                self._quarantine(record, Folder.FAILED, record.quarantine)
+        elif state is JobState.RELEASED:
+            result.handed_back.update(job.files)
+        elif state is JobState.UNKNOWN:
+            self._quarantine(record, Folder.UNKNOWN, list(job.files))
+        elif state is JobState.EXPIRED:
+            job.superseded = record.superseded
+        elif state is JobState.REFUSED:
+            job.superseded = True
+            job.reason = record.reason
+
+    def _quarantine(self, record: JobRecord, kind: Folder, names: list[str]) -> None:
+        folder = JobFolder(kind, record.job_id, record.engine_id)
+        if f"{folder.job_id}_{folder.engine_id}" not in self.requeued:
+            self.result.quarantine_folders[folder.name] = (folder, sorted(names))
+
+    def _job(self, record: JobRecord) -> Job:
         return Job(
-            job_id=job_id,
-            engine_id=engine_id,
-            files=files,
+            job_id=record.job_id,
+            engine_id=record.engine_id,
+            files=dict(record.files),
             state=JobState.ASSIGNED,
             assigned_at=self.now,
             last_seen=self.now,
             lease_s=self.lease_s,
+            engine_state=record.engine_state,
         )
 
-    def _recover_job(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
-        """One output folder: what its manifest says, and where the folder is, tell
-        which steps of which transition are left to do."""
-        if folder.kind is Folder.ORPHANOUTPUT:
-            return
-        if folder.kind is Folder.REQUEUED:
-            self._recover_requeue(folder)
-            return
-        journal, result = self.journal, self.result
-        path = self.output_dir / folder.name
-        manifest = journal.read_manifest(path)
-        if manifest is None:
-            self._recover_without_manifest(folder, inputs)
-            return
-        job = self._new_job(manifest.job_id, manifest.engine_id, dict(manifest.files))
-        job.engine_state = manifest.engine_state
-        state = manifest.state
-        in_tmp = folder.kind is Folder.TMPOUTPUT
-        if state == JobState.ASSIGNED and in_tmp:
-            if Folder.ASSIGNED in inputs:
-                self._keep_lease(job, inputs[Folder.ASSIGNED])
-                result.live.append(job)
-            else:
-                self._orphan(path, folder)
-            return
-        if state == JobState.DONE:
-            if in_tmp:
-                merged = journal.finish_merge(job, path)
-                result.repairs.append(("merge_finished", folder.name))
-                logs = journal.output_folder(job, Folder.LOGOUTPUT).name
-                result.repairs += [("output_not_merged", f"{logs}/{name}") for name in merged.kept]
-            else:
-                journal.release(job)
-            result.done.update(job.files)
-        elif state == JobState.FAILED:
-            if in_tmp:
-                journal.finish_fail(job, path, manifest.quarantine)
-                result.repairs.append(("fail_finished", folder.name))
-                if manifest.quarantine:
-                    self._placed(job, Folder.FAILED)
-            else:
-                journal.release(job)
-            for name, attempt in job.files.items():
-                tries = self.failures.setdefault(name, [])
-                tries.append((attempt, len(job.files), job.engine_id))
-        elif state == JobState.RELEASED:
-            # Handed back unfinished: no failure to remember, the files are ready again.
-            if in_tmp:
-                journal.finish_hand_back(job, path)
-                result.repairs.append(("release_finished", folder.name))
-            else:
-                journal.release(job)
-            result.handed_back.update(job.files)
-        elif state == JobState.UNKNOWN:
-            if in_tmp:
-                journal.finish_set_aside(job, path)
-                result.repairs.append(("set_aside_finished", folder.name))
-                self._placed(job, Folder.UNKNOWN)
-            elif Folder.ASSIGNED in inputs:
-                journal.place_links(job, Folder.UNKNOWN, list(job.files))
-                self._placed(job, Folder.UNKNOWN)
-        elif state == JobState.EXPIRED:
-            journal.release(job)
-            job.superseded = not in_tmp
-        else:
-            self._orphan(path, folder)
-            return
-        job.state = JobState(state)
-        result.finished.append(job)
+    # ------------------------------------------------------------ folders
 
-    def _recover_requeue(self, folder: JobFolder) -> None:
-        """A released quarantine: failures up to the recorded attempts no longer count,
-        and the folder of links must be gone (replayed if a crash left it)."""
-        manifest = self.journal.read_manifest(self.output_dir / folder.name)
-        if manifest is None:
-            return
-        for name, attempt in manifest.files.items():
-            self.released[name] = max(self.released.get(name, 0), attempt)
-        for kind in (Folder.FAILED, Folder.UNKNOWN):
-            links = self.input_dir / folder.renamed(kind).name
-            if links.exists():
-                shutil.rmtree(links)
-                self.result.repairs.append(("requeue_finished", links.name))
+    def _scan(self, parent: os.PathLike[str]) -> dict[str, Kinds]:
+        """One walk of a run folder: staging leftovers removed, job folders by job id.
+        Files (10^6 `.pod5` in INPUTDIR) cost one `is_dir`, which the directory entry
+        answers without a `stat`."""
+        found: dict[str, Kinds] = {}
+        with os.scandir(parent) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(STAGING_PREFIX):
+                    self._remove_staging(entry)
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                folder = parse_job_folder(name)
+                if folder is not None:
+                    found.setdefault(folder.job_id, {})[folder.kind] = folder
+        # Quarantine folders a person released but a crash left behind: finish the release.
+        for kinds in found.values():
+            for kind in (Folder.FAILED, Folder.UNKNOWN):
+                folder = kinds.get(kind)
+                if folder is not None and f"{folder.job_id}_{folder.engine_id}" in self.requeued:
+                    self._remove(self.journal.input_dir, folder.name)
+                    self.result.repairs.append(("requeue_finished", folder.name))
+        return found
 
-    def _keep_lease(self, job: Job, folder: JobFolder) -> None:
-        """A live job's lease runs from its last keepalive, which the service records as
-        the mtime of its ASSIGNED_ folder: a restart does not extend it, so the work of a
-        dead engine still expires when the service restarts more often than the lease."""
+    def _remove_staging(self, entry: os.DirEntry[str]) -> None:
+        parent = Path(entry.path).parent
+        if entry.name == INPUT_STAGING_NAME and entry.is_dir(follow_symlinks=False):
+            # The journal's own staging folder stays; what a crash left in it goes.
+            for leftover in os.listdir(entry.path):
+                self._remove(entry.path, leftover)
+                self.result.repairs.append(("staging_removed", f"{entry.name}/{leftover}"))
+            return
+        self._remove(parent, entry.name)
+        self.result.repairs.append(("staging_removed", entry.name))
+
+    @staticmethod
+    def _remove(parent: str | os.PathLike[str], name: str) -> None:
+        with contextlib.suppress(OSError):
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                engine_trees.remove_folder(fd, name)
+            finally:
+                os.close(fd)
+
+    def _orphan(self, folder: JobFolder, outputs: Kinds | None = None) -> None:
+        """An output folder whose assignment never committed: nobody got its files. Kept
+        as ORPHANOUTPUT_ if anything was written into it, else removed."""
+        if outputs is not None and Folder.TMPOUTPUT not in outputs:
+            return
+        journal = self.journal
+        out = os.open(journal.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            last = (self.input_dir / folder.name).stat().st_mtime
-        except OSError:
-            return
-        silent_s = max(0.0, time.time() - last)  # a clock set back must not renew leases
-        job.last_seen = self.now - silent_s
-
-    def _recover_without_manifest(self, folder: JobFolder, inputs: dict[Folder, JobFolder]) -> None:
-        """Seed-era folders: a TMPOUTPUT with ASSIGNED_ is a live job; LOGOUTPUT is done."""
-        if folder.kind is Folder.TMPOUTPUT and Folder.ASSIGNED in inputs:
-            self._recover_input_only(inputs)
-        elif folder.kind is Folder.LOGOUTPUT:
-            assigned = self.input_dir / folder.renamed(Folder.ASSIGNED).name
-            self.result.done.update(_pod5_links(assigned))
-
-    def _recover_input_only(self, kinds: dict[Folder, JobFolder]) -> None:
-        """An ASSIGNED_ folder whose output folder is missing or has no manifest: a live
-        job (seed-era, or a person removed the output folder). Its manifest is rebuilt."""
-        folder = kinds.get(Folder.ASSIGNED)
-        if folder is None:
-            return
-        names = sorted(_pod5_links(self.input_dir / folder.name))
-        job = self._new_job(folder.job_id, folder.engine_id, dict.fromkeys(names, 1))
-        self.journal.rebuild_output_folder(job)
-        self.result.live.append(job)
-        self.result.repairs.append(("manifest_rebuilt", folder.name))
-
-    def _orphan(self, path: Path, folder: JobFolder) -> None:
-        """An output folder whose assignment never committed: nobody got its files."""
-        written = any(
-            any(os.scandir(path / kind)) for kind in RESULT_FOLDERS if (path / kind).is_dir()
-        )
-        if written:
-            path.rename(self.output_dir / folder.renamed(Folder.ORPHANOUTPUT).name)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+            if engine_trees.holds_anything(out, folder.name):
+                engine_trees.rename_folder(
+                    out, folder.name, folder.renamed(Folder.ORPHANOUTPUT).name
+                )
+            else:
+                engine_trees.remove_folder(out, folder.name)
+        finally:
+            os.close(out)
         self.result.repairs.append(("orphan_removed", folder.name))
-
-
-def _job_folder_entries(
-    parent: Path, on_staging: Callable[[os.DirEntry[str]], None]
-) -> list[JobFolder]:
-    """The job folders in `parent`, in one `scandir`; staging leftovers go to
-    `on_staging`. Files (10^6 `.pod5` in INPUTDIR) cost one `is_dir`, which
-    the directory entry answers without a `stat`."""
-    folders = []
-    for entry in os.scandir(parent):
-        name = entry.name
-        if name.startswith(STAGING_PREFIX):
-            on_staging(entry)
-            continue
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        folder = parse_job_folder(name)
-        if folder is not None:
-            folders.append(folder)
-    return folders
-
-
-def _pod5_links(folder: Path) -> set[str]:
-    with contextlib.suppress(FileNotFoundError):
-        return {name for name in os.listdir(folder) if is_pod5_name(name)}
-    return set()
 
 
 def _history(tries: list[tuple[int, int, str]], released: int) -> FailureHistory | None:

@@ -26,7 +26,7 @@ from reactor.core.names import InvalidName, check_engine_id, check_job_id
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.journal import JournalError
 from reactor.serve.app_keys import CONFIG, REACTOR
-from reactor.serve.service import Conflict
+from reactor.serve.service import Conflict, StepsLeft
 
 log = structlog.get_logger("reactor.api")
 
@@ -232,7 +232,7 @@ async def _riding_out_storage(request: web.Request, operation: Callable[[], T]) 
     while True:
         try:
             result = operation()
-        except JournalError as exc:
+        except (JournalError, StepsLeft) as exc:
             if loop.time() + delay_s > deadline:
                 raise
             if attempt == 1:
@@ -274,9 +274,15 @@ async def completed(request: web.Request) -> web.Response:
         raise _unknown_job(job_id) from None
     except Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    if plan.action is CompletionAction.LATE_NOT_MERGED:
-        # Not the engine's fault (it was slow, and its files went to another): a 2xx that
-        # says so, since a seed engine exits on any other answer.
+    except StepsLeft as left:
+        # Decided: the engine's report is taken. What is left on disk is held for a
+        # person (and tried again), not the engine's to wait for.
+        reactor.hold_for_good(job_id)
+        plan = left.plan
+    if plan.action in (CompletionAction.LATE_NOT_MERGED, CompletionAction.REFUSE):
+        # Nothing merged: a late DONE whose files went to another engine, or outputs
+        # that break the rules. A 2xx that says so, since a seed engine exits on any
+        # other answer, and the run is better served by its next batch than its exit.
         return web.json_response({"ok": True, "merged": False, "detail": plan.reason})
     return web.json_response({"ok": True})
 

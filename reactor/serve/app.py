@@ -147,6 +147,7 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     reactor.ready = False
     log.info("stopped", **reactor.count_fields())
+    reactor.journal.close()
 
 
 async def _finisher_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -49,6 +49,12 @@ class Metrics:
             "reactor_completions", "Completion reports by outcome.", ["outcome"], registry=registry
         )
         self.expiries = Counter("reactor_expiries", "Jobs expired.", registry=registry)
+        self.jobs_held = Counter(
+            "reactor_jobs_held",
+            "Jobs held for a person: outputs refused, or a step on disk that could not be "
+            "carried out.",
+            registry=registry,
+        )
         self.outputs_not_merged = Counter(
             "reactor_outputs_not_merged",
             "Outputs of DONE jobs left with the job because their name was taken in "

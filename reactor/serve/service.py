@@ -25,7 +25,7 @@ import structlog
 from reactor.core.endrun import RunEnd, phase_of
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.model import Clock
-from reactor.core.names import RESULT_FOLDERS, Folder, is_pod5_name, output_stem
+from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, is_pod5_name, output_stem
 from reactor.core.rate import Throughput
 from reactor.core.retry import FailureHistory
 from reactor.core.state import (
@@ -38,7 +38,7 @@ from reactor.core.state import (
     RunState,
 )
 from reactor.core.status import count_fields, status_line, status_report
-from reactor.disk.journal import Journal, Merged
+from reactor.disk.journal import Journal, JournalError, Merged, Refused, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.serve.metrics import Metrics
@@ -84,6 +84,18 @@ class Conflict(Exception):
     """A request that cannot be carried out in the job's current state (HTTP 409)."""
 
 
+class StepsLeft(Exception):
+    """The report was decided and memory follows it, but a step on disk after the
+    decision could not be carried out yet: the job is held until it is. Repeating the
+    report tries the steps again; `Reactor.hold_for_good` says so in the log when the
+    caller stops trying."""
+
+    def __init__(self, plan: CompletionPlan, reason: str) -> None:
+        super().__init__(reason)
+        self.plan = plan
+        self.reason = reason
+
+
 class Reactor:
     """The running service: state, journal, and the operations on them."""
 
@@ -111,6 +123,8 @@ class Reactor:
         self.metrics = Metrics(self.state, clock)
         self._refused: set[str] = set()  # names refused once, so they are logged once
         self.run_end = RunEnd()  # set by reactor.serve.finisher: stop file seen, complete
+        # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
+        self.quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = {}
 
     # ------------------------------------------------------------ start
 
@@ -136,8 +150,11 @@ class Reactor:
         self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
         for job in recovered.finished:
             state.restore_job(job)
+        self.quarantine_folders = dict(recovered.quarantine_folders)
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
+        for job_id, reason in recovered.held.items():
+            self._hold(state.jobs[job_id], reason)
         self.state.last_activity = now
         # Leases run from the last keepalive on disk: expire now what ran out while down.
         self.expire_due(now)
@@ -210,7 +227,10 @@ class Reactor:
             return None
         for expired_id in plan.supersede:
             expired = self.state.jobs[expired_id]
-            self.journal.supersede(expired)
+            try:
+                self.journal.supersede(expired)
+            except Unfinished as exc:
+                self._hold(expired, exc.reason)
             self.state.supersede(expired)  # on disk already: memory follows at once
             log.info("job_superseded", job_id=expired_id, engine_id=expired.engine_id)
         job_id = self._new_job_id()
@@ -249,23 +269,38 @@ class Reactor:
         return late
 
     def complete(self, job_id: str, job_state: str) -> CompletionPlan:
-        """Carry out an engine's /completed report. Raises Conflict for a 409."""
+        """Carry out an engine's /completed report. Raises Conflict for a 409, and
+        StepsLeft when the decision's steps on disk could not all be carried out."""
         outcome = EngineReport.parse(job_state)
         now = self.clock()
         plan = self.state.plan_completion(job_id, outcome, now)
+        if plan.action is CompletionAction.REPEAT and self._unfinished(plan.job):
+            self._finish_steps(plan)  # the report again: carry on with what is left
+            return plan
+        if plan.action is CompletionAction.MERGE:
+            try:
+                outputs = self.journal.inspect(plan.job)
+            except Refused as refused:
+                plan = self.state.plan_refusal(plan, str(refused))
         job = plan.job
         action = plan.action
         merged = Merged()
-        if action is CompletionAction.MERGE:
-            merged = self.journal.merge(job)
-        elif action is CompletionAction.FAIL:
-            self.journal.fail(job, plan.requeue, plan.quarantine)
-        elif action is CompletionAction.RELEASE:
-            self.journal.hand_back(job)
-        elif action is CompletionAction.SET_ASIDE:
-            self.journal.set_aside(job, job_state)
-        elif action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
-            self.journal.supersede(job)
+        unfinished: str | None = None
+        try:
+            if action is CompletionAction.MERGE:
+                merged = self.journal.merge(job, outputs)
+            elif action is CompletionAction.REFUSE:
+                self.journal.refuse(job, plan.reason)
+            elif action is CompletionAction.FAIL:
+                self.journal.fail(job, plan.requeue, plan.quarantine)
+            elif action is CompletionAction.RELEASE:
+                self.journal.hand_back(job)
+            elif action is CompletionAction.SET_ASIDE:
+                self.journal.set_aside(job, job_state)
+            elif action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
+                self.journal.supersede(job)
+        except Unfinished as exc:  # decided on disk: memory follows, the job is held
+            unfinished = exc.reason
         engine = self.state.engines.get(job.engine_id)
         benched_before = engine.benched_until if engine else 0.0
         self.state.apply_completion(plan, now)
@@ -277,10 +312,81 @@ class Reactor:
                 failed_batches=self.config.bench_after,
                 duration_s=self.config.bench_seconds,
             )
+        self._quarantine_kept(plan, job_state)
         self._log_completion(plan, job_state, merged, now)
+        if unfinished is not None:
+            self.state.hold(job.job_id, unfinished)
+            raise StepsLeft(plan, unfinished)
         if action is CompletionAction.CONFLICT:
             raise Conflict(plan.reason)
         return plan
+
+    def _quarantine_kept(self, plan: CompletionPlan, job_state: str) -> None:
+        """Remember the quarantine folder a FAILED or unknown report made, for requeue."""
+        job = plan.job
+        if plan.action is CompletionAction.FAIL and plan.quarantine:
+            folder = JobFolder(Folder.FAILED, job.job_id, job.engine_id)
+            self.quarantine_folders[folder.name] = (folder, sorted(plan.quarantine))
+        elif plan.action is CompletionAction.SET_ASIDE:
+            folder = JobFolder(Folder.UNKNOWN, job.job_id, job.engine_id)
+            self.quarantine_folders[folder.name] = (folder, sorted(job.files))
+
+    def _unfinished(self, job: Job) -> bool:
+        """Held because steps of its decision are left (not a refused job)."""
+        return bool(job.reason) and job.state is not JobState.REFUSED
+
+    def _finish_steps(self, plan: CompletionPlan) -> None:
+        """Carry out what is left of a held job's decision; StepsLeft if still stuck."""
+        job = plan.job
+        try:
+            record = self.journal.read_record(job.job_id)
+            if record is not None:
+                self.journal.finish(job, record)
+        except Unfinished as exc:
+            job.reason = exc.reason
+            raise StepsLeft(plan, exc.reason) from None
+        self.state.unhold(job.job_id)
+        log.info("job_no_longer_held", job_id=job.job_id, engine_id=job.engine_id)
+
+    def hold_for_good(self, job_id: str) -> None:
+        """The caller stops trying the steps left of this job now: say so, once."""
+        job = self.state.jobs.get(job_id)
+        if job is not None and self._unfinished(job):
+            self._hold(job, job.reason)
+
+    def _hold(self, job: Job, reason: str) -> None:
+        """Hold a job for a person: a step on disk that could not be carried out (its
+        decision stands), or outputs refused. Every other job goes on."""
+        self.state.hold(job.job_id, reason)
+        self.metrics.jobs_held.inc()
+        log.error(
+            "job_held",
+            job_id=job.job_id,
+            engine_id=job.engine_id,
+            state=str(job.state),
+            reason=reason,
+            action=(
+                "look at the job's folders; reactor tries the steps left again at each "
+                "reconcile and at the next start"
+                if job.state is not JobState.REFUSED
+                else "its outputs were kept aside, not merged; its files went to other engines"
+            ),
+        )
+
+    def finish_held(self) -> None:
+        """Try again the steps left of held jobs whose decision could not be carried out
+        (refused jobs stay held: there is nothing left to do for them)."""
+        for job in [j for j in self.state.held_jobs() if j.state is not JobState.REFUSED]:
+            try:
+                record = self.journal.read_record(job.job_id)
+                if record is None:
+                    continue
+                self.journal.finish(job, record)
+            except (Unfinished, ValueError, KeyError, TypeError, OSError) as exc:
+                log.debug("job_still_held", job_id=job.job_id, detail=str(exc))
+                continue
+            self.state.unhold(job.job_id)
+            log.info("job_no_longer_held", job_id=job.job_id, engine_id=job.engine_id)
 
     def _log_completion(
         self, plan: CompletionPlan, job_state: str, merged: Merged, now: float
@@ -300,6 +406,15 @@ class Reactor:
             CompletionAction.SET_ASIDE,
         ):
             self.metrics.completions.labels(outcome=str(plan.outcome)).inc()
+        if action is CompletionAction.REFUSE:
+            self.metrics.completions.labels(outcome="REFUSED").inc()
+            log.error(
+                "job_refused",
+                reason=plan.reason,
+                requeued=len(plan.requeue),
+                folder=self.journal.output_folder(job, Folder.REFUSEDOUTPUT).name,
+                **fields,
+            )
         if action is CompletionAction.MERGE:
             self.metrics.job_seconds.observe(now - job.assigned_at)
             self.throughput.record(now, len(job.files))
@@ -309,12 +424,12 @@ class Reactor:
                 self.metrics.outputs_not_merged.inc(len(merged.kept))
                 log.error(
                     "outputs_not_merged",
-                    reason="destination_exists",
                     outputs=merged.kept,
                     folder=folder,
                     action=(
-                        "another file already has each name in pass/ or fail/: compare "
-                        f"them, and move these from {folder} by hand if they belong"
+                        f"each is kept in {folder}, with why: a name taken in pass/ or "
+                        "fail/ (compare the two), or an entry that changed after the job "
+                        "reported DONE; move what belongs by hand"
                     ),
                     **fields,
                 )
@@ -356,7 +471,7 @@ class Reactor:
         """Release quarantine folders (FAILED_…/UNKNOWN_…; all when `folders` is None):
         their files go back to the front of the queue with fresh attempts. Returns the
         released file names by folder. Raises KeyError naming an unknown folder."""
-        found = self.journal.quarantine_folders()
+        found = self.quarantine_folders
         wanted = list(found) if folders is None else folders
         unknown = [name for name in wanted if name not in found]
         if unknown:
@@ -367,6 +482,7 @@ class Reactor:
             folder, names = found[name]
             baseline = {n: self.state.files[n].failures for n in names if n in self.state.files}
             self.journal.requeue(folder, baseline)
+            del found[name]
             released[name] = self.state.release_quarantined(names, now)
             log.warning("quarantine_released", folder=name, files=len(released[name]))
         return released
@@ -381,10 +497,19 @@ class Reactor:
 
     def expire_due(self, now: float) -> list[Job]:
         """Expire every live job whose lease ran out before `now`."""
-        expired = self.state.expired_jobs(now)
-        for job in expired:
-            self.journal.expire(job)
-            self.state.expire(job.job_id, now)
+        expired = []
+        for job in self.state.expired_jobs(now):
+            try:
+                self.journal.expire(job)
+            except JournalError as exc:  # not decided: this job stays live, the rest go on
+                log.error("expiry_failed", job_id=job.job_id, detail=str(exc))
+                continue
+            except Unfinished as exc:
+                self.state.expire(job.job_id, now)
+                self._hold(job, exc.reason)
+            else:
+                self.state.expire(job.job_id, now)
+            expired.append(job)
             self.metrics.expiries.inc()
             log.warning(
                 "job_expired",

@@ -42,24 +42,39 @@ class Sweeper:
 
     def sweep_once(self, now: float) -> list[Job]:
         """One pass at time `now`: expire late jobs, re-check quiet incomplete files,
-        run the safety-net reconcile when it is due, then the end-of-run check
-        (`reactor.serve.finisher`). Returns the expired jobs."""
-        expired = self.reactor.expire_due(now)
-        self.reactor.forget_idle_engines(now)
-        self.reactor.settle(now)
-        self.reactor.ensure_result_folders()
+        run the safety-net reconcile when it is due (and try again the steps of jobs
+        held for a person), then the end-of-run check (`reactor.serve.finisher`).
+        Returns the expired jobs. Each part runs whatever another one raised: a fault
+        in one must never stop leases from expiring."""
+        expired: list[Job] = []
+
+        def expire() -> None:
+            expired.extend(self.reactor.expire_due(now))
+
+        self._step("expire", expire)
+        self._step("forget_engines", lambda: self.reactor.forget_idle_engines(now))
+        self._step("settle", lambda: self.reactor.settle(now))
+        self._step("result_folders", self.reactor.ensure_result_folders)
         if self.health_check is not None:
-            self.health_check()
+            self._step("health_check", self.health_check)
         due = self.reconcile_interval_s > 0 and now - self._last_reconcile >= (
             self.reconcile_interval_s
         )
         if due:
             self._last_reconcile = now
-            self.reactor.reconcile("periodic")
+            self._step("reconcile", lambda: self.reactor.reconcile("periodic"))
+            self._step("held_jobs", self.reactor.finish_held)
         if self.end_of_run is not None:
-            self.end_of_run()
+            self._step("end_of_run", self.end_of_run)
         self.passes += 1
         return expired
+
+    @staticmethod
+    def _step(name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("sweep_failed", part=name)
 
     async def run(self) -> None:
         """Sweep forever, every `interval_s`; an error in one pass is logged, not fatal."""

@@ -202,6 +202,14 @@ def prepare_quarantine(r: Reactor, c: ManualClock) -> None:
     assert r.state.counts()[FileState.QUARANTINED] == 1
 
 
+def prepare_hostile_job(r: Reactor, c: ManualClock) -> None:
+    """A job whose engine put a link among its outputs: its DONE will be refused."""
+    job = r.assign("e1", 3)
+    assert job is not None
+    basecall(r, job)
+    (r.journal.output_folder(job) / "pass" / "sneaky.fastq").symlink_to("/etc/hostname")
+
+
 def release_all(r: Reactor, c: ManualClock) -> None:
     assert r.requeue(None)
 
@@ -238,13 +246,14 @@ SCENARIOS = [
     Scenario("set_aside", prepare_job, complete_unknown, "set_aside:decided"),
     Scenario("expire", prepare_job, expire_all, "expire:decided"),
     Scenario("late_merge", prepare_expired, late_done, "merge:decided"),
+    Scenario("refuse", prepare_hostile_job, complete_done, "refuse:decided"),
     Scenario("requeue", prepare_quarantine, release_all, "requeue:decided", max_attempts=1),
     Scenario(
         "supersede_and_reassign",
         prepare_expired,
         reassign,
         "assign:committed",
-        intermediate=("supersede:kept", superseded),
+        intermediate=("supersede:decided", superseded),
     ),
 ]
 
@@ -270,7 +279,7 @@ CASES = [
     pytest.param(scenario, step, nth, id=f"{scenario.name}-{step}-{nth}")
     for scenario in SCENARIOS
     for step, nth in {
-        "assign": [("assign:output_staged", 1), ("assign:output_placed", 1),
+        "assign": [("assign:recorded", 1), ("assign:output_placed", 1),
                    ("assign:input_staged", 1), ("assign:committed", 1)],
         "merge": [("merge:decided", 1), ("merge:output_moved", 1), ("merge:output_moved", 2),
                   ("merge:logged", 1), ("merge:released", 1)],
@@ -280,12 +289,14 @@ CASES = [
         "release": [("release:decided", 1), ("release:output_kept", 1),
                     ("release:released", 1)],
         "set_aside": [("set_aside:decided", 1), ("set_aside:input_kept", 1),
-                      ("set_aside:output_kept", 1)],
+                      ("set_aside:output_kept", 1), ("set_aside:released", 1)],
         "expire": [("expire:decided", 1), ("expire:released", 1)],
         "late_merge": [("merge:decided", 1), ("merge:output_moved", 1), ("merge:logged", 1),
                        ("merge:released", 1)],
+        "refuse": [("refuse:decided", 1), ("refuse:output_kept", 1), ("refuse:released", 1)],
         "requeue": [("requeue:decided", 1), ("requeue:released", 1)],
-        "supersede_and_reassign": [("supersede:kept", 1), ("assign:output_staged", 1),
+        "supersede_and_reassign": [("supersede:decided", 1), ("supersede:kept", 1),
+                                   ("assign:recorded", 1),
                                    ("assign:output_placed", 1), ("assign:input_staged", 1),
                                    ("assign:committed", 1)],
     }[scenario.name]
@@ -376,7 +387,8 @@ def test_a_merge_finished_by_recovery_says_what_it_could_not_merge(tmp_path: Pat
     recovered = restarted.start()
 
     logs = f"LOGOUTPUT_{job.job_id}_e1"
-    assert ("output_not_merged", f"{logs}/pass/{first}.fastq") in recovered.repairs
+    why = "its name is taken in the results"
+    assert ("output_not_merged", f"{logs}/pass/{first}.fastq: {why}") in recovered.repairs
     assert taken.read_text() == "somebody else's\n"
     assert (run.dirs.output_dir / logs / "pass" / f"{first}.fastq").read_text().startswith("@")
 
@@ -405,11 +417,10 @@ def test_released_files_wait_at_the_front_after_a_restart_with_nothing_counted(
         os.utime(run.dirs.input_dir / name, (later, later))
     out = run.dirs.output_dir
     for job in (released, other):
-        manifest = reactor.journal.read_manifest(
-            out / f"RELEASEDOUTPUT_{job.job_id}_{job.engine_id}"
-        )
-        assert manifest is not None
-        assert (manifest.state, manifest.files) == ("released", job.files)
+        assert (out / f"RELEASEDOUTPUT_{job.job_id}_{job.engine_id}").is_dir()
+        record = reactor.journal.read_record(job.job_id)
+        assert record is not None
+        assert (record.state, record.files) == ("released", job.files)
         assert not reactor.journal.input_folder(job).exists()
     assert sorted(p.name.split("_")[0] for p in out.iterdir() if "_" in p.name) == [
         "RELEASEDOUTPUT", "RELEASEDOUTPUT", "RETRIEDOUTPUT",
@@ -463,9 +474,9 @@ def test_seed_rule_output_stem_marks_file_done(run_dirs: RunDirs) -> None:
 
 
 def test_restart_does_not_extend_leases(tmp_path: Path) -> None:
-    """A lease runs from the job's last keepalive as recorded on disk (the ASSIGNED_
-    folder's mtime): a job silent for longer than the lease expires at the restart, a
-    recently renewed one keeps only the rest of its lease."""
+    """A lease runs from the job's last keepalive as recorded on disk (its record's
+    mtime): a job silent for longer than the lease expires at the restart, a recently
+    renewed one keeps only the rest of its lease."""
     run = make_run(tmp_path, 3)
     reactor = run.reactor()
     silent = reactor.assign("dead-engine", 2)
@@ -474,8 +485,9 @@ def test_restart_does_not_extend_leases(tmp_path: Path) -> None:
     assert alive is not None
     assert not reactor.keepalive(alive.job_id, "PROCESSING")
     long_ago = time.time() - LEASE_S - 5
-    os.utime(reactor.journal.input_folder(silent), (long_ago, long_ago))
-    renewed_at = reactor.journal.input_folder(alive).stat().st_mtime
+    records = run.dirs.output_dir / ".reactor" / "jobs"
+    os.utime(records / f"{silent.job_id}.json", (long_ago, long_ago))
+    renewed_at = (records / f"{alive.job_id}.json").stat().st_mtime
     assert renewed_at > long_ago  # the keepalive renewed the mark
 
     restarted = run.reactor()

@@ -19,6 +19,7 @@ from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
 from tests.support.api import LEASE_S, Client, add_files, get_json, write_outputs
 from tests.support.paths import REPO
+from tests.support.records import job_record
 from tests.support.runs import ManualClock, RunDirs
 
 
@@ -227,7 +228,8 @@ async def test_completed_done_merges_outputs_with_job_tag_and_is_repeatable(
     assert os.listdir(run_dirs.output_dir / "fail") == [f"job_id_{jid}_rejects.fastq"]
     logs = run_dirs.output_dir / f"LOGOUTPUT_{jid}_e"
     assert (logs / "engine.log").read_text() == "log"
-    assert (logs / "reactor-job.json").is_file()
+    assert not (logs / "reactor-job.json").exists()  # reactor's records live apart
+    assert job_record(run_dirs.output_dir, jid)["state"] == "done"
     assert not (run_dirs.input_dir / job["job_input_dir"]).exists()
     assert await get_json(client, "/completed", job_id=jid, job_state="DONE") == {"ok": True}
     assert sorted(os.listdir(run_dirs.output_dir / "pass")) == passed
@@ -257,7 +259,7 @@ async def test_an_output_whose_name_is_taken_stays_with_the_job_and_is_said(
     assert (run_dirs.output_dir / "pass" / f"job_id_{jid}_{second}.fastq").is_file()
     said = [entry for entry in logs if entry["event"] == "outputs_not_merged"]
     assert [(e["outputs"], e["folder"], e["job_id"]) for e in said] == [
-        ([f"pass/{first}.fastq"], f"LOGOUTPUT_{jid}_e", jid)
+        ([f"pass/{first}.fastq: its name is taken in the results"], f"LOGOUTPUT_{jid}_e", jid)
     ]
     metrics = await (await client.get("/metrics")).text()
     assert "reactor_outputs_not_merged_total 1.0" in metrics
@@ -404,20 +406,23 @@ def test_readme_documents_every_route(run_dirs: RunDirs) -> None:
         assert f"`{method} {path}" in readme, path
 
 
-async def test_storage_failure_answers_503_and_changes_nothing(
+async def test_a_done_whose_output_folder_is_gone_is_refused_not_a_503(
     make_client: Callable[..., Awaitable[Client]], run_dirs: RunDirs
 ) -> None:
-    """When the journal cannot write (here: the job's output folder was removed by hand),
-    /completed answers a JSON 503 once storage_grace has passed, never a 500, and the job
-    stays live."""
+    """One job's broken folder is that job's trouble, not the run's: its DONE is refused
+    (200, nothing merged), the job is held for a person with the reason, its file goes
+    back to the queue, and the next engine gets it."""
     add_files(run_dirs, 1)
     client = await make_client(storage_grace=0.2)
     job = await get_json(client, "/assignwork", engineid="e", batchsize=1)
     shutil.rmtree(run_dirs.output_dir / job["job_output_dir"])
-    body = await get_json(client, "/completed", 503, job_id=job["jobid"], job_state="DONE")
-    assert body["error"] == "storage_unavailable"
-    assert job["jobid"] in body["detail"]
-    assert client.server.app[REACTOR].state.jobs[job["jobid"]].live
+    body = await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE")
+    assert (body["ok"], body["merged"]) == (True, False)
+    assert "is gone" in body["detail"]
+    state = client.server.app[REACTOR].state
+    assert [(j.job_id, j.state) for j in state.held_jobs()] == [(job["jobid"], "refused")]
+    again = await get_json(client, "/assignwork", engineid="f", batchsize=1)
+    assert again["batch"] == job["batch"]
 
 
 class _Peer:

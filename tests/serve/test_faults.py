@@ -161,8 +161,9 @@ class FailOnce:
 async def test_io_error_between_merge_steps_is_finished_by_the_retry(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, step: str
 ) -> None:
-    """An I/O error after any step of a merge: 503, then the engine's retry finishes the
-    merge with every output exactly once."""
+    """An I/O error after any step of a merge: the DONE was decided (200, the files are
+    done) and the job is held with the reason; the engine's repeated DONE carries on with
+    what is left, every output merged exactly once, and the job is no longer held."""
     for i in range(2):
         write_pod5(run_dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
     config = run_dirs.config(storage_grace=0.0)
@@ -171,9 +172,13 @@ async def test_io_error_between_merge_steps_is_finished_by_the_retry(
     client = await aiohttp_client(create_app(config, watch=False, sweep=False, journal=journal))
     job = await call(client, "/assignwork", engineid="e", batchsize=2)
     write_outputs(run_dirs, job)
-    await call(client, "/completed", 503, job_id=job["jobid"], job_state="DONE")
+    assert await call(client, "/completed", job_id=job["jobid"], job_state="DONE") == {"ok": True}
     assert fault.fired
+    state = client.server.app[REACTOR].state
+    assert [j.job_id for j in state.held_jobs()] == [job["jobid"]]
+    assert (await call(client, "/status"))["files"]["done"] == 2
     await call(client, "/completed", job_id=job["jobid"], job_state="DONE")
+    assert list(state.held_jobs()) == []
     assert merged(run_dirs) == sorted(f"job_id_{job['jobid']}_f{i}.fastq" for i in range(2))
     assert not (run_dirs.input_dir / job["job_input_dir"]).exists()
     status = await call(client, "/status")
@@ -197,8 +202,9 @@ class FailTimes:
     ("path", "step", "times"),
     [
         ("/assignwork", "assign:output_placed", 3),
-        ("/completed", "merge:decided", 3),
-        # a retry carries on after these steps, so each is reached again at most once
+        # after the commit a retry carries on with what is left, so each of these is
+        # reached again at most once
+        ("/completed", "merge:decided", 1),
         ("/completed", "merge:output_moved", 1),
         ("/completed", "merge:logged", 1),
     ],
@@ -231,8 +237,9 @@ async def test_a_short_storage_hiccup_is_ridden_out_inside_the_request(
 async def test_io_error_between_release_steps_is_finished_by_the_retry(
     aiohttp_client: AiohttpClient, run_dirs: RunDirs, step: str
 ) -> None:
-    """An I/O error after a step of a release: 503 and the job stays live; the engine's
-    retry finishes it: outputs aside, links gone, the files ready with nothing counted."""
+    """An I/O error after a step of a release: the release was decided (200, the files
+    ready again with nothing counted) and the job is held; the engine's repeated report
+    finishes it: outputs aside, links gone."""
     for i in range(2):
         write_pod5(run_dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
     config = run_dirs.config(storage_grace=0.0)
@@ -241,10 +248,13 @@ async def test_io_error_between_release_steps_is_finished_by_the_retry(
     client = await aiohttp_client(create_app(config, watch=False, sweep=False, journal=journal))
     job = await call(client, "/assignwork", engineid="e", batchsize=2)
     write_outputs(run_dirs, job)
-    await call(client, "/completed", 503, job_id=job["jobid"], job_state="RELEASED")
-    assert fault.fired
-    assert client.server.app[REACTOR].state.jobs[job["jobid"]].live
     await call(client, "/completed", job_id=job["jobid"], job_state="RELEASED")
+    assert fault.fired
+    state = client.server.app[REACTOR].state
+    assert not state.jobs[job["jobid"]].live
+    assert [j.job_id for j in state.held_jobs()] == [job["jobid"]]
+    await call(client, "/completed", job_id=job["jobid"], job_state="RELEASED")
+    assert list(state.held_jobs()) == []
     kept = run_dirs.output_dir / f"RELEASEDOUTPUT_{job['jobid']}_e"
     assert sorted(os.listdir(kept / "pass")) == ["f0.fastq", "f1.fastq"]
     assert not (run_dirs.input_dir / job["job_input_dir"]).exists()

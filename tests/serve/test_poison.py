@@ -218,7 +218,8 @@ async def test_requeue_releases_a_quarantine_with_fresh_attempts(
     assert response.status == 200
     assert await response.json() == {"released": {quarantine.name: job["batch"]}}
     assert not quarantine.exists()
-    assert (run_dirs.output_dir / quarantine.name.replace("FAILED_", "REQUEUED_", 1)).is_dir()
+    record = quarantine.name.removeprefix("FAILED_") + ".json"
+    assert (run_dirs.output_dir / ".reactor" / "requeued" / record).is_file()
     await client.close()
     again = await aiohttp_client(
         create_app(

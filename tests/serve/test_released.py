@@ -8,7 +8,6 @@ Real engines handing batches back to a real `reactor serve`: tests/system/test_e
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,16 +18,17 @@ from structlog.testing import capture_logs
 from reactor.core.names import parse_job_folder
 from reactor.serve.app_keys import SWEEPER
 from tests.support.api import LEASE_S, Client, add_files, get_json, write_outputs
+from tests.support.records import job_record
 from tests.support.runs import ManualClock, RunDirs
 
 MakeClient = Callable[..., Awaitable[Client]]
 
 
 def manifest_of(run_dirs: RunDirs, folder: str) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads(
-        (run_dirs.output_dir / folder / "reactor-job.json").read_text()
-    )
-    return manifest
+    """The record reactor keeps of the job whose folder this is."""
+    parsed = parse_job_folder(folder)
+    assert parsed is not None
+    return job_record(run_dirs.output_dir, parsed.job_id)
 
 
 def job_folders(run_dirs: RunDirs) -> list[str]:

@@ -13,7 +13,7 @@ The run is bounded: engines stop asking for work at `--seconds`; their jobs in h
 let finish (at most `--drain-seconds`); then `/status` is polled (at most
 `--drain-seconds`) until every file that arrived is done; then the server gets SIGTERM.
 The proof is per FILE (the copies share read ids, so reads cannot tell them apart): each
-file that arrived is listed by exactly one `LOGOUTPUT_*/reactor-job.json` manifest, and
+file that arrived is listed by exactly one DONE job's record (`.reactor/jobs/`), and
 its FASTQ is in `pass/` exactly once.
 
     python -m tests.system.load --engines 64 --seconds 60 --files 10000 --json load.json
@@ -50,6 +50,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from tests.support.launch import free_port, serve_args
+from tests.support.records import job_records
 from tests.support.stand_in import basecall
 from tests.support.stats import percentile
 
@@ -375,10 +376,11 @@ class Load:
 
 
 def merged_files(output_dir: Path) -> Counter[str]:
-    """How many DONE jobs' manifests list each file."""
+    """How many DONE jobs' records list each file."""
     merged: Counter[str] = Counter()
-    for manifest in output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
-        merged.update(json.loads(manifest.read_text())["files"].keys())
+    for record in job_records(output_dir):
+        if record["state"] == "done":
+            merged.update(record["files"].keys())
     return merged
 
 

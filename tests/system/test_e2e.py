@@ -5,7 +5,6 @@ exactly once."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pod5files import write_pod5, write_pod5_in_pieces
+from tests.support.records import job_records
 from tests.support.served import SeedEngineRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -85,8 +85,9 @@ def assert_exactly_once(corpus: Corpus, run: SeedEngineRun) -> None:
     assert found == expected
     # and each .pod5 was merged by exactly one job
     merged: Counter[str] = Counter()
-    for manifest in run.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
-        merged.update(json.loads(manifest.read_text())["files"])
+    for record in job_records(run.output_dir):
+        if record["state"] == "done":
+            merged.update(record["files"])
     assert merged == Counter(dict.fromkeys(corpus.read_ids, 1))
     assert not list(run.input_dir.glob("ASSIGNED_*"))
 

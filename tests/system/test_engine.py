@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.paths import REPO
 from tests.support.pod5files import write_pod5
+from tests.support.records import job_record, job_records
 from tests.support.served import ServedRun, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -154,8 +155,9 @@ class Run(ServedRun):
         assert not expected - found, f"{len(expected - found)} reads lost"
         assert not found - expected, f"{len(found - expected)} reads duplicated or unknown"
         merged: Counter[str] = Counter()
-        for manifest in self.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
-            merged.update(list(json.loads(manifest.read_text())["files"]))  # name -> attempt
+        for record in job_records(self.output_dir):
+            if record["state"] == "done":
+                merged.update(list(record["files"]))  # name -> attempt
         assert merged == Counter(dict.fromkeys(self.read_ids, 1))
         assert not list(self.input_dir.glob("ASSIGNED_*"))
 
@@ -281,18 +283,20 @@ def test_a_late_keepalive_stops_the_command_and_reports_nothing(run: Run) -> Non
 
 
 def merged_attempts(run: Run) -> dict[str, int]:
-    """Each merged file's attempt, from the DONE jobs' manifests."""
+    """Each merged file's attempt, from the DONE jobs' records."""
     attempts: dict[str, int] = {}
-    for manifest in run.output_dir.glob("LOGOUTPUT_*/reactor-job.json"):
-        attempts.update(json.loads(manifest.read_text())["files"])
+    for record in job_records(run.output_dir):
+        if record["state"] == "done":
+            attempts.update(record["files"])
     return attempts
 
 
 def merged_by(run: Run, engine_id: str) -> set[str]:
     """The files merged from jobs of `engine_id`."""
     merged: set[str] = set()
-    for manifest in run.output_dir.glob(f"LOGOUTPUT_*_{engine_id}/reactor-job.json"):
-        merged.update(json.loads(manifest.read_text())["files"])
+    for record in job_records(run.output_dir):
+        if record["state"] == "done" and record["engine_id"] == engine_id:
+            merged.update(record["files"])
     return merged
 
 
@@ -318,8 +322,8 @@ def test_first_signal_finishes_the_batch_second_signal_stops_it(run: Run) -> Non
     assert gone(command["pid"])
     assert [e["job_id"] for e in run.server_events("job_released")] == [command["job_id"]]
     assert not run.server_events("job_failed")
-    (kept,) = run.output_dir.glob(f"RELEASEDOUTPUT_{command['job_id']}_gpu-hasty")
-    handed_back = set(json.loads((kept / "reactor-job.json").read_text())["files"])
+    assert run.output_dir.joinpath(f"RELEASEDOUTPUT_{command['job_id']}_gpu-hasty").is_dir()
+    handed_back = set(job_record(run.output_dir, command["job_id"])["files"])
     assert len(handed_back) == 2
     (hasty_engine,) = [e for e in run.status()["engines"] if e["engine_id"] == "gpu-hasty"]
     assert (hasty_engine["jobs_released"], hasty_engine["jobs_failed"]) == (1, 0)

@@ -50,6 +50,7 @@ from tests.support.pod5files import write_pod5
 from tests.support.served import wait_for
 
 N_FILES = 200
+STATE_FOLDER = ".reactor"  # reactor's own records, in OUTPUTDIR
 # Short, so jobs the fuzz takes expire and their files come back while it runs; long
 # enough that an assign followed at once by a keepalive is never late.
 LEASE_S = 2.0
@@ -182,7 +183,7 @@ class ServedRun:
         for name in os.listdir(self.output_dir):
             job = parse_job_folder(name)
             if not (
-                name in {"pass", "fail"}
+                name in {"pass", "fail", STATE_FOLDER}
                 or (job is not None and job.kind not in INPUT_FOLDERS)
                 or name.startswith(STAGING_PREFIX)
             ):

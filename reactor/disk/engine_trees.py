@@ -1,0 +1,227 @@
+"""What engines write, read as data: a job's outputs looked at and moved without trust.
+
+An engine writes its job's `TMPOUTPUT_…/{pass,fail}/` as the same Unix user as reactor,
+so it could put anything there: a link to INPUTDIR instead of `pass/`, links, devices or
+FIFOs instead of outputs, names with newlines, a hard link to someone else's file, a
+hundred thousand empty files. Nothing it writes may make reactor move, read or
+overwrite anything outside the job's own folders (docs/journal.md, "Trust").
+
+So every folder here is opened through a descriptor of its parent with `O_NOFOLLOW`
+(a link where a folder should be is refused, and swapping a folder for a link after it
+was opened changes nothing: the descriptor still names the folder that was looked at),
+every entry is looked at with `lstat` through that descriptor, and moved with `renameat`
+from it, never through a path. `inspect` says whether a job's outputs may be merged at
+all; `move` merges them, looking at each entry again just before it moves it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor.core.names import RESULT_FOLDERS
+from reactor.disk.state_dir import open_folder
+
+# More outputs than this in one job is not basecalling: dorado writes one file per batch,
+# a file per read barcode at most. The limit keeps a merge (and its log line) bounded.
+MAX_OUTPUTS = 10_000
+NAME_MAX_BYTES = 255  # one path component, on every Linux filesystem reactor runs on
+
+
+class Refused(Exception):
+    """The job's outputs break the rules: nothing of them is merged. Says what was found."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """A job's outputs as inspected: (result folder, entry name), in merge order."""
+
+    entries: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Moved:
+    """What a merge moved, and what it left with the job (and why)."""
+
+    moved: int = 0
+    kept: list[str] = field(default_factory=list)  # "pass/<entry>: <why>"
+
+
+def _name_problem(name: str, tag: str) -> str | None:
+    if any(not ch.isprintable() for ch in name):
+        return "a name with control characters"
+    if name.startswith("."):
+        return "a hidden name"
+    if len(os.fsencode(tag + name)) > NAME_MAX_BYTES:
+        return f"a name too long to be merged (over {NAME_MAX_BYTES - len(tag)} bytes)"
+    return None
+
+
+def _entry_problem(folder_fd: int, name: str) -> str | None:
+    """Why the entry `name` of a result folder is not an output that may be merged."""
+    try:
+        info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return "gone"
+    if stat.S_ISLNK(info.st_mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(info.st_mode):
+        return "a folder"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device, a FIFO or a socket)"
+    if info.st_nlink != 1:
+        return "a hard link to another file"
+    return None
+
+
+def inspect(output_dir_fd: int, folder: str, tag: str) -> Outputs:
+    """Look at the outputs in `folder` (a job's output folder, in OUTPUTDIR) without
+    following any link; raise Refused naming the first thing that breaks the rules. The
+    folder itself must be there: a job that removed it has nothing to merge."""
+    try:
+        job_fd = open_folder(output_dir_fd, folder)
+    except FileNotFoundError:
+        msg = f"its output folder {folder} is gone"
+        raise Refused(msg) from None
+    except NotADirectoryError:
+        msg = f"its output folder {folder} is a link or a file, not a folder"
+        raise Refused(msg) from None
+    entries: list[tuple[str, str]] = []
+    try:
+        for kind in RESULT_FOLDERS:
+            try:
+                kind_fd = open_folder(job_fd, kind)
+            except FileNotFoundError:
+                continue
+            except NotADirectoryError:
+                msg = f"{folder}/{kind} is a link or a file, not a folder"
+                raise Refused(msg) from None
+            try:
+                names = os.listdir(kind_fd)
+                if len(entries) + len(names) > MAX_OUTPUTS:
+                    msg = f"{folder} holds more than {MAX_OUTPUTS:,} outputs"
+                    raise Refused(msg)
+                for name in sorted(names):
+                    problem = _name_problem(name, tag) or _entry_problem(kind_fd, name)
+                    if problem is not None:
+                        msg = f"{folder}/{kind}/{name!r} is {problem}"
+                        raise Refused(msg)
+                    entries.append((kind, name))
+            finally:
+                os.close(kind_fd)
+    finally:
+        os.close(job_fd)
+    return Outputs(tuple(entries))
+
+
+def move(
+    output_dir_fd: int,
+    folder: str,
+    outputs: Outputs,
+    tag: str,
+    after_each: Callable[[], None] | None = None,
+) -> Moved:
+    """Move each inspected output into OUTPUTDIR's result folder of its kind, named
+    `tag + name`, never over an existing name. An entry that changed since it was
+    inspected (no longer a plain file), or whose name is taken, stays with the job.
+    `after_each` is called after each move (the journal's crash points)."""
+    moved = Moved()
+    job_fd = open_folder(output_dir_fd, folder)
+    try:
+        for kind in RESULT_FOLDERS:
+            wanted = [name for k, name in outputs.entries if k == kind]
+            if not wanted:
+                continue
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(kind, dir_fd=output_dir_fd)
+            source = open_folder(job_fd, kind)
+            target = open_folder(output_dir_fd, kind)
+            try:
+                for name in wanted:
+                    why = _entry_problem(source, name)
+                    if why is None and _exists(target, tag + name):
+                        why = "its name is taken in the results"
+                    if why is not None:
+                        if why != "gone":  # moved by an earlier try of this merge
+                            moved.kept.append(f"{kind}/{name}: {why}")
+                        continue
+                    os.rename(name, tag + name, src_dir_fd=source, dst_dir_fd=target)
+                    moved.moved += 1
+                    if after_each is not None:
+                        after_each()
+            finally:
+                os.close(source)
+                os.close(target)
+    finally:
+        os.close(job_fd)
+    return moved
+
+
+def _exists(folder_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def rename_folder(parent_fd: int, name: str, new_name: str) -> bool:
+    """Rename the entry `name` (a job folder, or whatever an engine left under its
+    name: a rename never follows a link) to `new_name`; False when it is gone."""
+    try:
+        os.rename(name, new_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_folder(parent_fd: int, name: str) -> None:
+    """Remove the folder `name` and what it holds without following any link (a link
+    left in its place is removed itself); nothing when it is gone."""
+    try:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=parent_fd)
+        return
+
+    def gone_is_fine(_function: object, _path: object, info: Any) -> None:
+        error = info[1]
+        if not isinstance(error, FileNotFoundError):
+            raise error
+
+    shutil.rmtree(name, dir_fd=parent_fd, onerror=gone_is_fine)
+
+
+def holds_anything(parent_fd: int, folder: str) -> bool:
+    """Whether the job folder has any entry in its result folders (never following)."""
+    try:
+        job_fd = open_folder(parent_fd, folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        for kind in RESULT_FOLDERS:
+            try:
+                kind_fd = open_folder(job_fd, kind)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                if os.listdir(kind_fd):
+                    return True
+            finally:
+                os.close(kind_fd)
+    finally:
+        os.close(job_fd)
+    return False
+
+
+def is_gone(error: OSError) -> bool:
+    return error.errno in (errno.ENOENT, errno.ENOTDIR)

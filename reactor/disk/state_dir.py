@@ -1,0 +1,179 @@
+"""reactor's own records: `OUTPUTDIR/.reactor/`, a folder only reactor writes.
+
+Engines write in the run folders too (their job's `TMPOUTPUT_…`), usually as the same
+Unix user, so nothing there can be trusted: an engine that edits a record there could
+make reactor count files done whose reads are nowhere. Everything reactor decides on
+lives here instead, beside the engine-writable trees and never inside them
+(docs/journal.md, "Trust"):
+
+    .reactor/jobs/<jobid>.json                 a job's record: its files, what was decided
+    .reactor/requeued/<jobid>_<engineid>.json  a released quarantine, with the attempts
+
+The folder is made mode 0700. Under one user id an engine could still write here (no
+mode stops the same user); run engines as another user to make that impossible
+(docs/operations.md, "Engines as another user"), which `reactor check` verifies.
+
+Every file is opened through a descriptor of its folder, never following a link
+(`O_NOFOLLOW`), and replaced atomically: written under a hidden temporary name created
+afresh (`O_EXCL`), then renamed over the record. A link planted under the temporary
+name is removed, not written through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STATE_NAME = ".reactor"
+JOBS = "jobs"
+REQUEUED = "requeued"
+RECORD_SUFFIX = ".json"
+_TMP_PREFIX = ".tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record of 10,000 files is ~0.7 MB
+
+
+class StateError(OSError):
+    """The state folder cannot be used: the run cannot go on until a person fixes it."""
+
+
+def open_folder(parent_fd: int | None, name: str | os.PathLike[str]) -> int:
+    """A descriptor of the folder `name` (relative to `parent_fd`), never through a link:
+    a link or a file there raises NotADirectoryError (ELOOP/ENOTDIR)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            msg = f"{name} is a symbolic link, not a folder"
+            raise NotADirectoryError(errno.ENOTDIR, msg) from None
+        raise
+
+
+class StateDir:
+    """The state folder of one run, with its `jobs/` and `requeued/` folders open."""
+
+    def __init__(self, output_dir: Path, name: str = STATE_NAME) -> None:
+        self.path = output_dir / name
+        self._fds: dict[str, int] = {}
+
+    @property
+    def exists(self) -> bool:
+        return os.path.lexists(self.path)
+
+    def open(self) -> bool:
+        """Open (making it, mode 0700, if missing) the state folder and its subfolders.
+        Returns whether it was made now (a run from before it existed, or a new one).
+        Raises StateError saying what is wrong and what to do."""
+        made = False
+        try:
+            try:
+                self.path.mkdir(0o700)
+                made = True
+            except FileExistsError:
+                pass
+            root = open_folder(None, self.path)
+            try:
+                for name in (JOBS, REQUEUED):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o700, dir_fd=root)
+                    self._fds[name] = open_folder(root, name)
+            finally:
+                os.close(root)
+        except OSError as exc:
+            self.close()
+            msg = (
+                f"reactor's state folder {self.path} cannot be used ({exc.strerror or exc}): "
+                "it must be a folder (not a link) that this user can write; fix or move it"
+            )
+            raise StateError(exc.errno or errno.EIO, msg) from None
+        return made
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = {}
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _fd(self, folder: str) -> int:
+        if folder not in self._fds:
+            self.open()
+        return self._fds[folder]
+
+    # ------------------------------------------------------------- records
+
+    def write(self, folder: str, name: str, data: dict[str, Any]) -> None:
+        """Replace the record `folder/name` atomically with `data` (JSON)."""
+        fd = self._fd(folder)
+        tmp = f"{_TMP_PREFIX}{name}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=fd)  # a leftover, or a link planted there: never followed
+        out = os.open(tmp, _WRITE_FLAGS, 0o600, dir_fd=fd)
+        try:
+            view = memoryview(json.dumps(data, indent=1).encode())
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+
+    def read(self, folder: str, name: str) -> dict[str, Any] | None:
+        """The record `folder/name`, or None if there is none. Raises ValueError if it is
+        not a record reactor wrote (a link, not a regular file, too big, not JSON)."""
+        fd = self._fd(folder)
+        try:
+            handle = os.open(name, _READ_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            msg = f"{folder}/{name} cannot be read ({exc.strerror or exc})"
+            raise ValueError(msg) from None
+        try:
+            info = os.fstat(handle)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+                msg = f"{folder}/{name} is not a record reactor wrote"
+                raise ValueError(msg)
+            chunks = []
+            while chunk := os.read(handle, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(handle)
+        data = json.loads(b"".join(chunks))
+        if not isinstance(data, dict):
+            msg = f"{folder}/{name} is not a JSON object"
+            raise ValueError(msg)
+        return data
+
+    def remove(self, folder: str, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self._fd(folder))
+
+    def names(self, folder: str) -> Iterator[str]:
+        """The records of `folder` (temporary names left by a crash are removed)."""
+        fd = self._fd(folder)
+        for name in os.listdir(fd):
+            if name.startswith(_TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+            elif name.endswith(RECORD_SUFFIX):
+                yield name
+
+    def touch(self, folder: str, name: str) -> None:
+        """Set the record's mtime to now (a live job's last sign of life)."""
+        os.utime(name, dir_fd=self._fd(folder), follow_symlinks=False)
+
+    def mtime(self, folder: str, name: str) -> float | None:
+        try:
+            return os.stat(name, dir_fd=self._fd(folder), follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return None
