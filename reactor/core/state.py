@@ -111,6 +111,9 @@ class RunState:
         could not be carried out (each says why in `reason`)."""
         return self._held.values()
 
+    def held_count(self) -> int:
+        return len(self._held)
+
     def hold(self, job_id: str, reason: str) -> None:
         """Keep this job for a person: `reason` says what is wrong with it."""
         job = self.job(job_id)

@@ -18,6 +18,7 @@ from reactor.core.state import RunState
 
 QUARANTINE_LISTED = 100  # names listed in /status; the total is always given
 ENGINES_LISTED = 100  # engines listed in /status, most recently seen first
+HELD_LISTED = 100  # held jobs listed in /status, oldest first; the total is always given
 
 
 def count_fields(state: RunState) -> dict[str, int]:
@@ -68,7 +69,21 @@ def status_report(
                 for name in islice(state.quarantined_names(), QUARANTINE_LISTED)
             ],
         },
+        "held": {
+            "total": state.held_count(),
+            "jobs": [_held_view(job) for job in islice(state.held_jobs(), HELD_LISTED)],
+        },
         "reconciles": reconciles,
+    }
+
+
+def _held_view(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "engine_id": job.engine_id,
+        "state": str(job.state),
+        "files": len(job.files),
+        "reason": job.reason,
     }
 
 

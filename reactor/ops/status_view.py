@@ -88,6 +88,8 @@ def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: 
     lines += _progress(status, width, glyphs)
     lines += _engines(status["engines"], status.get("engines_total"), width, glyphs)
     lines += _quarantined(status["quarantined"], width, glyphs)
+    if "held" in status:  # services before held jobs existed do not send it
+        lines += _held(status["held"], width, glyphs)
     return lines
 
 
@@ -174,6 +176,26 @@ def _engines(
         parts = [f"seen {seen}", f"{live} live jobs", f"{done} files done"]
         parts += [f"jobs done/failed/expired {jobs}", *([benched] if benched else [])]
         lines += wrap(f"  {name}: ", parts, glyphs.sep, width, "    ")
+    return lines
+
+
+HELD_SHOWN = 5  # held jobs shown; the rest is "+K more"
+
+
+def _held(held: dict[str, Any], width: int, glyphs: Glyphs) -> list[str]:
+    """Jobs kept for a person, each with what is wrong (they are rare, and each one
+    matters: an engine writing what it must not, or a folder it broke)."""
+    total = held["total"]
+    if total == 0:
+        return []
+    lines = [f"held     {total:,} job{'s' if total != 1 else ''} for a person to look at"]
+    for job in held["jobs"][:HELD_SHOWN]:
+        first = f"  {glyphs.clean(job['engine_id'])} job {job['job_id'][:12]}… ({job['state']}): "
+        lines += wrap(first, glyphs.clean(job["reason"]).split(" "), " ", width, "    ")
+    if total > min(len(held["jobs"]), HELD_SHOWN):
+        lines.append(
+            f"  +{total - min(len(held['jobs']), HELD_SHOWN):,} more (reactor status --json)"
+        )
     return lines
 
 

@@ -32,6 +32,12 @@ class _StateCollector(Collector):
         yield files
         live = sum(1 for _ in self.state.live_jobs())
         yield GaugeMetricFamily("reactor_jobs_live", "Jobs assigned and not finished.", live)
+        yield GaugeMetricFamily(
+            "reactor_jobs_held",
+            "Jobs held for a person: outputs refused, or decided steps on disk that could "
+            "not be carried out yet.",
+            self.state.held_count(),
+        )
         working = self.state.working_engines(self.clock())
         yield GaugeMetricFamily(
             "reactor_engines_working", "Engines seen within the lease window.", working
@@ -49,12 +55,6 @@ class Metrics:
             "reactor_completions", "Completion reports by outcome.", ["outcome"], registry=registry
         )
         self.expiries = Counter("reactor_expiries", "Jobs expired.", registry=registry)
-        self.jobs_held = Counter(
-            "reactor_jobs_held",
-            "Jobs held for a person: outputs refused, or a step on disk that could not be "
-            "carried out.",
-            registry=registry,
-        )
         self.outputs_not_merged = Counter(
             "reactor_outputs_not_merged",
             "Outputs of DONE jobs left with the job because their name was taken in "

@@ -358,7 +358,6 @@ class Reactor:
         """Hold a job for a person: a step on disk that could not be carried out (its
         decision stands), or outputs refused. Every other job goes on."""
         self.state.hold(job.job_id, reason)
-        self.metrics.jobs_held.inc()
         log.error(
             "job_held",
             job_id=job.job_id,

@@ -485,3 +485,26 @@ def test_render_says_when_only_the_engines_seen_last_are_listed() -> None:
     assert "engines  250 (the 2 seen last)" in lines
     assert "engines  2" in view(engines_total=2)
     assert "engines  2" in view()  # an older service gives no total
+
+
+def test_render_shows_held_jobs_with_their_reasons() -> None:
+    held = {
+        "total": 7,
+        "jobs": [
+            {
+                "job_id": f"{n}" * 20,
+                "engine_id": "gpu-bad",
+                "state": "refused",
+                "files": 2,
+                "reason": f"TMPOUTPUT_x/pass/'link{n}' is a symbolic link",
+            }
+            for n in range(7)
+        ],
+    }
+    text = "\n".join(view(held=held))
+    assert "held     7 jobs for a person to look at" in text
+    assert (
+        "gpu-bad job 000000000000… (refused): TMPOUTPUT_x/pass/'link0' is a symbolic link" in text
+    )
+    assert "+2 more" in text
+    assert "held" not in "\n".join(view())  # none held (or an older service): no section

@@ -181,3 +181,26 @@ async def test_silent_engines_are_forgotten_by_the_sweeper_unless_they_hold_work
     sweeper.sweep_once(clock.advance(2.0))
     body = await status_of(client)
     assert [engine["engine_id"] for engine in body["engines"]] == ["holder"]
+
+
+async def test_a_refused_job_is_held_in_status_with_its_reason(
+    make_client: MakeClient, run_dirs: RunDirs
+) -> None:
+    """A DONE whose outputs hold a link is refused; /status lists the job, held for a
+    person with what was found, and counts it; the answer is true to the document."""
+    add_files(run_dirs, 1)
+    client = await make_client()
+    job = await get_json(client, "/assignwork", engineid="gpu-bad", batchsize=1)
+    (run_dirs.output_dir / job["job_output_dir"] / "pass" / "x.fastq").symlink_to("/etc/hostname")
+    await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE")
+    held = (await status_of(client))["held"]
+    assert held["total"] == 1
+    (entry,) = held["jobs"]
+    assert (entry["job_id"], entry["engine_id"], entry["state"]) == (
+        job["jobid"],
+        "gpu-bad",
+        "refused",
+    )
+    assert "symbolic link" in entry["reason"]
+    metrics = await (await client.get("/metrics")).text()
+    assert "reactor_jobs_held 1.0" in metrics
