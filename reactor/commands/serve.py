@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from reactor.runtime.logs import configure_logging
     from reactor.serve.app import create_app
     from reactor.serve.app_keys import SYSTEMD
+    from reactor.serve.service import StartupError
 
     configure_logging(config.log_level, config.log_format)
     listening: dict[str, object] = {"socket": "bound"}
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             access_log=None,
         )
+    except StartupError as exc:
+        print(f"reactor serve: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"reactor serve: cannot listen on {config.listen}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -87,8 +87,8 @@ class _Recovery:
             self.requeued.add(folder)
             for name, attempt in files.items():
                 self.released[name] = max(self.released.get(name, 0), attempt)
-        inputs = self._scan(self.journal.input_dir)
-        outputs = self._scan(self.journal.output_dir)
+        inputs = self._scan(self.journal.input_dir, folders_only=True)
+        outputs = self._scan(self.journal.output_dir, folders_only=False)
         for name, record in self.journal.records():
             if isinstance(record, ValueError):
                 result.repairs.append(("record_unreadable", f"{JOBS}/{name}: {record}"))
@@ -200,10 +200,11 @@ class _Recovery:
 
     # ------------------------------------------------------------ folders
 
-    def _scan(self, parent: os.PathLike[str]) -> dict[str, Kinds]:
+    def _scan(self, parent: os.PathLike[str], *, folders_only: bool) -> dict[str, Kinds]:
         """One walk of a run folder: staging leftovers removed, job folders by job id.
-        Files (10^6 `.pod5` in INPUTDIR) cost one `is_dir`, which the directory entry
-        answers without a `stat`."""
+        In INPUTDIR (`folders_only`) files (10^6 `.pod5`) cost one `is_dir`, which the
+        directory entry answers without a `stat`; in OUTPUTDIR, whatever an engine left
+        under a job folder's name counts (a file or a link where its folder was)."""
         found: dict[str, Kinds] = {}
         with os.scandir(parent) as entries:
             for entry in entries:
@@ -211,7 +212,7 @@ class _Recovery:
                 if name.startswith(STAGING_PREFIX):
                     self._remove_staging(entry)
                     continue
-                if not entry.is_dir(follow_symlinks=False):
+                if folders_only and not entry.is_dir(follow_symlinks=False):
                     continue
                 folder = parse_job_folder(name)
                 if folder is not None:

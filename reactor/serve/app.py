@@ -61,7 +61,7 @@ from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
-from reactor.serve.service import Reactor
+from reactor.serve.service import Reactor, StartupError
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher
 from reactor.settings.serve import ServeConfig
@@ -203,7 +203,11 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
 
     # The watches exist when start() returns (watchdog adds them before its threads
     # run): from here on, every change in the run folders is seen.
-    watcher.start()
+    try:
+        watcher.start()
+    except OSError as exc:
+        msg = f"cannot watch the run folders: {exc}"
+        raise StartupError(msg) from exc
     app[WATCH_HEALTH] = check_health
     yield
     watch_worker.shutdown(wait=True)

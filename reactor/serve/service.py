@@ -41,6 +41,7 @@ from reactor.core.status import count_fields, status_line, status_report
 from reactor.disk.journal import Journal, JournalError, Merged, Refused, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
+from reactor.disk.state_dir import StateError
 from reactor.serve.metrics import Metrics
 from reactor.settings.serve import ServeConfig
 
@@ -82,6 +83,11 @@ def new_job_id() -> str:
 
 class Conflict(Exception):
     """A request that cannot be carried out in the job's current state (HTTP 409)."""
+
+
+class StartupError(Exception):
+    """The run as a whole cannot be served (its folders or its state folder unusable);
+    the message names the real cause and what to do. One job's trouble never is one."""
 
 
 class StepsLeft(Exception):
@@ -129,9 +135,20 @@ class Reactor:
     # ------------------------------------------------------------ start
 
     def start(self) -> Recovered:
-        """Rebuild state from disk (finishing half-done transitions), then scan INPUTDIR."""
-        with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
-            return self._start()
+        """Rebuild state from disk (finishing half-done transitions), then scan INPUTDIR.
+        Raises StartupError when the run folders themselves cannot be used."""
+        try:
+            with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
+                return self._start()
+        except StateError as exc:
+            raise StartupError(exc.strerror or str(exc)) from exc
+        except OSError as exc:
+            where = exc.filename or self.config.output_dir
+            msg = (
+                f"cannot read the run folders ({where}: {exc.strerror or exc}): check that "
+                "input_dir and output_dir are folders this user can read and write"
+            )
+            raise StartupError(msg) from exc
 
     def _start(self) -> Recovered:
         began = time.perf_counter()
