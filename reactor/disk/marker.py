@@ -1,4 +1,9 @@
-"""The run-complete marker, `OUTPUTDIR/reactor-run-complete.json`: its format and its I/O.
+"""The run-complete marker, `OUTPUTDIR/.reactor/run-complete.json`: its format and its I/O.
+
+It lives in reactor's own state folder (`reactor.disk.state_dir`), where engines do not
+write: a marker an engine could remove would have `on_complete` run twice, one it could
+plant would keep it from running. (Earlier versions kept it in OUTPUTDIR as
+`reactor-run-complete.json`; `LEGACY_MARKER_NAME` is that name.)
 
 The marker is the record that makes `on_complete` run at most once across restarts
 (`reactor.serve.finisher` says when it is written and what each state means). This module
@@ -6,7 +11,8 @@ owns what is in it (`Marker`, `MarkerState`), how a file is judged to be one
 (`Marker.from_json` checks every field's type: a marker someone edited by hand, or a
 truncated one, is refused with a ValueError, never a crash at start), and how it is
 written: atomically (write `….tmp`, then `os.replace`, as `reactor.disk.journal` does) and
-durably (the temp file is fsynced before the rename, the folder after it). The claim
+durably (the temp file is fsynced before the rename, the folder after it), never
+through a link left under its names. The claim
 must be on disk before the command starts: after a power loss, a claim lost from the
 page cache would have the next start run the command a second time. It is written
 twice per run, so the two fsyncs cost nothing that matters.
@@ -22,8 +28,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-MARKER_NAME = "reactor-run-complete.json"
+from reactor.disk.state_dir import STATE_NAME
+
+MARKER_NAME = "run-complete.json"
+LEGACY_MARKER_NAME = "reactor-run-complete.json"  # in OUTPUTDIR, before the state folder
 MARKER_VERSION = 1
+_NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def marker_path(output_dir: Path) -> Path:
+    """Where a run's marker is: in its state folder."""
+    return output_dir / STATE_NAME / MARKER_NAME
 
 
 class MarkerState(StrEnum):
@@ -136,9 +151,15 @@ _FIELDS: dict[str, tuple[str, Callable[[object], bool], bool]] = {
 def read_marker(path: Path) -> Marker | None:
     """The marker at `path`, None if there is none. Raises ValueError if it is not one."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        msg = f"cannot read it ({exc.strerror})"
+        raise ValueError(msg) from None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(1 << 20)
     except OSError as exc:
         msg = f"cannot read it ({exc.strerror})"
         raise ValueError(msg) from None
@@ -153,7 +174,9 @@ def write_marker(path: Path, marker: Marker) -> None:
     """Replace the marker atomically and durably: a crash or a power loss leaves the old
     one or the new one, and once this returns the new one survives either."""
     tmp = path.with_name(f"{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as file:
+    tmp.unlink(missing_ok=True)  # a leftover, or a link left there: never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(marker.to_json())
         file.flush()
         os.fsync(file.fileno())

@@ -76,9 +76,10 @@ from reactor.core.endrun import RUN_ENV_PREFIX, Step, next_step, run_env, stop_f
 from reactor.core.events import FsEvent
 from reactor.disk.marker import (
     INTERRUPTED_STATES,
-    MARKER_NAME,
+    LEGACY_MARKER_NAME,
     Marker,
     MarkerState,
+    marker_path,
     read_marker,
     write_marker,
 )
@@ -116,7 +117,7 @@ class Finisher:
         self.config = reactor.config
         # Absolute: they go into the marker and the command's environment, and the
         # command runs in OUTPUTDIR, where a relative output_dir would point elsewhere.
-        self.marker_path = self.config.output_dir.absolute() / MARKER_NAME
+        self.marker_path = marker_path(self.config.output_dir.absolute())
         self.log_path = self.config.output_dir.absolute() / LOG_NAME
         self.request_exit = request_exit
         self.stop_grace_s = stop_grace_s
@@ -134,6 +135,7 @@ class Finisher:
 
     def start(self) -> None:
         """After recovery: a marker says the run was completed by an earlier start."""
+        self._take_over_legacy_marker()
         try:
             marker = read_marker(self.marker_path)
         except ValueError as exc:
@@ -165,6 +167,19 @@ class Finisher:
             )
         else:
             log.info("run_already_complete", marker=str(self.marker_path), state=str(marker.state))
+
+    def _take_over_legacy_marker(self) -> None:
+        """A run completed by a version that kept the marker in OUTPUTDIR: move it into
+        the state folder once, so that run stays complete."""
+        legacy = self.config.output_dir.absolute() / LEGACY_MARKER_NAME
+        if self.marker_path.exists() or not legacy.is_file():
+            return
+        try:
+            legacy.replace(self.marker_path)
+        except OSError as exc:
+            log.error("run_complete_marker_failed", marker=str(legacy), detail=str(exc))
+            return
+        log.warning("run_complete_marker_moved", marker=str(self.marker_path), was=str(legacy))
 
     def _mark_complete(self, stop_file: Path | None) -> None:
         run_end = self.reactor.run_end

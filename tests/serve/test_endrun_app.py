@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from reactor.disk.marker import MARKER_NAME, Marker, MarkerState, read_marker, write_marker
+from reactor.disk.marker import Marker, MarkerState, marker_path, read_marker, write_marker
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import FINISHER, REACTOR
 from reactor.serve.finisher import LOG_NAME
@@ -85,10 +85,10 @@ async def test_summary_after_the_last_file_completes_the_run_and_runs_the_comman
             "REACTOR_RUN_STOP_FILE": str(summary),
             "REACTOR_RUN_FILES_DONE": "3",
             "REACTOR_RUN_FILES_QUARANTINED": "0",
-            "REACTOR_RUN_MARKER": str(output / MARKER_NAME),
+            "REACTOR_RUN_MARKER": str(marker_path(output)),
         }
     ]
-    marker = read_marker(output / MARKER_NAME)
+    marker = read_marker(marker_path(output))
     assert marker is not None
     assert (marker.state, marker.exit_code, marker.files_done) == (MarkerState.FINISHED, 0, 3)
     assert marker.command == shlex.split(python_command(RECORD_ENV, env_file))
@@ -143,7 +143,7 @@ async def test_files_written_just_before_the_summary_are_counted_before_judging(
     await run.finish_all()
     run.sweep()
     assert run.phase == "complete"
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.files_done, marker.command) == (MarkerState.NO_COMMAND, 2, None)
 
@@ -180,9 +180,10 @@ async def test_a_claim_without_a_result_is_reported_and_not_run_again(
     env_file = tmp_path / "env.jsonl"
     command = python_command(RECORD_ENV, env_file)
     (run_dirs.input_dir / SUMMARY).write_text("x")
-    marker_path = run_dirs.output_dir / MARKER_NAME
+    marker_file = marker_path(run_dirs.output_dir)
+    marker_file.parent.mkdir(parents=True)  # the state folder, before the first start
     write_marker(
-        marker_path,
+        marker_file,
         Marker(
             state=MarkerState.CLAIMED,
             completed_at="2026-11-25T10:00:00+00:00",
@@ -198,7 +199,7 @@ async def test_a_claim_without_a_result_is_reported_and_not_run_again(
             run.sweep()
     (interrupted,) = events(logs, "on_complete_interrupted")
     assert interrupted["log_level"] == "error"
-    assert interrupted["marker"] == str(marker_path)
+    assert interrupted["marker"] == str(marker_file)
     assert interrupted["command"] == command
     assert "run it by hand" in interrupted["action"]
     assert run.phase == "complete"
@@ -216,7 +217,7 @@ async def test_removing_the_marker_has_the_next_start_run_the_command(
     run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     await run.client.close()
-    (run_dirs.output_dir / MARKER_NAME).unlink()
+    (marker_path(run_dirs.output_dir)).unlink()
     again = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     again.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end again")
@@ -262,7 +263,7 @@ async def test_a_command_that_cannot_start_is_reported_and_recorded(
         await wait_until(command_ended(run_dirs), "the failed start to be recorded")
     (failed,) = events(logs, "on_complete_failed")
     assert failed["detail"] == f"program '{program}' {problem}"
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.detail) == (MarkerState.NOT_STARTED, failed["detail"])
     assert not events(logs, "on_complete_started")
@@ -280,7 +281,7 @@ async def test_a_failing_command_is_logged_with_its_exit_code_and_last_lines(
     (finished,) = events(logs, "on_complete_finished")
     assert (finished["exit_code"], finished["log_level"]) == (3, "error")
     assert finished["output_tail"][-1] == "reference genome missing"
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.exit_code) == (MarkerState.FINISHED, 3)
 
@@ -342,7 +343,7 @@ async def test_shutdown_stops_a_command_that_runs_on_and_records_it(
         "on_complete_stopping",
         "on_complete_stopped",
     ]
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.exit_code) == (MarkerState.STOPPED, -15)
     with capture_logs() as logs:
@@ -378,8 +379,9 @@ async def test_without_the_claim_on_disk_the_command_does_not_start_until_it_is(
 ) -> None:
     """At most once needs the claim first: a marker that cannot be written holds it back."""
     env_file = tmp_path / "env.jsonl"
-    blocker = run_dirs.output_dir / f"{MARKER_NAME}.tmp"
-    blocker.mkdir()  # the marker's staging name is taken: writing it fails
+    marker = marker_path(run_dirs.output_dir)
+    blocker = marker.with_name(f"{marker.name}.tmp")
+    blocker.mkdir(parents=True)  # the marker's staging name is taken: writing it fails
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
         run = await start_run(on_complete=python_command(RECORD_ENV, env_file))

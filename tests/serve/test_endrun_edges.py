@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from reactor.disk.marker import MARKER_NAME, MarkerState, read_marker
+from reactor.disk.marker import MarkerState, marker_path, read_marker
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import FINISHER, REACTOR
 from reactor.serve.finisher import LOG_NAME
@@ -81,7 +81,7 @@ async def test_a_command_killed_by_someone_else_during_shutdown_is_recorded_stop
         await wait_until(lambda: finisher.shutting_down, "the shutdown to begin")
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
         await asyncio.wait_for(closing, timeout=15)
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.exit_code) == (MarkerState.STOPPED, -signal.SIGTERM)
     assert [e["event"] for e in logs if e["event"].startswith("on_complete")] == [
@@ -107,7 +107,7 @@ async def test_a_command_that_ends_cleanly_during_shutdown_is_recorded_finished(
     await wait_until(lambda: run.app[FINISHER].shutting_down, "the shutdown to begin")
     go.touch()
     await asyncio.wait_for(closing, timeout=15)
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.exit_code) == (MarkerState.FINISHED, 0)
 
@@ -184,7 +184,7 @@ async def test_with_relative_folders_the_marker_and_env_hold_absolute_paths(
         (run_dirs.input_dir / SUMMARY).write_text("x")
         await wait_until(lambda: app[REACTOR].phase == "complete", "the run to complete")
         await wait_until(command_ended(run_dirs), "on_complete to end")
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert marker.state is MarkerState.FINISHED
     assert marker.log == str(run_dirs.output_dir / LOG_NAME)
@@ -192,7 +192,7 @@ async def test_with_relative_folders_the_marker_and_env_hold_absolute_paths(
     (env,) = runs_of(env_file)
     assert marker.env == env
     assert all(Path(path).is_absolute() for key, path in env.items() if "FILES" not in key)
-    assert env["REACTOR_RUN_MARKER"] == str(run_dirs.output_dir / MARKER_NAME)
+    assert env["REACTOR_RUN_MARKER"] == str(marker_path(run_dirs.output_dir))
 
 
 async def test_a_relative_on_complete_program_runs_although_the_command_runs_in_outputdir(
@@ -216,7 +216,7 @@ async def test_a_relative_on_complete_program_runs_although_the_command_runs_in_
     run = await start_run(on_complete=loaded.on_complete)
     run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
     assert (marker.state, marker.exit_code) == (MarkerState.FINISHED, 0), marker.detail
     assert marker.command is not None
@@ -238,7 +238,9 @@ async def test_a_marker_with_a_wrong_typed_field_does_not_stop_serve_from_starti
         "files_done": 1,
         "files_quarantined": 0,
     }
-    (run_dirs.output_dir / MARKER_NAME).write_text(json.dumps(marker))
+    path = marker_path(run_dirs.output_dir)
+    path.parent.mkdir(parents=True)  # the state folder, before the first start
+    path.write_text(json.dumps(marker))
     with capture_logs() as logs:
         run = await start_run()
         run.sweep()
@@ -246,3 +248,34 @@ async def test_a_marker_with_a_wrong_typed_field_does_not_stop_serve_from_starti
     assert "stop_file must be a string, got null" in unreadable["detail"]
     assert run.phase == "complete"
     assert (await run.client.get("/status")).status == 200
+
+
+async def test_a_marker_where_earlier_versions_kept_it_is_taken_over(
+    start_run: StartRun, run_dirs: RunDirs
+) -> None:
+    """A run completed by a version that kept the marker in OUTPUTDIR stays complete: the
+    marker moves into the state folder, where engines cannot remove it, once."""
+    legacy = run_dirs.output_dir / "reactor-run-complete.json"
+    legacy.write_text(
+        json.dumps(
+            {
+                "state": "finished",
+                "completed_at": "2026-11-25T10:00:00+00:00",
+                "stop_file": str(run_dirs.input_dir / SUMMARY),
+                "files_done": 1,
+                "files_quarantined": 0,
+                "exit_code": 0,
+            }
+        )
+    )
+    with capture_logs() as logs:
+        run = await start_run()
+        run.sweep()
+    (moved,) = events(logs, "run_complete_marker_moved")
+    assert moved["was"] == str(legacy.absolute())
+    assert not legacy.exists()
+    marker = read_marker(marker_path(run_dirs.output_dir))
+    assert marker is not None
+    assert marker.state is MarkerState.FINISHED
+    assert run.phase == "complete"
+    assert events(logs, "run_already_complete")

@@ -73,5 +73,7 @@ def test_demo_runs_a_live_run_and_proves_exactly_once(tmp_path: Path) -> None:
     assert "reads missing                0" in result.stdout
     assert "reads duplicated             0" in result.stdout
     assert "end of run                   complete (final_summary seen" in result.stdout
-    marker = json.loads((tmp_path / "run" / "output" / "reactor-run-complete.json").read_text())
+    marker = json.loads(
+        (tmp_path / "run" / "output" / ".reactor" / "run-complete.json").read_text()
+    )
     assert marker["state"] == "no_command"

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from reactor.disk.marker import MARKER_NAME, MarkerState, read_marker
+from reactor.disk.marker import MarkerState, marker_path, read_marker
 from reactor.serve.app_keys import REACTOR, SWEEPER
 from reactor.settings.serve import add_config_arguments
 from tests.support.runs import ManualClock, RunDirs
@@ -66,7 +66,7 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
 
 
 def marker_state(run_dirs: RunDirs) -> MarkerState | None:
-    marker = read_marker(run_dirs.output_dir / MARKER_NAME)
+    marker = read_marker(marker_path(run_dirs.output_dir))
     return marker.state if marker else None
 
 

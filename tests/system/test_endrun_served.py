@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.disk.marker import MARKER_NAME
+from reactor.disk.marker import marker_path
 from tests.support.pod5files import write_pod5
 from tests.support.served import ServedRun, wait_for
 
@@ -48,7 +48,7 @@ def test_exit_on_complete_ends_serve_with_code_0_after_the_command(tmp_path: Pat
     (recorded,) = [json.loads(line) for line in env_file.read_text().splitlines()]
     assert recorded["REACTOR_RUN_FILES_DONE"] == "1"
     assert recorded["REACTOR_RUN_DIR"] == str(tmp_path)
-    assert json.loads((run.output_dir / MARKER_NAME).read_text())["exit_code"] == 0
+    assert json.loads((marker_path(run.output_dir)).read_text())["exit_code"] == 0
     logged = [json.loads(line) for line in (run.logs / "server-1.jsonl").read_text().splitlines()]
     names = [entry["event"] for entry in logged]
     assert names.index("on_complete_finished") < names.index("exiting") < names.index("stopped")
