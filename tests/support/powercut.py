@@ -1,0 +1,216 @@
+"""A mount that loses power on command, for tests of durability.
+
+    from tests.support.powercut import powercut_fs
+
+    def test_rename_needs_the_folder_fsynced(tmp_path):
+        with powercut_fs(tmp_path) as fs:
+            (fs / "a").write_bytes(b"x")   # fs / name is a path on the mount
+            ...
+            fs.cut()                       # the power goes; only what was durable is left
+            assert not (fs / "a").exists()
+
+The filesystem (tests/support/powercut_fs.py, whose docstring states the model: what an
+fsync makes durable, and what a cut keeps) runs in a process of its own, so a hung FUSE
+operation cannot hang pytest; a socketpair is its control channel. `powercut_fs` mounts
+it on `tmp_path/mnt` over the backing folder `tmp_path/powercut/backing`, waits for the
+mount with a deadline, and always unmounts it when the block ends, however it ends.
+
+Needs fusermount3 (Debian's fuse3), libfuse3 (libfuse3-3), /dev/fuse and the Python
+library mfusepy (the test extra). Without them the test skips on a laptop and fails
+under CI=true (tests/support/tools.py); `.ci/run` installs the Debian packages.
+
+Nothing here imports pytest at module level, so a long-running driver (hundreds of
+cuts) can use `PowercutMount` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes.util
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+FS_SCRIPT = Path(__file__).with_name("powercut_fs.py")
+MOUNT_S = 10.0  # bound on the mount appearing
+ANSWER_S = 30.0  # bound on one control request (a cut rebuilds the backing folder)
+UNMOUNT_S = 5.0  # bound on each step of the unmount
+
+
+class PowercutError(RuntimeError):
+    """The filesystem did not start, did not answer, or refused a request."""
+
+
+def missing() -> str | None:
+    """What this machine lacks to mount the filesystem, or None."""
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (Debian package fuse3)"
+    if ctypes.util.find_library("fuse3") is None:
+        return "libfuse3 is not installed (Debian package libfuse3-3)"
+    if not Path("/dev/fuse").exists():
+        return "/dev/fuse is not available (the kernel's FUSE module)"
+    if importlib.util.find_spec("mfusepy") is None:
+        return "the Python library mfusepy is not installed (pip install -e '.[test]')"
+    return None
+
+
+def require_powercut() -> None:
+    """Skip the calling test if the filesystem cannot be mounted here; fail it under CI=true."""
+    from tests.support.tools import require_tool
+
+    lack = missing()
+    require_tool(lack is None, f"power-cut filesystem: {lack}")
+
+
+def is_mounted(path: Path) -> bool:
+    """Is `path` a mount point? Read from /proc/self/mountinfo, so a filesystem that does
+    not answer cannot make this hang (a stat of the mount point could)."""
+    target = os.fsencode(os.path.realpath(path))
+    with open("/proc/self/mountinfo", "rb") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[4].replace(b"\\040", b" ").replace(b"\\011", b"\t")
+            if point.replace(b"\\012", b"\n").replace(b"\\134", b"\\") == target:
+                return True
+    return False
+
+
+class PowercutMount:
+    """One mounted power-cut filesystem: `mount` is its mount point; `cut()` cuts the power."""
+
+    def __init__(self, root: Path, *, mount: Path | None = None, debug: bool = False) -> None:
+        self.root = root / "powercut"
+        self.backing = self.root / "backing"
+        self.state_dir = self.root / "state"
+        self.mount = mount if mount is not None else root / "mnt"
+        for folder in (self.backing, self.state_dir, self.mount):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.root / "fs.log"
+        self._control, theirs = socket.socketpair()
+        self._control.settimeout(ANSWER_S)
+        self._stream = self._control.makefile("rwb")
+        args = [
+            sys.executable, str(FS_SCRIPT),
+            "--backing", str(self.backing),
+            "--state", str(self.state_dir),
+            "--control-fd", str(theirs.fileno()),
+        ] + (["--debug"] if debug else []) + [str(self.mount)]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        theirs.close()
+        try:
+            self._wait_mounted()
+        except BaseException:
+            self.close()
+            raise
+
+    def __truediv__(self, name: str | os.PathLike[str]) -> Path:
+        return self.mount / name
+
+    def __fspath__(self) -> str:
+        return str(self.mount)
+
+    def _log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def _wait_mounted(self) -> None:
+        deadline = time.monotonic() + MOUNT_S
+        while not is_mounted(self.mount):
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                message = f"the filesystem exited ({code}) before mounting:\n{self._log()}"
+                raise PowercutError(message)
+            if time.monotonic() > deadline:
+                message = f"{self.mount} was not mounted within {MOUNT_S} s:\n{self._log()}"
+                raise PowercutError(message)
+            time.sleep(0.005)
+        self.request("ping")
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """One request on the control channel, answered within ANSWER_S."""
+        try:
+            self._stream.write(json.dumps({"op": op, **fields}).encode() + b"\n")
+            self._stream.flush()
+            line = self._stream.readline()
+        except (OSError, TimeoutError) as exc:
+            message = f"{op}: no answer from the filesystem ({exc}):\n{self._log()}"
+            raise PowercutError(message) from exc
+        if not line:
+            message = f"{op}: the filesystem closed its control channel:\n{self._log()}"
+            raise PowercutError(message)
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            message = f"{op}: {answer.get('error')}"
+            raise PowercutError(message)
+        return answer
+
+    def cut(self, *, seed: int | None = None, survive: float = 0.5) -> dict[str, Any]:
+        """Cut the power: everything not durable is lost (strict). With a `seed`, each
+        change not yet durable survives with probability `survive` instead."""
+        if seed is None:
+            return self.request("cut")
+        return self.request("cut", seed=seed, survive=survive)
+
+    def sync(self) -> None:
+        """Make everything durable now, as a clean shutdown would."""
+        self.request("sync")
+
+    def state(self) -> dict[str, Any]:
+        """What a cut would lose now: pending_changes (of names), dirty_files (data)."""
+        return self.request("state")
+
+    def close(self) -> None:
+        """Unmount and stop the process, each step bounded; safe to call twice."""
+        busy = is_mounted(self.mount) and not self._unmount(["fusermount3", "-u", str(self.mount)])
+        with contextlib.suppress(OSError):  # the filesystem unmounts itself at this EOF too
+            self._stream.close()
+            self._control.close()
+        if busy or is_mounted(self.mount):  # an fd or a cwd still in it
+            busy = True
+            self._unmount(["fusermount3", "-u", "-z", str(self.mount)])
+        # Detached but busy, the filesystem would serve the last fd for as long as it is
+        # open: a short wait, then SIGTERM (libfuse leaves its loop), then SIGKILL.
+        for wait_s, then in ((0.5 if busy else UNMOUNT_S, signal.SIGTERM), (2.0, signal.SIGKILL)):
+            try:
+                self.process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(then)
+        self.process.wait(timeout=UNMOUNT_S)
+        if is_mounted(self.mount):
+            self._unmount(["umount", "-l", str(self.mount)])
+
+    @staticmethod
+    def _unmount(command: list[str]) -> bool:
+        """Run an unmount command, bounded; did it succeed?"""
+        try:
+            done = subprocess.run(command, check=False, capture_output=True, timeout=UNMOUNT_S)
+        except (subprocess.TimeoutExpired, OSError):
+            return False
+        return done.returncode == 0
+
+
+@contextlib.contextmanager
+def powercut_fs(root: Path, **options: Any) -> Iterator[PowercutMount]:
+    """Mount a power-cut filesystem under `root` (skipping, or failing under CI=true, if
+    this machine cannot), yield it, and unmount it whatever happens in the block."""
+    require_powercut()
+    fs = PowercutMount(root, **options)
+    try:
+        yield fs
+    finally:
+        fs.close()
