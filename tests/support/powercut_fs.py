@@ -56,6 +56,9 @@ Names (directory entries):
   - A name that survives a cut points at its inode, whose content is the inode's
     durable content; a directory whose name survives has its own durable listing, and
     only entries reachable from the root through durable listings exist after a cut.
+  - So a file moved into a directory whose own name is not durable yet is lost with that
+    directory at a cut, even once both directories were fsynced after the move: fsync
+    a new directory's parent before relying on anything inside it.
   - unlink of a name that is still durable leaves its inode's durable content alive:
     if the unlink is lost, the file comes back with its content at its last fsync.
 
@@ -69,8 +72,10 @@ Metadata:
 
 Open files at a cut: the processes that held them died with the power. Every fd opened
 on the mount before a cut answers EIO to read, write, fsync, ftruncate and readdir
-afterwards; closing it is fine. (fstat still answers: the kernel asks by the inode's
-name, not by the fd.) Open the files again after the cut.
+afterwards; closing it is fine. (fstat, fchmod, fchown and futimens still act: the
+kernel sends them by the inode's name, not by the fd.) Open the files again after the
+cut. For the same reason, fchmod, fchown and futimens of an open file whose last name
+was removed fail with ESTALE here (read, write, ftruncate and fsync of it work).
 
 The random mode (`cut` with a seed) explores crash states beyond the strict one. Each
 change not yet durable survives independently with probability `survive`, seeded:
@@ -416,29 +421,36 @@ class PowercutFS(mfusepy.Operations):  # type: ignore[misc]
         keys = ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree")
         return {key: getattr(sv, key) for key in (*keys, "f_favail", "f_namemax")}
 
-    def chmod(self, path: str, mode: int) -> int:
+    def _named(self, path: str | None) -> str:
+        """The backing path of a chmod, chown or utimens: the kernel sends these by name
+        (an fchmod too), so an open file whose last name is gone cannot be reached."""
+        if path is None:
+            raise fail(errno.ESTALE)
+        return self._live(path)
+
+    def chmod(self, path: str | None, mode: int) -> int:
         with self._mutex:
-            os.chmod(self._live(path), stat.S_IMODE(mode))
+            os.chmod(self._named(path), stat.S_IMODE(mode))
         return 0
 
-    def chown(self, path: str, uid: int, gid: int) -> int:
+    def chown(self, path: str | None, uid: int, gid: int) -> int:
         with self._mutex:
-            os.lchown(self._live(path), uid, gid)
+            os.lchown(self._named(path), uid, gid)
         return 0
 
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
         with self._mutex:
-            live = self._live(path)
+            live = self._named(path)
             now = time.time_ns()
             if times is None:
                 os.utime(live, ns=(now, now), follow_symlinks=False)
                 return 0
             st = os.lstat(live)
             old = (st.st_atime_ns, st.st_mtime_ns)
-            new = tuple(
+            new = [
                 old[i] if t == UTIME_OMIT else now if t == UTIME_NOW else t
                 for i, t in enumerate(times)
-            )
+            ]
             os.utime(live, ns=(new[0], new[1]), follow_symlinks=False)
         return 0
 
@@ -531,10 +543,12 @@ class PowercutFS(mfusepy.Operations):  # type: ignore[misc]
                 handle = self._handle(fh)
                 os.ftruncate(handle.fd, length)
                 node = self.nodes[handle.node]
-            else:
-                live = self._live(path or "/")
+            elif path is not None:
+                live = self._live(path)
                 node = self._node_at(live)
                 os.truncate(live, length)
+            else:
+                raise fail(errno.EIO)
             node.touch(length, EVERYTHING)
         return 0
 
@@ -813,12 +827,31 @@ def renameat2(old: str, new: str, flags: int) -> None:
 
 
 class FUSE(mfusepy.FUSE):  # type: ignore[misc]
-    """mfusepy's FUSE, passing rename's flags (RENAME_NOREPLACE, RENAME_EXCHANGE) on:
-    dropping them would turn a no-replace rename into a replacing one."""
+    """mfusepy's FUSE, passing on what its libfuse 3 wrappers lose: rename's flags
+    (dropping RENAME_NOREPLACE would turn a no-replace rename into a replacing one), the
+    open file an ftruncate comes through (without it, it would act on a path, which an
+    unlinked file has not, and a stale fd would not fail), and utimens' UTIME_NOW and
+    UTIME_OMIT as they are."""
+
+    def _path(self, path: bytes | None) -> str | None:
+        return None if path is None else path.decode(self.encoding, self.errors)
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        decode = self.encoding, self.errors
-        result: int = self.operations.rename(old.decode(*decode), new.decode(*decode), flags)
+        result: int = self.operations.rename(self._path(old), self._path(new), flags)
+        return result
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        fh = int(fip.contents.fh) if fip else None
+        result: int = self.operations.truncate(self._path(path), length, fh)
+        return result
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        def ns(spec: Any) -> int:
+            nsec: int = spec.tv_nsec
+            return nsec if nsec in (UTIME_NOW, UTIME_OMIT) else spec.tv_sec * 10**9 + nsec
+
+        times = (ns(buf.contents.actime), ns(buf.contents.modtime)) if buf else None
+        result: int = self.operations.utimens(self._path(path), times)
         return result
 
 

@@ -132,6 +132,45 @@ def test_fdatasync_counts_as_fsync(fs: PowercutMount) -> None:
     assert (fs / "f").read_bytes() == b"data"
 
 
+def test_an_ftruncate_is_durable_with_the_next_fsync(fs: PowercutMount) -> None:
+    write(fs / "f", b"abcdef", fsync=True)
+    fsync_dir(fs.mount)
+    fd = os.open(fs / "f", os.O_RDWR)
+    os.ftruncate(fd, 2)
+    os.fsync(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, b"zz", 4)  # a hole, then data: never fsynced
+    os.close(fd)
+    fs.cut()
+    assert (fs / "f").read_bytes() == b"ab"
+
+
+def test_an_open_unlinked_file_can_still_be_written(fs: PowercutMount) -> None:
+    """Through its fd alone: write, ftruncate, read and fsync reach the right inode, and
+    nothing else changes."""
+    write(fs / "keep", b"kept", fsync=False)
+    fd = os.open(fs / "gone", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        (fs / "gone").unlink()
+        os.write(fd, b"data")
+        os.ftruncate(fd, 2)
+        os.fsync(fd)
+        assert os.pread(fd, 10, 0) == b"da"
+    finally:
+        os.close(fd)
+    assert ((fs / "keep").read_bytes(), listing(fs.mount)) == (b"kept", ["keep"])
+
+
+def test_touch_sets_the_times_to_now(fs: PowercutMount) -> None:
+    write(fs / "f", b"", fsync=False)
+    os.utime(fs / "f", ns=(1, 1))
+    before = time.time_ns()
+    os.utime(fs / "f")  # UTIME_NOW for both
+    assert (fs / "f").stat().st_mtime_ns >= before - 10**9
+    os.utime(fs / "f", ns=(3, 4))
+    assert (fs / "f").stat().st_mtime_ns == 4
+
+
 def test_mode_and_mtime_are_durable_with_an_fsync_of_the_inode(fs: PowercutMount) -> None:
     write(fs / "f", b"x", fsync=True)
     (fs / "f").chmod(0o600)
@@ -300,6 +339,27 @@ def test_a_rename_between_folders_needs_both_folders_fsynced(fs: PowercutMount) 
     assert (dst / "f").read_bytes() == b"data"
 
 
+def test_a_file_moved_into_a_new_folder_needs_the_folder_named_durably(
+    fs: PowercutMount,
+) -> None:
+    """Both folders fsynced after the move, the new folder's own name not: both gone."""
+    write(fs / "f", b"data", fsync=True)
+    fsync_dir(fs.mount)
+    (fs / "new").mkdir()
+    (fs / "f").rename(fs / "new" / "f")
+    fsync_dir(fs / "new")
+    fsync_dir(fs.mount)  # also the parent of new: this commits mkdir, then the move
+    fs.cut()
+    assert (listing(fs.mount), listing(fs / "new")) == (["new"], ["f"])
+    (fs / "newer").mkdir()
+    fsync_dir(fs / "newer")
+    (fs / "new" / "f").rename(fs / "newer" / "f")
+    fsync_dir(fs / "newer")
+    fsync_dir(fs / "new")  # the move is durable; "newer" is still no name in the root
+    fs.cut()
+    assert (listing(fs.mount), listing(fs / "new")) == (["new"], [])
+
+
 def test_a_rename_over_another_file_keeps_it_until_durable(fs: PowercutMount) -> None:
     write(fs / "a", b"A", fsync=True)
     write(fs / "b", b"B", fsync=True)
@@ -338,7 +398,13 @@ def test_fds_opened_before_a_cut_answer_eio(fs: PowercutMount) -> None:
     fd = os.open(fs / "f", os.O_RDWR)
     try:
         fs.cut()
-        for call in (lambda: os.pread(fd, 4, 0), lambda: os.write(fd, b"x"), lambda: os.fsync(fd)):
+        calls: list[Callable[[], object]] = [
+            lambda: os.pread(fd, 4, 0),
+            lambda: os.write(fd, b"x"),
+            lambda: os.fsync(fd),
+            lambda: os.ftruncate(fd, 0),
+        ]
+        for call in calls:
             with pytest.raises(OSError) as raised:
                 call()
             assert raised.value.errno == errno.EIO
