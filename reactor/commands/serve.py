@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from reactor.runtime.logs import configure_logging
     from reactor.serve.app import create_app
-    from reactor.serve.app_keys import SYSTEMD
+    from reactor.serve.app_keys import REACTOR, SYSTEMD
     from reactor.serve.service import StartupError
 
     configure_logging(config.log_level, config.log_format)
@@ -105,5 +105,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except OSError as exc:
         print(f"reactor serve: cannot listen on {config.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if (failed := app[REACTOR].writer.broken) is not None:
+        print(f"reactor serve: stopped: {failed}", file=sys.stderr)
         return 1
     return 0

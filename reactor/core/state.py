@@ -8,6 +8,8 @@ Changes that must reach the disk first are split in two: `plan_*` looks and deci
 without changing anything, the caller writes the decision to disk, then `commit_*` /
 `apply_*` changes memory. If the disk write fails, nothing was changed here, so an
 assignment is all-or-nothing (the seed lost files by popping them before its I/O).
+While the disk write is under way other requests are served, so the files a plan
+takes are `reserve`d: no other plan takes them meanwhile.
 
 Every method costs O(1) or O(batch), never O(files): files live in a dict, the ready
 queue is an OrderedDict used as a deque with O(1) removal from the middle
@@ -82,6 +84,7 @@ class RunState:
         self._quarantined: dict[str, None] = {}  # so /status lists them without walking all files
         self._live_jobs: dict[str, Job] = {}
         self._held: dict[str, Job] = {}  # jobs kept for a person, with their reason
+        self._reserved: set[str] = set()  # ready files a step on disk is about to take
         self._counts: Counter[FileState] = Counter()
         self.last_activity = 0.0
 
@@ -124,6 +127,24 @@ class RunState:
         """The job's trouble is over (a step that failed was carried out after all)."""
         if (job := self._held.pop(job_id, None)) is not None and job.state is not JobState.REFUSED:
             job.reason = ""
+
+    def reserve(self, names: Iterable[str]) -> None:
+        """Ready files that a step on disk is about to take (an assignment, a late
+        merge): until `unreserve` or `commit_assignment`, no plan hands them out, no late
+        DONE merges them and no output marks them done. They stay ready (and counted so)."""
+        self._reserved.update(names)
+
+    def unreserve(self, names: Iterable[str]) -> None:
+        """The step is over. A file deleted from INPUTDIR meanwhile, still ready, is
+        forgotten now, as `file_gone` would have."""
+        for name in names:
+            self._reserved.discard(name)
+            record = self.files.get(name)
+            if record is not None and record.state is FileState.READY and not record.present:
+                self._forget(name)
+
+    def reserved(self, name: str) -> bool:
+        return name in self._reserved
 
     def state_of(self, name: str) -> FileState | None:
         record = self.files.get(name)
@@ -231,14 +252,15 @@ class RunState:
         """The `.pod5` was deleted or moved out of INPUTDIR. Returns its state, if known.
 
         Waiting files are forgotten. An assigned file stays with its job (the engine may
-        already hold it open) but will not be queued again. Done and quarantined files
-        keep their record, so a copy that reappears later is not basecalled twice.
+        already hold it open) but will not be queued again; so does a reserved one until
+        its step is over. Done and quarantined files keep their record, so a copy that
+        reappears later is not basecalled twice.
         """
         record = self.files.get(name)
         if record is None:
             return None
         state = record.state
-        if state in (FileState.INCOMPLETE, FileState.READY):
+        if state in (FileState.INCOMPLETE, FileState.READY) and name not in self._reserved:
             self._forget(name)
         else:
             record.present = False
@@ -256,7 +278,7 @@ class RunState:
             self._new_record(name, FileState.DONE, now)
             self.files[name].present = False
             return True
-        if record.state in (FileState.INCOMPLETE, FileState.READY):
+        if record.state in (FileState.INCOMPLETE, FileState.READY) and name not in self._reserved:
             self._move(name, record, FileState.DONE, now)
             return True
         return False
@@ -346,6 +368,8 @@ class RunState:
         skipped = 0
         limit = max(batch_size, 0)
         for name in self._ready if limit else ():
+            if name in self._reserved:
+                continue
             record = self.files[name]
             # Skip only until a second engine failed it: that is all quarantine asks of
             # engines, and with two engines both would skip it for ever.
@@ -399,6 +423,7 @@ class RunState:
             self._move(name, record, FileState.ASSIGNED, now)
             record.job_id = job_id
             record.expired_job = None
+        self._reserved.difference_update(plan.files)
         self.jobs[job_id] = job
         self._live_jobs[job_id] = job
         self._engine(plan.engine_id, now).live_jobs.add(job_id)
@@ -510,6 +535,7 @@ class RunState:
             if (record := self.files.get(name)) is None
             or record.state is not FileState.READY
             or record.expired_job != job.job_id
+            or name in self._reserved
         ]
         if job.superseded or taken:
             return CompletionPlan(

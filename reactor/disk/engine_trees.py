@@ -11,7 +11,8 @@ So every folder here is opened through a descriptor of its parent with `O_NOFOLL
 was opened changes nothing: the descriptor still names the folder that was looked at),
 every entry is looked at with `lstat` through that descriptor, and moved with `renameat`
 from it, never through a path. `inspect` says whether a job's outputs may be merged at
-all; `move` merges them, looking at each entry again just before it moves it.
+all; `make_durable` fsyncs them before the decision to merge them is recorded; `move`
+merges them, looking at each entry again just before it moves it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactor.core.names import RESULT_FOLDERS
+from reactor.disk.durable import Sync
 from reactor.disk.state_dir import open_folder
 
 # More outputs than this in one job is not basecalling: dorado writes one file per batch,
 # a file per read barcode at most. The limit keeps a merge (and its log line) bounded.
 MAX_OUTPUTS = 10_000
 NAME_MAX_BYTES = 255  # one path component, on every Linux filesystem reactor runs on
+# Opening an output to fsync it: never through a link, never blocking on a FIFO.
+_OUTPUT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 class Refused(Exception):
@@ -118,6 +122,41 @@ def inspect(output_dir_fd: int, folder: str, tag: str) -> Outputs:
     finally:
         os.close(job_fd)
     return Outputs(tuple(entries))
+
+
+def make_durable(output_dir_fd: int, folder: str, outputs: Outputs, sync: Sync) -> None:
+    """Hand the inspected outputs and their folders to `sync`, so that their contents and
+    names are on stable storage at its barrier, before a DONE decision points at them:
+    basecallers writing through stdout or htslib do not fsync. An entry that is no longer
+    a regular file is left out (the merge keeps it with the job), so nothing an engine
+    swaps in can make the barrier fail."""
+    if not sync.durable:
+        return
+    try:
+        job_fd = open_folder(output_dir_fd, folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # the merge finds it gone too, and says so
+    try:
+        for kind in RESULT_FOLDERS:
+            wanted = [name for k, name in outputs.entries if k == kind]
+            if not wanted:
+                continue
+            try:
+                kind_fd = open_folder(job_fd, kind)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in wanted:
+                try:
+                    fd = os.open(name, _OUTPUT_FLAGS, dir_fd=kind_fd)
+                except OSError:
+                    continue  # a link now, or gone: the merge will say so
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    sync.take(fd)
+                else:
+                    os.close(fd)
+            sync.take(kind_fd)
+    finally:
+        os.close(job_fd)
 
 
 def move(

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from reactor.core.names import (
     INPUT_STAGING_NAME,
@@ -47,11 +47,13 @@ from reactor.core.names import (
 )
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees
+from reactor.disk.durable import Sync, sync_filesystem
 from reactor.disk.engine_trees import Outputs, Refused
 from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
 
 Checkpoint = Callable[[str], None]
 RECORD_FORMAT = 2
+T = TypeVar("T")
 
 __all__ = [
     "Checkpoint",
@@ -60,6 +62,7 @@ __all__ = [
     "JournalError",
     "Merged",
     "Refused",
+    "Step",
     "Unfinished",
 ]
 
@@ -156,14 +159,14 @@ def record_name(job_id: str) -> str:
 
 
 @contextlib.contextmanager
-def _committing(action: str, job: Job) -> Iterator[None]:
+def _committing(action: str) -> Iterator[None]:
     """Before the commit point: any OSError becomes a JournalError saying what failed."""
     try:
         yield
     except JournalError:
         raise
     except OSError as exc:
-        msg = f"could not {action} job {job.job_id}: {exc}"
+        msg = f"could not {action}: {exc}"
         raise JournalError(msg) from exc
 
 
@@ -177,13 +180,91 @@ def _finishing(action: str) -> Iterator[None]:
         raise Unfinished(msg) from exc
 
 
+class Step(Generic[T]):
+    """One change of the journal, in the three phases a group of them is run in.
+
+    `prepare` writes what the change will point at and stages its record; `commit`
+    renames the record into place (the commit point); `finish` carries out what follows
+    from it and returns the step's result. Between phases comes a barrier
+    (`reactor.disk.durable.Sync.flush`): a record is durable before it is renamed, and
+    the rename before anything that follows from it. `Journal.run` runs one step alone;
+    the service's writer (`reactor.serve.writer`) runs the phases of many steps side by
+    side, sharing each barrier: a group commit.
+
+    `prepare` and `commit` raise JournalError (nothing decided; safe to retry) or
+    Refused (a merge the job's outputs rule out); `finish` raises Unfinished (decided,
+    steps left) or, for an assignment, JournalError."""
+
+    def prepare(self, sync: Sync) -> None:
+        """Before the commit point."""
+
+    def commit(self, sync: Sync) -> None:
+        """The commit point."""
+
+    def finish(self, sync: Sync) -> T:
+        raise NotImplementedError
+
+
+class Chore(Step[T]):
+    """Disk work that decides nothing (a lease mark, a retry of steps left): it only
+    has to run in order with the steps around it."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self._work = work
+
+    def finish(self, sync: Sync) -> T:
+        return self._work()
+
+
+class _Recorded(Step[T]):
+    """A change whose commit point is a record replaced in the state folder."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        action: str,
+        folder: str,
+        name: str,
+        data: Callable[[], dict[str, Any]],
+        after: Callable[[Sync], T],
+        before: Callable[[Sync], None] | None = None,
+    ) -> None:
+        self._journal = journal
+        self._action = action
+        self._folder = folder
+        self._name = name
+        self._data = data
+        self._after = after
+        self._before = before
+        self._tmp = ""
+
+    def prepare(self, sync: Sync) -> None:
+        with _committing(self._action):
+            if self._before is not None:
+                self._before(sync)
+            self._tmp = self._journal.state.stage(self._folder, self._name, self._data(), sync)
+
+    def commit(self, sync: Sync) -> None:
+        with _committing(self._action):
+            self._journal.state.commit(self._folder, self._tmp, self._name, sync)
+
+    def finish(self, sync: Sync) -> T:
+        return self._after(sync)
+
+
 class Journal:
     """Carries state changes out on disk, each step crash-safe (see the module docstring)."""
 
     def __init__(
-        self, input_dir: Path, output_dir: Path, checkpoint: Checkpoint = _no_checkpoint
+        self,
+        input_dir: Path,
+        output_dir: Path,
+        checkpoint: Checkpoint = _no_checkpoint,
+        *,
+        durable: bool = True,
     ) -> None:
         self.input_dir = input_dir
+        self.durable = durable
         self.output_dir = output_dir
         self.state = StateDir(output_dir)
         self._checkpoint = checkpoint
@@ -281,7 +362,7 @@ class Journal:
                     yield name.removesuffix(RECORD_SUFFIX), files
 
     def write_record(self, record: JobRecord) -> None:
-        self.state.write(JOBS, record_name(record.job_id), record.to_json())
+        self.state.write(JOBS, record_name(record.job_id), record.to_json(), Sync(self.durable))
 
     def _record_for(self, job: Job, state: JobState, **extra: Any) -> JobRecord:
         extra.setdefault("engine_state", job.engine_state)
@@ -294,51 +375,112 @@ class Journal:
             **extra,
         )
 
-    def _decide(self, job: Job, state: JobState, **extra: Any) -> JobRecord:
-        """Commit a decision: replace the job's record with its new state."""
+    # --------------------------------------------------------------- steps
+
+    def run(self, step: Step[T]) -> T:
+        """Carry one step out alone, each barrier its own (recovery, tools and tests;
+        the service groups steps in its writer)."""
+        sync = Sync(self.durable)
         try:
-            previous = self.read_record(job.job_id)
-        except (ValueError, KeyError, TypeError):
-            previous = None
-        record = self._record_for(job, state, decided_at=time.time(), **extra)
-        if previous is not None:
-            record.assigned_at = previous.assigned_at
-        self.write_record(record)
-        return record
+            step.prepare(sync)
+            sync.flush()
+            step.commit(sync)
+            sync.flush()
+            result = step.finish(sync)
+            sync.flush()
+        except BaseException:
+            sync.discard()
+            raise
+        return result
+
+    def _decision(
+        self,
+        job: Job,
+        state: JobState,
+        action: str,
+        after: Callable[[JobRecord, Sync], T],
+        before: Callable[[Sync], None] | None = None,
+        details: Callable[[], dict[str, Any]] = dict,
+        **extra: Any,
+    ) -> Step[T]:
+        """A decision about `job`: its record replaced with the new `state` (the commit
+        point), then `after` carries out what follows from it. `details` adds to the
+        record what only `before` finds out (the outputs a merge inspected)."""
+        record: list[JobRecord] = []
+
+        def data() -> dict[str, Any]:
+            try:
+                previous = self.read_record(job.job_id)
+            except (ValueError, KeyError, TypeError):
+                previous = None
+            decided = self._record_for(job, state, decided_at=time.time(), **extra, **details())
+            if previous is not None:
+                decided.assigned_at = previous.assigned_at
+            record[:] = [decided]
+            return decided.to_json()
+
+        return _Recorded(
+            self,
+            f"{action} job {job.job_id}",
+            JOBS,
+            record_name(job.job_id),
+            data,
+            lambda sync: after(record[0], sync),
+            before,
+        )
 
     # -------------------------------------------------------------- assign
 
-    def assign(self, job: Job) -> None:
+    def assign_step(self, job: Job) -> Step[None]:
         """Record the job, then make its output folder and its folder of links; the job
-        is live once the links are in INPUTDIR (all-or-nothing)."""
+        is live once the links are in INPUTDIR (all-or-nothing). Its folders are durable
+        before the engine is told of them: their names, the links, both run folders."""
         out_stage = f"{STAGING_PREFIX}{job.job_id}"
-        try:
-            self.write_record(self._record_for(job, JobState.ASSIGNED))
-            self._checkpoint("assign:recorded")
-            stage_fd = self._make_stage(self._output_fd, out_stage)
+
+        def place(sync: Sync) -> None:
             try:
-                for kind in RESULT_FOLDERS:
-                    os.mkdir(kind, dir_fd=stage_fd)
-            finally:
-                os.close(stage_fd)
-            os.rename(
-                out_stage,
-                self._name(job, Folder.TMPOUTPUT),
-                src_dir_fd=self._output_fd,
-                dst_dir_fd=self._output_fd,
-            )
-            self._checkpoint("assign:output_placed")
-            self._place_new_links(
-                job,
-                Folder.ASSIGNED,
-                job.files,
-                staged=lambda: self._checkpoint("assign:input_staged"),
-            )
-        except OSError as exc:
-            self._undo_assign(job, out_stage)
-            msg = f"could not create the folders of job {job.job_id}: {exc}"
-            raise JournalError(msg) from exc
-        self._checkpoint("assign:committed")
+                self._checkpoint("assign:recorded")
+                stage_fd = self._make_stage(self._output_fd, out_stage)
+                try:
+                    for kind in RESULT_FOLDERS:
+                        os.mkdir(kind, dir_fd=stage_fd)
+                except BaseException:
+                    os.close(stage_fd)
+                    raise
+                sync.take(stage_fd)
+                os.rename(
+                    out_stage,
+                    self._name(job, Folder.TMPOUTPUT),
+                    src_dir_fd=self._output_fd,
+                    dst_dir_fd=self._output_fd,
+                )
+                sync.folder(self._output_fd)
+                self._checkpoint("assign:output_placed")
+                self._place_new_links(
+                    job,
+                    Folder.ASSIGNED,
+                    job.files,
+                    sync,
+                    staged=lambda: self._checkpoint("assign:input_staged"),
+                )
+            except OSError as exc:
+                sync.discard()
+                self._undo_assign(job, out_stage)
+                msg = f"could not create the folders of job {job.job_id}: {exc}"
+                raise JournalError(msg) from exc
+            self._checkpoint("assign:committed")
+
+        return _Recorded(
+            self,
+            f"record job {job.job_id}",
+            JOBS,
+            record_name(job.job_id),
+            lambda: self._record_for(job, JobState.ASSIGNED).to_json(),
+            place,
+        )
+
+    def assign(self, job: Job) -> None:
+        self.run(self.assign_step(job))
 
     def _undo_assign(self, job: Job, out_stage: str) -> None:
         with contextlib.suppress(OSError):
@@ -363,6 +505,7 @@ class Journal:
         job: Job,
         kind: Folder,
         names: Iterable[str],
+        sync: Sync,
         staged: Callable[[], None] = lambda: None,
     ) -> None:
         """Build a fresh folder of one relative symlink `../<name>` per name in the
@@ -378,12 +521,15 @@ class Journal:
             try:
                 for name in names:
                     os.symlink(f"../{name}", name, dir_fd=fd)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
+            sync.take(fd)
             staged()
             os.rename(
                 job.job_id, self._name(job, kind), src_dir_fd=staging, dst_dir_fd=self._input_fd
             )
+            sync.folder(self._input_fd)
         finally:
             os.close(staging)
 
@@ -395,13 +541,35 @@ class Journal:
             self._output_fd, self._name(job, Folder.TMPOUTPUT), job_tag(job.job_id)
         )
 
-    def merge(self, job: Job, outputs: Outputs) -> Merged:
-        """DONE: record what is merged (the commit point), then move it into pass/ and
-        fail/. Raises Unfinished when a step after the commit cannot be carried out."""
-        with _committing("merge the outputs of", job):
-            record = self._decide(job, JobState.DONE, outputs=list(outputs.entries))
-        self._passed("merge:decided")
-        return self.finish_merge(job, record)
+    def merge_step(self, job: Job, outputs: Outputs | None = None) -> Step[Merged]:
+        """DONE: look at the outputs (unless given), make them durable, record what is
+        merged (the commit point), then move it into pass/ and fail/. Refused before the
+        commit when the outputs break the rules; Unfinished when a step after it cannot
+        be carried out."""
+        found: list[Outputs] = [] if outputs is None else [outputs]
+
+        def before(sync: Sync) -> None:
+            if not found:
+                found.append(self.inspect(job))
+            engine_trees.make_durable(
+                self._output_fd, self._name(job, Folder.TMPOUTPUT), found[0], sync
+            )
+
+        def after(record: JobRecord, sync: Sync) -> Merged:
+            self._passed("merge:decided")
+            return self.finish_merge(job, record)
+
+        return self._decision(
+            job,
+            JobState.DONE,
+            "merge the outputs of",
+            after,
+            before,
+            details=lambda: {"outputs": list(found[0].entries)},
+        )
+
+    def merge(self, job: Job, outputs: Outputs | None = None) -> Merged:
+        return self.run(self.merge_step(job, outputs))
 
     def finish_merge(self, job: Job, record: JobRecord) -> Merged:
         merged = Merged()
@@ -422,12 +590,24 @@ class Journal:
         self._passed("merge:released")
         return merged
 
-    def refuse(self, job: Job, reason: str) -> None:
+    def refuse_step(self, job: Job, reason: str) -> Step[None]:
         """A DONE whose outputs break the rules: nothing merged, outputs kept aside."""
-        with _committing("record the refusal of", job):
-            self._decide(job, JobState.REFUSED, reason=reason, superseded=True)
-        self._passed("refuse:decided")
-        self.finish_refuse(job)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("refuse:decided")
+            self.finish_refuse(job)
+
+        return self._decision(
+            job,
+            JobState.REFUSED,
+            "record the refusal of",
+            after,
+            reason=reason,
+            superseded=True,
+        )
+
+    def refuse(self, job: Job, reason: str) -> None:
+        self.run(self.refuse_step(job, reason))
 
     def finish_refuse(self, job: Job) -> None:
         self._keep_aside(job, Folder.REFUSEDOUTPUT, "refuse:output_kept")
@@ -435,14 +615,24 @@ class Journal:
             self.release(job)
         self._passed("refuse:released")
 
-    def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
+    def fail_step(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> Step[None]:
         """FAILED: quarantine files at max_attempts; the others go back to the queue."""
-        with _committing("record the failure of", job):
-            record = self._decide(
-                job, JobState.FAILED, requeue=list(requeue), quarantine=list(quarantine)
-            )
-        self._passed("fail:decided")
-        self.finish_fail(job, record)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("fail:decided")
+            self.finish_fail(job, record)
+
+        return self._decision(
+            job,
+            JobState.FAILED,
+            "record the failure of",
+            after,
+            requeue=list(requeue),
+            quarantine=list(quarantine),
+        )
+
+    def fail(self, job: Job, requeue: Iterable[str], quarantine: Iterable[str]) -> None:
+        self.run(self.fail_step(job, requeue, quarantine))
 
     def finish_fail(self, job: Job, record: JobRecord) -> None:
         if record.quarantine:
@@ -457,14 +647,19 @@ class Journal:
             self.release(job)
         self._passed("fail:released")
 
-    def hand_back(self, job: Job) -> None:
+    def hand_back_step(self, job: Job) -> Step[None]:
         """RELEASED (the transition "release"): the engine stopped before the end and
         handed the batch back. Its outputs are kept aside, never merged; its links go.
         Nothing is recorded against the files: they are simply ready again."""
-        with _committing("record the release of", job):
-            self._decide(job, JobState.RELEASED)
-        self._passed("release:decided")
-        self.finish_hand_back(job)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("release:decided")
+            self.finish_hand_back(job)
+
+        return self._decision(job, JobState.RELEASED, "record the release of", after)
+
+    def hand_back(self, job: Job) -> None:
+        self.run(self.hand_back_step(job))
 
     def finish_hand_back(self, job: Job) -> None:
         self._keep_aside(job, Folder.RELEASEDOUTPUT, "release:output_kept")
@@ -472,12 +667,17 @@ class Journal:
             self.release(job)
         self._passed("release:released")
 
-    def set_aside(self, job: Job, engine_state: str) -> None:
+    def set_aside_step(self, job: Job, engine_state: str) -> Step[None]:
         """An unknown job_state: keep both folders aside for a person, as the seed did."""
-        with _committing("set aside", job):
-            self._decide(job, JobState.UNKNOWN, engine_state=engine_state)
-        self._passed("set_aside:decided")
-        self.finish_set_aside(job)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("set_aside:decided")
+            self.finish_set_aside(job)
+
+        return self._decision(job, JobState.UNKNOWN, "set aside", after, engine_state=engine_state)
+
+    def set_aside(self, job: Job, engine_state: str) -> None:
+        self.run(self.set_aside_step(job, engine_state))
 
     def finish_set_aside(self, job: Job) -> None:
         with _finishing("make the folder of the set-aside job's links"):
@@ -488,24 +688,40 @@ class Journal:
             self.release(job)
         self._passed("set_aside:released")
 
-    def expire(self, job: Job) -> None:
+    def expire_step(self, job: Job) -> Step[None]:
         """The lease ran out: withdraw the links; outputs stay for a possible late DONE."""
-        with _committing("expire", job):
-            self._decide(job, JobState.EXPIRED)
-        self._passed("expire:decided")
-        self.finish_expire(job)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("expire:decided")
+            self.finish_expire(job)
+
+        return self._decision(job, JobState.EXPIRED, "expire", after)
+
+    def expire(self, job: Job) -> None:
+        self.run(self.expire_step(job))
 
     def finish_expire(self, job: Job) -> None:
         with _finishing("remove the links of the expired job"):
             self.release(job)
         self._passed("expire:released")
 
-    def supersede(self, job: Job) -> None:
+    def supersede_step(self, job: Job) -> Step[None]:
         """An expired job's files go out again: its outputs are set aside, never merged."""
-        with _committing("set aside the outputs of expired", job):
-            self._decide(job, JobState.EXPIRED, superseded=True)
-        self._passed("supersede:decided")
-        self.finish_supersede(job)
+
+        def after(record: JobRecord, sync: Sync) -> None:
+            self._passed("supersede:decided")
+            self.finish_supersede(job)
+
+        return self._decision(
+            job,
+            JobState.EXPIRED,
+            "set aside the outputs of expired",
+            after,
+            superseded=True,
+        )
+
+    def supersede(self, job: Job) -> None:
+        self.run(self.supersede_step(job))
 
     def finish_supersede(self, job: Job) -> None:
         self._keep_aside(job, Folder.EXPIREDOUTPUT, "supersede:kept")
@@ -550,8 +766,9 @@ class Journal:
 
     def renew_lease(self, job: Job) -> None:
         """Record a keepalive: the record's mtime is the job's last sign of life, which
-        recovery reads so that a restart does not extend leases. Best effort: a failure
-        only means a restart would count the lease from the previous mark."""
+        recovery reads so that a restart does not extend leases. Best effort and not
+        fsynced: a failure, or a power cut, only means a restart counts the lease from
+        an earlier mark."""
         with contextlib.suppress(OSError):
             self.state.touch(JOBS, record_name(job.job_id))
 
@@ -561,19 +778,38 @@ class Journal:
             return self.state.mtime(JOBS, record_name(job_id))
         return None
 
-    def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
+    def requeue_step(self, folder: JobFolder, baseline: dict[str, int]) -> Step[None]:
         """Release a quarantine (FAILED_… or UNKNOWN_…): a record of each file's attempt
         count so far (recovery ignores failures up to it) is the commit point, then the
         folder of links goes."""
-        name = f"{folder.job_id}_{folder.engine_id}{RECORD_SUFFIX}"
-        try:
-            self.state.write(REQUEUED, name, {"format": RECORD_FORMAT, "files": baseline})
-            self._checkpoint("requeue:decided")
-            engine_trees.remove_folder(self._input_fd, folder.name)
-            self._checkpoint("requeue:released")
-        except OSError as exc:
-            msg = f"could not release {folder.name}: {exc}"
-            raise JournalError(msg) from exc
+
+        def after(sync: Sync) -> None:
+            try:
+                self._checkpoint("requeue:decided")
+                engine_trees.remove_folder(self._input_fd, folder.name)
+                self._checkpoint("requeue:released")
+            except OSError as exc:
+                msg = f"could not release {folder.name}: {exc}"
+                raise JournalError(msg) from exc
+
+        return _Recorded(
+            self,
+            f"release {folder.name}",
+            REQUEUED,
+            f"{folder.job_id}_{folder.engine_id}{RECORD_SUFFIX}",
+            lambda: {"format": RECORD_FORMAT, "files": baseline},
+            after,
+        )
+
+    def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
+        self.run(self.requeue_step(folder, baseline))
+
+    def make_durable(self) -> None:
+        """Everything written in the run folders so far, durable (after recovery's
+        repairs, before the first answer rests on them)."""
+        if self.durable:
+            sync_filesystem(self._output_fd)
+            sync_filesystem(self._input_fd)
 
     # ------------------------------------------------------------- helpers
 
@@ -583,7 +819,8 @@ class Journal:
         try:
             os.stat(self._name(job, kind), dir_fd=self._input_fd, follow_symlinks=False)
         except FileNotFoundError:
-            self._place_new_links(job, kind, names)
+            # A step after a decision: recovery makes it again if a power cut undoes it.
+            self._place_new_links(job, kind, names, Sync(durable=False))
 
     def release(self, job: Job) -> None:
         """Remove the job's folder of links (links only: inputs are never touched)."""

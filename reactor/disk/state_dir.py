@@ -16,7 +16,9 @@ mode stops the same user); run engines as another user to make that impossible
 Every file is opened through a descriptor of its folder, never following a link
 (`O_NOFOLLOW`), and replaced atomically: written under a hidden temporary name created
 afresh (`O_EXCL`), then renamed over the record. A link planted under the temporary
-name is removed, not written through.
+name is removed, not written through. The data is fsynced before the rename and the
+folder after it (`reactor.disk.durable`), so a record survives a power cut whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from reactor.disk.durable import Sync
 
 STATE_NAME = ".reactor"
 JOBS = "jobs"
@@ -112,8 +116,18 @@ class StateDir:
 
     # ------------------------------------------------------------- records
 
-    def write(self, folder: str, name: str, data: dict[str, Any]) -> None:
-        """Replace the record `folder/name` atomically with `data` (JSON)."""
+    def write(self, folder: str, name: str, data: dict[str, Any], sync: Sync | None = None) -> None:
+        """Replace the record `folder/name` atomically with `data` (JSON), durably unless
+        `sync` says otherwise (a barrier between the data and the rename, one after)."""
+        sync = sync or Sync()
+        tmp = self.stage(folder, name, data, sync)
+        sync.flush()
+        self.commit(folder, tmp, name, sync)
+        sync.flush()
+
+    def stage(self, folder: str, name: str, data: dict[str, Any], sync: Sync) -> str:
+        """Write `data` under a fresh temporary name and hand the file to `sync` (its
+        contents must be durable before the rename is). Returns the temporary name."""
         fd = self._fd(folder)
         tmp = f"{_TMP_PREFIX}{name}"
         with contextlib.suppress(FileNotFoundError):
@@ -123,9 +137,18 @@ class StateDir:
             view = memoryview(json.dumps(data, indent=1).encode())
             while view:
                 view = view[os.write(out, view) :]
-        finally:
+        except BaseException:
             os.close(out)
+            raise
+        sync.take(out)
+        return tmp
+
+    def commit(self, folder: str, tmp: str, name: str, sync: Sync) -> None:
+        """Rename the staged record over `name`: the commit point. The folder goes to
+        `sync`, so the rename is durable at its next barrier."""
+        fd = self._fd(folder)
         os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        sync.folder(fd)
 
     def read(self, folder: str, name: str) -> dict[str, Any] | None:
         """The record `folder/name`, or None if there is none. Raises ValueError if it is

@@ -24,6 +24,7 @@ from prometheus_client import generate_latest
 
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
 from reactor.core.state import CompletionAction, Job, UnknownJob
+from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
 from reactor.serve.app_keys import CONFIG, REACTOR
 from reactor.serve.service import Conflict, StepsLeft
@@ -70,6 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # a 405 must list the methods it allows (RFC 9110, 15.5.6)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except DurabilityError as exc:
+        return _error_response(503, "storage_failed", str(exc))
     except JournalError as exc:
         log.error("journal_error", path=request.path, detail=str(exc))
         detail = f"{exc}; check that the run folders exist and are writable, then retry"
@@ -219,7 +222,7 @@ def _assignment_body(job: Job | None, lease_s: float) -> dict[str, Any]:
     }
 
 
-async def _riding_out_storage(request: web.Request, operation: Callable[[], T]) -> T:
+async def _riding_out_storage(request: web.Request, operation: Callable[[], Awaitable[T]]) -> T:
     """Run a journal operation, and run it again while the disk refuses it, for up to
     `storage_grace` seconds: every journal step is safe to retry (a retry carries on
     from the last step that reached the disk), and the loop serves other requests
@@ -231,7 +234,9 @@ async def _riding_out_storage(request: web.Request, operation: Callable[[], T]) 
     attempt = 1
     while True:
         try:
-            result = operation()
+            result = await operation()
+        except DurabilityError:
+            raise  # never retried: the service is stopping
         except (JournalError, StepsLeft) as exc:
             if loop.time() + delay_s > deadline:
                 raise

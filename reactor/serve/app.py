@@ -110,6 +110,7 @@ def create_app(
         reconcile_interval_s=config.reconcile_interval,
     )
     app[FINISHER] = Finisher(reactor, request_exit=request_exit)
+    reactor.on_storage_failed = request_exit  # a failed fsync: stop; `serve` exits 1
     api.add_routes(app)
     if watch:
         app.cleanup_ctx.append(_observer_ctx)
@@ -145,7 +146,7 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.insecure and config.token is None and not config.allow:
         log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield
-    reactor.ready = False
+    await reactor.stop()
     log.info("stopped", **reactor.count_fields())
     reactor.journal.close()
 

@@ -3,22 +3,30 @@
 `Reactor` owns the one `RunState` and the one `Journal`. Everything here runs on the
 event loop thread: HTTP handlers, the watcher bridge and the sweeper all call in, so
 no locks are needed. Each mutating operation is: plan in the core (pure), carry the
-plan out on disk (journal), then commit it in the core, then log one event. Disk
-first: if the journal raises, memory is unchanged and the caller gets an error.
+plan out on disk (a journal step, on the writer's thread), then commit it in the
+core, then log one event. Disk first: if the step fails before its commit point,
+memory is unchanged and the caller gets an error.
 
-Journal steps are small (a handful of mkdir/symlink/rename calls per job), so they
-run inline on the loop; that keeps every operation atomic with respect to the others.
+While a step is on the writer (`reactor.serve.writer`, which groups the steps waiting
+into one commit), the loop serves other requests, so an operation claims what it
+plans on: the files an assignment or a late merge takes are reserved in the core,
+and one operation at a time runs on a job (`_turn`): a second report on the same job
+waits for the first, and the sweeper leaves a busy job for its next pass. Each
+operation runs detached from its caller, so memory follows the disk even when the
+client hangs up or the service shuts down mid-step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import structlog
 
@@ -38,14 +46,17 @@ from reactor.core.state import (
     RunState,
 )
 from reactor.core.status import count_fields, status_line, status_report
-from reactor.disk.journal import Journal, JournalError, Merged, Refused, Unfinished
+from reactor.disk.durable import DurabilityError
+from reactor.disk.journal import Chore, Journal, JournalError, Merged, Refused, Step, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import StateError
 from reactor.serve.metrics import Metrics
+from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
 
 log = structlog.get_logger("reactor")
+T = TypeVar("T")
 
 MAX_BATCH_SIZE = 10_000
 # An engine silent this long, with no live job and not benched, is forgotten: /status and
@@ -73,6 +84,11 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
             gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def _decided(result: object) -> bool:
+    """An expiry's result: decided on disk (even with steps left), or not."""
+    return not isinstance(result, JournalError)
 
 
 def new_job_id() -> str:
@@ -115,7 +131,9 @@ class Reactor:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.journal = journal or Journal(config.input_dir, config.output_dir)
+        self.journal = journal or Journal(
+            config.input_dir, config.output_dir, durable=config.durable
+        )
         self.state = RunState(
             config.max_attempts,
             bench_after=config.bench_after,
@@ -131,6 +149,12 @@ class Reactor:
         self.run_end = RunEnd()  # set by reactor.serve.finisher: stop file seen, complete
         # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
         self.quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = {}
+        self.writer = DiskWriter(durable=config.durable, on_broken=self._storage_failed)
+        self.on_storage_failed: Callable[[], None] = lambda: None  # the app stops the service
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # job id -> done when the step on disk about it is: one step per job at a time.
+        self._busy: dict[str, asyncio.Future[None]] = {}
+        self._operations: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------ start
 
@@ -150,8 +174,56 @@ class Reactor:
             )
             raise StartupError(msg) from exc
 
+    async def stop(self) -> None:
+        """Let the operations under way reach the disk, then end the writer's thread."""
+        self.ready = False
+        while self._operations:
+            await asyncio.wait(list(self._operations))
+        await self.writer.stop()
+
+    # ------------------------------------------------------- the disk's turn
+
+    async def _detached(self, operation: Coroutine[Any, Any, T]) -> T:
+        """Run an operation to its end even if its caller goes away (a client that hangs
+        up, a sweeper cancelled at shutdown): memory must follow what reached the disk."""
+        task = asyncio.ensure_future(operation)
+        self._operations.add(task)
+        task.add_done_callback(self._operations.discard)
+        return await asyncio.shield(task)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, job_id: str) -> AsyncIterator[None]:
+        """One operation at a time on a job: a second report, an expiry, a retry of its
+        steps wait until the step under way is on disk and memory follows it."""
+        while (busy := self._busy.get(job_id)) is not None:
+            await asyncio.shield(busy)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._busy[job_id] = done
+        try:
+            yield
+        finally:
+            del self._busy[job_id]
+            done.set_result(None)
+
+    async def _write(self, step: Step[T]) -> T:
+        """Carry a step out on the writer's thread; the loop serves others meanwhile."""
+        if self.writer.broken is not None:
+            raise self.writer.broken
+        return await self.writer.run(step)
+
+    def _storage_failed(self, error: DurabilityError) -> None:
+        """(On the writer's thread.) An fsync failed: stop serving, and stop the service."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_serving)
+
+    def _stop_serving(self) -> None:
+        self.ready = False
+        self.on_storage_failed()
+
     def _start(self) -> Recovered:
         began = time.perf_counter()
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
         now = self.clock()
         lease_s = self.config.report_back_interval
         recovered = recover(self.journal, now, lease_s)
@@ -174,7 +246,10 @@ class Reactor:
             self._hold(state.jobs[job_id], reason)
         self.state.last_activity = now
         # Leases run from the last keepalive on disk: expire now what ran out while down.
-        self.expire_due(now)
+        self._expire_now(now)
+        # No answer may rest on a repair of recovery's that a power cut could undo.
+        self.journal.make_durable()
+        self.writer.start()
         self.ready = True
         log.info(
             "recovered",
@@ -234,35 +309,40 @@ class Reactor:
 
     # ----------------------------------------------------------- requests
 
-    def assign(self, engine_id: str, batch_size: int) -> Job | None:
+    async def assign(self, engine_id: str, batch_size: int) -> Job | None:
         """Hand up to `batch_size` ready files to `engine_id`; None when there are none."""
+        return await self._detached(self._assign(engine_id, batch_size))
+
+    async def _assign(self, engine_id: str, batch_size: int) -> Job | None:
         now = self.clock()
         size = self.config.batch_size if batch_size <= 0 else min(batch_size, MAX_BATCH_SIZE)
         plan = self.state.plan_assignment(engine_id, size, now)
         if plan.empty:
             self.state.engine_polled(engine_id, now)
             return None
-        for expired_id in plan.supersede:
-            expired = self.state.jobs[expired_id]
-            try:
-                self.journal.supersede(expired)
-            except Unfinished as exc:
-                self._hold(expired, exc.reason)
-            self.state.supersede(expired)  # on disk already: memory follows at once
-            log.info("job_superseded", job_id=expired_id, engine_id=expired.engine_id)
         job_id = self._new_job_id()
         while job_id in self.state.jobs:  # 128 random bits: never, but cheap to be sure
             job_id = self._new_job_id()
-        job = Job(
-            job_id=job_id,
-            engine_id=engine_id,
-            files=dict(plan.files),
-            state=JobState.ASSIGNED,
-            assigned_at=now,
-            last_seen=now,
-            lease_s=self.config.report_back_interval,
-        )
-        self.journal.assign(job)
+        # The files are this assignment's until it is on disk: no other request takes
+        # them, and no late DONE of the job they expired from merges meanwhile.
+        self.state.reserve(plan.files)
+        try:
+            for expired_id in plan.supersede:
+                await self._supersede(self.state.jobs[expired_id])
+            job = Job(
+                job_id=job_id,
+                engine_id=engine_id,
+                files=dict(plan.files),
+                state=JobState.ASSIGNED,
+                assigned_at=now,
+                last_seen=now,
+                lease_s=self.config.report_back_interval,
+            )
+            await self._write(self.journal.assign_step(job))
+        except BaseException:
+            self.state.unreserve(plan.files)
+            raise
+        now = self.clock()  # the lease runs from the answer, not from the plan
         job = self.state.commit_assignment(plan, job_id, now, self.config.report_back_interval)
         self.metrics.assignments.inc()
         log.info(
@@ -274,6 +354,18 @@ class Reactor:
         )
         return job
 
+    async def _supersede(self, expired: Job) -> None:
+        """Set an expired job's outputs aside for good (its files go out again)."""
+        async with self._turn(expired.job_id):
+            if expired.superseded:
+                return
+            try:
+                await self._write(self.journal.supersede_step(expired))
+            except Unfinished as exc:
+                self._hold(expired, exc.reason)
+            self.state.supersede(expired)  # on disk already: memory follows at once
+            log.info("job_superseded", job_id=expired.job_id, engine_id=expired.engine_id)
+
     def keepalive(self, job_id: str, engine_state: str) -> bool:
         """Extend the job's lease. True means the job is late and the engine must stop."""
         late = self.state.keepalive(job_id, engine_state, self.clock())
@@ -281,43 +373,68 @@ class Reactor:
         if late:
             log.info("keepalive_late", job_id=job_id, engine_id=job.engine_id, state=job.state)
         else:
-            self.journal.renew_lease(job)
+            # The mark on disk is best effort: the answer does not wait for it.
+            self.writer.post(Chore(functools.partial(self.journal.renew_lease, job)))
             log.debug("keepalive", job_id=job_id, engine_id=job.engine_id, state=engine_state)
         return late
 
-    def complete(self, job_id: str, job_state: str) -> CompletionPlan:
+    async def complete(self, job_id: str, job_state: str) -> CompletionPlan:
         """Carry out an engine's /completed report. Raises Conflict for a 409, and
         StepsLeft when the decision's steps on disk could not all be carried out."""
         outcome = EngineReport.parse(job_state)
-        now = self.clock()
-        plan = self.state.plan_completion(job_id, outcome, now)
-        if plan.action is CompletionAction.REPEAT and self._unfinished(plan.job):
-            self._finish_steps(plan)  # the report again: carry on with what is left
-            return plan
-        if plan.action is CompletionAction.MERGE:
+        self.state.job(job_id)  # UnknownJob before anything waits
+        return await self._detached(self._complete(job_id, job_state, outcome))
+
+    async def _complete(self, job_id: str, job_state: str, outcome: EngineReport) -> CompletionPlan:
+        async with self._turn(job_id):
+            plan = self.state.plan_completion(job_id, outcome, self.clock())
+            if plan.action is CompletionAction.REPEAT and self._unfinished(plan.job):
+                await self._finish_steps(plan)  # the report again: carry on with what is left
+                return plan
+            # A late DONE merges files that are ready again: keep them from other engines.
+            late = plan.action is CompletionAction.MERGE and not plan.job.live
+            reserved = list(plan.job.files) if late else []
+            self.state.reserve(reserved)
             try:
-                outputs = self.journal.inspect(plan.job)
-            except Refused as refused:
-                plan = self.state.plan_refusal(plan, str(refused))
+                plan, merged, unfinished = await self._carry_out(plan, job_state)
+                return self._completed(plan, job_state, merged, unfinished)
+            finally:
+                self.state.unreserve(reserved)
+
+    async def _carry_out(
+        self, plan: CompletionPlan, job_state: str
+    ) -> tuple[CompletionPlan, Merged, str | None]:
+        """The plan's decision on disk: (the plan as carried out, what was merged, the
+        steps left if some could not be carried out)."""
         job = plan.job
         action = plan.action
+        journal = self.journal
         merged = Merged()
-        unfinished: str | None = None
         try:
             if action is CompletionAction.MERGE:
-                merged = self.journal.merge(job, outputs)
-            elif action is CompletionAction.REFUSE:
-                self.journal.refuse(job, plan.reason)
+                try:
+                    merged = await self._write(journal.merge_step(job))
+                except Refused as refused:
+                    plan = self.state.plan_refusal(plan, str(refused))
+                    await self._write(journal.refuse_step(job, plan.reason))
             elif action is CompletionAction.FAIL:
-                self.journal.fail(job, plan.requeue, plan.quarantine)
+                await self._write(journal.fail_step(job, plan.requeue, plan.quarantine))
             elif action is CompletionAction.RELEASE:
-                self.journal.hand_back(job)
+                await self._write(journal.hand_back_step(job))
             elif action is CompletionAction.SET_ASIDE:
-                self.journal.set_aside(job, job_state)
+                await self._write(journal.set_aside_step(job, job_state))
             elif action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
-                self.journal.supersede(job)
+                await self._write(journal.supersede_step(job))
         except Unfinished as exc:  # decided on disk: memory follows, the job is held
-            unfinished = exc.reason
+            return plan, merged, exc.reason
+        return plan, merged, None
+
+    def _completed(
+        self, plan: CompletionPlan, job_state: str, merged: Merged, unfinished: str | None
+    ) -> CompletionPlan:
+        """Memory follows the decision on disk; the report is logged."""
+        job = plan.job
+        now = self.clock()
         engine = self.state.engines.get(job.engine_id)
         benched_before = engine.benched_until if engine else 0.0
         self.state.apply_completion(plan, now)
@@ -334,7 +451,7 @@ class Reactor:
         if unfinished is not None:
             self.state.hold(job.job_id, unfinished)
             raise StepsLeft(plan, unfinished)
-        if action is CompletionAction.CONFLICT:
+        if plan.action is CompletionAction.CONFLICT:
             raise Conflict(plan.reason)
         return plan
 
@@ -352,18 +469,22 @@ class Reactor:
         """Held because steps of its decision are left (not a refused job)."""
         return bool(job.reason) and job.state is not JobState.REFUSED
 
-    def _finish_steps(self, plan: CompletionPlan) -> None:
+    async def _finish_steps(self, plan: CompletionPlan) -> None:
         """Carry out what is left of a held job's decision; StepsLeft if still stuck."""
         job = plan.job
         try:
-            record = self.journal.read_record(job.job_id)
-            if record is not None:
-                self.journal.finish(job, record)
+            await self._write(Chore(functools.partial(self._finish_from_record, job)))
         except Unfinished as exc:
             job.reason = exc.reason
             raise StepsLeft(plan, exc.reason) from None
         self.state.unhold(job.job_id)
         log.info("job_no_longer_held", job_id=job.job_id, engine_id=job.engine_id)
+
+    def _finish_from_record(self, job: Job) -> None:
+        """(On the writer's thread.) The steps left of the decision the job's record says."""
+        record = self.journal.read_record(job.job_id)
+        if record is not None:
+            self.journal.finish(job, record)
 
     def hold_for_good(self, job_id: str) -> None:
         """The caller stops trying the steps left of this job now: say so, once."""
@@ -389,20 +510,23 @@ class Reactor:
             ),
         )
 
-    def finish_held(self) -> None:
+    async def finish_held(self) -> None:
         """Try again the steps left of held jobs whose decision could not be carried out
         (refused jobs stay held: there is nothing left to do for them)."""
+        await self._detached(self._finish_held())
+
+    async def _finish_held(self) -> None:
         for job in [j for j in self.state.held_jobs() if j.state is not JobState.REFUSED]:
-            try:
-                record = self.journal.read_record(job.job_id)
-                if record is None:
+            if job.job_id in self._busy:
+                continue  # its report is being carried out: that tries the steps too
+            async with self._turn(job.job_id):
+                try:
+                    await self._write(Chore(functools.partial(self._finish_from_record, job)))
+                except (Unfinished, ValueError, KeyError, TypeError, OSError) as exc:
+                    log.debug("job_still_held", job_id=job.job_id, detail=str(exc))
                     continue
-                self.journal.finish(job, record)
-            except (Unfinished, ValueError, KeyError, TypeError, OSError) as exc:
-                log.debug("job_still_held", job_id=job.job_id, detail=str(exc))
-                continue
-            self.state.unhold(job.job_id)
-            log.info("job_no_longer_held", job_id=job.job_id, engine_id=job.engine_id)
+                self.state.unhold(job.job_id)
+                log.info("job_no_longer_held", job_id=job.job_id, engine_id=job.engine_id)
 
     def _log_completion(
         self, plan: CompletionPlan, job_state: str, merged: Merged, now: float
@@ -483,7 +607,7 @@ class Reactor:
         else:
             log.info("completion_repeated", action=str(action), state=job_state, **fields)
 
-    def requeue(self, folders: list[str] | None) -> dict[str, list[str]]:
+    async def requeue(self, folders: list[str] | None) -> dict[str, list[str]]:
         """Release quarantine folders (FAILED_…/UNKNOWN_…; all when `folders` is None):
         their files go back to the front of the queue with fresh attempts. Returns the
         released file names by folder. Raises KeyError naming an unknown folder."""
@@ -492,14 +616,21 @@ class Reactor:
         unknown = [name for name in wanted if name not in found]
         if unknown:
             raise KeyError(unknown[0])
-        now = self.clock()
+        return await self._detached(self._requeue(wanted))
+
+    async def _requeue(self, wanted: list[str]) -> dict[str, list[str]]:
+        found = self.quarantine_folders
         released: dict[str, list[str]] = {}
         for name in wanted:
+            if name not in found:
+                continue  # released by a request that ran meanwhile
             folder, names = found[name]
             baseline = {n: self.state.files[n].failures for n in names if n in self.state.files}
-            self.journal.requeue(folder, baseline)
+            await self._write(self.journal.requeue_step(folder, baseline))
+            if name not in found:
+                continue
             del found[name]
-            released[name] = self.state.release_quarantined(names, now)
+            released[name] = self.state.release_quarantined(names, self.clock())
             log.warning("quarantine_released", folder=name, files=len(released[name]))
         return released
 
@@ -511,30 +642,56 @@ class Reactor:
         if gone:
             log.info("engines_forgotten", engines=len(gone), idle_s=ENGINE_FORGET_S)
 
-    def expire_due(self, now: float) -> list[Job]:
-        """Expire every live job whose lease ran out before `now`."""
-        expired = []
+    async def expire_due(self, now: float) -> list[Job]:
+        """Expire every live job whose lease ran out before `now` (one group on disk);
+        a job whose report is being carried out is left to it."""
+        return await self._detached(self._expire_due(now))
+
+    async def _expire_due(self, now: float) -> list[Job]:
+        due = [job for job in self.state.expired_jobs(now) if job.job_id not in self._busy]
+        if not due:
+            return []
+        async with contextlib.AsyncExitStack() as turns:
+            for job in due:
+                await turns.enter_async_context(self._turn(job.job_id))
+            results = await asyncio.gather(
+                *(self._write(self.journal.expire_step(job)) for job in due),
+                return_exceptions=True,
+            )
+            for job, result in zip(due, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(
+                    result, (JournalError, Unfinished)
+                ):
+                    raise result
+                self._expired(job, result, now)
+        return [job for job, result in zip(due, results, strict=True) if _decided(result)]
+
+    def _expire_now(self, now: float) -> None:
+        """At start, before the writer runs: expire what ran out while reactor was down."""
         for job in self.state.expired_jobs(now):
             try:
                 self.journal.expire(job)
-            except JournalError as exc:  # not decided: this job stays live, the rest go on
-                log.error("expiry_failed", job_id=job.job_id, detail=str(exc))
-                continue
-            except Unfinished as exc:
-                self.state.expire(job.job_id, now)
-                self._hold(job, exc.reason)
+            except (JournalError, Unfinished) as exc:
+                self._expired(job, exc, now)
             else:
-                self.state.expire(job.job_id, now)
-            expired.append(job)
-            self.metrics.expiries.inc()
-            log.warning(
-                "job_expired",
-                job_id=job.job_id,
-                engine_id=job.engine_id,
-                files=len(job.files),
-                silent_s=round(now - job.last_seen, 3),
-            )
-        return expired
+                self._expired(job, None, now)
+
+    def _expired(self, job: Job, result: object, now: float) -> None:
+        """Memory follows an expiry on disk (`result`: its error, if it had one)."""
+        if isinstance(result, JournalError):  # not decided: this job stays live
+            log.error("expiry_failed", job_id=job.job_id, detail=str(result))
+            return
+        self.state.expire(job.job_id, now)
+        if isinstance(result, Unfinished):
+            self._hold(job, result.reason)
+        self.metrics.expiries.inc()
+        log.warning(
+            "job_expired",
+            job_id=job.job_id,
+            engine_id=job.engine_id,
+            files=len(job.files),
+            silent_s=round(now - job.last_seen, 3),
+        )
 
     def settle(self, now: float) -> None:
         """Re-check incomplete files that have been quiet for `settle_seconds`."""

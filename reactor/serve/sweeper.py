@@ -9,7 +9,7 @@ given, so tests drive expiry by choosing `now` instead of waiting out a 90 s lea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -40,7 +40,7 @@ class Sweeper:
         self._last_reconcile = clock()
         self.passes = 0
 
-    def sweep_once(self, now: float) -> list[Job]:
+    async def sweep_once(self, now: float) -> list[Job]:
         """One pass at time `now`: expire late jobs, re-check quiet incomplete files,
         run the safety-net reconcile when it is due (and try again the steps of jobs
         held for a person), then the end-of-run check (`reactor.serve.finisher`).
@@ -48,10 +48,10 @@ class Sweeper:
         in one must never stop leases from expiring."""
         expired: list[Job] = []
 
-        def expire() -> None:
-            expired.extend(self.reactor.expire_due(now))
+        async def expire() -> None:
+            expired.extend(await self.reactor.expire_due(now))
 
-        self._step("expire", expire)
+        await self._step_async("expire", expire)
         self._step("forget_engines", lambda: self.reactor.forget_idle_engines(now))
         self._step("settle", lambda: self.reactor.settle(now))
         self._step("result_folders", self.reactor.ensure_result_folders)
@@ -63,7 +63,7 @@ class Sweeper:
         if due:
             self._last_reconcile = now
             self._step("reconcile", lambda: self.reactor.reconcile("periodic"))
-            self._step("held_jobs", self.reactor.finish_held)
+            await self._step_async("held_jobs", self.reactor.finish_held)
         if self.end_of_run is not None:
             self._step("end_of_run", self.end_of_run)
         self.passes += 1
@@ -76,11 +76,18 @@ class Sweeper:
         except Exception:
             log.exception("sweep_failed", part=name)
 
+    @staticmethod
+    async def _step_async(name: str, step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except Exception:
+            log.exception("sweep_failed", part=name)
+
     async def run(self) -> None:
         """Sweep forever, every `interval_s`; an error in one pass is logged, not fatal."""
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                self.sweep_once(self.clock())
+                await self.sweep_once(self.clock())
             except Exception:
                 log.exception("sweep_failed")

@@ -79,11 +79,13 @@ from reactor.settings.run_end import (
 )
 
 ObserverKind = Literal["native", "polling"]
+Durability = Literal["fsync", "none"]
 
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 ENV_PREFIX = "REACTOR_"
 CONFIG_ENV = "REACTOR_CONFIG"
 OBSERVERS = ("native", "polling")
+DURABILITIES = ("fsync", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class ServeConfig:
     bench_seconds: float = 300.0
     shutdown_interval: float = 100.0
     storage_grace: float = 5.0
+    durability: Durability = "fsync"
     observer: ObserverKind = "native"
     poll_interval: float = 2.0
     settle_seconds: float = 5.0
@@ -127,6 +130,11 @@ class ServeConfig:
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
+
+    @property
+    def durable(self) -> bool:
+        """Whether each answer waits for what it rests on to be fsynced."""
+        return self.durability == "fsync"
 
 
 def _check_relations(config: ServeConfig) -> None:
@@ -212,6 +220,10 @@ _KEYS: tuple[Key, ...] = (
          meaning="Seconds a request waits for the run folders to take writes again (a full or "
          "briefly unavailable disk) before it answers 503, which seed engines do not survive; "
          "0 answers at once."),
+    _Key("durability", "fsync", "MODE", parse_choice, one_of(DURABILITIES),
+         meaning="fsync: every answer waits until what it rests on (records, folders, the "
+         "engine's outputs before a merge) is on stable storage, so a power cut loses no "
+         "decision. none: no fsync, for throwaway runs (a process crash still loses nothing)."),
     _Key("observer", "native", "KIND", parse_choice, one_of(OBSERVERS),
          meaning="How new files are noticed: native (inotify and the like) or polling (NFS/SMB, "
          "where native events miss writes from other hosts)."),

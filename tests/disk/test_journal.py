@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from reactor.core.names import INPUT_STAGING_NAME, output_stem
 from reactor.core.state import CompletionAction, FileState, Job, JobState
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
+from tests.support.blocking import Blocking
 from tests.support.pod5files import write_pod5
 from tests.support.runs import ManualClock, RunDirs
 
@@ -65,12 +66,34 @@ class Run:
     max_attempts: int
     ids: Callable[[], str]  # deterministic job ids, so a twin run is comparable
 
-    def reactor(self, checkpoint: Callable[[str], None] | None = None) -> Reactor:
+    def reactor(self, checkpoint: Callable[[str], None] | None = None) -> Blocking:
         config = self.dirs.config(report_back_interval=LEASE_S, max_attempts=self.max_attempts)
         journal = Journal(config.input_dir, config.output_dir, checkpoint or (lambda _s: None))
-        reactor = Reactor(config, clock=self.clock, journal=journal, job_id_factory=self.ids)
+        reactor = Blocking(
+            Reactor(config, clock=self.clock, journal=journal, job_id_factory=self.ids)
+        )
+        _STARTED.append(reactor)
         reactor.start()
         return reactor
+
+
+_STARTED: list[Blocking] = []
+
+
+def started(service: Reactor) -> Blocking:
+    """`service` started (its recovery's result in `.recovered`), ended after the test."""
+    reactor = Blocking(service)
+    _STARTED.append(reactor)
+    reactor.recovered = reactor.start()
+    return reactor
+
+
+@pytest.fixture(autouse=True)
+def _writers_end() -> Iterator[None]:
+    """Every reactor a test started has its writer's thread ended after it."""
+    yield
+    while _STARTED:
+        _STARTED.pop().close()
 
 
 def make_run(root: Path, max_attempts: int) -> Run:
@@ -83,7 +106,7 @@ def make_run(root: Path, max_attempts: int) -> Run:
     return Run(dirs, ManualClock(), names, max_attempts, counter_ids())
 
 
-def basecall(reactor: Reactor, job: Job) -> None:
+def basecall(reactor: Blocking, job: Job) -> None:
     """Stand-in engine: one FASTQ per input file in the job's temp output folder."""
     out = reactor.journal.output_folder(job) / "pass"
     for name in job.files:
@@ -91,7 +114,7 @@ def basecall(reactor: Reactor, job: Job) -> None:
         (out / f"{stem}.fastq").write_text(f"@{stem}\nACGT\n+\n!!!!\n")
 
 
-def snapshot(reactor: Reactor) -> dict[str, Any]:
+def snapshot(reactor: Blocking) -> dict[str, Any]:
     state = reactor.state
     return {
         "files": {
@@ -108,7 +131,7 @@ def snapshot(reactor: Reactor) -> dict[str, Any]:
     }
 
 
-def finish(reactor: Reactor) -> None:
+def finish(reactor: Blocking) -> None:
     """Drive the run to the end with a healthy engine: every live job done, queue empty."""
     for job in list(reactor.state.live_jobs()):
         basecall(reactor, job)
@@ -118,7 +141,7 @@ def finish(reactor: Reactor) -> None:
         reactor.complete(job.job_id, "DONE")
 
 
-def assert_exactly_once(run: Run, reactor: Reactor) -> None:
+def assert_exactly_once(run: Run, reactor: Blocking) -> None:
     out = run.dirs.output_dir
     stems = Counter(
         output_stem(path.name) for kind in ("pass", "fail") for path in (out / kind).iterdir()
@@ -143,66 +166,66 @@ def assert_exactly_once(run: Run, reactor: Reactor) -> None:
 # the state just before the operation; `operation` is what crashes.
 
 
-def assign_first(r: Reactor, c: ManualClock) -> None:
+def assign_first(r: Blocking, c: ManualClock) -> None:
     r.assign("e1", 3)
 
 
-def prepare_job(r: Reactor, c: ManualClock) -> None:
+def prepare_job(r: Blocking, c: ManualClock) -> None:
     job = r.assign("e1", 3)
     assert job is not None
     basecall(r, job)
 
 
-def prepare_single_file_job(r: Reactor, c: ManualClock) -> None:
+def prepare_single_file_job(r: Blocking, c: ManualClock) -> None:
     """A job of one file: only a file that fails alone can be quarantined."""
     job = r.assign("e1", 1)
     assert job is not None
     basecall(r, job)
 
 
-def only_live(r: Reactor) -> Job:
+def only_live(r: Blocking) -> Job:
     (job,) = r.state.live_jobs()
     return job
 
 
-def complete_done(r: Reactor, c: ManualClock) -> None:
+def complete_done(r: Blocking, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "DONE")
 
 
-def complete_failed(r: Reactor, c: ManualClock) -> None:
+def complete_failed(r: Blocking, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "FAILED")
 
 
-def complete_released(r: Reactor, c: ManualClock) -> None:
+def complete_released(r: Blocking, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "RELEASED")
 
 
-def complete_unknown(r: Reactor, c: ManualClock) -> None:
+def complete_unknown(r: Blocking, c: ManualClock) -> None:
     r.complete(only_live(r).job_id, "STOPPED")
 
 
-def expire_all(r: Reactor, c: ManualClock) -> None:
+def expire_all(r: Blocking, c: ManualClock) -> None:
     assert r.expire_due(c.advance(LEASE_S + 1))
 
 
-def prepare_expired(r: Reactor, c: ManualClock) -> None:
+def prepare_expired(r: Blocking, c: ManualClock) -> None:
     prepare_job(r, c)
     expire_all(r, c)
 
 
-def late_done(r: Reactor, c: ManualClock) -> None:
+def late_done(r: Blocking, c: ManualClock) -> None:
     (job,) = [j for j in r.state.jobs.values() if not j.live]
     r.complete(job.job_id, "DONE")
 
 
-def prepare_quarantine(r: Reactor, c: ManualClock) -> None:
+def prepare_quarantine(r: Blocking, c: ManualClock) -> None:
     job = r.assign("e1", 1)
     assert job is not None
     r.complete(job.job_id, "FAILED")
     assert r.state.counts()[FileState.QUARANTINED] == 1
 
 
-def prepare_hostile_job(r: Reactor, c: ManualClock) -> None:
+def prepare_hostile_job(r: Blocking, c: ManualClock) -> None:
     """A job whose engine put a link among its outputs: its DONE will be refused."""
     job = r.assign("e1", 3)
     assert job is not None
@@ -210,11 +233,11 @@ def prepare_hostile_job(r: Reactor, c: ManualClock) -> None:
     (r.journal.output_folder(job) / "pass" / "sneaky.fastq").symlink_to("/etc/hostname")
 
 
-def release_all(r: Reactor, c: ManualClock) -> None:
+def release_all(r: Blocking, c: ManualClock) -> None:
     assert r.requeue(None)
 
 
-def reassign(r: Reactor, c: ManualClock) -> None:
+def reassign(r: Blocking, c: ManualClock) -> None:
     r.assign("e2", 3)
 
 
@@ -227,8 +250,8 @@ def superseded(snap: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    prepare: Callable[[Reactor, ManualClock], None] | None
-    operation: Callable[[Reactor, ManualClock], None]
+    prepare: Callable[[Blocking, ManualClock], None] | None
+    operation: Callable[[Blocking, ManualClock], None]
     commit: str
     max_attempts: int = 3
     # An operation made of two committed steps: (first commit, how it changes "before").
@@ -383,8 +406,9 @@ def test_a_merge_finished_by_recovery_says_what_it_could_not_merge(tmp_path: Pat
     taken.write_text("somebody else's\n")
 
     config = run.dirs.config(report_back_interval=LEASE_S, max_attempts=run.max_attempts)
-    restarted = Reactor(config, clock=run.clock, job_id_factory=run.ids)
-    recovered = restarted.start()
+    restarted = started(Reactor(config, clock=run.clock, job_id_factory=run.ids))
+    recovered = restarted.recovered
+    assert recovered is not None
 
     logs = f"LOGOUTPUT_{job.job_id}_e1"
     why = "its name is taken in the results"
@@ -452,8 +476,7 @@ def test_seed_era_assigned_folder_without_manifest_is_a_live_job(run_dirs: RunDi
     assigned.mkdir()
     (assigned / "a.pod5").symlink_to(run_dirs.input_dir / "a.pod5")
     (run_dirs.output_dir / "TMPOUTPUT_123_seedengine" / "pass").mkdir(parents=True)
-    reactor = Reactor(run_dirs.config(), clock=ManualClock())
-    reactor.start()
+    reactor = started(Reactor(run_dirs.config(), clock=ManualClock()))
     assert reactor.state.state_of("a.pod5") is FileState.ASSIGNED
     assert reactor.state.state_of("b.pod5") is FileState.READY
     assert reactor.state.jobs["123"].live
@@ -466,8 +489,7 @@ def test_seed_rule_output_stem_marks_file_done(run_dirs: RunDirs) -> None:
     config = run_dirs.config()
     (config.output_dir / "pass" / "x.fastq").write_text("")
     (config.output_dir / "fail" / "job_id_42_y.fastq.gz").write_text("")
-    reactor = Reactor(config, clock=ManualClock())
-    reactor.start()
+    reactor = started(Reactor(config, clock=ManualClock()))
     assert reactor.state.state_of("x.pod5") is FileState.DONE
     assert reactor.state.state_of("y.pod5") is FileState.DONE
     assert reactor.state.state_of("z.pod5") is FileState.READY

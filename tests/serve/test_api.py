@@ -199,9 +199,9 @@ async def test_keepalive_extends_the_lease_and_expiry_answers_late(
         "late": False
     }
     clock.advance(LEASE_S * 0.8)  # past the first deadline, within the extended one
-    assert app[SWEEPER].sweep_once(clock()) == []
+    assert await app[SWEEPER].sweep_once(clock()) == []
     clock.advance(LEASE_S * 0.3)
-    expired = app[SWEEPER].sweep_once(clock())
+    expired = await app[SWEEPER].sweep_once(clock())
     assert [j.job_id for j in expired] == [jid]
     assert await get_json(client, "/keepalive", job_id=jid, job_state="PROCESSING") == {
         "late": True
@@ -303,7 +303,7 @@ async def test_late_done_is_merged_when_no_file_went_out_again(
     client = await make_client()
     job = await get_json(client, "/assignwork", engineid="slow", batchsize=2)
     write_outputs(run_dirs, job)
-    client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
+    await client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
     assert await get_json(client, "/completed", job_id=job["jobid"], job_state="DONE") == {
         "ok": True
     }
@@ -322,7 +322,7 @@ async def test_late_done_after_reassignment_is_200_not_merged_and_outputs_stay_a
     client = await make_client()
     job = await get_json(client, "/assignwork", engineid="slow", batchsize=2)
     write_outputs(run_dirs, job)
-    client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
+    await client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
     again = await get_json(client, "/assignwork", engineid="fast", batchsize=2)
     assert sorted(again["batch"]) == sorted(job["batch"])
     with capture_logs() as logs:

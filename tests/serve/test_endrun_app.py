@@ -56,15 +56,15 @@ async def test_summary_after_the_last_file_completes_the_run_and_runs_the_comman
     run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     await run.finish_all()
     with capture_logs() as logs:
-        run.sweep()
+        await run.sweep()
         assert run.phase == "running"
         summary = run_dirs.input_dir.parent / SUMMARY
         summary.write_text("protocol_run_id=abcdef12\n")
-        run.sweep()
+        await run.sweep()
         assert await run.status_phase() == "complete"
         await wait_until(command_ended(run_dirs), "on_complete to end")
         for _ in range(3):
-            run.sweep()
+            await run.sweep()
     assert [e["event"] for e in logs if e["event"].startswith(("run_", "on_complete", "seq"))] == [
         "sequencing_finished",
         "run_complete",
@@ -107,21 +107,21 @@ async def test_summary_first_waits_for_the_files_still_pending(
     partial.write_bytes(data[:-8])  # no trailing signature yet: still being written
     run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
     (run_dirs.input_dir / SUMMARY).write_text("x")
-    run.sweep()
+    await run.sweep()
     assert await run.status_phase() == "finishing"
     await run.finish_all()  # the two complete files; the partial one is still pending
-    run.sweep()
+    await run.sweep()
     assert run.phase == "finishing"
     partial.write_bytes(data)
     run.app[REACTOR].reconcile("test")  # as its close event would
     response = await run.client.get("/assignwork", params={"engineid": "gpu-0"})
     job = await response.json()
     assert job["batch"] == [partial.name]
-    run.sweep()
+    await run.sweep()
     assert run.phase == "finishing"  # assigned is not done
     params = {"job_id": job["jobid"], "job_state": "DONE"}
     assert (await run.client.get("/completed", params=params)).status == 200
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"
     await wait_until(command_ended(run_dirs), "on_complete to end")
     assert [r["REACTOR_RUN_FILES_DONE"] for r in runs_of(env_file)] == ["3"]
@@ -135,13 +135,13 @@ async def test_files_written_just_before_the_summary_are_counted_before_judging(
     add_files(run_dirs, 2)  # never announced: this app has no watcher
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
-        run.sweep()
+        await run.sweep()
     assert run.phase == "finishing"
     assert run.app[REACTOR].count_fields()["ready"] == 2
     assert [e["reason"] for e in events(logs, "reconciled")] == ["run_end"]
     assert not events(logs, "file_after_run_end")
     await run.finish_all()
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"
     marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
@@ -157,14 +157,14 @@ async def test_a_restart_after_completion_does_not_run_the_command_again(
     (run_dirs.input_dir.parent / SUMMARY).write_text("x")
     first = await start_run(on_complete=command)
     await first.finish_all()
-    first.sweep()
+    await first.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     await first.client.close()
     with capture_logs() as logs:
         second = await start_run(on_complete=command)
         assert await second.status_phase() == "complete"
         for _ in range(3):
-            second.sweep()
+            await second.sweep()
         await second.client.close()
     assert len(runs_of(env_file)) == 1
     assert [e["state"] for e in events(logs, "run_already_complete")] == ["finished"]
@@ -196,7 +196,7 @@ async def test_a_claim_without_a_result_is_reported_and_not_run_again(
     with capture_logs() as logs:
         run = await start_run(on_complete=command)
         for _ in range(3):
-            run.sweep()
+            await run.sweep()
     (interrupted,) = events(logs, "on_complete_interrupted")
     assert interrupted["log_level"] == "error"
     assert interrupted["marker"] == str(marker_file)
@@ -214,12 +214,12 @@ async def test_removing_the_marker_has_the_next_start_run_the_command(
     env_file = tmp_path / "env.jsonl"
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
-    run.sweep()
+    await run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     await run.client.close()
     (marker_path(run_dirs.output_dir)).unlink()
     again = await start_run(on_complete=python_command(RECORD_ENV, env_file))
-    again.sweep()
+    await again.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end again")
     assert len(runs_of(env_file)) == 2
 
@@ -230,13 +230,13 @@ async def test_files_after_the_end_are_basecalled_and_logged_but_do_not_rerun(
     env_file = tmp_path / "env.jsonl"
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
-    run.sweep()
+    await run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     (late,) = add_files(run_dirs, 1)
     with capture_logs() as logs:
         run.app[REACTOR].reconcile("test")
         await run.finish_all()
-        run.sweep()
+        await run.sweep()
     assert [e["name"] for e in events(logs, "file_after_run_end")] == [late]
     assert events(logs, "file_after_run_end")[0]["log_level"] == "warning"
     assert run.app[REACTOR].count_fields()["done"] == 1
@@ -259,7 +259,7 @@ async def test_a_command_that_cannot_start_is_reported_and_recorded(
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
         run = await start_run(on_complete=f"{program} --all")
-        run.sweep()
+        await run.sweep()
         await wait_until(command_ended(run_dirs), "the failed start to be recorded")
     (failed,) = events(logs, "on_complete_failed")
     assert failed["detail"] == f"program '{program}' {problem}"
@@ -276,7 +276,7 @@ async def test_a_failing_command_is_logged_with_its_exit_code_and_last_lines(
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
         run = await start_run(on_complete=python_command(code))
-        run.sweep()
+        await run.sweep()
         await wait_until(command_ended(run_dirs), "on_complete to end")
     (finished,) = events(logs, "on_complete_finished")
     assert (finished["exit_code"], finished["log_level"]) == (3, "error")
@@ -298,10 +298,10 @@ async def test_exit_on_complete_asks_to_exit_after_the_command(
             exit_on_complete=True,
             request_exit=lambda: asked.append(1.0),
         )
-        run.sweep()
+        await run.sweep()
         assert not asked  # the command is still running
         await wait_until(lambda: bool(asked), "the request to exit")
-        run.sweep()
+        await run.sweep()
     assert len(asked) == 1
     assert len(runs_of(env_file)) == 1  # the command ended before the exit
     assert [e["reason"] for e in events(logs, "exiting")] == ["run_complete"]
@@ -315,12 +315,12 @@ async def test_exit_on_complete_without_a_command_exits_at_once_and_again_after_
     asked: list[str] = []
     (run_dirs.input_dir / SUMMARY).write_text("x")
     first = await start_run(exit_on_complete=True, request_exit=lambda: asked.append("first"))
-    first.sweep()
+    await first.sweep()
     assert asked == ["first"]
     await first.client.close()
     with capture_logs() as logs:
         second = await start_run(exit_on_complete=True, request_exit=lambda: asked.append("2nd"))
-        second.sweep()
+        await second.sweep()
     assert asked == ["first", "2nd"]
     assert [e["reason"] for e in events(logs, "exiting")] == ["already_complete"]
 
@@ -335,7 +335,7 @@ async def test_shutdown_stops_a_command_that_runs_on_and_records_it(
     with capture_logs() as logs:
         run = await start_run(on_complete=python_command(code, started))
         run.app[FINISHER].stop_grace_s = 0.2
-        run.sweep()
+        await run.sweep()
         await wait_until(started.exists, "the command to start")
         await run.client.close()
     assert [e["event"] for e in logs if e["event"].startswith("on_complete")] == [
@@ -367,10 +367,10 @@ async def test_a_custom_stop_file_is_the_only_one_that_ends_the_run(
 ) -> None:
     run = await start_run(stop_file="RUN_DONE")
     (run_dirs.input_dir.parent / SUMMARY).write_text("x")
-    run.sweep()
+    await run.sweep()
     assert run.phase == "running"
     (run_dirs.input_dir.parent / "RUN_DONE").write_text("")
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"
 
 
@@ -385,11 +385,11 @@ async def test_without_the_claim_on_disk_the_command_does_not_start_until_it_is(
     (run_dirs.input_dir / SUMMARY).write_text("x")
     with capture_logs() as logs:
         run = await start_run(on_complete=python_command(RECORD_ENV, env_file))
-        run.sweep()
+        await run.sweep()
         assert run.phase == "finishing"
         assert not events(logs, "run_complete")
         blocker.rmdir()
-        run.sweep()
+        await run.sweep()
         await wait_until(command_ended(run_dirs), "on_complete to end")
     (failed,) = events(logs, "run_complete_marker_failed")
     assert failed["action"] == "make output_dir writable; reactor tries again at the next sweep"
@@ -403,10 +403,10 @@ async def test_without_events_the_input_folder_is_listed_at_the_reconcile_pace(
     """Sweeps list the run folder (a few entries) every time, but INPUTDIR (maybe a
     million files) only every reconcile_interval: its own events are the fast path."""
     run = await start_run()
-    run.sweep()
+    await run.sweep()
     (run_dirs.input_dir / SUMMARY).write_text("x")
-    run.sweep()
+    await run.sweep()
     assert run.phase == "running"
     clock.advance(run_dirs.config().reconcile_interval)
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"

@@ -74,7 +74,7 @@ async def test_a_command_killed_by_someone_else_during_shutdown_is_recorded_stop
     run = await start_run(on_complete=command)
     finisher = run.app[FINISHER]
     assert finisher.stop_grace_s >= 10  # the kill below comes well inside the grace wait
-    run.sweep()
+    await run.sweep()
     await wait_until(pid_file.exists, "the command to start")
     with capture_logs() as logs:
         closing = asyncio.create_task(run.client.close())
@@ -101,7 +101,7 @@ async def test_a_command_that_ends_cleanly_during_shutdown_is_recorded_finished(
     pid_file, go = tmp_path / "pid", tmp_path / "go"
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(on_complete=python_command(_WAIT_FOR_GO, pid_file, go))
-    run.sweep()
+    await run.sweep()
     await wait_until(pid_file.exists, "the command to start")
     closing = asyncio.create_task(run.client.close())
     await wait_until(lambda: run.app[FINISHER].shutting_down, "the shutdown to begin")
@@ -123,13 +123,13 @@ async def test_once_shutdown_has_begun_the_run_is_not_claimed(
     run = await start_run(on_complete=command)
     await run.app.shutdown()  # aiohttp's on_shutdown signal, as a graceful shutdown sends
     with capture_logs() as logs:
-        run.sweep()
+        await run.sweep()
     assert not events(logs, "run_complete")
     assert marker_state(run_dirs) is None
     await run.client.close()
     assert not env_file.exists()
     again = await start_run(on_complete=command)
-    again.sweep()
+    await again.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     assert len(runs_of(env_file)) == 1
 
@@ -143,7 +143,7 @@ async def test_with_reconcile_interval_0_a_summary_there_before_start_is_found(
     """It has no event: the first check lists INPUTDIR once."""
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(reconcile_interval=0.0)
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"
 
 
@@ -153,14 +153,14 @@ async def test_with_reconcile_interval_0_later_checks_never_list_the_input_folde
     """0 means no periodic rescans of INPUTDIR (O(files)); its events are the way in.
     The run folder, a handful of entries, is still listed at every check."""
     run = await start_run(reconcile_interval=0.0)
-    run.sweep()
+    await run.sweep()
     (run_dirs.input_dir / SUMMARY).write_text("x")  # no watcher in this app: no event
     for _ in range(3):
         clock.advance(3600)
-        run.sweep()
+        await run.sweep()
     assert run.phase == "running"
     (run_dirs.input_dir.parent / SUMMARY).write_text("x")
-    run.sweep()
+    await run.sweep()
     assert run.phase == "complete"
 
 
@@ -214,7 +214,7 @@ async def test_a_relative_on_complete_program_runs_although_the_command_runs_in_
     loaded = load_config(cli("--on-complete", line), folders)
     (run_dirs.input_dir / SUMMARY).write_text("x")
     run = await start_run(on_complete=loaded.on_complete)
-    run.sweep()
+    await run.sweep()
     await wait_until(command_ended(run_dirs), "on_complete to end")
     marker = read_marker(marker_path(run_dirs.output_dir))
     assert marker is not None
@@ -243,7 +243,7 @@ async def test_a_marker_with_a_wrong_typed_field_does_not_stop_serve_from_starti
     path.write_text(json.dumps(marker))
     with capture_logs() as logs:
         run = await start_run()
-        run.sweep()
+        await run.sweep()
     (unreadable,) = events(logs, "run_complete_marker_unreadable")
     assert "stop_file must be a string, got null" in unreadable["detail"]
     assert run.phase == "complete"
@@ -270,7 +270,7 @@ async def test_a_marker_where_earlier_versions_kept_it_is_taken_over(
     )
     with capture_logs() as logs:
         run = await start_run()
-        run.sweep()
+        await run.sweep()
     (moved,) = events(logs, "run_complete_marker_moved")
     assert moved["was"] == str(legacy.absolute())
     assert not legacy.exists()

@@ -297,7 +297,7 @@ async def test_pass_folder_removed_by_hand_is_recreated_and_merges_go_on(
     await call(client, "/completed", job_id=first["jobid"], job_state="DONE")
     (run_dirs.output_dir / "pass").rename(tmp_path / "pass-moved-away")
     with capture_logs() as logs:
-        client.server.app[SWEEPER].sweep_once(client.server.app[REACTOR].clock())
+        await client.server.app[SWEEPER].sweep_once(client.server.app[REACTOR].clock())
     assert "results_folder_recreated" in [e["event"] for e in logs]
     assert (run_dirs.output_dir / "pass").is_dir()
     second = await call(client, "/assignwork", engineid="e", batchsize=1)

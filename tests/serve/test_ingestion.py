@@ -200,9 +200,9 @@ async def test_polling_observer_settles_a_file_without_close_events(
         assert state_of(client, "slow.pod5") is FileState.INCOMPLETE
         out.write(data[len(data) // 2 :])
     sweeper = client.server.app[SWEEPER]
-    sweeper.sweep_once(clock.advance(1.0))  # not quiet for settle_seconds yet
+    await sweeper.sweep_once(clock.advance(1.0))  # not quiet for settle_seconds yet
     assert state_of(client, "slow.pod5") in (FileState.INCOMPLETE, FileState.READY)
-    sweeper.sweep_once(clock.advance(5.0))
+    await sweeper.sweep_once(clock.advance(5.0))
     assert state_of(client, "slow.pod5") is FileState.READY
 
 

@@ -51,7 +51,7 @@ async def test_metrics_count_what_happened(
     failed = await call(client, "/assignwork", engineid="e", batchsize=2)
     await call(client, "/completed", job_id=failed["jobid"], job_state="FAILED")
     await call(client, "/assignwork", engineid="e", batchsize=1)
-    client.server.app[SWEEPER].sweep_once(clock.advance(31.0))
+    await client.server.app[SWEEPER].sweep_once(clock.advance(31.0))
 
     response = await client.get("/metrics")
     assert response.status == 200

@@ -216,7 +216,7 @@ async def test_a_late_done_not_merged_matches_the_document(
     client = await aiohttp_client(app)
     job = await answer(client, "/assignwork", 200, engineid="slow", batchsize=1)
     write_outputs(run_dirs, job)
-    app[SWEEPER].sweep_once(clock.advance(31.0))
+    await app[SWEEPER].sweep_once(clock.advance(31.0))
     await answer(client, "/assignwork", 200, engineid="fast", batchsize=1)
     body = await answer(client, "/completed", 200, job_id=job["jobid"], job_state="DONE")
     assert body["merged"] is False

@@ -136,7 +136,7 @@ async def test_released_after_expiry_changes_nothing(
     names = add_files(run_dirs, 2)
     client = await make_client()
     job = await get_json(client, "/assignwork", engineid="slow", batchsize=2)
-    client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
+    await client.server.app[SWEEPER].sweep_once(clock.advance(LEASE_S + 1))
     before = job_folders(run_dirs)
     answer = await get_json(client, "/completed", job_id=job["jobid"], job_state="RELEASED")
     assert answer == {"ok": True}

@@ -176,9 +176,9 @@ async def test_silent_engines_are_forgotten_by_the_sweeper_unless_they_hold_work
     await get_json(client, "/assignwork", engineid="holder", batchsize=1)
     await get_json(client, "/assignwork", engineid="idle", batchsize=1)  # nothing left
     sweeper = client.server.app[SWEEPER]
-    sweeper.sweep_once(clock.advance(3599.0))
+    await sweeper.sweep_once(clock.advance(3599.0))
     assert (await status_of(client))["engines_total"] == 2
-    sweeper.sweep_once(clock.advance(2.0))
+    await sweeper.sweep_once(clock.advance(2.0))
     body = await status_of(client)
     assert [engine["engine_id"] for engine in body["engines"]] == ["holder"]
 

@@ -84,8 +84,8 @@ class Run:
         self.app = client.app
         assert self.app is not None
 
-    def sweep(self) -> None:
-        self.app[SWEEPER].sweep_once(self.clock())
+    async def sweep(self) -> None:
+        await self.app[SWEEPER].sweep_once(self.clock())
 
     @property
     def phase(self) -> str:

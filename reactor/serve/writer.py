@@ -1,0 +1,191 @@
+"""The writer: one thread that carries out the journal's steps, in order, off the loop.
+
+Every change on disk goes through here (`Reactor` submits `reactor.disk.journal.Step`s
+and awaits them), so the event loop never waits on the disk: a slow or stalled disk
+slows the requests that change something, while /status, keepalives and the watcher
+go on. One thread, one queue: steps reach the disk in the order they were submitted.
+
+Group commit. When the thread comes back for work it takes every step waiting (up to
+`max_group`) and runs them phase by phase: all `prepare`s, one barrier; all `commit`s,
+one barrier; all `finish`es, one barrier (`reactor.disk.durable.Sync`). A barrier
+fsyncs each file once and each folder once, however many steps of the group touched
+it, so under load many decisions share the fsync of `.reactor/jobs/` and of the run
+folders. A step that fails drops out of the later phases; the others go on.
+
+A failed fsync (`DurabilityError`) breaks the writer: what reached the disk is unknown,
+so every step after it fails with the same error and `on_broken` is called once (the
+app stops the service; recovery at the next start goes from what is on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from reactor.disk.durable import DurabilityError, Sync
+from reactor.disk.journal import Step
+
+log = structlog.get_logger("reactor.writer")
+
+T = TypeVar("T")
+MAX_GROUP = 64
+
+
+@dataclass(slots=True)
+class _Entry:
+    step: Step[Any]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
+    result: Any = None
+    error: BaseException | None = None
+
+
+class DiskWriter:
+    """The one thread that writes the run folders (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        durable: bool = True,
+        max_group: int = MAX_GROUP,
+        on_broken: Callable[[DurabilityError], None] | None = None,
+    ) -> None:
+        self.durable = durable
+        self.max_group = max_group
+        self.on_broken = on_broken
+        self.broken: DurabilityError | None = None
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # Counted on the thread, read on the loop (plain ints: a stale read is harmless).
+        self.groups = 0
+        self.steps = 0
+        self.fsyncs = 0
+        self.largest_group = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="reactor-disk", daemon=True)
+            self._thread.start()
+
+    async def stop(self) -> None:
+        """Carry out every step submitted so far, then end the thread."""
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """`stop`, for a caller without a loop (blocks until the steps are done)."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+
+    async def run(self, step: Step[T]) -> T:
+        """Carry `step` out and return its result, or raise what it raised."""
+        if self._thread is None or not self._thread.is_alive():
+            msg = "the disk writer is not running"
+            raise RuntimeError(msg)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Entry(step, loop, future))
+        return await future
+
+    def post(self, step: Step[Any]) -> None:
+        """Carry `step` out in its turn without waiting for it (its errors are logged)."""
+        if self._thread is not None:
+            self._queue.put(_Entry(step, None, None))
+
+    # ---------------------------------------------------------------- thread
+
+    def _work(self) -> None:
+        while True:
+            entry = self._queue.get()
+            if entry is None:
+                return
+            group = [entry]
+            stop = False
+            while len(group) < self.max_group:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+            if not self._commit(group) or stop:
+                return
+
+    def _commit(self, group: list[_Entry]) -> bool:
+        """Carry out a group of steps; False when the thread must end (see below)."""
+        sync = Sync(self.durable)
+        live = [entry for entry in group if not self._refuse_if_broken(entry)]
+        for phase in ("prepare", "commit", "finish"):
+            for entry in live:
+                try:
+                    entry.result = getattr(entry.step, phase)(sync)
+                except Exception as exc:
+                    entry.error = exc
+                except BaseException as exc:
+                    # Not an error a step can have: the process is going (tests stand in
+                    # for kill -9 this way). Nothing more is written, as if it had gone.
+                    entry.error = exc
+                    for other in group:
+                        if other.error is None:
+                            other.error = exc
+                    for other in group:
+                        self._deliver(other)
+                    return False
+            live = [entry for entry in live if entry.error is None]
+            try:
+                sync.flush()
+            except DurabilityError as exc:
+                self._break(exc)
+                for entry in live:
+                    entry.error = exc
+                live = []
+        self.groups += 1
+        self.steps += len(group)
+        self.fsyncs += sync.fsyncs
+        self.largest_group = max(self.largest_group, len(group))
+        for entry in group:
+            self._deliver(entry)
+        return True
+
+    def _refuse_if_broken(self, entry: _Entry) -> bool:
+        if self.broken is None:
+            return False
+        entry.error = self.broken
+        return True
+
+    def _break(self, error: DurabilityError) -> None:
+        if self.broken is not None:
+            return
+        self.broken = error
+        log.critical("storage_failed", detail=str(error), action="reactor stops")
+        if self.on_broken is not None:
+            self.on_broken(error)
+
+    @staticmethod
+    def _deliver(entry: _Entry) -> None:
+        if entry.future is None or entry.loop is None:
+            if entry.error is not None:
+                log.warning("disk_step_failed", detail=str(entry.error))
+            return
+
+        def resolve(future: asyncio.Future[Any] = entry.future) -> None:
+            if future.cancelled():
+                return
+            if entry.error is not None:
+                future.set_exception(entry.error)
+            else:
+                future.set_result(entry.result)
+
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            entry.loop.call_soon_threadsafe(resolve)
