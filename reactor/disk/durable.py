@@ -20,8 +20,6 @@ says so; the service stops rather than answer on a state it cannot vouch for.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -103,20 +101,3 @@ class Sync:
                 os.close(fd)
         self._files = []
         self._folders = {}
-
-
-def sync_filesystem(fd: int) -> None:
-    """Everything written on the filesystem that holds `fd`, durable (syncfs(2)); on a
-    system without syncfs, everything everywhere (sync(2)). Once at start, after
-    recovery repaired what a crash left, so that no answer rests on a repair that a
-    power cut could still undo."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    syncfs = getattr(libc, "syncfs", None)
-    if syncfs is None:
-        os.sync()
-        return
-    if syncfs(fd) != 0:
-        error = ctypes.get_errno()
-        msg = f"syncfs failed ({os.strerror(error)}): the disk did not take what was written"
-        raise DurabilityError(error, msg)

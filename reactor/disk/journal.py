@@ -47,7 +47,7 @@ from reactor.core.names import (
 )
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees
-from reactor.disk.durable import Sync, sync_filesystem
+from reactor.disk.durable import Sync
 from reactor.disk.engine_trees import Outputs, Refused
 from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
 
@@ -529,7 +529,9 @@ class Journal:
             os.rename(
                 job.job_id, self._name(job, kind), src_dir_fd=staging, dst_dir_fd=self._input_fd
             )
+            # A rename between two folders is durable once both are (the staging one too).
             sync.folder(self._input_fd)
+            sync.folder(self._input_fd, INPUT_STAGING_NAME)
         finally:
             os.close(staging)
 
@@ -572,19 +574,27 @@ class Journal:
         return self.run(self.merge_step(job, outputs))
 
     def finish_merge(self, job: Job, record: JobRecord) -> Merged:
+        """Move what the record lists into pass/ and fail/, then keep the folder as
+        LOGOUTPUT_. The outputs are looked for in both: after a power cut the folder's
+        rename can have reached the disk while moves made before it had not (nothing
+        orders two folders' changes but an fsync), which leaves outputs in LOGOUTPUT_."""
         merged = Merged()
         folder = self._name(job, Folder.TMPOUTPUT)
+        logs = self._name(job, Folder.LOGOUTPUT)
+        outputs = Outputs(tuple(record.outputs))
         with _finishing(f"merge the outputs of {folder}"):
-            with contextlib.suppress(FileNotFoundError):  # already renamed: all moved
-                moved = engine_trees.move(
-                    self._output_fd,
-                    folder,
-                    Outputs(tuple(record.outputs)),
-                    job_tag(job.job_id),
-                    after_each=lambda: self._passed("merge:output_moved"),
-                )
-                merged.moved, merged.kept = moved.moved, moved.kept
-            engine_trees.rename_folder(self._output_fd, folder, self._name(job, Folder.LOGOUTPUT))
+            for source in (folder, logs):
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    moved = engine_trees.move(
+                        self._output_fd,
+                        source,
+                        outputs,
+                        job_tag(job.job_id),
+                        after_each=lambda: self._passed("merge:output_moved"),
+                    )
+                    merged.moved += moved.moved
+                    merged.kept += moved.kept
+            engine_trees.rename_folder(self._output_fd, folder, logs)
             self._passed("merge:logged")
             self.release(job)
         self._passed("merge:released")
@@ -803,13 +813,6 @@ class Journal:
 
     def requeue(self, folder: JobFolder, baseline: dict[str, int]) -> None:
         self.run(self.requeue_step(folder, baseline))
-
-    def make_durable(self) -> None:
-        """Everything written in the run folders so far, durable (after recovery's
-        repairs, before the first answer rests on them)."""
-        if self.durable:
-            sync_filesystem(self._output_fd)
-            sync_filesystem(self._input_fd)
 
     # ------------------------------------------------------------- helpers
 

@@ -247,8 +247,6 @@ class Reactor:
         self.state.last_activity = now
         # Leases run from the last keepalive on disk: expire now what ran out while down.
         self._expire_now(now)
-        # No answer may rest on a repair of recovery's that a power cut could undo.
-        self.journal.make_durable()
         self.writer.start()
         self.ready = True
         log.info(
