@@ -101,3 +101,12 @@ class Sync:
                 os.close(fd)
         self._files = []
         self._folders = {}
+
+
+def fsync_folder(path: str | os.PathLike[str]) -> None:
+    """Make the names in the folder at `path` durable (a folder made in it, at start)."""
+    fd = os.open(path, _DIR_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

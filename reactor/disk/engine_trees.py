@@ -165,11 +165,13 @@ def move(
     outputs: Outputs,
     tag: str,
     after_each: Callable[[], None] | None = None,
+    sync: Sync | None = None,
 ) -> Moved:
     """Move each inspected output into OUTPUTDIR's result folder of its kind, named
     `tag + name`, never over an existing name. An entry that changed since it was
     inspected (no longer a plain file), or whose name is taken, stays with the job.
-    `after_each` is called after each move (the journal's crash points)."""
+    `after_each` is called after each move (the journal's crash points); the folders
+    a move changed go to `sync` (a move between folders is durable once both are)."""
     moved = Moved()
     job_fd = open_folder(output_dir_fd, folder)
     try:
@@ -181,6 +183,7 @@ def move(
                 os.mkdir(kind, dir_fd=output_dir_fd)
             source = open_folder(job_fd, kind)
             target = open_folder(output_dir_fd, kind)
+            count = moved.moved
             try:
                 for name in wanted:
                     why = _entry_problem(source, name)
@@ -195,8 +198,12 @@ def move(
                     if after_each is not None:
                         after_each()
             finally:
-                os.close(source)
                 os.close(target)
+                if sync is not None and moved.moved > count:
+                    sync.take(source)
+                    sync.folder(output_dir_fd, kind)
+                else:
+                    os.close(source)
     finally:
         os.close(job_fd)
     return moved

@@ -185,9 +185,11 @@ class Step(Generic[T]):
 
     `prepare` writes what the change will point at and stages its record; `commit`
     renames the record into place (the commit point); `finish` carries out what follows
-    from it and returns the step's result. Between phases comes a barrier
-    (`reactor.disk.durable.Sync.flush`): a record is durable before it is renamed, and
-    the rename before anything that follows from it. `Journal.run` runs one step alone;
+    from it and returns the step's result; `tidy` does what must wait until `finish`'s
+    work is durable (a merged job's folder renamed only once its outputs are out of it
+    for good). Between phases comes a barrier (`reactor.disk.durable.Sync.flush`): a
+    record is durable before it is renamed, and the rename before anything that follows
+    from it. `Journal.run` runs one step alone;
     the service's writer (`reactor.serve.writer`) runs the phases of many steps side by
     side, sharing each barrier: a group commit.
 
@@ -203,6 +205,9 @@ class Step(Generic[T]):
 
     def finish(self, sync: Sync) -> T:
         raise NotImplementedError
+
+    def tidy(self, sync: Sync) -> None:
+        """After `finish`'s work is durable."""
 
 
 class Chore(Step[T]):
@@ -228,8 +233,10 @@ class _Recorded(Step[T]):
         data: Callable[[], dict[str, Any]],
         after: Callable[[Sync], T],
         before: Callable[[Sync], None] | None = None,
+        tidy: Callable[[Sync], None] | None = None,
     ) -> None:
         self._journal = journal
+        self._tidy = tidy
         self._action = action
         self._folder = folder
         self._name = name
@@ -250,6 +257,10 @@ class _Recorded(Step[T]):
 
     def finish(self, sync: Sync) -> T:
         return self._after(sync)
+
+    def tidy(self, sync: Sync) -> None:
+        if self._tidy is not None:
+            self._tidy(sync)
 
 
 class Journal:
@@ -388,6 +399,8 @@ class Journal:
             sync.flush()
             result = step.finish(sync)
             sync.flush()
+            step.tidy(sync)
+            sync.flush()
         except BaseException:
             sync.discard()
             raise
@@ -401,6 +414,7 @@ class Journal:
         after: Callable[[JobRecord, Sync], T],
         before: Callable[[Sync], None] | None = None,
         details: Callable[[], dict[str, Any]] = dict,
+        tidy: Callable[[Sync], None] | None = None,
         **extra: Any,
     ) -> Step[T]:
         """A decision about `job`: its record replaced with the new `state` (the commit
@@ -427,6 +441,7 @@ class Journal:
             data,
             lambda sync: after(record[0], sync),
             before,
+            tidy,
         )
 
     # -------------------------------------------------------------- assign
@@ -559,7 +574,7 @@ class Journal:
 
         def after(record: JobRecord, sync: Sync) -> Merged:
             self._passed("merge:decided")
-            return self.finish_merge(job, record)
+            return self._move_outputs(job, record, sync)
 
         return self._decision(
             job,
@@ -568,37 +583,52 @@ class Journal:
             after,
             before,
             details=lambda: {"outputs": list(found[0].entries)},
+            tidy=lambda sync: self._merged(job),
         )
 
     def merge(self, job: Job, outputs: Outputs | None = None) -> Merged:
         return self.run(self.merge_step(job, outputs))
 
     def finish_merge(self, job: Job, record: JobRecord) -> Merged:
-        """Move what the record lists into pass/ and fail/, then keep the folder as
-        LOGOUTPUT_. The outputs are looked for in both: after a power cut the folder's
-        rename can have reached the disk while moves made before it had not (nothing
-        orders two folders' changes but an fsync), which leaves outputs in LOGOUTPUT_."""
+        """What is left of a merge (recovery, a retry): the outputs the record lists
+        moved, durably, and only then the folder kept as LOGOUTPUT_."""
+        sync = Sync(self.durable)
+        try:
+            merged = self._move_outputs(job, record, sync)
+            sync.flush()
+        finally:
+            sync.discard()
+        self._merged(job)
+        return merged
+
+    def _move_outputs(self, job: Job, record: JobRecord, sync: Sync) -> Merged:
+        """Move what the record lists into pass/ and fail/; the folders changed go to
+        `sync`."""
         merged = Merged()
         folder = self._name(job, Folder.TMPOUTPUT)
-        logs = self._name(job, Folder.LOGOUTPUT)
-        outputs = Outputs(tuple(record.outputs))
-        with _finishing(f"merge the outputs of {folder}"):
-            for source in (folder, logs):
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    moved = engine_trees.move(
-                        self._output_fd,
-                        source,
-                        outputs,
-                        job_tag(job.job_id),
-                        after_each=lambda: self._passed("merge:output_moved"),
-                    )
-                    merged.moved += moved.moved
-                    merged.kept += moved.kept
-            engine_trees.rename_folder(self._output_fd, folder, logs)
+        # Gone: already renamed, so all moved.
+        with _finishing(f"merge the outputs of {folder}"), contextlib.suppress(FileNotFoundError):
+            moved = engine_trees.move(
+                self._output_fd,
+                folder,
+                Outputs(tuple(record.outputs)),
+                job_tag(job.job_id),
+                after_each=lambda: self._passed("merge:output_moved"),
+                sync=sync,
+            )
+            merged.moved, merged.kept = moved.moved, moved.kept
+        return merged
+
+    def _merged(self, job: Job) -> None:
+        """The merged job's folder kept as LOGOUTPUT_, its links gone. Only once the
+        moves out of it are durable: a power cut must never keep this rename and lose
+        them (nothing orders two folders' changes but an fsync)."""
+        folder = self._name(job, Folder.TMPOUTPUT)
+        with _finishing(f"keep {folder} as LOGOUTPUT_"):
+            engine_trees.rename_folder(self._output_fd, folder, self._name(job, Folder.LOGOUTPUT))
             self._passed("merge:logged")
             self.release(job)
         self._passed("merge:released")
-        return merged
 
     def refuse_step(self, job: Job, reason: str) -> Step[None]:
         """A DONE whose outputs break the rules: nothing merged, outputs kept aside."""

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reactor.disk.durable import Sync
+from reactor.disk.durable import Sync, fsync_folder
 
 STATE_NAME = ".reactor"
 JOBS = "jobs"
@@ -89,8 +89,12 @@ class StateDir:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, 0o700, dir_fd=root)
                     self._fds[name] = open_folder(root, name)
+                # A record is only as durable as the folders that hold it: their names
+                # too, whether they were made now or by a start that lost its power.
+                os.fsync(root)
             finally:
                 os.close(root)
+            fsync_folder(self.path.parent)
         except OSError as exc:
             self.close()
             msg = (

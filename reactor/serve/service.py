@@ -46,7 +46,7 @@ from reactor.core.state import (
     RunState,
 )
 from reactor.core.status import count_fields, status_line, status_report
-from reactor.disk.durable import DurabilityError
+from reactor.disk.durable import DurabilityError, fsync_folder
 from reactor.disk.journal import Chore, Journal, JournalError, Merged, Refused, Step, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
@@ -226,6 +226,7 @@ class Reactor:
             self._loop = asyncio.get_running_loop()
         now = self.clock()
         lease_s = self.config.report_back_interval
+        self.ensure_result_folders()
         recovered = recover(self.journal, now, lease_s)
         state = self.state
         for name in recovered.done:
@@ -806,7 +807,9 @@ class Reactor:
 
     def ensure_result_folders(self) -> None:
         """Recreate pass/ or fail/ if a person removed them (merges would recreate them
-        too; the watcher needs them to watch)."""
+        too; the watcher needs them to watch), durably: merged outputs are only as
+        durable as the folder they are in."""
+        made = False
         for kind in RESULT_FOLDERS:
             folder = self.config.output_dir / kind
             if not folder.is_dir():
@@ -815,7 +818,10 @@ class Reactor:
                 except OSError as exc:
                     log.error("results_folder_missing", folder=str(folder), detail=str(exc))
                 else:
+                    made = True
                     log.warning("results_folder_recreated", folder=str(folder))
+        if made or not self.ready:  # at start: made by an earlier start that lost power
+            fsync_folder(self.config.output_dir)
 
     # ------------------------------------------------------------- views
 

@@ -7,7 +7,8 @@ go on. One thread, one queue: steps reach the disk in the order they were submit
 
 Group commit. When the thread comes back for work it takes every step waiting (up to
 `max_group`) and runs them phase by phase: all `prepare`s, one barrier; all `commit`s,
-one barrier; all `finish`es, one barrier (`reactor.disk.durable.Sync`). A barrier
+one barrier; all `finish`es, one barrier; all `tidy`s, one barrier
+(`reactor.disk.durable.Sync`). A barrier
 fsyncs each file once and each folder once, however many steps of the group touched
 it, so under load many decisions share the fsync of `.reactor/jobs/` and of the run
 folders. A step that fails drops out of the later phases; the others go on.
@@ -126,10 +127,15 @@ class DiskWriter:
         """Carry out a group of steps; False when the thread must end (see below)."""
         sync = Sync(self.durable)
         live = [entry for entry in group if not self._refuse_if_broken(entry)]
-        for phase in ("prepare", "commit", "finish"):
+        for phase in ("prepare", "commit", "finish", "tidy"):
             for entry in live:
                 try:
-                    entry.result = getattr(entry.step, phase)(sync)
+                    outcome = getattr(entry.step, phase)(sync)
+                    if phase == "finish":
+                        entry.result = outcome
+                except DurabilityError as exc:  # a barrier inside a step
+                    self._break(exc)
+                    entry.error = exc
                 except Exception as exc:
                     entry.error = exc
                 except BaseException as exc:
