@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo torture load bench clean
+.PHONY: venv test lint fmt demo torture torture-power load bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,14 @@ TORTURE_JSON ?= $(VENV)/torture.json
 TORTURE_ARGS ?=
 torture: $(STAMP)
 	$(BIN)/python -m tests.system.torture --rounds $(ROUNDS) --seed $(SEED) --json $(TORTURE_JSON) $(TORTURE_ARGS)
+
+# Power-cut torture: the run folders on a FUSE filesystem that keeps only what was
+# fsynced; every round kills every process and cuts the power, then proves exactly-once.
+# Needs fuse3 and /dev/fuse (and root, or a user allowed to mount FUSE filesystems).
+POWER_ROUNDS ?= 200
+POWER_JSON   ?= $(VENV)/torture-power.json
+torture-power: $(STAMP)
+	$(BIN)/python -m tests.system.power_torture --rounds $(POWER_ROUNDS) --seed $(SEED) --json $(POWER_JSON) $(TORTURE_ARGS)
 
 # Load: 64 engines at once for 60 s while 10,000 files arrive; per-verb latency
 # table on stdout, figures in $(LOAD_JSON). Exit 0 only with no error, no file lost or duplicated.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -95,4 +95,21 @@ class Metrics:
             "reactor_job_seconds", "From assignment to a DONE report.",
             buckets=JOB_BUCKETS_S, registry=registry,
         )  # fmt: skip
+        self.disk_operations = Gauge(
+            "reactor_disk_operations",
+            "Operations waiting for their steps on disk (a slow disk shows here first).",
+            registry=registry,
+        )
+        self.disk_commit_seconds = Histogram(
+            "reactor_disk_commit_seconds",
+            "How long the writer took to carry out one group of steps, fsyncs included.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.disk_group_steps = Histogram(
+            "reactor_disk_group_steps",
+            "Steps carried out together in one group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         registry.register(_StateCollector(state, clock))

@@ -149,12 +149,15 @@ class Reactor:
         self.run_end = RunEnd()  # set by reactor.serve.finisher: stop file seen, complete
         # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
         self.quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = {}
-        self.writer = DiskWriter(durable=config.durable, on_broken=self._storage_failed)
+        self.writer = DiskWriter(
+            durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
+        )
         self.on_storage_failed: Callable[[], None] = lambda: None  # the app stops the service
         self._loop: asyncio.AbstractEventLoop | None = None
         # job id -> done when the step on disk about it is: one step per job at a time.
         self._busy: dict[str, asyncio.Future[None]] = {}
         self._operations: set[asyncio.Task[Any]] = set()
+        self.metrics.disk_operations.set_function(lambda: len(self._operations))
 
     # ------------------------------------------------------------ start
 
@@ -204,6 +207,16 @@ class Reactor:
         finally:
             del self._busy[job_id]
             done.set_result(None)
+
+    @property
+    def operations_in_flight(self) -> int:
+        """Operations under way: their steps on the disk or waiting for it."""
+        return len(self._operations)
+
+    def _committed(self, steps: int, seconds: float) -> None:
+        """(On the writer's thread; the metrics are thread-safe.) A group was committed."""
+        self.metrics.disk_group_steps.observe(steps)
+        self.metrics.disk_commit_seconds.observe(seconds)
 
     async def _write(self, step: Step[T]) -> T:
         """Carry a step out on the writer's thread; the loop serves others meanwhile."""

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,8 +58,10 @@ class DiskWriter:
         durable: bool = True,
         max_group: int = MAX_GROUP,
         on_broken: Callable[[DurabilityError], None] | None = None,
+        on_group: Callable[[int, float], None] | None = None,
     ) -> None:
         self.durable = durable
+        self.on_group = on_group  # (steps, seconds) after each group, on the thread
         self.max_group = max_group
         self.on_broken = on_broken
         self.broken: DurabilityError | None = None
@@ -125,6 +128,7 @@ class DiskWriter:
 
     def _commit(self, group: list[_Entry]) -> bool:
         """Carry out a group of steps; False when the thread must end (see below)."""
+        began = time.perf_counter()
         sync = Sync(self.durable)
         live = [entry for entry in group if not self._refuse_if_broken(entry)]
         for phase in ("prepare", "commit", "finish", "tidy"):
@@ -160,6 +164,8 @@ class DiskWriter:
         self.steps += len(group)
         self.fsyncs += sync.fsyncs
         self.largest_group = max(self.largest_group, len(group))
+        if self.on_group is not None:
+            self.on_group(len(group), time.perf_counter() - began)
         for entry in group:
             self._deliver(entry)
         return True

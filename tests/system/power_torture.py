@@ -188,7 +188,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         outcome = None
         if error is None:
             outcome = check(torture.input_dir, torture.output_dir, torture.last_status)
-            missing_files = len(set(torture.written) - {p.name for p in torture.input_dir.iterdir()})
+            present = {path.name for path in torture.input_dir.iterdir()}
+            missing_files = len(set(torture.written) - present)
             if missing_files:
                 error = f"{missing_files} durably written .pod5 files are gone"
         result = figures(args, torture, outcome, codes, time.monotonic() - began, drain_s, error)
