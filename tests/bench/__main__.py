@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, ingest, restart, trees
+from tests.bench import api, durability, ingest, restart, trees
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api")
+PARTS = ("restart", "ingest", "api", "durability")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -57,7 +57,9 @@ def _parts(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").strip())
-    p.add_argument("--parts", type=_parts, default=list(PARTS), help="restart,ingest,api (all)")
+    p.add_argument(
+        "--parts", type=_parts, default=list(PARTS), help="restart,ingest,api,durability (all)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
     p.add_argument("--api-sizes", type=_numbers, help="API: files queued (10000,1000000)")
@@ -102,6 +104,16 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             for key, default in defaults.items()}  # fmt: skip
 
 
+def _api_settings(chosen: dict[str, Any]) -> api.Settings:
+    return api.Settings(
+        concurrency=tuple(chosen["concurrency"]),
+        requests=chosen["requests"],
+        seconds=chosen["cell_seconds"],
+        files_per_cell=chosen["files_per_cell"],
+        rounds=chosen["rounds"],
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     chosen = settings(args)
@@ -135,17 +147,16 @@ def run(args: argparse.Namespace) -> int:
             timings["ingest_s"] = time.perf_counter() - step
         if "api" in args.parts:
             step = time.perf_counter()
-            api_settings = api.Settings(
-                concurrency=tuple(chosen["concurrency"]),
-                requests=chosen["requests"],
-                seconds=chosen["cell_seconds"],
-                files_per_cell=chosen["files_per_cell"],
-                rounds=chosen["rounds"],
-            )
+            api_settings = _api_settings(chosen)
             api_trees = [built[n] for n in chosen["api_sizes"]]
             found, raw["api"] = api.run(api_trees, data, logs, api_settings)
             figures += found
             timings["api_s"] = time.perf_counter() - step
+        if "durability" in args.parts:
+            step = time.perf_counter()
+            found, raw["durability"] = durability.run(data, data, logs, _api_settings(chosen))
+            figures += found
+            timings["durability_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

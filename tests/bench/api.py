@@ -62,6 +62,7 @@ class ServerUnderTest:
     starts: int = 0
     keepalive_start: int = -1  # the start whose jobs /keepalive uses
     ready_s: list[float] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)  # of `reactor serve`
 
     def fresh(self) -> None:
         self.stop()
@@ -70,7 +71,7 @@ class ServerUnderTest:
         output = self.tree.fresh_output(self.work)
         self.starts += 1
         log = self.logs / f"api-{self.tree.files}-{self.starts}.jsonl"
-        self.server = reactor_serve(self.tree.input_dir, output, log)
+        self.server = reactor_serve(self.tree.input_dir, output, log, **self.settings)
         self.ready_s.append(self.server.start(READY_TIMEOUT_S))
         self.queued = self.tree.files - FILES_PER_JOB * self.tree.jobs
 
@@ -96,7 +97,7 @@ async def _assign(http: aiohttp.ClientSession, url: str, engine: str, batch: int
     return await client.get_json(http, f"{url}/assignwork", engineid=engine, batchsize=batch)
 
 
-async def _one_cell(
+async def one_cell(
     request: client.Request, concurrency: int, count: int, settings: Settings
 ) -> Cell:
     async with client.session(concurrency) as http:
@@ -179,14 +180,14 @@ async def measure(
     measured: Measured = {}
     for files in rounds[0][0]:
         measured[files] = {
-            verb: {c: _median([r[0][files][verb][c] for r in rounds]) for c in cells}
+            verb: {c: median_cell([r[0][files][verb][c] for r in rounds]) for c in cells}
             for verb, cells in rounds[0][0][files].items()
         }
-    ceiling = {c: _median([r[1][c] for r in rounds]) for c in rounds[0][1]}
+    ceiling = {c: median_cell([r[1][c] for r in rounds]) for c in rounds[0][1]}
     return measured, ceiling
 
 
-def _median(cells: list[Cell]) -> Cell:
+def median_cell(cells: list[Cell]) -> Cell:
     return sorted(cells, key=lambda cell: cell.rps)[len(cells) // 2]
 
 
@@ -197,12 +198,12 @@ async def _round(
     ceiling: dict[int, Cell] = {}
     for concurrency in settings.concurrency:
         request = keepalive_request(bare_url, ["1"])
-        ceiling[concurrency] = await _one_cell(request, concurrency, settings.requests, settings)
+        ceiling[concurrency] = await one_cell(request, concurrency, settings.requests, settings)
         for sut in suts:
             if sut.server is None or sut.starts != sut.keepalive_start:
                 jobs[sut.tree.files] = await keepalive_jobs(sut)
             request = keepalive_request(sut.url, jobs[sut.tree.files])
-            cell = await _one_cell(request, concurrency, settings.requests, settings)
+            cell = await one_cell(request, concurrency, settings.requests, settings)
             cell.server_threads = sut.threads()
             measured[sut.tree.files].setdefault("/keepalive", {})[concurrency] = cell
     for batch in BATCHES:
@@ -210,7 +211,7 @@ async def _round(
         for concurrency in settings.concurrency:
             for sut in suts:
                 sut.ensure(count * batch)
-                cell = await _one_cell(assign_request(sut, batch), concurrency, count, settings)
+                cell = await one_cell(assign_request(sut, batch), concurrency, count, settings)
                 cell.server_threads = sut.threads()
                 verbs = measured[sut.tree.files]
                 verbs.setdefault(f"/assignwork batch {batch}", {})[concurrency] = cell
@@ -218,7 +219,7 @@ async def _round(
     for concurrency in settings.concurrency:
         for sut in suts:
             sut.ensure(count)
-            cell = await _one_cell(completed_request(sut), concurrency, count, settings)
+            cell = await one_cell(completed_request(sut), concurrency, count, settings)
             cell.server_threads = sut.threads()
             measured[sut.tree.files].setdefault("/completed", {})[concurrency] = cell
     return measured, ceiling

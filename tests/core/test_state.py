@@ -908,6 +908,39 @@ def test_late_done_after_a_file_was_taken_otherwise_supersedes_the_job(taken: st
     assert (again.action, again.supersede) == (CompletionAction.LATE_NOT_MERGED, False)
 
 
+def test_late_done_while_its_files_are_reserved_by_an_assignment_in_flight_is_not_merged() -> None:
+    """The files are being handed out again (reserved, their step on the disk): a late
+    DONE that would merge them now would put their reads out twice."""
+    state = RunState(3)
+    ready(state, A, B)
+    assign(state, "1", 2)
+    state.expire("1", now=100)
+    reassign = state.plan_assignment("gpu-2", 2, now=101)
+    state.reserve(reassign.files)
+    plan = state.plan_completion("1", EngineReport.DONE, now=102)
+    assert plan.action is CompletionAction.LATE_NOT_MERGED
+    assert plan.supersede is True
+    state.apply_completion(plan, now=102)
+    state.commit_assignment(reassign, "2", now=103, lease_s=LEASE_S)
+    assert states(state) == {A: FileState.ASSIGNED, B: FileState.ASSIGNED}
+    assert not state.reserved(A)
+
+
+def test_a_reserved_file_deleted_meanwhile_is_forgotten_if_its_step_fails() -> None:
+    """Deleted while reserved, a file stays (its assignment may still commit it, as a
+    file deleted after it was assigned); if the step fails it is forgotten then."""
+    state = RunState(3)
+    ready(state, A, B)
+    plan = state.plan_assignment("gpu-1", 2, now=1)
+    state.reserve(plan.files)
+    assert state.file_gone(A, now=2) is FileState.READY
+    assert not state.mark_done_by_output(B, now=2)  # its assignment's business now
+    assert state.plan_assignment("gpu-2", 2, now=3).empty
+    state.unreserve(plan.files)
+    assert states(state) == {B: FileState.READY}
+    assert list(state.ready_names()) == [B]
+
+
 def test_late_done_when_files_were_not_reassigned_merges() -> None:
     state = RunState(3)
     ready(state, A, B, C)

@@ -141,6 +141,10 @@ class RunStateMachine(RuleBasedStateMachine):
         # name -> the attempt of the released job that handed it back, until it goes out
         # again: that next assignment must carry the same attempt (nothing was counted).
         self.handed_back: dict[str, int] = {}
+        # Assignments planned and waiting for their step on disk (the service reserves
+        # their files meanwhile); other rules run in between, as requests do.
+        self.pending: list[AssignPlan] = []
+        self.reserved: set[str] = set()
 
     @initialize(target=names, count=st.integers(0, 4))
     def files_at_start(self, count: int) -> object:
@@ -204,6 +208,8 @@ class RunStateMachine(RuleBasedStateMachine):
         chosen: list[str] = []
         skipped = 0
         for name in self.queue:
+            if name in self.reserved:  # an assignment in flight holds it
+                continue
             record = self.files[name]
             if skip and engine_id in record.failed_on and len(record.failed_on) < 2:
                 skipped += 1
@@ -279,6 +285,7 @@ class RunStateMachine(RuleBasedStateMachine):
                 (record := self.files.get(name)) is not None
                 and record.state is FileState.READY
                 and record.expired_job == job_id
+                and name not in self.reserved
                 for name in job.files
             )
             if untouched and not job.superseded:
@@ -344,7 +351,7 @@ class RunStateMachine(RuleBasedStateMachine):
         assert got is (record.state if record else None)
         if record is None:
             return
-        if record.state in (FileState.INCOMPLETE, FileState.READY):
+        if record.state in (FileState.INCOMPLETE, FileState.READY) and name not in self.reserved:
             del self.files[name]
             self.handed_back.pop(name, None)
             if name in self.queue:
@@ -366,7 +373,7 @@ class RunStateMachine(RuleBasedStateMachine):
         if record is None:
             self.files[name] = ModelFile(FileState.DONE, present=False)
             assert changed
-        elif record.state in (FileState.INCOMPLETE, FileState.READY):
+        elif record.state in (FileState.INCOMPLETE, FileState.READY) and name not in self.reserved:
             if record.state is FileState.READY:
                 self.queue.remove(name)
             record.state = FileState.DONE
@@ -399,9 +406,15 @@ class RunStateMachine(RuleBasedStateMachine):
             self.state.engine_polled(engine_id, self.now)
             self._seen(engine_id)
             return None
+        return self._commit(plan)
+
+    def _commit(self, plan: AssignPlan) -> str:
+        """The assignment is on disk: commit it, in the core and in the model."""
+        engine_id = plan.engine_id
         self.last_job_id += 1
         job_id = str(self.last_job_id)
         job = self.state.commit_assignment(plan, job_id, now=self.now, lease_s=LEASE_S)
+        self.reserved.difference_update(plan.files)
         assert job.files == plan.files
         self._seen(engine_id)
         for expired_id in plan.supersede:
@@ -415,6 +428,36 @@ class RunStateMachine(RuleBasedStateMachine):
             engine_id, dict(plan.files), JobState.ASSIGNED, self.now + LEASE_S
         )
         return job_id
+
+    @rule(engine_id=st.sampled_from(ENGINES), batch_size=st.integers(1, 4))
+    def assignment_begins(self, engine_id: str, batch_size: int) -> None:
+        """An assignment planned, its files reserved while its step is on the disk."""
+        plan = self.state.plan_assignment(engine_id, batch_size, self.now)
+        assert list(plan.files) == self._expected_plan(engine_id, batch_size)
+        assert not set(plan.files) & self.reserved, "a plan took a reserved file"
+        if plan.empty:
+            return
+        self.state.reserve(plan.files)
+        self.reserved.update(plan.files)
+        self.pending.append(plan)
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data(), on_disk=st.booleans())
+    def assignment_ends(self, data: st.DataObject, on_disk: bool) -> None:
+        """Its step is done: committed (whatever happened to its files meanwhile: they
+        were reserved), or failed before its commit point and its files let go."""
+        plan = self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1)))
+        if on_disk:
+            self._commit(plan)
+            return
+        self.state.unreserve(plan.files)
+        self.reserved.difference_update(plan.files)
+        for name in plan.files:
+            record = self.files[name]
+            if record.state is FileState.READY and not record.present:  # deleted meanwhile
+                del self.files[name]
+                self.handed_back.pop(name, None)
+                self.queue.remove(name)
 
     @rule(engine_id=st.sampled_from(ENGINES))
     def engine_polls(self, engine_id: str) -> None:
@@ -630,6 +673,7 @@ class RunStateMachine(RuleBasedStateMachine):
         for engine_id in expected:
             del self.engines[engine_id]
 
+    @precondition(lambda self: not self.pending)  # a reserved file waits for its step
     @rule(poison_every=st.sampled_from([2, 3, 5]))
     def two_engines_drain_the_queue(self, poison_every: int) -> None:
         """The run always ends: two engines that keep asking for work and reporting at once
@@ -679,6 +723,15 @@ class RunStateMachine(RuleBasedStateMachine):
             assert got == (model.failures, model.present, model.job_id, model.expired_job), name
             retry = (record.solo_failures, record.failed_on, record.batch_cap)
             assert retry == (model.solo_failures, model.failed_on, model.batch_cap), name
+
+    @invariant()
+    def reserved_files_are_ready_and_held_by_one_assignment_in_flight(self) -> None:
+        held = [name for plan in self.pending for name in plan.files]
+        assert len(held) == len(set(held)), "two assignments in flight hold the same file"
+        assert set(held) == self.reserved
+        for name in held:
+            assert self.state.reserved(name)
+            assert self.state.state_of(name) is FileState.READY, name
 
     @invariant()
     def ready_queue_is_exactly_the_ready_files(self) -> None:

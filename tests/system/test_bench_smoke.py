@@ -43,6 +43,11 @@ def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path
     assert any(name.startswith("ingest p99") for name in names)
     assert any(name.startswith("/keepalive") for name in names)
     assert any(name.startswith("/completed") for name in names)
+    assert any(name.startswith("durable record writes on this disk") for name in names)
+    assert any(name.startswith("/completed, 8 clients, fsync") for name in names)
+    for verbs in figures["raw"]["durability"]["cells"].values():
+        for cells in verbs.values():
+            assert all(cell["errors"] == 0 for cell in cells.values()), cells
     assert all(figure["value"] is not None for figure in figures["figures"])
     for verb in figures["raw"]["api"]["200"]["verbs"].values():
         for cell in verb.values():
