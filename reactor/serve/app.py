@@ -11,7 +11,9 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
               sweep and on stop-file events (`reactor.serve.finisher`)
 4. events   - the held events, then every later one, go to the reactor and finisher
 5. sweeper  - lease expiry, settle timer, safety-net reconcile, end-of-run check
-6. systemd  - READY=1 once all of the above ran, then watchdog pings and STATUS= lines
+6. loop lag - a probe task measuring how long the event loop is held
+              (`reactor.serve.loop_lag`)
+7. systemd  - READY=1 once all of the above ran, then watchdog pings and STATUS= lines
               (`reactor.serve.sdnotify`)
 
 The observer watches before the scan lists INPUTDIR, so a file written during start-up
@@ -59,6 +61,7 @@ from reactor.serve.app_keys import (
 )
 from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
+from reactor.serve.loop_lag import LoopLagProbe
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
 from reactor.serve.service import Reactor, StartupError
@@ -120,6 +123,7 @@ def create_app(
         app.cleanup_ctx.append(_events_ctx)
     if sweep:
         app.cleanup_ctx.append(_sweeper_ctx)
+    app.cleanup_ctx.append(_loop_lag_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[SYSTEMD] = SystemdLifecycle(notifier, reactor.status_line)
     app.on_shutdown.append(_tell_finisher_stopping)
@@ -225,6 +229,15 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[SWEEPER].health_check = None
     events.hold()
+
+
+async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    probe = LoopLagProbe(app[REACTOR].metrics.loop_lag_seconds)
+    task = asyncio.create_task(probe.run(), name="reactor-loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
