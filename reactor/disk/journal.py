@@ -406,8 +406,9 @@ class Journal:
     def finish_merge(self, job: Job, record: JobRecord) -> Merged:
         merged = Merged()
         folder = self._name(job, Folder.TMPOUTPUT)
+        logs = self._name(job, Folder.LOGOUTPUT)
         with _finishing(f"merge the outputs of {folder}"):
-            with contextlib.suppress(FileNotFoundError):  # already renamed: all moved
+            if not engine_trees.renamed(self._output_fd, folder, logs):
                 moved = engine_trees.move(
                     self._output_fd,
                     folder,
@@ -416,7 +417,7 @@ class Journal:
                     after_each=lambda: self._passed("merge:output_moved"),
                 )
                 merged.moved, merged.kept = moved.moved, moved.kept
-            engine_trees.rename_folder(self._output_fd, folder, self._name(job, Folder.LOGOUTPUT))
+                engine_trees.rename_folder(self._output_fd, folder, logs)
             self._passed("merge:logged")
             self.release(job)
         self._passed("merge:released")
