@@ -66,8 +66,8 @@ def entry(path: Path) -> Entry:
 
 @dataclass(frozen=True)
 class Untouched:
-    """Folders a hostile job must leave alone. `roots` are walked (never following a
-    link); a root's own entry counts unless it is in `walk_only` (INPUTDIR and OUTPUTDIR
+    """Folders (and files) a hostile job must leave alone. `roots` are walked (never
+    following a link); a root's own entry counts unless it is in `walk_only` (INPUTDIR and OUTPUTDIR
     themselves change when the job's folders are renamed or removed); `skip` are the
     job's own folders (and reactor's state folder), left out with all they hold."""
 
@@ -80,7 +80,8 @@ class Untouched:
         for root in self.roots:
             if root not in self.walk_only:
                 found[str(root)] = entry(root)
-            self._walk(root, found)
+            if entry(root)[0] == "folder":
+                self._walk(root, found)
         return found
 
     def _walk(self, folder: Path, found: dict[str, Entry]) -> None:
