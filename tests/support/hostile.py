@@ -92,17 +92,22 @@ class Untouched:
             if found[str(child)][0] == "folder":
                 self._walk(child, found)
 
+    def differences(self, before: dict[str, Entry]) -> list[str]:
+        """What was added, removed or changed since `before`, one line each."""
+        after = self.take()
+        return [
+            *(f"added {path}" for path in sorted(set(after) - set(before))),
+            *(f"removed {path}" for path in sorted(set(before) - set(after))),
+            *(
+                f"changed {path}: {before[path]} -> {after[path]}"
+                for path in sorted(set(before) & set(after))
+                if before[path] != after[path]
+            ),
+        ]
+
     def assert_same(self, before: dict[str, Entry]) -> None:
         """Nothing added, removed or changed since `before` (each difference listed)."""
-        after = self.take()
-        added = sorted(set(after) - set(before))
-        removed = sorted(set(before) - set(after))
-        changed = sorted(
-            f"{path}: {before[path]} -> {after[path]}"
-            for path in set(before) & set(after)
-            if before[path] != after[path]
-        )
-        assert (added, removed, changed) == ([], [], []), "touched outside the job's folders"
+        assert self.differences(before) == [], "touched outside the job's folders"
 
 
 def make_canary(root: Path) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -107,10 +108,16 @@ def run_batch(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM is how a run's end stops it: exit 0, like any engine that stops when told.
+    signal.signal(signal.SIGTERM, lambda _signal, _frame: sys.exit(0))
     manager = Manager(args.url, args.retry_s)
     batches = 0
     while not args.max_batches or batches < args.max_batches:
-        work = manager.get("assignwork", engineid=args.engine_id, batchsize=args.batch_size)
+        try:
+            work = manager.get("assignwork", engineid=args.engine_id, batchsize=args.batch_size)
+        except urllib.error.HTTPError:  # a 503 while storage is away: ask again
+            time.sleep(args.idle_poll_s)
+            continue
         if work["batch_size"] == 0:
             time.sleep(args.idle_poll_s)
             continue
