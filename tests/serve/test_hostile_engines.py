@@ -369,9 +369,12 @@ async def test_a_record_planted_in_the_job_folder_and_in_pass_is_never_believed(
     before = await picture(scene)
     records = sorted(json.dumps(r, sort_keys=True) for r in job_records(run_dirs.output_dir))
     assert before["files"]["done"] == 2
+    watched = scene.untouched(canary)  # every folder, the planted records included
+    on_disk = watched.take()
 
     scene = await restarted(scene, start)
     assert await picture(scene) == before
+    watched.assert_same(on_disk)
     assert sorted(json.dumps(r, sort_keys=True) for r in job_records(run_dirs.output_dir)) == (
         records
     )
@@ -405,8 +408,8 @@ async def test_editing_a_legacy_record_in_the_job_folders_then_restarting_change
 ) -> None:
     """Earlier versions kept each job's record in its own folders; an engine edits one
     (for the live job's `TMPOUTPUT_…`, and for a finished job's `LOGOUTPUT_…`), then the
-    service restarts: the run's state, its records and the folders in INPUTDIR are what
-    they were, and the run ends with every read exactly once."""
+    service restarts: the run's state, its records and every folder are what they were,
+    and the run ends with every read exactly once."""
     scene = await start()
     jobs = await three_jobs(scene)
     names = sorted(path.name for path in scene.input_dir.glob("*.pod5"))
@@ -420,7 +423,8 @@ async def test_editing_a_legacy_record_in_the_job_folders_then_restarting_change
         manifest.write_text(json.dumps(claim(scene, job, "done") | edit))
     before = await picture(scene)
     records = sorted(json.dumps(r, sort_keys=True) for r in job_records(run_dirs.output_dir))
-    inputs = sorted(p.name for p in scene.input_dir.iterdir())
+    watched = scene.untouched(canary)  # every folder, the edited records included
+    on_disk = watched.take()
 
     scene = await restarted(scene, start)
 
@@ -428,7 +432,7 @@ async def test_editing_a_legacy_record_in_the_job_folders_then_restarting_change
     assert sorted(json.dumps(r, sort_keys=True) for r in job_records(run_dirs.output_dir)) == (
         records
     )
-    assert sorted(p.name for p in scene.input_dir.iterdir()) == inputs
+    watched.assert_same(on_disk)
     assert await scene.report(jobs.rogue) == {"ok": True}  # merged as any other job
     await the_rest_exactly_once(scene, jobs, refused=False)
     assert await scene.held() == []
@@ -531,10 +535,10 @@ async def test_an_output_folder_made_read_only_holds_the_job_until_it_can_be_mer
         watched.assert_same(before)
         (held,) = await scene.held()
         assert (held["job_id"], held["state"]) == (rogue["jobid"], "done")
-        assert f"could not merge the outputs of TMPOUTPUT_{rogue['jobid']}_rogue" in held["reason"]
-        assert (
-            os.strerror(errno.EXDEV) in held["reason"]
-            or os.strerror(errno.EROFS) in (held["reason"])
+        # a rename out of a mount fails EXDEV before the kernel looks at read-only
+        assert held["reason"] == (
+            f"could not merge the outputs of TMPOUTPUT_{rogue['jobid']}_rogue: "
+            f"{os.strerror(errno.EXDEV)}"
         )
         assert job_record(scene.output_dir, rogue["jobid"])["state"] == "done"
         assert (await scene.status())["files"]["done"] == 4  # the decision stands
@@ -631,10 +635,20 @@ async def test_a_folder_removed_mid_merge_holds_the_job_until_it_is_put_back(
     jobs = await three_jobs(scene)
     rogue = jobs.rogue
     remover.folder = scene.out(rogue)
+    watched = scene.untouched(canary, rogue)
+    before = watched.take()
 
     assert await scene.report(rogue) == {"ok": True}
 
     assert remover.fired
+    # outside its folders only its own merge shows: the one output moved before the
+    # folder went (and its result folder's mtime); nothing else
+    tag = f"job_id_{rogue['jobid']}_"
+    results = {str(scene.output_dir / kind) for kind in ("pass", "fail")}
+    changes = watched.differences(before)
+    (moved,) = [line for line in changes if line.startswith("added ")]
+    assert Path(moved.removeprefix("added ")).name.startswith(tag)
+    assert all(line.split()[1].rstrip(":") in results for line in changes if line != moved)
     (held,) = await scene.held()
     assert (held["job_id"], held["state"]) == (rogue["jobid"], "done")
     gone = [
