@@ -38,7 +38,7 @@ from aiohttp.test_utils import TestClient
 from reactor.disk.journal import Journal
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
-from tests.support.hostile import CANARY_READ, Scene, add_pod5, fastq, make_canary
+from tests.support.hostile import CANARY_READ, Scene, Untouched, add_pod5, fastq, make_canary
 from tests.support.records import job_record, job_records
 from tests.support.runs import ManualClock, RunDirs
 from tests.support.tools import require_tool, skip_for_missing_tool
@@ -756,3 +756,121 @@ async def test_a_late_done_with_hostile_outputs_is_refused_and_its_files_wait(
     assert (held["job_id"], held["state"]) == (rogue["jobid"], "refused")
     assert (await scene.status())["files"]["ready"] == 5
     await the_rest_exactly_once(scene, jobs, refused=True)
+
+
+# ------------------------------------------------- swapped after inspection
+
+
+class SwapAfterDecision:
+    """A checkpoint that, once armed, lets the engine change its folder between the
+    inspection of its outputs and their move (right after the DONE was decided): the
+    original is kept aside in `stash`, and `put_back` restores it."""
+
+    def __init__(self, stash: Path, swap: Callable[[Path, Path], None]) -> None:
+        self.stash = stash
+        self.swap = swap
+        self.folder: Path | None = None
+        self.fired = False
+
+    def __call__(self, step: str) -> None:
+        if step == "merge:decided" and self.folder is not None and not self.fired:
+            self.fired = True
+            self.swap(self.folder, self.stash)
+
+
+def swap_pass_for_a_link(input_dir: Path) -> Callable[[Path, Path], None]:
+    def swap(folder: Path, stash: Path) -> None:
+        shutil.move(folder / "pass", stash)
+        (folder / "pass").symlink_to(input_dir)
+
+    return swap
+
+
+def swap_folder_for_a_link(input_dir: Path) -> Callable[[Path, Path], None]:
+    def swap(folder: Path, stash: Path) -> None:
+        shutil.move(folder, stash)
+        folder.symlink_to(input_dir)
+
+    return swap
+
+
+@pytest.mark.parametrize("swapped", ["pass", "folder"])
+async def test_a_folder_swapped_for_a_link_after_inspection_is_never_followed(
+    start: Callable[..., Awaitable[Scene]],
+    canary: Path,
+    tmp_path: Path,
+    run_dirs: RunDirs,
+    swapped: str,
+) -> None:
+    """The engine's outputs pass inspection, then (after the DONE is decided, before they
+    are moved) it swaps its pass/, or its whole folder, for a link to INPUTDIR. The move
+    never follows it: nothing outside the job's folders is touched, the job is held
+    saying what is there, and once the engine's folder is put back the repeated DONE
+    merges it, every read exactly once."""
+    stash = tmp_path / "stash"
+    make = swap_pass_for_a_link if swapped == "pass" else swap_folder_for_a_link
+    swapper = SwapAfterDecision(stash, make(run_dirs.input_dir))
+    scene = await start(checkpoint=swapper)
+    jobs = await three_jobs(scene)
+    rogue = jobs.rogue
+    swapper.folder = scene.out(rogue)
+    watched = scene.untouched(canary, rogue)
+    before = watched.take()
+
+    assert await scene.report(rogue) == {"ok": True}
+
+    assert swapper.fired
+    watched.assert_same(before)
+    (held,) = await scene.held()
+    assert (held["job_id"], held["state"]) == (rogue["jobid"], "done")
+    folder = f"TMPOUTPUT_{rogue['jobid']}_rogue"
+    link = "pass" if swapped == "pass" else folder
+    assert held["reason"] == (
+        f"could not merge the outputs of {folder}: {link} is a symbolic link, not a folder"
+    )
+    assert await scene.report(jobs.good) == {"ok": True}
+
+    link = scene.out(rogue) / "pass" if swapped == "pass" else scene.out(rogue)
+    link.unlink()
+    shutil.move(stash, link)
+    assert await scene.report(rogue) == {"ok": True}
+    assert await scene.held() == []
+    await the_rest_exactly_once(scene, jobs, refused=False)
+
+
+async def test_an_output_swapped_for_a_link_after_inspection_stays_with_the_job(
+    start: Callable[..., Awaitable[Scene]], canary: Path, tmp_path: Path
+) -> None:
+    """After the DONE is decided, the engine swaps one of its outputs for a link to a
+    file outside the run. The link is not moved (nor followed): it stays in the job's
+    leftovers and is reported; the rest is merged. The engine destroyed that output, so
+    a person merges the real one by hand, as the log says, and every read is there once."""
+    stash = tmp_path / "stash"
+
+    def swap(folder: Path, aside: Path) -> None:
+        first = sorted((folder / "pass").iterdir())[0]
+        aside.mkdir()
+        shutil.move(first, aside / first.name)
+        first.symlink_to(canary / "secret.fastq")
+
+    swapper = SwapAfterDecision(stash, swap)
+    scene = await start(checkpoint=swapper)
+    jobs = await three_jobs(scene)
+    rogue = jobs.rogue
+    swapper.folder = scene.out(rogue)
+    canary_before = Untouched(roots=(canary,)).take()
+
+    assert await scene.report(rogue) == {"ok": True}
+
+    assert swapper.fired
+    Untouched(roots=(canary,)).assert_same(canary_before)
+    (original,) = stash.iterdir()
+    kept = scene.out(rogue, "LOGOUTPUT") / "pass" / original.name
+    assert kept.is_symlink()
+    tag = f"job_id_{rogue['jobid']}_"
+    assert not os.path.lexists(scene.output_dir / "pass" / f"{tag}{original.name}")
+    assert all(not path.is_symlink() for path in (scene.output_dir / "pass").iterdir())
+    assert await scene.metric("reactor_outputs_not_merged_total") == 1
+    assert await scene.held() == []
+    shutil.copy2(original, scene.output_dir / "pass" / f"{tag}{original.name}")  # by hand
+    await the_rest_exactly_once(scene, jobs, refused=False)
