@@ -292,6 +292,14 @@ async def test_a_done_whose_outputs_break_the_rules_is_refused_and_touches_nothi
     # a repeated DONE is answered the same way and changes nothing
     assert await scene.report(rogue) == body
     watched.assert_same(before)
+    # a restart with what the engine left: the job still held with its reason, nothing
+    # touched, the good job still live
+    scene = await restarted(scene, start)
+    assert [(j["job_id"], j["state"], j["reason"]) for j in await scene.held()] == [
+        (rogue["jobid"], "refused", body["detail"])
+    ]
+    watched.assert_same(before)
+    assert (await scene.status())["files"] == files
     # (c) and (d)
     await the_rest_exactly_once(scene, jobs, refused=True)
     assert [j["job_id"] for j in await scene.held()] == [rogue["jobid"]]
