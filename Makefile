@@ -22,12 +22,15 @@ demo: $(STAMP)
 
 # Crash torture: kill -9 the server every round of a live run, then prove
 # exactly-once. The figures go to $(TORTURE_JSON) (docs/operations.md's table is filled from it).
+# HOSTILE=N adds a hostile engine that mishandles one batch in N (pass/ a link to INPUTDIR,
+# a link leading out, its folder removed, a late DONE): `make torture ROUNDS=50 HOSTILE=3`.
 ROUNDS       ?= 500
 SEED         ?= 1
+HOSTILE      ?= 0
 TORTURE_JSON ?= $(VENV)/torture.json
 TORTURE_ARGS ?=
 torture: $(STAMP)
-	$(BIN)/python -m tests.system.torture --rounds $(ROUNDS) --seed $(SEED) --json $(TORTURE_JSON) $(TORTURE_ARGS)
+	$(BIN)/python -m tests.system.torture --rounds $(ROUNDS) --seed $(SEED) --hostile-every $(HOSTILE) --json $(TORTURE_JSON) $(TORTURE_ARGS)
 
 # Power-cut torture: the run folders on a FUSE filesystem that keeps only what was
 # fsynced; every round kills every process and cuts the power, then proves exactly-once.

@@ -171,9 +171,15 @@ def move(
     `tag + name`, never over an existing name. An entry that changed since it was
     inspected (no longer a plain file), or whose name is taken, stays with the job.
     `after_each` is called after each move (the journal's crash points); the folders
-    a move changed go to `sync` (a move between folders is durable once both are)."""
+    a move changed go to `sync` (a move between folders is durable once both are).
+
+    An entry no longer in the job's folder was moved by an earlier try of this merge if
+    its tagged name is in the results; otherwise it is gone (the engine removed it, or
+    its whole folder, after reporting DONE): the others are moved, then OutputsGone says
+    which are missing, so the job waits for a person instead of passing for merged."""
     moved = Moved()
-    job_fd = open_folder(output_dir_fd, folder)
+    missing: list[str] = []
+    job_fd = _open_if_there(output_dir_fd, folder)
     try:
         for kind in RESULT_FOLDERS:
             wanted = [name for k, name in outputs.entries if k == kind]
@@ -181,17 +187,20 @@ def move(
                 continue
             with contextlib.suppress(FileExistsError):
                 os.mkdir(kind, dir_fd=output_dir_fd)
-            source = open_folder(job_fd, kind)
+            source = None if job_fd is None else _open_if_there(job_fd, kind)
             target = open_folder(output_dir_fd, kind)
             count = moved.moved
             try:
                 for name in wanted:
-                    why = _entry_problem(source, name)
+                    why = None if source is None else _entry_problem(source, name)
+                    if source is None or why == "gone":
+                        if not _exists(target, tag + name):  # else: moved by an earlier try
+                            missing.append(f"{kind}/{name}")
+                        continue
                     if why is None and _exists(target, tag + name):
                         why = "its name is taken in the results"
                     if why is not None:
-                        if why != "gone":  # moved by an earlier try of this merge
-                            moved.kept.append(f"{kind}/{name}: {why}")
+                        moved.kept.append(f"{kind}/{name}: {why}")
                         continue
                     os.rename(name, tag + name, src_dir_fd=source, dst_dir_fd=target)
                     moved.moved += 1
@@ -199,14 +208,40 @@ def move(
                         after_each()
             finally:
                 os.close(target)
-                if sync is not None and moved.moved > count:
+                if source is not None and sync is not None and moved.moved > count:
                     sync.take(source)
                     sync.folder(output_dir_fd, kind)
-                else:
+                elif source is not None:
                     os.close(source)
     finally:
-        os.close(job_fd)
+        if job_fd is not None:
+            os.close(job_fd)
+    if missing:
+        raise OutputsGone(missing)
     return moved
+
+
+class OutputsGone(FileNotFoundError):
+    """Outputs a merge was decided on are neither in the job's folder nor in the results."""
+
+    LISTED = 5
+
+    def __init__(self, missing: list[str]) -> None:
+        listed = ", ".join(missing[: self.LISTED]) + (" …" if len(missing) > self.LISTED else "")
+        message = (
+            f"{len(missing)} of its outputs are gone before they were merged ({listed}); "
+            "once they are put back, the merge goes on"
+        )
+        super().__init__(errno.ENOENT, message)
+        self.missing = missing
+
+
+def _open_if_there(parent_fd: int, name: str) -> int | None:
+    """A descriptor of the folder `name`, or None when it is gone."""
+    try:
+        return open_folder(parent_fd, name)
+    except FileNotFoundError:
+        return None
 
 
 def _exists(folder_fd: int, name: str) -> bool:
@@ -225,6 +260,12 @@ def rename_folder(parent_fd: int, name: str, new_name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def renamed(parent_fd: int, name: str, new_name: str) -> bool:
+    """Whether `name` was renamed to `new_name` already: it is gone and `new_name` is
+    there (a merge whose outputs were all moved before its folder was renamed)."""
+    return not _exists(parent_fd, name) and _exists(parent_fd, new_name)
 
 
 def remove_folder(parent_fd: int, name: str) -> None:

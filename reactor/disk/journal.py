@@ -606,8 +606,10 @@ class Journal:
         `sync`."""
         merged = Merged()
         folder = self._name(job, Folder.TMPOUTPUT)
-        # Gone: already renamed, so all moved.
-        with _finishing(f"merge the outputs of {folder}"), contextlib.suppress(FileNotFoundError):
+        logs = self._name(job, Folder.LOGOUTPUT)
+        with _finishing(f"merge the outputs of {folder}"):
+            if engine_trees.renamed(self._output_fd, folder, logs):
+                return merged  # all moved before the folder was renamed
             moved = engine_trees.move(
                 self._output_fd,
                 folder,

@@ -51,14 +51,31 @@ class StateError(OSError):
 
 def open_folder(parent_fd: int | None, name: str | os.PathLike[str]) -> int:
     """A descriptor of the folder `name` (relative to `parent_fd`), never through a link:
-    a link or a file there raises NotADirectoryError (ELOOP/ENOTDIR)."""
+    a link or a file there raises NotADirectoryError saying which it is."""
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            msg = f"{name} is a symbolic link, not a folder"
+        # Linux answers ENOTDIR for a link as for a file (O_DIRECTORY is checked first)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and (there := _what_is(parent_fd, name)):
+            msg = f"{os.fsdecode(name)} is {there}, not a folder"
             raise NotADirectoryError(errno.ENOTDIR, msg) from None
         raise
+
+
+def _what_is(parent_fd: int | None, name: str | os.PathLike[str]) -> str | None:
+    """What `name` is when it is not a folder ("a symbolic link", "a file", ...), never
+    following it; None if that cannot be told (a folder along the way is missing)."""
+    try:
+        mode = os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return None
+    return "a special file (a device, a FIFO or a socket)"
 
 
 class StateDir:

@@ -417,6 +417,44 @@ def test_a_merge_finished_by_recovery_says_what_it_could_not_merge(tmp_path: Pat
     assert (run.dirs.output_dir / logs / "pass" / f"{first}.fastq").read_text().startswith("@")
 
 
+def test_an_output_gone_before_recovery_moved_it_holds_the_job_until_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """A merge cut short after its decision; before the restart the engine removes one
+    output. Recovery moves the others, never takes the missing one for merged: the job is
+    held saying which output is gone (its files stay done: the decision stands). Put
+    back, the next start finishes the merge."""
+    run = make_run(tmp_path, 3)
+    reactor = run.reactor(CrashAt("merge:decided"))
+    job = reactor.assign("e1", 2)
+    assert job is not None
+    basecall(reactor, job)
+    with pytest.raises(SimulatedCrash):
+        reactor.complete(job.job_id, "DONE")
+    first, second = sorted(name.removesuffix(".pod5") for name in job.files)
+    out = reactor.journal.output_folder(job) / "pass"
+    aside = tmp_path / f"{first}.fastq"
+    (out / f"{first}.fastq").rename(aside)
+
+    restarted = run.reactor()
+    merged = sorted(os.listdir(run.dirs.output_dir / "pass"))
+    assert merged == [f"job_id_{job.job_id}_{second}.fastq"]
+    (held,) = restarted.state.held_jobs()
+    assert (held.job_id, held.state) == (job.job_id, JobState.DONE)
+    assert f"pass/{first}.fastq" in held.reason
+    assert "gone" in held.reason
+    assert all(restarted.state.state_of(name) is FileState.DONE for name in job.files)
+
+    aside.rename(out / f"{first}.fastq")
+    again = run.reactor()
+    assert list(again.state.held_jobs()) == []
+    assert sorted(os.listdir(run.dirs.output_dir / "pass")) == sorted(
+        f"job_id_{job.job_id}_{stem}.fastq" for stem in (first, second)
+    )
+    assert (run.dirs.output_dir / f"LOGOUTPUT_{job.job_id}_e1").is_dir()
+    assert not reactor.journal.input_folder(job).exists()
+
+
 def test_released_files_wait_at_the_front_after_a_restart_with_nothing_counted(
     tmp_path: Path,
 ) -> None:

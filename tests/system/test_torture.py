@@ -57,3 +57,43 @@ def test_kill_9_of_the_server_every_round_loses_and_duplicates_no_read(tmp_path:
     assert figures["files"] >= 20
     assert figures["reads"] == figures["files"] * 5
     assert "every read exactly once" in result.stdout
+
+
+HOSTILE_ROUNDS = 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_kill_9_with_a_hostile_engine_merges_no_spoiled_folder_and_loses_no_read(
+    tmp_path: Path,
+) -> None:
+    """The quick hostile setting: 4 rounds of kill -9 with 2 engines and a hostile one
+    that mishandles every batch it takes (pass/ a link to INPUTDIR, a link leading out,
+    its folder removed, a DONE long after its lease, in turn). No spoiled folder is
+    merged, the refused files are basecalled by the others, every read exactly once,
+    and nothing outside the run's job folders is touched."""
+    figures_path = tmp_path / "torture.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tests.system.torture",
+            "--rounds", str(HOSTILE_ROUNDS), "--seed", "3",
+            "--files", "12", "--reads-per-file", "3", "--engines", "2",
+            "--hostile-every", "1", "--drain-timeout", "15",
+            "--workdir", str(tmp_path / "run"), "--json", str(figures_path),
+        ],
+        capture_output=True, text=True, timeout=27, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(figures_path.read_text())
+    assert figures["ok"], figures
+    assert (figures["lost"], figures["duplicated"], figures["not_in_any_pod5"]) == (0, 0, 0)
+    assert figures["kills"]["server"] == HOSTILE_ROUNDS
+    assert figures["outside_touched"] == []
+    hostile = figures["hostile"]
+    assert hostile["spoiled_merged"] == 0
+    assert hostile["batches"].get("pass-link", 0) >= 1, hostile
+    assert hostile["answers"].get("refused", 0) >= 1, hostile
+    assert hostile["refused"]["jobs"] >= 1
+    assert hostile["refused"]["reads_not_exactly_once"] == 0
+    assert hostile["held_at_end"] >= hostile["refused"]["jobs"]
+    assert "every read exactly once" in result.stdout

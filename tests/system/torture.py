@@ -18,7 +18,18 @@ run is let finish, everything is stopped with SIGTERM, and every read id in `pas
   an `INPUTDIR/FAILED_*` or `UNKNOWN_*` folder), which must be absent;
 - the quarantined files on disk are the ones `/status` counts.
 
+With `--hostile-every N`, hostile engines (`tests/support/hostile_engine.py`, seed
+protocol) work beside the others and mishandle every N-th batch they take, in turn:
+`pass/` a link to INPUTDIR, a link among the outputs leading to a canary file outside
+the run, the output folder removed before DONE, a DONE long after the lease ran out. They
+are `kill -9`ed like the other engines. The end check adds: no spoiled output folder was
+ever merged (every such DONE answered `merged: false`), the refused jobs' files were
+basecalled by others (each of their reads exactly once), and nothing outside the run's
+job folders was touched (the canary folder as it was, every `.pod5` the simulator wrote
+still in INPUTDIR, only plain `job_id_…` files in `pass/` and `fail/`).
+
     python -m tests.system.torture --rounds 500 --seed 1 --json torture.json
+    python -m tests.system.torture --rounds 50 --hostile-every 3 --json torture.json
 
 Exit code 0 only if the verdict is good; the folder of a bad run is kept (with the
 server's logs, `logs/serve-NNNN.log`, one per start) and its path printed.
@@ -43,14 +54,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.commands.arguments import whole_number
-from tests.support.exactly_once import Recount, recount
+from tests.support.exactly_once import Recount, output_read_names, pod5_read_ids, recount
+from tests.support.hostile import Untouched, make_canary
 from tests.support.launch import fetch_json, free_port, serve_args
+from tests.support.paths import REPO
+from tests.support.records import job_records
 
 PROG = "python -m tests.system.torture"
 READY_TIMEOUT_S = 30.0  # a restart must be ready within this
 STOP_TIMEOUT_S = 30.0  # SIGTERM, then SIGKILL after this
 TICK_S = 0.05
 QUARANTINE_PREFIXES = ("FAILED_", "UNKNOWN_")
+SPOILED = ("pass-link", "link-out", "gone")  # hostile mischief that must never be merged
 # Short leases, so the jobs of killed engines expire fast (seconds).
 LEASE_S = 3.0
 SERVE_SETTINGS = {
@@ -116,6 +131,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=300.0,
         help="seconds the run may take to finish after the last round (300)",
+    )
+    parser.add_argument(
+        "--hostile-every",
+        type=whole_number(0),
+        default=0,
+        help="add hostile engines that mishandle every N-th batch they take: pass/ a link"
+        " to INPUTDIR, a link leading out, the folder removed, a late DONE (0: none)",
+    )
+    parser.add_argument(
+        "--hostile-engines",
+        type=whole_number(1),
+        default=1,
+        help="hostile engines, with --hostile-every (1)",
     )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="run folder (kept); default: a temporary one"
@@ -190,8 +218,13 @@ class Torture:
         self.url = f"http://127.0.0.1:{self.port}"
         self.server: subprocess.Popen[bytes] | None = None
         self.server_starts = 0
-        self.engines: list[subprocess.Popen[bytes] | None] = [None] * args.engines
-        self.engine_starts = [0] * args.engines
+        hostile = args.hostile_engines if args.hostile_every else 0
+        self.engines: list[subprocess.Popen[bytes] | None] = [None] * (args.engines + hostile)
+        self.engine_starts = [0] * len(self.engines)
+        # what hostile engines would like reactor to touch: a folder beside the run's
+        self.canary = make_canary(root)
+        self.outside = Untouched(roots=(self.canary,))
+        self.canary_before = self.outside.take()
         self.simulator: subprocess.Popen[bytes] | None = None
         self.orphans: list[Orphan] = []
         self.tally = Tally()
@@ -202,7 +235,7 @@ class Torture:
     def _spawn(self, log_name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with (self.logs / log_name).open("wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT, cwd=REPO
             )
 
     def start_server(self) -> float:
@@ -236,7 +269,13 @@ class Torture:
         self.server.wait(timeout=STOP_TIMEOUT_S)
         self.tally.server_kills += 1
 
+    def is_hostile(self, index: int) -> bool:
+        return index >= self.args.engines
+
     def start_engine(self, index: int) -> None:
+        if self.is_hostile(index):
+            self.start_hostile_engine(index)
+            return
         self.engine_starts[index] += 1
         command = (
             f"{{python}} -m reactor fake-basecaller {{input_dir}} {{output_dir}} "
@@ -252,6 +291,24 @@ class Torture:
                 "--output-dir", str(self.output_dir),
                 "--command", command,
                 *ENGINE_OPTIONS,
+            ],
+        )  # fmt: skip
+
+    def start_hostile_engine(self, index: int) -> None:
+        self.engine_starts[index] += 1
+        self.engines[index] = self._spawn(
+            f"engine-{index}-{self.engine_starts[index]:03d}.log",
+            [
+                "tests.support.hostile_engine",
+                "--url", self.url,
+                "--engine-id", f"torture-rogue{index - self.args.engines}",
+                "--input-dir", str(self.input_dir),
+                "--output-dir", str(self.output_dir),
+                "--canary", str(self.canary / "secret.fastq"),
+                "--batch-size", "5",
+                "--every", str(self.args.hostile_every),
+                "--mischief", "pass-link,link-out,gone,late",
+                "--retry-s", "60",
             ],
         )  # fmt: skip
 
@@ -316,7 +373,7 @@ class Torture:
     def start(self) -> None:
         self.tally.restart_s.append(self.start_server())
         self.start_wave()
-        for index in range(self.args.engines):
+        for index in range(len(self.engines)):
             self.start_engine(index)
 
     # -- rounds ----------------------------------------------------------------------
@@ -335,7 +392,7 @@ class Torture:
         victim = 0
         if self.rng.random() < self.args.engine_kill_rate:
             engine_at = self.rng.uniform(0.0, run_s)
-            victim = self.rng.randrange(self.args.engines)
+            victim = self.rng.randrange(len(self.engines))
         began = time.monotonic()
         while (elapsed := time.monotonic() - began) < run_s:
             if engine_at is not None and elapsed >= engine_at:
@@ -473,6 +530,87 @@ def check(input_dir: Path, output_dir: Path, status: dict[str, Any]) -> Outcome:
     )
 
 
+def outside_touched(torture: Torture) -> list[str]:
+    """What changed outside the run's job folders (at most 10 lines): the canary folder
+    beside the run, `.pod5` files gone from INPUTDIR (the simulator wrote `files` per
+    wave), anything in pass/ or fail/ that is not a plain merged output."""
+    found = [f"canary: {line}" for line in torture.outside.differences(torture.canary_before)]
+    written = torture.tally.waves * torture.args.files
+    present = len(list(torture.input_dir.glob("*.pod5")))
+    if present != written:
+        found.append(f"{present} .pod5 files in INPUTDIR, {written} written")
+    for kind in ("pass", "fail"):
+        for path in sorted((torture.output_dir / kind).iterdir()):
+            plain = path.is_file() and not path.is_symlink() and path.stat().st_nlink == 1
+            if not (plain and path.name.startswith("job_id_")):
+                found.append(f"{kind}/{path.name!r} is not a plain merged output")
+    return found[:10]
+
+
+@dataclass(frozen=True)
+class HostileOutcome:
+    """What the hostile engines did and what came of it."""
+
+    batches: dict[str, int]  # mischief ("none" for a batch done properly) -> batches
+    answers: dict[str, int]  # what their reports were answered
+    spoiled_merged: int  # spoiled output folders merged: must be 0
+    refused_jobs: int
+    refused_files: int
+    refused_reads: int
+    refused_reads_not_once: int  # reads of refused (not quarantined) files not exactly once
+    held_at_end: int
+
+    @property
+    def ok(self) -> bool:
+        return self.spoiled_merged == 0 and self.refused_reads_not_once == 0
+
+
+def _answer_kind(answer: dict[str, Any]) -> str:
+    if answer.get("told_late"):
+        return "told_late_no_report"
+    if "http_error" in answer:
+        return f"http_{answer['http_error']}"
+    if answer.get("merged") is False:
+        return "late_not_merged" if "expired" in answer.get("detail", "") else "refused"
+    return "merged"
+
+
+def hostile_outcome(torture: Torture, status: dict[str, Any]) -> HostileOutcome | None:
+    """The hostile engines' batches (from their logs) and the refused jobs (from the
+    service's records), with the reads of the refused files recounted."""
+    if not torture.args.hostile_every:
+        return None
+    batches: dict[str, int] = {}
+    answers: dict[str, int] = {}
+    spoiled_merged = 0
+    for index in range(torture.args.engines, len(torture.engines)):
+        for log in sorted(torture.logs.glob(f"engine-{index}-*.log")):
+            for line in log.read_text().splitlines():
+                if not line.startswith("{"):
+                    continue
+                batch = json.loads(line)
+                batches[batch["mischief"]] = batches.get(batch["mischief"], 0) + 1
+                kind = _answer_kind(batch["answer"])
+                answers[kind] = answers.get(kind, 0) + 1
+                spoiled_merged += batch["mischief"] in SPOILED and kind == "merged"
+    refused = [r for r in job_records(torture.output_dir) if r["state"] == "refused"]
+    quarantined = set(quarantined_names(torture.input_dir))
+    names = {name for record in refused for name in record["files"]} - quarantined
+    found = output_read_names(torture.output_dir)
+    seen = found["pass"] + found["fail"]
+    reads = [read for name in sorted(names) for read in pod5_read_ids(torture.input_dir / name)]
+    return HostileOutcome(
+        batches=dict(sorted(batches.items())),
+        answers=dict(sorted(answers.items())),
+        spoiled_merged=spoiled_merged,
+        refused_jobs=len(refused),
+        refused_files=len(names),
+        refused_reads=len(reads),
+        refused_reads_not_once=sum(1 for read in reads if seen[read] != 1),
+        held_at_end=status.get("held", {}).get("total", 0),
+    )
+
+
 def figures(
     args: argparse.Namespace,
     torture: Torture,
@@ -481,10 +619,13 @@ def figures(
     wall_s: float,
     drain_s: float | None,
     error: str | None,
+    touched: list[str] | None = None,
+    hostile: HostileOutcome | None = None,
 ) -> dict[str, Any]:
     tally = torture.tally
     unclean = {name: code for name, code in codes.items() if code not in (0, None)}
     ok = error is None and outcome is not None and outcome.ok and not unclean
+    ok = ok and not touched and (hostile is None or hostile.ok)
     restarts = tally.restart_s or [0.0]
     result: dict[str, Any] = {
         "rounds": tally.rounds,
@@ -529,6 +670,22 @@ def figures(
                 "unaccounted": outcome.quarantine_unaccounted,
             },
             "assigned_folders_left": outcome.assigned_left,
+            "outside_touched": touched or [],
+        }
+    if hostile is not None:
+        result["hostile"] = {
+            "every": args.hostile_every,
+            "engines": args.hostile_engines,
+            "batches": hostile.batches,
+            "answers": hostile.answers,
+            "spoiled_merged": hostile.spoiled_merged,
+            "refused": {
+                "jobs": hostile.refused_jobs,
+                "files": hostile.refused_files,
+                "reads": hostile.refused_reads,
+                "reads_not_exactly_once": hostile.refused_reads_not_once,
+            },
+            "held_at_end": hostile.held_at_end,
         }
     return result
 
@@ -566,6 +723,27 @@ def table(result: dict[str, Any]) -> str:
                 f" {quarantined['unaccounted']} files unaccounted)",
             ),
             ("ASSIGNED_ folders left", f"{result['assigned_folders_left']}"),
+            ("touched outside the job folders", "; ".join(result["outside_touched"]) or "nothing"),
+        ]
+    if "hostile" in result:
+        hostile = result["hostile"]
+        refused = hostile["refused"]
+        rows += [
+            (
+                "hostile batches",
+                ", ".join(f"{kind} {count}" for kind, count in hostile["batches"].items()),
+            ),
+            (
+                "hostile answers",
+                ", ".join(f"{kind} {count}" for kind, count in hostile["answers"].items()),
+            ),
+            ("spoiled folders merged", f"{hostile['spoiled_merged']}"),
+            (
+                "refused",
+                f"{refused['jobs']} jobs, {refused['files']} files, {refused['reads']} reads"
+                f" ({refused['reads_not_exactly_once']} not exactly once in the output)",
+            ),
+            ("held at the end", f"{hostile['held_at_end']}"),
         ]
     rows += [
         ("drain after last round", f"{result['drain_s']} s"),
@@ -593,9 +771,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"{PROG}: --workdir {args.workdir} is not empty", file=sys.stderr)
         return 2
     torture = Torture(args, root)
+    hostile = (
+        f" + {args.hostile_engines} hostile (one batch in {args.hostile_every} mishandled)"
+        if args.hostile_every
+        else ""
+    )
     out.write(
-        f"torture: {args.rounds} rounds, seed {args.seed}, {args.engines} engines, waves of "
-        f"{args.files} files x {args.reads_per_file} reads, in {root}\n"
+        f"torture: {args.rounds} rounds, seed {args.seed}, {args.engines} engines{hostile},"
+        f" waves of {args.files} files x {args.reads_per_file} reads, in {root}\n"
     )
     out.flush()
     began = time.monotonic()
@@ -618,9 +801,14 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     finally:
         torture.kill_all()
     outcome = None
+    touched: list[str] | None = None
+    hostile: HostileOutcome | None = None
     if error is None:
         outcome = check(torture.input_dir, torture.output_dir, torture.last_status)
-    result = figures(args, torture, outcome, codes, time.monotonic() - began, drain_s, error)
+        touched = outside_touched(torture)
+        hostile = hostile_outcome(torture, torture.last_status)
+    wall_s = time.monotonic() - began
+    result = figures(args, torture, outcome, codes, wall_s, drain_s, error, touched, hostile)
     out.write("\n" + table(result) + "\n")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
