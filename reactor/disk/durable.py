@@ -23,6 +23,8 @@ import contextlib
 import errno
 import os
 
+from reactor.disk import fsops
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -66,7 +68,7 @@ class Sync:
         failure: OSError | None = None
         for fd in files:
             try:
-                os.fsync(fd)
+                fsops.fsync(fd)
                 self.fsyncs += 1
             except OSError as exc:
                 failure = failure or exc
@@ -81,7 +83,7 @@ class Sync:
                 failure = failure or exc
                 continue
             try:
-                os.fsync(fd)
+                fsops.fsync(fd)
                 self.fsyncs += 1
             except OSError as exc:
                 failure = failure or exc
@@ -107,6 +109,6 @@ def fsync_folder(path: str | os.PathLike[str]) -> None:
     """Make the names in the folder at `path` durable (a folder made in it, at start)."""
     fd = os.open(path, _DIR_FLAGS)
     try:
-        os.fsync(fd)
+        fsops.fsync(fd)
     finally:
         os.close(fd)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from reactor.core.names import RESULT_FOLDERS
+from reactor.disk import fsops
 from reactor.disk.durable import Sync
 from reactor.disk.state_dir import open_folder
 
@@ -186,7 +185,7 @@ def move(
             if not wanted:
                 continue
             with contextlib.suppress(FileExistsError):
-                os.mkdir(kind, dir_fd=output_dir_fd)
+                fsops.mkdir(kind, dir_fd=output_dir_fd)
             source = None if job_fd is None else _open_if_there(job_fd, kind)
             target = open_folder(output_dir_fd, kind)
             count = moved.moved
@@ -202,7 +201,7 @@ def move(
                     if why is not None:
                         moved.kept.append(f"{kind}/{name}: {why}")
                         continue
-                    os.rename(name, tag + name, src_dir_fd=source, dst_dir_fd=target)
+                    fsops.rename(name, tag + name, src_dir_fd=source, dst_dir_fd=target)
                     moved.moved += 1
                     if after_each is not None:
                         after_each()
@@ -256,7 +255,7 @@ def rename_folder(parent_fd: int, name: str, new_name: str) -> bool:
     """Rename the entry `name` (a job folder, or whatever an engine left under its
     name: a rename never follows a link) to `new_name`; False when it is gone."""
     try:
-        os.rename(name, new_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        fsops.rename(name, new_name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
     except FileNotFoundError:
         return False
     return True
@@ -277,15 +276,10 @@ def remove_folder(parent_fd: int, name: str) -> None:
         return
     if not stat.S_ISDIR(info.st_mode):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=parent_fd)
+            fsops.unlink(name, dir_fd=parent_fd)
         return
 
-    def gone_is_fine(_function: object, _path: object, info: Any) -> None:
-        error = info[1]
-        if not isinstance(error, FileNotFoundError):
-            raise error
-
-    shutil.rmtree(name, dir_fd=parent_fd, onerror=gone_is_fine)
+    fsops.remove_tree(name, dir_fd=parent_fd)
 
 
 def holds_anything(parent_fd: int, folder: str) -> bool:

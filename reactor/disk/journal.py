@@ -46,7 +46,7 @@ from reactor.core.names import (
     output_stem,
 )
 from reactor.core.state import Job, JobState
-from reactor.disk import engine_trees
+from reactor.disk import engine_trees, fsops
 from reactor.disk.durable import Sync
 from reactor.disk.engine_trees import Outputs, Refused
 from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
@@ -339,7 +339,7 @@ class Journal:
         except FileNotFoundError:
             pass
         with contextlib.suppress(FileExistsError):
-            os.mkdir(INPUT_STAGING_NAME, 0o755, dir_fd=self._input_fd)
+            fsops.mkdir(INPUT_STAGING_NAME, 0o755, dir_fd=self._input_fd)
         return open_folder(self._input_fd, INPUT_STAGING_NAME)
 
     # ------------------------------------------------------------- records
@@ -458,12 +458,12 @@ class Journal:
                 stage_fd = self._make_stage(self._output_fd, out_stage)
                 try:
                     for kind in RESULT_FOLDERS:
-                        os.mkdir(kind, dir_fd=stage_fd)
+                        fsops.mkdir(kind, dir_fd=stage_fd)
                 except BaseException:
                     os.close(stage_fd)
                     raise
                 sync.take(stage_fd)
-                os.rename(
+                fsops.rename(
                     out_stage,
                     self._name(job, Folder.TMPOUTPUT),
                     src_dir_fd=self._output_fd,
@@ -512,7 +512,7 @@ class Journal:
     @staticmethod
     def _make_stage(parent_fd: int, name: str) -> int:
         engine_trees.remove_folder(parent_fd, name)  # a leftover of a crash
-        os.mkdir(name, dir_fd=parent_fd)
+        fsops.mkdir(name, dir_fd=parent_fd)
         return open_folder(parent_fd, name)
 
     def _place_new_links(
@@ -531,17 +531,17 @@ class Journal:
         staging = self._input_staging_fd()
         try:
             engine_trees.remove_folder(staging, job.job_id)  # a leftover of a crash
-            os.mkdir(job.job_id, dir_fd=staging)
+            fsops.mkdir(job.job_id, dir_fd=staging)
             fd = open_folder(staging, job.job_id)
             try:
                 for name in names:
-                    os.symlink(f"../{name}", name, dir_fd=fd)
+                    fsops.symlink(f"../{name}", name, dir_fd=fd)
             except BaseException:
                 os.close(fd)
                 raise
             sync.take(fd)
             staged()
-            os.rename(
+            fsops.rename(
                 job.job_id, self._name(job, kind), src_dir_fd=staging, dst_dir_fd=self._input_fd
             )
             # A rename between two folders is durable once both are (the staging one too).

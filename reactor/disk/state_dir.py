@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reactor.disk import fsops
 from reactor.disk.durable import Sync, fsync_folder
 
 STATE_NAME = ".reactor"
@@ -40,7 +41,6 @@ REQUEUED = "requeued"
 RECORD_SUFFIX = ".json"
 _TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record of 10,000 files is ~0.7 MB
 
@@ -104,11 +104,11 @@ class StateDir:
             try:
                 for name in (JOBS, REQUEUED):
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o700, dir_fd=root)
+                        fsops.mkdir(name, 0o700, dir_fd=root)
                     self._fds[name] = open_folder(root, name)
                 # A record is only as durable as the folders that hold it: their names
                 # too, whether they were made now or by a start that lost its power.
-                os.fsync(root)
+                fsops.fsync(root)
             finally:
                 os.close(root)
             fsync_folder(self.path.parent)
@@ -152,12 +152,10 @@ class StateDir:
         fd = self._fd(folder)
         tmp = f"{_TMP_PREFIX}{name}"
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=fd)  # a leftover, or a link planted there: never followed
-        out = os.open(tmp, _WRITE_FLAGS, 0o600, dir_fd=fd)
+            fsops.unlink(tmp, dir_fd=fd)  # a leftover, or a link planted there: never followed
+        out = fsops.create(tmp, 0o600, dir_fd=fd)
         try:
-            view = memoryview(json.dumps(data, indent=1).encode())
-            while view:
-                view = view[os.write(out, view) :]
+            fsops.write_all(out, json.dumps(data, indent=1).encode())
         except BaseException:
             os.close(out)
             raise
@@ -168,7 +166,7 @@ class StateDir:
         """Rename the staged record over `name`: the commit point. The folder goes to
         `sync`, so the rename is durable at its next barrier."""
         fd = self._fd(folder)
-        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        fsops.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         sync.folder(fd)
 
     def read(self, folder: str, name: str) -> dict[str, Any] | None:
@@ -200,7 +198,7 @@ class StateDir:
 
     def remove(self, folder: str, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=self._fd(folder))
+            fsops.unlink(name, dir_fd=self._fd(folder))
 
     def names(self, folder: str) -> Iterator[str]:
         """The records of `folder` (temporary names left by a crash are removed)."""
@@ -208,7 +206,7 @@ class StateDir:
         for name in os.listdir(fd):
             if name.startswith(_TMP_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=fd)
+                    fsops.unlink(name, dir_fd=fd)
             elif name.endswith(RECORD_SUFFIX):
                 yield name
 

@@ -366,13 +366,40 @@ class Load:
                     self.figures.error_samples.append(f"engine crashed: {task.exception()!r}")
                     self.figures.engines_cancelled += 1
             engines_s = time.monotonic() - began
+            loop_lag = await self.loop_lag(session)  # over the loaded phase, before the drain
             arrivals.join(timeout=self.args.drain_seconds)
             arrivals.stop.set()
             status = await self.wait_all_done(session, len(arrivals.names))
-            return {"engines_s": engines_s, "status": status}
+            return {"engines_s": engines_s, "status": status, "loop_lag": loop_lag}
+
+    async def loop_lag(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        """The server's event-loop lag so far, from its reactor_loop_lag_seconds histogram:
+        samples, the share under LOOP_LAG_TARGET_S, and the bucket bound the p99 is under."""
+        async with session.get(f"{self.url}/metrics") as reply:
+            text = await reply.text()
+        return loop_lag_summary(text)
 
 
 # ------------------------------------------------------------------ verdict
+
+LOOP_LAG_TARGET_S = 0.010
+BUCKET = re.compile(r'^reactor_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+
+
+def loop_lag_summary(metrics_text: str) -> dict[str, Any]:
+    """From the histogram's cumulative buckets: how many samples, what share woke within
+    LOOP_LAG_TARGET_S of when it asked, and the smallest bucket bound holding 99 %."""
+    buckets = [(float(le), float(count)) for le, count in BUCKET.findall(metrics_text)]
+    total = max((count for _, count in buckets), default=0.0)
+    within = next((count for le, count in buckets if le == LOOP_LAG_TARGET_S), 0.0)
+    p99 = next((le for le, count in buckets if total and count >= 0.99 * total), None)
+    return {
+        "samples": int(total),
+        "share_within_target": round(within / total, 5) if total else None,
+        "p99_at_most_ms": None if p99 is None else p99 * 1000,
+        "target": f"p99 < {LOOP_LAG_TARGET_S * 1000:g} ms",
+        "met": bool(total) and within >= 0.99 * total,
+    }
 
 
 def merged_files(output_dir: Path) -> Counter[str]:
@@ -469,6 +496,7 @@ def verdict(
         "verbs": verbs,
         "totals": totals,
         "final_status_files": drive["status"].get("files", {}),
+        "loop_lag": drive["loop_lag"],
         "server_log": dict(server_log_levels(load.logs / "serve.log").most_common(20)),
         "error_samples": figures.error_samples,
         "arrival_error": arrivals.error,
@@ -492,6 +520,13 @@ def table(result: dict[str, Any]) -> str:
     lines.append("")
     width = max(len(key) for key in result["totals"])
     lines += [f"  {key:<{width}}  {value}" for key, value in result["totals"].items()]
+    lag = result["loop_lag"]
+    share = lag["share_within_target"]
+    lines.append(
+        f"  {'loop lag':<{width}}  p99 <= {lag['p99_at_most_ms']} ms over {lag['samples']} "
+        f"probes ({'-' if share is None else f'{share:.2%}'} within 10 ms; target "
+        f"{lag['target']}: {'met' if lag['met'] else 'NOT met'})"
+    )
     lines.append(f"  {'verdict':<{width}}  {'good' if result['ok'] else 'FAILED'}")
     return "\n".join(lines)
 
