@@ -4,7 +4,9 @@
 event loop thread: HTTP handlers, the watcher bridge and the sweeper all call in, so
 no locks are needed. Each mutating operation is: plan in the core (pure), carry the
 plan out on disk (journal), then commit it in the core, then log one event. Disk
-first: if the journal raises, memory is unchanged and the caller gets an error.
+first: if the journal raises before its decision is committed (`JournalError`), memory
+is unchanged and the caller gets an error; if a step after a committed decision fails
+(`Unfinished`), the decision stands, memory follows it, and the job is held.
 
 Journal steps are small (a handful of mkdir/symlink/rename calls per job), so they
 run inline on the loop; that keeps every operation atomic with respect to the others.
