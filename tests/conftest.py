@@ -17,6 +17,7 @@ from reactor.serve.app import create_app  # noqa: E402
 from reactor.serve.socket_activation import ACTIVATION_ENV  # noqa: E402
 from reactor.settings.serve import ServeConfig  # noqa: E402
 from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa: E402
+from tests.support.blocking import end_started  # noqa: E402
 from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
 from tests.support.runs import ManualClock, RunDirs  # noqa: E402
 from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
@@ -65,6 +66,14 @@ def _no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     the sockets LISTEN_* name."""
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", *ACTIVATION_ENV):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _blocking_reactors_end() -> Generator[None, None, None]:
+    """Reactors a test drove without a loop (tests/support/blocking.py) have their
+    writer's thread ended after it."""
+    yield
+    end_started()
 
 
 @pytest.fixture

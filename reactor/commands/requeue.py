@@ -4,7 +4,8 @@ Quarantined files sit in `FAILED_<jobid>_<engineid>/` (or `UNKNOWN_…`) folders
 input folder. Once a person has dealt with the cause (a fixed engine, a repaired file),
 `reactor requeue FAILED_…` or `reactor requeue --all` asks the running service to put
 them back at the front of the queue with fresh attempts. The service records the
-release in `OUTPUTDIR/REQUEUED_<jobid>_<engineid>/` and removes the folder of links.
+release in `OUTPUTDIR/.reactor/requeued/<jobid>_<engineid>.json` and removes the folder of
+links.
 
 The service is found as `reactor status` finds it (`--url`, REACTOR_URL, or the listen
 address and token of this host's settings: `--config`, REACTOR_CONFIG, REACTOR_LISTEN),

@@ -98,7 +98,7 @@ class Job:
     last_seen: float
     lease_s: float
     engine_state: str = ""
-    superseded: bool = False  # expired, and some of its files were handed out again
+    superseded: bool = False  # never merged now: expired and its files out again, or refused
     finished_at: float | None = None
     reason: str = ""  # why it is held for a person (refused, or a step that failed)
 

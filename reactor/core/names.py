@@ -27,6 +27,8 @@ STAGING_PREFIX = ".reactor-staging-"
 # INPUTDIR's folders of links are built in here (see Journal._input_staging); as a
 # staging name, recovery removes it with whatever a crash left inside.
 INPUT_STAGING_NAME = f"{STAGING_PREFIX}input"
+# Earlier versions kept each job's record here, in its output folder, where engines write;
+# only `reactor.disk.migration` reads it now, once, at the first start on such a run.
 MANIFEST_NAME = "reactor-job.json"
 # OUTPUTDIR's folders of final outputs, and the same two in every job's output folder.
 RESULT_FOLDERS = ("pass", "fail")
@@ -103,7 +105,7 @@ class Folder(StrEnum):
     UNKNOWN = "UNKNOWN"  # an engine reported a state reactor does not know
     # in OUTPUTDIR
     TMPOUTPUT = "TMPOUTPUT"  # where a live (or expired, not yet superseded) job writes
-    LOGOUTPUT = "LOGOUTPUT"  # a DONE job's leftovers and manifest
+    LOGOUTPUT = "LOGOUTPUT"  # a DONE job's leftovers (its logs; outputs it could not merge)
     FAILEDOUTPUT = "FAILEDOUTPUT"  # a FAILED job whose files were quarantined
     RETRIEDOUTPUT = "RETRIEDOUTPUT"  # a FAILED job whose files went back to the queue
     EXPIREDOUTPUT = "EXPIREDOUTPUT"  # an expired job's partial outputs, never merged
@@ -111,7 +113,9 @@ class Folder(StrEnum):
     REFUSEDOUTPUT = "REFUSEDOUTPUT"  # a DONE whose outputs broke the rules: kept, never merged
     UNKNOWNOUTPUT = "UNKNOWNOUTPUT"  # outputs of a job that reported an unknown state
     ORPHANOUTPUT = "ORPHANOUTPUT"  # an output folder whose assignment never committed
-    REQUEUED = "REQUEUED"  # a person released a quarantine: files get fresh attempts
+    # a released quarantine, as earlier versions recorded it (now `.reactor/requeued/`);
+    # read only by `reactor.disk.migration`
+    REQUEUED = "REQUEUED"
 
 
 INPUT_FOLDERS = frozenset({Folder.ASSIGNED, Folder.FAILED, Folder.UNKNOWN})

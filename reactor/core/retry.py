@@ -29,7 +29,7 @@ SKIP_LIMIT = 64
 
 @dataclass(frozen=True, slots=True)
 class FailureHistory:
-    """What a file's past failures say, as recovery reads it from the job manifests."""
+    """What a file's past failures say, as recovery reads it from the job records."""
 
     failures: int = 0  # FAILED outcomes of any job holding the file
     solo_failures: int = 0  # FAILED outcomes of jobs holding only this file

@@ -17,8 +17,9 @@ queue is an OrderedDict used as a deque with O(1) removal from the middle
 
 States:
     file: incomplete -> ready -> assigned -> done | quarantined ;
-          assigned -> ready again when its job expired, failed or was released
-    job:  assigned -> processing -> done | failed | released | expired | unknown
+          assigned -> ready again when its job expired, failed, was released or refused
+    job:  assigned -> processing -> done | failed | released | refused | expired | unknown ;
+          expired -> done (a late DONE, none of its files out again) | refused
 """
 
 from __future__ import annotations

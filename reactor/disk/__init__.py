@@ -1,6 +1,7 @@
-"""The disk: the run folders as the journal, and everything read or written there.
+"""The disk: reactor's records and the run folders, everything read or written there.
 
-Owns the journal (each state change as crash-safe steps of renames and manifests),
+Owns the journal (each state change as crash-safe steps: reactor's records in
+`OUTPUTDIR/.reactor`, renames of the job folders), the migration of older runs,
 recovery (the run rebuilt from disk alone after a crash), the run-complete marker, the
 POD5 signature check and the search for MinKNOW's stop file. Synchronous: callers
 decide on which thread it runs.

@@ -55,7 +55,7 @@ INTERRUPTED_STATES = frozenset({MarkerState.CLAIMED, MarkerState.STOPPED})
 
 @dataclass(slots=True)
 class Marker:
-    """The content of `reactor-run-complete.json` (times are ISO 8601, UTC)."""
+    """The content of `run-complete.json` (times are ISO 8601, UTC)."""
 
     state: MarkerState
     completed_at: str

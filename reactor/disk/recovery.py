@@ -117,7 +117,7 @@ class _Recovery:
         if state == JobState.ASSIGNED:
             if Folder.ASSIGNED in inputs:
                 last = self.journal.last_keepalive(record.job_id)
-                if last is not None:  # a clock set back must not renew leases
+                if last is not None:  # a clock set back counts as a keepalive now, no more
                     job.last_seen = self.now - max(0.0, time.time() - last)
                 self.result.live.append(job)
             else:  # the assignment never committed: nobody got its files

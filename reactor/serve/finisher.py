@@ -15,7 +15,7 @@ written just before the summary are counted even if their events are still on th
 then the run is complete as soon as nothing is incomplete, ready or assigned and no job
 is live.
 
-At most once, visibly. On completion the finisher writes `OUTPUTDIR/reactor-run-complete.json`
+At most once, visibly. On completion the finisher writes `OUTPUTDIR/.reactor/run-complete.json`
 (`reactor.disk.marker`) *before* it starts the command, atomically and fsynced: state
 `claimed`, the time, the counts, the stop file and the command (paths absolute). When
 the command ends, the marker is rewritten with its exit code and duration (`finished`),

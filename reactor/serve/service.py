@@ -4,8 +4,10 @@
 event loop thread: HTTP handlers, the watcher bridge and the sweeper all call in, so
 no locks are needed. Each mutating operation is: plan in the core (pure), carry the
 plan out on disk (a journal step, on the writer's thread), then commit it in the
-core, then log one event. Disk first: if the step fails before its commit point,
-memory is unchanged and the caller gets an error.
+core, then log one event. Disk first: if the step fails before its decision is
+committed (`JournalError`), memory is unchanged and the caller gets an error; if a step
+after a committed decision fails (`Unfinished`), the decision stands, memory follows
+it, and the job is held.
 
 While a step is on the writer (`reactor.serve.writer`, which groups the steps waiting
 into one commit), the loop serves other requests, so an operation claims what it

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from reactor.core.names import INPUT_STAGING_NAME, output_stem
 from reactor.core.state import CompletionAction, FileState, Job, JobState
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
-from tests.support.blocking import Blocking
+from tests.support.blocking import Blocking, started
 from tests.support.pod5files import write_pod5
 from tests.support.runs import ManualClock, RunDirs
 
@@ -69,31 +69,7 @@ class Run:
     def reactor(self, checkpoint: Callable[[str], None] | None = None) -> Blocking:
         config = self.dirs.config(report_back_interval=LEASE_S, max_attempts=self.max_attempts)
         journal = Journal(config.input_dir, config.output_dir, checkpoint or (lambda _s: None))
-        reactor = Blocking(
-            Reactor(config, clock=self.clock, journal=journal, job_id_factory=self.ids)
-        )
-        _STARTED.append(reactor)
-        reactor.start()
-        return reactor
-
-
-_STARTED: list[Blocking] = []
-
-
-def started(service: Reactor) -> Blocking:
-    """`service` started (its recovery's result in `.recovered`), ended after the test."""
-    reactor = Blocking(service)
-    _STARTED.append(reactor)
-    reactor.recovered = reactor.start()
-    return reactor
-
-
-@pytest.fixture(autouse=True)
-def _writers_end() -> Iterator[None]:
-    """Every reactor a test started has its writer's thread ended after it."""
-    yield
-    while _STARTED:
-        _STARTED.pop().close()
+        return started(Reactor(config, clock=self.clock, journal=journal, job_id_factory=self.ids))
 
 
 def make_run(root: Path, max_attempts: int) -> Run:

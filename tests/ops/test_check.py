@@ -1,4 +1,5 @@
-"""`reactor check`: folder, space, clock and access checks on real folders, and the command."""
+"""`reactor check`: folder, state folder, space, clock and access checks on real folders,
+and the command."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from reactor.cli import main
+from reactor.disk.state_dir import StateDir, StateError
 from reactor.ops.checks.access import check_access
 from reactor.ops.checks.folders import (
     check_free_space,
@@ -28,6 +30,7 @@ from reactor.ops.checks.folders import (
 from reactor.ops.checks.report import format_results
 from reactor.ops.checks.result import CheckResult, Status
 from reactor.ops.checks.run_end import check_on_complete, check_run_folder
+from reactor.ops.checks.state_folder import check_state_folder
 from reactor.ops.checks.system import EARLIEST_SANE_TIME, check_clock
 from reactor.settings.serve import ServeConfig
 from tests.support.paths import REPO
@@ -36,6 +39,14 @@ from tests.support.tools import require_tool, skip_for_missing_tool
 
 as_root = os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(as_root, reason="root bypasses file permissions")
+
+
+@pytest.fixture
+def run_dirs(run_dirs: RunDirs) -> RunDirs:
+    """conftest's run folders, with OUTPUTDIR mode 0755 whatever the umask: one its group
+    may write is a warning of its own (the state folder check's)."""
+    run_dirs.output_dir.chmod(0o755)
+    return run_dirs
 
 
 @pytest.fixture
@@ -58,9 +69,10 @@ def test_usable_run_folders_pass_every_folder_check(run_dirs: RunDirs) -> None:
         check_input_journal(run_dirs.input_dir),
         check_output_folder(run_dirs.output_dir),
         check_result_folders(run_dirs.output_dir),
+        check_state_folder(run_dirs.output_dir),
         check_output_journal(run_dirs.output_dir),
     ]
-    assert [r.status for r in results] == [Status.OK] * 5, results
+    assert [r.status for r in results] == [Status.OK] * 6, results
     assert results[3].message == "both are folders on the output filesystem, writable"
 
 
@@ -70,6 +82,7 @@ def test_the_checks_leave_nothing_behind(run_dirs: RunDirs) -> None:
     check_output_journal(run_dirs.output_dir)
     check_output_folder(run_dirs.output_dir)
     check_result_folders(run_dirs.output_dir)
+    check_state_folder(run_dirs.output_dir)
     assert list(run_dirs.input_dir.iterdir()) == []
     assert sorted(p.name for p in run_dirs.output_dir.iterdir()) == ["fail", "pass"]
     assert list((run_dirs.output_dir / "pass").iterdir()) == []
@@ -198,6 +211,210 @@ def test_a_small_filesystem_warns_with_its_real_figure(
     assert result.message.startswith("only 0.0 GB free of 0.0 GB on the filesystem of")
 
 
+# --- the state folder -------------------------------------------------------------------
+
+
+def state_folder(run_dirs: RunDirs) -> Path:
+    return run_dirs.output_dir / ".reactor"
+
+
+def test_a_missing_state_folder_is_made_at_the_first_start(run_dirs: RunDirs) -> None:
+    result = check_state_folder(run_dirs.output_dir)
+    assert (result.status, result.message) == (
+        Status.OK,
+        f"{state_folder(run_dirs)} does not exist yet: reactor serve makes it (mode 0700) at "
+        "its first start",
+    )
+    assert not state_folder(run_dirs).exists()
+
+
+def test_the_state_folder_serve_makes_passes(run_dirs: RunDirs) -> None:
+    state = StateDir(run_dirs.output_dir)
+    state.open()  # what reactor serve does at start
+    state.close()
+    result = check_state_folder(run_dirs.output_dir)
+    assert (result.status, result.message) == (
+        Status.OK,
+        f"{state_folder(run_dirs)} is this user's, mode 0700: engines running as another user "
+        "cannot write reactor's records",
+    )
+
+
+def _link_to_a_folder(path: Path) -> None:
+    elsewhere = path.with_name("elsewhere")
+    elsewhere.mkdir(mode=0o700)
+    path.symlink_to(elsewhere)
+
+
+def _a_file(path: Path) -> None:
+    path.write_text("{}", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [(_link_to_a_folder, "a symbolic link"), (_a_file, "not a folder")],
+    ids=["link", "file"],
+)
+def test_a_state_folder_that_is_no_folder_fails_as_serve_would(
+    run_dirs: RunDirs, make: Callable[[Path], None], what: str
+) -> None:
+    make(state_folder(run_dirs))
+    result = check_state_folder(run_dirs.output_dir)
+    assert result.status is Status.FAIL
+    assert result.message == (
+        f"{state_folder(run_dirs)} is {what}: reactor serve will not start (it never follows "
+        "a link there)"
+    )
+    assert "put that folder itself in its place" in result.fix
+    with pytest.raises(StateError):  # and so it is: serve's own opening of it
+        StateDir(run_dirs.output_dir).open()
+
+
+def test_a_link_inside_the_state_folder_fails_as_serve_would(run_dirs: RunDirs) -> None:
+    folder = state_folder(run_dirs)
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o700)
+    _link_to_a_folder(folder / "jobs")
+    result = check_state_folder(run_dirs.output_dir)
+    assert result.status is Status.FAIL
+    jobs = folder / "jobs"
+    assert result.message == f"{jobs} is a link or not a folder: reactor serve will not start"
+    with pytest.raises(StateError):
+        StateDir(run_dirs.output_dir).open()
+
+
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [(0o770, "its group"), (0o703, "every user"), (0o777, "its group")],
+)
+def test_a_state_folder_others_can_write_warns(run_dirs: RunDirs, mode: int, who: str) -> None:
+    folder = state_folder(run_dirs)
+    folder.mkdir()
+    folder.chmod(mode)
+    result = check_state_folder(run_dirs.output_dir)
+    assert result.status is Status.WARN
+    assert result.message.startswith(f"{folder} has mode {mode:04o}: {who}")
+    assert result.message.endswith(
+        "can write it, so engines running as another user could write reactor's records"
+    )
+    assert result.fix == f"chmod 700 {folder}"
+
+
+def test_a_state_folder_others_can_read_warns_that_it_is_not_0700(run_dirs: RunDirs) -> None:
+    folder = state_folder(run_dirs)
+    folder.mkdir()
+    folder.chmod(0o755)
+    result = check_state_folder(run_dirs.output_dir)
+    assert (result.status, result.message, result.fix) == (
+        Status.WARN,
+        f"{folder} has mode 0755, not 0700 as reactor serve makes it",
+        f"chmod 700 {folder}",
+    )
+
+
+def test_a_setgid_bit_on_the_state_folder_is_fine(run_dirs: RunDirs) -> None:
+    """A setgid OUTPUTDIR (engines as another user share its group) passes its setgid bit
+    on to the folder serve makes: the mode still lets no one else in."""
+    folder = state_folder(run_dirs)
+    folder.mkdir()
+    folder.chmod(0o2700)
+    assert check_state_folder(run_dirs.output_dir).status is Status.OK
+
+
+@pytest.mark.skipif(not as_root, reason="only root can give a folder to another user")
+def test_a_state_folder_of_another_user_warns(run_dirs: RunDirs) -> None:
+    state = StateDir(run_dirs.output_dir)
+    state.open()
+    state.close()
+    folder = state_folder(run_dirs)
+    os.chown(folder, 65534, 65534)
+    result = check_state_folder(run_dirs.output_dir)
+    assert result.status is Status.WARN
+    assert f"{folder} is owned by " in result.message
+    assert "uid 65534" in result.message
+    assert "not by root (uid 0), who runs this check: its owner can change reactor's records" in (
+        result.message
+    )
+    assert result.fix.endswith(f"chown -R root {folder} (as root)")
+
+
+def test_a_state_folder_this_user_cannot_use_fails(run_dirs: RunDirs) -> None:
+    """Serve could not open it either. A real `reactor check`, held to file permissions
+    even as root."""
+    prefix = without_permission_overrides()
+    folder = state_folder(run_dirs)
+    folder.mkdir()
+    folder.chmod(0o000)
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "reactor", "check", "--json",
+             "--input-dir", str(run_dirs.input_dir), "--output-dir", str(run_dirs.output_dir),
+             "--listen", f"127.0.0.1:{free_port()}",
+             "--min-free-gb", "0", "--observer", "polling"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o700)
+    assert done.returncode == 1, done.stderr
+    by_name = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    check = by_name["state folder"]
+    assert check["status"] == "fail"
+    assert check["message"].startswith(f"{folder} cannot be used by ")
+    assert check["message"].endswith("mode 0000; reactor serve will not start")
+    assert check["fix"].endswith(f" && chmod 700 {folder} (as root)")
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["made", "not-yet"])
+def test_an_output_folder_others_can_write_without_the_sticky_bit_warns(
+    run_dirs: RunDirs, exists: bool
+) -> None:
+    """They could rename the state folder (no write access to it is needed for that) and
+    make their own, or make it before serve does."""
+    if exists:
+        StateDir(run_dirs.output_dir).open()
+    run_dirs.output_dir.chmod(0o775)
+    result = check_state_folder(run_dirs.output_dir)
+    assert result.status is Status.WARN
+    assert result.message.startswith(f"{run_dirs.output_dir} can be written by its group ")
+    assert result.message.endswith(
+        "and has no sticky bit: engines running as another user could put a .reactor "
+        "folder of their own in place of reactor's"
+    )
+    assert result.fix == (
+        f"chmod go-w {run_dirs.output_dir} (engines write only inside their TMPOUTPUT_ "
+        f"folders), or chmod +t {run_dirs.output_dir}"
+    )
+    run_dirs.output_dir.chmod(0o1777)
+    assert check_state_folder(run_dirs.output_dir).status is Status.OK
+
+
+@pytest.mark.skipif(not as_root, reason="needs a second user")
+def test_another_user_can_rename_the_state_folder_out_of_a_folder_it_may_write(
+    run_dirs: RunDirs,
+) -> None:
+    """The fact the warning above rests on, and the sticky bit that stops it."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        skip_for_missing_tool("setpriv runs a command as another user (Debian: util-linux)")
+    StateDir(run_dirs.output_dir).open()
+    folder = state_folder(run_dirs)
+    as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    # Relative names from OUTPUTDIR (entered as root): tmp_path's parents are root's 0700.
+    rename = [*as_nobody, "mv", "-T", ".reactor", "aside"]
+    out = run_dirs.output_dir
+    out.chmod(0o1777)
+    sticky = subprocess.run(rename, cwd=out, capture_output=True, text=True, check=False)
+    assert sticky.returncode != 0
+    assert "Operation not permitted" in sticky.stderr
+    assert folder.is_dir()
+    out.chmod(0o777)
+    done = subprocess.run(rename, cwd=out, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (out / "aside").is_dir()
+    assert not folder.exists()
+
+
 # --- space, clock, access --------------------------------------------------------------
 
 
@@ -279,6 +496,7 @@ def test_check_exits_1_and_prints_the_fix_on_a_problem(
     assert f"fix: mkdir -p {run_dirs.output_dir}" in out
     skipped = [line.split() for line in out.splitlines() if line.startswith("skip")]
     assert ["skip", "free", "space", "output", "folder", "unusable"] in skipped
+    assert ["skip", "state", "folder", "output", "folder", "unusable"] in skipped
 
 
 def test_check_exits_1_when_the_port_is_taken(
@@ -301,6 +519,8 @@ def test_check_json_is_one_object_for_scripts(
     assert report["ok"] is True
     by_name = {check["name"]: check for check in report["checks"]}
     assert by_name["inotify limits"]["status"] == "skip"
+    names = list(by_name)
+    assert names[names.index("pass/ and fail/") + 1] == "state folder"
     assert set(by_name["port"]) == {"name", "status", "message", "fix"}
 
 
@@ -405,7 +625,8 @@ def test_a_run_folder_this_user_cannot_list_warns(tmp_path: Path) -> None:
     run_folder = tmp_path / "run"
     input_dir = run_folder / "pod5"
     input_dir.mkdir(parents=True)
-    (tmp_path / "out").mkdir()
+    (tmp_path / "out").mkdir(mode=0o755)
+    (tmp_path / "out").chmod(0o755)  # whatever the umask: see the run_dirs fixture
     run_folder.chmod(0o300)  # may be entered, not listed
     try:
         done = subprocess.run(

@@ -15,6 +15,22 @@ from reactor.core.state import CompletionPlan, Job
 from reactor.disk.recovery import Recovered
 from reactor.serve.service import Reactor
 
+_STARTED: list[Blocking] = []
+
+
+def started(reactor: Reactor) -> Blocking:
+    """`reactor` started (its recovery's result in `.recovered`); its writer's thread is
+    ended after the test (tests/conftest.py calls `end_started`)."""
+    blocking = Blocking(reactor)
+    _STARTED.append(blocking)
+    blocking.recovered = blocking.start()
+    return blocking
+
+
+def end_started() -> None:
+    while _STARTED:
+        _STARTED.pop().close()
+
 
 class Blocking:
     """`reactor`, with its operations made to block until they are done."""

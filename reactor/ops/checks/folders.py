@@ -2,12 +2,14 @@
 
 What the folders must allow follows `reactor.disk.journal`: in INPUTDIR reactor makes a
 staging folder of relative symlinks and renames it to ``ASSIGNED_…``; in OUTPUTDIR it
-makes staging folders, rewrites manifests with `os.replace`, and renames each output
-from ``TMPOUTPUT_…/pass`` into ``OUTPUTDIR/pass`` (and ``fail``). No rename crosses from
+makes staging folders, replaces its records (in ``OUTPUTDIR/.reactor``) by writing a new
+file and renaming it over the old one, and renames each output from
+``TMPOUTPUT_…/pass`` into ``OUTPUTDIR/pass`` (and ``fail``). No rename crosses from
 INPUTDIR to OUTPUTDIR, so they may be on different filesystems; but ``pass/`` and
 ``fail/`` must be on OUTPUTDIR's, or those renames fail (EXDEV). The folder checks try
 exactly those operations on hidden ``.reactor-check-*`` names (which the watcher
-ignores) and remove what they made.
+ignores) and remove what they made. The state folder itself is checked, never written,
+by `reactor.ops.checks.state_folder`.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def check_input_journal(input_dir: Path) -> CheckResult:
 
 
 def check_output_journal(output_dir: Path) -> CheckResult:
-    """What finishing a job does in OUTPUTDIR: a manifest replaced in place, outputs
+    """What finishing a job does in OUTPUTDIR: a record replaced by a rename, outputs
     renamed from a job folder into pass/ and fail/."""
     name = "output renames"
     stage = output_dir / _probe_name()
@@ -175,8 +177,8 @@ def check_output_journal(output_dir: Path) -> CheckResult:
     try:
         stage.mkdir()
         step = f"replace a file in {stage.name}"
-        (stage / "manifest.tmp").write_text("{}", encoding="utf-8")
-        (stage / "manifest.tmp").replace(stage / "manifest.json")
+        (stage / "record.tmp").write_text("{}", encoding="utf-8")
+        (stage / "record.tmp").replace(stage / "record.json")
         for folder_name in RESULT_FOLDERS:
             target_folder = output_dir / folder_name
             if not target_folder.is_dir():
@@ -198,7 +200,7 @@ def check_output_journal(output_dir: Path) -> CheckResult:
                 path.unlink()
         _remove_probe(stage)
     return CheckResult(
-        name, Status.OK, "manifests can be replaced and outputs renamed into pass/ and fail/"
+        name, Status.OK, "records can be replaced and outputs renamed into pass/ and fail/"
     )
 
 

@@ -5,7 +5,7 @@
 each problem, `results_json` the same as one JSON object, ``{"ok": bool, "checks":
 [{"name", "status", "message", "fix"}]}``, for scripts. Nothing here changes anything:
 the folder checks create hidden ``.reactor-check-*`` files, folders and links, and
-remove them; the port is bound and closed at once.
+remove them (the state folder is only looked at); the port is bound and closed at once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from reactor.ops.checks.folders import (
 )
 from reactor.ops.checks.result import CheckResult, Status
 from reactor.ops.checks.run_end import check_on_complete, check_run_folder
+from reactor.ops.checks.state_folder import check_state_folder
 from reactor.ops.checks.system import (
     PROC,
     check_clock,
@@ -61,10 +62,11 @@ def run_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
     results.append(check_output_folder(config.output_dir))
     if results[-1].status is Status.OK:
         results.append(check_result_folders(config.output_dir))
+        results.append(check_state_folder(config.output_dir))
         results.append(check_output_journal(config.output_dir))
         results.append(check_free_space(config.output_dir, options.min_free_bytes))
     else:
-        for name in ("pass/ and fail/", "output renames", "free space"):
+        for name in ("pass/ and fail/", "state folder", "output renames", "free space"):
             results.append(CheckResult(name, Status.SKIP, "output folder unusable"))
     results.append(check_port(config.host, config.port, options.proc))
     results.append(check_access(config))
