@@ -283,20 +283,28 @@ def remove_folder(parent_fd: int, name: str) -> None:
 
 
 def holds_anything(parent_fd: int, folder: str) -> bool:
-    """Whether the job folder has any entry in its result folders (never following)."""
+    """Whether the job folder has any entry in its result folders (never following).
+    A folder that cannot be read (an engine's chmod 000) may hold anything: True, so it
+    is kept for a person rather than removed."""
     try:
         job_fd = open_folder(parent_fd, folder)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError:
+        return True
     try:
         for kind in RESULT_FOLDERS:
             try:
                 kind_fd = open_folder(job_fd, kind)
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            except OSError:
+                return True
             try:
                 if os.listdir(kind_fd):
                     return True
+            except OSError:
+                return True
             finally:
                 os.close(kind_fd)
     finally:

@@ -55,6 +55,8 @@ class Recovered:
     quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # job id -> why, for a person
     repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder or record)
+    # The state folder was made at this start: a new run, or one an older version ran.
+    state_folder_new: bool = False
 
 
 def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
@@ -81,6 +83,7 @@ class _Recovery:
 
     def run(self) -> Recovered:
         result = self.result
+        result.state_folder_new = not self.journal.state.exists
         result.repairs += migrate(self.journal)
         self.journal.open()
         for folder, files in self.journal.requeued():

@@ -170,9 +170,14 @@ class Finisher:
 
     def _take_over_legacy_marker(self) -> None:
         """A run completed by a version that kept the marker in OUTPUTDIR: move it into
-        the state folder once, so that run stays complete."""
+        the state folder, so that run stays complete. Only at the start that made the
+        state folder (the first start of this version on the run): later, a file of that
+        name in OUTPUTDIR, where engines write, is not reactor's and could otherwise keep
+        on_complete from ever running. Never a link."""
         legacy = self.config.output_dir.absolute() / LEGACY_MARKER_NAME
-        if self.marker_path.exists() or not legacy.is_file():
+        if not self.reactor.state_folder_new or self.marker_path.exists():
+            return
+        if legacy.is_symlink() or not legacy.is_file():
             return
         try:
             legacy.replace(self.marker_path)

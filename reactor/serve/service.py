@@ -151,6 +151,7 @@ class Reactor:
         self.run_end = RunEnd()  # set by reactor.serve.finisher: stop file seen, complete
         # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
         self.quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = {}
+        self.state_folder_new = False  # made at this start (see `Recovered`)
         self.writer = DiskWriter(
             durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
         )
@@ -256,6 +257,7 @@ class Reactor:
         for job in recovered.finished:
             state.restore_job(job)
         self.quarantine_folders = dict(recovered.quarantine_folders)
+        self.state_folder_new = recovered.state_folder_new
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
         for job_id, reason in recovered.held.items():
@@ -614,7 +616,8 @@ class Reactor:
             self.metrics.quarantined_files.inc(len(job.files))
             log.warning("job_set_aside", state=job_state, **fields)
         elif action is CompletionAction.LATE_NOT_MERGED:
-            folder = self.journal.output_folder(job, Folder.EXPIREDOUTPUT).name
+            kept = Folder.REFUSEDOUTPUT if job.state is JobState.REFUSED else Folder.EXPIREDOUTPUT
+            folder = self.journal.output_folder(job, kept).name
             log.warning("late_done_not_merged", reason=plan.reason, folder=folder, **fields)
         elif action is CompletionAction.CONFLICT:
             log.warning("completion_rejected", reason=plan.reason, state=job_state, **fields)

@@ -277,3 +277,24 @@ def test_a_refused_job_is_its_engines_trouble_only(run_dirs: RunDirs) -> None:
         bad.files, FileState.READY
     )
     assert restarted.complete(bad.job_id, "DONE").action is CompletionAction.LATE_NOT_MERGED
+
+
+def test_a_job_folder_that_cannot_be_read_may_hold_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine's chmod 000 on its folder (root reads anyway, so the refusal is made
+    here): recovery must keep such a folder for a person, not remove it nor stop."""
+    (tmp_path / "TMPOUTPUT_1_e" / "pass").mkdir(parents=True)
+    real_listdir = os.listdir
+
+    def refuse(folder: int | str) -> list[str]:
+        if isinstance(folder, int):
+            raise PermissionError(13, "Permission denied")
+        return real_listdir(folder)
+
+    monkeypatch.setattr(engine_trees.os, "listdir", refuse)
+    parent = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert engine_trees.holds_anything(parent, "TMPOUTPUT_1_e")
+    finally:
+        os.close(parent)

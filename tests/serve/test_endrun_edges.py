@@ -279,3 +279,32 @@ async def test_a_marker_where_earlier_versions_kept_it_is_taken_over(
     assert marker.state is MarkerState.FINISHED
     assert run.phase == "complete"
     assert events(logs, "run_already_complete")
+
+
+async def test_a_marker_planted_where_earlier_versions_kept_it_is_not_taken_over_later(
+    start_run: StartRun, run_dirs: RunDirs
+) -> None:
+    """Once the state folder exists, a `reactor-run-complete.json` in OUTPUTDIR (where
+    engines write) is not reactor's: a restart leaves it, and the run is not complete."""
+    first = await start_run()
+    await first.client.close()
+    planted = run_dirs.output_dir / "reactor-run-complete.json"
+    planted.write_text(
+        json.dumps(
+            {
+                "state": "finished",
+                "completed_at": "2026-11-25T10:00:00+00:00",
+                "stop_file": str(run_dirs.input_dir / SUMMARY),
+                "files_done": 0,
+                "files_quarantined": 0,
+                "exit_code": 0,
+            }
+        )
+    )
+    with capture_logs() as logs:
+        run = await start_run()
+        await run.sweep()
+    assert events(logs, "run_complete_marker_moved") == []
+    assert planted.exists()
+    assert read_marker(marker_path(run_dirs.output_dir)) is None
+    assert run.phase != "complete"
