@@ -97,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the batch sizes (1)")
     parser.add_argument(
+        "--durability",
+        choices=("fsync", "none"),
+        default="fsync",
+        help="the server's durability setting (fsync, its default)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=None, help="run folder, kept (default: a temporary one)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -228,7 +234,13 @@ class Load:
                 [
                     sys.executable,
                     "-m",
-                    *serve_args(self.input_dir, self.output_dir, self.port, **SERVE_SETTINGS),
+                    *serve_args(
+                        self.input_dir,
+                        self.output_dir,
+                        self.port,
+                        **SERVE_SETTINGS,
+                        durability=self.args.durability,
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -492,6 +504,7 @@ def verdict(
             "reads_per_file": load.args.reads_per_file,
             "lease_s": LEASE_S,
             "idle_poll_ms": load.args.idle_poll_ms,
+            "durability": load.args.durability,
         },
         "verbs": verbs,
         "totals": totals,
