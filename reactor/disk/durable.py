@@ -67,34 +67,32 @@ class Sync:
         folders, self._folders = list(self._folders), {}
         failure: OSError | None = None
         for fd in files:
-            try:
-                fsops.fsync(fd)
-                self.fsyncs += 1
-            except OSError as exc:
-                failure = failure or exc
-            finally:
-                os.close(fd)
+            failure = self._fsync_and_close(fd) or failure
         for parent_fd, name in folders:
             try:
                 fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
             except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                    continue
-                failure = failure or exc
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    failure = failure or exc
                 continue
-            try:
-                fsops.fsync(fd)
-                self.fsyncs += 1
-            except OSError as exc:
-                failure = failure or exc
-            finally:
-                os.close(fd)
+            failure = self._fsync_and_close(fd) or failure
         if failure is not None:
             msg = (
                 f"fsync failed ({failure.strerror or failure}): what reached the disk is "
                 "unknown; check the disk and restart reactor, which recovers from what is there"
             )
             raise DurabilityError(failure.errno or errno.EIO, msg)
+
+    def _fsync_and_close(self, fd: int) -> OSError | None:
+        """fsync `fd`, close it; the error, if the fsync failed."""
+        try:
+            fsops.fsync(fd)
+        except OSError as exc:
+            return exc
+        finally:
+            os.close(fd)
+        self.fsyncs += 1
+        return None
 
     def discard(self) -> None:
         """Drop what was collected (a step that failed before its decision)."""

@@ -44,6 +44,7 @@ from tests.system.torture import (
     children,
     figures,
     kill_orphan,
+    play,
     table,
 )
 
@@ -160,31 +161,18 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     )
     out.flush()
     began = time.monotonic()
-    error: str | None = None
-    codes: dict[str, int | None] = {}
-    drain_s: float | None = None
     result: dict[str, Any]
     with powercut_mount(root) as fs:
         torture = PowerTorture(args, root, fs)
-        every = max(1, args.rounds // 20)
-        try:
-            torture.start()
-            for number in range(1, args.rounds + 1):
-                torture.round()
-                if number % every == 0 or number == args.rounds:
-                    out.write(
-                        f"{time.monotonic() - began:7.1f}s  cut {number:4d}  "
-                        f"files written {len(torture.written)}\n"
-                    )
-                    out.flush()
-            drain_s = torture.drain()
-            codes = torture.stop()
-        except TortureError as exc:
-            error = str(exc)
-        except KeyboardInterrupt:
-            error = "interrupted"
-        finally:
-            torture.kill_all()
+
+        def progress(number: int) -> None:
+            out.write(
+                f"{time.monotonic() - began:7.1f}s  cut {number:4d}  "
+                f"files written {len(torture.written)}\n"
+            )
+            out.flush()
+
+        codes, drain_s, error = play(torture, args.rounds, progress)
         outcome = None
         if error is None:
             outcome = check(torture.input_dir, torture.output_dir, torture.last_status)

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -782,24 +782,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     )
     out.flush()
     began = time.monotonic()
-    error: str | None = None
-    codes: dict[str, int | None] = {}
-    drain_s: float | None = None
-    every = max(1, args.rounds // 20)
-    try:
-        torture.start()
-        for number in range(1, args.rounds + 1):
-            torture.round()
-            if number % every == 0 or number == args.rounds:
-                _progress(out, torture, number, time.monotonic() - began)
-        drain_s = torture.drain()
-        codes = torture.stop()
-    except TortureError as exc:
-        error = str(exc)
-    except KeyboardInterrupt:
-        error = "interrupted"
-    finally:
-        torture.kill_all()
+    codes, drain_s, error = play(
+        torture, args.rounds, lambda n: _progress(out, torture, n, time.monotonic() - began)
+    )
     outcome = None
     touched: list[str] | None = None
     hostile: HostileOutcome | None = None
@@ -818,6 +803,32 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     else:
         out.write(f"  run folder kept: {root} (server logs: {torture.logs}/serve-*.log)\n")
     return 0 if result["ok"] else 1
+
+
+def play(
+    torture: Torture, rounds: int, progress: Callable[[int], None]
+) -> tuple[dict[str, int | None], float | None, str | None]:
+    """Start, `rounds` rounds (`progress` after each twentieth), the drain and the clean
+    stop; nothing started outlives it. (exit codes, drain seconds, error or None)."""
+    codes: dict[str, int | None] = {}
+    drain_s: float | None = None
+    error: str | None = None
+    every = max(1, rounds // 20)
+    try:
+        torture.start()
+        for number in range(1, rounds + 1):
+            torture.round()
+            if number % every == 0 or number == rounds:
+                progress(number)
+        drain_s = torture.drain()
+        codes = torture.stop()
+    except TortureError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        error = "interrupted"
+    finally:
+        torture.kill_all()
+    return codes, drain_s, error
 
 
 def _progress(out: TextIO, torture: Torture, number: int, elapsed: float) -> None:
