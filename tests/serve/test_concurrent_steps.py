@@ -10,6 +10,7 @@ out, merged or expired twice.
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientTimeout
 
+from reactor.disk import fsops
 from reactor.disk.journal import Journal
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import REACTOR, SWEEPER
@@ -232,3 +234,41 @@ async def test_a_client_that_hangs_up_mid_step_still_gets_its_job_recorded(
     (job,) = reactor.state.live_jobs()
     assert job.engine_id == "gone"
     assert (run_dirs.input_dir / f"ASSIGNED_{job.job_id}_gone").is_dir()
+
+
+async def test_a_failed_fsync_answers_503_and_stops_the_service(
+    aiohttp_client: AiohttpClient,
+    run_dirs: RunDirs,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An fsync that fails (EIO from the disk) is not retried: the request that waited
+    for it, and every one after it that needs the disk, gets 503 storage_failed; the
+    service stops being ready and asks to stop; answers that need no disk go on."""
+    add_files(run_dirs, 2)
+    exits: list[bool] = []
+    config = run_dirs.config(report_back_interval=LEASE_S)
+    app = create_app(
+        config, clock=clock, watch=False, sweep=False, request_exit=lambda: exits.append(True)
+    )
+    client = await aiohttp_client(app)
+    real_fsync = fsops.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fsops, "fsync", failing)
+    failed = await get_json(client, "/assignwork", status=503, engineid="e1", batchsize=1)
+    assert failed["error"] == "storage_failed"
+    assert "check the disk and restart reactor" in failed["detail"]
+    monkeypatch.setattr(fsops, "fsync", real_fsync)  # the disk "works" again: too late
+    again = await get_json(client, "/assignwork", status=503, engineid="e1", batchsize=1)
+    assert again["error"] == "storage_failed"
+
+    async def stopping() -> None:
+        while not exits:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(stopping(), WAIT_S)
+    assert (await client.get("/readyz")).status == 503
+    assert (await get_json(client, "/status"))["files"]["assigned"] == 0
