@@ -1,0 +1,231 @@
+"""Power loss, in-process: the crash states of a recorded run, and the model behind them.
+
+The model (tests/support/crash_states.py, the power-cut model of powercut_fs.py) is
+checked on small hand-written histories first: what an fsync makes durable, in which
+order, and what a cut keeps of the rest. The recorder is checked against the real
+filesystem it watched.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from reactor.disk import fsops
+from tests.support.crash_states import (
+    CrashState,
+    Entry,
+    Model,
+    Op,
+    Recorder,
+    crash_states,
+    materialize,
+    on_disk,
+)
+
+SEEDS = range(40)
+
+
+def base_with(tmp_path: Path, files: dict[str, bytes], folders: tuple[str, ...] = ()) -> Path:
+    """A base folder holding `folders` and `files` (all of it durable)."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for folder in folders:
+        (base / folder).mkdir()
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    return base
+
+
+def cut_after(base: Path, ops: list[Op], *, honour_fsync: bool = True) -> list[CrashState]:
+    """The strict state after all `ops`, then a random one per seed."""
+    return list(crash_states(base, ops, SEEDS, honour_fsync=honour_fsync, cuts=[len(ops)]))
+
+
+def listing(state: CrashState) -> dict[str, bytes | str]:
+    """path -> a file's bytes (read from the base when it is the base's), a link's
+    target, or "dir"."""
+    found: dict[str, bytes | str] = {}
+    for entry in state.entries:
+        if entry.kind == "dir":
+            found[entry.path] = "dir"
+        elif entry.kind == "symlink":
+            found[entry.path] = f"-> {entry.target}"
+        else:
+            content = entry.content
+            found[entry.path] = content.read_bytes() if isinstance(content, Path) else content
+    return found
+
+
+def test_the_strict_state_keeps_only_what_was_fsynced(tmp_path: Path) -> None:
+    """A new file's data is durable at its fsync, its name at its folder's, and the
+    folder's own name at its parent's: each missing fsync loses what it would have kept."""
+    base = base_with(tmp_path, {})
+    made = [
+        Op("mkdir", "d"),
+        Op("create", "d/f"),
+        Op("write", "d/f", data=b"data"),
+        Op("fsync", "d/f"),
+        Op("fsync", "d"),
+    ]
+    strict = [listing(cut_after(base, made[:n])[0]) for n in range(len(made) + 1)]
+    assert strict == [{}] * 6  # the folder's name was never made durable
+    named = [*made, Op("fsync", "")]
+    assert listing(cut_after(base, named)[0]) == {"d": "dir", "d/f": b"data"}
+    unsynced_file = [op for op in named if op != Op("fsync", "d/f")]
+    assert listing(cut_after(base, unsynced_file)[0]) == {"d": "dir", "d/f": b""}
+    unsynced_folder = [op for op in named if op != Op("fsync", "d")]
+    assert listing(cut_after(base, unsynced_folder)[0]) == {"d": "dir"}
+
+
+def test_a_rename_can_survive_while_the_renamed_files_data_does_not(tmp_path: Path) -> None:
+    """Written, renamed, the folder fsynced but not the file: the new name survives and
+    the data does not (strictly), or either way in random states."""
+    base = base_with(tmp_path, {})
+    ops = [
+        Op("create", "a.tmp"),
+        Op("write", "a.tmp", data=b"record"),
+        Op("rename", "a.tmp", other="a"),
+        Op("fsync", ""),
+    ]
+    strict, *randoms = cut_after(base, ops)
+    assert listing(strict) == {"a": b""}
+    assert {listing(state)["a"] for state in randoms} == {b"", b"record"}
+    fsynced = [*ops[:2], Op("fsync", "a.tmp"), *ops[2:]]
+    assert {listing(state)["a"] for state in cut_after(base, fsynced)} == {b"record"}
+
+
+def test_a_rename_between_folders_is_atomic_and_durable_once_both_are_fsynced(
+    tmp_path: Path,
+) -> None:
+    """Until both folders are fsynced after it, a cut brings the file back under its old
+    name; a random cut never shows it under both names, nor under none."""
+    base = base_with(tmp_path, {"x/f": b"old"}, folders=("x", "y"))
+    moved = [Op("rename", "x/f", other="y/f")]
+    names = {"x/f", "y/f"}
+    assert names & set(listing(cut_after(base, moved)[0])) == {"x/f"}
+    half = [*moved, Op("fsync", "y")]
+    assert names & set(listing(cut_after(base, half)[0])) == {"x/f"}
+    both = [*half, Op("fsync", "x")]
+    assert names & set(listing(cut_after(base, both)[0])) == {"y/f"}
+    seen = [names & set(listing(state)) for state in cut_after(base, moved)]
+    assert {frozenset(found) for found in seen} == {frozenset({"x/f"}), frozenset({"y/f"})}
+    assert all(listing(state).get("y/f", b"old") == b"old" for state in cut_after(base, moved))
+
+
+def test_a_folders_changes_survive_in_the_order_they_were_made(tmp_path: Path) -> None:
+    """Random cuts keep a prefix of a folder's changes, never a later one without an
+    earlier one."""
+    base = base_with(tmp_path, {})
+    names = [f"n{i}" for i in range(6)]
+    ops = [Op("mkdir", name) for name in names]
+    prefixes = {tuple(names[:k]) for k in range(len(names) + 1)}
+    kept = {tuple(n for n in names if n in listing(state)) for state in cut_after(base, ops)}
+    assert kept <= prefixes
+    assert len(kept) > 2  # the random states are not all the strict one
+
+
+def test_a_lost_unlink_brings_the_file_back_with_its_durable_content(tmp_path: Path) -> None:
+    """An unlink not made durable is undone by a cut: the file is back with the content
+    of its last fsync, not what was written after it."""
+    base = base_with(tmp_path, {"f": b"base"})
+    ops = [
+        Op("create", "g"),
+        Op("write", "g", data=b"synced"),
+        Op("fsync", "g"),
+        Op("fsync", ""),
+        Op("write", "g", data=b" and more"),
+        Op("unlink", "g"),
+        Op("unlink", "f"),
+    ]
+    assert listing(cut_after(base, ops)[0]) == {"f": b"base", "g": b"synced"}
+    assert listing(cut_after(base, [*ops, Op("fsync", "")])[0]) == {}
+
+
+def test_with_fsyncs_ignored_nothing_made_after_the_base_survives_a_strict_cut(
+    tmp_path: Path,
+) -> None:
+    """The mode of the checks' self-test, as if durability were off: a strict cut keeps
+    only the base, and random ones any part of the rest (a disk still writes some)."""
+    base = base_with(tmp_path, {"f": b"base"})
+    ops = [Op("create", "g"), Op("write", "g", data=b"x"), Op("fsync", "g"), Op("fsync", "")]
+    strict, *randoms = cut_after(base, ops, honour_fsync=False)
+    assert listing(strict) == {"f": b"base"}
+    assert {listing(state).get("g") for state in randoms} == {None, b"", b"x"}
+
+
+def test_the_recorder_writes_down_what_fsops_did_with_paths_resolved(tmp_path: Path) -> None:
+    """Each fsops call becomes an op on paths relative to the root, descriptors resolved
+    when the call happens; replayed, they rebuild exactly what is on disk."""
+    root = tmp_path / "root"
+    (root / "in").mkdir(parents=True)
+    (root / "in" / "old").write_bytes(b"before")
+    with Recorder(root, tmp_path / "base") as recorder:
+        folder = os.open(root / "in", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fsops.mkdir("sub", dir_fd=folder)
+            fd = fsops.create("rec.tmp", 0o600, dir_fd=folder)
+            fsops.write_all(fd, b"hello")
+            fsops.fsync(fd)
+            os.close(fd)
+            fsops.rename("rec.tmp", "sub/rec", src_dir_fd=folder, dst_dir_fd=folder)
+            fsops.symlink("../old", "sub/link", dir_fd=folder)
+            fsops.unlink("old", dir_fd=folder)
+            fsops.fsync(folder)
+        finally:
+            os.close(folder)
+        (root / "in" / "sub" / "out.fastq").write_bytes(b"@r\n")
+        recorder.engine_wrote(root / "in" / "sub" / "out.fastq", b"@r\n")
+        recorder.answered("done", {"job": "1"})
+    assert recorder.ops == [
+        Op("mkdir", "in/sub"),
+        Op("create", "in/rec.tmp"),
+        Op("write", "in/rec.tmp", data=b"hello"),
+        Op("fsync", "in/rec.tmp"),
+        Op("rename", "in/rec.tmp", other="in/sub/rec"),
+        Op("symlink", "in/sub/link", other="../old"),
+        Op("unlink", "in/old"),
+        Op("fsync", "in"),
+        Op("put", "in/sub/out.fastq", data=b"@r\n"),
+    ]
+    assert [(a.after, a.kind) for a in recorder.answers] == [(9, "done")]
+    assert fsops.observe(None) is None  # the observer is gone with the block
+    model = Model(tmp_path / "base")
+    for op in recorder.ops:
+        model.apply(op)
+    assert model.now() == on_disk(root)
+
+
+def test_materialize_writes_folders_files_and_links_with_reactors_modes(tmp_path: Path) -> None:
+    """A state written out is what it says, its state folder private as reactor makes it."""
+    base = base_with(tmp_path, {"in.pod5": b"pod5"})
+    state = CrashState(
+        0,
+        None,
+        0.0,
+        (
+            Entry("in.pod5", "file", base / "in.pod5"),
+            Entry("out", "dir"),
+            Entry("out/.reactor", "dir"),
+            Entry("out/.reactor/jobs", "dir"),
+            Entry("out/.reactor/jobs/1.json", "file", b"{}"),
+            Entry("out/pass", "dir"),
+            Entry("out/pass/x.fastq", "file", b"@x\n"),
+            Entry("out/pass/link", "symlink", target="../../in.pod5"),
+        ),
+    )
+    target = tmp_path / "state"
+    materialize(state, target)
+    expected = [
+        Entry(e.path, e.kind, b"pod5" if e.path == "in.pod5" else e.content, e.target)
+        for e in state.entries
+    ]
+    assert on_disk(target) == tuple(sorted(expected, key=lambda entry: entry.path))
+    modes = {
+        path: stat.S_IMODE((target / path).lstat().st_mode)
+        for path in ("out", "out/.reactor", "out/.reactor/jobs", "out/pass")
+    }
+    assert modes == {"out": 0o755, "out/.reactor": 0o700, "out/.reactor/jobs": 0o700,
+                     "out/pass": 0o755}  # fmt: skip
+    assert stat.S_IMODE((target / "out/.reactor/jobs/1.json").stat().st_mode) == 0o600
