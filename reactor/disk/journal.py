@@ -47,7 +47,7 @@ from reactor.core.names import (
 )
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees, fsops
-from reactor.disk.durable import Sync
+from reactor.disk.durable import DurabilityError, Sync
 from reactor.disk.engine_trees import Outputs, Refused
 from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
 
@@ -172,9 +172,13 @@ def _committing(action: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _finishing(action: str) -> Iterator[None]:
-    """After the commit point: an OSError leaves the job Unfinished, saying what failed."""
+    """After the commit point: an OSError leaves the job Unfinished, saying what failed.
+    Not a failed fsync: what reached the disk is unknown, so it is never a step to try
+    again (`reactor.disk.durable`); it goes up, and the writer stops."""
     try:
         yield
+    except DurabilityError:
+        raise
     except OSError as exc:
         msg = f"could not {action}: {exc.strerror or exc}"
         raise Unfinished(msg) from exc
@@ -850,12 +854,20 @@ class Journal:
 
     def place_links(self, job: Job, kind: Folder, names: list[str]) -> None:
         """Make `<kind>_<job>` hold links to `names`, built afresh (never the engine's
-        ASSIGNED_ folder, which it could have changed), unless it is there already."""
+        ASSIGNED_ folder, which it could have changed), unless it is there already.
+
+        Durably, links first: recovery takes the folder as made once its name is there,
+        and the name becomes durable at the next fsync of INPUTDIR, whoever makes it (the
+        next assignment does). A power cut must never keep the name and lose the links."""
         try:
             os.stat(self._name(job, kind), dir_fd=self._input_fd, follow_symlinks=False)
         except FileNotFoundError:
-            # A step after a decision: recovery makes it again if a power cut undoes it.
-            self._place_new_links(job, kind, names, Sync(durable=False))
+            sync = Sync(self.durable)
+            try:
+                self._place_new_links(job, kind, names, sync)
+                sync.flush()  # the folder's links, then INPUTDIR and the staging folder
+            finally:
+                sync.discard()
 
     def release(self, job: Job) -> None:
         """Remove the job's folder of links (links only: inputs are never touched)."""

@@ -8,11 +8,15 @@ filesystem it watched.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
 
 from reactor.disk import fsops
+from reactor.disk.journal import Journal
+from reactor.serve.service import Reactor
+from tests.support.blocking import started
 from tests.support.crash_states import (
     CrashState,
     Entry,
@@ -23,6 +27,8 @@ from tests.support.crash_states import (
     materialize,
     on_disk,
 )
+from tests.support.pod5files import write_pod5
+from tests.support.runs import ManualClock, RunDirs
 
 SEEDS = range(40)
 
@@ -229,3 +235,49 @@ def test_materialize_writes_folders_files_and_links_with_reactors_modes(tmp_path
     assert modes == {"out": 0o755, "out/.reactor": 0o700, "out/.reactor/jobs": 0o700,
                      "out/pass": 0o755}  # fmt: skip
     assert stat.S_IMODE((target / "out/.reactor/jobs/1.json").stat().st_mode) == 0o600
+
+
+def test_a_quarantine_folder_keeps_its_links_through_a_power_cut(tmp_path: Path) -> None:
+    """A FAILED that quarantines a file and an unknown state that sets a job aside each
+    make a folder of links in INPUTDIR. Once a later step fsyncs INPUTDIR (the next
+    assignment does), a cut keeps the folder's name: its links must be kept with it
+    (recovery takes a quarantine folder that is there as made)."""
+    root = tmp_path / "run"
+    dirs = RunDirs(root / "input", root / "output")
+    dirs.input_dir.mkdir(parents=True)
+    dirs.output_dir.mkdir()
+    for i in range(3):
+        write_pod5(dirs.input_dir / f"f{i}.pod5", n_reads=1, seed=i)
+    config = dirs.config(max_attempts=1)
+    ids = itertools.count(1)
+    reactor = started(
+        Reactor(
+            config,
+            clock=ManualClock(),
+            journal=Journal(config.input_dir, config.output_dir, durable=True),
+            job_id_factory=lambda: str(next(ids)),
+        )
+    )
+    with Recorder(root, tmp_path / "base") as recorder:
+        failed = reactor.assign("e1", 1)
+        assert failed is not None
+        assert reactor.complete(failed.job_id, "FAILED").quarantine
+        stopped = reactor.assign("e1", 1)
+        assert stopped is not None
+        reactor.complete(stopped.job_id, "STOPPED")
+        assert reactor.assign("e1", 1) is not None
+    (strict,) = crash_states(recorder.base, recorder.ops, cuts=[len(recorder.ops)])
+    after_cut = tmp_path / "after"
+    materialize(strict, after_cut)
+    links = {
+        f"{kind}_{job.job_id}_e1/{name}": f"../{name}"
+        for kind, job in (("FAILED", failed), ("UNKNOWN", stopped))
+        for name in job.files
+    }
+    kept = {
+        name: str((after_cut / "input" / name).readlink())
+        for name in links
+        if (after_cut / "input" / name).is_symlink()
+    }
+    assert (after_cut / "input" / f"FAILED_{failed.job_id}_e1").is_dir()
+    assert kept == links

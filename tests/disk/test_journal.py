@@ -11,6 +11,7 @@ finish with every file's output in pass/+fail/ exactly once.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import threading
@@ -25,6 +26,8 @@ import pytest
 
 from reactor.core.names import INPUT_STAGING_NAME, output_stem
 from reactor.core.state import CompletionAction, FileState, Job, JobState
+from reactor.disk import fsops
+from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
 from tests.support.blocking import Blocking, started
@@ -576,3 +579,28 @@ def test_assigning_moves_nothing_inside_the_watched_input_folder(tmp_path: Path)
         observer.stop()
         observer.join(10)
     assert [e for e in seen if e.event_type == "moved"] == []
+
+
+def test_a_failed_fsync_of_a_quarantine_folder_is_not_a_step_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine folder's links are fsynced as it is made; if that fsync fails, what
+    reached the disk is unknown: DurabilityError goes up (the writer stops), never an
+    Unfinished step that a retry would fsync again."""
+    input_dir, output_dir = tmp_path / "input", tmp_path / "output"
+    input_dir.mkdir()
+    output_dir.mkdir()
+    (input_dir / "a.pod5").write_bytes(b"")
+    journal = Journal(input_dir, output_dir)
+    job = Job("1", "e", {"a.pod5": 1}, JobState.ASSIGNED, 0.0, 0.0, 90.0)
+    journal.assign(job)
+    real_fsync = fsops.fsync
+
+    def fsync(fd: int) -> None:
+        if "FAILED_" in str(Path(f"/proc/self/fd/{fd}").readlink()):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsops, "fsync", fsync)
+    with pytest.raises(DurabilityError):
+        journal.fail(job, requeue=[], quarantine=["a.pod5"])
