@@ -857,15 +857,17 @@ class Journal:
         ASSIGNED_ folder, which it could have changed), unless it is there already.
 
         Durably, links first: recovery takes the folder as made once its name is there,
-        and the name becomes durable at the next fsync of INPUTDIR, whoever makes it (the
-        next assignment does). A power cut must never keep the name and lose the links."""
+        and the name may reach the disk as soon as it is renamed in (a disk writes what
+        it holds when it likes; the next fsync of INPUTDIR, whoever makes it, forces it).
+        So the links are fsynced before the rename, and a power cut never keeps the name
+        without them."""
         try:
             os.stat(self._name(job, kind), dir_fd=self._input_fd, follow_symlinks=False)
         except FileNotFoundError:
             sync = Sync(self.durable)
             try:
-                self._place_new_links(job, kind, names, sync)
-                sync.flush()  # the folder's links, then INPUTDIR and the staging folder
+                self._place_new_links(job, kind, names, sync, staged=sync.flush)
+                sync.flush()  # its name: INPUTDIR and the staging folder
             finally:
                 sync.discard()
 
