@@ -237,6 +237,52 @@ def test_materialize_writes_folders_files_and_links_with_reactors_modes(tmp_path
     assert stat.S_IMODE((target / "out/.reactor/jobs/1.json").stat().st_mode) == 0o600
 
 
+def with_modes(root: Path) -> list[tuple[Entry, int]]:
+    """Each entry below `root` with its mode (a link's is not its own to keep)."""
+    return [
+        (entry, 0 if entry.kind == "symlink" else stat.S_IMODE((root / entry.path).stat().st_mode))
+        for entry in on_disk(root)
+    ]
+
+
+def test_a_state_written_over_another_is_the_one_written_afresh(tmp_path: Path) -> None:
+    """Written over what an earlier state became (files removed, added, changed, folders
+    made and their modes changed), a state is exactly what it is written afresh."""
+    base = base_with(tmp_path, {"in.pod5": b"pod5", "other.pod5": b"other"})
+    first = CrashState(0, None, 0.0, (
+        Entry("in.pod5", "file", base / "in.pod5"),
+        Entry("out", "dir"),
+        Entry("out/.reactor", "dir"),
+        Entry("out/.reactor/1.json", "file", b"{1}"),
+        Entry("out/gone", "dir"),
+        Entry("out/gone/x", "file", b"x"),
+        Entry("out/kept.fastq", "file", b"@a\n"),
+        Entry("out/link", "symlink", target="../in.pod5"),
+    ))  # fmt: skip
+    second = CrashState(1, None, 0.0, (
+        Entry("in.pod5", "file", b"now written"),
+        Entry("other.pod5", "file", base / "other.pod5"),
+        Entry("out", "dir"),
+        Entry("out/.reactor", "dir"),
+        Entry("out/.reactor/1.json", "file", b"{2}"),
+        Entry("out/gone", "file", b"a file now"),
+        Entry("out/kept.fastq", "file", b"@a\n"),
+        Entry("out/link", "symlink", target="../other.pod5"),
+        Entry("out/new", "dir"),
+    ))  # fmt: skip
+    reused = tmp_path / "reused"
+    materialize(first, reused)
+    (reused / "out" / "stray").mkdir()
+    (reused / "out" / "stray" / "f").write_bytes(b"stray")
+    (reused / "out" / ".reactor").chmod(0o755)
+    (reused / "out" / "kept.fastq").chmod(0o600)
+    materialize(second, reused)
+    materialize(second, tmp_path / "afresh")
+    assert with_modes(reused) == with_modes(tmp_path / "afresh")
+    assert (reused / "out/kept.fastq").read_bytes() == b"@a\n"
+    assert (base / "in.pod5").read_bytes() == b"pod5"  # never written through its link
+
+
 def test_a_quarantine_folder_keeps_its_links_through_a_power_cut(tmp_path: Path) -> None:
     """A FAILED that quarantines a file and an unknown state that sets a job aside each
     make a folder of links in INPUTDIR. Wherever the power goes, a folder whose name

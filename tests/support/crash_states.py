@@ -37,6 +37,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -370,11 +372,12 @@ def crash_states(
     ops: Sequence[Op],
     seeds: Iterable[int] = (),
     *,
+    strict: bool = True,
     honour_fsync: bool = True,
     cuts: Iterable[int] | None = None,
 ) -> Iterator[CrashState]:
-    """For each cut point (after 0..len(ops) ops, or those in `cuts`): the strict state,
-    then one random state per seed."""
+    """For each cut point (after 0..len(ops) ops, or those in `cuts`): the strict state
+    (unless `strict` is False), then one random state per seed."""
     model = Model(base, honour_fsync=honour_fsync)
     wanted = set(range(len(ops) + 1) if cuts is None else cuts)
     seeds = list(seeds)
@@ -383,7 +386,8 @@ def crash_states(
             model.apply(ops[cut - 1])
         if cut not in wanted:
             continue
-        yield model.cut(cut)
+        if strict:
+            yield model.cut(cut)
         for seed in seeds:
             yield model.cut(cut, random.Random(f"{seed}/{cut}"), seed)
 
@@ -403,24 +407,82 @@ def on_disk(root: Path) -> tuple[Entry, ...]:
 
 
 def materialize(state: CrashState, target: Path) -> None:
-    """Write `state` out below `target` as real folders (0o755; reactor's state folder and
-    its subfolders 0o700), files and symbolic links.
+    """Make `target` hold exactly `state`, as real folders (0o755; reactor's state folder
+    and its subfolders 0o700), files (fresh mtimes) and symbolic links.
 
-    A file whose content is the base's (the `.pod5` inputs, which nothing writes to) is a
-    hard link to the base copy, not a copy: the same bytes, and far cheaper where a disk
-    is slow to allocate data. So what runs on a state must never write into a file it
+    What `target` holds already (an earlier state, and whatever ran on it) is kept where
+    it is the same, and the rest removed: making inodes is what costs most on a slow
+    disk, and most of one state's folders are the next one's. A file whose content is
+    the base's (the `.pod5` inputs, which nothing writes to) is a hard link to the base
+    copy, for the same reason. So what runs on a state must never write into a file it
     did not create: reactor never does, and the tests' engines write fresh files."""
     target.mkdir(parents=True, exist_ok=True)
+    kept = _keep_what_matches(target, {entry.path: entry for entry in state.entries})
     for entry in state.entries:
+        if entry.path in kept:
+            continue
         path = target / entry.path
-        private = STATE_FOLDER in PurePosixPath(entry.path).parts
         if entry.kind == DIR:
             path.mkdir()
-            path.chmod(0o700 if private else 0o755)
+            path.chmod(_mode(entry))
         elif entry.kind == LINK:
             path.symlink_to(entry.target)
         elif isinstance(entry.content, Path):
             path.hardlink_to(entry.content)
         else:
             path.write_bytes(entry.content)
-            path.chmod(0o600 if private else 0o644)
+            path.chmod(_mode(entry))
+
+
+def _mode(entry: Entry) -> int:
+    private = STATE_FOLDER in PurePosixPath(entry.path).parts
+    if entry.kind == DIR:
+        return 0o700 if private else 0o755
+    return 0o600 if private else 0o644
+
+
+def _keep_what_matches(target: Path, wanted: Mapping[str, Entry]) -> set[str]:
+    """Remove from `target` what `wanted` does not hold as it is; the paths kept."""
+    kept: set[str] = set()
+    folders = [""]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(target / folder) as scan:
+            found = list(scan)
+        for there in found:
+            path = f"{folder}/{there.name}" if folder else there.name
+            entry = wanted.get(path)
+            if entry is not None and _same(there, entry):
+                kept.add(path)
+                if entry.kind == DIR:
+                    folders.append(path)
+            elif there.is_dir(follow_symlinks=False):
+                shutil.rmtree(there.path)
+            else:
+                Path(there.path).unlink()
+    return kept
+
+
+def _same(there: os.DirEntry[str], entry: Entry) -> bool:
+    """Whether `there` is `entry` already; a folder's or file's mode and a kept file's
+    mtime are set as a new one's would be."""
+    info = there.stat(follow_symlinks=False)
+    path = Path(there.path)
+    if entry.kind == LINK:
+        return stat.S_ISLNK(info.st_mode) and str(path.readlink()) == entry.target
+    if entry.kind == DIR:
+        same = stat.S_ISDIR(info.st_mode)
+    elif isinstance(entry.content, Path):
+        return stat.S_ISREG(info.st_mode) and info.st_ino == entry.content.stat().st_ino
+    else:
+        same = (
+            stat.S_ISREG(info.st_mode)
+            and info.st_nlink == 1
+            and info.st_size == len(entry.content)
+            and path.read_bytes() == entry.content
+        )
+        if same:
+            os.utime(path)
+    if same and stat.S_IMODE(info.st_mode) != _mode(entry):
+        path.chmod(_mode(entry))
+    return same
