@@ -82,6 +82,8 @@ Content = bytes | Path
 
 @dataclass(slots=True)
 class _Node:
+    """An inode: a folder, a file or a link, with an id that survives renames."""
+
     id: int
     kind: str
     listing: dict[str, int] = field(default_factory=dict)  # a folder's names now
@@ -118,7 +120,7 @@ class CrashState:
 
     cut: int
     seed: int | None
-    survive: float
+    survive: float  # a random state's chance for each pending change and dirty file
     entries: tuple[Entry, ...]
 
     @property
@@ -128,8 +130,8 @@ class CrashState:
         for entry in self.entries:
             digest.update(f"{entry.path}\0{entry.kind}\0{entry.target}\0".encode())
             content = entry.content
-            digest.update(os.fsencode(content) if isinstance(content, Path) else content)
-            digest.update(b"\1" if isinstance(content, Path) else b"\2")
+            data = b"\1" + os.fsencode(content) if isinstance(content, Path) else b"\2" + content
+            digest.update(len(data).to_bytes(8, "big") + data)
         return digest.hexdigest()
 
 
