@@ -1,0 +1,146 @@
+"""MinKNOW's data root, read from names: run folders, POD5 folders and POD5 file names.
+
+The layout (ont-output-specifications, minknow/output_structure; docs/host.md says more):
+
+    {root}/{protocol_group_id}/{sample_id}/{YYYYMMDD_HHMM}_{device_id}_{flow_cell_id}_{prid8}/
+        pod5/  or  pod5_pass/ + pod5_fail/   (older releases), and pod5_skip/
+            [{alias}/]                       barcode folders when split by barcode
+                {flow_cell_id}_{prid8}_{runid8}_{batch}.pod5                   current
+                {flow_cell_id}_{pass|fail|skip}_[{alias}_]{prid8}_{runid8}_{batch}.pod5
+        queued_reads/, tmp/                  reads waiting; moved into place from there
+        final_summary_{flow_cell_id}_{prid8}_{runid8}.txt   once every file is written
+
+With data pooling on, `{sample_id}/` itself holds the POD5 folders of several runs, told
+apart only by the flow cell and protocol run id in their file names.
+
+A run is known on a host by its flow cell and the first 8 characters of its protocol run
+id (`RunKey`): the run folder's name ends with both, every POD5 name carries both, and
+so does the final summary's name. Pure: names in, records out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+# Where a run folder sits below a watch root: {group}/{sample}/{run}.
+RUN_DEPTH = 3
+# A run's folders of POD5 files, by MinKNOW's names.
+POD5_FOLDERS = ("pod5", "pod5_pass", "pod5_fail", "pod5_skip")
+# A run's folders MinKNOW moves reads out of: never work, never watched.
+WAITING_FOLDERS = ("queued_reads", "tmp")
+
+_HEX8 = r"[0-9A-Fa-f]{8}"
+# device ids seen: 1A, X1, MN12345, P2S-12345-A; flow cells: PAA12345, FAL12345, FLO-…
+_WORD = r"[A-Za-z0-9][A-Za-z0-9-]*"
+_RUN_FOLDER_RE = re.compile(
+    rf"(?P<date>[0-9]{{8}})_(?P<time>[0-9]{{4}})_(?P<device>{_WORD})_(?P<fc>{_WORD})_(?P<prid>{_HEX8})"
+)
+# From the right: batch, runid8, prid8 are fixed; before them an optional alias (which
+# may hold underscores), an optional pass/fail/skip, and the flow cell.
+_POD5_RE = re.compile(
+    rf"(?P<fc>{_WORD})"
+    r"(?:_(?P<kind>pass|fail|skip))?"
+    r"(?:_(?P<alias>[A-Za-z0-9][A-Za-z0-9_-]*?))?"
+    rf"_(?P<prid>{_HEX8})_(?P<runid>{_HEX8})_(?P<batch>[0-9]{{1,9}})\.pod5"
+)
+_FINAL_SUMMARY_RE = re.compile(
+    rf"final_summary_(?P<fc>{_WORD})_(?P<prid>{_HEX8})(?:_(?P<runid>{_HEX8}))?\.txt"
+)
+
+
+class ReadKind(StrEnum):
+    """What a POD5 name says of its reads: nothing (current MinKNOW), or the older
+    names' pass/fail, or skip (reads MinKNOW's live basecalling skipped)."""
+
+    ANY = "any"
+    PASS = "pass"  # noqa: S105 (a read kind, not a password)
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """One run on a host: its flow cell and the first 8 characters of its protocol run id.
+    `str()` is the form used in logs, metrics and the status: `PAA12345_fd97ea7b`."""
+
+    flow_cell: str
+    protocol_run: str
+
+    def __str__(self) -> str:
+        return f"{self.flow_cell}_{self.protocol_run}"
+
+
+@dataclass(frozen=True)
+class RunFolderName:
+    """A run folder's name: `20261205_1412_1A_PAA12345_fd97ea7b`."""
+
+    started: str  # YYYYMMDD_HHMM, as MinKNOW wrote it (local time of the host)
+    device: str
+    key: RunKey
+
+
+@dataclass(frozen=True)
+class Pod5Name:
+    """A POD5 file's name, in any of MinKNOW's forms."""
+
+    key: RunKey
+    acquisition_run: str  # first 8 characters of the acquisition run id
+    batch: int
+    kind: ReadKind = ReadKind.ANY
+    alias: str | None = None  # the barcode alias, in names of runs split by barcode
+
+
+def parse_run_folder(name: str) -> RunFolderName | None:
+    """The parts of a run folder's name, or None if MinKNOW would not have made it."""
+    match = _RUN_FOLDER_RE.fullmatch(name)
+    if match is None:
+        return None
+    key = RunKey(match["fc"], match["prid"].lower())
+    return RunFolderName(f"{match['date']}_{match['time']}", match["device"], key)
+
+
+def parse_pod5_name(name: str) -> Pod5Name | None:
+    """The parts of a POD5 name, or None for a name of none of MinKNOW's forms."""
+    match = _POD5_RE.fullmatch(name)
+    if match is None:
+        return None
+    kind = ReadKind(match["kind"]) if match["kind"] else ReadKind.ANY
+    return Pod5Name(
+        key=RunKey(match["fc"], match["prid"].lower()),
+        acquisition_run=match["runid"].lower(),
+        batch=int(match["batch"]),
+        kind=kind,
+        alias=match["alias"],
+    )
+
+
+def pod5_name(parts: Pod5Name) -> str:
+    """The name MinKNOW gives a file with these parts (the inverse of `parse_pod5_name`)."""
+    words = [parts.key.flow_cell]
+    if parts.kind is not ReadKind.ANY:
+        words.append(str(parts.kind))
+    if parts.alias is not None:
+        words.append(parts.alias)
+    words += [parts.key.protocol_run, parts.acquisition_run, str(parts.batch)]
+    return "_".join(words) + ".pod5"
+
+
+def final_summary_key(name: str) -> RunKey | None:
+    """The run a `final_summary_*.txt` name belongs to, or None for any other name."""
+    match = _FINAL_SUMMARY_RE.fullmatch(name)
+    if match is None:
+        return None
+    return RunKey(match["fc"], match["prid"].lower())
+
+
+def is_pod5_folder(name: str) -> bool:
+    """One of a run's folders of POD5 files."""
+    return name in POD5_FOLDERS
+
+
+def is_barcode_folder(name: str) -> bool:
+    """A folder inside a POD5 folder that may hold a barcode's files (`barcode01`,
+    `unclassified`, an alias from the sample sheet): any visible, printable name."""
+    return bool(name) and not name.startswith(".") and name.isprintable() and "/" not in name
