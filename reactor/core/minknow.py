@@ -144,3 +144,27 @@ def is_barcode_folder(name: str) -> bool:
     """A folder inside a POD5 folder that may hold a barcode's files (`barcode01`,
     `unclassified`, an alias from the sample sheet): any visible, printable name."""
     return bool(name) and not name.startswith(".") and name.isprintable() and "/" not in name
+
+
+class Adoption(StrEnum):
+    """What a service does with a run it finds under its roots without any state of its
+    own there (a run it served before is always resumed, or skipped once complete)."""
+
+    ADOPT = "adopt"  # serve it
+    LEAVE = "leave"  # an old run: only on request (`reactor run add RUN`)
+
+
+def adoption(*, complete: bool, started: float | None, active: float, since: float) -> Adoption:
+    """A run is served on its own when it started after `since`, or when it is not
+    complete (no final summary) and something changed in it after `since`.
+
+    `started` is the start time its folder's name says (None for a pooled run), `active`
+    the latest change seen in the run folder or its POD5 folders, both in seconds since
+    the epoch. A run without a final summary is not always live: a MinKNOW crash leaves
+    none, so an old crashed run is left like a finished one, not queued on a first start.
+    """
+    if started is not None and started >= since:
+        return Adoption.ADOPT
+    if not complete and active >= since:
+        return Adoption.ADOPT
+    return Adoption.LEAVE

@@ -8,9 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.core.minknow import (
+    Adoption,
     Pod5Name,
     ReadKind,
     RunKey,
+    adoption,
     final_summary_key,
     is_barcode_folder,
     parse_pod5_name,
@@ -123,3 +125,19 @@ def test_any_text_parses_or_is_refused_without_error(name: str) -> None:
         assert name.endswith(".pod5")
         assert name.startswith(parsed.key.flow_cell + "_")
         assert f"_{parsed.acquisition_run}_{parsed.batch}.pod5" in name.lower()
+
+
+def test_adoption_takes_new_runs_and_live_ones_and_leaves_the_archive() -> None:
+    since = 1_000.0
+    adopt, leave = Adoption.ADOPT, Adoption.LEAVE
+    # started after `since`: served, finished or not
+    assert adoption(complete=True, started=1_500.0, active=1_600.0, since=since) is adopt
+    assert adoption(complete=False, started=1_000.0, active=1_000.0, since=since) is adopt
+    # started before, still written to: a long run, live
+    assert adoption(complete=False, started=10.0, active=1_200.0, since=since) is adopt
+    assert adoption(complete=False, started=None, active=1_200.0, since=since) is adopt
+    # started before and finished: the archive
+    assert adoption(complete=True, started=10.0, active=1_200.0, since=since) is leave
+    # started before, no final summary, quiet since: a crashed run of long ago
+    assert adoption(complete=False, started=10.0, active=999.0, since=since) is leave
+    assert adoption(complete=True, started=None, active=5_000.0, since=since) is leave
