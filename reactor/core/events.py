@@ -40,6 +40,9 @@ class FsEvent:
     change: Change
     name: str  # base name of the file
     at: float  # time.monotonic() on the observer thread: the start of ingest latency
+    # The folder the file is in, when the area has several (a MinKNOW run's POD5 and
+    # barcode folders); "" for INPUTDIR's, pass/'s and fail/'s.
+    folder: str = ""
 
 
 PathFilter = Callable[[Change, PurePath], bool]

@@ -267,6 +267,10 @@ class _Recorded(Step[T]):
             self._tidy(sync)
 
 
+def _beside(name: str) -> str:
+    return f"../{name}"
+
+
 class Journal:
     """Carries state changes out on disk, each step crash-safe (see the module docstring)."""
 
@@ -277,8 +281,12 @@ class Journal:
         checkpoint: Checkpoint = _no_checkpoint,
         *,
         durable: bool = True,
+        link_target: Callable[[str], str] | None = None,
     ) -> None:
         self.input_dir = input_dir
+        # What a link in a job's folder leads to: `../<name>` when the files are in
+        # INPUTDIR itself (`reactor.disk.inputs.InputFolders.link_target` otherwise).
+        self._link_target = link_target or _beside
         self.durable = durable
         self.output_dir = output_dir
         self.state = StateDir(output_dir)
@@ -527,19 +535,20 @@ class Journal:
         sync: Sync,
         staged: Callable[[], None] = lambda: None,
     ) -> None:
-        """Build a fresh folder of one relative symlink `../<name>` per name in the
+        """Build a fresh folder of one relative symlink (`../<name>`) per name in the
         staging folder (relative links work wherever engines mount the run folder), then
         rename it up into INPUTDIR as `<kind>_<job>`. Made through descriptors: no path
         is followed, and no path object is built per link (a batch of 100 files made
         that costly)."""
         staging = self._input_staging_fd()
+        link_target = self._link_target
         try:
             engine_trees.remove_folder(staging, job.job_id)  # a leftover of a crash
             fsops.mkdir(job.job_id, dir_fd=staging)
             fd = open_folder(staging, job.job_id)
             try:
                 for name in names:
-                    fsops.symlink(f"../{name}", name, dir_fd=fd)
+                    fsops.symlink(link_target(name), name, dir_fd=fd)
             except BaseException:
                 os.close(fd)
                 raise

@@ -64,7 +64,7 @@ from reactor.serve.held_events import HeldEvents
 from reactor.serve.loop_lag import LoopLagProbe
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
-from reactor.serve.service import Reactor, StartupError
+from reactor.serve.service import Reactor, StartupError, new_job_id
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher
 from reactor.settings.serve import ServeConfig
@@ -103,8 +103,9 @@ def create_app(
     )
     app[CONFIG] = config
     app[LISTENING] = dict(listening or {})
-    extra = {} if job_id_factory is None else {"job_id_factory": job_id_factory}
-    reactor = Reactor(config, clock=clock, journal=journal, **extra)
+    reactor = Reactor(
+        config, clock=clock, journal=journal, job_id_factory=job_id_factory or new_job_id
+    )
     app[REACTOR] = reactor
     app[SWEEPER] = Sweeper(
         reactor,

@@ -24,10 +24,10 @@ import asyncio
 import contextlib
 import functools
 import gc
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -35,7 +35,7 @@ import structlog
 from reactor.core.endrun import RunEnd, phase_of
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.model import Clock
-from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, is_pod5_name, output_stem
+from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, output_stem
 from reactor.core.rate import Throughput
 from reactor.core.retry import FailureHistory
 from reactor.core.state import (
@@ -49,6 +49,7 @@ from reactor.core.state import (
 )
 from reactor.core.status import count_fields, status_line, status_report
 from reactor.disk.durable import DurabilityError, fsync_folder
+from reactor.disk.inputs import InputFolders
 from reactor.disk.journal import Chore, Journal, JournalError, Merged, Refused, Step, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
@@ -130,11 +131,20 @@ class Reactor:
         clock: Clock = time.monotonic,
         journal: Journal | None = None,
         job_id_factory: Callable[[], str] = new_job_id,
+        inputs: InputFolders | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        # Where the files are (INPUTDIR; a MinKNOW run's POD5 folders in host mode), and
+        # where the folders of links handed to engines go (INPUTDIR unless told).
+        self.inputs = inputs or InputFolders.flat(config.input_dir)
+        jobs_dir = jobs_dir or config.input_dir
         self.journal = journal or Journal(
-            config.input_dir, config.output_dir, durable=config.durable
+            jobs_dir,
+            config.output_dir,
+            durable=config.durable,
+            link_target=self.inputs.link_target(jobs_dir),
         )
         self.state = RunState(
             config.max_attempts,
@@ -290,10 +300,8 @@ class Reactor:
         found: list[tuple[float, str, bool]] = []
         files = self.state.files
         # Once per file at start (10^6 files): no Path objects, `entry.path` as it is.
-        for entry in os.scandir(self.config.input_dir):
+        for entry in self.inputs.scan():
             name = entry.name
-            if not is_pod5_name(name):
-                continue
             record = files.get(name)
             if record is not None:
                 record.present = True
@@ -719,7 +727,7 @@ class Reactor:
         """Full scan of INPUTDIR and pass/fail: after lost events, and as a safety net."""
         began = time.perf_counter()
         now = self.clock()
-        on_disk = {n for n in os.listdir(self.config.input_dir) if is_pod5_name(n)}
+        on_disk = self.inputs.names()
         files = self.state.files
         added = removed = 0
         for name in on_disk:
@@ -764,7 +772,7 @@ class Reactor:
     def _done_by_output(self, name: str, output: str, now: float) -> None:
         """The seed's rule, for a `.pod5` that exists: most outputs (dorado's, and the
         job-tagged ones reactor merges) match no input, and must not invent records."""
-        if name not in self.state.files and not (self.config.input_dir / name).exists():
+        if name not in self.state.files and not self.inputs.path(name).exists():
             return
         if self.state.mark_done_by_output(name, now):
             log.info("file_done_by_output", name=name, output=output)
@@ -772,7 +780,10 @@ class Reactor:
     def _on_input_event(self, event: FsEvent, now: float) -> None:
         name = event.name
         change = event.change
+        folder = Path(event.folder) if event.folder else None
         if change is Change.GONE:
+            if not self.inputs.gone(name, folder):
+                return  # moved to another of the run's folders: seen there
             state = self.state.file_gone(name, now)
             if state is not None:
                 log.info("file_gone", name=name, state=state)
@@ -782,6 +793,8 @@ class Reactor:
             if record.state is FileState.INCOMPLETE:
                 record.changed_at = now  # still being written: restart the settle timer
             return
+        if folder is not None:
+            self.inputs.seen(name, folder)
         self._check_input(name, now, seen_at=event.at)
 
     def _check_input(self, name: str, now: float, seen_at: float | None = None) -> None:
@@ -789,7 +802,7 @@ class Reactor:
         if record is not None and record.state is not FileState.INCOMPLETE:
             record.present = True
             return
-        path = self.config.input_dir / name
+        path = self.inputs.path(name)
         if path.is_symlink() and self._refuse(name):
             return
         check = check_pod5(path)
@@ -813,10 +826,11 @@ class Reactor:
             log.warning("file_after_run_end", name=name, phase=str(self.phase))
 
     def _refuse(self, name: str) -> bool:
-        """A `.pod5` that is a symlink leading outside INPUTDIR is never handed out: the
-        links reactor makes must not lead engines anywhere else. Logged once per name."""
-        target = (self.config.input_dir / name).resolve()
-        if target.is_relative_to(self.config.input_dir.resolve()):
+        """A `.pod5` that is a symlink leading outside INPUTDIR (the run folder, in host
+        mode) is never handed out: the links reactor makes must not lead engines anywhere
+        else. Logged once per name."""
+        target = self.inputs.path(name).resolve()
+        if self.inputs.contains(target):
             return False
         if name not in self._refused:
             self._refused.add(name)
