@@ -102,6 +102,24 @@ def parse_path(raw: object, from_text: bool) -> Path:
         raise Invalid(msg) from None
 
 
+def parse_paths(raw: object, from_text: bool) -> tuple[Path, ...]:
+    """One or more folders: a list of strings in the file (or one string), comma-
+    separated in a flag or variable."""
+    if from_text and isinstance(raw, str):
+        items: list[object] = [part for part in raw.split(",") if part.strip()]
+    elif isinstance(raw, str):
+        items = [raw]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        msg = f'must be a list of folders such as ["/data"], got {toml_type(raw)}'
+        raise Invalid(msg)
+    if not items:
+        msg = "must name at least one folder"
+        raise Invalid(msg)
+    return tuple(parse_path(item, from_text) for item in items)
+
+
 def parse_int(raw: object, from_text: bool) -> int:
     if from_text and isinstance(raw, str):
         try:
@@ -378,5 +396,7 @@ def merge_keys(
         value = parse_value(key.name, key.parse, key.check, raw, source, from_text)
         if file_dir is not None and not from_text and isinstance(value, Path):
             value = file_dir / value  # a no-op for absolute paths
+        elif file_dir is not None and not from_text and isinstance(value, tuple):
+            value = tuple(file_dir / v if isinstance(v, Path) else v for v in value)
         values[key.name] = value
     return values

@@ -61,6 +61,7 @@ from reactor.settings.parsing import (
     parse_choice,
     parse_int,
     parse_path,
+    parse_paths,
     parse_seconds,
     parse_text,
     parse_token,
@@ -86,14 +87,21 @@ ENV_PREFIX = "REACTOR_"
 CONFIG_ENV = "REACTOR_CONFIG"
 OBSERVERS = ("native", "polling")
 DURABILITIES = ("fsync", "none")
+# What input_dir and output_dir are in host mode: a path that can never be made (under a
+# file), so a mistaken use fails loudly instead of touching the working folder.
+UNSET = Path("/dev/null/unset")
+DEFAULT_ADOPT_SINCE = 2 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     """Every setting of a running reactor; built once at start and passed whole."""
 
-    input_dir: Path
-    output_dir: Path
+    input_dir: Path = UNSET
+    output_dir: Path = UNSET
+    watch_root: tuple[Path, ...] = ()
+    output_root: Path | None = None
+    adopt_since: float = DEFAULT_ADOPT_SINCE
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
@@ -132,14 +140,47 @@ class ServeConfig:
         return split_listen(self.listen)[1]
 
     @property
+    def host_mode(self) -> bool:
+        """Serving every run under `watch_root`, not the one run of input_dir/output_dir."""
+        return bool(self.watch_root)
+
+    @property
     def durable(self) -> bool:
         """Whether each answer waits for what it rests on to be fsynced."""
         return self.durability == "fsync"
 
 
+def _unset(key: str) -> str:
+    return (
+        f"{key} is not set: pass --{key.replace('_', '-')}, set REACTOR_{key.upper()} or add "
+        f"{key} to the config file (or set watch_root to serve every run under a MinKNOW "
+        "data root)"
+    )
+
+
+def _check_mode(config: ServeConfig) -> None:
+    """One run (input_dir and output_dir) or every run under watch_root, never both."""
+    given = [key for key in ("input_dir", "output_dir") if getattr(config, key) != UNSET]
+    if config.watch_root:
+        if given:
+            msg = (
+                f"{given[0]} and watch_root are both set: watch_root serves every run under a "
+                "MinKNOW data root, input_dir and output_dir one run; set one or the other"
+            )
+            raise ConfigError(msg)
+        return
+    if config.output_root is not None:
+        msg = "output_root is set without watch_root: it is where host mode puts each run's results"
+        raise ConfigError(msg)
+    for key in ("input_dir", "output_dir"):
+        if key not in given:
+            raise ConfigError(_unset(key))
+
+
 def _check_relations(config: ServeConfig) -> None:
     """Rules across keys, checked without touching the filesystem."""
-    if Path(os.path.normpath(config.input_dir.absolute())) == Path(
+    _check_mode(config)
+    if not config.watch_root and Path(os.path.normpath(config.input_dir.absolute())) == Path(
         os.path.normpath(config.output_dir.absolute())
     ):
         msg = (
@@ -189,12 +230,25 @@ _Key = partial(Key, env_prefix=ENV_PREFIX)
 # A table reads best as a table: one key per entry, its meaning on the lines below.
 # fmt: off
 _KEYS: tuple[Key, ...] = (
-    _Key("input_dir", "(required)", "DIR", parse_path, required=True,
-         meaning="Folder where MinKNOW writes .pod5 files. Must exist, readable and writable: "
-         "reactor creates ASSIGNED_ folders in it."),
-    _Key("output_dir", "(required)", "DIR", parse_path, required=True,
-         meaning="Folder for results. Must exist and be writable; reactor creates pass/ and fail/ "
-         "in it. Must not be input_dir."),
+    _Key("input_dir", "(one run)", "DIR", parse_path,
+         meaning="Folder where MinKNOW writes .pod5 files, for one run. Must exist, readable and "
+         "writable: reactor creates ASSIGNED_ folders in it. Set it and output_dir, or "
+         "watch_root."),
+    _Key("output_dir", "(one run)", "DIR", parse_path,
+         meaning="Folder for the run's results. Must exist and be writable; reactor creates pass/ "
+         "and fail/ in it. Must not be input_dir."),
+    _Key("watch_root", "(none)", "DIRS", parse_paths,
+         meaning="Host mode: MinKNOW data roots (such as /data; a list in the file, "
+         "comma-separated in the flag or variable). Every run under them, "
+         "{group}/{sample}/{run}/, is found and served, each with its own results, records "
+         "and end of run."),
+    _Key("output_root", "(in each run)", "DIR", parse_path,
+         meaning="Host mode: where each run's results go, in a folder that mirrors the run's "
+         "path under its root; by default a reactor/ folder inside each run folder."),
+    _Key("adopt_since", "172800.0", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Host mode: a run found without reactor's records is served when it started, or "
+         "(without a final summary) changed, less than this many seconds ago; older ones only "
+         "on request (reactor run add)."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),
@@ -312,7 +366,14 @@ def _check_folder(key: str, path: Path, why: str) -> None:
 
 
 def check_folders(config: ServeConfig) -> None:
-    """Check that input_dir and output_dir exist, are folders, and can be used."""
+    """Check that input_dir and output_dir exist, are folders, and can be used (in host
+    mode: the roots and the output root)."""
+    if config.host_mode:
+        for root in config.watch_root:
+            _check_folder("watch_root", root, "reactor makes each run's folders there")
+        if config.output_root is not None:
+            _check_folder("output_root", config.output_root, "reactor writes results there")
+        return
     _check_folder("input_dir", config.input_dir, "reactor creates ASSIGNED_ folders there")
     _check_folder("output_dir", config.output_dir, "reactor writes results there")
     if config.input_dir.samefile(config.output_dir):

@@ -14,6 +14,7 @@ import pytest
 from reactor.settings.network import same_listen
 from reactor.settings.parsing import ConfigError, ConfigFile, read_config_file
 from reactor.settings.serve import (
+    UNSET,
     ServeConfig,
     add_config_arguments,
     check_folders,
@@ -86,6 +87,11 @@ def test_describe_keys_lists_every_field_in_order_with_its_default() -> None:
         default = next(f.default for f in dataclasses.fields(ServeConfig) if f.name == name)
         if default is dataclasses.MISSING:
             assert default_text == "(required)"
+        elif default == UNSET:  # input_dir, output_dir: one run's, or host mode's none
+            assert default_text == "(one run)"
+        elif name == "output_root":
+            assert default is None
+            assert default_text == "(in each run)"
         elif default in (None, ()):
             assert default_text == "(none)"
         elif isinstance(default, bool):
@@ -313,7 +319,8 @@ def test_missing_folder_says_all_three_ways_to_set_it(base_env: dict[str, str], 
         parse_config(cli(), env)
     flag = "--" + key.replace("_", "-")
     assert str(caught.value) == (
-        f"{key} is not set: pass {flag}, set REACTOR_{key.upper()} or add {key} to the config file"
+        f"{key} is not set: pass {flag}, set REACTOR_{key.upper()} or add {key} to the config "
+        "file (or set watch_root to serve every run under a MinKNOW data root)"
     )
 
 
