@@ -25,7 +25,7 @@ from reactor.settings.serve import (
     serving_passed_sockets,
 )
 
-HELP = "watch a run folder and hand its .pod5 files to basecalling engines"
+HELP = "watch a run folder (or every run under a root) and hand its .pod5 files to engines"
 DESCRIPTION = (
     "Serve the seed's engine protocol (/assignwork, /keepalive, /completed) for one run "
     "folder. Settings come from flags, then REACTOR_* environment variables, then the "
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from reactor.runtime.logs import configure_logging
-    from reactor.serve.app import create_app
-    from reactor.serve.app_keys import REACTOR, SYSTEMD
+    from reactor.serve.app import create_app, create_host_app
+    from reactor.serve.app_keys import SERVED, SYSTEMD
     from reactor.serve.service import StartupError
 
     configure_logging(config.log_level, config.log_format)
@@ -81,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
         }
         if not any(same_listen(setting, item.listen) for item in passed):
             listening["listen_setting"] = setting
-    app = create_app(config, ready_when_listening=True, listening=listening)
+    if config.host_mode:
+        app = create_host_app(config, ready_when_listening=True, listening=listening)
+    else:
+        app = create_app(config, ready_when_listening=True, listening=listening)
     systemd = app[SYSTEMD]
 
     def ready(_banner: str) -> None:
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"reactor serve: cannot listen on {config.listen}: {exc.strerror}", file=sys.stderr)
         return 1
-    if (failed := app[REACTOR].writer.broken) is not None:
+    if (failed := app[SERVED].writer_broken) is not None:
         print(f"reactor serve: stopped: {failed}", file=sys.stderr)
         return 1
     return 0

@@ -99,6 +99,13 @@ class RunState:
         since = now - self.engine_window_s
         return sum(1 for engine in self.engines.values() if engine.last_seen >= since)
 
+    def backlog(self) -> tuple[int, float]:
+        """(files ready and not reserved, when the front one became ready; 0.0 when none)."""
+        waiting = len(self._ready) - len(self._reserved)
+        if waiting <= 0:
+            return 0, 0.0
+        return waiting, self.files[next(iter(self._ready))].changed_at
+
     def ready_names(self) -> Iterator[str]:
         """The ready queue, front first."""
         return iter(self._ready)

@@ -26,7 +26,7 @@ from reactor.core.names import InvalidName, check_engine_id, check_job_id
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
-from reactor.serve.app_keys import CONFIG, REACTOR
+from reactor.serve.app_keys import CONFIG, SERVED
 from reactor.serve.service import Conflict, StepsLeft
 
 log = structlog.get_logger("reactor.api")
@@ -126,7 +126,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[REACTOR].metrics.request_seconds.labels(route=route).observe(
+        request.app[SERVED].metrics.request_seconds.labels(route=route).observe(
             time.perf_counter() - began
         )
 
@@ -197,7 +197,7 @@ def _unknown_job(job_id: str) -> ApiError:
 # -------------------------------------------------------------------- handlers
 
 
-def _assignment_body(job: Job | None, lease_s: float) -> dict[str, Any]:
+def _assignment_body(job: Job | None, lease_s: float, folders: tuple[str, str]) -> dict[str, Any]:
     """The seed's BCBatch fields; an empty batch has jobid "-1" and batch_size 0."""
     if job is None:
         return {
@@ -212,8 +212,8 @@ def _assignment_body(job: Job | None, lease_s: float) -> dict[str, Any]:
         }
     return {
         "jobid": job.job_id,
-        "job_input_dir": f"ASSIGNED_{job.job_id}_{job.engine_id}",
-        "job_output_dir": f"TMPOUTPUT_{job.job_id}_{job.engine_id}",
+        "job_input_dir": folders[0],
+        "job_output_dir": folders[1],
         "bc_engine_id": job.engine_id,
         "batch_size": len(job.files),
         "batch": list(job.files),
@@ -254,16 +254,18 @@ async def _riding_out_storage(request: web.Request, operation: Callable[[], Awai
 async def assignwork(request: web.Request) -> web.Response:
     engine_id = _engine_id(request)
     batch_size = _int_param(request, "batchsize", 0)
-    reactor = request.app[REACTOR]
+    reactor = request.app[SERVED]
     job = await _riding_out_storage(request, lambda: reactor.assign(engine_id, batch_size))
-    return web.json_response(_assignment_body(job, reactor.config.report_back_interval))
+    folders = ("", "") if job is None else reactor.folders_of(job)
+    lease_s = request.app[CONFIG].report_back_interval
+    return web.json_response(_assignment_body(job, lease_s, folders))
 
 
 async def keepalive(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     job_state = _job_state(request)
     try:
-        late = request.app[REACTOR].keepalive(job_id, job_state)
+        late = request.app[SERVED].keepalive(job_id, job_state)
     except UnknownJob:
         raise _unknown_job(job_id) from None
     return web.json_response({"late": late})
@@ -272,7 +274,7 @@ async def keepalive(request: web.Request) -> web.Response:
 async def completed(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     job_state = _job_state(request)
-    reactor = request.app[REACTOR]
+    reactor = request.app[SERVED]
     try:
         plan = await _riding_out_storage(request, lambda: reactor.complete(job_id, job_state))
     except UnknownJob:
@@ -301,7 +303,7 @@ async def requeue(request: web.Request) -> web.Response:
     if flag not in TRUE_WORDS | FALSE_WORDS:
         raise ApiError(400, "bad_request", f"all must be true or false, not {flag!r}")
     everything = flag in TRUE_WORDS
-    reactor = request.app[REACTOR]
+    reactor = request.app[SERVED]
     try:
         released = await _riding_out_storage(
             request, lambda: reactor.requeue(None if everything else folders)
@@ -313,16 +315,16 @@ async def requeue(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REACTOR].heartbeat())
+    return web.json_response(request.app[SERVED].heartbeat())
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REACTOR].status())
+    return web.json_response(request.app[SERVED].status())
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
-    body = generate_latest(request.app[REACTOR].metrics.registry)
+    body = generate_latest(request.app[SERVED].metrics.registry)
     response = web.Response(body=body)
     response.content_type = "text/plain"
     response.charset = "utf-8"
@@ -334,7 +336,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    reactor = request.app[REACTOR]
+    reactor = request.app[SERVED]
     if not reactor.ready:
         return _error_response(503, "not_ready", "recovery or shutdown in progress")
     return web.json_response({"status": "ready"})

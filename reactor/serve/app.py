@@ -52,15 +52,18 @@ from reactor.serve.app_keys import (
     CONFIG,
     FINISHER,
     HELD_EVENTS,
+    HOST,
     LISTENING,
     REACTOR,
     READY_WHEN_LISTENING,
+    SERVED,
     SWEEPER,
     SYSTEMD,
     WATCH_HEALTH,
 )
 from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
+from reactor.serve.host import Host
 from reactor.serve.loop_lag import LoopLagProbe
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
@@ -107,6 +110,7 @@ def create_app(
         config, clock=clock, journal=journal, job_id_factory=job_id_factory or new_job_id
     )
     app[REACTOR] = reactor
+    app[SERVED] = reactor
     app[SWEEPER] = Sweeper(
         reactor,
         clock=clock,
@@ -233,7 +237,7 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
-    probe = LoopLagProbe(app[REACTOR].metrics.loop_lag_seconds)
+    probe = LoopLagProbe(app[SERVED].metrics.loop_lag_seconds)
     task = asyncio.create_task(probe.run(), name="reactor-loop-lag")
     yield
     task.cancel()
@@ -267,3 +271,56 @@ async def _tell_systemd_stopping(app: web.Application) -> None:
     """on_shutdown runs once the listening sockets are closed and before requests in
     flight are awaited: the earliest point aiohttp offers to say STOPPING=1."""
     await app[SYSTEMD].stop("stopping: finishing requests in flight")
+
+
+def create_host_app(
+    config: ServeConfig,
+    *,
+    clock: Clock = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    job_id_factory: Callable[[], str] | None = None,
+    notifier: Notifier | None = None,
+    ready_when_listening: bool = False,
+    listening: Mapping[str, object] | None = None,
+    watch: bool = True,
+) -> web.Application:
+    """Host mode's application (`watch_root`): the same API, serving every run under the
+    roots (`reactor.serve.host`). Each run's recovery, scan, watches, sweeper and
+    end of run start with it; the host finds runs that appear later on its own."""
+    app = web.Application(
+        middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
+    )
+    app[CONFIG] = config
+    app[LISTENING] = dict(listening or {})
+    host = Host(
+        config, clock=clock, wall=wall, job_id_factory=job_id_factory or new_job_id, watch=watch
+    )
+    app[HOST] = host
+    app[SERVED] = host
+    api.add_routes(app)
+    app.cleanup_ctx.append(_host_ctx)
+    app.cleanup_ctx.append(_loop_lag_ctx)
+    notifier = Notifier.from_environ() if notifier is None else notifier
+    app[SYSTEMD] = SystemdLifecycle(notifier, host.status_line)
+    app.on_shutdown.append(_tell_systemd_stopping)
+    app[READY_WHEN_LISTENING] = ready_when_listening
+    app.cleanup_ctx.append(_systemd_ctx)
+    return app
+
+
+async def _host_ctx(app: web.Application) -> AsyncIterator[None]:
+    host = app[HOST]
+    await host.start()
+    config = app[CONFIG]
+    log.info(
+        "serving",
+        listen=config.listen,
+        mode="host",
+        runs=len(host.units),
+        **app[LISTENING],
+    )
+    if config.insecure and config.token is None and not config.allow:
+        log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
+    yield
+    await host.stop()
+    log.info("stopped", mode="host")

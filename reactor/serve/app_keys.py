@@ -8,13 +8,18 @@ from aiohttp import web
 
 from reactor.serve.finisher import Finisher
 from reactor.serve.held_events import HeldEvents
+from reactor.serve.host import Host
 from reactor.serve.sdnotify import SystemdLifecycle
+from reactor.serve.served import Served
 from reactor.serve.service import Reactor
 from reactor.serve.sweeper import Sweeper
 from reactor.settings.serve import ServeConfig
 
 CONFIG: web.AppKey[ServeConfig] = web.AppKey("config")
 REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")
+# What the API serves: the one run's Reactor, or the Host of every run (host mode).
+SERVED: web.AppKey[Served] = web.AppKey("served")
+HOST: web.AppKey[Host] = web.AppKey("host")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
 FINISHER: web.AppKey[Finisher] = web.AppKey("finisher")
 SYSTEMD: web.AppKey[SystemdLifecycle] = web.AppKey("systemd")

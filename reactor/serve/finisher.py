@@ -65,7 +65,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,8 +112,11 @@ class Finisher:
         request_exit: Callable[[], None] = exit_by_sigterm,
         stop_grace_s: float = 10.0,
         kill_grace_s: float = 5.0,
+        run_vars: Mapping[str, str] | None = None,
     ) -> None:
         self.reactor = reactor
+        # More of on_complete's REACTOR_RUN_* variables (host mode: the flow cell, sample…)
+        self.run_vars = dict(run_vars or {})
         self.config = reactor.config
         # Absolute: they go into the marker and the command's environment, and the
         # command runs in OUTPUTDIR, where a relative output_dir would point elsewhere.
@@ -261,6 +264,7 @@ class Finisher:
             marker=self.marker_path,
             counts=counts,
         )
+        env.update(self.run_vars)
         marker = Marker(
             state=MarkerState.CLAIMED if command else MarkerState.NO_COMMAND,
             completed_at=_utc_now(),

@@ -857,6 +857,18 @@ class Reactor:
 
     # ------------------------------------------------------------- views
 
+    def folders_of(self, job: Job) -> tuple[str, str]:
+        """The job's folders as engines are given them: relative to INPUTDIR, OUTPUTDIR."""
+        return (
+            JobFolder(Folder.ASSIGNED, job.job_id, job.engine_id).name,
+            JobFolder(Folder.TMPOUTPUT, job.job_id, job.engine_id).name,
+        )
+
+    @property
+    def writer_broken(self) -> BaseException | None:
+        """The error that stopped the writer (a failed fsync), if one did."""
+        return self.writer.broken
+
     @property
     def phase(self) -> str:
         """starting, running, finishing or complete (see `reactor.core.endrun.phase_of`)."""

@@ -45,7 +45,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from threading import Thread
 from typing import Final
@@ -113,10 +113,14 @@ class EventBridge(FileSystemEventHandler):
         accept: PathFilter,
         post: Callable[[FsEvent], None],
         loop: asyncio.AbstractEventLoop,
+        nested: bool = False,
     ) -> None:
         super().__init__()
         self._area = area
         self._root = root
+        # nested: the folder's subfolders one level down too (a MinKNOW run's barcode
+        # folders), each event saying which folder its file is in
+        self._nested = nested
         self._accept = accept
         self._post = post
         self._loop = loop
@@ -136,9 +140,16 @@ class EventBridge(FileSystemEventHandler):
         if not raw_path:  # the missing side of an unpaired move
             return
         path = Path(os.fsdecode(raw_path))
-        if path.parent != self._root or not self._accept(change, path):
+        parent = path.parent
+        if self._nested:
+            if parent != self._root and parent.parent != self._root:
+                return
+        elif parent != self._root:
             return
-        event = FsEvent(self._area, change, path.name, time.monotonic())
+        if not self._accept(change, path):
+            return
+        folder = str(parent) if self._nested else ""
+        event = FsEvent(self._area, change, path.name, time.monotonic(), folder)
         # A closed loop means we are shutting down: the event has nobody to go to.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._post, event)
@@ -174,8 +185,8 @@ class Watcher:
 
     def __init__(
         self,
-        input_dir: Path,
-        output_dir: Path,
+        input_dir: Path | Sequence[Path],
+        output_dir: Path | None,
         *,
         on_event: Callable[[FsEvent], None],
         on_lost: Callable[[str], None],
@@ -183,10 +194,19 @@ class Watcher:
         polling: bool = False,
         poll_interval_s: float = 2.0,
         input_accept: PathFilter = input_filter,
+        nested: bool = False,
     ) -> None:
         self._input_accept = input_accept
-        self._input_dir = input_dir.absolute()
-        self._result_dirs = tuple(output_dir.absolute() / name for name in RESULT_FOLDERS)
+        # One INPUTDIR; or, in host mode, a run's POD5 folders (`nested`: with their
+        # barcode folders) and no results folders (nothing but reactor writes there).
+        folders = [input_dir] if isinstance(input_dir, Path) else list(input_dir)
+        self._input_dirs = tuple(folder.absolute() for folder in folders)
+        self._nested = nested
+        self._result_dirs = (
+            ()
+            if output_dir is None
+            else tuple(output_dir.absolute() / name for name in RESULT_FOLDERS)
+        )
         self._on_event = on_event
         self._on_lost = on_lost
         self._loop = loop
@@ -208,7 +228,7 @@ class Watcher:
         if self._running:
             msg = "the watcher is already running"
             raise RuntimeError(msg)
-        for folder in (self._input_dir, *self._result_dirs):
+        for folder in (*self._input_dirs, *self._result_dirs):
             if not folder.is_dir():
                 msg = f"cannot watch {folder}: it is not a folder"
                 raise FileNotFoundError(msg)
@@ -268,7 +288,10 @@ class Watcher:
         # raises) before it returns, so nothing that happens after start() is missed.
         observer.start()
         try:
-            fixed = [self._schedule(observer, Area.INPUT, self._input_dir, self._input_accept)]
+            fixed = [
+                self._schedule(observer, Area.INPUT, folder, self._input_accept, self._nested)
+                for folder in self._input_dirs
+            ]
             fixed += [
                 self._schedule(observer, Area.RESULTS, folder, results_filter)
                 for folder in self._result_dirs
@@ -280,10 +303,18 @@ class Watcher:
         return observer
 
     def _schedule(
-        self, observer: BaseObserver, area: Area, folder: Path, accept: PathFilter
+        self,
+        observer: BaseObserver,
+        area: Area,
+        folder: Path,
+        accept: PathFilter,
+        nested: bool = False,
     ) -> ObservedWatch:
-        bridge = EventBridge(area, folder, accept=accept, post=self._deliver, loop=self._loop)
-        return observer.schedule(bridge, str(folder), recursive=False, event_filter=_WANTED_EVENTS)
+        bridge = EventBridge(
+            area, folder, accept=accept, post=self._deliver, loop=self._loop, nested=nested
+        )
+        # A nested watch is recursive: inotify watches each subfolder, on the one thread.
+        return observer.schedule(bridge, str(folder), recursive=nested, event_filter=_WANTED_EVENTS)
 
     def _healthy(self, observer: BaseObserver) -> bool:
         if not observer.is_alive():

@@ -385,7 +385,10 @@ def check_folders(config: ServeConfig) -> None:
 
 
 def prepare_output_dirs(config: ServeConfig) -> None:
-    """Create output_dir/pass and output_dir/fail if they are missing."""
+    """Create output_dir/pass and output_dir/fail if they are missing (host mode: each
+    run's are made when the run is adopted)."""
+    if config.host_mode:
+        return
     for name in RESULT_FOLDERS:
         folder = config.output_dir / name
         try:

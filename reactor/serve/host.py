@@ -1,0 +1,789 @@
+"""Host mode: one service for every run under MinKNOW data roots (`watch_root`).
+
+Each run found under a root (`reactor.disk.runs`) and adopted is a `RunUnit`: the same
+coordinator (`Reactor`), end-of-run finisher and sweeper as single-run mode, on the
+run's own folders: its `.pod5` files in its POD5 folders and their barcode folders
+(`reactor.disk.inputs`), its results, records and job folders in its output folder
+(`RUN/reactor/` unless `output_root` is set; docs/host.md says why). So each run has its
+own journal, state folder, end of run, `on_complete` and phase, and a finished run can be
+moved or archived and served again alone.
+
+The `Host` owns the units and answers the engines' requests: a batch holds files of one
+run, the run chosen by the fair share (`reactor.core.sharing`); keepalives and reports
+go to the run that handed the job out. It finds runs at start, deciding for each run
+without records whether to adopt it (`reactor.core.minknow.adoption`), and again every
+sweep, re-reading only sample folders whose modification time changed. A complete run
+is skipped at start from its marker alone, and a run that completes while served leaves
+memory (and `/metrics`) `RETIRE_AFTER_S` after its end.
+
+Everything here runs on the event loop thread, as in `reactor.serve.service`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePath
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from reactor.core.endrun import stop_file_filter
+from reactor.core.events import Change, FsEvent, input_filter
+from reactor.core.minknow import Adoption, RunKey, adoption, parse_pod5_name
+from reactor.core.model import Clock
+from reactor.core.names import is_pod5_name
+from reactor.core.sharing import Backlog, FairShare
+from reactor.core.state import CompletionPlan, Job, UnknownJob
+from reactor.disk.durable import fsync_folder
+from reactor.disk.inputs import InputFolders
+from reactor.disk.marker import marker_path
+from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
+from reactor.disk.state_dir import STATE_NAME
+from reactor.serve.finisher import Finisher
+from reactor.serve.held_events import HeldEvents
+from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
+from reactor.serve.reconciles import DebouncedReconcile
+from reactor.serve.service import Reactor, StartupError, new_job_id
+from reactor.serve.sweeper import Sweeper
+from reactor.serve.watcher import Watcher
+from reactor.settings.serve import ServeConfig
+
+log = structlog.get_logger("reactor.host")
+
+RUN_OUTPUT = "reactor"  # reactor's folder inside each run folder (no output_root)
+JOBS_FOLDER = "input"  # in a run's output folder: the folders of links engines get
+RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
+
+
+class UnknownRun(KeyError):
+    """No run by that name (its flow cell and protocol run, or its folder)."""
+
+
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a run's own things go."""
+
+    output_dir: Path  # results, records, job output folders
+    jobs_dir: Path  # the folders of links handed to engines
+    engine_root: Path  # what engines are given as INPUTDIR and OUTPUTDIR
+
+
+def place_of(found: FoundRun, output_root: Path | None) -> RunPlace:
+    """A run's output folder mirrors its path under the root: `RUN/reactor/` by default,
+    `OUTPUT_ROOT/{group}/{sample}/{run}/` with an output root; a pooled run, which shares
+    its sample folder, gets a folder named after it below that."""
+    if output_root is None:
+        base = found.folder / RUN_OUTPUT
+        engine_root = found.root
+    else:
+        base = output_root / found.relative
+        engine_root = output_root
+    if found.pooled:
+        base = base / str(found.key)
+    return RunPlace(base, base / JOBS_FOLDER, engine_root)
+
+
+def _parts(found: FoundRun) -> tuple[str, str]:
+    """(group, sample) of a run, from its path under the root."""
+    parts = found.relative.parts
+    return (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+
+
+def _accept(found: FoundRun) -> Callable[[str], bool]:
+    """Which `.pod5` names are this run's: all in its own folder; in a pooled folder, those
+    whose name carries its flow cell and protocol run."""
+    if not found.pooled:
+        return is_pod5_name
+    key = found.key
+
+    def mine(name: str) -> bool:
+        parsed = parse_pod5_name(name)
+        return parsed is not None and parsed.key == key
+
+    return mine
+
+
+# --------------------------------------------------------------------------- one run
+
+
+class RunUnit:
+    """One adopted run: its coordinator, finisher, sweeper and watches."""
+
+    def __init__(
+        self,
+        found: FoundRun,
+        host_config: ServeConfig,
+        *,
+        clock: Clock,
+        job_id_factory: Callable[[], str],
+        watch_worker: ThreadPoolExecutor,
+        watch: bool = True,
+    ) -> None:
+        self.found = found
+        self.key = found.key
+        self.place = place_of(found, host_config.output_root)
+        self.clock = clock
+        self._watch_worker = watch_worker
+        self._watch = watch
+        folders = [found.folder / name for name in found.pod5_folders] or [found.folder / "pod5"]
+        self.inputs = InputFolders(
+            folders, barcodes=True, accept=_accept(found), within=found.folder
+        )
+        self.config = replace(
+            host_config,
+            watch_root=(),
+            output_root=None,
+            input_dir=self.inputs.main,
+            output_dir=self.place.output_dir,
+            stop_file=f"final_summary_{found.key}*.txt",
+            exit_on_complete=False,
+        )
+        self.reactor = Reactor(
+            self.config,
+            clock=clock,
+            job_id_factory=job_id_factory,
+            inputs=self.inputs,
+            jobs_dir=self.place.jobs_dir,
+        )
+        group, sample = _parts(found)
+        self.group, self.sample = group, sample
+        self.finisher = Finisher(
+            self.reactor,
+            request_exit=lambda: None,
+            run_vars={
+                "REACTOR_RUN_FLOW_CELL": found.key.flow_cell,
+                "REACTOR_RUN_PROTOCOL_RUN": found.key.protocol_run,
+                "REACTOR_RUN_GROUP": group,
+                "REACTOR_RUN_SAMPLE": sample,
+                "REACTOR_RUN_FOLDER": str(found.folder),
+                "REACTOR_RUN_NAME": str(found.key),
+            },
+        )
+        self.sweeper = Sweeper(
+            self.reactor,
+            clock=clock,
+            interval_s=host_config.sweep_interval,
+            reconcile_interval_s=host_config.reconcile_interval,
+        )
+        self._events = HeldEvents(self._deliver, self._lost)
+        self._losses: DebouncedReconcile | None = None
+        self._watcher: Watcher | None = None
+        self._watched: tuple[str, ...] = ()
+        self._task: asyncio.Task[None] | None = None
+        self.completed_at: float | None = None
+        # engine paths: the job folders relative to what engines are given
+        self.jobs_prefix = os.path.relpath(self.place.jobs_dir, self.place.engine_root)
+        self.output_prefix = os.path.relpath(self.place.output_dir, self.place.engine_root)
+
+    # -------------------------------------------------------------- lifecycle
+
+    def _prepare(self) -> None:
+        """The run's output folders, made durably (their names too)."""
+        for folder in (self.place.output_dir, self.place.jobs_dir):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                fsync_folder(folder.parent)
+        for name in ("pass", "fail"):
+            (self.place.output_dir / name).mkdir(exist_ok=True)
+
+    async def start(self) -> None:
+        """Watch, recover and scan, then serve. Raises StartupError for this run only."""
+        try:
+            self._prepare()
+        except OSError as exc:
+            msg = f"cannot make the run's output folder {self.place.output_dir}: {exc.strerror}"
+            raise StartupError(msg) from exc
+        loop = asyncio.get_running_loop()
+        self._losses = DebouncedReconcile(self.reactor.reconcile, loop)
+        if self._watch:
+            await self._rewatch()
+        self.reactor.start()
+        self.finisher.start()
+        self.sweeper.end_of_run = self.finisher.check
+        self._events.release()
+        self._task = asyncio.create_task(self.sweeper.run(), name=f"reactor-sweeper-{self.key}")
+
+    async def stop(self) -> None:
+        self._events.hold()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sweeper.end_of_run = None
+        self.finisher.begin_shutdown()
+        await self._unwatch()
+        await self.finisher.stop()
+        await self.reactor.stop()
+        self.reactor.journal.close()
+        if self._losses is not None:
+            self._losses.cancel()
+
+    # ---------------------------------------------------------------- watches
+
+    def _deliver(self, event: FsEvent) -> None:
+        if is_pod5_name(event.name):
+            self.reactor.on_fs_event(event)
+        else:
+            self.finisher.on_input_event(event)
+
+    def _lost(self, reason: str) -> None:
+        if self._losses is not None:
+            self._losses.report(reason)
+
+    async def _rewatch(self) -> None:
+        """Watch the POD5 folders the run has now (with their barcode folders)."""
+        existing = tuple(str(f) for f in self.inputs.folders if f.is_dir())
+        if existing == self._watched and self._watcher is not None:
+            return
+        await self._unwatch()
+        self._watched = existing
+        if not existing:
+            return
+        stop_file = stop_file_filter(self.config.stop_file)
+
+        def accept(change: Change, path: PurePath) -> bool:
+            return input_filter(change, path) or stop_file(change, path)
+
+        watcher = Watcher(
+            [Path(f) for f in existing],
+            None,
+            on_event=self._events.on_event,
+            on_lost=self._events.on_lost,
+            loop=asyncio.get_running_loop(),
+            polling=self.config.observer == "polling",
+            poll_interval_s=self.config.poll_interval,
+            input_accept=accept,
+            nested=True,
+        )
+        await asyncio.get_running_loop().run_in_executor(self._watch_worker, watcher.start)
+        self._watcher = watcher
+        self.sweeper.health_check = self._check_health
+
+    async def _unwatch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        self.sweeper.health_check = None
+        if watcher is not None:
+            await asyncio.get_running_loop().run_in_executor(self._watch_worker, watcher.stop)
+
+    def _check_health(self) -> None:
+        watcher = self._watcher
+        if watcher is not None:
+            self._watch_worker.submit(watcher.check_health)
+
+    async def refresh(self, found: FoundRun) -> None:
+        """The run's folder was read again: watch POD5 folders that appeared since."""
+        if found.pod5_folders == self.found.pod5_folders:
+            return
+        self.found = found
+        added = [
+            found.folder / name
+            for name in found.pod5_folders
+            if found.folder / name not in self.inputs.folders
+        ]
+        if added:
+            folders = [*self.inputs.folders, *added]
+            if not (self.inputs.main).is_dir() and self.inputs.main not in added:
+                folders = [f for f in folders if f != self.inputs.main]
+            self.inputs.folders = tuple(folders)
+            log.info("run_folders_found", run=str(self.key), folders=[f.name for f in added])
+        if self._watch:
+            await self._rewatch()
+        self.reactor.reconcile("new_folder")
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def phase(self) -> str:
+        return self.reactor.phase
+
+    def view(self) -> dict[str, Any]:
+        status = self.reactor.status()
+        files = status["files"]
+        total = sum(files.values())
+        return {
+            "run": str(self.key),
+            "flow_cell": self.key.flow_cell,
+            "protocol_run": self.key.protocol_run,
+            "group": self.group,
+            "sample": self.sample,
+            "folder": str(self.found.folder),
+            "output_dir": str(self.place.output_dir),
+            "pooled": self.found.pooled,
+            "phase": self.phase,
+            "files": files,
+            "done": files.get("done", 0),
+            "total": total,
+            "eta_s": status.get("throughput", {}).get("eta_s"),
+            "jobs_live": len(list(self.reactor.state.live_jobs())),
+            "held": len(status.get("held", [])),
+        }
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class _RunsCollector(Collector):
+    """Each live run's metrics with a `run` label, one family per name."""
+
+    HOST_ONLY = frozenset({"reactor_request_seconds", "reactor_loop_lag_seconds"})
+
+    def __init__(self, units: Callable[[], Mapping[RunKey, RunUnit]]) -> None:
+        self._units = units
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for key, unit in sorted(self._units().items()):
+            for family in unit.reactor.metrics.registry.collect():
+                if family.name in self.HOST_ONLY:
+                    continue
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(
+                        family.name, family.documentation, family.type, family.unit
+                    )
+                for sample in family.samples:
+                    labels = {"run": str(key), **sample.labels}
+                    merged.add_sample(sample.name, labels, sample.value, sample.timestamp)
+        yield from families.values()
+
+
+class HostMetrics:
+    """The host's own metrics (requests, the loop, the runs), and each run's, labelled."""
+
+    def __init__(self, host: Host) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.request_seconds = Histogram(
+            "reactor_request_seconds", "HTTP request latency, by route.", ["route"],
+            buckets=LATENCY_BUCKETS_S, registry=self.registry,
+        )  # fmt: skip
+        self.loop_lag_seconds = Histogram(
+            "reactor_loop_lag_seconds",
+            "How much later than asked a probe on the event loop woke up: how long the "
+            "loop was held by something else.",
+            buckets=LOOP_LAG_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.registry.register(_RunsCollector(lambda: host.units))
+        self.registry.register(_HostCollector(host))
+
+
+class _HostCollector(Collector):
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    def collect(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily(
+            "reactor_runs", "Runs under the roots, by phase.", labels=["phase"]
+        )
+        counts: dict[str, int] = {}
+        for unit in self._host.units.values():
+            counts[unit.phase] = counts.get(unit.phase, 0) + 1
+        counts["retired"] = len(self._host.finished)
+        counts["left"] = len(self._host.left)
+        for phase, count in sorted(counts.items()):
+            runs.add_metric([phase], count)
+        yield runs
+
+
+# --------------------------------------------------------------------------- the host
+
+
+@dataclass
+class FinishedRun:
+    """A run not served (any more): complete at start, or retired after its end."""
+
+    key: RunKey
+    folder: Path
+    output_dir: Path
+    files_done: int | None = None
+
+
+@dataclass
+class _Seen:
+    """What discovery knows of one sample folder: its mtime when last read."""
+
+    mtime_ns: int
+    runs: set[RunKey] = field(default_factory=set)
+
+
+class Host:
+    """Every run under the watch roots (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        clock: Clock = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        job_id_factory: Callable[[], str] = new_job_id,
+        watch: bool = True,
+    ) -> None:
+        if not config.host_mode:
+            msg = "host mode needs watch_root"
+            raise ValueError(msg)
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self._job_id_factory = job_id_factory
+        self._watch = watch
+        self.units: dict[RunKey, RunUnit] = {}
+        self.finished: dict[RunKey, FinishedRun] = {}
+        self.left: dict[RunKey, FoundRun] = {}
+        self.failed: dict[RunKey, str] = {}
+        self.share: FairShare[RunKey] = FairShare()
+        self._jobs: dict[str, RunUnit] = {}
+        self._samples: dict[Path, _Seen] = {}
+        self.ready = False
+        self.metrics = HostMetrics(self)
+        self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
+        self._task: asyncio.Task[None] | None = None
+        self.started_at = clock()
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        """Find every run under the roots, adopt or skip each, start the adopted."""
+        began = time.perf_counter()
+        since = self.wall() - self.config.adopt_since
+        found: list[FoundRun] = []
+        for root in self.config.watch_root:
+            survey = find_runs(root)
+            self._note_unreadable(survey)
+            found.extend(survey.runs)
+            self._remember_samples(root, survey)
+        adopted: list[str] = []
+        for run in found:
+            if await self._consider(run, since) == "started":
+                adopted.append(str(run.key))
+        self.ready = True
+        log.info(
+            "runs_adopted",
+            adopted=len(adopted),
+            runs=adopted,
+            resumed_or_new=len(self.units),
+            finished=len(self.finished),
+            left=len(self.left),
+            failed=len(self.failed),
+            roots=[str(root) for root in self.config.watch_root],
+            duration_s=round(time.perf_counter() - began, 3),
+        )
+        self._task = asyncio.create_task(self._discover_forever(), name="reactor-discovery")
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for unit in list(self.units.values()):
+            await unit.stop()
+        self._watch_worker.shutdown(wait=True)
+
+    def _note_unreadable(self, survey: Survey) -> None:
+        for folder, reason in survey.unreadable:
+            log.warning("folder_unreadable", folder=str(folder), detail=reason)
+
+    async def _consider(self, run: FoundRun, since: float, *, asked: bool = False) -> str:
+        """Decide about a run found under a root: "started", "finished", "left", "failed"
+        or "known" (already served)."""
+        key = run.key
+        if key in self.units:
+            await self.units[key].refresh(run)
+            return "known"
+        if key in self.finished or (key in self.failed and not asked):
+            return "known"
+        place = place_of(run, self.config.output_root)
+        if marker_path(place.output_dir).exists():
+            self.finished[key] = FinishedRun(key, run.folder, place.output_dir)
+            self.left.pop(key, None)
+            return "finished"
+        has_state = (place.output_dir / STATE_NAME).is_dir()
+        if not (has_state or asked):
+            verdict = adoption(
+                complete=run.complete, started=run.started, active=run.active(), since=since
+            )
+            if verdict is Adoption.LEAVE:
+                self.left[key] = run
+                return "left"
+        self.left.pop(key, None)
+        return await self._start_unit(run)
+
+    async def _start_unit(self, run: FoundRun) -> str:
+        unit = RunUnit(
+            run,
+            self.config,
+            clock=self.clock,
+            job_id_factory=self._job_id_factory,
+            watch_worker=self._watch_worker,
+            watch=self._watch,
+        )
+        try:
+            await unit.start()
+        except (StartupError, OSError) as exc:
+            reason = str(exc)
+            self.failed[run.key] = reason
+            log.error("run_failed", run=str(run.key), folder=str(run.folder), reason=reason)
+            with contextlib.suppress(Exception):
+                await unit.stop()
+            return "failed"
+        self.failed.pop(run.key, None)
+        self.units[run.key] = unit
+        for job_id in unit.reactor.state.jobs:
+            self._jobs[job_id] = unit
+        log.info(
+            "run_started",
+            run=str(run.key),
+            flow_cell=run.key.flow_cell,
+            folder=str(run.folder),
+            output_dir=str(unit.place.output_dir),
+            pooled=run.pooled,
+            **unit.reactor.count_fields(),
+        )
+        return "started"
+
+    # -------------------------------------------------------------- discovery
+
+    def _remember_samples(self, root: Path, survey: Survey) -> None:
+        for run in survey.runs:
+            sample = run.folder if run.pooled else run.folder.parent
+            with contextlib.suppress(OSError):
+                seen = self._samples.setdefault(sample, _Seen(sample.stat().st_mtime_ns))
+                seen.runs.add(run.key)
+
+    async def _discover_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            try:
+                await self.discover()
+            except Exception:
+                log.exception("discovery_failed")
+
+    async def discover(self) -> None:
+        """Find runs that appeared, POD5 folders that appeared in live runs, and retire
+        runs complete for RETIRE_AFTER_S. Reads a sample folder again only when its
+        modification time changed (an mtime equal to the last is read again as well,
+        when it is within the last two seconds: one-second timestamps)."""
+        since = self.wall() - self.config.adopt_since
+        now_ns = time.time_ns()
+        for root in self.config.watch_root:
+            for sample in self._sample_folders(root):
+                try:
+                    mtime = sample.stat().st_mtime_ns
+                except OSError:
+                    continue
+                seen = self._samples.get(sample)
+                fresh = now_ns - mtime < 2_000_000_000
+                if seen is not None and seen.mtime_ns == mtime and not fresh:
+                    continue
+                self._samples[sample] = _Seen(mtime)
+                for run in read_sample(root, sample):
+                    self._samples[sample].runs.add(run.key)
+                    await self._consider(run, since)
+        for unit in list(self.units.values()):
+            if not unit.found.pooled:
+                again = read_run_folder(unit.found.root, unit.found.folder)
+                if again is not None:
+                    await unit.refresh(again)
+            await self._maybe_retire(unit)
+
+    def _sample_folders(self, root: Path) -> Iterator[Path]:
+        for group in _subfolders(root):
+            yield from _subfolders(group)
+
+    async def _maybe_retire(self, unit: RunUnit) -> None:
+        if unit.phase != "complete":
+            return
+        now = self.clock()
+        if unit.completed_at is None:
+            unit.completed_at = now
+            self.share.forget(unit.key)
+            return
+        if now - unit.completed_at < RETIRE_AFTER_S:
+            return
+        await self.retire(unit.key)
+
+    async def retire(self, key: RunKey) -> None:
+        """A complete run leaves memory and /metrics; /status lists it as finished."""
+        unit = self.units.pop(key)
+        done = unit.reactor.count_fields()["done"]
+        await unit.stop()
+        for job_id in [j for j, u in self._jobs.items() if u is unit]:
+            del self._jobs[job_id]
+        self.finished[key] = FinishedRun(key, unit.found.folder, unit.place.output_dir, done)
+        log.info("run_retired", run=str(key), files_done=done)
+
+    # -------------------------------------------------------------- operators
+
+    def find(self, name: str) -> RunKey:
+        """A run by its name (`PAW12345_fd97ea7b`) or its folder (absolute, or relative
+        to a root). Raises UnknownRun."""
+        known: list[tuple[RunKey, Path]] = [
+            *((key, unit.found.folder) for key, unit in self.units.items()),
+            *((key, run.folder) for key, run in self.left.items()),
+            *((key, run.folder) for key, run in self.finished.items()),
+        ]
+        for key, _folder in known:
+            if name == str(key):
+                return key
+        for key, folder in known:
+            candidates = [Path(name)] + [root / name for root in self.config.watch_root]
+            if any(c.absolute() == folder.absolute() for c in candidates):
+                return key
+        raise UnknownRun(name)
+
+    async def add(self, name: str) -> str:
+        """Serve a run the adoption rule left (`reactor run add`), or one that failed to
+        start, once more. Returns what happened: "started", "known", "finished", "failed"."""
+        key = self.find(name)
+        run = self.left.get(key)
+        if run is None and key in self.failed:
+            for root in self.config.watch_root:
+                for found in find_runs(root).runs:
+                    if found.key == key:
+                        run = found
+        if run is None:
+            return "known" if key in self.units else "finished"
+        return await self._consider(run, 0.0, asked=True)
+
+    def prioritise(self, name: str, weight: float) -> RunKey:
+        """Give a run `weight` files for each of a normal run's (`reactor run prioritise`)."""
+        key = self.find(name)
+        self.share.set_weight(key, weight)
+        log.info("run_prioritised", run=str(key), weight=weight)
+        return key
+
+    # --------------------------------------------------------------- requests
+
+    async def assign(self, engine_id: str, batch_size: int) -> Job | None:
+        """A batch of one run's files: the run whose turn it is by the fair share."""
+        waiting: dict[RunKey, Backlog] = {}
+        for key, unit in self.units.items():
+            files, oldest = unit.reactor.state.backlog()
+            if files > 0 and unit.reactor.ready:
+                waiting[key] = Backlog(files, oldest)
+        for key in self.share.order(waiting):
+            chosen = self.units.get(key)
+            if chosen is None:
+                continue
+            job = await chosen.reactor.assign(engine_id, batch_size)
+            if job is not None:
+                self.share.served(key, len(job.files))
+                self._jobs[job.job_id] = chosen
+                return job
+        return None
+
+    def _unit_of(self, job_id: str) -> RunUnit:
+        unit = self._jobs.get(job_id)
+        if unit is None:
+            raise UnknownJob(job_id)
+        return unit
+
+    def folders_of(self, job: Job) -> tuple[str, str]:
+        """The job's folders as engines are given them: relative to the engine root."""
+        unit = self._unit_of(job.job_id)
+        input_dir = f"ASSIGNED_{job.job_id}_{job.engine_id}"
+        output_dir = f"TMPOUTPUT_{job.job_id}_{job.engine_id}"
+        return f"{unit.jobs_prefix}/{input_dir}", f"{unit.output_prefix}/{output_dir}"
+
+    def keepalive(self, job_id: str, engine_state: str) -> bool:
+        return self._unit_of(job_id).reactor.keepalive(job_id, engine_state)
+
+    async def complete(self, job_id: str, job_state: str) -> CompletionPlan:
+        return await self._unit_of(job_id).reactor.complete(job_id, job_state)
+
+    def hold_for_good(self, job_id: str) -> None:
+        self._unit_of(job_id).reactor.hold_for_good(job_id)
+
+    async def requeue(self, folders: list[str] | None) -> dict[str, list[str]]:
+        """Release quarantine folders of any run (all of every run when None)."""
+        released: dict[str, list[str]] = {}
+        wanted = None if folders is None else set(folders)
+        if wanted is not None:
+            known = {
+                name for unit in self.units.values() for name in unit.reactor.quarantine_folders
+            }
+            unknown = sorted(wanted - known)
+            if unknown:
+                raise KeyError(unknown[0])
+        for unit in list(self.units.values()):
+            mine = (
+                None
+                if wanted is None
+                else [n for n in wanted if n in unit.reactor.quarantine_folders]
+            )
+            if mine == []:
+                continue
+            released.update(await unit.reactor.requeue(mine))
+        return released
+
+    @property
+    def writer_broken(self) -> BaseException | None:
+        for unit in self.units.values():
+            if unit.reactor.writer.broken is not None:
+                return unit.reactor.writer.broken
+        return None
+
+    # ------------------------------------------------------------------ views
+
+    def heartbeat(self) -> dict[str, Any]:
+        now = self.clock()
+        last = max(
+            (unit.reactor.state.last_activity for unit in self.units.values()),
+            default=self.started_at,
+        )
+        idle = now - last
+        status = "true" if idle >= self.config.shutdown_interval else "false"
+        return {"status": status, "inactivity_interval": idle}
+
+    def status(self) -> dict[str, Any]:
+        runs = [unit.view() for _key, unit in sorted(self.units.items())]
+        totals: dict[str, int] = {}
+        for run in runs:
+            for state, count in run["files"].items():
+                totals[state] = totals.get(state, 0) + count
+        for run in runs:
+            run["weight"] = self.share.weight(RunKey(run["flow_cell"], run["protocol_run"]))
+        return {
+            "mode": "host",
+            "ready": self.ready,
+            "roots": [str(root) for root in self.config.watch_root],
+            "files": totals,
+            "runs": runs,
+            "finished": [
+                {"run": str(f.key), "folder": str(f.folder), "files_done": f.files_done}
+                for f in sorted(self.finished.values(), key=lambda f: f.key)
+            ],
+            "left": [
+                {"run": str(r.key), "folder": str(r.folder), "complete": r.complete}
+                for r in sorted(self.left.values(), key=lambda r: r.key)
+            ],
+            "failed": [
+                {"run": str(key), "reason": reason} for key, reason in sorted(self.failed.items())
+            ],
+        }
+
+    def status_line(self) -> str:
+        live = sum(1 for unit in self.units.values() if unit.phase != "complete")
+        done = sum(unit.reactor.count_fields()["done"] for unit in self.units.values())
+        return f"{live} runs live, {len(self.finished)} finished, {done} files done"
+
+
+def _subfolders(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [
+                Path(entry.path)
+                for entry in entries
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return []

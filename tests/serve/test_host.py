@@ -1,0 +1,178 @@
+"""Host mode through the real app: runs found under a root, each served on its own
+folders, batches of one run each, every read exactly once in its own run's outputs."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from reactor.core.minknow import RunKey
+from reactor.serve.app import create_host_app
+from reactor.serve.app_keys import HOST
+from reactor.settings.serve import ServeConfig
+from reactor.sim.pod5_files import read_ids, write_pod5
+from tests.support.api import AiohttpClient
+from tests.support.endrun import wait_until
+from tests.support.exactly_once import recount
+
+RUNID = "0f1d7e9e"
+OLD = 1_500_000_000.0  # 2017: an archived run's files
+
+
+def fastq(ids: list[str]) -> str:
+    return "".join(f"@{read_id}\nACGT\n+\nIIII\n" for read_id in ids)
+
+
+def pod5(path: Path, seed: int, reads: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_pod5(path, n_reads=reads, seed=seed)
+    return path
+
+
+def minknow_root(root: Path) -> dict[str, list[Path]]:
+    """A data root as MinKNOW leaves it: two live runs (current and older layout with
+    barcodes), a pooled sample folder of two runs, an archived finished run."""
+    files: dict[str, list[Path]] = {}
+    live = root / "grp" / "s1" / "20261205_1412_1A_PAW00001_aaaaaaaa"
+    files["PAW00001_aaaaaaaa"] = [
+        pod5(live / "pod5" / f"PAW00001_aaaaaaaa_{RUNID}_{i}.pod5", 10 + i) for i in range(4)
+    ]
+    (live / "queued_reads").mkdir()
+    pod5(live / "queued_reads" / "waiting.pod5", 99)  # never work
+    older = root / "grp" / "s2" / "20261205_1300_X2_PAW00002_bbbbbbbb"
+    files["PAW00002_bbbbbbbb"] = [
+        pod5(
+            older
+            / "pod5_pass"
+            / f"barcode0{i}"
+            / f"PAW00002_pass_barcode0{i}_bbbbbbbb_{RUNID}_0.pod5",
+            20 + i,
+        )
+        for i in (1, 2)
+    ] + [pod5(older / "pod5_fail" / f"PAW00002_fail_bbbbbbbb_{RUNID}_0.pod5", 23)]
+    pooled = root / "grp" / "pool"
+    files["PAW00003_cccccccc"] = [
+        pod5(pooled / "pod5" / f"PAW00003_cccccccc_{RUNID}_{i}.pod5", 30 + i) for i in range(2)
+    ]
+    files["PAW00004_dddddddd"] = [
+        pod5(pooled / "pod5" / f"PAW00004_dddddddd_{RUNID}_{i}.pod5", 40 + i) for i in range(3)
+    ]
+    archived = root / "grp" / "s1" / "20170714_0900_1A_PAW00009_99999999"
+    pod5(archived / "pod5" / f"PAW00009_99999999_{RUNID}_0.pod5", 90)
+    (archived / f"final_summary_PAW00009_99999999_{RUNID}.txt").write_text("x=1\n")
+    for path in (archived / "pod5", archived):
+        os.utime(path, (OLD, OLD))
+    return files
+
+
+async def engine_works(client: Any, root: Path, engine: str) -> list[dict[str, Any]]:
+    """A seed-protocol engine given the root as INPUTDIR and OUTPUTDIR, until no work."""
+    jobs = []
+    while True:
+        answer = await (await client.get(f"/assignwork?engineid={engine}&batchsize=3")).json()
+        if answer["jobid"] == "-1":
+            return jobs
+        jobs.append(answer)
+        job_in = root / answer["job_input_dir"]
+        job_out = root / answer["job_output_dir"]
+        for name in answer["batch"]:
+            ids = read_ids(job_in / name)
+            (job_out / "pass" / f"{name.removesuffix('.pod5')}.fastq").write_text(fastq(ids))
+        done = await client.get(f"/completed?job_id={answer['jobid']}&job_state=DONE")
+        assert done.status == 200, await done.text()
+
+
+def host_config(root: Path, **kw: Any) -> ServeConfig:
+    return ServeConfig(watch_root=(root,), sweep_interval=0.05, **kw)
+
+
+async def test_every_run_under_the_root_is_served_on_its_own_folders(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+
+    status = await (await client.get("/status")).json()
+    assert sorted(r["run"] for r in status["runs"]) == sorted(files)
+    assert [r["run"] for r in status["left"]] == ["PAW00009_99999999"]
+    assert {r["run"]: r["total"] for r in status["runs"]} == {k: len(v) for k, v in files.items()}
+
+    jobs = await engine_works(client, root, "gpu1")
+
+    # each batch holds files of one run only, handed out from that run's own folder
+    for job in jobs:
+        owners = {k for k, paths in files.items() if {p.name for p in paths} >= set(job["batch"])}
+        assert len(owners) == 1, job["batch"]
+    batches = Counter(
+        next(k for k, paths in files.items() if job["batch"][0] in {p.name for p in paths})
+        for job in jobs
+    )
+    assert set(batches) == set(files)
+    # every read exactly once, in its own run's outputs
+    for key, unit in host.units.items():
+        result = recount(files[str(key)], unit.place.output_dir)
+        assert result.ok, (key, result)
+        assert result.reads == 3 * len(files[str(key)])
+    out = {str(k): u.place.output_dir for k, u in host.units.items()}
+    assert out["PAW00001_aaaaaaaa"] == files["PAW00001_aaaaaaaa"][0].parents[1] / "reactor"
+    assert out["PAW00003_cccccccc"] == root / "grp" / "pool" / "reactor" / "PAW00003_cccccccc"
+    # nothing of the archived run, nor of queued_reads/, was handed out
+    handed = {name for job in jobs for name in job["batch"]}
+    assert "waiting.pod5" not in handed
+    assert not any(name.startswith("PAW00009") for name in handed)
+
+
+async def test_a_run_that_appears_is_found_and_a_final_summary_ends_it(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    (root / "grp" / "s1").mkdir(parents=True)
+    app = create_host_app(host_config(root, on_complete=None))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    assert host.units == {}
+
+    run = root / "grp" / "s1" / "20261205_1500_1A_PAW00005_eeeeeeee"
+    new = [pod5(run / "pod5" / f"PAW00005_eeeeeeee_{RUNID}_{i}.pod5", 50 + i) for i in range(2)]
+    key = RunKey("PAW00005", "eeeeeeee")
+    await wait_until(lambda: key in host.units, "the new run is adopted")
+    await wait_until(
+        lambda: host.units[key].reactor.count_fields()["ready"] == 2, "its files are ready"
+    )
+    await engine_works(client, root, "gpu1")
+    (run / f"final_summary_PAW00005_eeeeeeee_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: host.units[key].phase == "complete", "the run completes")
+    assert recount(new, host.units[key].place.output_dir).ok
+
+
+async def test_a_prioritised_run_goes_first(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    host.prioritise("PAW00004_dddddddd", 1000)
+    answer = await (await client.get("/assignwork?engineid=e&batchsize=1")).json()
+    assert answer["batch"][0].startswith("PAW00004_dddddddd")
+    assert (
+        answer["job_input_dir"]
+        == f"grp/pool/reactor/PAW00004_dddddddd/input/ASSIGNED_{answer['jobid']}_e"
+    )
+
+
+async def test_host_stops_cleanly(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app: web.Application = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    assert (await client.get("/readyz")).status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert 'reactor_files{run="PAW00001_aaaaaaaa",state="ready"} 4.0' in metrics
+    assert 'reactor_runs{phase="left"} 1.0' in metrics
