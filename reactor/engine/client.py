@@ -37,6 +37,7 @@ MIN_REQUEST_TIMEOUT_S = 5.0
 # A job id and the job folders become paths and arguments here: one plain name each,
 # never a separator, never a leading dot (the manager's own rule is stricter).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+MAX_JOB_PATH_PARTS = 16
 
 
 class ManagerError(Exception):
@@ -102,6 +103,18 @@ def _field(answer: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) 
     return value
 
 
+def _safe_path(answer: Mapping[str, Any], name: str) -> str:
+    """A job folder: one plain name (a single run's manager), or plain names joined by
+    `/` below the manager's root (host mode: `{group}/{sample}/{run}/reactor/…`); never
+    absolute, never `..`, nothing hidden."""
+    value: str = _field(answer, name, str)
+    parts = value.split("/")
+    if len(parts) > MAX_JOB_PATH_PARTS or not all(_SAFE_NAME.fullmatch(p) for p in parts):
+        msg = f"/assignwork answer has {name} {value!r}, which is not a path of plain names"
+        raise BadAnswer(msg)
+    return value
+
+
 def _safe_name(answer: Mapping[str, Any], name: str) -> str:
     value: str = _field(answer, name, str)
     if _SAFE_NAME.fullmatch(value) is None:
@@ -127,8 +140,8 @@ def parse_assignment(answer: object) -> Assignment:
         raise BadAnswer(msg)
     return Assignment(
         job_id=_safe_name(answer, "jobid"),
-        job_input_dir=_safe_name(answer, "job_input_dir"),
-        job_output_dir=_safe_name(answer, "job_output_dir"),
+        job_input_dir=_safe_path(answer, "job_input_dir"),
+        job_output_dir=_safe_path(answer, "job_output_dir"),
         batch=tuple(batch),
         report_back_interval_s=interval_s,
     )

@@ -186,6 +186,13 @@ class RunUnit:
 
     # -------------------------------------------------------------- lifecycle
 
+    def bound(self) -> contextlib.AbstractContextManager[Any]:
+        """Every event logged inside carries `run` and `flow_cell` (tasks started inside
+        keep them: the sweeper's, the finisher's, the operations the coordinator detaches)."""
+        return structlog.contextvars.bound_contextvars(
+            run=str(self.key), flow_cell=self.key.flow_cell
+        )
+
     def _prepare(self) -> None:
         """The run's output folders, made durably (their names too)."""
         for folder in (self.place.output_dir, self.place.jobs_dir):
@@ -230,14 +237,16 @@ class RunUnit:
     # ---------------------------------------------------------------- watches
 
     def _deliver(self, event: FsEvent) -> None:
-        if is_pod5_name(event.name):
-            self.reactor.on_fs_event(event)
-        else:
-            self.finisher.on_input_event(event)
+        with self.bound():
+            if is_pod5_name(event.name):
+                self.reactor.on_fs_event(event)
+            else:
+                self.finisher.on_input_event(event)
 
     def _lost(self, reason: str) -> None:
         if self._losses is not None:
-            self._losses.report(reason)
+            with self.bound():
+                self._losses.report(reason)
 
     async def _rewatch(self) -> None:
         """Watch the POD5 folders the run has now (with their barcode folders)."""
@@ -485,7 +494,8 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for unit in list(self.units.values()):
-            await unit.stop()
+            with unit.bound():
+                await unit.stop()
         self._watch_worker.shutdown(wait=True)
 
     def _note_unreadable(self, survey: Survey) -> None:
@@ -497,7 +507,9 @@ class Host:
         or "known" (already served)."""
         key = run.key
         if key in self.units:
-            await self.units[key].refresh(run)
+            unit = self.units[key]
+            with unit.bound():
+                await unit.refresh(run)
             return "known"
         if key in self.finished or (key in self.failed and not asked):
             return "known"
@@ -527,7 +539,8 @@ class Host:
             watch=self._watch,
         )
         try:
-            await unit.start()
+            with unit.bound():
+                await unit.start()
         except (StartupError, OSError) as exc:
             reason = str(exc)
             self.failed[run.key] = reason
@@ -615,7 +628,8 @@ class Host:
         """A complete run leaves memory and /metrics; /status lists it as finished."""
         unit = self.units.pop(key)
         done = unit.reactor.count_fields()["done"]
-        await unit.stop()
+        with unit.bound():
+            await unit.stop()
         for job_id in [j for j, u in self._jobs.items() if u is unit]:
             del self._jobs[job_id]
         self.finished[key] = FinishedRun(key, unit.found.folder, unit.place.output_dir, done)
@@ -674,7 +688,8 @@ class Host:
             chosen = self.units.get(key)
             if chosen is None:
                 continue
-            job = await chosen.reactor.assign(engine_id, batch_size)
+            with chosen.bound():
+                job = await chosen.reactor.assign(engine_id, batch_size)
             if job is not None:
                 self.share.served(key, len(job.files))
                 self._jobs[job.job_id] = chosen
@@ -695,13 +710,19 @@ class Host:
         return f"{unit.jobs_prefix}/{input_dir}", f"{unit.output_prefix}/{output_dir}"
 
     def keepalive(self, job_id: str, engine_state: str) -> bool:
-        return self._unit_of(job_id).reactor.keepalive(job_id, engine_state)
+        unit = self._unit_of(job_id)
+        with unit.bound():
+            return unit.reactor.keepalive(job_id, engine_state)
 
     async def complete(self, job_id: str, job_state: str) -> CompletionPlan:
-        return await self._unit_of(job_id).reactor.complete(job_id, job_state)
+        unit = self._unit_of(job_id)
+        with unit.bound():
+            return await unit.reactor.complete(job_id, job_state)
 
     def hold_for_good(self, job_id: str) -> None:
-        self._unit_of(job_id).reactor.hold_for_good(job_id)
+        unit = self._unit_of(job_id)
+        with unit.bound():
+            unit.reactor.hold_for_good(job_id)
 
     async def requeue(self, folders: list[str] | None) -> dict[str, list[str]]:
         """Release quarantine folders of any run (all of every run when None)."""
@@ -722,7 +743,8 @@ class Host:
             )
             if mine == []:
                 continue
-            released.update(await unit.reactor.requeue(mine))
+            with unit.bound():
+                released.update(await unit.reactor.requeue(mine))
         return released
 
     @property

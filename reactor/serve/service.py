@@ -779,6 +779,8 @@ class Reactor:
 
     def _on_input_event(self, event: FsEvent, now: float) -> None:
         name = event.name
+        if not self.inputs.accepts(name):
+            return  # another run's file, in a folder pooled runs share
         change = event.change
         folder = Path(event.folder) if event.folder else None
         if change is Change.GONE:

@@ -152,12 +152,6 @@ def _check_relations(config: EngineConfig) -> None:
             f"poll_interval ({config.poll_interval:g} s): raise it or lower poll_interval"
         )
         raise ConfigError(msg)
-    if config.input_dir.absolute() == config.output_dir.absolute():
-        msg = (
-            f"input_dir and output_dir are the same folder ({config.input_dir}): give this "
-            "host's paths of the manager's INPUTDIR and OUTPUTDIR"
-        )
-        raise ConfigError(msg)
     uses = command_fields(parse_command(config.command))
     if config.stdout_to is not None:
         uses |= parse_template(config.stdout_to).fields
@@ -184,7 +178,8 @@ _KEYS: tuple[Key, ...] = (
          "relative to it."),
     _Key("output_dir", "(required)", "DIR", parse_path, required=True,
          meaning="This host's path of the run's OUTPUTDIR; the manager's job folders are "
-         "relative to it."),
+         "relative to it. For a manager in host mode, input_dir and output_dir are both "
+         "its root (watch_root, or output_root when set)."),
     _Key("batch_size", "0", "N", parse_int, at_least(0),
          meaning="Files to ask for per batch; 0 takes the manager's default."),
     _Key("poll_interval", "1.0", "SECONDS", parse_seconds, positive_seconds,

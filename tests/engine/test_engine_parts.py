@@ -186,6 +186,17 @@ def test_an_assignment_is_read_from_the_seed_fields() -> None:
     assert assignment.batch == ("a.pod5", "b.pod5")
     assert assignment.keepalive_period_s == 45.0
     assert not assignment.empty
+    # a host-mode manager's folders are paths below its root
+    host = {
+        **ASSIGNED,
+        "job_input_dir": "grp/s1/20261205_1412_1A_PAW00001_aaaaaaaa/reactor/input/ASSIGNED_1_e",
+        "job_output_dir": "grp/pool/reactor/PAW00003_cccccccc/TMPOUTPUT_1_e",
+    }
+    parsed = parse_assignment(host)
+    assert (parsed.job_input_dir, parsed.job_output_dir) == (
+        host["job_input_dir"],
+        host["job_output_dir"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -206,9 +217,14 @@ def test_nothing_to_do_is_the_empty_assignment(answer: dict[str, Any]) -> None:
     ("answer", "problem"),
     [
         ([1, 2], "not a JSON object"),
-        ({**ASSIGNED, "job_input_dir": "../etc"}, "not one plain name"),
-        ({**ASSIGNED, "job_output_dir": "a/b"}, "not one plain name"),
-        ({**ASSIGNED, "job_output_dir": ".hidden"}, "not one plain name"),
+        ({**ASSIGNED, "job_input_dir": "../etc"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_input_dir": "/etc"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_input_dir": "g/s/../../etc"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_output_dir": "a//b"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_output_dir": "a/b/"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_output_dir": "/".join("a" * 17)}, "not a path of plain names"),
+        ({**ASSIGNED, "job_output_dir": ".hidden"}, "not a path of plain names"),
+        ({**ASSIGNED, "job_output_dir": "g/.hidden/x"}, "not a path of plain names"),
         ({**ASSIGNED, "jobid": "1/2"}, "not one plain name"),
         ({**ASSIGNED, "jobid": 123}, "no usable 'jobid'"),
         ({**ASSIGNED, "batch": "a.pod5"}, "not a list of names"),

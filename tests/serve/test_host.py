@@ -8,9 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
+from structlog.testing import capture_logs
 
-from reactor.core.minknow import RunKey
+from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.settings.serve import ServeConfig
@@ -176,3 +178,26 @@ async def test_host_stops_cleanly(aiohttp_client: AiohttpClient, tmp_path: Path)
     metrics = await (await client.get("/metrics")).text()
     assert 'reactor_files{run="PAW00001_aaaaaaaa",state="ready"} 4.0' in metrics
     assert 'reactor_runs{phase="left"} 1.0' in metrics
+
+
+async def test_every_run_scoped_event_names_its_run(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        app = create_host_app(host_config(root))
+        client = await aiohttp_client(app)
+        jobs = await engine_works(client, root, "gpu1")
+    by_job = {job["jobid"]: job["batch"][0] for job in jobs}
+    scoped = [e for e in logs if e["event"] in ("job_assigned", "job_done", "recovered")]
+    assert len(scoped) == 2 * len(jobs) + len(files)
+    for event in scoped:
+        assert event["run"].startswith(event["flow_cell"] + "_")
+        if "job_id" in event:
+            parsed = parse_pod5_name(by_job[event["job_id"]])
+            assert parsed is not None
+            assert str(parsed.key) == event["run"], event
+    # and host-wide events carry none
+    (adopted,) = [e for e in logs if e["event"] == "runs_adopted"]
+    assert "run" not in adopted
