@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "engine": "engine",
     "status": "status",
     "requeue": "requeue",
+    "run": "run",
     "config": "config",
     "demo": "demo",
     "simulate-run": "simulate_run",

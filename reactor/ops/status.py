@@ -24,6 +24,7 @@ TIMEOUT_S = 10.0
 NEEDED = frozenset(
     {"ready", "phase", "files", "files_total", "engines", "throughput", "quarantined"}
 )
+HOST_NEEDED = frozenset({"ready", "files", "runs", "finished", "left", "failed"})
 CURSOR_UP_AND_CLEAR = "\x1b[{lines}F\x1b[J"  # to the first line of the last frame, clear below
 
 
@@ -32,7 +33,8 @@ def fetch_status(service: ServiceClient) -> dict[str, Any]:
     body = service.request("/status", timeout_s=TIMEOUT_S)
     if not isinstance(body, dict) or "files" not in body:
         raise service.not_a_reactor()
-    missing = sorted(NEEDED - set(body))
+    needed = HOST_NEEDED if body.get("mode") == "host" else NEEDED
+    missing = sorted(needed - set(body))
     if missing:
         msg = (
             f"{service.prog}: {service.url} answered without {', '.join(missing)}: the "

@@ -82,6 +82,8 @@ def wrap(first: str, parts: list[str], sep: str, width: int, indent: str) -> lis
 def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: str) -> list[str]:
     """The lines of one snapshot, `width` columns wide where they can be; `at` is the
     wall-clock time the snapshot was taken, as shown."""
+    if status.get("mode") == "host":
+        return render_host(status, url=url, width=width, glyphs=glyphs, at=at)
     lines = wrap("reactor ", [url, f"phase {status['phase']}", at], glyphs.sep, width, "  ")
     if not status["ready"]:
         lines.append("  the service is recovering its state from disk; counts are not final yet")
@@ -219,3 +221,69 @@ def _quarantined(quarantined: dict[str, Any], width: int, glyphs: Glyphs) -> lis
         "    ", ["reactor requeue FAILED_<job>_<engine>", "(one folder)"], "  ", width, "    "
     )
     return lines
+
+
+RUN_COLUMNS = ("run", "sample", "phase", "files done", "ETA", "live jobs", "weight")
+LEFT_SHOWN = 5
+
+
+def render_host(
+    status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: str
+) -> list[str]:
+    """A host-mode service: one line per run it serves, then what it does not serve."""
+    runs = status["runs"]
+    live = sum(1 for run in runs if run["phase"] != "complete")
+    head = [url, f"{live} run{'s' if live != 1 else ''} live", at]
+    lines = wrap("reactor ", head, glyphs.sep, width, "  ")
+    if not status["ready"]:
+        lines.append("  the service is finding its runs and recovering them; counts are not final")
+    if not runs:
+        lines.append("runs     none yet: no run under the roots was adopted")
+    else:
+        rows = [_run_cells(run, glyphs) for run in runs]
+        table = [RUN_COLUMNS, *rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(RUN_COLUMNS))]
+        lines.append(f"runs     {len(runs):,}")
+        lines += [
+            ("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))).rstrip()
+            for row in table
+        ]
+    files = status["files"]
+    counts = [
+        f"{key} {files.get(key, 0):,}" for key in ("done", "quarantined", "ready", "assigned")
+    ]
+    lines += wrap("files    ", counts, glyphs.sep, width, INDENT)
+    finished, left, failed = status["finished"], status["left"], status["failed"]
+    if finished:
+        lines.append(
+            f"finished {len(finished):,} run{'s' if len(finished) != 1 else ''} (not served)"
+        )
+    if left:
+        names = [glyphs.clean(run["run"]) for run in left[:LEFT_SHOWN]]
+        more = [f"+{len(left) - LEFT_SHOWN:,} more"] if len(left) > LEFT_SHOWN else []
+        lines += wrap(
+            f"left     {len(left):,} older run{'s' if len(left) != 1 else ''}: ",
+            [*names, *more],
+            ", ",
+            width,
+            INDENT,
+        )
+        lines.append(f"{INDENT}serve one with: reactor run add RUN")
+    for run in failed:
+        first = f"failed   {glyphs.clean(run['run'])}: "
+        lines += wrap(first, glyphs.clean(run["reason"]).split(" "), " ", width, INDENT)
+    return lines
+
+
+def _run_cells(run: dict[str, Any], glyphs: Glyphs) -> tuple[str, ...]:
+    eta = run.get("eta_s")
+    waiting = run["total"] - run["done"] - run["files"].get("quarantined", 0)
+    return (
+        glyphs.clean(run["run"]),
+        glyphs.clean(run["sample"]),
+        run["phase"],
+        f"{run['done']:,}/{run['total']:,}",
+        glyphs.none if eta is None or waiting == 0 else duration(eta),
+        str(run["jobs_live"]),
+        f"{run['weight']:g}",
+    )

@@ -23,10 +23,12 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
+from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
-from reactor.serve.app_keys import CONFIG, SERVED
+from reactor.serve.app_keys import CONFIG, HOST, SERVED
+from reactor.serve.host import DEFAULT_PRIORITY, Host, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
 
 log = structlog.get_logger("reactor.api")
@@ -314,6 +316,51 @@ async def requeue(request: web.Request) -> web.Response:
     return web.json_response({"released": released})
 
 
+def _host(request: web.Request) -> Host:
+    host = request.app.get(HOST)
+    if host is None:
+        detail = "this service serves one run (input_dir); runs are managed in host mode only"
+        raise ApiError(404, "not_host_mode", detail)
+    return host
+
+
+async def run_add(request: web.Request) -> web.Response:
+    """Serve a run the adoption rule left (older than adopt_since), or try again one
+    that failed to start: `?run=` its name (`PAW12345_fd97ea7b`) or folder."""
+    host = _host(request)
+    name = _required(request, "run")
+    try:
+        outcome = await host.add(name)
+    except UnknownRun:
+        raise _unknown_run(name) from None
+    key = host.find(name)
+    return web.json_response({"run": str(key), "outcome": outcome})
+
+
+async def run_prioritise(request: web.Request) -> web.Response:
+    """`?run=NAME&weight=W`: the run takes W files for each of a weight-1 run's."""
+    host = _host(request)
+    name = _required(request, "run")
+    raw = _param(request, "weight", required=False) or str(DEFAULT_PRIORITY)
+    try:
+        weight = check_weight(float(raw))
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", f"weight {raw!r}: {exc}") from None
+    try:
+        key = host.prioritise(name, weight)
+    except UnknownRun:
+        raise _unknown_run(name) from None
+    return web.json_response({"run": str(key), "weight": weight})
+
+
+def _unknown_run(name: str) -> ApiError:
+    detail = (
+        f"no run {name!r} under the roots: give its name as /status lists it "
+        "(flow cell and protocol run, such as PAW12345_fd97ea7b) or its folder"
+    )
+    return ApiError(404, "unknown_run", detail)
+
+
 async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVED].heartbeat())
 
@@ -360,6 +407,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/heartbeat", heartbeat)
     app.router.add_post("/requeue", requeue)
     app.router.add_get("/status", status)
+    app.router.add_post("/runs/add", run_add)
+    app.router.add_post("/runs/prioritise", run_prioritise)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -62,6 +62,7 @@ log = structlog.get_logger("reactor.host")
 RUN_OUTPUT = "reactor"  # reactor's folder inside each run folder (no output_root)
 JOBS_FOLDER = "input"  # in a run's output folder: the folders of links engines get
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
+DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
 
 
 class UnknownRun(KeyError):

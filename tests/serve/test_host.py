@@ -3,23 +3,27 @@ folders, batches of one run each, every read exactly once in its own run's outpu
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from reactor.cli import main
 from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import read_ids, write_pod5
-from tests.support.api import AiohttpClient
+from tests.support.api import AiohttpClient, MakeClient
 from tests.support.endrun import wait_until
 from tests.support.exactly_once import recount
+from tests.support.openapi import assert_documented
 
 RUNID = "0f1d7e9e"
 OLD = 1_500_000_000.0  # 2017: an archived run's files
@@ -102,6 +106,7 @@ async def test_every_run_under_the_root_is_served_on_its_own_folders(
     host = app[HOST]
 
     status = await (await client.get("/status")).json()
+    assert_documented("/status", 200, status)
     assert sorted(r["run"] for r in status["runs"]) == sorted(files)
     assert [r["run"] for r in status["left"]] == ["PAW00009_99999999"]
     assert {r["run"]: r["total"] for r in status["runs"]} == {k: len(v) for k, v in files.items()}
@@ -201,3 +206,79 @@ async def test_every_run_scoped_event_names_its_run(
     # and host-wide events carry none
     (adopted,) = [e for e in logs if e["event"] == "runs_adopted"]
     assert "run" not in adopted
+
+
+async def test_an_older_run_is_served_on_request_and_mistakes_say_what_to_do(
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    archived = RunKey("PAW00009", "99999999")
+    assert archived in host.left
+
+    # `reactor run add` by its name, in a thread: the app keeps serving on this loop
+    url = str(client.make_url("")).rstrip("/")
+    code = await asyncio.to_thread(main, ["run", "add", "PAW00009_99999999", "--url", url])
+    assert code == 0
+    assert "PAW00009_99999999 is served now" in capsys.readouterr().out
+    assert archived in host.units and archived not in host.left
+    assert host.units[archived].reactor.count_fields()["ready"] == 1
+    # again: known; by its folder too
+    folder = "grp/s1/20170714_0900_1A_PAW00009_99999999"
+    answer = await (await client.post(f"/runs/add?run={folder}")).json()
+    assert answer == {"run": "PAW00009_99999999", "outcome": "known"}
+    assert_documented("/runs/add", 200, answer, "post")
+    weighted = await client.post("/runs/prioritise?run=PAW00001_aaaaaaaa")
+    assert_documented("/runs/prioritise", 200, await weighted.json(), "post")
+    assert host.share.weight(RunKey("PAW00001", "aaaaaaaa")) == 10.0
+
+    code = await asyncio.to_thread(
+        main, ["run", "prioritise", "PAW00002_bbbbbbbb", "--weight", "4", "--url", url]
+    )
+    assert code == 0
+    assert host.share.weight(RunKey("PAW00002", "bbbbbbbb")) == 4.0
+    status = await (await client.get("/status")).json()
+    assert {r["run"]: r["weight"] for r in status["runs"]}["PAW00002_bbbbbbbb"] == 4.0
+
+    unknown = await client.post("/runs/add?run=PAW99999_00000000")
+    assert unknown.status == 404
+    body = await unknown.json()
+    assert body["error"] == "unknown_run"
+    assert_documented("/runs/add", 404, body, "post")
+    bad = await client.post("/runs/prioritise?run=PAW00002_bbbbbbbb&weight=0")
+    assert bad.status == 400
+    assert "weight must be more than 0" in (await bad.json())["detail"]
+    code = await asyncio.to_thread(main, ["run", "add", "nothing-here", "--url", url])
+    assert code == 1
+    assert "no run 'nothing-here' under the roots" in capsys.readouterr().err
+
+
+async def test_a_single_run_service_says_runs_are_host_mode_only(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    answer = await client.post("/runs/add?run=x")
+    assert answer.status == 404
+    assert (await answer.json())["error"] == "not_host_mode"
+
+
+async def test_reactor_status_shows_the_runs(
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    await engine_works(client, root, "gpu1")
+    url = str(client.make_url("")).rstrip("/")
+    assert await asyncio.to_thread(main, ["status", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs live" in out
+    for run, done in [("PAW00001_aaaaaaaa", "4/4"), ("PAW00002_bbbbbbbb", "3/3")]:
+        (line,) = [line for line in out.splitlines() if line.strip().startswith(run)]
+        assert done in line
+    assert "left     1 older run: PAW00009_99999999" in out
+    assert "reactor run add RUN" in out

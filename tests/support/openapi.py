@@ -48,21 +48,21 @@ def pointer(*parts: str) -> str:
     return "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-def response_entry(path: str, status: int) -> tuple[str, dict[str, Any]]:
-    """The documented response for `status` on GET `path`, with `$ref`s followed; and
-    its JSON pointer in the document."""
-    where = pointer("paths", path, "get", "responses", str(status))
-    entry = DOCUMENT["paths"][path]["get"]["responses"].get(str(status))
-    assert entry is not None, f"GET {path} does not document status {status}"
+def response_entry(path: str, status: int, method: str = "get") -> tuple[str, dict[str, Any]]:
+    """The documented response for `status` on `method` `path`, with `$ref`s followed;
+    and its JSON pointer in the document."""
+    where = pointer("paths", path, method, "responses", str(status))
+    entry = DOCUMENT["paths"][path][method]["responses"].get(str(status))
+    assert entry is not None, f"{method.upper()} {path} does not document status {status}"
     while "$ref" in entry:
         where = entry["$ref"].removeprefix("#/")
         entry = REGISTRY.resolver(DOC_URI).lookup(entry["$ref"]).contents
     return where, entry
 
 
-def assert_documented(path: str, status: int, body: Any) -> None:
-    """`body` validates against the schema documented for (GET `path`, `status`)."""
-    where, entry = response_entry(path, status)
+def assert_documented(path: str, status: int, body: Any, method: str = "get") -> None:
+    """`body` validates against the schema documented for (`method` `path`, `status`)."""
+    where, entry = response_entry(path, status, method)
     assert "application/json" in entry["content"], where
     schema_ref = f"{DOC_URI}#/{where}/content/application~1json/schema"
     validator = Validator({"$ref": schema_ref}, registry=REGISTRY)

@@ -1,0 +1,68 @@
+"""`reactor run`: manage the runs of a service in host mode (`watch_root`).
+
+    reactor run add RUN              serve a run the adoption rule left (an older one)
+    reactor run prioritise RUN [--weight W]
+                                     the run takes W files (default 10) for each of a
+                                     normal run's, while both have work
+
+RUN is a run's name as `reactor status` lists it (flow cell and protocol run, such as
+`PAW12345_fd97ea7b`) or its folder. The service is found as `reactor status` finds it
+(`reactor.ops.service_client`). Exit codes: 0 done, 1 the service could not be reached
+or refused (an unknown run, a service serving one run), 2 a mistake in the command line
+or the settings; one line on stderr each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reactor.ops.service_client import ServiceClient, ServiceError, add_service_arguments
+from reactor.settings.parsing import ConfigError
+
+HELP = "manage the runs of a service in host mode: add an older run, prioritise one"
+_PROG = "reactor run"
+TIMEOUT_S = 60.0  # adding a run recovers and scans it before the answer
+DEFAULT_WEIGHT = 10.0
+OUTCOMES = {
+    "started": "is served now",
+    "known": "was served already",
+    "finished": "is complete (its run-complete marker is there): nothing to serve",
+    "failed": "could not be started: reactor status says why",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("add", "prioritise"), help="what to do")
+    parser.add_argument("run", metavar="RUN", help="the run's name (PAW12345_fd97ea7b) or folder")
+    parser.add_argument(
+        "--weight", type=float, default=DEFAULT_WEIGHT,
+        help=f"prioritise: files it takes for each of a normal run's (default {DEFAULT_WEIGHT:g})",
+    )  # fmt: skip
+    add_service_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        service = ServiceClient.from_arguments(args, _PROG)
+    except ConfigError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "add":
+        path, query = "/runs/add", [("run", args.run)]
+    else:
+        path, query = "/runs/prioritise", [("run", args.run), ("weight", f"{args.weight:g}")]
+    try:
+        answer = service.request(path, method="POST", query=query, timeout_s=TIMEOUT_S)
+    except ServiceError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not isinstance(answer, dict) or "run" not in answer:
+        print(service.not_a_reactor(), file=sys.stderr)
+        return 1
+    if args.action == "add":
+        outcome = str(answer.get("outcome"))
+        print(f"{answer['run']} {OUTCOMES.get(outcome, outcome)}")
+        return 0 if outcome != "failed" else 1
+    print(f"{answer['run']} takes {answer['weight']:g} files for each of a normal run's")
+    return 0
