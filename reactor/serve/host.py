@@ -49,12 +49,13 @@ from reactor.disk.marker import marker_path
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
 from reactor.disk.state_dir import STATE_NAME
 from reactor.serve.finisher import Finisher
+from reactor.serve.folder_watch import FolderWatch
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.service import Reactor, StartupError, new_job_id
 from reactor.serve.sweeper import Sweeper
-from reactor.serve.watcher import Watcher
+from reactor.serve.watcher import Watcher, new_observer
 from reactor.settings.serve import ServeConfig
 
 log = structlog.get_logger("reactor.host")
@@ -457,6 +458,9 @@ class Host:
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
         self._task: asyncio.Task[None] | None = None
         self.started_at = clock()
+        self.folders: FolderWatch | None = None  # discovery's watches (with `watch`)
+        self._changed: dict[Path, set[str]] = {}  # folders with news, for _take_changes
+        self._changes: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -464,6 +468,21 @@ class Host:
         """Find every run under the roots, adopt or skip each, start the adopted."""
         began = time.perf_counter()
         since = self.wall() - self.config.adopt_since
+        if self._watch:
+            # Before the survey, so a group or sample folder made meanwhile is an event.
+            self.folders = FolderWatch(
+                new_observer(
+                    polling=self.config.observer == "polling",
+                    poll_interval_s=self.config.poll_interval,
+                ),
+                self._folder_changed,
+                asyncio.get_running_loop(),
+            )
+            self.folders.start()
+            for root in self.config.watch_root:
+                self.folders.watch(root)
+                for group in _subfolders(root):
+                    self.folders.watch(group)
         found: list[FoundRun] = []
         for root in self.config.watch_root:
             survey = find_runs(root)
@@ -474,6 +493,7 @@ class Host:
         for run in found:
             if await self._consider(run, since) == "started":
                 adopted.append(str(run.key))
+        self._watch_recent_samples(since)
         self.ready = True
         log.info(
             "runs_adopted",
@@ -494,6 +514,12 @@ class Host:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._changes is not None:
+            self._changes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._changes
+        if self.folders is not None:
+            await asyncio.get_running_loop().run_in_executor(self._watch_worker, self.folders.stop)
         for unit in list(self.units.values()):
             with unit.bound():
                 await unit.stop()
@@ -551,6 +577,8 @@ class Host:
             return "failed"
         self.failed.pop(run.key, None)
         self.units[run.key] = unit
+        if self.folders is not None and not run.pooled:
+            self.folders.watch(run.folder)  # pod5/ and the final summary appear there
         for job_id in unit.reactor.state.jobs:
             self._jobs[job_id] = unit
         log.info(
@@ -587,27 +615,119 @@ class Host:
         modification time changed (an mtime equal to the last is read again as well,
         when it is within the last two seconds: one-second timestamps)."""
         since = self.wall() - self.config.adopt_since
+        seen = {sample: known.mtime_ns for sample, known in self._samples.items()}
+        live = [u.found for u in self.units.values() if not u.found.pooled]
+        # The reading happens on a worker thread: the loop never waits on the disk.
+        changed, again = await asyncio.to_thread(self._read_changes, seen, live)
+        for sample, (mtime, runs) in changed.items():
+            self._samples[sample] = _Seen(mtime, {run.key for run in runs})
+            for run in runs:
+                await self._consider(run, since)
+        for found in again:
+            unit = self.units.get(found.key)
+            if unit is not None:
+                with unit.bound():
+                    await unit.refresh(found)
+        for unit in list(self.units.values()):
+            await self._maybe_retire(unit)
+
+    def _read_changes(
+        self, seen: Mapping[Path, int], live: list[FoundRun]
+    ) -> tuple[dict[Path, tuple[int, list[FoundRun]]], list[FoundRun]]:
+        """(On a worker thread.) The sample folders whose mtime changed (or is too recent
+        to tell), read; and the live run folders, read again."""
         now_ns = time.time_ns()
+        changed: dict[Path, tuple[int, list[FoundRun]]] = {}
         for root in self.config.watch_root:
             for sample in self._sample_folders(root):
                 try:
                     mtime = sample.stat().st_mtime_ns
                 except OSError:
                     continue
-                seen = self._samples.get(sample)
                 fresh = now_ns - mtime < 2_000_000_000
-                if seen is not None and seen.mtime_ns == mtime and not fresh:
+                if seen.get(sample) == mtime and not fresh:
                     continue
-                self._samples[sample] = _Seen(mtime)
-                for run in read_sample(root, sample):
-                    self._samples[sample].runs.add(run.key)
-                    await self._consider(run, since)
-        for unit in list(self.units.values()):
-            if not unit.found.pooled:
-                again = read_run_folder(unit.found.root, unit.found.folder)
-                if again is not None:
-                    await unit.refresh(again)
-            await self._maybe_retire(unit)
+                changed[sample] = (mtime, read_sample(root, sample))
+        again = [
+            found for run in live if (found := read_run_folder(run.root, run.folder)) is not None
+        ]
+        return changed, again
+
+    def _watch_recent_samples(self, since: float) -> None:
+        """Watch the sample folders changed since `since` (and those of live runs); the
+        rest of the archive is left to the discovery pass."""
+        if self.folders is None:
+            return
+        for root in self.config.watch_root:
+            for sample in self._sample_folders(root):
+                try:
+                    recent = sample.stat().st_mtime >= since
+                except OSError:
+                    continue
+                if recent or any(u.found.folder.parent == sample for u in self.units.values()):
+                    self.folders.watch(sample)
+
+    def _folder_changed(self, folder: Path, name: str) -> None:
+        """(On the loop.) A watched folder got a new entry: look at it soon, once."""
+        self._changed.setdefault(folder, set()).add(name)
+        if self._changes is None or self._changes.done():
+            self._changes = asyncio.create_task(self._take_changes(), name="reactor-folders")
+
+    async def _take_changes(self) -> None:
+        while self._changed:
+            folder, names = self._changed.popitem()
+            try:
+                await self._folder_news(folder, names)
+            except Exception:
+                log.exception("discovery_failed", folder=str(folder))
+
+    async def _folder_news(self, folder: Path, names: set[str]) -> None:
+        """What a new entry in a watched folder means, by the folder's depth below its
+        root: a group, a sample, a run (or a pooled POD5 folder), a run's POD5 folder or
+        final summary."""
+        root = next((r for r in self.config.watch_root if folder.is_relative_to(r)), None)
+        if root is None or self.folders is None:
+            return
+        depth = len(folder.relative_to(root).parts)
+        since = self.wall() - self.config.adopt_since
+        if depth == 0:  # new group folders
+            for name in names:
+                group = folder / name
+                if group.is_dir() and self.folders.watch(group):
+                    for sample in _subfolders(group):
+                        await self._new_sample(root, sample, since)
+        elif depth == 1:  # new sample folders
+            for name in names:
+                if (folder / name).is_dir():
+                    await self._new_sample(root, folder / name, since)
+        elif depth == 2:  # a run folder, or a pooled sample's POD5 folder
+            await self._read_sample(root, folder, since)
+        elif depth == 3:  # inside a run folder: a POD5 folder, the final summary
+            for unit in list(self.units.values()):
+                if unit.found.folder == folder and not unit.found.pooled:
+                    again = await asyncio.to_thread(read_run_folder, root, folder)
+                    with unit.bound():
+                        if again is not None:
+                            await unit.refresh(again)
+                        unit.finisher.check()
+
+    async def _new_sample(self, root: Path, sample: Path, since: float) -> None:
+        if self.folders is not None:
+            self.folders.watch(sample)
+        await self._read_sample(root, sample, since)
+
+    async def _read_sample(self, root: Path, sample: Path, since: float) -> None:
+        def read() -> tuple[int, list[FoundRun]]:
+            try:
+                mtime = sample.stat().st_mtime_ns
+            except OSError:
+                mtime = 0
+            return mtime, read_sample(root, sample)
+
+        mtime, runs = await asyncio.to_thread(read)
+        self._samples[sample] = _Seen(mtime, {run.key for run in runs})
+        for run in runs:
+            await self._consider(run, since)
 
     def _sample_folders(self, root: Path) -> Iterator[Path]:
         for group in _subfolders(root):
@@ -631,6 +751,9 @@ class Host:
         done = unit.reactor.count_fields()["done"]
         with unit.bound():
             await unit.stop()
+        if self.folders is not None and not unit.found.pooled:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._watch_worker, self.folders.unwatch, unit.found.folder)
         for job_id in [j for j, u in self._jobs.items() if u is unit]:
             del self._jobs[job_id]
         self.finished[key] = FinishedRun(key, unit.found.folder, unit.place.output_dir, done)

@@ -270,17 +270,7 @@ class Watcher:
     # ----------------------------------------------------------------- internals
 
     def _new_observer(self) -> BaseObserver:
-        if self._polling:
-            return PollingObserver(timeout=self._poll_interval_s)
-        if sys.platform.startswith("linux"):
-            try:
-                from watchdog.observers.inotify import InotifyObserver
-            except UnsupportedLibcError:
-                pass
-            else:
-                # Full events: a rename in from an unwatched folder is a move, not a create.
-                return InotifyObserver(generate_full_events=True)
-        return Observer()
+        return new_observer(polling=self._polling, poll_interval_s=self._poll_interval_s)
 
     def _start_observer(self) -> BaseObserver:
         observer = self._new_observer()
@@ -362,6 +352,22 @@ class Watcher:
             logger.setLevel(level)
             logger.disabled = disabled
             self._saved_logger_state = None
+
+
+def new_observer(*, polling: bool, poll_interval_s: float) -> BaseObserver:
+    """The observer for this platform: inotify with full events on Linux (a rename in
+    from an unwatched folder is a move, not a create), watchdog's default elsewhere, or
+    the polling observer."""
+    if polling:
+        return PollingObserver(timeout=poll_interval_s)
+    if sys.platform.startswith("linux"):
+        try:
+            from watchdog.observers.inotify import InotifyObserver
+        except UnsupportedLibcError:
+            pass
+        else:
+            return InotifyObserver(generate_full_events=True)
+    return Observer()
 
 
 def _halt(observer: BaseObserver, timeout_s: float) -> None:

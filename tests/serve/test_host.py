@@ -282,3 +282,32 @@ async def test_reactor_status_shows_the_runs(
         assert done in line
     assert "left     1 older run: PAW00009_99999999" in out
     assert "reactor run add RUN" in out
+
+
+async def test_runs_and_their_folders_are_found_by_events_alone(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """No discovery pass and no sweep in this test (an hour apart): a new group, sample,
+    run folder, its late pod5/ folder and its final summary are each seen by a watch."""
+    root = tmp_path / "data"
+    root.mkdir()
+    app = create_host_app(ServeConfig(watch_root=(root,), sweep_interval=3600))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    assert host.folders is not None and host.folders.count == 1  # the root
+
+    run = root / "newgroup" / "newsample" / "20261205_1700_1A_PAW00006_ffffffff"
+    run.mkdir(parents=True)
+    key = RunKey("PAW00006", "ffffffff")
+    await wait_until(lambda: key in host.units, "the new run is adopted")
+    assert host.folders.watching(run)
+    # MinKNOW makes pod5/ once the first file is due: the run starts watching it
+    first = pod5(run / "pod5" / f"PAW00006_ffffffff_{RUNID}_0.pod5", 60)
+    unit = host.units[key]
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 1, "its first file ready")
+    second = pod5(run / "pod5" / "barcode01" / f"PAW00006_ffffffff_{RUNID}_1.pod5", 61)
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 2, "a barcode folder's file")
+    await engine_works(client, root, "gpu1")
+    (run / f"final_summary_PAW00006_ffffffff_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: unit.phase == "complete", "the final summary ends it")
+    assert recount([first, second], unit.place.output_dir).ok
