@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, ingest, restart, trees
+from tests.bench import api, durability, host, ingest, restart, trees
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability")
+PARTS = ("restart", "ingest", "api", "durability", "host")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -31,6 +31,7 @@ QUICK = {
     "files_per_cell": 40,
     "concurrency": [2, 8],
     "rounds": 1,
+    "host": [4, 20, 50, 3],
 }
 
 
@@ -58,7 +59,10 @@ def _parts(text: str) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").strip())
     p.add_argument(
-        "--parts", type=_parts, default=list(PARTS), help="restart,ingest,api,durability (all)"
+        "--parts",
+        type=_parts,
+        default=list(PARTS),
+        help="restart,ingest,api,durability,host (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -72,6 +76,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--files-per-cell", type=int, help="API: files an assign cell takes (5000)")
     p.add_argument("--concurrency", type=_numbers, help="API: clients (8,32,128)")
     p.add_argument("--rounds", type=int, help="API: rounds of every cell, median kept (3)")
+    p.add_argument(
+        "--host",
+        type=_numbers,
+        help="host: live runs, files each, finished runs, new runs timed (48,500,2000,20)",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -97,6 +106,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "files_per_cell": 5000,
         "concurrency": list(api.CONCURRENCY),
         "rounds": 3,
+        "host": [48, 500, 2000, 20],
     }
     if args.quick:
         defaults.update(QUICK)
@@ -157,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
             found, raw["durability"] = durability.run(data, data, logs, _api_settings(chosen))
             figures += found
             timings["durability_s"] = time.perf_counter() - step
+        if "host" in args.parts:
+            step = time.perf_counter()
+            shape = host.Shape(*chosen["host"])
+            found, raw["host"] = host.run(data, logs, shape)
+            figures += found
+            timings["host_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
