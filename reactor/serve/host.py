@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from reactor.core.endrun import stop_file_filter
+from reactor.core.endrun import stop_file_filter, stop_file_matcher
 from reactor.core.events import Change, FsEvent, input_filter
 from reactor.core.minknow import Adoption, RunKey, adoption, parse_pod5_name
 from reactor.core.model import Clock
@@ -49,6 +49,7 @@ from reactor.disk.marker import marker_path
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
 from reactor.disk.state_dir import STATE_NAME
 from reactor.serve.finisher import Finisher
+from reactor.serve.folder_poll import FolderPoller
 from reactor.serve.folder_watch import FolderWatch
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
@@ -129,8 +130,11 @@ class RunUnit:
         job_id_factory: Callable[[], str],
         watch_worker: ThreadPoolExecutor,
         watch: bool = True,
+        poller: FolderPoller | None = None,
     ) -> None:
         self.found = found
+        self._poller = poller
+        self._polled: int | None = None  # the poller's handle for this run's folders
         self.key = found.key
         self.place = place_of(found, host_config.output_root)
         self.clock = clock
@@ -260,6 +264,15 @@ class RunUnit:
         if not existing:
             return
         stop_file = stop_file_filter(self.config.stop_file)
+        if self._poller is not None:  # observer = polling: the host's one poller
+            matcher = stop_file_matcher(self.config.stop_file)
+            self._polled = self._poller.register(
+                [Path(f) for f in existing],
+                nested=True,
+                accept=lambda name: is_pod5_name(name) or bool(matcher.match(name)),
+                post=self._events.on_event,
+            )
+            return
 
         def accept(change: Change, path: PurePath) -> bool:
             return input_filter(change, path) or stop_file(change, path)
@@ -280,6 +293,9 @@ class RunUnit:
         self.sweeper.health_check = self._check_health
 
     async def _unwatch(self) -> None:
+        if self._polled is not None and self._poller is not None:
+            self._poller.unregister(self._polled)
+            self._polled = None
         watcher, self._watcher = self._watcher, None
         self.sweeper.health_check = None
         if watcher is not None:
@@ -459,6 +475,7 @@ class Host:
         self._task: asyncio.Task[None] | None = None
         self.started_at = clock()
         self.folders: FolderWatch | None = None  # discovery's watches (with `watch`)
+        self.poller: FolderPoller | None = None  # runs' folders, with observer = polling
         self._changed: dict[Path, set[str]] = {}  # folders with news, for _take_changes
         self._changes: asyncio.Task[None] | None = None
 
@@ -468,6 +485,9 @@ class Host:
         """Find every run under the roots, adopt or skip each, start the adopted."""
         began = time.perf_counter()
         since = self.wall() - self.config.adopt_since
+        if self._watch and self.config.observer == "polling":
+            self.poller = FolderPoller(asyncio.get_running_loop(), self.config.poll_interval)
+            self.poller.start()
         if self._watch:
             # Before the survey, so a group or sample folder made meanwhile is an event.
             self.folders = FolderWatch(
@@ -523,6 +543,8 @@ class Host:
         for unit in list(self.units.values()):
             with unit.bound():
                 await unit.stop()
+        if self.poller is not None:
+            await asyncio.get_running_loop().run_in_executor(self._watch_worker, self.poller.stop)
         self._watch_worker.shutdown(wait=True)
 
     def _note_unreadable(self, survey: Survey) -> None:
@@ -564,6 +586,7 @@ class Host:
             job_id_factory=self._job_id_factory,
             watch_worker=self._watch_worker,
             watch=self._watch,
+            poller=self.poller,
         )
         try:
             with unit.bound():

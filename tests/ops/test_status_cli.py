@@ -195,9 +195,12 @@ async def test_with_url_the_settings_files_token_is_not_sent(
 async def start_watch(url: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
     env["PYTHONPATH"] = str(REPO)
+    # A suite run in the background (`make test &`) ignores SIGINT, and so would the
+    # child, which then never sees the Ctrl-C this test sends: give it the default back.
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reactor", "status", "--url", url, "--watch", "0.2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 

@@ -311,3 +311,27 @@ async def test_runs_and_their_folders_are_found_by_events_alone(
     (run / f"final_summary_PAW00006_ffffffff_{RUNID}.txt").write_text("x=1\n")
     await wait_until(lambda: unit.phase == "complete", "the final summary ends it")
     assert recount([first, second], unit.place.output_dir).ok
+
+
+async def test_with_the_polling_observer_runs_are_served_from_polled_folders(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    config = ServeConfig(
+        watch_root=(root,), sweep_interval=0.05, observer="polling", poll_interval=0.05
+    )
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    assert host.poller is not None
+    await engine_works(client, root, "gpu1")
+    # a file that arrives later, in a barcode folder, is found by the poller
+    run = root / "grp" / "s2" / "20261205_1300_X2_PAW00002_bbbbbbbb"
+    late = pod5(run / "tmp" / f"PAW00002_pass_barcode01_bbbbbbbb_{RUNID}_9.pod5", 77)
+    target = run / "pod5_pass" / "barcode01" / late.name
+    late.rename(target)
+    unit = host.units[RunKey("PAW00002", "bbbbbbbb")]
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 1, "the late file")
+    await engine_works(client, root, "gpu1")
+    assert recount([*files["PAW00002_bbbbbbbb"], target], unit.place.output_dir).ok
