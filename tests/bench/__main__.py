@@ -32,6 +32,7 @@ QUICK = {
     "concurrency": [2, 8],
     "rounds": 1,
     "host": [4, 20, 50, 3],
+    "host_polling": [400, 1.0, 0.25],
 }
 
 
@@ -107,10 +108,11 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": list(api.CONCURRENCY),
         "rounds": 3,
         "host": [48, 500, 2000, 20],
+        "host_polling": [100_000, 20.0, 2.0],
     }
     if args.quick:
         defaults.update(QUICK)
-    return {key: default if getattr(args, key) is None else getattr(args, key)
+    return {key: default if getattr(args, key, None) is None else getattr(args, key)
             for key, default in defaults.items()}  # fmt: skip
 
 
@@ -171,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
             step = time.perf_counter()
             shape = host.Shape(*chosen["host"])
             found, raw["host"] = host.run(data, logs, shape)
+            figures += found
+            polling = host.Polling(*chosen["host_polling"])
+            found, raw["host_polling"] = host.polling(data, logs, shape.live, polling)
             figures += found
             timings["host_s"] = time.perf_counter() - step
     except RuntimeError as exc:

@@ -42,6 +42,18 @@ READY_TIMEOUT_S = 600.0
 TARGET_READY_S = 2.0
 TARGET_BYTES_PER_FILE = 1024
 TARGET_DISCOVERY_MS = 100.0
+TARGET_POLL_CPU = 0.05  # of one core
+
+
+@dataclass(frozen=True)
+class Polling:
+    """The polling trial's size: files across the runs, seconds idle, poll interval."""
+
+    files: int = 100_000
+    idle_s: float = 20.0
+    interval_s: float = 2.0
+
+
 BARCODES = 4
 RUNID = "0f1d7e9e"
 LINKS_PER_SOURCE = 30_000
@@ -283,4 +295,136 @@ def _figures(shape: Shape, raw: dict[str, Any], floor_s: float) -> list[Figure]:
                statistics.median(latencies), "ms"),
         Figure(f"host: new run to its first file ready, p99 ({shape.new_runs} runs)", p99, "ms",
                target=f"< {TARGET_DISCOVERY_MS:g} ms", met=p99 < TARGET_DISCOVERY_MS),
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------ polling
+
+
+def build_polled(data: Path, runs: int, files: int) -> tuple[Path, list[Path]]:
+    """`files` across `runs` live runs (4 barcode folders each), cached."""
+    each = -(-files // runs)
+    root = data / f"host-poll-{runs}x{each}"
+    pod5_folders = [
+        root / "g" / f"s{i % 12}" / f"20261205_1200_P{i}_{_key(i)[0]}_{_key(i)[1]}" / "pod5"
+        for i in range(runs)
+    ]
+    if not (root / ".built").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        links = _Links(data / "host-sources-poll")
+        for i, folder in enumerate(pod5_folders):
+            fc, prid = _key(i)
+            for n in range(each):
+                barcode = folder / f"barcode{n % BARCODES + 1:02d}"
+                barcode.mkdir(parents=True, exist_ok=True)
+                links.link(barcode / f"{fc}_{prid}_{RUNID}_{n}.pod5")
+        (root / ".built").write_text("")
+    for output in root.glob("g/s*/*/reactor"):
+        shutil.rmtree(output)
+    now = time.time()
+    for folder in [*root.glob("g/s*/*/pod5/*"), *root.glob("g/s*/*/pod5"), *root.glob("g/s*/*")]:
+        os.utime(folder, (now, now))
+    return root, pod5_folders
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def polled_host(root: Path, log: Path, observer: str, interval_s: float) -> Served:
+    port = free_port()
+    args = [
+        "-m", "reactor", "serve", "--watch-root", str(root), "--listen", f"127.0.0.1:{port}",
+        "--report-back-interval", "3600", "--log-format", "json", "--log-level", "info",
+        "--observer", observer, "--poll-interval", str(interval_s),
+    ]  # fmt: skip
+    return Served(args=args, log=log, port=port)
+
+
+def polling(
+    data: Path, logs: Path, runs: int, size: Polling
+) -> tuple[list[Figure], dict[str, Any]]:
+    """CPU and memory of host mode's poller at `size.files` idle files across `runs` runs,
+    beside watchdog's polling observer on the same folders; and how soon it sees a file."""
+    root, folders = build_polled(data, runs, size.files)
+    files = sum(1 for folder in folders for _ in folder.glob("*/*.pod5"))
+    raw: dict[str, Any] = {"files": files, "runs": runs, "interval_s": size.interval_s}
+    native = polled_host(root, logs / "host-poll-native.jsonl", "native", size.interval_s)
+    try:
+        raw["native"] = _started(native)
+    finally:
+        native.stop()
+    build_polled(data, runs, size.files)  # the same start again: fresh outputs
+    polled = polled_host(root, logs / "host-poll-polling.jsonl", "polling", size.interval_s)
+    try:
+        raw["polling"] = _started(polled)
+        assert polled.process is not None
+        pid = polled.process.pid
+        time.sleep(2 * size.interval_s)  # past the first polls
+        before, began = cpu_seconds(pid), time.monotonic()
+        time.sleep(size.idle_s)
+        raw["poll_cpu"] = (cpu_seconds(pid) - before) / (time.monotonic() - began)
+        raw["poll_rss"] = polled.memory().get("VmRSS", 0)
+        raw["seen_ms"] = _polled_arrivals(polled, folders[0], size.interval_s)
+    finally:
+        polled.stop()
+    floor = run_to_end(
+        ["-m", "tests.bench.pollfloor", str(size.idle_s), str(size.interval_s),
+         *map(str, folders)],
+        READY_TIMEOUT_S,
+    )  # fmt: skip
+    raw["watchdog"] = json.loads(floor.stdout)
+    return _polling_figures(raw), raw
+
+
+def _polled_arrivals(
+    served: Served, folder: Path, interval_s: float, count: int = 5
+) -> list[float]:
+    """Milliseconds from a rename into a polled barcode folder to the file ready."""
+    content = pod5_bytes(2, seed=3)
+    staging = folder.parent / "tmp"
+    staging.mkdir(exist_ok=True)
+    fc, prid = folder.parent.name.rsplit("_", 2)[-2:]
+    seen: list[float] = []
+    for i in range(count):
+        name = f"{fc}_{prid}_{RUNID}_{800_000 + i}.pod5"
+        (staging / name).write_bytes(content)
+        began = time.time()
+        (staging / name).rename(folder / "barcode01" / name)
+        deadline = time.monotonic() + 5 * interval_s
+        found: list[dict[str, Any]] = []
+        while not found and time.monotonic() < deadline:
+            found = [e for e in served.log_events("file_ready") if e.get("name") == name]
+            if not found:
+                time.sleep(0.02)
+        if not found:
+            msg = f"a polled file was not ready within {5 * interval_s} s; see {served.log}"
+            raise RuntimeError(msg)
+        seen.append(1000 * (_wall(found[0]) - began))
+        (folder / "barcode01" / name).unlink()
+    shutil.rmtree(staging)
+    return seen
+
+
+def _polling_figures(raw: dict[str, Any]) -> list[Figure]:
+    files, runs = raw["files"], raw["runs"]
+    interval_s = raw["interval_s"]
+    label = f"host polling, {files:,} idle files across {runs} runs, every {interval_s:g} s"
+    watchdog = raw["watchdog"]
+    watchdog_cpu = watchdog["cpu_s"] / watchdog["wall_s"]
+    per_file = (raw["poll_rss"] - raw["native"]["memory"].get("VmRSS", 0)) / files
+    watchdog_per_file = (watchdog["rss_after"] - watchdog["rss_before"]) / files
+    worst = max(raw["seen_ms"])
+    limit_ms = 1000 * interval_s + 100
+    return [
+        Figure(f"{label}: CPU, share of a core", 100 * raw["poll_cpu"], "%",
+               100 * watchdog_cpu, "watchdog's polling observer",
+               target=f"< {100 * TARGET_POLL_CPU:g} %", met=raw["poll_cpu"] < TARGET_POLL_CPU),
+        Figure(f"{label}: memory per file (over native events)", per_file, "B",
+               watchdog_per_file, "watchdog's polling observer",
+               target=f"< {TARGET_BYTES_PER_FILE} B", met=per_file < TARGET_BYTES_PER_FILE),
+        Figure(f"{label}: a new file ready, worst of {len(raw['seen_ms'])}", worst, "ms",
+               1000 * interval_s, "poll_interval", compare="difference",
+               target="< poll_interval + 100 ms", met=worst < limit_ms),
     ]  # fmt: skip

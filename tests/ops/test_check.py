@@ -27,7 +27,7 @@ from reactor.ops.checks.folders import (
     check_output_journal,
     check_result_folders,
 )
-from reactor.ops.checks.report import format_results
+from reactor.ops.checks.report import CheckOptions, format_results, run_checks
 from reactor.ops.checks.result import CheckResult, Status
 from reactor.ops.checks.run_end import check_on_complete, check_run_folder
 from reactor.ops.checks.state_folder import check_state_folder
@@ -647,3 +647,18 @@ def test_a_run_folder_this_user_cannot_list_warns(tmp_path: Path) -> None:
     assert "only one inside input_dir" in by_name["run folder"]["message"]
     problems = [name for name, check in by_name.items() if check["status"] in ("warn", "fail")]
     assert problems == ["run folder"]
+
+
+def test_host_mode_checks_the_roots_and_where_results_go(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    missing = tmp_path / "nowhere"
+    config = ServeConfig(watch_root=(root, missing), listen=f"127.0.0.1:{free_port()}")
+    results = {r.name: r for r in run_checks(config, CheckOptions(min_free_bytes=0))}
+    assert results[f"watch root {root}"].status is Status.OK
+    assert results["input renames"].status is Status.OK
+    failed = results[f"watch root {missing}"]
+    assert failed.status is Status.FAIL
+    assert "watch_root" in (failed.fix or "")
+    assert "free space" in results
+    assert not any(name.startswith(("input folder", "output folder")) for name in results)

@@ -36,10 +36,12 @@ def _probe_name() -> str:
 # --------------------------------------------------------------------------- folders
 
 
-def check_input_folder(path: Path) -> CheckResult:
-    """INPUTDIR exists, is a folder, and this user can list and write it."""
-    name = "input folder"
-    problem = folder_problem(path, "input_dir")
+def check_input_folder(
+    path: Path, *, name: str = "input folder", key: str = "input_dir"
+) -> CheckResult:
+    """INPUTDIR (in host mode, a watch root) exists, is a folder, and this user can list
+    and write it."""
+    problem = folder_problem(path, key)
     if problem is not None:
         return CheckResult(name, Status.FAIL, *problem)
     if not os.access(path, os.R_OK | os.X_OK):
@@ -60,10 +62,11 @@ def check_input_folder(path: Path) -> CheckResult:
     return CheckResult(name, Status.OK, f"{path} is a folder this user can read and write")
 
 
-def check_output_folder(path: Path) -> CheckResult:
+def check_output_folder(
+    path: Path, *, name: str = "output folder", key: str = "output_dir"
+) -> CheckResult:
     """OUTPUTDIR exists (serve does not create it) and a file can be made and removed there."""
-    name = "output folder"
-    problem = folder_problem(path, "output_dir")
+    problem = folder_problem(path, key)
     if problem is not None:
         message, fix = problem
         if not path.exists() and not path.is_symlink():

@@ -51,8 +51,27 @@ class CheckOptions:
     proc: Path = PROC
 
 
+def _host_folder_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
+    """Host mode: each watch root must take reactor's folders (each run's results go in
+    it, unless output_root is set); the output root too; space where results go."""
+    results: list[CheckResult] = []
+    for root in config.watch_root:
+        found = check_input_folder(root, name=f"watch root {root}", key="watch_root")
+        results.append(found)
+        if found.status is Status.OK:
+            results.append(check_input_journal(root))
+        results.append(check_input_filesystem(root, config.observer, read_mountinfo(options.proc)))
+    where = config.output_root or config.watch_root[0]
+    if config.output_root is not None:
+        results.append(check_output_folder(where, name="output root", key="output_root"))
+    results.append(check_free_space(where, options.min_free_bytes))
+    return results
+
+
 def run_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
     """Every check, in the order a person would fix things."""
+    if config.host_mode:
+        return [*_host_folder_checks(config, options), *_common_checks(config, options)]
     results = [check_input_folder(config.input_dir)]
     if results[-1].status is Status.OK:
         results.append(check_input_journal(config.input_dir))
@@ -68,23 +87,28 @@ def run_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
     else:
         for name in ("pass/ and fail/", "state folder", "output renames", "free space"):
             results.append(CheckResult(name, Status.SKIP, "output folder unusable"))
-    results.append(check_port(config.host, config.port, options.proc))
-    results.append(check_access(config))
-    results.append(check_on_complete(config))
+    *common, clock = _common_checks(config, options)
+    results += common
     results.append(
+        check_input_filesystem(config.input_dir, config.observer, read_mountinfo(options.proc))
+    )
+    results.append(clock)
+    return results
+
+
+def _common_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
+    """The port, access, on_complete, inotify and the clock: the same in both modes."""
+    return [
+        check_port(config.host, config.port, options.proc),
+        check_access(config),
+        check_on_complete(config),
         check_inotify(
             config.observer,
             read_inotify_limits(options.proc / "sys" / "fs" / "inotify"),
             read_inotify_usage(options.proc),
-        )
-    )
-    results.append(
-        check_input_filesystem(config.input_dir, config.observer, read_mountinfo(options.proc))
-    )
-    results.append(
-        check_clock(time.time(), earliest_sane_time(), time.get_clock_info("monotonic").monotonic)
-    )
-    return results
+        ),
+        check_clock(time.time(), earliest_sane_time(), time.get_clock_info("monotonic").monotonic),
+    ]
 
 
 def format_results(results: list[CheckResult]) -> str:
