@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/reactor demo
+	$(BIN)/reactor demo --flow-cells 4
 
 # Crash torture: kill -9 the server every round of a live run, then prove
 # exactly-once. The figures go to $(TORTURE_JSON) (docs/operations.md's table is filled from it).

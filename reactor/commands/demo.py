@@ -1,18 +1,33 @@
 """`reactor demo`: a whole simulated live run here, ending with the exactly-once proof.
 
-The demo is `reactor.sim.demo`; it needs the pod5 library (the `sim` extra).
+With `--flow-cells N`, a whole sequencer host instead: N runs at once under one
+`reactor serve --watch-root` (`make demo` runs four), with the proof per run. The demo
+is `reactor.sim.demo` (`reactor.sim.host_demo`); it needs the pod5 library (the `sim`
+extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "run a whole simulated live run here and prove every read was basecalled once"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--files", type=int, default=60, help="pod5 files in the run (60)")
+    parser.add_argument(
+        "--files", type=int, default=None,
+        help="pod5 files in the run (60); with --flow-cells, in each run (15)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--flow-cells", type=int, default=0,
+        help="a host: this many runs at once under one reactor serve --watch-root (0: one run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stagger", type=float, default=3.0,
+        help="with --flow-cells: seconds between the runs' starts (3.0)",
+    )  # fmt: skip
     parser.add_argument("--reads-per-file", type=int, default=40, help="reads per file (40)")
     parser.add_argument("--engines", type=int, default=3, help="engines to start (3)")
     parser.add_argument(
@@ -28,6 +43,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.flow_cells < 0:
+        print("reactor demo: --flow-cells must be 0 or more", file=sys.stderr)
+        return 2
+    if args.flow_cells:
+        args.files = 15 if args.files is None else args.files
+        if args.files < 1 or args.engines < 1 or args.reads_per_file < 1:
+            print("reactor demo: --files, --engines and --reads-per-file must be 1 or more",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        try:
+            import reactor.sim.pod5_files  # noqa: F401 - fails without the pod5 library
+        except ImportError:
+            print("reactor demo: needs the pod5 library: pip install 'pod5-reactor[sim]'",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        from reactor.sim.host_demo import run_host_demo
+
+        return run_host_demo(args)
+    args.files = 60 if args.files is None else args.files
     from reactor.sim.demo import run_demo
 
     return run_demo(args)

@@ -1,7 +1,9 @@
 """`reactor simulate-run DIR`: write real `.pod5` files into DIR over time, as MinKNOW does.
 
-The simulator is `reactor.sim.simulate` (it needs the pod5 library, the `sim` extra,
-imported only when the command runs).
+With `--flow-cells N`, DIR is a sequencer host's data root and N runs are played under
+it at once, staggered, in MinKNOW's layouts (`reactor.sim.host_sim`). The simulator is
+`reactor.sim.simulate` (it needs the pod5 library, the `sim` extra, imported only when
+the command runs).
 """
 
 from __future__ import annotations
@@ -77,10 +79,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=1, metavar="N", help="run ids and read ids follow from it (1)"
     )
+    parser.add_argument(
+        "--flow-cells",
+        type=arguments.whole_number(0),
+        default=0,
+        metavar="N",
+        help="play a host: N runs under DIR as a MinKNOW data root, --files each (0: one "
+        "run, its files straight in DIR)",
+    )
+    parser.add_argument(
+        "--stagger",
+        type=arguments.seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --flow-cells: seconds between the runs' starts (5.0)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per completed file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.flow_cells:
+        from reactor.sim.host_sim import write_host
+
+        return write_host(args)
     from reactor.sim.simulate import write_run
 
     return write_run(args)

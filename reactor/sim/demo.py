@@ -46,10 +46,15 @@ class Verdict:
 
 def check_exactly_once(input_dir: Path, output_dir: Path) -> Verdict:
     """Compare the read ids of every `.pod5` with the FASTQ records in pass/ and fail/."""
+    return verdict_of(sorted(input_dir.glob("*.pod5")), output_dir)
+
+
+def verdict_of(files: list[Path], output_dir: Path) -> Verdict:
+    """Compare the read ids of `files` with the FASTQ records in `output_dir`'s pass/ and
+    fail/."""
     from reactor.sim.pod5_files import read_ids
 
     expected: Counter[str] = Counter()
-    files = sorted(input_dir.glob("*.pod5"))
     for path in files:
         expected.update(read_ids(path))
     found: dict[str, Counter[str]] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reactor.sim.demo import check_exactly_once, fastq_names
+from tests.support.exactly_once import recount
 from tests.support.pod5files import write_pod5
 
 
@@ -77,3 +78,36 @@ def test_demo_runs_a_live_run_and_proves_exactly_once(tmp_path: Path) -> None:
         (tmp_path / "run" / "output" / ".reactor" / "run-complete.json").read_text()
     )
     assert marker["state"] == "no_command"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_host_demo_serves_every_flow_cell_and_proves_each_run(tmp_path: Path) -> None:
+    """`make demo` runs `reactor demo --flow-cells 4` (smaller here): one service for every
+    run under the root, each run's reads once in its own outputs, counted again here."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "reactor", "demo", "--flow-cells", "4",
+            "--files", "3", "--reads-per-file", "4", "--engines", "2", "--interval", "0.1",
+            "--stagger", "0.5", "--workdir", str(tmp_path / "host"),
+        ],
+        capture_output=True, text=True, timeout=170, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every read of every run basecalled exactly once, in its own run" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("PAW")]
+    assert [row[1] for row in rows] == ["pod5/", "barcoded", "pooled", "pooled"]
+    # recount each run independently: its files under the root, its own outputs
+    root = tmp_path / "host" / "data"
+    own = sorted(root.glob("demo/sample*/*/reactor"))  # in a run folder of its own
+    pooled = sorted(root.glob("demo/pooled0/reactor/PAW*"))  # in a shared sample folder
+    assert (len(own), len(pooled)) == (2, 2)
+    runs = [(output, sorted(output.parent.glob("pod5*/**/*.pod5"))) for output in own]
+    for output in pooled:
+        shared = sorted((output.parents[1] / "pod5").glob("*.pod5"))
+        runs.append((output, [f for f in shared if f.name.startswith(output.name + "_")]))
+    for output, files in runs:
+        assert len(files) == 3, output
+        counted = recount(files, output)
+        assert counted.ok, (output, counted)
+        assert counted.reads == 4 * 3

@@ -1,0 +1,208 @@
+"""`reactor demo --flow-cells N`: a sequencer host with N flow cells at once, ending with
+an exactly-once proof per run.
+
+As real processes in a fresh folder: one `reactor serve --watch-root` for the whole
+host, the host simulator (`reactor simulate-run --flow-cells N`: staggered runs in
+MinKNOW's layouts, files moved in from `tmp/`, two runs pooled in one sample folder, a
+final summary and an output hash per run) and a few engines (`reactor engine --preset
+fake`) given the root. It shows each run's progress while they go on, stops everything
+once every run is complete, then, for each run, reads every read id of its `.pod5`
+files and every FASTQ record in its own `pass/` + `fail/`. Exit code 0 only if every
+read of every run was basecalled exactly once, in its own run's outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from reactor.core.minknow import parse_pod5_name
+from reactor.sim.demo import TIMEOUT_S, Demo, Verdict, free_port, get_json, verdict_of
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    run: str
+    layout: str
+    phase: str
+    verdict: Verdict
+
+
+def run_files(folder: Path, key: str) -> list[Path]:
+    """A run's `.pod5` files: in its POD5 folders and their barcode folders, only its own
+    names (a pooled folder holds other runs' files too)."""
+    found = []
+    for pod5_folder in sorted(folder.glob("pod5*")):
+        for path in sorted([*pod5_folder.glob("*.pod5"), *pod5_folder.glob("*/*.pod5")]):
+            parsed = parse_pod5_name(path.name)
+            if parsed is not None and str(parsed.key) == key:
+                found.append(path)
+    return found
+
+
+class HostDemo(Demo):
+    """The demo's processes, with a host's root in place of one run's folders."""
+
+    def __init__(self, args: argparse.Namespace, root: Path, out: TextIO) -> None:
+        self.args = args
+        self.root = root
+        self.out = out
+        self.data = root / "data"
+        self.logs = root / "logs"
+        for folder in (self.data, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.processes = {}
+        self.tty = out.isatty()
+
+    def start(self) -> None:
+        port = self.url.rsplit(":", 1)[1]
+        self._start(
+            "serve",
+            [
+                "reactor", "serve", "--watch-root", str(self.data),
+                "--listen", f"127.0.0.1:{port}", "--report-back-interval", "10",
+                "--sweep-interval", "1", "--settle-seconds", "2", "--log-format", "json",
+            ],
+        )  # fmt: skip
+        self._wait_ready()
+        self._start(
+            "simulate-run",
+            [
+                "reactor", "simulate-run", str(self.data),
+                "--flow-cells", str(self.args.flow_cells),
+                "--files", str(self.args.files),
+                "--reads-per-file", str(self.args.reads_per_file),
+                "--interval", str(self.args.interval),
+                "--stagger", str(self.args.stagger),
+                "--pieces", "4",
+                "--piece-interval", str(self.args.interval / 4),
+                "--concurrent", "2",
+                "--quiet",
+            ],
+        )  # fmt: skip
+        for i in range(self.args.engines):
+            self._start(
+                f"engine-{i}",
+                [
+                    "reactor", "engine", "--manager", self.url,
+                    "--engine-id", f"demo-gpu{i}",
+                    "--input-dir", str(self.data), "--output-dir", str(self.data),
+                    "--preset", "fake", "--poll-interval", "0.2", "--max-poll-interval", "1",
+                    "--log-format", "json",
+                ],
+            )  # fmt: skip
+
+    def follow(self) -> dict[str, Any]:
+        """Show each run's progress until every run is complete. Returns the last /status."""
+        began = time.monotonic()
+        last_line = 0.0
+        simulator = self.processes["simulate-run"]
+        wanted = self.args.flow_cells
+        while True:
+            status = get_json(f"{self.url}/status") or {}
+            runs = status.get("runs", [])
+            now = time.monotonic()
+            if self.tty or now - last_line >= 2.0:
+                self._show_runs(runs, now - began)
+                last_line = now
+            finished = simulator.poll() is not None
+            if finished and simulator.returncode != 0:
+                msg = f"the simulator failed; see {self.logs / 'simulate-run.log'}"
+                raise RuntimeError(msg)
+            complete = len(runs) == wanted and all(r["phase"] == "complete" for r in runs)
+            if finished and complete:
+                if self.tty:
+                    self.out.write("\n")
+                return status
+            if now - began > TIMEOUT_S:
+                msg = f"the runs did not complete in {TIMEOUT_S:.0f} s; see {self.logs}"
+                raise RuntimeError(msg)
+            time.sleep(0.25)
+
+    def _show_runs(self, runs: list[dict[str, Any]], elapsed: float) -> None:
+        cells = [
+            f"{r['flow_cell']} {r['done']:3d}/{self.args.files} {r['phase'][:8]:<8}"
+            for r in sorted(runs, key=lambda r: str(r["run"]))
+        ]
+        line = f"{elapsed:6.1f}s  runs {len(runs)}/{self.args.flow_cells}  " + "  ".join(cells)
+        self.out.write(f"\r{line}" if self.tty else f"{line}\n")
+        self.out.flush()
+
+
+def host_table(verdicts: list[RunVerdict], elapsed_s: float, engines: int) -> str:
+    head = ("run", "layout", "files", "reads", "pass", "fail", "missing", "dup", "other", "end")
+    rows = [head] + [
+        (
+            v.run, v.layout, str(v.verdict.files), str(v.verdict.reads), str(v.verdict.in_pass),
+            str(v.verdict.in_fail), str(v.verdict.missing), str(v.verdict.duplicated),
+            str(v.verdict.unexpected), v.phase,
+        )
+        for v in verdicts
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        ("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))).rstrip()
+        for row in rows
+    ]
+    ok = bool(verdicts) and all(v.verdict.ok for v in verdicts)
+    reads = sum(v.verdict.reads for v in verdicts)
+    lines += [
+        "",
+        f"  runs {len(verdicts)}, reads {reads}, engines {engines}, wall time {elapsed_s:.1f} s",
+        "  verdict  "
+        + ("every read of every run basecalled exactly once, in its own run" if ok else "FAILED"),
+    ]
+    return "\n".join(lines)
+
+
+def run_host_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """The host demo with the options of `reactor demo --flow-cells N`; 0 only if every
+    read of every run was basecalled exactly once."""
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="reactor-demo-host-"))
+    demo = HostDemo(args, root, out)
+    out.write(
+        f"pod5-reactor demo: a host with {args.flow_cells} flow cells, {args.files} files x "
+        f"{args.reads_per_file} reads each, {args.engines} engines, in {root}\n"
+    )
+    began = time.monotonic()
+    try:
+        demo.start()
+        status = demo.follow()
+    except RuntimeError as exc:
+        demo.stop()
+        print(f"reactor demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        demo.stop()
+        return 130
+    codes = demo.stop()
+    elapsed = time.monotonic() - began
+    layouts = {1: "pod5/", 2: "barcoded", 3: "pooled", 0: "pooled"}
+    verdicts = []
+    for run in sorted(status["runs"], key=lambda r: str(r["run"])):
+        folder = Path(run["folder"])
+        files = run_files(folder, run["run"])
+        number = int(run["flow_cell"][3:])
+        verdicts.append(
+            RunVerdict(
+                run["run"], layouts[number % 4], run["phase"],
+                verdict_of(files, Path(run["output_dir"])),
+            )
+        )  # fmt: skip
+    out.write("\n" + host_table(verdicts, elapsed, args.engines) + "\n")
+    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
+    if unclean:
+        out.write(f"  processes that did not exit cleanly: {unclean}; see {demo.logs}\n")
+    if not (args.keep or args.workdir):
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        out.write(f"  host folder kept: {root}\n")
+    ok = len(verdicts) == args.flow_cells and all(v.verdict.ok for v in verdicts)
+    return 0 if ok and not unclean else 1
