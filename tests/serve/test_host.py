@@ -18,12 +18,14 @@ from reactor.cli import main
 from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
+from reactor.serve.host import RETIRE_AFTER_S
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
 from tests.support.endrun import wait_until
 from tests.support.exactly_once import recount
 from tests.support.openapi import assert_documented
+from tests.support.runs import ManualClock
 
 RUNID = "0f1d7e9e"
 OLD = 1_500_000_000.0  # 2017: an archived run's files
@@ -335,3 +337,39 @@ async def test_with_the_polling_observer_runs_are_served_from_polled_folders(
     await wait_until(lambda: unit.reactor.count_fields()["ready"] == 1, "the late file")
     await engine_works(client, root, "gpu1")
     assert recount([*files["PAW00002_bbbbbbbb"], target], unit.place.output_dir).ok
+
+
+async def test_a_complete_run_leaves_memory_and_metrics_and_is_skipped_at_the_next_start(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    clock = ManualClock()
+    app = create_host_app(host_config(root), clock=clock)
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    await engine_works(client, root, "gpu1")
+    key = RunKey("PAW00001", "aaaaaaaa")
+    unit = host.units[key]
+    folder = files["PAW00001_aaaaaaaa"][0].parents[1]
+    (folder / f"final_summary_PAW00001_aaaaaaaa_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: unit.phase == "complete", "the run completes")
+    await host.discover()  # its end is noted
+    assert key in host.units
+    clock.advance(RETIRE_AFTER_S + 1)
+    await host.discover()
+    assert key not in host.units, "its state left memory"
+    assert [f["run"] for f in (await (await client.get("/status")).json())["finished"]] == [
+        "PAW00001_aaaaaaaa"
+    ]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'run="PAW00001_aaaaaaaa"' not in metrics
+    assert 'run="PAW00002_bbbbbbbb"' in metrics
+    await client.close()
+
+    # the next start skips it from its marker, without reading its files
+    again = create_host_app(host_config(root))
+    client = await aiohttp_client(again)
+    restarted = again[HOST]
+    assert key not in restarted.units and key in restarted.finished
+    assert len(restarted.units) == 3
