@@ -135,6 +135,13 @@ def final_summary_key(name: str) -> RunKey | None:
     return RunKey(match["fc"], match["prid"].lower())
 
 
+def work_folders(pod5_folders: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of a run's POD5 folders hold work: the per-run decision, all of them for
+    now. (Where MinKNOW basecalled live, only `pod5_skip/` needs calling; deciding that
+    from the run's own files is the next step.)"""
+    return pod5_folders
+
+
 def is_pod5_folder(name: str) -> bool:
     """One of a run's folders of POD5 files."""
     return name in POD5_FOLDERS
@@ -158,7 +165,8 @@ def adoption(*, complete: bool, started: float | None, active: float, since: flo
     """A run is served on its own when it started after `since`, or when it is not
     complete (no final summary) and something changed in it after `since`.
 
-    `started` is the start time its folder's name says (None for a pooled run), `active`
+    `started` is the start time its folder's name says (for a pooled run, when its final
+    summary was written; None without one), `active`
     the latest change seen in the run folder or its POD5 folders, both in seconds since
     the epoch. A run without a final summary is not always live: a MinKNOW crash leaves
     none, so an old crashed run is left like a finished one, not queued on a first start.

@@ -38,7 +38,9 @@ class FoundRun:
     root: Path
     folder: Path  # the run folder; for a pooled run, the sample folder it shares
     pooled: bool
-    started: float | None  # from the run folder's name (local time), None when pooled
+    # from the run folder's name (local time); a pooled run's: when its final summary was
+    # written, or None while it has none
+    started: float | None
     complete: bool  # its final summary is in its folder
     pod5_folders: tuple[str, ...]  # which of POD5_FOLDERS it has
 
@@ -159,12 +161,17 @@ def _pooled(
             parsed = parse_pod5_name(name)
             if parsed is not None:
                 keys.add(parsed.key)
-    complete: set[RunKey] = set()
+    # A pooled run has no folder name to date it; once complete, its final summary does
+    # (the time it was written: a run that ended lately is not an old one).
+    ended: dict[RunKey, float] = {}
     try:
         for name in os.listdir(sample):
             key = final_summary_key(name)
             if key is not None:
-                complete.add(key)
+                try:
+                    ended[key] = max(ended.get(key, 0.0), (sample / name).stat().st_mtime)
+                except OSError:
+                    ended[key] = ended.get(key, 0.0)
     except OSError as exc:
         survey.unreadable.append((sample, exc.strerror or str(exc)))
     return [
@@ -173,8 +180,8 @@ def _pooled(
             root=root,
             folder=sample,
             pooled=True,
-            started=None,
-            complete=key in complete,
+            started=ended.get(key),
+            complete=key in ended,
             pod5_folders=pod5_folders,
         )
         for key in sorted(keys)

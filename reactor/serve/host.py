@@ -38,7 +38,14 @@ from prometheus_client.registry import Collector
 
 from reactor.core.endrun import stop_file_filter, stop_file_matcher
 from reactor.core.events import Change, FsEvent, input_filter
-from reactor.core.minknow import Adoption, RunKey, adoption, parse_pod5_name
+from reactor.core.minknow import (
+    POD5_FOLDERS,
+    Adoption,
+    RunKey,
+    adoption,
+    parse_pod5_name,
+    work_folders,
+)
 from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
 from reactor.core.sharing import Backlog, FairShare
@@ -131,8 +138,12 @@ class RunUnit:
         watch_worker: ThreadPoolExecutor,
         watch: bool = True,
         poller: FolderPoller | None = None,
+        on_foreign: Callable[[Path, str], None] | None = None,
     ) -> None:
         self.found = found
+        # A pooled run sees the other runs' files in its folders: a new one is news
+        # for the host (a run that started in the shared folder).
+        self._on_foreign = on_foreign
         self._poller = poller
         self._polled: int | None = None  # the poller's handle for this run's folders
         self.key = found.key
@@ -140,7 +151,8 @@ class RunUnit:
         self.clock = clock
         self._watch_worker = watch_worker
         self._watch = watch
-        folders = [found.folder / name for name in found.pod5_folders] or [found.folder / "pod5"]
+        work = work_folders(found.pod5_folders)
+        folders = [found.folder / name for name in work] or [found.folder / "pod5"]
         self.inputs = InputFolders(
             folders, barcodes=True, accept=_accept(found), within=found.folder
         )
@@ -245,6 +257,9 @@ class RunUnit:
     def _deliver(self, event: FsEvent) -> None:
         with self.bound():
             if is_pod5_name(event.name):
+                foreign = self.found.pooled and not self.inputs.accepts(event.name)
+                if foreign and event.change is not Change.GONE and self._on_foreign is not None:
+                    self._on_foreign(self.found.folder, event.name)
                 self.reactor.on_fs_event(event)
             else:
                 self.finisher.on_input_event(event)
@@ -313,7 +328,7 @@ class RunUnit:
         self.found = found
         added = [
             found.folder / name
-            for name in found.pod5_folders
+            for name in work_folders(found.pod5_folders)
             if found.folder / name not in self.inputs.folders
         ]
         if added:
@@ -587,6 +602,7 @@ class Host:
             watch_worker=self._watch_worker,
             watch=self._watch,
             poller=self.poller,
+            on_foreign=self._foreign_file,
         )
         try:
             with unit.bound():
@@ -620,8 +636,9 @@ class Host:
     def _remember_samples(self, root: Path, survey: Survey) -> None:
         for run in survey.runs:
             sample = run.folder if run.pooled else run.folder.parent
-            with contextlib.suppress(OSError):
-                seen = self._samples.setdefault(sample, _Seen(sample.stat().st_mtime_ns))
+            mtime = _sample_mtime(sample)
+            if mtime is not None:
+                seen = self._samples.setdefault(sample, _Seen(mtime))
                 seen.runs.add(run.key)
 
     async def _discover_forever(self) -> None:
@@ -663,9 +680,8 @@ class Host:
         changed: dict[Path, tuple[int, list[FoundRun]]] = {}
         for root in self.config.watch_root:
             for sample in self._sample_folders(root):
-                try:
-                    mtime = sample.stat().st_mtime_ns
-                except OSError:
+                mtime = _sample_mtime(sample)
+                if mtime is None:
                     continue
                 fresh = now_ns - mtime < 2_000_000_000
                 if seen.get(sample) == mtime and not fresh:
@@ -689,6 +705,17 @@ class Host:
                     continue
                 if recent or any(u.found.folder.parent == sample for u in self.units.values()):
                     self.folders.watch(sample)
+
+    def _foreign_file(self, sample: Path, name: str) -> None:
+        """(On the loop.) A pooled run saw a file of a run the host does not know: read
+        the sample folder again (the run started there)."""
+        parsed = parse_pod5_name(name)
+        if parsed is None:
+            return
+        key = parsed.key
+        if key in self.units or key in self.left or key in self.finished or key in self.failed:
+            return
+        self._folder_changed(sample, name)
 
     def _folder_changed(self, folder: Path, name: str) -> None:
         """(On the loop.) A watched folder got a new entry: look at it soon, once."""
@@ -741,11 +768,7 @@ class Host:
 
     async def _read_sample(self, root: Path, sample: Path, since: float) -> None:
         def read() -> tuple[int, list[FoundRun]]:
-            try:
-                mtime = sample.stat().st_mtime_ns
-            except OSError:
-                mtime = 0
-            return mtime, read_sample(root, sample)
+            return _sample_mtime(sample) or 0, read_sample(root, sample)
 
         mtime, runs = await asyncio.to_thread(read)
         self._samples[sample] = _Seen(mtime, {run.key for run in runs})
@@ -944,6 +967,19 @@ class Host:
         live = sum(1 for unit in self.units.values() if unit.phase != "complete")
         done = sum(unit.reactor.count_fields()["done"] for unit in self.units.values())
         return f"{live} runs live, {len(self.finished)} finished, {done} files done"
+
+
+def _sample_mtime(sample: Path) -> int | None:
+    """When a sample folder last changed, its POD5 folders included (a pooled sample's
+    new run shows first as files in them); None if it cannot be read."""
+    try:
+        latest = sample.stat().st_mtime_ns
+    except OSError:
+        return None
+    for name in POD5_FOLDERS:
+        with contextlib.suppress(OSError):
+            latest = max(latest, (sample / name).stat().st_mtime_ns)
+    return latest
 
 
 def _subfolders(path: Path) -> list[Path]:

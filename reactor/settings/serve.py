@@ -168,6 +168,13 @@ def _check_mode(config: ServeConfig) -> None:
                 "MinKNOW data root, input_dir and output_dir one run; set one or the other"
             )
             raise ConfigError(msg)
+        if len(config.watch_root) > 1 and config.output_root is None:
+            msg = (
+                f"watch_root names {len(config.watch_root)} roots but output_root is not set: "
+                "engines are given one folder, and job folders are paths below it, so set "
+                "output_root (each run's results go there, under its path below its root)"
+            )
+            raise ConfigError(msg)
         return
     if config.output_root is not None:
         msg = "output_root is set without watch_root: it is where host mode puts each run's results"

@@ -89,7 +89,9 @@ def test_a_pooled_sample_folder_holds_several_runs_told_apart_by_names(tmp_path:
         ("PAW00001_aaaaaaaa", True, False, sample),
         ("PAW00002_bbbbbbbb", True, True, sample),
     ]
-    assert runs[1].started is None
+    assert runs[1].started is None  # pooled, not complete: nothing dates it
+    summary = sample / f"final_summary_PAW00002_bbbbbbbb_{RUNID}.txt"
+    assert runs[2].started == summary.stat().st_mtime  # pooled, complete: its summary does
     assert str(runs[1].relative) == "g/pooled"
 
 

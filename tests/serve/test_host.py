@@ -373,3 +373,115 @@ async def test_a_complete_run_leaves_memory_and_metrics_and_is_skipped_at_the_ne
     restarted = again[HOST]
     assert key not in restarted.units and key in restarted.finished
     assert len(restarted.units) == 3
+
+
+async def test_with_an_output_root_results_mirror_the_runs_paths_there(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root, out = tmp_path / "data", tmp_path / "results"
+    out.mkdir()
+    files = minknow_root(root)
+    app = create_host_app(ServeConfig(watch_root=(root,), output_root=out, sweep_interval=0.05))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    # engines are given the output root; the links in their job folders reach the runs
+    jobs = await engine_works(client, out, "gpu1")
+    assert all(not (out / job["job_input_dir"]).is_relative_to(root) for job in jobs)
+    for key, unit in host.units.items():
+        expected = out / unit.found.relative
+        if unit.found.pooled:  # runs sharing a sample folder: one folder each below it
+            expected = expected / str(key)
+        assert unit.place.output_dir == expected
+        assert recount(files[str(key)], unit.place.output_dir).ok
+    assert not list(root.glob("**/reactor")), "nothing written into the run folders"
+    single = host.units[RunKey("PAW00001", "aaaaaaaa")].place.output_dir
+    assert single == out / "grp" / "s1" / "20261205_1412_1A_PAW00001_aaaaaaaa"
+
+
+async def test_a_run_moved_to_another_root_is_served_on_alone_with_its_records(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """A run's records travel with it: half of it done and one job live, the run folder
+    is moved to another root, and a host there carries on with nothing done twice."""
+    root = tmp_path / "data"
+    run_folder = root / "grp" / "s1" / "20261205_1412_1A_PAW00001_aaaaaaaa"
+    files = {
+        "PAW00001_aaaaaaaa": [
+            pod5(
+                run_folder / "pod5" / f"barcode0{i % 2}" / f"PAW00001_aaaaaaaa_{RUNID}_{i}.pod5", i
+            )
+            for i in range(4)
+        ]
+    }
+    key = RunKey("PAW00001", "aaaaaaaa")
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[key]
+    done = await (await client.get("/assignwork?engineid=e1&batchsize=2")).json()
+    live = await (await client.get("/assignwork?engineid=e2&batchsize=1")).json()
+    for name in done["batch"]:
+        ids = read_ids(root / done["job_input_dir"] / name)
+        out = root / done["job_output_dir"] / "pass" / f"{name.removesuffix('.pod5')}.fastq"
+        out.write_text(fastq(ids))
+    assert (await client.get(f"/completed?job_id={done['jobid']}&job_state=DONE")).status == 200
+    await client.close()
+
+    assert unit.found.folder == run_folder
+    elsewhere = tmp_path / "archive"
+    (elsewhere / "grp" / "s1").mkdir(parents=True)
+    moved = elsewhere / "grp" / "s1" / run_folder.name
+    run_folder.rename(moved)
+    app = create_host_app(host_config(elsewhere))
+    client = await aiohttp_client(app)
+    again = app[HOST].units[key]
+    counts = again.reactor.count_fields()
+    assert (counts["done"], counts["assigned"], counts["ready"]) == (2, 1, 1)
+    # the live job's engine carries on with paths below the new root
+    name = live["batch"][0]
+    ids = read_ids(elsewhere / live["job_input_dir"] / name)
+    out = elsewhere / live["job_output_dir"] / "pass" / f"{name.removesuffix('.pod5')}.fastq"
+    out.write_text(fastq(ids))
+    assert (await client.get(f"/completed?job_id={live['jobid']}&job_state=DONE")).status == 200
+    await engine_works(client, elsewhere, "e3")
+    moved_files = [moved / path.relative_to(run_folder) for path in files[str(key)]]
+    assert recount(moved_files, again.place.output_dir).ok
+
+
+async def test_a_pooled_run_that_starts_beside_a_live_one_is_found_by_events(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """No discovery pass here (an hour apart): the second run's first file lands in the
+    POD5 folder the first run shares; the first run's watch sees a run it does not know.
+    One that ends before anyone looks is served too: its final summary dates it."""
+    root = tmp_path / "data"
+    pooled = root / "grp" / "pool"
+    first = [
+        pod5(pooled / "pod5" / f"PAW00003_cccccccc_{RUNID}_{i}.pod5", 30 + i) for i in range(2)
+    ]
+    app = create_host_app(ServeConfig(watch_root=(root,), sweep_interval=3600))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    assert list(host.units) == [RunKey("PAW00003", "cccccccc")]
+    second = [
+        pod5(pooled / "pod5" / f"PAW00004_dddddddd_{RUNID}_{i}.pod5", 40 + i) for i in range(2)
+    ]
+    key = RunKey("PAW00004", "dddddddd")
+    await wait_until(lambda: key in host.units, "the second pooled run is adopted")
+    await wait_until(
+        lambda: host.units[key].reactor.count_fields()["ready"] == 2, "its files are ready"
+    )
+    await engine_works(client, root, "gpu1")
+    for run, files in ((RunKey("PAW00003", "cccccccc"), first), (key, second)):
+        assert recount(files, host.units[run].place.output_dir).ok
+    await client.close()
+
+    # a pooled run already complete when first seen, with no records: dated by its summary
+    third = [
+        pod5(pooled / "pod5" / f"PAW00005_eeeeeeee_{RUNID}_{i}.pod5", 50 + i) for i in range(2)
+    ]
+    (pooled / f"final_summary_PAW00005_eeeeeeee_{RUNID}.txt").write_text("x=1\n")
+    again = create_host_app(ServeConfig(watch_root=(root,), sweep_interval=3600))
+    client = await aiohttp_client(again)
+    assert RunKey("PAW00005", "eeeeeeee") in again[HOST].units
+    await engine_works(client, root, "gpu1")
+    assert recount(third, again[HOST].units[RunKey("PAW00005", "eeeeeeee")].place.output_dir).ok

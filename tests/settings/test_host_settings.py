@@ -24,15 +24,24 @@ def cli(*argv: str) -> argparse.Namespace:
 
 
 def test_watch_root_alone_is_host_mode(tmp_path: Path) -> None:
-    config = parse_config(cli("--watch-root", f"{tmp_path}/a,{tmp_path}/b"), {})
+    config = parse_config(cli("--watch-root", f"{tmp_path}/a"), {})
     assert config.host_mode
-    assert config.watch_root == (tmp_path / "a", tmp_path / "b")
+    assert config.watch_root == (tmp_path / "a",)
     assert (config.input_dir, config.output_dir, config.output_root) == (UNSET, UNSET, None)
     assert config.adopt_since == DEFAULT_ADOPT_SINCE == 2 * 86400
 
 
+def test_several_roots_need_an_output_root(tmp_path: Path) -> None:
+    roots = f"{tmp_path}/a,{tmp_path}/b"
+    with pytest.raises(ConfigError, match="names 2 roots but output_root is not set"):
+        parse_config(cli("--watch-root", roots), {})
+    config = parse_config(cli("--watch-root", roots, "--output-root", str(tmp_path / "o")), {})
+    assert config.watch_root == (tmp_path / "a", tmp_path / "b")
+
+
 def test_the_file_gives_a_list_or_one_root_relative_to_its_folder(tmp_path: Path) -> None:
-    file = ConfigFile(tmp_path / "reactor.toml", {"watch_root": ["data", "/abs"]})
+    values = {"watch_root": ["data", "/abs"], "output_root": "/out"}
+    file = ConfigFile(tmp_path / "reactor.toml", values)
     assert parse_config(cli(), {}, file).watch_root == (tmp_path / "data", Path("/abs"))
     one = ConfigFile(tmp_path / "reactor.toml", {"watch_root": "/data", "output_root": "out"})
     config = parse_config(cli(), {}, one)
