@@ -328,7 +328,7 @@ async def run_add(request: web.Request) -> web.Response:
     """Serve a run the adoption rule left (older than adopt_since), or try again one
     that failed to start: `?run=` its name (`PAW12345_fd97ea7b`) or folder."""
     host = _host(request)
-    name = _required(request, "run")
+    name = _run_name(request)
     try:
         outcome = await host.add(name)
     except UnknownRun:
@@ -340,7 +340,7 @@ async def run_add(request: web.Request) -> web.Response:
 async def run_prioritise(request: web.Request) -> web.Response:
     """`?run=NAME&weight=W`: the run takes W files for each of a weight-1 run's."""
     host = _host(request)
-    name = _required(request, "run")
+    name = _run_name(request)
     raw = _param(request, "weight", required=False) or str(DEFAULT_PRIORITY)
     try:
         weight = check_weight(float(raw))
@@ -351,6 +351,17 @@ async def run_prioritise(request: web.Request) -> web.Response:
     except UnknownRun:
         raise _unknown_run(name) from None
     return web.json_response({"run": str(key), "weight": weight})
+
+
+MAX_RUN_NAME = 1024  # a run's name, or its folder
+
+
+def _run_name(request: web.Request) -> str:
+    name = _required(request, "run")
+    if len(name) > MAX_RUN_NAME:
+        detail = f"run is {len(name)} characters long; the limit is {MAX_RUN_NAME}"
+        raise ApiError(400, "bad_request", detail)
+    return name
 
 
 def _unknown_run(name: str) -> ApiError:

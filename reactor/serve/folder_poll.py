@@ -132,15 +132,16 @@ class FolderPoller:
         fresh = time.time_ns() - mtime < FRESH_NS
         if mtime != folder.mtime_ns or fresh:
             names, subfolders = self._list(folder.path, registration.accept, nested=nested)
-            if report:
-                self._post_changes(folder, names, registration)
-            folder.names = frozenset(names)
+            before, folder.names = folder.names, frozenset(names)
             folder.mtime_ns = mtime
+            if report:  # after the state is kept: what the loop hears, the poller knows
+                self._post_changes(folder, before, registration)
             if nested:
                 for gone in set(folder.subfolders) - subfolders:
                     old = folder.subfolders.pop(gone)
+                    before, old.names = old.names, frozenset()
                     if report:
-                        self._post_changes(old, set(), registration)
+                        self._post_changes(old, before, registration)
                 for name in subfolders - set(folder.subfolders):
                     folder.subfolders[name] = _Folder(folder.path / name)
         for subfolder in folder.subfolders.values():
@@ -163,16 +164,16 @@ class FolderPoller:
                             subfolders.add(name)
         return names, subfolders
 
-    def _post_changes(self, folder: _Folder, names: set[str], registration: _Registration) -> None:
+    def _post_changes(
+        self, folder: _Folder, before: frozenset[str], registration: _Registration
+    ) -> None:
+        """Post what changed in `folder` since it held `before` (its names now)."""
         now = time.monotonic()
         where = str(folder.path)
+        names = folder.names
         events = [
-            FsEvent(Area.INPUT, Change.CREATED, name, now, where)
-            for name in sorted(names - folder.names)
-        ] + [
-            FsEvent(Area.INPUT, Change.GONE, name, now, where)
-            for name in sorted(folder.names - names)
-        ]
+            FsEvent(Area.INPUT, Change.CREATED, name, now, where) for name in sorted(names - before)
+        ] + [FsEvent(Area.INPUT, Change.GONE, name, now, where) for name in sorted(before - names)]
         for event in events:
             with contextlib.suppress(RuntimeError):  # the loop closed: shutting down
                 self._loop.call_soon_threadsafe(registration.post, event)
