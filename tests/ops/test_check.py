@@ -653,9 +653,14 @@ def test_host_mode_checks_the_roots_and_where_results_go(tmp_path: Path) -> None
     root = tmp_path / "data"
     root.mkdir()
     missing = tmp_path / "nowhere"
-    config = ServeConfig(watch_root=(root, missing), listen=f"127.0.0.1:{free_port()}")
+    out = tmp_path / "results"
+    config = ServeConfig(
+        watch_root=(root, missing), output_root=out, listen=f"127.0.0.1:{free_port()}"
+    )
     results = {r.name: r for r in run_checks(config, CheckOptions(min_free_bytes=0))}
     assert results[f"watch root {root}"].status is Status.OK
+    assert results["output root"].status is Status.FAIL  # not made yet: serve does not
+    assert "mkdir -p" in (results["output root"].fix or "")
     assert results["input renames"].status is Status.OK
     failed = results[f"watch root {missing}"]
     assert failed.status is Status.FAIL
