@@ -48,16 +48,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.flow_cells:
         args.files = 15 if args.files is None else args.files
-        if args.files < 1 or args.engines < 1 or args.reads_per_file < 1:
-            print("reactor demo: --files, --engines and --reads-per-file must be 1 or more",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        try:
-            import reactor.sim.pod5_files  # noqa: F401 - fails without the pod5 library
-        except ImportError:
-            print("reactor demo: needs the pod5 library: pip install 'pod5-reactor[sim]'",
-                  file=sys.stderr)  # fmt: skip
-            return 2
         from reactor.sim.host_demo import run_host_demo
 
         return run_host_demo(args)

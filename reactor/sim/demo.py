@@ -116,14 +116,21 @@ class Demo:
         self.args = args
         self.root = root
         self.out = out
-        self.input_dir = root / "input"
-        self.output_dir = root / "output"
         self.logs = root / "logs"
-        for folder in (self.input_dir, self.output_dir, self.logs):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.make_folders()
         self.url = f"http://127.0.0.1:{free_port()}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.tty = out.isatty()
+
+    def make_folders(self) -> None:
+        """The run's folders: what the simulator writes into, what the engines are given."""
+        self.input_dir = self.root / "input"
+        self.output_dir = self.root / "output"
+        for folder in (self.input_dir, self.output_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.written_to = self.input_dir
+        self.engine_folders = (self.input_dir, self.output_dir)
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("wb") as log:
@@ -134,48 +141,48 @@ class Demo:
         return process
 
     def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        self._start(
-            "serve",
-            serve_args(
-                self.input_dir,
-                self.output_dir,
-                int(port),
-                report_back_interval=10,
-                sweep_interval=1,
-                settle_seconds=2,
-                log_format="json",
-            ),
-        )
+        self._start("serve", self.serve_argv(int(self.url.rsplit(":", 1)[1])))
         self._wait_ready()
-        self._start(
-            "simulate-run",
-            [
-                "reactor", "simulate-run", str(self.input_dir),
-                "--files", str(self.args.files),
-                "--reads-per-file", str(self.args.reads_per_file),
-                "--interval", str(self.args.interval),
-                "--pieces", "4",
-                "--piece-interval", str(self.args.interval / 4),
-                "--concurrent", "2",
-                "--quiet",
-            ],
-        )  # fmt: skip
+        self._start("simulate-run", self.simulator_argv())
         for i in range(self.args.engines):
-            self._start(
-                f"engine-{i}",
-                [
-                    "reactor", "engine",
-                    "--manager", self.url,
-                    "--engine-id", f"demo-gpu{i}",
-                    "--input-dir", str(self.input_dir),
-                    "--output-dir", str(self.output_dir),
-                    "--preset", "fake",
-                    "--poll-interval", "0.2",
-                    "--max-poll-interval", "1",
-                    "--log-format", "json",
-                ],
-            )  # fmt: skip
+            self._start(f"engine-{i}", self.engine_argv(i))
+
+    def serve_argv(self, port: int) -> list[str]:
+        return serve_args(
+            self.input_dir,
+            self.output_dir,
+            port,
+            report_back_interval=10,
+            sweep_interval=1,
+            settle_seconds=2,
+            log_format="json",
+        )
+
+    def simulator_argv(self) -> list[str]:
+        return [
+            "reactor", "simulate-run", str(self.written_to),
+            "--files", str(self.args.files),
+            "--reads-per-file", str(self.args.reads_per_file),
+            "--interval", str(self.args.interval),
+            "--pieces", "4",
+            "--piece-interval", str(self.args.interval / 4),
+            "--concurrent", "2",
+            "--quiet",
+        ]  # fmt: skip
+
+    def engine_argv(self, number: int) -> list[str]:
+        input_dir, output_dir = self.engine_folders
+        return [
+            "reactor", "engine",
+            "--manager", self.url,
+            "--engine-id", f"demo-gpu{number}",
+            "--input-dir", str(input_dir),
+            "--output-dir", str(output_dir),
+            "--preset", "fake",
+            "--poll-interval", "0.2",
+            "--max-poll-interval", "1",
+            "--log-format", "json",
+        ]  # fmt: skip
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -264,18 +271,25 @@ def summary_table(verdict: Verdict, elapsed_s: float, engines: int, phase: str) 
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
 
 
-def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """The whole demo with the options of `reactor demo`; 0 only if every read was
-    basecalled exactly once."""
+def unusable(args: argparse.Namespace) -> bool:
+    """Whether the demo's options cannot run (said on stderr, for exit code 2)."""
     if args.files < 1 or args.engines < 1 or args.reads_per_file < 1:
         print("reactor demo: --files, --engines and --reads-per-file must be 1 or more",
               file=sys.stderr)  # fmt: skip
-        return 2
+        return True
     try:
         import reactor.sim.pod5_files  # noqa: F401 - fails without the pod5 library
     except ImportError:
         print("reactor demo: needs the pod5 library: pip install 'pod5-reactor[sim]'",
               file=sys.stderr)  # fmt: skip
+        return True
+    return False
+
+
+def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """The whole demo with the options of `reactor demo`; 0 only if every read was
+    basecalled exactly once."""
+    if unusable(args):
         return 2
     root = args.workdir or Path(tempfile.mkdtemp(prefix="reactor-demo-"))
     demo = Demo(args, root, out)

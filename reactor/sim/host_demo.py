@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.core.minknow import parse_pod5_name
-from reactor.sim.demo import TIMEOUT_S, Demo, Verdict, free_port, get_json, verdict_of
+from reactor.sim.demo import TIMEOUT_S, Demo, Verdict, get_json, unusable, verdict_of
 
 
 @dataclass(frozen=True)
@@ -49,55 +49,27 @@ def run_files(folder: Path, key: str) -> list[Path]:
 class HostDemo(Demo):
     """The demo's processes, with a host's root in place of one run's folders."""
 
-    def __init__(self, args: argparse.Namespace, root: Path, out: TextIO) -> None:
-        self.args = args
-        self.root = root
-        self.out = out
-        self.data = root / "data"
-        self.logs = root / "logs"
-        for folder in (self.data, self.logs):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.processes = {}
-        self.tty = out.isatty()
+    def make_folders(self) -> None:
+        self.data = self.root / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.written_to = self.data
+        self.engine_folders = (self.data, self.data)  # engines are given the root
 
-    def start(self) -> None:
-        port = self.url.rsplit(":", 1)[1]
-        self._start(
-            "serve",
-            [
-                "reactor", "serve", "--watch-root", str(self.data),
-                "--listen", f"127.0.0.1:{port}", "--report-back-interval", "10",
-                "--sweep-interval", "1", "--settle-seconds", "2", "--log-format", "json",
-            ],
-        )  # fmt: skip
-        self._wait_ready()
-        self._start(
-            "simulate-run",
-            [
-                "reactor", "simulate-run", str(self.data),
-                "--flow-cells", str(self.args.flow_cells),
-                "--files", str(self.args.files),
-                "--reads-per-file", str(self.args.reads_per_file),
-                "--interval", str(self.args.interval),
-                "--stagger", str(self.args.stagger),
-                "--pieces", "4",
-                "--piece-interval", str(self.args.interval / 4),
-                "--concurrent", "2",
-                "--quiet",
-            ],
-        )  # fmt: skip
-        for i in range(self.args.engines):
-            self._start(
-                f"engine-{i}",
-                [
-                    "reactor", "engine", "--manager", self.url,
-                    "--engine-id", f"demo-gpu{i}",
-                    "--input-dir", str(self.data), "--output-dir", str(self.data),
-                    "--preset", "fake", "--poll-interval", "0.2", "--max-poll-interval", "1",
-                    "--log-format", "json",
-                ],
-            )  # fmt: skip
+    def serve_argv(self, port: int) -> list[str]:
+        return [
+            "reactor", "serve", "--watch-root", str(self.data),
+            "--listen", f"127.0.0.1:{port}", "--report-back-interval", "10",
+            "--sweep-interval", "1", "--settle-seconds", "2", "--log-format", "json",
+        ]  # fmt: skip
+
+    def simulator_argv(self) -> list[str]:
+        return [
+            *super().simulator_argv(),
+            "--flow-cells",
+            str(self.args.flow_cells),
+            "--stagger",
+            str(self.args.stagger),
+        ]
 
     def follow(self) -> dict[str, Any]:
         """Show each run's progress until every run is complete. Returns the last /status."""
@@ -165,6 +137,8 @@ def host_table(verdicts: list[RunVerdict], elapsed_s: float, engines: int) -> st
 def run_host_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """The host demo with the options of `reactor demo --flow-cells N`; 0 only if every
     read of every run was basecalled exactly once."""
+    if unusable(args):
+        return 2
     root = args.workdir or Path(tempfile.mkdtemp(prefix="reactor-demo-host-"))
     demo = HostDemo(args, root, out)
     out.write(

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from tests.bench.scanfloor import signature_complete
+
 
 def _folders(path: str) -> list[str]:
     with os.scandir(path) as entries:
@@ -39,13 +41,7 @@ def scan(root: str) -> dict[str, int]:
                         if not entry.name.endswith(".pod5"):
                             continue
                         files += 1
-                        fd = os.open(entry.path, os.O_RDONLY)
-                        try:
-                            head = os.read(fd, 8)
-                            os.lseek(fd, -8, os.SEEK_END)
-                            complete += head == os.read(fd, 8)
-                        finally:
-                            os.close(fd)
+                        complete += signature_complete(entry.path)
     return {"runs": runs, "live": live, "files": files, "complete": complete}
 
 

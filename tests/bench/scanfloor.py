@@ -15,6 +15,17 @@ import time
 from pathlib import Path
 
 
+def signature_complete(path: str) -> bool:
+    """Whether the 8 leading and 8 trailing bytes are the same (the POD5 signature)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, 8)
+        os.lseek(fd, -8, os.SEEK_END)
+        return head == os.read(fd, 8)
+    finally:
+        os.close(fd)
+
+
 def scan(input_dir: str, output_dir: str) -> dict[str, int]:
     stems = set()
     for kind in ("pass", "fail"):
@@ -30,13 +41,7 @@ def scan(input_dir: str, output_dir: str) -> dict[str, int]:
         seen += 1
         if name[:-5] in stems:
             continue
-        fd = os.open(entry.path, os.O_RDONLY)
-        try:
-            head = os.read(fd, 8)
-            os.lseek(fd, -8, os.SEEK_END)
-            complete += head == os.read(fd, 8)
-        finally:
-            os.close(fd)
+        complete += signature_complete(entry.path)
         checked += 1
     return {"pod5_seen": seen, "checked": checked, "complete": complete, "done": len(stems)}
 
