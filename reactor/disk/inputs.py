@@ -51,6 +51,10 @@ class InputFolders:
         self._single = len(self.folders) == 1 and not barcodes
         self._where: dict[str, Path] = {}  # name -> folder, when there are several
 
+    def use(self, folders: Sequence[Path]) -> None:
+        """The run's folders now (a POD5 folder appeared); where known names are stays."""
+        self.folders = tuple(folder.absolute() for folder in folders)
+
     @classmethod
     def flat(cls, folder: Path) -> InputFolders:
         """One folder, no barcode folders: single-run mode's INPUTDIR."""

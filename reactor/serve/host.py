@@ -322,21 +322,16 @@ class RunUnit:
             self._watch_worker.submit(watcher.check_health)
 
     async def refresh(self, found: FoundRun) -> None:
-        """The run's folder was read again: watch POD5 folders that appeared since."""
+        """The run's folder was read again: take and watch POD5 folders that appeared."""
         if found.pod5_folders == self.found.pod5_folders:
             return
         self.found = found
-        added = [
-            found.folder / name
-            for name in work_folders(found.pod5_folders)
-            if found.folder / name not in self.inputs.folders
-        ]
+        work = [found.folder / name for name in work_folders(found.pod5_folders)]
+        added = [folder.name for folder in work if folder.absolute() not in self.inputs.folders]
+        if work:
+            self.inputs.use(work)
         if added:
-            folders = [*self.inputs.folders, *added]
-            if not (self.inputs.main).is_dir() and self.inputs.main not in added:
-                folders = [f for f in folders if f != self.inputs.main]
-            self.inputs.folders = tuple(folders)
-            log.info("run_folders_found", run=str(self.key), folders=[f.name for f in added])
+            log.info("run_folders_found", run=str(self.key), folders=added)
         if self._watch:
             await self._rewatch()
         self.reactor.reconcile("new_folder")
