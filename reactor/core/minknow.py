@@ -28,6 +28,8 @@ from enum import StrEnum
 RUN_DEPTH = 3
 # A run's folders of POD5 files, by MinKNOW's names.
 POD5_FOLDERS = ("pod5", "pod5_pass", "pod5_fail", "pod5_skip")
+# MinKNOW's own basecalled outputs: present when it basecalled the run live.
+MINKNOW_OUTPUTS = ("fastq_pass", "fastq_fail", "bam_pass", "bam_fail")
 # A run's folders MinKNOW moves reads out of: never work, never watched.
 WAITING_FOLDERS = ("queued_reads", "tmp")
 
@@ -135,11 +137,84 @@ def final_summary_key(name: str) -> RunKey | None:
     return RunKey(match["fc"], match["prid"].lower())
 
 
-def work_folders(pod5_folders: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of a run's POD5 folders hold work: the per-run decision, all of them for
-    now. (Where MinKNOW basecalled live, only `pod5_skip/` needs calling; deciding that
-    from the run's own files is the next step.)"""
-    return pod5_folders
+class Sources(StrEnum):
+    """Which of a run's POD5 folders are work (the `sources` setting)."""
+
+    AUTO = "auto"  # decided from the run's own files (`called_live`)
+    ALL = "all"  # every POD5 folder
+    POD5 = "pod5"  # every POD5 folder but pod5_skip/
+    POD5_SKIP = "pod5_skip"  # pod5_skip/ only
+
+
+@dataclass(frozen=True)
+class WorkDecision:
+    """A run's work: which POD5 folders, and why (for its log line and /status)."""
+
+    folders: tuple[str, ...]
+    reason: str
+    skip_only: bool = False  # only pod5_skip/ is work (when it appears)
+
+
+def summary_fields(text: str) -> dict[str, str]:
+    """The `key=value` lines of a final summary (other lines passed over)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def basecalling_enabled(fields: dict[str, str]) -> bool | None:
+    """What a final summary says of MinKNOW's live basecalling, or None if it says nothing."""
+    value = fields.get("basecalling_enabled", "").lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    return None
+
+
+def work_folders(
+    pod5_folders: tuple[str, ...],
+    *,
+    sources: Sources = Sources.AUTO,
+    outputs: tuple[str, ...] = (),
+    basecalled: bool | None = None,
+) -> WorkDecision:
+    """Which of a run's POD5 folders hold work for reactor, and why.
+
+    MinKNOW may have basecalled the run live: then `pod5/` (or `pod5_pass/`+`pod5_fail/`)
+    is basecalled already, its FASTQ/BAM in `fastq_pass/`…, and only `pod5_skip/` (reads
+    it skipped, or files "Stop basecalling" moved there) needs calling. `auto` decides
+    from the run's own files: its final summary's `basecalling_enabled` when it has one,
+    else MinKNOW's outputs (`outputs`: which of MINKNOW_OUTPUTS are there) or a
+    `pod5_skip/` (which MinKNOW makes only when it basecalls live). The decision can
+    change while a run is young (MinKNOW writes its first outputs a while after its
+    first POD5); files of a folder that stops being work leave the queue unless handed
+    out already.
+    """
+    skip = tuple(name for name in pod5_folders if name == "pod5_skip")
+    rest = tuple(name for name in pod5_folders if name != "pod5_skip")
+    if sources is Sources.ALL:
+        return WorkDecision(pod5_folders, "sources = all")
+    if sources is Sources.POD5:
+        return WorkDecision(rest, "sources = pod5")
+    if sources is Sources.POD5_SKIP:
+        return WorkDecision(skip, "sources = pod5_skip", skip_only=True)
+    if basecalled is True:
+        return WorkDecision(
+            skip, "MinKNOW basecalled live (final summary): pod5_skip/ only", skip_only=True
+        )
+    if basecalled is False:
+        return WorkDecision(pod5_folders, "MinKNOW did not basecall (final summary)")
+    if outputs:
+        reason = f"MinKNOW basecalled live ({outputs[0]}/): pod5_skip/ only"
+        return WorkDecision(skip, reason, skip_only=True)
+    if skip:
+        reason = "MinKNOW basecalled live (pod5_skip/): pod5_skip/ only"
+        return WorkDecision(skip, reason, skip_only=True)
+    return WorkDecision(pod5_folders, "no sign of MinKNOW basecalling: every POD5 folder")
 
 
 def is_pod5_folder(name: str) -> bool:

@@ -21,13 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from reactor.core.minknow import (
+    MINKNOW_OUTPUTS,
     POD5_FOLDERS,
     RunKey,
+    basecalling_enabled,
     final_summary_key,
     is_barcode_folder,
     parse_pod5_name,
     parse_run_folder,
+    summary_fields,
 )
+
+SUMMARY_MAX_CHARS = 1 << 16  # a final summary is a few dozen lines
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class FoundRun:
     started: float | None
     complete: bool  # its final summary is in its folder
     pod5_folders: tuple[str, ...]  # which of POD5_FOLDERS it has
+    outputs: tuple[str, ...] = ()  # which of MinKNOW's own outputs (MINKNOW_OUTPUTS) it has
+    basecalled: bool | None = None  # its final summary's basecalling_enabled, if it says
 
     @property
     def relative(self) -> PurePath:
@@ -124,15 +131,18 @@ def read_run_folder(root: Path, folder: Path, survey: Survey | None = None) -> F
         return None
     survey = Survey() if survey is None else survey
     pod5_folders: list[str] = []
-    complete = False
+    outputs: list[str] = []
+    summary: Path | None = None
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
                 if name in POD5_FOLDERS and entry.is_dir(follow_symlinks=False):
                     pod5_folders.append(name)
+                elif name in MINKNOW_OUTPUTS and entry.is_dir(follow_symlinks=False):
+                    outputs.append(name)
                 elif final_summary_key(name) == parsed.key:
-                    complete = True
+                    summary = Path(entry.path)
     except OSError as exc:
         survey.unreadable.append((folder, exc.strerror or str(exc)))
         return None
@@ -146,9 +156,20 @@ def read_run_folder(root: Path, folder: Path, survey: Survey | None = None) -> F
         folder=folder,
         pooled=False,
         started=started,
-        complete=complete,
+        complete=summary is not None,
         pod5_folders=tuple(sorted(pod5_folders)),
+        outputs=tuple(sorted(outputs)),
+        basecalled=None if summary is None else _basecalled(summary),
     )
+
+
+def _basecalled(summary: Path) -> bool | None:
+    """What a final summary says of live basecalling (a small file, read once)."""
+    try:
+        text = summary.read_text(errors="replace")[:SUMMARY_MAX_CHARS]
+    except OSError:
+        return None
+    return basecalling_enabled(summary_fields(text))
 
 
 def _pooled(
@@ -164,6 +185,8 @@ def _pooled(
     # A pooled run has no folder name to date it; once complete, its final summary does
     # (the time it was written: a run that ended lately is not an old one).
     ended: dict[RunKey, float] = {}
+    basecalled: dict[RunKey, bool | None] = {}
+    outputs: list[str] = []
     try:
         for name in os.listdir(sample):
             key = final_summary_key(name)
@@ -172,6 +195,9 @@ def _pooled(
                     ended[key] = max(ended.get(key, 0.0), (sample / name).stat().st_mtime)
                 except OSError:
                     ended[key] = ended.get(key, 0.0)
+                basecalled[key] = _basecalled(sample / name)
+            elif name in MINKNOW_OUTPUTS and (sample / name).is_dir():
+                outputs.append(name)
     except OSError as exc:
         survey.unreadable.append((sample, exc.strerror or str(exc)))
     return [
@@ -183,6 +209,8 @@ def _pooled(
             started=ended.get(key),
             complete=key in ended,
             pod5_folders=pod5_folders,
+            outputs=tuple(sorted(outputs)),
+            basecalled=basecalled.get(key),
         )
         for key in sorted(keys)
     ]

@@ -42,6 +42,8 @@ from reactor.core.minknow import (
     POD5_FOLDERS,
     Adoption,
     RunKey,
+    Sources,
+    WorkDecision,
     adoption,
     parse_pod5_name,
     work_folders,
@@ -151,8 +153,9 @@ class RunUnit:
         self.clock = clock
         self._watch_worker = watch_worker
         self._watch = watch
-        work = work_folders(found.pod5_folders)
-        folders = [found.folder / name for name in work] or [found.folder / "pod5"]
+        self._sources = Sources(host_config.sources)
+        self.work = self._decide(found)
+        folders = self._folders(found, self.work)
         self.inputs = InputFolders(
             folders, barcodes=True, accept=_accept(found), within=found.folder
         )
@@ -321,17 +324,37 @@ class RunUnit:
         if watcher is not None:
             self._watch_worker.submit(watcher.check_health)
 
+    def _decide(self, found: FoundRun) -> WorkDecision:
+        return work_folders(
+            found.pod5_folders,
+            sources=self._sources,
+            outputs=found.outputs,
+            basecalled=found.basecalled,
+        )
+
+    @staticmethod
+    def _folders(found: FoundRun, work: WorkDecision) -> list[Path]:
+        """The folders to take files from: the work's, or the one it will be in."""
+        placeholder = "pod5_skip" if work.skip_only else "pod5"
+        return [found.folder / name for name in work.folders] or [found.folder / placeholder]
+
+    def log_work(self) -> None:
+        log.info("run_work", run=str(self.key), folders=list(self.work.folders),
+                 reason=self.work.reason)  # fmt: skip
+
     async def refresh(self, found: FoundRun) -> None:
-        """The run's folder was read again: take and watch POD5 folders that appeared."""
-        if found.pod5_folders == self.found.pod5_folders:
+        """The run's folder was read again: POD5 folders that appeared, or MinKNOW's
+        outputs that say it basecalled live, change what is work (files of a folder that
+        stops being work leave the queue, unless handed out already)."""
+        seen = (found.pod5_folders, found.outputs, found.basecalled)
+        if seen == (self.found.pod5_folders, self.found.outputs, self.found.basecalled):
             return
         self.found = found
-        work = [found.folder / name for name in work_folders(found.pod5_folders)]
-        added = [folder.name for folder in work if folder.absolute() not in self.inputs.folders]
-        if work:
-            self.inputs.use(work)
-        if added:
-            log.info("run_folders_found", run=str(self.key), folders=added)
+        work = self._decide(found)
+        if work != self.work:
+            self.work = work
+            self.log_work()
+        self.inputs.use(self._folders(found, work))
         if self._watch:
             await self._rewatch()
         self.reactor.reconcile("new_folder")
@@ -361,6 +384,7 @@ class RunUnit:
             "total": total,
             "eta_s": status.get("throughput", {}).get("eta_s"),
             "jobs_live": len(list(self.reactor.state.live_jobs())),
+            "work": {"folders": list(self.work.folders), "reason": self.work.reason},
             "held": len(status.get("held", [])),
         }
 
@@ -615,6 +639,7 @@ class Host:
             self.folders.watch(run.folder)  # pod5/ and the final summary appear there
         for job_id in unit.reactor.state.jobs:
             self._jobs[job_id] = unit
+        unit.log_work()
         log.info(
             "run_started",
             run=str(run.key),

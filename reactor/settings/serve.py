@@ -87,6 +87,7 @@ ENV_PREFIX = "REACTOR_"
 CONFIG_ENV = "REACTOR_CONFIG"
 OBSERVERS = ("native", "polling")
 DURABILITIES = ("fsync", "none")
+SOURCES = ("auto", "all", "pod5", "pod5_skip")
 # What input_dir and output_dir are in host mode: a path that can never be made (under a
 # file), so a mistaken use fails loudly instead of touching the working folder.
 UNSET = Path("/dev/null/unset")
@@ -102,6 +103,7 @@ class ServeConfig:
     watch_root: tuple[Path, ...] = ()
     output_root: Path | None = None
     adopt_since: float = DEFAULT_ADOPT_SINCE
+    sources: str = "auto"
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
@@ -256,6 +258,11 @@ _KEYS: tuple[Key, ...] = (
          meaning="Host mode: a run found without reactor's records is served when it started, or "
          "(without a final summary) changed, less than this many seconds ago; older ones only "
          "on request (reactor run add)."),
+    _Key("sources", "auto", "WHICH", parse_choice, one_of(SOURCES),
+         meaning="Host mode: which of a run's POD5 folders are work. auto: where MinKNOW "
+         "basecalled live (its final summary says so, or its fastq_pass/, bam_pass/ or "
+         "pod5_skip/ is there), pod5_skip/ only, else all; all; pod5 (all but pod5_skip/); "
+         "pod5_skip."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),

@@ -12,12 +12,16 @@ from reactor.core.minknow import (
     Pod5Name,
     ReadKind,
     RunKey,
+    Sources,
     adoption,
+    basecalling_enabled,
     final_summary_key,
     is_barcode_folder,
     parse_pod5_name,
     parse_run_folder,
     pod5_name,
+    summary_fields,
+    work_folders,
 )
 
 HEX = "0123456789abcdef"
@@ -141,3 +145,39 @@ def test_adoption_takes_new_runs_and_live_ones_and_leaves_the_archive() -> None:
     # started before, no final summary, quiet since: a crashed run of long ago
     assert adoption(complete=False, started=10.0, active=999.0, since=since) is leave
     assert adoption(complete=True, started=None, active=5_000.0, since=since) is leave
+
+
+def test_what_is_work_follows_the_runs_own_files() -> None:
+    both = ("pod5", "pod5_skip")
+    # not basecalled by MinKNOW: every POD5 folder
+    assert work_folders(("pod5",)).folders == ("pod5",)
+    assert work_folders(("pod5_fail", "pod5_pass")).folders == ("pod5_fail", "pod5_pass")
+    # basecalled live, by whichever sign comes first
+    for kw in (
+        {"outputs": ("fastq_pass",)},
+        {"outputs": ("bam_pass", "bam_fail")},
+        {"basecalled": True},
+    ):
+        decision = work_folders(both, **kw)  # type: ignore[arg-type]
+        assert (decision.folders, decision.skip_only) == (("pod5_skip",), True), kw
+    assert work_folders(both).folders == ("pod5_skip",), "pod5_skip/ says it too"
+    # basecalled live, nothing skipped yet: nothing is work, pod5_skip/ is waited for
+    early = work_folders(("pod5",), outputs=("fastq_pass",))
+    assert (early.folders, early.skip_only) == ((), True)
+    # the final summary has the last word
+    assert work_folders(both, outputs=("fastq_pass",), basecalled=False).folders == both
+    # the setting overrides all of it
+    assert work_folders(both, sources=Sources.ALL, basecalled=True).folders == both
+    assert work_folders(both, sources=Sources.POD5).folders == ("pod5",)
+    assert work_folders(both, sources=Sources.POD5_SKIP).folders == ("pod5_skip",)
+    assert "MinKNOW basecalled live" in work_folders(both, basecalled=True).reason
+
+
+def test_a_final_summary_says_whether_minknow_basecalled() -> None:
+    text = "instrument=X\nbasecalling_enabled=1\nnot a field\n=x\nsample_id = s \n"
+    fields = summary_fields(text)
+    assert fields == {"instrument": "X", "basecalling_enabled": "1", "sample_id": "s"}
+    assert basecalling_enabled(fields) is True
+    assert basecalling_enabled({"basecalling_enabled": "0"}) is False
+    assert basecalling_enabled({}) is None
+    assert basecalling_enabled({"basecalling_enabled": "maybe"}) is None

@@ -485,3 +485,82 @@ async def test_a_pooled_run_that_starts_beside_a_live_one_is_found_by_events(
     assert RunKey("PAW00005", "eeeeeeee") in again[HOST].units
     await engine_works(client, root, "gpu1")
     assert recount(third, again[HOST].units[RunKey("PAW00005", "eeeeeeee")].place.output_dir).ok
+
+
+def live_basecalled(root: Path) -> tuple[Path, list[Path], list[Path]]:
+    """A run MinKNOW basecalled live: pod5/ called already (its FASTQ in fastq_pass/),
+    pod5_skip/ holding the files it skipped."""
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00007_77777777"
+    called = [pod5(run / "pod5" / f"PAW00007_77777777_{RUNID}_{i}.pod5", 70 + i) for i in range(3)]
+    skipped = [
+        pod5(run / "pod5_skip" / f"PAW00007_skip_77777777_{RUNID}_{i}.pod5", 80 + i)
+        for i in range(2)
+    ]
+    (run / "fastq_pass").mkdir()
+    (run / "fastq_pass" / f"PAW00007_pass_77777777_{RUNID}_0.fastq.gz").write_bytes(b"minknow")
+    return run, called, skipped
+
+
+async def test_a_run_minknow_basecalled_live_has_only_pod5_skip_as_work(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    run, called, skipped = live_basecalled(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00007", "77777777")]
+    jobs = await engine_works(client, root, "gpu1")
+    handed = sorted(name for job in jobs for name in job["batch"])
+    assert handed == sorted(path.name for path in skipped)
+    assert not {path.name for path in called} & set(handed), "pod5/ was basecalled by MinKNOW"
+    assert recount(skipped, unit.place.output_dir).ok
+    # MinKNOW's own outputs untouched, reactor's apart from them
+    assert [p.name for p in (run / "fastq_pass").iterdir()] == [
+        f"PAW00007_pass_77777777_{RUNID}_0.fastq.gz"
+    ]
+    assert (run / "fastq_pass" / f"PAW00007_pass_77777777_{RUNID}_0.fastq.gz").read_bytes() == (
+        b"minknow"
+    )
+    status = await (await client.get("/status")).json()
+    (view,) = status["runs"]
+    assert view["work"]["folders"] == ["pod5_skip"]
+    assert "MinKNOW basecalled live (fastq_pass/)" in view["work"]["reason"]
+    assert view["total"] == 2
+
+
+async def test_sources_all_takes_every_folder_of_a_run_basecalled_live(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    _run, called, skipped = live_basecalled(root)
+    app = create_host_app(host_config(root, sources="all"))
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00007", "77777777")]
+    jobs = await engine_works(client, root, "gpu1")
+    assert len([name for job in jobs for name in job["batch"]]) == 5
+    assert recount([*called, *skipped], unit.place.output_dir).ok
+
+
+async def test_minknows_first_outputs_take_the_runs_pod5_folder_out_of_the_work(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Young, a run shows no sign of live basecalling and its pod5/ files are queued;
+    MinKNOW's fastq_pass/ appears: they leave the queue (one handed out before stays
+    with its engine), and pod5_skip/ becomes the work when it appears."""
+    root = tmp_path / "data"
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00008_88888888"
+    young = [pod5(run / "pod5" / f"PAW00008_88888888_{RUNID}_{i}.pod5", 90 + i) for i in range(3)]
+    app = create_host_app(ServeConfig(watch_root=(root,), sweep_interval=3600))
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00008", "88888888")]
+    assert unit.reactor.count_fields()["ready"] == 3
+    taken = await (await client.get("/assignwork?engineid=early&batchsize=1")).json()
+    (run / "fastq_pass").mkdir()  # MinKNOW's first basecalled batch
+    await wait_until(lambda: unit.work.skip_only, "the decision follows MinKNOW's outputs")
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 0, "pod5/ leaves the queue")
+    assert unit.reactor.count_fields()["assigned"] == 1, "the batch handed out stays"
+    late = pod5(run / "pod5_skip" / f"PAW00008_skip_88888888_{RUNID}_0.pod5", 99)
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 1, "pod5_skip/ is the work")
+    answer = await (await client.get("/assignwork?engineid=gpu1&batchsize=5")).json()
+    assert answer["batch"] == [late.name]
+    assert taken["batch"][0] in {path.name for path in young}
