@@ -141,6 +141,7 @@ def create_app(
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     reactor.start()
+    await reactor.check_space()  # before the first answer, not at the first sweep
     config = app[CONFIG]
     listening = app[LISTENING]
     log.info("serving", listen=config.listen, **listening, **reactor.count_fields())

@@ -235,6 +235,7 @@ class RunUnit:
         if self._watch:
             await self._rewatch()
         self.reactor.start()
+        await self.reactor.check_space()
         self.finisher.start()
         self.sweeper.end_of_run = self.finisher.check
         self._events.release()
@@ -385,6 +386,7 @@ class RunUnit:
             "eta_s": status.get("throughput", {}).get("eta_s"),
             "jobs_live": len(list(self.reactor.state.live_jobs())),
             "work": {"folders": list(self.work.folders), "reason": self.work.reason},
+            "paused": self.reactor.paused,
             "held": len(status.get("held", [])),
         }
 

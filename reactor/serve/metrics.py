@@ -125,4 +125,15 @@ class Metrics:
             buckets=LOOP_LAG_BUCKETS_S,
             registry=registry,
         )
+        self.output_free_ratio = Gauge(
+            "reactor_output_free_ratio",
+            "Free share of the output filesystem at the last check (0 to 1).",
+            registry=registry,
+        )
+        self.assigning_paused = Gauge(
+            "reactor_assigning_paused",
+            "1 while no work is handed out because the output filesystem is below "
+            "min_free_percent.",
+            registry=registry,
+        )
         registry.register(_StateCollector(state, clock))

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import gc
 import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -162,6 +163,8 @@ class Reactor:
         # FAILED_/UNKNOWN_ folder name -> (folder, the .pod5 names it quarantines)
         self.quarantine_folders: dict[str, tuple[JobFolder, list[str]]] = {}
         self.state_folder_new = False  # made at this start (see `Recovered`)
+        # Why no work is handed out (the output filesystem below min_free_percent), if so.
+        self.paused: str | None = None
         self.writer = DiskWriter(
             durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
         )
@@ -340,6 +343,9 @@ class Reactor:
     async def _assign(self, engine_id: str, batch_size: int) -> Job | None:
         now = self.clock()
         size = self.config.batch_size if batch_size <= 0 else min(batch_size, MAX_BATCH_SIZE)
+        if self.paused is not None:
+            self.state.engine_polled(engine_id, now)
+            return None
         plan = self.state.plan_assignment(engine_id, size, now)
         if plan.empty:
             self.state.engine_polled(engine_id, now)
@@ -718,6 +724,41 @@ class Reactor:
             silent_s=round(now - job.last_seen, 3),
         )
 
+    async def check_space(self) -> None:
+        """Pause handing out work while the output filesystem is below min_free_percent,
+        resume 1 point above it (the reading is on a worker thread: the loop never waits
+        on a filesystem, an NFS one included)."""
+        floor = self.config.min_free_percent
+        if floor <= 0:
+            return
+        output = self.config.output_dir
+        try:
+            usage = await asyncio.to_thread(shutil.disk_usage, output)
+        except OSError as exc:
+            log.warning("disk_unreadable", folder=str(output), detail=str(exc))
+            return
+        free = 100 * usage.free / usage.total if usage.total else 100.0
+        self.metrics.output_free_ratio.set(free / 100)
+        if self.paused is None and free < floor:
+            self.paused = (
+                f"{free:.1f} % free on the filesystem of {output}, below min_free_percent "
+                f"({floor:g} %): no work is handed out until it is back above {floor + 1:g} %"
+            )
+            self.metrics.assigning_paused.set(1)
+            log.error(
+                "disk_low",
+                folder=str(output),
+                free_percent=round(free, 2),
+                free_bytes=usage.free,
+                min_free_percent=floor,
+                action="free space there (move finished runs' results away); work resumes "
+                "by itself",
+            )
+        elif self.paused is not None and free >= floor + 1:
+            self.paused = None
+            self.metrics.assigning_paused.set(0)
+            log.warning("disk_ok", folder=str(output), free_percent=round(free, 2))
+
     def settle(self, now: float) -> None:
         """Re-check incomplete files that have been quiet for `settle_seconds`."""
         for name in self.state.incomplete_due(now, self.config.settle_seconds):
@@ -886,7 +927,7 @@ class Reactor:
 
     def status(self) -> dict[str, Any]:
         """The body of GET /status (see `reactor.core.status`)."""
-        return status_report(
+        report = status_report(
             self.state,
             self.throughput,
             now=self.clock(),
@@ -894,6 +935,8 @@ class Reactor:
             phase=self.phase,
             reconciles=self.reconciles,
         )
+        report["paused"] = self.paused
+        return report
 
     def status_line(self) -> str:
         """The one line `systemctl status` shows (see `reactor.core.status`)."""

@@ -52,6 +52,7 @@ class Sweeper:
             expired.extend(await self.reactor.expire_due(now))
 
         await self._step_async("expire", expire)
+        await self._step_async("space", self.reactor.check_space)
         self._step("forget_engines", lambda: self.reactor.forget_idle_engines(now))
         self._step("settle", lambda: self.reactor.settle(now))
         self._step("result_folders", self.reactor.ensure_result_folders)

@@ -92,6 +92,9 @@ SOURCES = ("auto", "all", "pod5", "pod5_skip")
 # file), so a mistaken use fails loudly instead of touching the working folder.
 UNSET = Path("/dev/null/unset")
 DEFAULT_ADOPT_SINCE = 2 * 86400.0
+# A full /data stops acquisition on every flow cell: below this share of the output
+# filesystem free, no more work is handed out (engines' outputs are what fills it).
+DEFAULT_MIN_FREE_PERCENT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class ServeConfig:
     output_root: Path | None = None
     adopt_since: float = DEFAULT_ADOPT_SINCE
     sources: str = "auto"
+    min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
@@ -150,6 +154,10 @@ class ServeConfig:
     def durable(self) -> bool:
         """Whether each answer waits for what it rests on to be fsynced."""
         return self.durability == "fsync"
+
+
+def percent_problem(value: float) -> str | None:
+    return None if 0 <= value < 100 else f"must be a percentage from 0 to below 100, not {value:g}"
 
 
 def _unset(key: str) -> str:
@@ -263,6 +271,11 @@ _KEYS: tuple[Key, ...] = (
          "basecalled live (its final summary says so, or its fastq_pass/, bam_pass/ or "
          "pod5_skip/ is there), pod5_skip/ only, else all; all; pod5 (all but pod5_skip/); "
          "pod5_skip."),
+    _Key("min_free_percent", "5.0", "PERCENT", parse_seconds, percent_problem,
+         meaning="Below this share of free space on a run's output filesystem, no more of "
+         "its files are handed out (engines' outputs fill it, and a full /data stops "
+         "acquisition on every flow cell); logged disk_low, shown in /status, resumed by "
+         "itself at 1 point above it. 0 turns the guard off."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),
