@@ -74,6 +74,8 @@ import structlog
 
 from reactor.core.endrun import RUN_ENV_PREFIX, Step, next_step, run_env, stop_file_matcher
 from reactor.core.events import FsEvent
+from reactor.core.minknow import RunKey, final_summary_key
+from reactor.core.state import FileState
 from reactor.disk.marker import (
     INTERRUPTED_STATES,
     LEGACY_MARKER_NAME,
@@ -83,6 +85,7 @@ from reactor.disk.marker import (
     read_marker,
     write_marker,
 )
+from reactor.disk.output_hash import listed_pod5
 from reactor.disk.stop_file import find_stop_file
 from reactor.runtime.processes import signal_group
 from reactor.serve.oncomplete import LogUnavailable, spawn, start_problem, tail
@@ -133,6 +136,7 @@ class Finisher:
         self._stopping = False  # shutdown has begun: claim nothing; an end is "stopped"
         self._exit_reason: str | None = None  # set once the run is complete
         self._exit_requested = False
+        self._hash_check: asyncio.Task[None] | None = None  # the end-of-run cross-check
 
     # ------------------------------------------------------------- start
 
@@ -293,6 +297,53 @@ class Finisher:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(marker, command, env), name="reactor-on-complete"
             )
+        key = final_summary_key(stop_file.name)
+        if key is not None:
+            self._hash_check = asyncio.get_running_loop().create_task(
+                self._cross_check(stop_file.parent, key), name="reactor-output-hash"
+            )
+
+    async def _cross_check(self, run_folder: Path, key: RunKey) -> None:
+        """MinKNOW's output hash file, if the run has one: every POD5 it lists must be
+        there, not empty, and (in a folder that is work) done or quarantined. Reported,
+        in the log and /status; the reading is on a worker thread."""
+        listed = await asyncio.to_thread(listed_pod5, run_folder, key)
+        if listed is None:
+            return
+        work = set(self.reactor.inputs.folders)
+        not_done: list[str] = []
+        for relative in listed.pod5:
+            path = run_folder / relative
+            if relative in listed.missing or not (
+                path.parent in work or path.parent.parent in work
+            ):
+                continue
+            state = self.reactor.state.state_of(path.name)
+            if state not in (FileState.DONE, FileState.QUARANTINED):
+                not_done.append(str(relative))
+        problems = {
+            "missing": [str(p) for p in listed.missing],
+            "empty": [str(p) for p in listed.empty],
+            "not_done": not_done,
+        }
+        result = {
+            "file": listed.source.name,
+            "pod5_listed": len(listed.pod5),
+            **{kind: len(names) for kind, names in problems.items()},
+            "unreadable": listed.unreadable,
+        }
+        self.reactor.hash_check = result
+        if listed.unreadable is None and not any(problems.values()):
+            log.info("output_hash_checked", **result)
+            return
+        log.error(
+            "output_hash_mismatch",
+            **result,
+            first={kind: names[:10] for kind, names in problems.items() if names},
+            action="a POD5 MinKNOW listed is missing or empty: look for it in queued_reads/ "
+            "or tmp/, or repair it (pod5 recover), then reactor run add RUN; one not done: "
+            "reactor status and the log say why (quarantined, or never complete)",
+        )
 
     def _record(self, marker: Marker, *, retried: bool = False) -> bool:
         """Write the marker; False (logged) if it cannot be. `retried`: the caller tries
@@ -404,6 +455,10 @@ class Finisher:
 
     async def stop(self) -> None:
         """At shutdown: let a running on_complete end (bounded), then stop it."""
+        if self._hash_check is not None and not self._hash_check.done():
+            self._hash_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._hash_check
         self.begin_shutdown()  # also when on_shutdown did not run (an app never served)
         task = self._task
         if task is None or task.done():

@@ -387,6 +387,7 @@ class RunUnit:
             "jobs_live": len(list(self.reactor.state.live_jobs())),
             "work": {"folders": list(self.work.folders), "reason": self.work.reason},
             "paused": self.reactor.paused,
+            "output_hash": self.reactor.hash_check,
             "held": len(status.get("held", [])),
         }
 

@@ -165,6 +165,8 @@ class Reactor:
         self.state_folder_new = False  # made at this start (see `Recovered`)
         # Why no work is handed out (the output filesystem below min_free_percent), if so.
         self.paused: str | None = None
+        # The end-of-run cross-check with MinKNOW's output hash file, once done.
+        self.hash_check: dict[str, Any] | None = None
         self.writer = DiskWriter(
             durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
         )
@@ -936,6 +938,8 @@ class Reactor:
             reconciles=self.reconciles,
         )
         report["paused"] = self.paused
+        if self.hash_check is not None:
+            report["output_hash"] = self.hash_check
         return report
 
     def status_line(self) -> str:

@@ -410,3 +410,27 @@ async def test_without_events_the_input_folder_is_listed_at_the_reconcile_pace(
     clock.advance(run_dirs.config().reconcile_interval)
     await run.sweep()
     assert run.phase == "complete"
+
+
+async def test_a_single_run_is_checked_against_minknows_output_hash_at_its_end(
+    start_run: StartRun, run_dirs: RunDirs
+) -> None:
+    names = add_files(run_dirs, 2)
+    run_folder = run_dirs.input_dir.parent
+    folder = run_dirs.input_dir.name
+    rows = [f"0123abcd,g,PAK00000,s,,{folder}/{name},," for name in [*names, "gone.pod5"]]
+    (run_folder / "output_hash_PAK00000_abcdef12_0123abcd.csv").write_text(
+        "runid,protocol_group_id,flow_cell_id,sample_id,file_hash,file_path,barcode,"
+        "barcode_alias\n" + "\n".join(rows) + "\n"
+    )
+    run = await start_run()
+    await run.finish_all()
+    (run_folder / SUMMARY).write_text("protocol_run_id=abcdef12\n")
+    await run.sweep()
+    reactor = run.app[REACTOR]
+    await wait_until(lambda: reactor.hash_check is not None, "the cross-check")
+    assert reactor.hash_check is not None
+    assert (reactor.hash_check["pod5_listed"], reactor.hash_check["missing"]) == (3, 1)
+    assert reactor.hash_check["not_done"] == 0
+    body = await (await run.client.get("/status")).json()
+    assert body["output_hash"]["missing"] == 1

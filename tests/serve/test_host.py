@@ -564,3 +564,62 @@ async def test_minknows_first_outputs_take_the_runs_pod5_folder_out_of_the_work(
     answer = await (await client.get("/assignwork?engineid=gpu1&batchsize=5")).json()
     assert answer["batch"] == [late.name]
     assert taken["batch"][0] in {path.name for path in young}
+
+
+async def test_at_its_end_a_run_is_checked_against_minknows_output_hash(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00006_66666666"
+    files = [pod5(run / "pod5" / f"PAW00006_66666666_{RUNID}_{i}.pod5", 60 + i) for i in range(3)]
+    (run / "fastq_pass").mkdir()  # a MinKNOW output listed with a hash: not a POD5 row
+    listed = [f"pod5/{path.name}" for path in files] + [
+        f"pod5/PAW00006_66666666_{RUNID}_3.pod5",  # never written: missing
+        "../../etc/passwd.pod5",  # not inside the run folder: not looked at
+    ]
+    rows = [f"{RUNID},grp,PAW00006,s1,,{path},," for path in listed]
+    rows.append(f"{RUNID},grp,PAW00006,s1,abc123,fastq_pass/x.fastq.gz,,")
+    header = (
+        "runid,protocol_group_id,flow_cell_id,sample_id,file_hash,file_path,barcode,barcode_alias"
+    )
+    (run / f"output_hash_PAW00006_66666666_{RUNID}.csv").write_text("\n".join([header, *rows]))
+    with capture_logs() as logs:
+        app = create_host_app(host_config(root, sources="all"))
+        client = await aiohttp_client(app)
+        unit = app[HOST].units[RunKey("PAW00006", "66666666")]
+        await engine_works(client, root, "gpu1")
+        (run / f"final_summary_PAW00006_66666666_{RUNID}.txt").write_text("x=1\n")
+        await wait_until(lambda: unit.reactor.hash_check is not None, "the cross-check")
+    check = unit.reactor.hash_check
+    assert check is not None
+    assert (check["pod5_listed"], check["missing"], check["empty"], check["not_done"]) == (
+        4,
+        1,
+        0,
+        0,
+    )
+    (event,) = [e for e in logs if e["event"] == "output_hash_mismatch"]
+    assert event["first"] == {"missing": [f"pod5/PAW00006_66666666_{RUNID}_3.pod5"]}
+    status = await (await client.get("/status")).json()
+    assert_documented("/status", 200, status)
+    assert status["runs"][0]["output_hash"]["missing"] == 1
+
+
+async def test_a_simulated_hosts_runs_match_their_output_hash(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    argv = ["simulate-run", str(root), "--flow-cells", "2", "--files", "3",
+            "--reads-per-file", "2", "--interval", "0", "--stagger", "0", "--quiet"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 0
+    with capture_logs() as logs:
+        app = create_host_app(host_config(root))
+        client = await aiohttp_client(app)
+        await engine_works(client, root, "gpu1")
+        units = list(app[HOST].units.values())
+        await wait_until(
+            lambda: all(u.reactor.hash_check is not None for u in units), "both cross-checks"
+        )
+    checked = [e for e in logs if e["event"] == "output_hash_checked"]
+    assert len(checked) == 2
+    assert all((e["pod5_listed"], e["missing"], e["not_done"]) == (3, 0, 0) for e in checked)
