@@ -4,6 +4,9 @@
     reactor run prioritise RUN [--weight W]
                                      the run takes W files (default 10) for each of a
                                      normal run's, while both have work
+    reactor run close RUN [--reason TEXT]
+                                     end the run now with what is done (a stalled run):
+                                     its on_complete runs with REACTOR_RUN_END "closed: …"
 
 RUN is a run's name as `reactor status` lists it (flow cell and protocol run, such as
 `PAW12345_fd97ea7b`) or its folder. The service is found as `reactor status` finds it
@@ -20,7 +23,7 @@ import sys
 from reactor.ops.service_client import ServiceClient, ServiceError, add_service_arguments
 from reactor.settings.parsing import ConfigError
 
-HELP = "manage the runs of a service in host mode: add an older run, prioritise one"
+HELP = "manage the runs of a service in host mode: add an older run, prioritise or close one"
 _PROG = "reactor run"
 TIMEOUT_S = 60.0  # adding a run recovers and scans it before the answer
 DEFAULT_WEIGHT = 10.0
@@ -33,12 +36,15 @@ OUTCOMES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("add", "prioritise"), help="what to do")
+    parser.add_argument("action", choices=("add", "prioritise", "close"), help="what to do")
     parser.add_argument("run", metavar="RUN", help="the run's name (PAW12345_fd97ea7b) or folder")
     parser.add_argument(
         "--weight", type=float, default=DEFAULT_WEIGHT,
         help=f"prioritise: files it takes for each of a normal run's (default {DEFAULT_WEIGHT:g})",
     )  # fmt: skip
+    parser.add_argument(
+        "--reason", default="closed by hand", help="close: why, for the log and on_complete"
+    )
     add_service_arguments(parser)
 
 
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.action == "add":
         path, query = "/runs/add", [("run", args.run)]
+    elif args.action == "close":
+        path, query = "/runs/close", [("run", args.run), ("reason", args.reason)]
     else:
         path, query = "/runs/prioritise", [("run", args.run), ("weight", f"{args.weight:g}")]
     try:
@@ -64,5 +72,9 @@ def run(args: argparse.Namespace) -> int:
         outcome = str(answer.get("outcome"))
         print(f"{answer['run']} {OUTCOMES.get(outcome, outcome)}")
         return 0 if outcome != "failed" else 1
+    if args.action == "close":
+        done = "closed: its on_complete runs now" if answer.get("closed") else "had ended already"
+        print(f"{answer['run']} {done}")
+        return 0
     print(f"{answer['run']} takes {answer['weight']:g} files for each of a normal run's")
     return 0

@@ -47,6 +47,7 @@ class Phase(StrEnum):
     RUNNING = "running"  # sequencing goes on: no stop file yet
     FINISHING = "finishing"  # the stop file is there, work remains
     COMPLETE = "complete"  # the stop file is there and every file is done or quarantined
+    STALLED = "stalled"  # nothing happened for stall_after and nothing is waiting for an engine
 
 
 class Step(StrEnum):
@@ -63,6 +64,8 @@ class RunEnd:
     stop_file: Path | None = None  # the stop file found (None: not seen yet)
     reconciled: bool = False  # the end-of-run reconcile ran (files after it are late)
     complete: bool = False
+    stalled: bool = False  # quiet too long (cleared when something happens again)
+    closed: str | None = None  # closed by a person (`reactor run close`), with the reason
 
 
 def next_step(run_end: RunEnd, *, pending_files: int, live_jobs: int) -> Step:
@@ -85,7 +88,17 @@ def phase_of(ready: bool, run_end: RunEnd) -> Phase:
         return Phase.COMPLETE
     if not ready:
         return Phase.STARTING
+    if run_end.stalled:
+        return Phase.STALLED
     return Phase.FINISHING if run_end.stop_file is not None else Phase.RUNNING
+
+
+def is_stalled(*, quiet_s: float, stall_after_s: float, ready: int, live_jobs: int) -> bool:
+    """A run is stalled when nothing happened to it for `stall_after_s` (no file event,
+    no assignment, no report) while nothing waits for an engine: MinKNOW crashed (no
+    final summary, reads left in queued_reads/), or a file stays incomplete for good (a
+    truncated POD5 keeps a run finishing). 0 turns it off."""
+    return stall_after_s > 0 and quiet_s >= stall_after_s and ready == 0 and live_jobs == 0
 
 
 def stop_file_matcher(pattern: str) -> re.Pattern[str]:
@@ -112,12 +125,15 @@ def run_env(
     *,
     input_dir: Path,
     output_dir: Path,
-    stop_file: Path,
+    stop_file: Path | None,
     marker: Path,
     counts: Mapping[str, int],
+    run_dir: Path | None = None,
+    end: str = "complete",
 ) -> dict[str, str]:
     """on_complete's environment: `base` without secrets and systemd's notify variables,
-    plus REACTOR_RUN_* (absolute paths; counts as decimal text)."""
+    plus REACTOR_RUN_* (absolute paths; counts as decimal text). A run closed by hand
+    has no stop file: REACTOR_RUN_STOP_FILE is empty, REACTOR_RUN_END says why."""
     env = child_environment(base)
     output = output_dir.absolute()
     env.update(
@@ -125,8 +141,11 @@ def run_env(
         REACTOR_RUN_OUTPUT_DIR=str(output),
         REACTOR_RUN_PASS_DIR=str(output / "pass"),
         REACTOR_RUN_FAIL_DIR=str(output / "fail"),
-        REACTOR_RUN_DIR=str(stop_file.absolute().parent),
-        REACTOR_RUN_STOP_FILE=str(stop_file.absolute()),
+        REACTOR_RUN_DIR=str(
+            (run_dir or (stop_file.parent if stop_file else input_dir.parent)).absolute()
+        ),
+        REACTOR_RUN_STOP_FILE="" if stop_file is None else str(stop_file.absolute()),
+        REACTOR_RUN_END=end,
         REACTOR_RUN_FILES_DONE=str(counts.get("done", 0)),
         REACTOR_RUN_FILES_QUARANTINED=str(counts.get("quarantined", 0)),
         REACTOR_RUN_MARKER=str(marker.absolute()),

@@ -364,6 +364,23 @@ def _run_name(request: web.Request) -> str:
     return name
 
 
+async def run_close(request: web.Request) -> web.Response:
+    """`?run=NAME&reason=…`: end the run now, with what is done (a stalled run, say)."""
+    host = _host(request)
+    name = _run_name(request)
+    reason = _param(request, "reason", required=False) or "closed by hand"
+    if len(reason) > MAX_REASON or not reason.isprintable():
+        raise ApiError(400, "bad_request", f"reason must be printable, at most {MAX_REASON}")
+    try:
+        key, closed = host.close(name, reason)
+    except UnknownRun:
+        raise _unknown_run(name) from None
+    return web.json_response({"run": str(key), "closed": closed})
+
+
+MAX_REASON = 200
+
+
 def _unknown_run(name: str) -> ApiError:
     detail = (
         f"no run {name!r} under the roots: give its name as /status lists it "
@@ -420,6 +437,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/status", status)
     app.router.add_post("/runs/add", run_add)
     app.router.add_post("/runs/prioritise", run_prioritise)
+    app.router.add_post("/runs/close", run_close)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -253,11 +253,28 @@ class Finisher:
 
     # ---------------------------------------------------------- complete
 
+    def close(self, reason: str) -> bool:
+        """A person ends the run (`reactor run close`): a stalled one, say. It completes
+        now, with what is done; its on_complete runs with REACTOR_RUN_END `closed: …`.
+        False if it had ended already."""
+        run_end = self.reactor.run_end
+        if run_end.complete or self._stopping:
+            return False
+        run_end.closed = reason
+        left = self.reactor.count_fields()
+        log.warning(
+            "run_closed",
+            reason=reason,
+            files_left={k: left[k] for k in ("incomplete", "ready", "assigned") if left[k]},
+        )
+        self._complete()
+        return run_end.complete
+
     def _complete(self) -> None:
         run_end = self.reactor.run_end
         stop_file = run_end.stop_file
-        if stop_file is None:  # never: next_step says COMPLETE only after it is seen
-            return
+        if stop_file is None and run_end.closed is None:
+            return  # never: next_step says COMPLETE only after it is seen
         counts = self.reactor.count_fields()
         command = shlex.split(self.config.on_complete) if self.config.on_complete else None
         env = run_env(
@@ -267,12 +284,14 @@ class Finisher:
             stop_file=stop_file,
             marker=self.marker_path,
             counts=counts,
+            run_dir=self.config.input_dir.absolute().parent,
+            end="complete" if run_end.closed is None else f"closed: {run_end.closed}",
         )
         env.update(self.run_vars)
         marker = Marker(
             state=MarkerState.CLAIMED if command else MarkerState.NO_COMMAND,
             completed_at=_utc_now(),
-            stop_file=str(stop_file),
+            stop_file="" if stop_file is None else str(stop_file),
             files_done=counts["done"],
             files_quarantined=counts["quarantined"],
             command=command,
@@ -287,7 +306,8 @@ class Finisher:
         self._exit_reason = "run_complete"
         log.info(
             "run_complete",
-            stop_file=str(run_end.stop_file),
+            stop_file=str(run_end.stop_file or ""),
+            closed=run_end.closed,
             files_done=counts["done"],
             files_quarantined=counts["quarantined"],
             marker=str(self.marker_path),
@@ -297,8 +317,8 @@ class Finisher:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(marker, command, env), name="reactor-on-complete"
             )
-        key = final_summary_key(stop_file.name)
-        if key is not None:
+        key = None if stop_file is None else final_summary_key(stop_file.name)
+        if stop_file is not None and key is not None:
             self._hash_check = asyncio.get_running_loop().create_task(
                 self._cross_check(stop_file.parent, key), name="reactor-output-hash"
             )

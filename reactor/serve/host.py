@@ -861,6 +861,16 @@ class Host:
             return "known" if key in self.units else "finished"
         return await self._consider(run, 0.0, asked=True)
 
+    def close(self, name: str, reason: str) -> tuple[RunKey, bool]:
+        """End a run now, with what is done (`reactor run close`); (its key, whether it
+        was closed now: False when it had ended already or is not served)."""
+        key = self.find(name)
+        unit = self.units.get(key)
+        if unit is None:
+            return key, False
+        with unit.bound():
+            return key, unit.finisher.close(reason)
+
     def prioritise(self, name: str, weight: float) -> RunKey:
         """Give a run `weight` files for each of a normal run's (`reactor run prioritise`)."""
         key = self.find(name)
@@ -875,7 +885,7 @@ class Host:
         waiting: dict[RunKey, Backlog] = {}
         for key, unit in self.units.items():
             files, oldest = unit.reactor.state.backlog()
-            if files > 0 and unit.reactor.ready:
+            if files > 0 and unit.reactor.ready and not unit.reactor.run_end.complete:
                 waiting[key] = Backlog(files, oldest)
         for key in self.share.order(waiting):
             chosen = self.units.get(key)

@@ -136,4 +136,10 @@ class Metrics:
             "min_free_percent.",
             registry=registry,
         )
+        self.run_stalled = Gauge(
+            "reactor_run_stalled",
+            "1 while the run is stalled: nothing happened for stall_after and nothing waits "
+            "for an engine.",
+            registry=registry,
+        )
         registry.register(_StateCollector(state, clock))

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import os
 import secrets
 import shutil
 import time
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from reactor.core.endrun import RunEnd, phase_of
+from reactor.core.endrun import RunEnd, is_stalled, phase_of
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.model import Clock
 from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, output_stem
@@ -88,6 +89,15 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
             gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def _count_files(folder: Path) -> int:
+    """How many entries a folder holds (0 when it is not there)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for _ in entries)
+    except OSError:
+        return 0
 
 
 def _decided(result: object) -> bool:
@@ -167,6 +177,7 @@ class Reactor:
         self.paused: str | None = None
         # The end-of-run cross-check with MinKNOW's output hash file, once done.
         self.hash_check: dict[str, Any] | None = None
+        self.last_news = clock()  # the last filesystem event of the run (for stalls)
         self.writer = DiskWriter(
             durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
         )
@@ -761,6 +772,45 @@ class Reactor:
             self.metrics.assigning_paused.set(0)
             log.warning("disk_ok", folder=str(output), free_percent=round(free, 2))
 
+    async def check_stalled(self, now: float) -> None:
+        """Say once when the run stalls (`reactor.core.endrun.is_stalled`), with what is
+        left and the fix; and when something happens again."""
+        run_end = self.run_end
+        if run_end.complete or not self.ready:
+            return
+        counts = self.count_fields()
+        live = sum(1 for _ in self.state.live_jobs())
+        quiet = now - max(self.last_news, self.state.last_activity)
+        stalled = is_stalled(
+            quiet_s=quiet,
+            stall_after_s=self.config.stall_after,
+            ready=counts["ready"],
+            live_jobs=live,
+        )
+        if stalled == run_end.stalled:
+            return
+        run_end.stalled = stalled
+        self.metrics.run_stalled.set(int(stalled))
+        if not stalled:
+            log.info("run_active_again", **counts)
+            return
+        queued = self.config.input_dir.absolute().parent / "queued_reads"
+        waiting = await asyncio.to_thread(_count_files, queued)
+        incomplete = sorted(self.state.incomplete_due(now, 0.0))
+        log.warning(
+            "run_stalled",
+            quiet_s=round(quiet),
+            final_summary=str(run_end.stop_file) if run_end.stop_file else None,
+            incomplete=incomplete[:10],
+            incomplete_total=len(incomplete),
+            queued_reads=waiting,
+            action=(
+                "a POD5 that never completes is truncated: pod5 recover it, then "
+                "reactor run add RUN; reads left in queued_reads/ (a MinKNOW crash) can be "
+                "recovered the same way; or end the run as it is: reactor run close RUN"
+            ),
+        )
+
     def settle(self, now: float) -> None:
         """Re-check incomplete files that have been quiet for `settle_seconds`."""
         for name in self.state.incomplete_due(now, self.config.settle_seconds):
@@ -804,6 +854,7 @@ class Reactor:
         """One filesystem event from the watcher (called on the loop thread): INPUTDIR's,
         or pass/'s and fail/'s. Job folders are not watched (`reactor.serve.watcher` says why)."""
         now = self.clock()
+        self.last_news = now
         self.metrics.fs_events.labels(area=str(event.area)).inc()
         if event.area is Area.INPUT:
             self._on_input_event(event, now)

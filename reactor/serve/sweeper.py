@@ -53,6 +53,11 @@ class Sweeper:
 
         await self._step_async("expire", expire)
         await self._step_async("space", self.reactor.check_space)
+
+        async def stalled() -> None:
+            await self.reactor.check_stalled(now)
+
+        await self._step_async("stalled", stalled)
         self._step("forget_engines", lambda: self.reactor.forget_idle_engines(now))
         self._step("settle", lambda: self.reactor.settle(now))
         self._step("result_folders", self.reactor.ensure_result_folders)

@@ -108,6 +108,7 @@ class ServeConfig:
     adopt_since: float = DEFAULT_ADOPT_SINCE
     sources: str = "auto"
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
+    stall_after: float = 10800.0
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
@@ -276,6 +277,11 @@ _KEYS: tuple[Key, ...] = (
          "its files are handed out (engines' outputs fill it, and a full /data stops "
          "acquisition on every flow cell); logged disk_low, shown in /status, resumed by "
          "itself at 1 point above it. 0 turns the guard off."),
+    _Key("stall_after", "10800.0", "SECONDS", parse_seconds, zero_or_more_seconds,
+         meaning="A run with nothing happening for this long (no file, no assignment, no "
+         "report) and nothing waiting for an engine is stalled: a MinKNOW crash, or a POD5 "
+         "that never completes. Logged run_stalled with the files left and the fix, shown "
+         "in /status; reactor run close ends it. 0 turns it off."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),

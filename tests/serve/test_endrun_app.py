@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from reactor.core.events import Area, Change, FsEvent
 from reactor.disk.marker import Marker, MarkerState, marker_path, read_marker, write_marker
 from reactor.serve.app import create_app
 from reactor.serve.app_keys import FINISHER, REACTOR
@@ -434,3 +435,30 @@ async def test_a_single_run_is_checked_against_minknows_output_hash_at_its_end(
     assert reactor.hash_check["not_done"] == 0
     body = await (await run.client.get("/status")).json()
     assert body["output_hash"]["missing"] == 1
+
+
+async def test_a_single_run_stalls_when_quiet_and_is_active_again_at_its_next_file(
+    start_run: StartRun, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    add_files(run_dirs, 1)
+    truncated = run_dirs.input_dir / "PAK00000_pass_abcdef12_0123abcd_9.pod5"
+    truncated.write_bytes(pod5_bytes(1, seed=9)[:-50])
+    run = await start_run(stall_after=300)
+    await run.finish_all()
+    with capture_logs() as logs:
+        clock.advance(299)
+        await run.sweep()
+        assert run.phase == "running"
+        clock.advance(2)
+        await run.sweep()
+        assert await run.status_phase() == "stalled"
+        (name,) = add_files(run_dirs, 1, start=5)
+        run.app[REACTOR].on_fs_event(FsEvent(Area.INPUT, Change.CLOSED, name, clock()))
+        await run.sweep()
+        assert run.phase == "running"
+    assert [e["event"] for e in logs if e["event"].startswith("run_")] == [
+        "run_stalled",
+        "run_active_again",
+    ]
+    (stalled,) = events(logs, "run_stalled")
+    assert stalled["incomplete"] == [truncated.name]

@@ -22,7 +22,7 @@ from reactor.serve.host import RETIRE_AFTER_S
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
-from tests.support.endrun import wait_until
+from tests.support.endrun import RECORD_ENV, python_command, runs_of, wait_until
 from tests.support.exactly_once import recount
 from tests.support.openapi import assert_documented
 from tests.support.runs import ManualClock
@@ -623,3 +623,52 @@ async def test_a_simulated_hosts_runs_match_their_output_hash(
     checked = [e for e in logs if e["event"] == "output_hash_checked"]
     assert len(checked) == 2
     assert all((e["pod5_listed"], e["missing"], e["not_done"]) == (3, 0, 0) for e in checked)
+
+
+async def test_a_crashed_run_stalls_says_what_is_left_and_is_closed_by_hand(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """MinKNOW crashed: no final summary, reads left in queued_reads/, a POD5 cut short.
+    Quiet for stall_after, the run is stalled; `reactor run close` ends it, and its
+    on_complete runs once with the reason."""
+    root = tmp_path / "data"
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00005_55555555"
+    good = [pod5(run / "pod5" / f"PAW00005_55555555_{RUNID}_{i}.pod5", 50 + i) for i in range(2)]
+    cut = run / "pod5" / f"PAW00005_55555555_{RUNID}_2.pod5"
+    cut.write_bytes(good[0].read_bytes()[:-100])  # its trailing signature never came
+    (run / "queued_reads").mkdir()
+    (run / "queued_reads" / "reads_1.pod5").write_bytes(b"x")
+    env_file = tmp_path / "env.jsonl"
+    clock = ManualClock()
+    config = host_config(root, stall_after=600, on_complete=python_command(RECORD_ENV, env_file))
+    with capture_logs() as logs:
+        app = create_host_app(config, clock=clock)
+        client = await aiohttp_client(app)
+        key = RunKey("PAW00005", "55555555")
+        unit = app[HOST].units[key]
+        await engine_works(client, root, "gpu1")
+        assert unit.phase == "running"
+        clock.advance(601)
+        await wait_until(lambda: unit.phase == "stalled", "the run stalls")
+        status = await (await client.get("/status")).json()
+        assert status["runs"][0]["phase"] == "stalled"
+        assert_documented("/status", 200, status)
+        url = str(client.make_url("")).rstrip("/")
+        argv = ["run", "close", str(key), "--reason", "MinKNOW crashed", "--url", url]
+        assert await asyncio.to_thread(main, argv) == 0
+        assert unit.phase == "complete"
+        await wait_until(lambda: env_file.exists(), "on_complete runs")
+    (stalled,) = [e for e in logs if e["event"] == "run_stalled"]
+    assert stalled["incomplete"] == [cut.name]
+    assert stalled["queued_reads"] == 1
+    assert stalled["final_summary"] is None
+    assert "pod5 recover" in stalled["action"]
+    (env,) = runs_of(env_file)
+    assert env["REACTOR_RUN_END"] == "closed: MinKNOW crashed"
+    assert env["REACTOR_RUN_STOP_FILE"] == ""
+    assert env["REACTOR_RUN_NAME"] == str(key)
+    assert env["REACTOR_RUN_FILES_DONE"] == "2"
+    assert recount(good, unit.place.output_dir).ok
+    # closing it again changes nothing
+    again = await (await client.post(f"/runs/close?run={key}")).json()
+    assert again == {"run": str(key), "closed": False}
