@@ -223,6 +223,7 @@ def test_run_env_adds_the_run_and_drops_tokens_and_systemds_variables(tmp_path: 
         "REACTOR_RUN_FILES_DONE": "12",
         "REACTOR_RUN_FILES_QUARANTINED": "2",
         "REACTOR_RUN_MARKER": str(tmp_path / "out" / "reactor-run-complete.json"),
+        "REACTOR_RUN_END": "complete",
     }
 
 

@@ -87,6 +87,7 @@ async def test_summary_after_the_last_file_completes_the_run_and_runs_the_comman
             "REACTOR_RUN_FILES_DONE": "3",
             "REACTOR_RUN_FILES_QUARANTINED": "0",
             "REACTOR_RUN_MARKER": str(marker_path(output)),
+            "REACTOR_RUN_END": "complete",
         }
     ]
     marker = read_marker(marker_path(output))

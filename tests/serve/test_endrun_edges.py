@@ -152,7 +152,7 @@ async def test_with_reconcile_interval_0_later_checks_never_list_the_input_folde
 ) -> None:
     """0 means no periodic rescans of INPUTDIR (O(files)); its events are the way in.
     The run folder, a handful of entries, is still listed at every check."""
-    run = await start_run(reconcile_interval=0.0)
+    run = await start_run(reconcile_interval=0.0, stall_after=0)  # hours pass: no stall
     await run.sweep()
     (run_dirs.input_dir / SUMMARY).write_text("x")  # no watcher in this app: no event
     for _ in range(3):
@@ -191,7 +191,9 @@ async def test_with_relative_folders_the_marker_and_env_hold_absolute_paths(
     assert marker.stop_file == str(run_dirs.input_dir / SUMMARY)
     (env,) = runs_of(env_file)
     assert marker.env == env
-    assert all(Path(path).is_absolute() for key, path in env.items() if "FILES" not in key)
+    paths = {k: path for k, path in env.items() if "FILES" not in k and k != "REACTOR_RUN_END"}
+    assert all(Path(path).is_absolute() for path in paths.values())
+    assert env["REACTOR_RUN_END"] == "complete"
     assert env["REACTOR_RUN_MARKER"] == str(marker_path(run_dirs.output_dir))
 
 
