@@ -34,6 +34,7 @@ from typing import Literal
 
 from reactor.core.endrun import DEFAULT_STOP_FILE
 from reactor.core.names import RESULT_FOLDERS
+from reactor.core.params import Rule, RuleError, parse_rules
 from reactor.settings.folders import folder_problem
 from reactor.settings.network import (
     Network,
@@ -48,6 +49,7 @@ from reactor.settings.parsing import (
     LOG_LEVELS,
     ConfigError,
     ConfigFile,
+    Invalid,
     Key,
     LogFormat,
     add_key_arguments,
@@ -109,6 +111,8 @@ class ServeConfig:
     sources: str = "auto"
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     stall_after: float = 10800.0
+    rules: tuple[Rule, ...] = ()
+    seed_params: tuple[tuple[str, str], ...] = ()
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
@@ -155,6 +159,29 @@ class ServeConfig:
     def durable(self) -> bool:
         """Whether each answer waits for what it rests on to be fsynced."""
         return self.durability == "fsync"
+
+
+def parse_rule_list(raw: object, from_text: bool) -> tuple[Rule, ...]:
+    if from_text:
+        msg = "can only be given in the settings file, as [[rules]] tables"
+        raise Invalid(msg)
+    try:
+        return parse_rules(raw)
+    except RuleError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def parse_seed_params(raw: object, from_text: bool) -> tuple[tuple[str, str], ...]:
+    if from_text or not isinstance(raw, dict):
+        msg = 'must be a table in the settings file, such as seed_params = { model = "hac" }'
+        raise Invalid(msg)
+    if not raw:
+        return ()
+    try:
+        (rule,) = parse_rules([{"set": raw}])
+    except RuleError as exc:
+        raise Invalid(str(exc).replace("rule 1: set", "seed_params")) from None
+    return tuple(sorted(rule.set.items()))
 
 
 def percent_problem(value: float) -> str | None:
@@ -282,6 +309,15 @@ _KEYS: tuple[Key, ...] = (
          "report) and nothing waiting for an engine is stalled: a MinKNOW crash, or a POD5 "
          "that never completes. Logged run_stalled with the files left and the fix, shown "
          "in /status; reactor run close ends it. 0 turns it off."),
+    _Key("rules", "(none)", "", parse_rule_list,
+         meaning="Host mode: the lab's rules for each run's basecall parameters, from what "
+         "the run says it is ([[rules]] tables in the settings file, each with when = {…} "
+         "and set = {…}; docs/host.md, \"Basecall parameters\"). A run's parameters are "
+         "pinned at its first assignment."),
+    _Key("seed_params", "(none)", "", parse_seed_params,
+         meaning="Host mode: the parameters engines that speak only the seed's protocol run "
+         "(they cannot be told any): they get only runs whose rules chose exactly these "
+         "(none: runs no rule set anything for). A table in the settings file."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),

@@ -84,3 +84,20 @@ def test_the_roots_are_checked_like_folders(tmp_path: Path) -> None:
     check_folders(config)  # an existing folder this user can use: no error
     with pytest.raises(ConfigError, match="adopt_since"):
         parse_config(cli("--watch-root", str(tmp_path), "--adopt-since", "0"), {})
+
+
+def test_rules_and_seed_params_come_from_the_settings_file(tmp_path: Path) -> None:
+    values = {
+        "watch_root": "/data",
+        "rules": [{"when": {"sample_rate": 5000}, "set": {"model": "hac"}}],
+        "seed_params": {"model": "hac"},
+    }
+    config = parse_config(cli(), {}, ConfigFile(tmp_path / "reactor.toml", values))
+    (rule,) = config.rules
+    assert (rule.when, rule.set, rule.number) == ({"sample_rate": 5000}, {"model": "hac"}, 1)
+    assert config.seed_params == (("model", "hac"),)
+    with pytest.raises(ConfigError, match="rules can only be given in the settings file"):
+        parse_config(cli("--watch-root", "/data", "--rules", "x"), {})
+    bad = {"watch_root": "/data", "rules": [{"set": {"speed": "max"}}]}
+    with pytest.raises(ConfigError, match="rules rule 1: set 'speed' is not a parameter"):
+        parse_config(cli(), {}, ConfigFile(tmp_path / "reactor.toml", bad))
