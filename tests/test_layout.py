@@ -44,13 +44,17 @@ ALLOWED_ROOMS: dict[str, frozenset[str]] = {
 # room -> the libraries beyond the standard library it may import.
 ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "runtime": frozenset({"structlog"}),
+    "disk": frozenset({"pod5"}),  # run_facts: a run's run info, read when it is adopted
     "serve": frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog"}),
     "engine": frozenset({"aiohttp", "structlog"}),
     "sim": frozenset({"pod5", "numpy"}),
     "commands": frozenset({"aiohttp"}),
 }
 # Only these modules may import these libraries (the `sim` extra is optional).
-ONLY_HERE = {"pod5": {"reactor.sim.pod5_files"}, "numpy": {"reactor.sim.pod5_files"}}
+ONLY_HERE = {
+    "pod5": {"reactor.sim.pod5_files", "reactor.disk.run_facts"},
+    "numpy": {"reactor.sim.pod5_files"},
+}
 # What building the parser and running a light verb must never load.
 HEAVY = frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog", "pod5", "numpy"})
 # At module level a command may import only these rooms: the rest waits for `run`.

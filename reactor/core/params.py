@@ -138,7 +138,10 @@ def _holds(key: str, wanted: object, facts: RunFacts) -> bool:
         return False  # the run cannot tell (yet): the rule does not hold
     if key == "sample_rate":
         return bool(value == wanted)
-    return fnmatch.fnmatchcase(str(value), str(wanted))
+    if key == "path":
+        return fnmatch.fnmatchcase(str(value), str(wanted))
+    # product codes and kits: as MinKNOW writes them, in either case
+    return fnmatch.fnmatchcase(str(value).upper(), str(wanted).upper())
 
 
 def choose(rules: Sequence[Rule], facts: RunFacts) -> Choice:

@@ -38,6 +38,7 @@ from reactor.disk.durable import Sync, fsync_folder
 STATE_NAME = ".reactor"
 JOBS = "jobs"
 REQUEUED = "requeued"
+RUN = "run"  # records about the run as a whole: its basecall parameters, once pinned
 RECORD_SUFFIX = ".json"
 _TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -102,7 +103,7 @@ class StateDir:
                 pass
             root = open_folder(None, self.path)
             try:
-                for name in (JOBS, REQUEUED):
+                for name in (JOBS, REQUEUED, RUN):
                     with contextlib.suppress(FileExistsError):
                         fsops.mkdir(name, 0o700, dir_fd=root)
                     self._fds[name] = open_folder(root, name)

@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -81,6 +81,8 @@ class Assignment:
     job_output_dir: str
     batch: tuple[str, ...]
     report_back_interval_s: float
+    # The run's basecall parameters, from a manager in host mode (reactor asks for them)
+    params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -144,7 +146,19 @@ def parse_assignment(answer: object) -> Assignment:
         job_output_dir=_safe_path(answer, "job_output_dir"),
         batch=tuple(batch),
         report_back_interval_s=interval_s,
+        params=_params(answer.get("params", {})),
     )
+
+
+def _params(raw: object) -> dict[str, str]:
+    """The run's parameters: short printable text values, or the answer is refused."""
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.isprintable() and len(v) <= 200
+        for k, v in raw.items()
+    ):
+        msg = f"/assignwork answer has params that are not short texts: {raw!r:.200}"
+        raise BadAnswer(msg)
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 class EngineClient:
@@ -174,8 +188,11 @@ class EngineClient:
         self.sleep = sleep
 
     async def assignwork(self, batch_size: int) -> Assignment:
+        # params=true: this engine can be told a run's basecall parameters (a seed
+        # manager ignores the parameter)
         answer = await self._get(
-            "assignwork", {"engineid": self.engine_id, "batchsize": str(batch_size)}
+            "assignwork",
+            {"engineid": self.engine_id, "batchsize": str(batch_size), "params": "true"},
         )
         return parse_assignment(answer)
 

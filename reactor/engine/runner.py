@@ -268,7 +268,9 @@ class Engine:
         return {
             "input_dir": str(job_in),
             "output_dir": str(job_out),
-            "model": self.config.model or "",
+            # the run's model when the manager chose one by its rules, else this engine's
+            "model": assignment.params.get("model") or self.config.model or "",
+            "kit_name": assignment.params.get("kit_name", ""),
             "job_id": assignment.job_id,
             "engine_id": self.config.engine_id,
             "batch_size": str(len(assignment.batch)),

@@ -256,11 +256,20 @@ async def _riding_out_storage(request: web.Request, operation: Callable[[], Awai
 async def assignwork(request: web.Request) -> web.Response:
     engine_id = _engine_id(request)
     batch_size = _int_param(request, "batchsize", 0)
+    flag = (_param(request, "params", required=False) or "false").lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "bad_request", f"params must be true or false, not {flag!r}")
+    takes_params = flag in TRUE_WORDS
     reactor = request.app[SERVED]
-    job = await _riding_out_storage(request, lambda: reactor.assign(engine_id, batch_size))
+    job = await _riding_out_storage(
+        request, lambda: reactor.assign(engine_id, batch_size, takes_params=takes_params)
+    )
     folders = ("", "") if job is None else reactor.folders_of(job)
     lease_s = request.app[CONFIG].report_back_interval
-    return web.json_response(_assignment_body(job, lease_s, folders))
+    body = _assignment_body(job, lease_s, folders)
+    if takes_params:  # only to an engine that asked: a seed engine gets the seed's fields
+        body["params"] = {} if job is None else reactor.params_of(job)
+    return web.json_response(body)
 
 
 async def keepalive(request: web.Request) -> web.Response:

@@ -50,11 +50,13 @@ from reactor.core.minknow import (
 )
 from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
+from reactor.core.params import RunFacts, choose, seed_can_take
 from reactor.core.sharing import Backlog, FairShare
 from reactor.core.state import CompletionPlan, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
+from reactor.disk.run_facts import read_run_info, read_sample_sheet
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
 from reactor.disk.state_dir import STATE_NAME
 from reactor.serve.finisher import Finisher
@@ -72,6 +74,7 @@ log = structlog.get_logger("reactor.host")
 
 RUN_OUTPUT = "reactor"  # reactor's folder inside each run folder (no output_root)
 JOBS_FOLDER = "input"  # in a run's output folder: the folders of links engines get
+PARAMS_RECORD = "params.json"  # in the run's state folder, `run/`
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
 DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
 
@@ -154,6 +157,12 @@ class RunUnit:
         self._watch_worker = watch_worker
         self._watch = watch
         self._sources = Sources(host_config.sources)
+        self._rules = host_config.rules
+        # The run's basecall parameters: chosen by the rules from what it says it is, and
+        # pinned (recorded with the run) at its first assignment.
+        self.facts = RunFacts(str(found.relative))
+        self.choice = choose(self._rules, self.facts)
+        self.pinned: dict[str, str] | None = None
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
         self.inputs = InputFolders(
@@ -235,6 +244,9 @@ class RunUnit:
         if self._watch:
             await self._rewatch()
         self.reactor.start()
+        record = self.reactor.read_run_record(PARAMS_RECORD)
+        if record is not None and isinstance(record.get("params"), dict):
+            self.pinned = {str(k): str(v) for k, v in record["params"].items()}
         await self.reactor.check_space()
         self.finisher.start()
         self.sweeper.end_of_run = self.finisher.check
@@ -360,6 +372,53 @@ class RunUnit:
             await self._rewatch()
         self.reactor.reconcile("new_folder")
 
+    # -------------------------------------------------------------- parameters
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The run's basecall parameters: pinned, or as the rules choose them now."""
+        return self.pinned if self.pinned is not None else self.choice.params
+
+    async def learn(self) -> None:
+        """Read what the run says it is (off the loop): its sample sheet, and the run info
+        of the file at the front of its queue; the rules choose again."""
+        if self.pinned is not None:
+            return
+        front = next(self.reactor.state.ready_names(), None)
+        path = None if front is None else self.inputs.path(front)
+        kit, aliases = await asyncio.to_thread(read_sample_sheet, self.found.folder)
+        info = None if path is None else await asyncio.to_thread(read_run_info, path)
+        facts = RunFacts(
+            path=str(self.found.relative),
+            sample_rate=info.sample_rate if info else None,
+            flow_cell_product=info.flow_cell_product if info else None,
+            sequencing_kit=info.sequencing_kit if info else None,
+            barcoding_kit=kit,
+            aliases=aliases,
+        )
+        self.facts = facts
+        self.choice = choose(self._rules, facts)
+
+    async def pin(self) -> None:
+        """Pin the run's parameters before its first assignment: recorded with the run
+        (one run, one model), so a restart, or a rule changed later, keeps them."""
+        if self.pinned is not None:
+            return
+        await self.learn()
+        facts = self.facts
+        said: dict[str, Any] = {
+            "sample_rate": facts.sample_rate,
+            "flow_cell_product": facts.flow_cell_product,
+            "sequencing_kit": facts.sequencing_kit,
+            "barcoding_kit": facts.barcoding_kit,
+            "aliases": dict(facts.aliases),
+        }
+        record = {"params": self.choice.params, "rules": list(self.choice.rules), "facts": said}
+        await self.reactor.write_run_record(PARAMS_RECORD, record)
+        self.pinned = dict(self.choice.params)
+        log.info("run_params_pinned", run=str(self.key), params=self.pinned,
+                 rules=list(self.choice.rules), **said)  # fmt: skip
+
     # ------------------------------------------------------------------ views
 
     @property
@@ -387,6 +446,8 @@ class RunUnit:
             "jobs_live": len(list(self.reactor.state.live_jobs())),
             "work": {"folders": list(self.work.folders), "reason": self.work.reason},
             "paused": self.reactor.paused,
+            "params": self.params,
+            "params_pinned": self.pinned is not None,
             "output_hash": self.reactor.hash_check,
             "held": len(status.get("held", [])),
         }
@@ -880,8 +941,13 @@ class Host:
 
     # --------------------------------------------------------------- requests
 
-    async def assign(self, engine_id: str, batch_size: int) -> Job | None:
-        """A batch of one run's files: the run whose turn it is by the fair share."""
+    async def assign(
+        self, engine_id: str, batch_size: int, *, takes_params: bool = False
+    ) -> Job | None:
+        """A batch of one run's files: the run whose turn it is by the fair share. An
+        engine that cannot be told parameters (`takes_params` false: the seed's protocol)
+        gets only runs whose parameters are the lab's `seed_params`."""
+        seed = dict(self.config.seed_params)
         waiting: dict[RunKey, Backlog] = {}
         for key, unit in self.units.items():
             files, oldest = unit.reactor.state.backlog()
@@ -892,6 +958,10 @@ class Host:
             if chosen is None:
                 continue
             with chosen.bound():
+                if chosen.pinned is None:
+                    await chosen.pin()
+                if not takes_params and not seed_can_take(chosen.params, seed):
+                    continue
                 job = await chosen.reactor.assign(engine_id, batch_size)
             if job is not None:
                 self.share.served(key, len(job.files))
@@ -911,6 +981,9 @@ class Host:
         input_dir = f"ASSIGNED_{job.job_id}_{job.engine_id}"
         output_dir = f"TMPOUTPUT_{job.job_id}_{job.engine_id}"
         return f"{unit.jobs_prefix}/{input_dir}", f"{unit.output_prefix}/{output_dir}"
+
+    def params_of(self, job: Job) -> dict[str, str]:
+        return dict(self._unit_of(job.job_id).params)
 
     def keepalive(self, job_id: str, engine_state: str) -> bool:
         unit = self._unit_of(job_id)

@@ -55,7 +55,7 @@ from reactor.disk.inputs import InputFolders
 from reactor.disk.journal import Chore, Journal, JournalError, Merged, Refused, Step, Unfinished
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
-from reactor.disk.state_dir import StateError
+from reactor.disk.state_dir import RUN, StateError
 from reactor.serve.metrics import Metrics
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
@@ -349,8 +349,12 @@ class Reactor:
 
     # ----------------------------------------------------------- requests
 
-    async def assign(self, engine_id: str, batch_size: int) -> Job | None:
-        """Hand up to `batch_size` ready files to `engine_id`; None when there are none."""
+    async def assign(
+        self, engine_id: str, batch_size: int, *, takes_params: bool = False
+    ) -> Job | None:
+        """Hand up to `batch_size` ready files to `engine_id`; None when there are none.
+        (`takes_params`: whether the engine can be told basecall parameters; one run's
+        service has none to tell.)"""
         return await self._detached(self._assign(engine_id, batch_size))
 
     async def _assign(self, engine_id: str, batch_size: int) -> Job | None:
@@ -952,6 +956,23 @@ class Reactor:
             fsync_folder(self.config.output_dir)
 
     # ------------------------------------------------------------- views
+
+    async def write_run_record(self, name: str, data: dict[str, Any]) -> None:
+        """A record about the run as a whole (its pinned parameters), in the state folder,
+        replaced atomically and durably on the writer's thread."""
+        await self._write(Chore(functools.partial(self.journal.state.write, RUN, name, data)))
+
+    def read_run_record(self, name: str) -> dict[str, Any] | None:
+        """(At start, before serving.) A record about the run, or None."""
+        try:
+            return self.journal.state.read(RUN, name)
+        except ValueError as exc:
+            log.error("run_record_unreadable", record=f"{RUN}/{name}", detail=str(exc))
+            return None
+
+    def params_of(self, job: Job) -> dict[str, str]:
+        """The basecall parameters of the job's run (none in single-run mode)."""
+        return {}
 
     def folders_of(self, job: Job) -> tuple[str, str]:
         """The job's folders as engines are given them: relative to INPUTDIR, OUTPUTDIR."""

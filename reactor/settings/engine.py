@@ -190,12 +190,13 @@ _KEYS: tuple[Key, ...] = (
     # `reactor`'s own subcommand is `args.command`, so the --command flag must not land there.
     _Key("command", "(none)", "TEMPLATE", parse_text, command_problem, dest="command_template",
          meaning="Command run for each batch, split like a shell line but run without one; "
-         "placeholders {input_dir} {output_dir} {model} {job_id} {engine_id} "
+         "placeholders {input_dir} {output_dir} {model} {kit_name} {job_id} {engine_id} "
          "{batch_size} {python}. Give command or preset."),
     _Key("preset", "(none)", "NAME", parse_choice, one_of(tuple(PRESETS)),
          meaning=f"A ready-made command: {', '.join(PRESETS)} (see below)."),
     _Key("model", "(none)", "MODEL", parse_text, _text_problem,
-         meaning="Value of {model}, such as a dorado model name or path."),
+         meaning="Value of {model}, such as a dorado model name or path; a manager in host "
+         "mode may choose a run's model by its rules, which then comes first."),
     _Key("stdout_to", "(none)", "TEMPLATE", parse_text, path_template_problem,
          meaning="File the command's stdout is written to, such as "
          "{output_dir}/pass/{job_id}.fastq; without it stdout joins stderr in the job's "

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from reactor.settings.parsing import shell_words
 from reactor.settings.programs import FIX, find_program, program_missing
 
-PLACEHOLDERS = ("input_dir", "output_dir", "model", "job_id", "engine_id", "batch_size", "python")
+PLACEHOLDERS = (
+    "input_dir", "output_dir", "model", "kit_name", "job_id", "engine_id", "batch_size", "python",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

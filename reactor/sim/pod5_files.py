@@ -1,8 +1,8 @@
-"""Real `.pod5` files, written and read with ONT's `pod5` library (the `sim` extra).
+"""Real `.pod5` files, written and read with ONT's `pod5` library.
 
 Used by the stand-ins for a sequencer and a basecaller (`reactor simulate-run`,
 `reactor fake-basecaller`) and by the tests; the service itself never imports this module,
-so `pod5` stays an optional dependency: `pip install 'pod5-reactor[sim]'`.
+so `pod5` is imported here and in `reactor/disk/run_facts.py` only.
 
 - `write_pod5(path, n_reads, seed)` writes a complete file and returns its read ids.
 - `pod5_bytes(n_reads, seed)` returns the bytes of such a file, to be written out later in
@@ -40,6 +40,9 @@ class RunIdentity:
     acquisition_id: str = "0123abcd0123abcd0123abcd0123abcd01234567"
     sample_id: str = "sample"
     experiment_name: str = "reactor-test"
+    sample_rate: int = 5000
+    flow_cell_product_code: str = "FLO-PRO114M"
+    sequencing_kit: str = "sqk-lsk114"
 
 
 DEFAULT_RUN = RunIdentity()
@@ -51,16 +54,16 @@ def _run_info(run: RunIdentity) -> Any:
         acquisition_start_time=_EPOCH,
         adc_max=2047,
         adc_min=-2048,
-        context_tags={"sample_frequency": "5000"},
+        context_tags={"sample_frequency": str(run.sample_rate)},
         experiment_name=run.experiment_name,
         flow_cell_id=run.flow_cell_id,
-        flow_cell_product_code="FLO-PRO114M",
+        flow_cell_product_code=run.flow_cell_product_code,
         protocol_name="sequencing/sequencing_PRO114_DNA_e8_2_400K:FLO-PRO114M:SQK-LSK114",
         protocol_run_id=run.protocol_run_id,
         protocol_start_time=_EPOCH,
         sample_id=run.sample_id,
-        sample_rate=5000,
-        sequencing_kit="sqk-lsk114",
+        sample_rate=run.sample_rate,
+        sequencing_kit=run.sequencing_kit,
         sequencer_position="1A",
         sequencer_position_type="PromethION",
         software="pod5-reactor",

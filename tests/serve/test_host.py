@@ -4,6 +4,7 @@ folders, batches of one run each, every read exactly once in its own run's outpu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,11 +17,12 @@ from structlog.testing import capture_logs
 
 from reactor.cli import main
 from reactor.core.minknow import RunKey, parse_pod5_name
+from reactor.core.params import parse_rules
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.serve.host import RETIRE_AFTER_S
 from reactor.settings.serve import ServeConfig
-from reactor.sim.pod5_files import read_ids, write_pod5
+from reactor.sim.pod5_files import RunIdentity, pod5_bytes, read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
 from tests.support.endrun import RECORD_ENV, python_command, runs_of, wait_until
 from tests.support.exactly_once import recount
@@ -672,3 +674,91 @@ async def test_a_crashed_run_stalls_says_what_is_left_and_is_closed_by_hand(
     # closing it again changes nothing
     again = await (await client.post(f"/runs/close?run={key}")).json()
     assert again == {"run": str(key), "closed": False}
+
+
+def chemistry_run(
+    root: Path, key: str, sample_rate: int, product: str, count: int = 2
+) -> list[Path]:
+    fc, _prid = key.split("_")
+    run = root / "grp" / "s1" / f"20261205_1412_1A_{key}"
+    identity = RunIdentity(flow_cell_id=fc, sample_rate=sample_rate, flow_cell_product_code=product)
+    files = []
+    for i in range(count):
+        path = run / "pod5" / f"{key}_{RUNID}_{i}.pod5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pod5_bytes(2, seed=sample_rate + i, run=identity))
+        files.append(path)
+    return files
+
+
+RULES = (
+    {"when": {"sample_rate": 5000, "flow_cell_product": "FLO-PRO114*"}, "set": {"model": "hac"}},
+    {"when": {"sample_rate": 4000}, "set": {"model": "fast"}},
+    {"when": {"barcoded": True}, "set": {"kit_name": "SQK-NBD114-24"}},
+)
+
+
+async def test_each_run_is_basecalled_with_the_parameters_its_own_files_call_for(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Two chemistries choose two models by rule; a barcoded run's sample sheet adds its
+    kit; the parameters go to engines that ask for them, are pinned with the run, and a
+    seed engine gets only the runs it can basecall (seed_params: the fast model)."""
+    root = tmp_path / "data"
+    r10 = chemistry_run(root, "PAW00011_11111111", 5000, "FLO-PRO114M")
+    r9 = chemistry_run(root, "PAW00012_22222222", 4000, "FLO-PRO002")
+    sheet = r10[0].parents[1] / "sample_sheet_PAW00011_20261205_1412_11111111.csv"
+    sheet.write_text(
+        "flow_cell_id,kit,sample_id,experiment_id,barcode,alias\n"
+        "PAW00011,SQK-NBD114-24,s1,e1,barcode01,patient_a\n"
+        "PAW00011,SQK-NBD114-24,s1,e1,barcode02,patient_b\n"
+    )
+    config = host_config(root, rules=parse_rules(list(RULES)), seed_params=(("model", "fast"),))
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    # a seed engine (no params=true) gets only the run whose parameters it runs
+    seed_jobs = []
+    while (job := await (await client.get("/assignwork?engineid=seed&batchsize=1")).json())[
+        "jobid"
+    ] != "-1":
+        assert "params" not in job, "the seed's answer, unchanged"
+        seed_jobs.append(job)
+        assert (
+            await client.get(f"/completed?job_id={job['jobid']}&job_state=FAILED")
+        ).status == 200
+        break
+    # (the barcoded R10 run needs a kit the seed cannot be told: never to a seed engine)
+    assert [job["batch"][0][:17] for job in seed_jobs] == ["PAW00012_22222222"]
+    # an engine that asks is told each run's parameters
+    told: dict[str, dict[str, str]] = {}
+    while (
+        job := await (await client.get("/assignwork?engineid=ref&batchsize=1&params=true")).json()
+    )["jobid"] != "-1":
+        told[job["batch"][0][:17]] = job["params"]
+        assert (
+            await client.get(f"/completed?job_id={job['jobid']}&job_state=RELEASED")
+        ).status == 200
+        if len(told) == 2:
+            break
+    assert told == {
+        "PAW00011_11111111": {"model": "hac", "kit_name": "SQK-NBD114-24"},
+        "PAW00012_22222222": {"model": "fast"},
+    }
+    # pinned with the run, with what the run said
+    unit = host.units[RunKey("PAW00011", "11111111")]
+    record = json.loads((unit.place.output_dir / ".reactor" / "run" / "params.json").read_text())
+    assert record["params"] == {"model": "hac", "kit_name": "SQK-NBD114-24"}
+    assert record["facts"]["sample_rate"] == 5000
+    assert record["facts"]["aliases"] == {"barcode01": "patient_a", "barcode02": "patient_b"}
+    assert record["rules"] == [1, 3]
+    status = await (await client.get("/status")).json()
+    assert {r["run"]: r["params"] for r in status["runs"]}["PAW00012_22222222"] == {"model": "fast"}
+    await client.close()
+
+    # a restart with other rules keeps what was pinned: one run, one model
+    other = host_config(root, rules=parse_rules([{"set": {"model": "sup"}}]))
+    again = create_host_app(other)
+    client = await aiohttp_client(again)
+    assert again[HOST].units[RunKey("PAW00012", "22222222")].params == {"model": "fast"}
+    assert seed_jobs[0]["batch"][0] in {path.name for path in r9}
