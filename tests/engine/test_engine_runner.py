@@ -47,6 +47,7 @@ class Script:
     assign: Callable[[], Answer] | None = None
     keepalive: Callable[[], Answer] = lambda: (200, {"late": False})
     completed: list[Answer] = field(default_factory=list)  # then 200 {"ok": true}
+    params: dict[str, str] | None = None  # a host-mode manager's params for each batch
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     made_folders: bool = True
 
@@ -75,6 +76,8 @@ class Script:
             "report_back_period": self.lease_s,
             "report_back_interval": self.lease_s,
         }
+        if self.params is not None:
+            answer["params"] = self.params
         return 200, answer
 
     def app(self) -> web.Application:
@@ -548,3 +551,17 @@ async def test_the_command_runs_in_its_job_folder_with_job_variables(
     _header, cwd, variables = (folder / "engine.log").read_text().splitlines()
     assert Path(cwd).resolve() == folder.resolve()
     assert variables == f"{script.verbs('completed')[0]['job_id']} gpu"
+
+
+async def test_a_runs_parameters_from_the_manager_fill_model_and_kit_name(
+    script: Script, manager_url: str, session: aiohttp.ClientSession
+) -> None:
+    """The engine asks for parameters; a host-mode manager's run model comes before the
+    engine's own, and {kit_name} is the run's kit."""
+    script.batches = [["a.pod5"]]
+    script.params = {"model": "sup", "kit_name": "SQK-NBD114-24"}
+    command = "sh -c 'echo \"$0 $1\"' {model} {kit_name}"
+    await run_engine(script, session, manager_url, command, model="hac")
+    assert all(call["params"] == "true" for call in script.verbs("assignwork"))
+    log = (job_out(script) / "engine.log").read_text().splitlines()
+    assert log[-1] == "sup SQK-NBD114-24"
