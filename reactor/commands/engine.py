@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _epilog()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_engine_config_arguments(parser)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="say whether this host can work with the manager (its folders, the manager, the "
+        "token, a host's run folders) and exit: 0 all well, 1 a problem",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from reactor.runtime.logs import configure_logging
 
+    if getattr(args, "check", False):
+        from reactor.engine.check import run_check
+
+        return asyncio.run(run_check(config))
     configure_logging(config.log_level, config.log_format)
     from reactor.engine.process import run_engine
 

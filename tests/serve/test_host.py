@@ -762,3 +762,44 @@ async def test_each_run_is_basecalled_with_the_parameters_its_own_files_call_for
     client = await aiohttp_client(again)
     assert again[HOST].units[RunKey("PAW00012", "22222222")].params == {"model": "fast"}
     assert seed_jobs[0]["batch"][0] in {path.name for path in r9}
+
+
+async def test_reactor_engine_check_says_whether_an_engine_host_can_work_with_the_host(
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app = create_host_app(host_config(root, token="s3cret-token-for-tests"))
+    client = await aiohttp_client(app)
+    url = str(client.make_url("")).rstrip("/")
+    good = ["engine", "--check", "--manager", url, "--input-dir", str(root),
+            "--output-dir", str(root), "--command", "true"]  # fmt: skip
+    env = {"REACTOR_ENGINE_TOKEN": "s3cret-token-for-tests"}
+
+    def engine_check(argv: list[str], extra: dict[str, str]) -> int:
+        saved = {k: os.environ.get(k) for k in extra}
+        os.environ.update(extra)
+        try:
+            return main(argv)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    assert await asyncio.to_thread(engine_check, good, env) == 0
+    out = capsys.readouterr().out
+    assert "ok    access: the manager takes this engine" in out
+    assert out.count("ok    run PAW") == 4, out
+    # the root mounted elsewhere, without the runs: each run says so
+    elsewhere = tmp_path / "mnt"
+    elsewhere.mkdir()
+    moved = [*good[:5], str(elsewhere), "--output-dir", str(elsewhere), "--command", "true"]
+    assert await asyncio.to_thread(engine_check, moved, env) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL  run PAW") == 4
+    assert "must be at this path here" in out
+    # a wrong token
+    assert await asyncio.to_thread(engine_check, good, {"REACTOR_ENGINE_TOKEN": "nope" * 8}) == 1
+    assert "FAIL  access: the manager refused this engine (401)" in capsys.readouterr().out
