@@ -116,8 +116,12 @@ class Finisher:
         stop_grace_s: float = 10.0,
         kill_grace_s: float = 5.0,
         run_vars: Mapping[str, str] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.reactor = reactor
+        # Where the stop file is, when not beside INPUTDIR (staging: INPUTDIR is the
+        # run's staging folder, the final summary is in the run folder)
+        self.run_dir = run_dir
         # More of on_complete's REACTOR_RUN_* variables (host mode: the flow cell, sample…)
         self.run_vars = dict(run_vars or {})
         self.config = reactor.config
@@ -218,7 +222,12 @@ class Finisher:
         run_end = self.reactor.run_end
         if run_end.stop_file is None and not run_end.complete:
             in_input = self._list_input_now()
-            found = find_stop_file(self.config.input_dir, self.config.stop_file, in_input=in_input)
+            if self.run_dir is not None:
+                found = find_stop_file(self.run_dir / "-", self.config.stop_file, in_input=False)
+            else:
+                found = find_stop_file(
+                    self.config.input_dir, self.config.stop_file, in_input=in_input
+                )
             if found is not None:
                 self._seen(found)
         step = self._step()
@@ -244,6 +253,7 @@ class Finisher:
     def _step(self) -> Step:
         counts = self.reactor.count_fields()
         pending = counts["incomplete"] + counts["ready"] + counts["assigned"]
+        pending += self.reactor.pending_elsewhere()  # e.g. files still to be staged
         live = sum(1 for _ in self.reactor.state.live_jobs())
         return next_step(self.reactor.run_end, pending_files=pending, live_jobs=live)
 
@@ -284,7 +294,7 @@ class Finisher:
             stop_file=stop_file,
             marker=self.marker_path,
             counts=counts,
-            run_dir=self.config.input_dir.absolute().parent,
+            run_dir=self.run_dir or self.config.input_dir.absolute().parent,
             end="complete" if run_end.closed is None else f"closed: {run_end.closed}",
         )
         env.update(self.run_vars)

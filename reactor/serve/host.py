@@ -37,7 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from reactor.core.endrun import stop_file_filter, stop_file_matcher
-from reactor.core.events import Change, FsEvent, input_filter
+from reactor.core.events import Area, Change, FsEvent, input_filter
 from reactor.core.minknow import (
     POD5_FOLDERS,
     Adoption,
@@ -52,7 +52,7 @@ from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
 from reactor.core.params import RunFacts, choose, seed_can_take
 from reactor.core.sharing import Backlog, FairShare
-from reactor.core.state import CompletionPlan, Job, UnknownJob
+from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
@@ -66,6 +66,7 @@ from reactor.serve.held_events import HeldEvents
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.service import Reactor, StartupError, new_job_id
+from reactor.serve.stager import RunStager
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher, new_observer
 from reactor.settings.serve import ServeConfig
@@ -144,6 +145,7 @@ class RunUnit:
         watch: bool = True,
         poller: FolderPoller | None = None,
         on_foreign: Callable[[Path, str], None] | None = None,
+        stage_worker: ThreadPoolExecutor | None = None,
     ) -> None:
         self.found = found
         # A pooled run sees the other runs' files in its folders: a new one is news
@@ -165,13 +167,31 @@ class RunUnit:
         self.pinned: dict[str, str] | None = None
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
-        self.inputs = InputFolders(
+        # The run's POD5 folders; what the coordinator serves is the same, or with
+        # staging (`stage_to`), the run's staging folder, which the stager fills.
+        self.sources = InputFolders(
             folders, barcodes=True, accept=_accept(found), within=found.folder
         )
+        self.stager: RunStager | None = None
+        if host_config.stage_to is not None and stage_worker is not None:
+            staged = host_config.stage_to / found.relative
+            staged = staged / str(found.key) if found.pooled else staged
+            self.inputs = InputFolders.flat(staged)
+            self.stager = RunStager(
+                staged,
+                worker=stage_worker,
+                deliver=self._staged,
+                max_bytes=int(host_config.stage_max_gb * 1e9),
+                keep=host_config.stage_keep,
+            )
+        else:
+            self.inputs = self.sources
+        self._stage_task: asyncio.Task[None] | None = None
         self.config = replace(
             host_config,
             watch_root=(),
             output_root=None,
+            stage_to=None,
             input_dir=self.inputs.main,
             output_dir=self.place.output_dir,
             stop_file=f"final_summary_{found.key}*.txt",
@@ -184,11 +204,15 @@ class RunUnit:
             inputs=self.inputs,
             jobs_dir=self.place.jobs_dir,
         )
+        if self.stager is not None:
+            stager = self.stager
+            self.reactor.pending_elsewhere = lambda: len(stager.waiting)
         group, sample = _parts(found)
         self.group, self.sample = group, sample
         self.finisher = Finisher(
             self.reactor,
             request_exit=lambda: None,
+            run_dir=found.folder if self.stager is not None else None,
             run_vars={
                 "REACTOR_RUN_FLOW_CELL": found.key.flow_cell,
                 "REACTOR_RUN_PROTOCOL_RUN": found.key.protocol_run,
@@ -224,8 +248,11 @@ class RunUnit:
         )
 
     def _prepare(self) -> None:
-        """The run's output folders, made durably (their names too)."""
-        for folder in (self.place.output_dir, self.place.jobs_dir):
+        """The run's output folders (and staging folder), made durably (their names too)."""
+        folders = [self.place.output_dir, self.place.jobs_dir]
+        if self.stager is not None:
+            folders.append(self.stager.folder)
+        for folder in folders:
             if not folder.is_dir():
                 folder.mkdir(parents=True, exist_ok=True)
                 fsync_folder(folder.parent)
@@ -244,6 +271,8 @@ class RunUnit:
         if self._watch:
             await self._rewatch()
         self.reactor.start()
+        if self.stager is not None:
+            await self.stage_tick(rescan=True)
         record = self.reactor.read_run_record(PARAMS_RECORD)
         if record is not None and isinstance(record.get("params"), dict):
             self.pinned = {str(k): str(v) for k, v in record["params"].items()}
@@ -255,6 +284,8 @@ class RunUnit:
 
     async def stop(self) -> None:
         self._events.hold()
+        if self._stage_task is not None and not self._stage_task.done():
+            await asyncio.wait({self._stage_task})
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -273,10 +304,17 @@ class RunUnit:
     def _deliver(self, event: FsEvent) -> None:
         with self.bound():
             if is_pod5_name(event.name):
-                foreign = self.found.pooled and not self.inputs.accepts(event.name)
+                foreign = self.found.pooled and not self.sources.accepts(event.name)
                 if foreign and event.change is not Change.GONE and self._on_foreign is not None:
                     self._on_foreign(self.found.folder, event.name)
-                self.reactor.on_fs_event(event)
+                if self.stager is None:
+                    self.reactor.on_fs_event(event)
+                elif not foreign and event.change is not Change.GONE:
+                    folder = Path(event.folder) if event.folder else None
+                    if folder is not None:
+                        self.sources.seen(event.name, folder)
+                    self.stager.offer(event.name, self.sources.path(event.name))
+                    self._kick_stager()
             else:
                 self.finisher.on_input_event(event)
 
@@ -287,7 +325,7 @@ class RunUnit:
 
     async def _rewatch(self) -> None:
         """Watch the POD5 folders the run has now (with their barcode folders)."""
-        existing = tuple(str(f) for f in self.inputs.folders if f.is_dir())
+        existing = tuple(str(f) for f in self.sources.folders if f.is_dir())
         if existing == self._watched and self._watcher is not None:
             return
         await self._unwatch()
@@ -367,10 +405,48 @@ class RunUnit:
         if work != self.work:
             self.work = work
             self.log_work()
-        self.inputs.use(self._folders(found, work))
+        self.sources.use(self._folders(found, work))
         if self._watch:
             await self._rewatch()
-        self.reactor.reconcile("new_folder")
+        if self.stager is not None:
+            await self.stage_tick(rescan=True)
+        else:
+            self.reactor.reconcile("new_folder")
+
+    # ----------------------------------------------------------------- staging
+
+    def _staged(self, name: str) -> None:
+        """A file's copy is in the staging folder, whole: the coordinator hears of it."""
+        with self.bound():
+            self.reactor.on_fs_event(FsEvent(Area.INPUT, Change.CLOSED, name, time.monotonic()))
+
+    def _done(self, name: str) -> bool:
+        return self.reactor.state.state_of(name) in (FileState.DONE, FileState.QUARANTINED)
+
+    def _kick_stager(self) -> None:
+        if self.stager is not None and (self._stage_task is None or self._stage_task.done()):
+            self._stage_task = asyncio.create_task(
+                self.stager.run_once(self._done), name=f"reactor-stager-{self.key}"
+            )
+
+    async def stage_tick(self, *, rescan: bool) -> None:
+        """Staging's turn: (rescan: the run's POD5 folders listed again, for files no
+        event told of) copy what waits, remove the copies of done files."""
+        stager = self.stager
+        if stager is None:
+            return
+        if rescan:
+            sources = self.sources
+
+            def listed() -> list[tuple[str, Path]]:
+                return [(entry.name, Path(entry.path)) for entry in sources.scan()]
+
+            for name, path in await asyncio.to_thread(listed):
+                if not self._done(name):
+                    stager.offer(name, path)
+        await stager.run_once(self._done)
+        done = {name for name in self.reactor.state.files if self._done(name)}
+        await stager.remove_done(done)
 
     # -------------------------------------------------------------- parameters
 
@@ -570,6 +646,13 @@ class Host:
         self.ready = False
         self.metrics = HostMetrics(self)
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
+        # Staging's copies, one at a time for every run (stage_to)
+        self._stage_worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-stage")
+            if config.stage_to is not None
+            else None
+        )
+        self._staging_scanned_at = clock()
         self._task: asyncio.Task[None] | None = None
         self.started_at = clock()
         self.folders: FolderWatch | None = None  # discovery's watches (with `watch`)
@@ -644,6 +727,8 @@ class Host:
         if self.poller is not None:
             await asyncio.get_running_loop().run_in_executor(self._watch_worker, self.poller.stop)
         self._watch_worker.shutdown(wait=True)
+        if self._stage_worker is not None:
+            self._stage_worker.shutdown(wait=True)
 
     def _note_unreadable(self, survey: Survey) -> None:
         for folder, reason in survey.unreadable:
@@ -686,6 +771,7 @@ class Host:
             watch=self._watch,
             poller=self.poller,
             on_foreign=self._foreign_file,
+            stage_worker=self._stage_worker,
         )
         try:
             with unit.bound():
@@ -752,7 +838,16 @@ class Host:
             if unit is not None:
                 with unit.bound():
                     await unit.refresh(found)
+        now = self.clock()
+        rescan = now - self._staging_scanned_at >= self.config.reconcile_interval > 0
+        if rescan:
+            self._staging_scanned_at = now
         for unit in list(self.units.values()):
+            if unit.stager is not None:
+                # rescan also once the final summary is there: files no event told of
+                final = unit.reactor.run_end.stop_file is not None
+                with unit.bound():
+                    await unit.stage_tick(rescan=rescan or final)
             await self._maybe_retire(unit)
 
     def _read_changes(

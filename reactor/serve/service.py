@@ -178,6 +178,9 @@ class Reactor:
         # The end-of-run cross-check with MinKNOW's output hash file, once done.
         self.hash_check: dict[str, Any] | None = None
         self.last_news = clock()  # the last filesystem event of the run (for stalls)
+        # Files of the run that are not in its queue yet but will be (staging): the run
+        # cannot end while there are some.
+        self.pending_elsewhere: Callable[[], int] = lambda: 0
         self.writer = DiskWriter(
             durable=config.durable, on_broken=self._storage_failed, on_group=self._committed
         )

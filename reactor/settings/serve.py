@@ -112,6 +112,9 @@ class ServeConfig:
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     stall_after: float = 10800.0
     rules: tuple[Rule, ...] = ()
+    stage_to: Path | None = None
+    stage_max_gb: float = 0.0
+    stage_keep: bool = False
     seed_params: tuple[tuple[str, str], ...] = ()
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
@@ -206,6 +209,12 @@ def _check_mode(config: ServeConfig) -> None:
                 "MinKNOW data root, input_dir and output_dir one run; set one or the other"
             )
             raise ConfigError(msg)
+        if config.stage_to is not None and config.output_root is None:
+            msg = (
+                "stage_to is set without output_root: engines that cannot see the "
+                "sequencer's disk must write their outputs elsewhere too; set output_root"
+            )
+            raise ConfigError(msg)
         if len(config.watch_root) > 1 and config.output_root is None:
             msg = (
                 f"watch_root names {len(config.watch_root)} roots but output_root is not set: "
@@ -216,6 +225,9 @@ def _check_mode(config: ServeConfig) -> None:
         return
     if config.output_root is not None:
         msg = "output_root is set without watch_root: it is where host mode puts each run's results"
+        raise ConfigError(msg)
+    if config.stage_to is not None:
+        msg = "stage_to is set without watch_root: staging is for host mode"
         raise ConfigError(msg)
     for key in ("input_dir", "output_dir"):
         if key not in given:
@@ -318,6 +330,14 @@ _KEYS: tuple[Key, ...] = (
          meaning="Host mode: the parameters engines that speak only the seed's protocol run "
          "(they cannot be told any): they get only runs whose rules chose exactly these "
          "(none: runs no rule set anything for). A table in the settings file."),
+    _Key("stage_to", "(none)", "DIR", parse_path,
+         meaning="Host mode, for engines that cannot see the sequencer's disk: each complete "
+         "POD5 is copied here (checked, fsynced) before it is handed out, and engines read "
+         "the copy. Needs output_root (engines write there)."),
+    _Key("stage_max_gb", "0.0", "GB", parse_seconds, zero_or_more_seconds,
+         meaning="At most this much staged at once (copying waits for removals); 0: no bound."),
+    _Key("stage_keep", "false", "", parse_bool, boolean=True,
+         meaning="Keep staged copies of files that are done (they are removed by default)."),
     _Key("listen", DEFAULT_LISTEN, "HOST:PORT", parse_text, listen_problem,
          meaning="Address of the HTTP API: host:port, [ipv6]:port, or a bare port (on 127.0.0.1). "
          "Beyond loopback, token or allow must be set."),

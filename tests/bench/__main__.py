@@ -33,6 +33,7 @@ QUICK = {
     "rounds": 1,
     "host": [4, 20, 50, 3],
     "host_polling": [400, 1.0, 0.25],
+    "stage_files": 2,
 }
 
 
@@ -109,6 +110,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": 3,
         "host": [48, 500, 2000, 20],
         "host_polling": [100_000, 20.0, 2.0],
+        "stage_files": 20,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -176,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             figures += found
             polling = host.Polling(*chosen["host_polling"])
             found, raw["host_polling"] = host.polling(data, logs, shape.live, polling)
+            figures += found
+            found, raw["host_staging"] = host.staging(data, chosen["stage_files"])
             figures += found
             timings["host_s"] = time.perf_counter() - step
     except RuntimeError as exc:

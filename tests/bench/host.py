@@ -28,11 +28,13 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reactor.core.names import POD5_SIGNATURE
 from reactor.sim.pod5_files import pod5_bytes
 from tests.bench.figures import Figure
 from tests.bench.servers import Served, reactor_serve, run_to_end
@@ -43,6 +45,7 @@ TARGET_READY_S = 2.0
 TARGET_BYTES_PER_FILE = 1024
 TARGET_DISCOVERY_MS = 100.0
 TARGET_POLL_CPU = 0.05  # of one core
+STAGE_FILE_BYTES = 25 * 2**20
 
 
 @dataclass(frozen=True)
@@ -428,3 +431,68 @@ def _polling_figures(raw: dict[str, Any]) -> list[Figure]:
                1000 * interval_s, "poll_interval", compare="difference",
                target="< poll_interval + 100 ms", met=worst < limit_ms),
     ]  # fmt: skip
+
+
+# ------------------------------------------------------------------ staging
+
+
+def staging(data: Path, files: int) -> tuple[list[Figure], dict[str, Any]]:
+    """Staging's copy (checked and fsynced, as `stage_to` makes them) beside a plain copy
+    and a plain copy with an fsync, of the same files, in MB/s."""
+    from reactor.serve.stager import copy_verified
+
+    source = data / f"stage-source-{files}x{STAGE_FILE_BYTES}"
+    if not (source / ".built").exists():
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        # POD5s of a real run are hundreds of MB: the size a copy's cost shows at. What
+        # the copy checks is the size and the signatures at both ends.
+        signature = POD5_SIGNATURE
+        body = os.urandom(STAGE_FILE_BYTES - 2 * len(signature))
+        for n in range(files):
+            path = source / f"PAW00000_00000000_{RUNID}_{n}.pod5"
+            path.write_bytes(signature + body + signature)
+        (source / ".built").write_text("")
+    names = sorted(p.name for p in source.glob("*.pod5"))
+    size = sum((source / n).stat().st_size for n in names)
+
+    def timed(copy: Callable[[str, Path], None]) -> float:
+        target = data / "stage-target"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        began = time.perf_counter()
+        for name in names:
+            copy(name, target)
+        elapsed = time.perf_counter() - began
+        shutil.rmtree(target)
+        return size / 1e6 / elapsed
+
+    def plain(name: str, target: Path) -> None:
+        shutil.copyfile(source / name, target / name)
+
+    def synced(name: str, target: Path) -> None:
+        shutil.copyfile(source / name, target / name)
+        fd = os.open(target / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def staged(name: str, target: Path) -> None:
+        copy_verified(source / name, target, name)
+
+    raw = {
+        "files": len(names),
+        "bytes": size,
+        "plain_mb_s": timed(plain),
+        "fsync_mb_s": timed(synced),
+        "staged_mb_s": timed(staged),
+    }
+    label = f"staging copy, {len(names)} files of {size / len(names) / 1e6:.2f} MB"
+    figures = [
+        Figure(f"{label}: checked and fsynced", raw["staged_mb_s"], "MB/s",
+               raw["fsync_mb_s"], "copy + fsync"),
+        Figure(f"{label}: checked and fsynced, beside a plain copy", raw["staged_mb_s"], "MB/s",
+               raw["plain_mb_s"], "plain copy"),
+    ]  # fmt: skip
+    return figures, raw

@@ -803,3 +803,57 @@ async def test_reactor_engine_check_says_whether_an_engine_host_can_work_with_th
     # a wrong token
     assert await asyncio.to_thread(engine_check, good, {"REACTOR_ENGINE_TOKEN": "nope" * 8}) == 1
     assert "FAIL  access: the manager refused this engine (401)" in capsys.readouterr().out
+
+
+async def test_a_staged_run_is_served_from_copies_engines_can_see(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Engines that cannot see the sequencer: every file is copied to stage_to (whole,
+    checked) before it is handed out, the links engines get lead only there, copies go
+    once their files are done, and no more than stage_max_gb is staged at once."""
+    root = tmp_path / "sequencer" / "data"
+    cluster = tmp_path / "cluster"
+    out, stage = cluster / "out", cluster / "stage"
+    out.mkdir(parents=True)
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00004_44444444"
+    files = [pod5(run / "pod5" / f"PAW00004_44444444_{RUNID}_{i}.pod5", 40 + i) for i in range(4)]
+    one = files[0].stat().st_size
+    config = ServeConfig(
+        watch_root=(root,),
+        output_root=out,
+        stage_to=stage,
+        stage_max_gb=1.5 * one / 1e9,  # room for one copy at a time
+        sweep_interval=0.05,
+    )
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00004", "44444444")]
+    staged = stage / "grp" / "s1" / run.name
+    assert unit.stager is not None and unit.stager.folder == staged
+    most = 0
+    handed: list[str] = []
+    while len(handed) < 4:
+        most = max(most, len(list(staged.glob("*.pod5"))))
+        answer = await (await client.get("/assignwork?engineid=gpu1&batchsize=4")).json()
+        if answer["jobid"] == "-1":
+            await wait_until(lambda: unit.reactor.count_fields()["ready"] > 0, "the next copy")
+            continue
+        job_in = out / answer["job_input_dir"]
+        for name in answer["batch"]:
+            link = job_in / name
+            assert link.resolve().is_relative_to(stage.resolve()), "engines read copies only"
+            ids = read_ids(link)
+            stem = name.removesuffix(".pod5")
+            (out / answer["job_output_dir"] / "pass" / f"{stem}.fastq").write_text(fastq(ids))
+        assert (
+            await client.get(f"/completed?job_id={answer['jobid']}&job_state=DONE")
+        ).status == 200
+        handed += answer["batch"]
+    assert sorted(handed) == sorted(path.name for path in files)
+    assert most <= 1, "stage_max_gb kept: one copy at a time"
+    assert recount(files, unit.place.output_dir).ok
+    assert unit.place.output_dir == out / "grp" / "s1" / run.name
+    await wait_until(lambda: not list(staged.glob("*.pod5")), "copies of done files removed")
+    (run / f"final_summary_PAW00004_44444444_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: unit.phase == "complete", "the run completes")
+    assert unit.stager.copied == 4
