@@ -112,10 +112,10 @@ class ServeConfig:
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     stall_after: float = 10800.0
     rules: tuple[Rule, ...] = ()
+    seed_params: tuple[tuple[str, str], ...] = ()
     stage_to: Path | None = None
     stage_max_gb: float = 0.0
     stage_keep: bool = False
-    seed_params: tuple[tuple[str, str], ...] = ()
     listen: str = DEFAULT_LISTEN
     batch_size: int = 10
     report_back_interval: float = 90.0
