@@ -4,6 +4,10 @@
     reactor run prioritise RUN [--weight W]
                                      the run takes W files (default 10) for each of a
                                      normal run's, while both have work
+    reactor run params RUN --set model=sup [--set kit_name=…] [--rebasecall]
+                                     the run's basecall parameters, by hand: before its
+                                     first batch they join the rules' choice; once pinned,
+                                     only with --rebasecall (files still to do get them)
     reactor run close RUN [--reason TEXT]
                                      end the run now with what is done (a stalled run):
                                      its on_complete runs with REACTOR_RUN_END "closed: …"
@@ -23,7 +27,7 @@ import sys
 from reactor.ops.service_client import ServiceClient, ServiceError, add_service_arguments
 from reactor.settings.parsing import ConfigError
 
-HELP = "manage the runs of a service in host mode: add an older run, prioritise or close one"
+HELP = "manage a host's runs: add an older one, prioritise, set parameters, close"
 _PROG = "reactor run"
 TIMEOUT_S = 60.0  # adding a run recovers and scans it before the answer
 DEFAULT_WEIGHT = 10.0
@@ -36,7 +40,9 @@ OUTCOMES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("add", "prioritise", "close"), help="what to do")
+    parser.add_argument(
+        "action", choices=("add", "prioritise", "params", "close"), help="what to do"
+    )
     parser.add_argument("run", metavar="RUN", help="the run's name (PAW12345_fd97ea7b) or folder")
     parser.add_argument(
         "--weight", type=float, default=DEFAULT_WEIGHT,
@@ -45,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reason", default="closed by hand", help="close: why, for the log and on_complete"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="params: a parameter (model, kit_name, sources), more than once if need be",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rebasecall", action="store_true",
+        help="params: change pinned parameters (files still to do get them)",
+    )  # fmt: skip
     add_service_arguments(parser)
 
 
@@ -58,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
         path, query = "/runs/add", [("run", args.run)]
     elif args.action == "close":
         path, query = "/runs/close", [("run", args.run), ("reason", args.reason)]
+    elif args.action == "params":
+        if not args.set:
+            print(f"{_PROG}: params needs --set KEY=VALUE (model=sup, say)", file=sys.stderr)
+            return 2
+        query = [("run", args.run), *(("set", item) for item in args.set)]
+        if args.rebasecall:
+            query.append(("rebasecall", "true"))
+        path = "/runs/params"
     else:
         path, query = "/runs/prioritise", [("run", args.run), ("weight", f"{args.weight:g}")]
     try:
@@ -72,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         outcome = str(answer.get("outcome"))
         print(f"{answer['run']} {OUTCOMES.get(outcome, outcome)}")
         return 0 if outcome != "failed" else 1
+    if args.action == "params":
+        shown = ", ".join(f"{k}={v}" for k, v in answer.get("params", {}).items())
+        print(f"{answer['run']} basecalls with {shown or 'no parameters'}")
+        return 0
     if args.action == "close":
         done = "closed: its on_complete runs now" if answer.get("closed") else "had ended already"
         print(f"{answer['run']} {done}")

@@ -38,8 +38,11 @@ WHEN_KEYS = {
 SET_KEYS = {
     "model": "the basecalling model (fast, hac, sup, or a model name)",
     "kit_name": "the kit for barcode classification (dorado --kit-name)",
-    "emit": "fastq or bam",
+    "sources": "which POD5 folders are work: auto, all, pod5 or pod5_skip (not sent to engines)",
 }
+# Parameters that steer reactor itself, not the engines.
+RUN_ONLY = frozenset({"sources"})
+SOURCES = ("auto", "all", "pod5", "pod5_skip")
 Params = dict[str, str]
 
 
@@ -109,6 +112,9 @@ def parse_rules(raw: object) -> tuple[Rule, ...]:
             if not isinstance(value, str) or not value or not value.isprintable():
                 msg = f"rule {number}: set {key} must be a non-empty string"
                 raise RuleError(msg)
+            if key == "sources" and value not in SOURCES:
+                msg = f"rule {number}: set sources must be one of {', '.join(SOURCES)}"
+                raise RuleError(msg)
         rules.append(Rule(dict(when), dict(chosen), number))
     return tuple(rules)
 
@@ -160,3 +166,8 @@ def seed_can_take(params: Params, seed_params: Params | None) -> bool:
     parameters) may basecall a run chosen `params`: only when they are what the lab
     says its seed engines run (`seed_params`); None: seed engines take no run."""
     return seed_params is not None and params == seed_params
+
+
+def for_engines(params: Params) -> Params:
+    """What engines are told: the parameters without reactor's own (`sources`)."""
+    return {key: value for key, value in params.items() if key not in RUN_ONLY}

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
+from reactor.core.params import RuleError
 from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
@@ -390,6 +391,38 @@ async def run_close(request: web.Request) -> web.Response:
 MAX_REASON = 200
 
 
+async def run_params(request: web.Request) -> web.Response:
+    """`?run=NAME&set=model=sup` (repeatable), `&rebasecall=true` once the run's
+    parameters are pinned: a person's change, recorded with the run."""
+    host = _host(request)
+    name = _run_name(request)
+    values: dict[str, str] = {}
+    for item in request.query.getall("set", []):
+        field, sep, value = item.partition("=")
+        if not sep or not field:
+            raise ApiError(400, "bad_request", f"set {item!r}: write key=value, such as model=sup")
+        values[field.strip()] = value.strip()
+    if not values:
+        raise ApiError(400, "bad_request", "give at least one set=key=value")
+    flag = (_param(request, "rebasecall", required=False) or "false").lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "bad_request", f"rebasecall must be true or false, not {flag!r}")
+    try:
+        run, params, changed = await host.set_params(name, values, rebasecall=flag in TRUE_WORDS)
+    except UnknownRun:
+        raise _unknown_run(name) from None
+    except RuleError as exc:
+        raise ApiError(400, "bad_request", str(exc).replace("rule 1: ", "")) from None
+    if not changed:
+        detail = (
+            f"the parameters of {run} are pinned (files were handed out with them): to "
+            "change them, say rebasecall=true (reactor run params --rebasecall); files "
+            "still to do get the new ones, files done keep the old outputs"
+        )
+        raise ApiError(409, "conflict", detail)
+    return web.json_response({"run": str(run), "params": params})
+
+
 def _unknown_run(name: str) -> ApiError:
     detail = (
         f"no run {name!r} under the roots: give its name as /status lists it "
@@ -447,6 +480,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/runs/add", run_add)
     app.router.add_post("/runs/prioritise", run_prioritise)
     app.router.add_post("/runs/close", run_close)
+    app.router.add_post("/runs/params", run_params)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

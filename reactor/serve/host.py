@@ -50,7 +50,7 @@ from reactor.core.minknow import (
 )
 from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
-from reactor.core.params import RunFacts, choose, seed_can_take
+from reactor.core.params import RunFacts, choose, for_engines, parse_rules, seed_can_take
 from reactor.core.sharing import Backlog, FairShare
 from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
@@ -165,6 +165,7 @@ class RunUnit:
         self.facts = RunFacts(str(found.relative))
         self.choice = choose(self._rules, self.facts)
         self.pinned: dict[str, str] | None = None
+        self.override: dict[str, str] = {}  # set by a person at runtime (reactor run params)
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
         # The run's POD5 folders; what the coordinator serves is the same, or with
@@ -376,9 +377,11 @@ class RunUnit:
             self._watch_worker.submit(watcher.check_health)
 
     def _decide(self, found: FoundRun) -> WorkDecision:
+        # a rule may say which folders are work for this run (set = { sources = … })
+        chosen = self.params.get("sources")
         return work_folders(
             found.pod5_folders,
-            sources=self._sources,
+            sources=Sources(chosen) if chosen else self._sources,
             outputs=found.outputs,
             basecalled=found.basecalled,
         )
@@ -401,7 +404,15 @@ class RunUnit:
         if seen == (self.found.pod5_folders, self.found.outputs, self.found.basecalled):
             return
         self.found = found
+        await self._rework(force=True)
+
+    async def _rework(self, *, force: bool = False) -> None:
+        """Decide again what is work (the run's folders, or its rules, changed); take
+        and watch the folders it says, and look at them again."""
+        found = self.found
         work = self._decide(found)
+        if work == self.work and not force:
+            return
         if work != self.work:
             self.work = work
             self.log_work()
@@ -452,8 +463,11 @@ class RunUnit:
 
     @property
     def params(self) -> dict[str, str]:
-        """The run's basecall parameters: pinned, or as the rules choose them now."""
-        return self.pinned if self.pinned is not None else self.choice.params
+        """The run's basecall parameters: pinned, or as the rules (and a person's
+        override) choose them now."""
+        if self.pinned is not None:
+            return self.pinned
+        return {**self.choice.params, **self.override}
 
     async def learn(self) -> None:
         """Read what the run says it is (off the loop): its sample sheet, and the run info
@@ -489,11 +503,50 @@ class RunUnit:
             "barcoding_kit": facts.barcoding_kit,
             "aliases": dict(facts.aliases),
         }
-        record = {"params": self.choice.params, "rules": list(self.choice.rules), "facts": said}
+        chosen = {**self.choice.params, **self.override}
+        record = {
+            "params": chosen,
+            "rules": list(self.choice.rules),
+            "override": self.override,
+            "facts": said,
+        }
         await self.reactor.write_run_record(PARAMS_RECORD, record)
-        self.pinned = dict(self.choice.params)
+        self.pinned = chosen
         log.info("run_params_pinned", run=str(self.key), params=self.pinned,
                  rules=list(self.choice.rules), **said)  # fmt: skip
+        await self._rework()  # a rule on what the run said may name other folders
+
+    async def change_params(self, values: dict[str, str], *, rebasecall: bool) -> bool:
+        """A person sets parameters of the run (`reactor run params`). Before its first
+        assignment they join the rules' choice; once pinned, only as an explicit
+        decision (`rebasecall`), recorded with the run: the files still to do get the new
+        ones, the files done keep the old (False: pinned, and not asked to change)."""
+        if self.pinned is None:
+            self.override.update(values)
+            log.info("run_params_set", run=str(self.key), set=values, params=self.params)
+            await self._rework()
+            return True
+        if not rebasecall:
+            return False
+        before = dict(self.pinned)
+        after = {**before, **values}
+        record = self.reactor.read_run_record(PARAMS_RECORD) or {}
+        changes = list(record.get("changes", []))
+        done = self.reactor.count_fields()["done"]
+        changes.append({"from": before, "to": after, "files_done_before": done})
+        record.update(params=after, changes=changes)
+        await self.reactor.write_run_record(PARAMS_RECORD, record)
+        self.pinned = after
+        log.warning(
+            "run_params_changed",
+            run=str(self.key),
+            before=before,
+            after=after,
+            files_done_before=done,
+            note="files done before the change keep the outputs of the old parameters",
+        )
+        await self._rework()
+        return True
 
     # ------------------------------------------------------------------ views
 
@@ -1027,6 +1080,20 @@ class Host:
         with unit.bound():
             return key, unit.finisher.close(reason)
 
+    async def set_params(
+        self, name: str, values: dict[str, str], *, rebasecall: bool
+    ) -> tuple[RunKey, dict[str, str], bool]:
+        """(the run, its parameters now, whether they changed). Raises UnknownRun, and
+        RuleError for a parameter that is not one."""
+        (rule,) = parse_rules([{"set": values}])
+        key = self.find(name)
+        unit = self.units.get(key)
+        if unit is None:
+            return key, {}, False
+        with unit.bound():
+            changed = await unit.change_params(dict(rule.set), rebasecall=rebasecall)
+        return key, unit.params, changed
+
     def prioritise(self, name: str, weight: float) -> RunKey:
         """Give a run `weight` files for each of a normal run's (`reactor run prioritise`)."""
         key = self.find(name)
@@ -1055,7 +1122,7 @@ class Host:
             with chosen.bound():
                 if chosen.pinned is None:
                     await chosen.pin()
-                if not takes_params and not seed_can_take(chosen.params, seed):
+                if not takes_params and not seed_can_take(for_engines(chosen.params), seed):
                     continue
                 job = await chosen.reactor.assign(engine_id, batch_size)
             if job is not None:
@@ -1078,7 +1145,7 @@ class Host:
         return f"{unit.jobs_prefix}/{input_dir}", f"{unit.output_prefix}/{output_dir}"
 
     def params_of(self, job: Job) -> dict[str, str]:
-        return dict(self._unit_of(job.job_id).params)
+        return for_engines(self._unit_of(job.job_id).params)
 
     def keepalive(self, job_id: str, engine_state: str) -> bool:
         unit = self._unit_of(job_id)

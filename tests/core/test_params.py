@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.core.params import RuleError, RunFacts, choose, parse_rules, seed_can_take
+from reactor.core.params import (
+    RuleError,
+    RunFacts,
+    choose,
+    for_engines,
+    parse_rules,
+    seed_can_take,
+)
 
 RULES = parse_rules([
-    {"set": {"emit": "fastq"}},  # every run
+    {"set": {"sources": "auto"}},  # every run
     {"when": {"sample_rate": 5000, "flow_cell_product": "FLO-PRO114*"}, "set": {"model": "hac"}},
     {"when": {"sample_rate": 4000}, "set": {"model": "fast"}},
     {"when": {"path": "clinical/*"}, "set": {"model": "sup"}},
@@ -18,19 +25,19 @@ RULES = parse_rules([
 
 def test_every_rule_that_holds_applies_later_keys_over_earlier_ones() -> None:
     r10 = RunFacts("research/s1/run", sample_rate=5000, flow_cell_product="FLO-PRO114M")
-    assert choose(RULES, r10).params == {"emit": "fastq", "model": "hac"}
+    assert choose(RULES, r10).params == {"sources": "auto", "model": "hac"}
     assert choose(RULES, r10).rules == (1, 2)
     clinical = RunFacts("clinical/s1/run", sample_rate=5000, flow_cell_product="FLO-PRO114M")
     assert choose(RULES, clinical).params["model"] == "sup"
     old = RunFacts("research/s2/run", sample_rate=4000, flow_cell_product="FLO-PRO002")
-    assert choose(RULES, old).params == {"emit": "fastq", "model": "fast"}
+    assert choose(RULES, old).params == {"sources": "auto", "model": "fast"}
     barcoded = RunFacts("x/y/z", barcoding_kit="SQK-NBD114-24", aliases={"barcode01": "patient1"})
     assert choose(RULES, barcoded).params["kit_name"] == "SQK-NBD114-24"
 
 
 def test_what_a_run_cannot_tell_yet_does_not_hold() -> None:
     young = RunFacts("research/s1/run")  # no POD5 read yet, no sample sheet
-    assert choose(RULES, young).params == {"emit": "fastq"}
+    assert choose(RULES, young).params == {"sources": "auto"}
     assert young.barcoded is None
     assert RunFacts("a", barcoding_kit="SQK-LSK114").barcoded is False
 
@@ -54,8 +61,13 @@ def test_seed_engines_take_only_runs_they_can_basecall() -> None:
         ([{"when": {"barcoded": "yes"}, "set": {"model": "hac"}}], "true or false"),
         ([{"set": {"speed": "max"}}], "'speed' is not a parameter"),
         ([{"set": {"model": ""}}], "must be a non-empty string"),
+        ([{"set": {"sources": "most"}}], "sources must be one of auto, all, pod5, pod5_skip"),
     ],
 )
 def test_a_rule_that_cannot_be_used_says_what_to_change(raw: object, words: str) -> None:
     with pytest.raises(RuleError, match=words):
         parse_rules(raw)
+
+
+def test_engines_are_not_told_what_steers_reactor() -> None:
+    assert for_engines({"model": "hac", "sources": "all"}) == {"model": "hac"}

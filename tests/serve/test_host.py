@@ -857,3 +857,58 @@ async def test_a_staged_run_is_served_from_copies_engines_can_see(
     (run / f"final_summary_PAW00004_44444444_{RUNID}.txt").write_text("x=1\n")
     await wait_until(lambda: unit.phase == "complete", "the run completes")
     assert unit.stager.copied == 4
+
+
+async def test_a_rule_can_say_which_folders_are_work_for_its_runs(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    _run, called, skipped = live_basecalled(root)
+    rules = parse_rules([{"when": {"path": "grp/s1/*"}, "set": {"sources": "all"}}])
+    app = create_host_app(host_config(root, rules=rules))
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00007", "77777777")]
+    assert unit.work.reason == "sources = all"
+    answer = await (await client.get("/assignwork?engineid=gpu&batchsize=9&params=true")).json()
+    assert sorted(answer["batch"]) == sorted(path.name for path in [*called, *skipped])
+    assert answer["params"] == {}, "sources steers reactor, it is not an engine's parameter"
+
+
+async def test_a_person_sets_a_runs_parameters_and_changing_pinned_ones_is_a_decision(
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    chemistry_run(root, "PAW00011_11111111", 5000, "FLO-PRO114M", count=3)
+    app = create_host_app(host_config(root, rules=parse_rules(list(RULES))))
+    client = await aiohttp_client(app)
+    url = str(client.make_url("")).rstrip("/")
+    unit = app[HOST].units[RunKey("PAW00011", "11111111")]
+
+    # before the first batch: joins the rules' choice
+    argv = ["run", "params", "PAW00011_11111111", "--set", "model=sup", "--url", url]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert "PAW00011_11111111 basecalls with model=sup" in capsys.readouterr().out
+    job = await (await client.get("/assignwork?engineid=gpu&batchsize=1&params=true")).json()
+    assert job["params"] == {"model": "sup"}
+    assert unit.pinned == {"model": "sup"}
+
+    # pinned: a change without --rebasecall is refused and changes nothing
+    refused = await client.post("/runs/params?run=PAW00011_11111111&set=model=hac")
+    assert refused.status == 409
+    assert "rebasecall=true" in (await refused.json())["detail"]
+    assert unit.pinned == {"model": "sup"}
+    # an explicit decision: recorded with the run, the files still to do get it
+    with capture_logs() as logs:
+        argv += ["--rebasecall"]
+        argv[4] = "model=hac"
+        assert await asyncio.to_thread(main, argv) == 0
+    (changed,) = [e for e in logs if e["event"] == "run_params_changed"]
+    assert (changed["before"], changed["after"]) == ({"model": "sup"}, {"model": "hac"})
+    record = json.loads((unit.place.output_dir / ".reactor" / "run" / "params.json").read_text())
+    assert record["params"] == {"model": "hac"}
+    assert record["changes"][0]["from"] == {"model": "sup"}
+    job = await (await client.get("/assignwork?engineid=gpu&batchsize=1&params=true")).json()
+    assert job["params"] == {"model": "hac"}
+    bad = await client.post("/runs/params?run=PAW00011_11111111&set=speed=max&rebasecall=true")
+    assert bad.status == 400
+    assert "'speed' is not a parameter" in (await bad.json())["detail"]
