@@ -59,6 +59,7 @@ from reactor.disk.marker import marker_path
 from reactor.disk.run_facts import read_run_info, read_sample_sheet
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
 from reactor.disk.state_dir import STATE_NAME
+from reactor.runtime.io_priority import IoClass, set_io_priority
 from reactor.serve.finisher import Finisher
 from reactor.serve.folder_poll import FolderPoller
 from reactor.serve.folder_watch import FolderWatch
@@ -701,7 +702,12 @@ class Host:
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
         # Staging's copies, one at a time for every run (stage_to)
         self._stage_worker = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-stage")
+            ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="reactor-stage",
+                initializer=set_io_priority,  # copies only when nobody else needs the disk
+                initargs=(IoClass.IDLE,),
+            )
             if config.stage_to is not None
             else None
         )

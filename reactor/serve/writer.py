@@ -33,6 +33,7 @@ import structlog
 
 from reactor.disk.durable import DurabilityError, Sync
 from reactor.disk.journal import Step
+from reactor.runtime.io_priority import IoClass, set_io_priority
 
 log = structlog.get_logger("reactor.writer")
 
@@ -108,6 +109,8 @@ class DiskWriter:
     # ---------------------------------------------------------------- thread
 
     def _work(self) -> None:
+        # yield to MinKNOW's writes, without being starved (reactor.runtime.io_priority)
+        set_io_priority(IoClass.BEST_EFFORT, 7)
         while True:
             entry = self._queue.get()
             if entry is None:
