@@ -363,7 +363,7 @@ async def run_prioritise(request: web.Request) -> web.Response:
     return web.json_response({"run": str(key), "weight": weight})
 
 
-MAX_RUN_NAME = 1024  # a run's name, or its folder
+MAX_RUN_NAME = 400  # a run's name, or its folder (a request line stays under 8 KiB)
 
 
 def _run_name(request: web.Request) -> str:

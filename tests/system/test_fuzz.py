@@ -585,5 +585,5 @@ def test_nothing_unexpected_was_logged(served: ServedRun) -> None:
     assert [entry for entry in served.server_log() if unexpected_log_entry(entry)] == []
     generated = served.requests["stateless"] + served.requests["stateful"]
     print(f"requests: {dict(served.requests)}; generated: {generated}")
-    # 13 operations, 15 examples each, and the stateful scenarios: 410-440 requests
-    assert generated <= 480 or not REPEATABLE, "the fuzz budget grew: check schemathesis"
+    # 14 operations, 15 examples each, and the stateful scenarios: about 510 requests
+    assert generated <= 640 or not REPEATABLE, "the fuzz budget grew: check schemathesis"
