@@ -481,12 +481,14 @@ def staging(data: Path, files: int) -> tuple[list[Figure], dict[str, Any]]:
     def staged(name: str, target: Path) -> None:
         copy_verified(source / name, target, name)
 
+    timed(plain)  # the sources in the page cache first, for every copy alike
     raw = {
         "files": len(names),
         "bytes": size,
-        "plain_mb_s": timed(plain),
-        "fsync_mb_s": timed(synced),
-        "staged_mb_s": timed(staged),
+        # best of two each, alternating
+        "plain_mb_s": max(timed(plain), timed(plain)),
+        "fsync_mb_s": max(timed(synced), timed(synced)),
+        "staged_mb_s": max(timed(staged), timed(staged)),
     }
     label = f"staging copy, {len(names)} files of {size / len(names) / 1e6:.2f} MB"
     figures = [
