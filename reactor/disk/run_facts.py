@@ -66,3 +66,12 @@ def read_sample_sheet(run_folder: Path) -> tuple[str | None, dict[str, str]]:
         if barcode and alias:
             aliases[barcode] = alias
     return kit, aliases
+
+
+def sample_sheet_of(run_folder: Path) -> Path | None:
+    """The run's sample sheet (the first by name), or None."""
+    try:
+        sheets = sorted(run_folder.glob("sample_sheet_*.csv"))
+    except OSError:
+        return None
+    return sheets[0] if sheets else None

@@ -158,7 +158,10 @@ def _params(raw: object) -> dict[str, str]:
     ):
         msg = f"/assignwork answer has params that are not short texts: {raw!r:.200}"
         raise BadAnswer(msg)
-    return {str(k): str(v) for k, v in raw.items()}
+    params = {str(k): str(v) for k, v in raw.items()}
+    if "sample_sheet" in params:  # a path below the root: plain names only, as folders
+        _safe_path(params, "sample_sheet")
+    return params
 
 
 class EngineClient:

@@ -271,6 +271,12 @@ class Engine:
             # the run's model when the manager chose one by its rules, else this engine's
             "model": assignment.params.get("model") or self.config.model or "",
             "kit_name": assignment.params.get("kit_name", ""),
+            # the run's sample sheet (its barcodes' aliases), below the manager's root
+            "sample_sheet": (
+                str(self.config.output_dir / assignment.params["sample_sheet"])
+                if "sample_sheet" in assignment.params
+                else ""
+            ),
             "job_id": assignment.job_id,
             "engine_id": self.config.engine_id,
             "batch_size": str(len(assignment.batch)),

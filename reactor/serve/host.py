@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +57,7 @@ from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
-from reactor.disk.run_facts import read_run_info, read_sample_sheet
+from reactor.disk.run_facts import read_run_info, read_sample_sheet, sample_sheet_of
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
 from reactor.disk.state_dir import STATE_NAME
 from reactor.runtime.io_priority import IoClass, set_io_priority
@@ -77,6 +78,7 @@ log = structlog.get_logger("reactor.host")
 RUN_OUTPUT = "reactor"  # reactor's folder inside each run folder (no output_root)
 JOBS_FOLDER = "input"  # in a run's output folder: the folders of links engines get
 PARAMS_RECORD = "params.json"  # in the run's state folder, `run/`
+SHEET_NAME = "sample_sheet.csv"  # the run's sample sheet, copied where engines read it
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
 DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
 
@@ -490,6 +492,20 @@ class RunUnit:
         self.facts = facts
         self.choice = choose(self._rules, facts)
 
+    def _sheet_for_engines(self) -> str | None:
+        """(On a worker thread.) A copy of the run's sample sheet in its output folder,
+        where engines can read it (with staging they cannot see the run folder); its path
+        below the root engines are given."""
+        sheet = sample_sheet_of(self.found.folder)
+        if sheet is None:
+            return None
+        try:
+            shutil.copyfile(sheet, self.place.output_dir / SHEET_NAME)
+        except OSError as exc:
+            log.warning("sample_sheet_not_copied", sheet=str(sheet), detail=str(exc))
+            return None
+        return f"{self.output_prefix}/{SHEET_NAME}"
+
     async def pin(self) -> None:
         """Pin the run's parameters before its first assignment: recorded with the run
         (one run, one model), so a restart, or a rule changed later, keeps them."""
@@ -505,6 +521,9 @@ class RunUnit:
             "aliases": dict(facts.aliases),
         }
         chosen = {**self.choice.params, **self.override}
+        sheet = await asyncio.to_thread(self._sheet_for_engines) if facts.aliases else None
+        if sheet is not None:  # the barcodes' aliases, for the engines' outputs
+            chosen["sample_sheet"] = sheet
         record = {
             "params": chosen,
             "rules": list(self.choice.rules),

@@ -190,7 +190,8 @@ _KEYS: tuple[Key, ...] = (
     # `reactor`'s own subcommand is `args.command`, so the --command flag must not land there.
     _Key("command", "(none)", "TEMPLATE", parse_text, command_problem, dest="command_template",
          meaning="Command run for each batch, split like a shell line but run without one; "
-         "placeholders {input_dir} {output_dir} {model} {kit_name} {job_id} {engine_id} "
+         "placeholders {input_dir} {output_dir} {model} {kit_name} {sample_sheet} {job_id} "
+         "{engine_id} "
          "{batch_size} {python}. Give command or preset."),
     _Key("preset", "(none)", "NAME", parse_choice, one_of(tuple(PRESETS)),
          meaning=f"A ready-made command: {', '.join(PRESETS)} (see below)."),

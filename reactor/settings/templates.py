@@ -31,7 +31,8 @@ from reactor.settings.parsing import shell_words
 from reactor.settings.programs import FIX, find_program, program_missing
 
 PLACEHOLDERS = (
-    "input_dir", "output_dir", "model", "kit_name", "job_id", "engine_id", "batch_size", "python",
+    "input_dir", "output_dir", "model", "kit_name", "sample_sheet", "job_id", "engine_id",
+    "batch_size", "python",
 )  # fmt: skip
 
 

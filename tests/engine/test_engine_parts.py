@@ -225,6 +225,8 @@ def test_nothing_to_do_is_the_empty_assignment(answer: dict[str, Any]) -> None:
         ({**ASSIGNED, "job_output_dir": "/".join("a" * 17)}, "not a path of plain names"),
         ({**ASSIGNED, "job_output_dir": ".hidden"}, "not a path of plain names"),
         ({**ASSIGNED, "job_output_dir": "g/.hidden/x"}, "not a path of plain names"),
+        ({**ASSIGNED, "params": {"sample_sheet": "../../etc/x.csv"}}, "not a path of plain"),
+        ({**ASSIGNED, "params": {"model": 5}}, "params that are not short texts"),
         ({**ASSIGNED, "jobid": "1/2"}, "not one plain name"),
         ({**ASSIGNED, "jobid": 123}, "no usable 'jobid'"),
         ({**ASSIGNED, "batch": "a.pod5"}, "not a list of names"),

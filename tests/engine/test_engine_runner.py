@@ -559,9 +559,9 @@ async def test_a_runs_parameters_from_the_manager_fill_model_and_kit_name(
     """The engine asks for parameters; a host-mode manager's run model comes before the
     engine's own, and {kit_name} is the run's kit."""
     script.batches = [["a.pod5"]]
-    script.params = {"model": "sup", "kit_name": "SQK-NBD114-24"}
-    command = "sh -c 'echo \"$0 $1\"' {model} {kit_name}"
+    script.params = {"model": "sup", "kit_name": "SQK-NBD114-24", "sample_sheet": "r/s.csv"}
+    command = "sh -c 'echo \"$0 $1 $2\"' {model} {kit_name} {sample_sheet}"
     await run_engine(script, session, manager_url, command, model="hac")
     assert all(call["params"] == "true" for call in script.verbs("assignwork"))
     log = (job_out(script) / "engine.log").read_text().splitlines()
-    assert log[-1] == "sup SQK-NBD114-24"
+    assert log[-1] == f"sup SQK-NBD114-24 {script.output_dir / 'r' / 's.csv'}"

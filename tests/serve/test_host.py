@@ -20,7 +20,7 @@ from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.core.params import parse_rules
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
-from reactor.serve.host import RETIRE_AFTER_S
+from reactor.serve.host import RETIRE_AFTER_S, SHEET_NAME
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import RunIdentity, pod5_bytes, read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
@@ -741,14 +741,20 @@ async def test_each_run_is_basecalled_with_the_parameters_its_own_files_call_for
         ).status == 200
         if len(told) == 2:
             break
+    sheet_copy = f"grp/s1/20261205_1412_1A_PAW00011_11111111/reactor/{SHEET_NAME}"
     assert told == {
-        "PAW00011_11111111": {"model": "hac", "kit_name": "SQK-NBD114-24"},
+        "PAW00011_11111111": {
+            "model": "hac",
+            "kit_name": "SQK-NBD114-24",
+            "sample_sheet": sheet_copy,  # its aliases, where engines read it
+        },
         "PAW00012_22222222": {"model": "fast"},
     }
+    assert (root / sheet_copy).read_text() == sheet.read_text()
     # pinned with the run, with what the run said
     unit = host.units[RunKey("PAW00011", "11111111")]
     record = json.loads((unit.place.output_dir / ".reactor" / "run" / "params.json").read_text())
-    assert record["params"] == {"model": "hac", "kit_name": "SQK-NBD114-24"}
+    assert record["params"] == told["PAW00011_11111111"]
     assert record["facts"]["sample_rate"] == 5000
     assert record["facts"]["aliases"] == {"barcode01": "patient_a", "barcode02": "patient_b"}
     assert record["rules"] == [1, 3]
