@@ -1147,7 +1147,9 @@ class Host:
             with chosen.bound():
                 if chosen.pinned is None:
                     await chosen.pin()
-                if not takes_params and not seed_can_take(for_engines(chosen.params), seed):
+                if not takes_params and not (
+                    self.config.seed_engines and seed_can_take(for_engines(chosen.params), seed)
+                ):
                     continue
                 job = await chosen.reactor.assign(engine_id, batch_size)
             if job is not None:

@@ -113,6 +113,7 @@ class ServeConfig:
     stall_after: float = 10800.0
     rules: tuple[Rule, ...] = ()
     seed_params: tuple[tuple[str, str], ...] = ()
+    seed_engines: bool = True
     stage_to: Path | None = None
     stage_max_gb: float = 0.0
     stage_keep: bool = False
@@ -330,6 +331,9 @@ _KEYS: tuple[Key, ...] = (
          meaning="Host mode: the parameters engines that speak only the seed's protocol run "
          "(they cannot be told any): they get only runs whose rules chose exactly these "
          "(none: runs no rule set anything for). A table in the settings file."),
+    _Key("seed_engines", "true", "", parse_bool,
+         meaning="Host mode: false hands engines that speak only the seed's protocol no work "
+         "at all (when every run needs parameters they cannot be told)."),
     _Key("stage_to", "(none)", "DIR", parse_path,
          meaning="Host mode, for engines that cannot see the sequencer's disk: each complete "
          "POD5 is copied here (checked, fsynced) before it is handed out, and engines read "

@@ -667,3 +667,12 @@ def test_host_mode_checks_the_roots_and_where_results_go(tmp_path: Path) -> None
     assert "watch_root" in (failed.fix or "")
     assert "free space" in results
     assert not any(name.startswith(("input folder", "output folder")) for name in results)
+
+
+def test_free_space_below_min_free_percent_fails_the_check(tmp_path: Path) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    free = 100 * usage.free / usage.total
+    below = check_free_space(tmp_path, 0, min_free_percent=min(99.9, free + 0.1))
+    assert below.status is Status.FAIL
+    assert "below min_free_percent" in below.message
+    assert check_free_space(tmp_path, 0, min_free_percent=max(0.0, free - 0.1)).status is Status.OK

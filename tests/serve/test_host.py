@@ -918,3 +918,16 @@ async def test_a_person_sets_a_runs_parameters_and_changing_pinned_ones_is_a_dec
     bad = await client.post("/runs/params?run=PAW00011_11111111&set=speed=max&rebasecall=true")
     assert bad.status == 400
     assert "'speed' is not a parameter" in (await bad.json())["detail"]
+
+
+async def test_seed_engines_can_be_kept_from_every_run(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    minknow_root(root)
+    app = create_host_app(host_config(root, seed_engines=False))
+    client = await aiohttp_client(app)
+    seed = await (await client.get("/assignwork?engineid=seed&batchsize=1")).json()
+    assert seed["jobid"] == "-1"
+    told = await (await client.get("/assignwork?engineid=ref&batchsize=1&params=true")).json()
+    assert told["jobid"] != "-1"

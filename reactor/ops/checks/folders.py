@@ -239,13 +239,25 @@ def _remove_probe(path: Path) -> None:
 # --------------------------------------------------------------------------- space
 
 
-def check_free_space(output_dir: Path, min_free_bytes: int) -> CheckResult:
+def check_free_space(
+    output_dir: Path, min_free_bytes: int, min_free_percent: float = 0.0
+) -> CheckResult:
     name = "free space"
     try:
         usage = shutil.disk_usage(output_dir)
     except OSError as err:
         return CheckResult(name, Status.SKIP, f"cannot measure {output_dir} ({strerror(err)})")
     figure = f"{_gb(usage.free)} free of {_gb(usage.total)} on the filesystem of {output_dir}"
+    percent = 100 * usage.free / usage.total if usage.total else 100.0
+    if percent < min_free_percent:
+        return CheckResult(
+            name,
+            Status.FAIL,
+            f"only {figure} ({percent:.1f} %), below min_free_percent ({min_free_percent:g} %): "
+            "serve hands out no work until there is more",
+            "free space there (move finished runs' results away), or point the output "
+            "elsewhere (output_dir, output_root)",
+        )
     if usage.free < min_free_bytes:
         return CheckResult(
             name,

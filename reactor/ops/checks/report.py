@@ -64,7 +64,7 @@ def _host_folder_checks(config: ServeConfig, options: CheckOptions) -> list[Chec
     where = config.output_root or config.watch_root[0]
     if config.output_root is not None:
         results.append(check_output_folder(where, name="output root", key="output_root"))
-    results.append(check_free_space(where, options.min_free_bytes))
+    results.append(check_free_space(where, options.min_free_bytes, config.min_free_percent))
     return results
 
 
@@ -83,7 +83,9 @@ def run_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResult]:
         results.append(check_result_folders(config.output_dir))
         results.append(check_state_folder(config.output_dir))
         results.append(check_output_journal(config.output_dir))
-        results.append(check_free_space(config.output_dir, options.min_free_bytes))
+        results.append(
+            check_free_space(config.output_dir, options.min_free_bytes, config.min_free_percent)
+        )
     else:
         for name in ("pass/ and fail/", "state folder", "output renames", "free space"):
             results.append(CheckResult(name, Status.SKIP, "output folder unusable"))
