@@ -117,8 +117,12 @@ class Finisher:
         kill_grace_s: float = 5.0,
         run_vars: Mapping[str, str] | None = None,
         run_dir: Path | None = None,
+        work_folders: Callable[[], tuple[Path, ...]] | None = None,
     ) -> None:
         self.reactor = reactor
+        # The run's folders of work, for the output hash cross-check: the coordinator's
+        # own, or (staging) the run's POD5 folders its copies come from
+        self.work_folders = work_folders or (lambda: self.reactor.inputs.folders)
         # Where the stop file is, when not beside INPUTDIR (staging: INPUTDIR is the
         # run's staging folder, the final summary is in the run folder)
         self.run_dir = run_dir
@@ -340,7 +344,7 @@ class Finisher:
         listed = await asyncio.to_thread(listed_pod5, run_folder, key)
         if listed is None:
             return
-        work = set(self.reactor.inputs.folders)
+        work = set(self.work_folders())
         not_done: list[str] = []
         for relative in listed.pod5:
             path = run_folder / relative

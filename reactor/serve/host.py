@@ -217,6 +217,7 @@ class RunUnit:
             self.reactor,
             request_exit=lambda: None,
             run_dir=found.folder if self.stager is not None else None,
+            work_folders=lambda: self.sources.folders,
             run_vars={
                 "REACTOR_RUN_FLOW_CELL": found.key.flow_cell,
                 "REACTOR_RUN_PROTOCOL_RUN": found.key.protocol_run,

@@ -931,3 +931,54 @@ async def test_seed_engines_can_be_kept_from_every_run(
     assert seed["jobid"] == "-1"
     told = await (await client.get("/assignwork?engineid=ref&batchsize=1&params=true")).json()
     assert told["jobid"] != "-1"
+
+
+async def test_a_staged_run_goes_on_after_a_restart_and_matches_its_output_hash(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "sequencer" / "data"
+    out, stage = tmp_path / "cluster" / "out", tmp_path / "cluster" / "stage"
+    out.mkdir(parents=True)
+    run = root / "grp" / "s1" / "20261205_1412_1A_PAW00004_44444444"
+    files = [pod5(run / "pod5" / f"PAW00004_44444444_{RUNID}_{i}.pod5", 40 + i) for i in range(4)]
+    rows = [f"{RUNID},grp,PAW00004,s1,,pod5/{path.name},," for path in files]
+    header = "runid,protocol_group_id,flow_cell_id,sample_id,file_hash,file_path,barcode,alias"
+    (run / f"output_hash_PAW00004_44444444_{RUNID}.csv").write_text("\n".join([header, *rows]))
+    config = ServeConfig(watch_root=(root,), output_root=out, stage_to=stage, sweep_interval=0.05)
+    key = RunKey("PAW00004", "44444444")
+
+    async def basecall(client: Any, answer: dict[str, Any]) -> None:
+        for name in answer["batch"]:
+            ids = read_ids(out / answer["job_input_dir"] / name)
+            stem = name.removesuffix(".pod5")
+            (out / answer["job_output_dir"] / "pass" / f"{stem}.fastq").write_text(fastq(ids))
+        reply = await client.get(f"/completed?job_id={answer['jobid']}&job_state=DONE")
+        assert reply.status == 200
+
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[key]
+    await wait_until(lambda: unit.reactor.count_fields()["ready"] == 4, "all four staged")
+    first = await (await client.get("/assignwork?engineid=gpu1&batchsize=2")).json()
+    await basecall(client, first)
+    live = await (await client.get("/assignwork?engineid=gpu2&batchsize=1")).json()
+    await client.close()  # the service stops with a job out
+
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[key]
+    counts = unit.reactor.count_fields()
+    assert (counts["done"], counts["assigned"], counts["ready"]) == (2, 1, 1)
+    await basecall(client, live)  # the engine of the job out carries on
+    while (answer := await (await client.get("/assignwork?engineid=gpu1&batchsize=4")).json())[
+        "jobid"
+    ] != "-1":
+        await basecall(client, answer)
+    (run / f"final_summary_PAW00004_44444444_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: unit.reactor.hash_check is not None, "the cross-check")
+    check = unit.reactor.hash_check
+    assert check is not None
+    assert (check["pod5_listed"], check["missing"], check["not_done"]) == (4, 0, 0)
+    assert recount(files, unit.place.output_dir).ok
+    assert unit.stager is not None
+    assert unit.stager.copied == 0, "nothing staged twice: the copies made before served"
