@@ -168,6 +168,7 @@ class RunUnit:
         self.facts = RunFacts(str(found.relative))
         self.choice = choose(self._rules, self.facts)
         self.pinned: dict[str, str] | None = None
+        self._pinning = asyncio.Lock()  # requests of several engines: pinned once
         self.override: dict[str, str] = {}  # set by a person at runtime (reactor run params)
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
@@ -510,8 +511,11 @@ class RunUnit:
     async def pin(self) -> None:
         """Pin the run's parameters before its first assignment: recorded with the run
         (one run, one model), so a restart, or a rule changed later, keeps them."""
-        if self.pinned is not None:
-            return
+        async with self._pinning:
+            if self.pinned is None:
+                await self._pin()
+
+    async def _pin(self) -> None:
         await self.learn()
         facts = self.facts
         said: dict[str, Any] = {
@@ -716,6 +720,7 @@ class Host:
         self.failed: dict[RunKey, str] = {}
         self.share: FairShare[RunKey] = FairShare()
         self._jobs: dict[str, RunUnit] = {}
+        self._starting: set[RunKey] = set()  # runs whose unit is being started
         self._samples: dict[Path, _Seen] = {}
         self.ready = False
         self.metrics = HostMetrics(self)
@@ -822,8 +827,8 @@ class Host:
             with unit.bound():
                 await unit.refresh(run)
             return "known"
-        if key in self.finished or (key in self.failed and not asked):
-            return "known"
+        if key in self.finished or key in self._starting or (key in self.failed and not asked):
+            return "known"  # (starting: discovery's event and its pass both found it)
         place = place_of(run, self.config.output_root)
         if marker_path(place.output_dir).exists():
             self.finished[key] = FinishedRun(key, run.folder, place.output_dir)
@@ -841,6 +846,15 @@ class Host:
         return await self._start_unit(run)
 
     async def _start_unit(self, run: FoundRun) -> str:
+        # One unit per run: the run is claimed before the first await, so discovery's
+        # events and its periodic pass, both finding a new run, cannot start it twice.
+        self._starting.add(run.key)
+        try:
+            return await self._start_unit_claimed(run)
+        finally:
+            self._starting.discard(run.key)
+
+    async def _start_unit_claimed(self, run: FoundRun) -> str:
         unit = RunUnit(
             run,
             self.config,

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from reactor.cli import main
 from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.core.params import parse_rules
+from reactor.disk.runs import find_runs
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.serve.host import RETIRE_AFTER_S, SHEET_NAME
@@ -982,3 +983,31 @@ async def test_a_staged_run_goes_on_after_a_restart_and_matches_its_output_hash(
     assert recount(files, unit.place.output_dir).ok
     assert unit.stager is not None
     assert unit.stager.copied == 0, "nothing staged twice: the copies made before served"
+
+
+async def test_a_new_run_found_twice_at_once_is_started_once_and_pinned_once(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Discovery's event and its periodic pass can find a new run at the same moment
+    (a real serve did, and two coordinators handed its files out twice); and several
+    engines' first requests can pin its parameters at once."""
+    root = tmp_path / "data"
+    (root / "grp" / "s1").mkdir(parents=True)
+    app = create_host_app(ServeConfig(watch_root=(root,), sweep_interval=3600), watch=False)
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    run = root / "grp" / "s1" / "20261205_1500_1A_PAW00005_eeeeeeee"
+    files = [pod5(run / "pod5" / f"PAW00005_eeeeeeee_{RUNID}_{i}.pod5", 50 + i) for i in range(6)]
+    (found,) = find_runs(root).runs
+    with capture_logs() as logs:
+        outcomes = await asyncio.gather(*(host._consider(found, 0.0) for _ in range(3)))
+        assert sorted(outcomes) == ["known", "known", "started"]
+        answers = await asyncio.gather(
+            *(client.get(f"/assignwork?engineid=e{i}&batchsize=2") for i in range(4))
+        )
+        jobs = [await answer.json() for answer in answers]
+    assert [e["event"] for e in logs].count("run_started") == 1
+    assert [e["event"] for e in logs].count("run_params_pinned") == 1
+    handed = [name for job in jobs for name in job["batch"]]
+    assert len(handed) == len(set(handed)) == 6, "no file handed out twice"
+    assert set(handed) == {path.name for path in files}
