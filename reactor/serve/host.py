@@ -169,6 +169,7 @@ class RunUnit:
         self.choice = choose(self._rules, self.facts)
         self.pinned: dict[str, str] | None = None
         self._pinning = asyncio.Lock()  # requests of several engines: pinned once
+        self._reworking = asyncio.Lock()  # an event and discovery's pass: one at a time
         self.override: dict[str, str] = {}  # set by a person at runtime (reactor run params)
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
@@ -414,6 +415,10 @@ class RunUnit:
     async def _rework(self, *, force: bool = False) -> None:
         """Decide again what is work (the run's folders, or its rules, changed); take
         and watch the folders it says, and look at them again."""
+        async with self._reworking:
+            await self._rework_now(force=force)
+
+    async def _rework_now(self, *, force: bool) -> None:
         found = self.found
         work = self._decide(found)
         if work == self.work and not force:
