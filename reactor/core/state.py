@@ -209,6 +209,24 @@ class RunState:
             self._move(name, record, FileState.READY, now)
             self._ready.move_to_end(name, last=False)
 
+    def redo(self, now: float, *, forget: bool = False) -> list[str]:
+        """Every done file is to be basecalled again (a run's parameters changed, its old
+        outputs set aside): back in the queue in the order they were done, with fresh
+        attempts; or (`forget`) forgotten, to be found again (staging: their copies are
+        gone). Returns their names."""
+        done = [name for name, record in self.files.items() if record.state is FileState.DONE]
+        done.sort(key=lambda name: self.files[name].changed_at)
+        for name in done:
+            record = self.files[name]
+            if forget or not record.present:
+                self._forget(name)
+                continue
+            record.failures = record.solo_failures = record.batch_cap = 0
+            record.failed_on = frozenset()
+            record.job_id = record.expired_job = None
+            self._move(name, record, FileState.READY, now)
+        return done
+
     def _engine(self, engine_id: str, now: float) -> EngineRecord:
         engine = self.engines.get(engine_id)
         if engine is None:

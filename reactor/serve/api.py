@@ -29,7 +29,7 @@ from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
 from reactor.serve.app_keys import CONFIG, HOST, SERVED
-from reactor.serve.host import DEFAULT_PRIORITY, Host, UnknownRun
+from reactor.serve.host import DEFAULT_PRIORITY, Busy, Host, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
 
 log = structlog.get_logger("reactor.api")
@@ -411,6 +411,8 @@ async def run_params(request: web.Request) -> web.Response:
         run, params, changed = await host.set_params(name, values, rebasecall=flag in TRUE_WORDS)
     except UnknownRun:
         raise _unknown_run(name) from None
+    except Busy as busy:
+        raise ApiError(409, "conflict", busy.detail) from None
     except RuleError as exc:
         raise ApiError(400, "bad_request", str(exc).replace("rule 1: ", "")) from None
     if not changed:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import time
@@ -57,9 +58,10 @@ from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
+from reactor.disk.rebasecall import SUPERSEDED, set_aside
 from reactor.disk.run_facts import read_run_info, read_sample_sheet, sample_sheet_of
 from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
-from reactor.disk.state_dir import STATE_NAME
+from reactor.disk.state_dir import RUN, STATE_NAME
 from reactor.runtime.io_priority import IoClass, set_io_priority
 from reactor.serve.finisher import Finisher
 from reactor.serve.folder_poll import FolderPoller
@@ -81,6 +83,20 @@ PARAMS_RECORD = "params.json"  # in the run's state folder, `run/`
 SHEET_NAME = "sample_sheet.csv"  # the run's sample sheet, copied where engines read it
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
 DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
+
+
+class Busy(Exception):
+    """A re-basecall cannot start now: batches of the run are out with its old
+    parameters (it waits for them), or the run is complete."""
+
+    def __init__(self, live: int, detail: str = "") -> None:
+        detail = detail or (
+            f"{live} batches of the run are out with its old parameters: ask again once "
+            "they are back (reactor status shows them)"
+        )
+        super().__init__(detail)
+        self.live = live
+        self.detail = detail
 
 
 class UnknownRun(KeyError):
@@ -170,6 +186,7 @@ class RunUnit:
         self.pinned: dict[str, str] | None = None
         self._pinning = asyncio.Lock()  # requests of several engines: pinned once
         self._reworking = asyncio.Lock()  # an event and discovery's pass: one at a time
+        self.rebasecalling = False  # its outputs being set aside: no batch goes out
         self.override: dict[str, str] = {}  # set by a person at runtime (reactor run params)
         self.work = self._decide(found)
         folders = self._folders(found, self.work)
@@ -277,6 +294,7 @@ class RunUnit:
         self._losses = DebouncedReconcile(self.reactor.reconcile, loop)
         if self._watch:
             await self._rewatch()
+        self._finish_rebasecall()
         self.reactor.start()
         if self.stager is not None:
             await self.stage_tick(rescan=True)
@@ -548,9 +566,10 @@ class RunUnit:
 
     async def change_params(self, values: dict[str, str], *, rebasecall: bool) -> bool:
         """A person sets parameters of the run (`reactor run params`). Before its first
-        assignment they join the rules' choice; once pinned, only as an explicit
-        decision (`rebasecall`), recorded with the run: the files still to do get the new
-        ones, the files done keep the old (False: pinned, and not asked to change)."""
+        assignment they join the rules' choice. Once pinned, only as an explicit decision
+        (`rebasecall`): the outputs made so far are set aside (`reactor.disk.rebasecall`)
+        and every file is basecalled again with the new parameters. False: pinned, and
+        not asked to. Raises Busy while batches are out with the old parameters."""
         if self.pinned is None:
             self.override.update(values)
             log.info("run_params_set", run=str(self.key), set=values, params=self.params)
@@ -558,25 +577,60 @@ class RunUnit:
             return True
         if not rebasecall:
             return False
-        before = dict(self.pinned)
-        after = {**before, **values}
+        if self.reactor.run_end.complete:
+            raise Busy(0, "the run is complete (its on_complete has run): basecall it again "
+                       "as a new run, or from its POD5 files by hand")  # fmt: skip
+        live = sum(1 for _ in self.reactor.state.live_jobs())
+        if live or self.rebasecalling:
+            raise Busy(live)
+        self.rebasecalling = True  # no batch goes out while its outputs are set aside
+        try:
+            await self._rebasecall({**self.pinned, **values})
+        finally:
+            self.rebasecalling = False
+        return True
+
+    async def _rebasecall(self, after: dict[str, str]) -> None:
+        before = dict(self.pinned or {})
         record = self.reactor.read_run_record(PARAMS_RECORD) or {}
         changes = list(record.get("changes", []))
+        generation = len(changes) + 1
         done = self.reactor.count_fields()["done"]
         changes.append({"from": before, "to": after, "files_done_before": done})
-        record.update(params=after, changes=changes)
-        await self.reactor.write_run_record(PARAMS_RECORD, record)
+        record.update(
+            params=after,
+            changes=changes,
+            rebasecall={"generation": generation, "state": "started"},
+        )
+        await self.reactor.write_run_record(PARAMS_RECORD, record)  # the decision first
         self.pinned = after
+        output_dir = self.place.output_dir
+        moved = await self.reactor.write_chore(functools.partial(set_aside, output_dir, generation))
+        record["rebasecall"]["state"] = "finished"
+        await self.reactor.write_run_record(PARAMS_RECORD, record)
+        again = self.reactor.state.redo(self.clock(), forget=self.stager is not None)
         log.warning(
-            "run_params_changed",
+            "run_rebasecall",
             run=str(self.key),
             before=before,
             after=after,
-            files_done_before=done,
-            note="files done before the change keep the outputs of the old parameters",
+            files=len(again),
+            records_set_aside=moved,
+            outputs_set_aside=str(output_dir / SUPERSEDED / str(generation)),
         )
-        await self._rework()
-        return True
+        await self._rework(force=True)
+
+    def _finish_rebasecall(self) -> None:
+        """(At start, before recovery.) A re-basecall a crash cut short: finish it."""
+        record = self.reactor.read_run_record(PARAMS_RECORD)
+        step = record.get("rebasecall") if record else None
+        if record is None or not isinstance(step, dict) or step.get("state") != "started":
+            return
+        generation = int(step.get("generation", 1))
+        moved = set_aside(self.place.output_dir, generation)
+        step["state"] = "finished"
+        self.reactor.journal.state.write(RUN, PARAMS_RECORD, record)
+        log.warning("run_rebasecall_finished", run=str(self.key), records_set_aside=moved)
 
     # ------------------------------------------------------------------ views
 
@@ -1158,7 +1212,12 @@ class Host:
         waiting: dict[RunKey, Backlog] = {}
         for key, unit in self.units.items():
             files, oldest = unit.reactor.state.backlog()
-            if files > 0 and unit.reactor.ready and not unit.reactor.run_end.complete:
+            if (
+                files > 0
+                and unit.reactor.ready
+                and not unit.reactor.run_end.complete
+                and not (unit.rebasecalling)
+            ):
                 waiting[key] = Backlog(files, oldest)
         for key in self.share.order(waiting):
             chosen = self.units.get(key)

@@ -965,6 +965,10 @@ class Reactor:
         replaced atomically and durably on the writer's thread."""
         await self._write(Chore(functools.partial(self.journal.state.write, RUN, name, data)))
 
+    async def write_chore(self, work: Callable[[], T]) -> T:
+        """Run `work` on the writer's thread, in turn with the journal's steps."""
+        return await self._write(Chore(work))
+
     def read_run_record(self, name: str) -> dict[str, Any] | None:
         """(At start, before serving.) A record about the run, or None."""
         try:

@@ -884,41 +884,110 @@ async def test_a_rule_can_say_which_folders_are_work_for_its_runs(
 async def test_a_person_sets_a_runs_parameters_and_changing_pinned_ones_is_a_decision(
     aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Before its first batch a person's parameters join the rules'; once pinned, a
+    change is a re-basecall: the outputs so far set aside under a generation, every file
+    basecalled again with the new ones, every read once in pass/ + fail/ at the end,
+    and a restart does not do it again."""
     root = tmp_path / "data"
-    chemistry_run(root, "PAW00011_11111111", 5000, "FLO-PRO114M", count=3)
-    app = create_host_app(host_config(root, rules=parse_rules(list(RULES))))
+    files = chemistry_run(root, "PAW00011_11111111", 5000, "FLO-PRO114M", count=3)
+    config = host_config(root, rules=parse_rules(list(RULES)))
+    app = create_host_app(config)
     client = await aiohttp_client(app)
     url = str(client.make_url("")).rstrip("/")
     unit = app[HOST].units[RunKey("PAW00011", "11111111")]
 
-    # before the first batch: joins the rules' choice
     argv = ["run", "params", "PAW00011_11111111", "--set", "model=sup", "--url", url]
     assert await asyncio.to_thread(main, argv) == 0
     assert "PAW00011_11111111 basecalls with model=sup" in capsys.readouterr().out
-    job = await (await client.get("/assignwork?engineid=gpu&batchsize=1&params=true")).json()
+    job = await (await client.get("/assignwork?engineid=gpu&batchsize=2&params=true")).json()
     assert job["params"] == {"model": "sup"}
     assert unit.pinned == {"model": "sup"}
 
-    # pinned: a change without --rebasecall is refused and changes nothing
+    # pinned: without --rebasecall, refused; with a batch out, refused until it is back
     refused = await client.post("/runs/params?run=PAW00011_11111111&set=model=hac")
     assert refused.status == 409
     assert "rebasecall=true" in (await refused.json())["detail"]
-    assert unit.pinned == {"model": "sup"}
-    # an explicit decision: recorded with the run, the files still to do get it
+    busy = await client.post("/runs/params?run=PAW00011_11111111&set=model=hac&rebasecall=1")
+    assert busy.status == 409
+    assert "1 batches of the run are out" in (await busy.json())["detail"]
+    await finish_job(client, root, job)
+    assert unit.reactor.count_fields()["done"] == 2
+
     with capture_logs() as logs:
-        argv += ["--rebasecall"]
         argv[4] = "model=hac"
-        assert await asyncio.to_thread(main, argv) == 0
-    (changed,) = [e for e in logs if e["event"] == "run_params_changed"]
-    assert (changed["before"], changed["after"]) == ({"model": "sup"}, {"model": "hac"})
-    record = json.loads((unit.place.output_dir / ".reactor" / "run" / "params.json").read_text())
+        assert await asyncio.to_thread(main, [*argv, "--rebasecall"]) == 0
+    (event,) = [e for e in logs if e["event"] == "run_rebasecall"]
+    assert (event["before"], event["after"], event["files"]) == (
+        {"model": "sup"},
+        {"model": "hac"},
+        2,
+    )
+    output = unit.place.output_dir
+    old = output / "superseded" / "1" / "pass"
+    assert len(list(old.glob("*.fastq"))) == 2, "the outputs of model=sup, set aside"
+    assert list((output / "pass").iterdir()) == []
+    assert unit.reactor.count_fields()["ready"] == 3
+    record = json.loads((output / ".reactor" / "run" / "params.json").read_text())
     assert record["params"] == {"model": "hac"}
-    assert record["changes"][0]["from"] == {"model": "sup"}
-    job = await (await client.get("/assignwork?engineid=gpu&batchsize=1&params=true")).json()
-    assert job["params"] == {"model": "hac"}
+    assert record["rebasecall"] == {"generation": 1, "state": "finished"}
+    while (
+        job := await (await client.get("/assignwork?engineid=gpu&batchsize=2&params=true")).json()
+    )["jobid"] != "-1":
+        assert job["params"] == {"model": "hac"}
+        await finish_job(client, root, job)
+    assert recount(files, output).ok
     bad = await client.post("/runs/params?run=PAW00011_11111111&set=speed=max&rebasecall=true")
     assert bad.status == 400
     assert "'speed' is not a parameter" in (await bad.json())["detail"]
+    await client.close()
+    # a restart: the run as it is now, nothing basecalled a third time
+    again = create_host_app(config)
+    client = await aiohttp_client(again)
+    unit = again[HOST].units[RunKey("PAW00011", "11111111")]
+    assert unit.reactor.count_fields()["done"] == 3
+    assert unit.pinned == {"model": "hac"}
+
+
+async def finish_job(client: Any, root: Path, job: dict[str, Any]) -> None:
+    for name in job["batch"]:
+        ids = read_ids(root / job["job_input_dir"] / name)
+        stem = name.removesuffix(".pod5")
+        (root / job["job_output_dir"] / "pass" / f"{stem}.fastq").write_text(fastq(ids))
+    reply = await client.get(f"/completed?job_id={job['jobid']}&job_state=DONE")
+    assert reply.status == 200
+
+
+async def test_a_rebasecall_a_crash_cut_short_is_finished_at_the_next_start(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files = chemistry_run(root, "PAW00011_11111111", 5000, "FLO-PRO114M", count=2)
+    config = host_config(root)
+    app = create_host_app(config)
+    client = await aiohttp_client(app)
+    unit = app[HOST].units[RunKey("PAW00011", "11111111")]
+    job = await (await client.get("/assignwork?engineid=gpu&batchsize=2&params=true")).json()
+    await finish_job(client, root, job)
+    output = unit.place.output_dir
+    await client.close()
+    # the decision reached the disk, then the power went: nothing was set aside yet
+    record_path = output / ".reactor" / "run" / "params.json"
+    record = json.loads(record_path.read_text())
+    record.update(params={"model": "sup"}, rebasecall={"generation": 1, "state": "started"})
+    record_path.write_text(json.dumps(record))
+    with capture_logs() as logs:
+        again = create_host_app(config)
+        client = await aiohttp_client(again)
+    assert [e["event"] for e in logs].count("run_rebasecall_finished") == 1
+    unit = again[HOST].units[RunKey("PAW00011", "11111111")]
+    assert unit.reactor.count_fields()["ready"] == 2, "basecalled again"
+    assert len(list((output / "superseded" / "1" / "pass").glob("*.fastq"))) == 2
+    while (
+        job := await (await client.get("/assignwork?engineid=gpu&batchsize=2&params=true")).json()
+    )["jobid"] != "-1":
+        assert job["params"] == {"model": "sup"}
+        await finish_job(client, root, job)
+    assert recount(files, output).ok
 
 
 async def test_seed_engines_can_be_kept_from_every_run(
