@@ -1,0 +1,82 @@
+"""Read stats: exact counts, N50 in bases, the pass split at min_qscore, merging."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reactor.core.readstats import ReadStats, n50
+
+reads_st = st.lists(
+    st.tuples(st.integers(0, 100_000), st.floats(0, 50, allow_nan=False)), max_size=200
+)
+
+
+def brute_n50(lengths: list[int]) -> int:
+    """N50 as a person computes it: sort descending, walk until half the bases."""
+    total = sum(lengths)
+    running = 0
+    for length in sorted(lengths, reverse=True):
+        running += length
+        if total and 2 * running >= total:
+            return length
+    return 0
+
+
+@given(reads_st)
+def test_counts_and_n50_match_a_plain_recount(reads: list[tuple[int, float]]) -> None:
+    stats = ReadStats()
+    passed = [stats.add(length, qs, 10.0) for length, qs in reads]
+    assert stats.reads == len(reads)
+    assert stats.bases == sum(length for length, _ in reads)
+    assert stats.pass_reads == sum(passed) == sum(1 for _, qs in reads if qs >= 10.0)
+    assert stats.pass_bases == sum(length for length, qs in reads if qs >= 10.0)
+    assert stats.n50 == brute_n50([length for length, _ in reads])
+    assert sum(stats.mean_q.values()) == len(reads)
+
+
+@given(reads_st, reads_st)
+def test_merging_two_jobs_is_counting_them_together(
+    first: list[tuple[int, float]], second: list[tuple[int, float]]
+) -> None:
+    a, b, both = ReadStats(), ReadStats(), ReadStats()
+    for length, qs in first:
+        a.add(length, qs, 9.0)
+        both.add(length, qs, 9.0)
+    for length, qs in second:
+        b.add(length, qs, 9.0)
+        both.add(length, qs, 9.0)
+    a.merge(b)
+    assert a.to_json() == both.to_json()
+    assert ReadStats.from_json(a.to_json()).to_json() == both.to_json()
+
+
+def test_n50_by_hand_and_the_view_is_exact() -> None:
+    assert n50(Counter()) == 0
+    # 10 + 8 + 2 = 20 bases; 10 alone is half: N50 = 10
+    assert n50(Counter({10: 1, 8: 1, 2: 1})) == 10
+    # 5+5+5+5 = 20; 4 x 3 = 12; half of 32 is 16: 5s hold 20 >= 16
+    assert n50(Counter({5: 4, 3: 4})) == 5
+    stats = ReadStats()
+    stats.add(1000, 12.7, 10)
+    stats.add(500, 7.2, 10)
+    assert stats.view() == {
+        "reads": 2, "bases": 1500, "pass_reads": 1, "pass_bases": 1000, "n50": 1000,
+        "mean_q": {"7": 1, "12": 1},
+    }  # fmt: skip
+
+
+def test_what_is_not_read_stats_is_refused() -> None:
+    with pytest.raises(ValueError, match="not read stats"):
+        ReadStats.from_json({"reads": 1})
+    bad = ReadStats()
+    bad.add(10, 10, 10)
+    data = bad.to_json()
+    data["reads"] = 5
+    with pytest.raises(ValueError, match="do not count the reads"):
+        ReadStats.from_json(data)
+    with pytest.raises(ValueError, match="a read of length -1"):
+        ReadStats().add(-1, 10, 10)
