@@ -6,9 +6,12 @@ No GPU here, so this reads every `*.pod5` in IN (symlinks followed, sorted by na
 - `OUT/pass/<stem>.fastq` and `OUT/fail/<stem>.fastq`, one pair per input `<stem>.pod5`
   (a file is written only when it gets at least one record). A read **fails when the first
   hex digit of its id is `0` or `1`** (1 read in 8 on average), and passes otherwise.
-- The header is `@<read_id> file=<pod5 name>`; the sequence has one base per
-  `SAMPLES_PER_BASE` signal samples (at least one) and is spelled from the read id, with a
-  constant quality, so the same input always gives the same output.
+- The header is dorado's: the read id, then tab-separated tags, `qs:f:` the read's mean
+  quality (below 10 for the reads that fail, 10 to 25 for the others, from the read id),
+  `ch:i:` a channel, `fn:Z:` its POD5's name, `RG:Z:fake-basecaller`; the sequence has one
+  base per `SAMPLES_PER_BASE` signal samples (at least one) and is spelled from the read
+  id, with a quality of `qs` at every base, so the same input always gives the same
+  output.
 - Each output is written under a hidden staging name (`.<stem>.fastq.tmp`) in its final
   folder and renamed into place once its input is done, as dorado's outputs would be moved.
 
@@ -59,14 +62,29 @@ def sequence_length(n_samples: int) -> int:
     return max(1, n_samples // SAMPLES_PER_BASE)
 
 
+def mean_qscore(read_id: str) -> float:
+    """The read's `qs` as dorado would report it, from its id: Q2-Q9.5 for the reads that
+    go to fail (`result_folder`), Q10-Q25 for the others."""
+    digits = [int(char, 16) for char in read_id if char != "-"] or [0]
+    spread = (digits[-1] * 16 + digits[-2 if len(digits) > 1 else 0]) / 255
+    if result_folder(read_id) is ResultFolder.FAIL:
+        return round(2 + 7.5 * spread, 2)
+    return round(10 + 15 * spread, 2)
+
+
 def fastq_record(read_id: str, n_samples: int, pod5_name: str) -> str:
-    """The four FASTQ lines of one read; the same arguments always give the same text."""
+    """The four FASTQ lines of one read, the header as dorado writes it (the read id, then
+    tab-separated tags: `qs` its mean quality, `ch` its channel, `fn` its POD5's name,
+    `RG` the run and model); the same arguments always give the same text."""
     digits = [int(char, 16) for char in read_id if char != "-"]
     pattern = "".join(_BASES[digit >> 2] + _BASES[digit & 3] for digit in digits) or "A"
     length = sequence_length(n_samples)
     bases = (pattern * (length // len(pattern) + 1))[:length]
-    quality = chr(33 + 20 + (digits[-1] if digits else 0)) * length  # Q20 to Q35
-    return f"@{read_id} file={pod5_name}\n{bases}\n+\n{quality}\n"
+    qs = mean_qscore(read_id)
+    quality = chr(33 + round(qs)) * length
+    channel = 1 + sum(digits) % 3000
+    tags = f"qs:f:{qs}\tch:i:{channel}\tfn:Z:{pod5_name}\tRG:Z:fake-basecaller"
+    return f"@{read_id}\t{tags}\n{bases}\n+\n{quality}\n"
 
 
 def fastq_records(

@@ -21,6 +21,7 @@ from reactor.sim.fake_basecaller import (
     ResultFolder,
     fastq_record,
     fastq_records,
+    mean_qscore,
     result_folder,
     sequence_length,
 )
@@ -42,13 +43,14 @@ def _fake_basecaller(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def _records(folder: Path) -> list[tuple[str, str, str]]:
-    """`(read id, file= value, output file name)` of every FASTQ record under `folder`."""
+    """`(read id, its POD5 (fn:Z), output file name)` of every FASTQ record under `folder`."""
     found = []
     for path in sorted(folder.iterdir()):
         lines = path.read_text().splitlines()
         assert len(lines) % 4 == 0, path
         for header in lines[::4]:
-            read_id, source = header.removeprefix("@").split(" file=")
+            read_id, *tags = header.removeprefix("@").split("\t")
+            (source,) = [tag.removeprefix("fn:Z:") for tag in tags if tag.startswith("fn:Z:")]
             found.append((read_id, source, path.name))
     return found
 
@@ -85,17 +87,31 @@ def test_sequence_length_is_one_base_per_ten_samples_at_least_one(
     assert sequence_length(n_samples) == bases
 
 
-def test_fastq_record_is_four_lines_named_by_the_read_id() -> None:
+def test_fastq_record_is_four_lines_named_by_the_read_id_with_doradoes_tags() -> None:
     read_id = "de9958d8-9499-440c-83f9-39f34c0e31e0"
     record = fastq_record(read_id, 1234, "x.pod5")
     header, bases, plus, quality = record.splitlines()
     assert record.endswith("\n")
-    assert header == f"@{read_id} file=x.pod5"
+    name, *tags = header.split("\t")
+    assert name == f"@{read_id}"
+    fields = dict(tag.rsplit(":", 1) for tag in tags)
+    assert fields["fn:Z"] == "x.pod5"
+    assert fields["RG:Z"] == "fake-basecaller"
+    assert 1 <= int(fields["ch:i"]) <= 3000
+    qs = float(fields["qs:f"])
+    assert 10 <= qs <= 25, "a pass read (its id does not start with 0 or 1)"
     assert plus == "+"
     assert len(bases) == len(quality) == 123
     assert set(bases) <= set("ACGT")
-    assert all(33 + 20 <= ord(char) <= 33 + 35 for char in quality)
+    assert {ord(char) - 33 for char in quality} == {round(qs)}
     assert record == fastq_record(read_id, 1234, "x.pod5")
+
+
+def test_reads_that_go_to_fail_have_a_qs_below_10_and_the_rest_above() -> None:
+    for read_id in ("0a000000-0000-4000-8000-00000000000f", "1fffffff-ffff-4fff-8fff-ffffffffffff"):
+        assert 2 <= mean_qscore(read_id) < 10
+    for read_id in ("a0000000-0000-4000-8000-000000000000", "ffffffff-ffff-4fff-8fff-ffffffffffff"):
+        assert 10 <= mean_qscore(read_id) <= 25
 
 
 def test_fastq_records_keep_order_and_sort_by_folder() -> None:
