@@ -46,14 +46,11 @@ def read_run_info(pod5_file: Path) -> RunInfo | None:
 
 def read_sample_sheet(run_folder: Path) -> tuple[str | None, dict[str, str]]:
     """(the kit, barcode -> alias) of the run's sample sheet; (None, {}) without one."""
-    try:
-        sheets = sorted(run_folder.glob("sample_sheet_*.csv"))
-    except OSError:
-        return None, {}
-    if not sheets:
+    sheet = sample_sheet_of(run_folder)
+    if sheet is None:
         return None, {}
     try:
-        with sheets[0].open("rb") as raw:
+        with sheet.open("rb") as raw:
             data = raw.read(MAX_SHEET_BYTES)
     except OSError:
         return None, {}

@@ -82,27 +82,30 @@ def started_at(started: str) -> float:
     return time.mktime(time.strptime(started, "%Y%m%d_%H%M"))
 
 
-def _folders(path: Path, survey: Survey) -> list[os.DirEntry[str]]:
-    """The visible subfolders of `path` (by the entry's type: no stat per entry)."""
+def subfolders(path: Path, survey: Survey | None = None) -> list[Path]:
+    """The visible subfolders of `path`, by name (the entry's type: no stat per entry);
+    none when it cannot be read (said in `survey`, if given)."""
     try:
         with os.scandir(path) as entries:
-            return [
-                entry
+            found = [
+                Path(entry.path)
                 for entry in entries
                 if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
             ]
     except OSError as exc:
-        survey.unreadable.append((path, exc.strerror or str(exc)))
+        if survey is not None:
+            survey.unreadable.append((path, exc.strerror or str(exc)))
         return []
+    return sorted(found, key=lambda folder: folder.name)
 
 
 def find_runs(root: Path) -> Survey:
     """Every run under `root` at MinKNOW's depth, in the order of their folders' paths."""
     survey = Survey()
     # RUN_DEPTH: {group}/{sample}/{run}, the two loops here and the run folder's read
-    for group in sorted(_folders(root, survey), key=lambda entry: entry.name):
-        for sample in sorted(_folders(Path(group.path), survey), key=lambda entry: entry.name):
-            survey.runs.extend(read_sample(root, Path(sample.path), survey))
+    for group in subfolders(root, survey):
+        for sample in subfolders(group, survey):
+            survey.runs.extend(read_sample(root, sample, survey))
     return survey
 
 
@@ -111,11 +114,11 @@ def read_sample(root: Path, sample: Path, survey: Survey | None = None) -> list[
     survey = Survey() if survey is None else survey
     runs: list[FoundRun] = []
     pod5_here: list[str] = []
-    for entry in sorted(_folders(sample, survey), key=lambda entry: entry.name):
-        if entry.name in POD5_FOLDERS:
-            pod5_here.append(entry.name)
+    for folder in subfolders(sample, survey):
+        if folder.name in POD5_FOLDERS:
+            pod5_here.append(folder.name)
             continue
-        run = read_run_folder(root, Path(entry.path), survey)
+        run = read_run_folder(root, folder, survey)
         if run is not None:
             runs.append(run)
     if pod5_here:

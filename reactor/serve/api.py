@@ -167,6 +167,16 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     return value
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A true/false query parameter (false when absent); 400 for anything else, an
+    empty value included."""
+    given = _param(request, name, required=False)
+    flag = "false" if given is None else given.lower()
+    if flag not in TRUE_WORDS | FALSE_WORDS:
+        raise ApiError(400, "bad_request", f"{name} must be true or false, not {flag!r}")
+    return flag in TRUE_WORDS
+
+
 def _engine_id(request: web.Request) -> str:
     try:
         engine_id = check_engine_id(_required(request, "engineid"))
@@ -257,10 +267,7 @@ async def _riding_out_storage(request: web.Request, operation: Callable[[], Awai
 async def assignwork(request: web.Request) -> web.Response:
     engine_id = _engine_id(request)
     batch_size = _int_param(request, "batchsize", 0)
-    flag = (_param(request, "params", required=False) or "false").lower()
-    if flag not in TRUE_WORDS | FALSE_WORDS:
-        raise ApiError(400, "bad_request", f"params must be true or false, not {flag!r}")
-    takes_params = flag in TRUE_WORDS
+    takes_params = _flag(request, "params")
     reactor = request.app[SERVED]
     job = await _riding_out_storage(
         request, lambda: reactor.assign(engine_id, batch_size, takes_params=takes_params)
@@ -310,11 +317,7 @@ async def requeue(request: web.Request) -> web.Response:
     """Release quarantined files: `?folder=FAILED_…` (repeatable) and/or `?all=true`;
     with neither, nothing is released."""
     folders = request.query.getall("folder", [])
-    given = _param(request, "all", required=False)
-    flag = "false" if given is None else given.lower()
-    if flag not in TRUE_WORDS | FALSE_WORDS:
-        raise ApiError(400, "bad_request", f"all must be true or false, not {flag!r}")
-    everything = flag in TRUE_WORDS
+    everything = _flag(request, "all")
     reactor = request.app[SERVED]
     try:
         released = await _riding_out_storage(
@@ -404,11 +407,9 @@ async def run_params(request: web.Request) -> web.Response:
         values[field.strip()] = value.strip()
     if not values:
         raise ApiError(400, "bad_request", "give at least one set=key=value")
-    flag = (_param(request, "rebasecall", required=False) or "false").lower()
-    if flag not in TRUE_WORDS | FALSE_WORDS:
-        raise ApiError(400, "bad_request", f"rebasecall must be true or false, not {flag!r}")
+    rebasecall = _flag(request, "rebasecall")
     try:
-        run, params, changed = await host.set_params(name, values, rebasecall=flag in TRUE_WORDS)
+        run, params, changed = await host.set_params(name, values, rebasecall=rebasecall)
     except UnknownRun:
         raise _unknown_run(name) from None
     except Busy as busy:

@@ -254,10 +254,15 @@ class Finisher:
             return True
         return False
 
-    def _step(self) -> Step:
+    def _pending(self) -> int:
+        """Files the run still waits for: incomplete, ready, assigned, or elsewhere (files
+        still to be staged)."""
         counts = self.reactor.count_fields()
-        pending = counts["incomplete"] + counts["ready"] + counts["assigned"]
-        pending += self.reactor.pending_elsewhere()  # e.g. files still to be staged
+        waiting = counts["incomplete"] + counts["ready"] + counts["assigned"]
+        return waiting + self.reactor.pending_elsewhere()
+
+    def _step(self) -> Step:
+        pending = self._pending()
         live = sum(1 for _ in self.reactor.state.live_jobs())
         return next_step(self.reactor.run_end, pending_files=pending, live_jobs=live)
 
@@ -469,9 +474,7 @@ class Finisher:
             return
         if self._exit_reason is None:
             return  # not complete
-        counts = self.reactor.count_fields()
-        pending = counts["incomplete"] + counts["ready"] + counts["assigned"]
-        if pending or any(True for _ in self.reactor.state.live_jobs()):
+        if self._pending() or any(True for _ in self.reactor.state.live_jobs()):
             return  # files that arrived after the end: basecall them first
         self._exit_requested = True
         log.info("exiting", reason=self._exit_reason)

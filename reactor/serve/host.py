@@ -60,7 +60,14 @@ from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
 from reactor.disk.rebasecall import SUPERSEDED, set_aside
 from reactor.disk.run_facts import read_run_info, read_sample_sheet, sample_sheet_of
-from reactor.disk.runs import FoundRun, Survey, find_runs, read_run_folder, read_sample
+from reactor.disk.runs import (
+    FoundRun,
+    Survey,
+    find_runs,
+    read_run_folder,
+    read_sample,
+    subfolders,
+)
 from reactor.disk.state_dir import RUN, STATE_NAME
 from reactor.runtime.io_priority import IoClass, set_io_priority
 from reactor.serve.finisher import Finisher
@@ -825,7 +832,7 @@ class Host:
             self.folders.start()
             for root in self.config.watch_root:
                 self.folders.watch(root)
-                for group in _subfolders(root):
+                for group in subfolders(root):
                     self.folders.watch(group)
         found: list[FoundRun] = []
         for root in self.config.watch_root:
@@ -1075,7 +1082,7 @@ class Host:
             for name in names:
                 group = folder / name
                 if group.is_dir() and self.folders.watch(group):
-                    for sample in _subfolders(group):
+                    for sample in subfolders(group):
                         await self._new_sample(root, sample, since)
         elif depth == 1:  # new sample folders
             for name in names:
@@ -1107,8 +1114,8 @@ class Host:
             await self._consider(run, since)
 
     def _sample_folders(self, root: Path) -> Iterator[Path]:
-        for group in _subfolders(root):
-            yield from _subfolders(group)
+        for group in subfolders(root):
+            yield from subfolders(group)
 
     async def _maybe_retire(self, unit: RunUnit) -> None:
         if unit.phase != "complete":
@@ -1149,9 +1156,11 @@ class Host:
         for key, _folder in known:
             if name == str(key):
                 return key
+        candidates = {
+            c.absolute() for c in [Path(name)] + [r / name for r in self.config.watch_root]
+        }
         for key, folder in known:
-            candidates = [Path(name)] + [root / name for root in self.config.watch_root]
-            if any(c.absolute() == folder.absolute() for c in candidates):
+            if folder.absolute() in candidates:
                 return key
         raise UnknownRun(name)
 
@@ -1354,15 +1363,3 @@ def _sample_mtime(sample: Path) -> int | None:
         with contextlib.suppress(OSError):
             latest = max(latest, (sample / name).stat().st_mtime_ns)
     return latest
-
-
-def _subfolders(path: Path) -> list[Path]:
-    try:
-        with os.scandir(path) as entries:
-            return [
-                Path(entry.path)
-                for entry in entries
-                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
-            ]
-    except OSError:
-        return []

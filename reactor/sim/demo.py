@@ -297,6 +297,27 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"pod5-reactor demo: {args.files} files x {args.reads_per_file} reads, "
         f"{args.engines} engines, in {root}\n"
     )
+    played = play(demo)
+    if isinstance(played, int):
+        return played
+    verdict = check_exactly_once(demo.input_dir, demo.output_dir)
+    phase = str(played.status.get("phase"))
+    out.write("\n" + summary_table(verdict, played.elapsed_s, args.engines, phase) + "\n")
+    return wrap_up(demo, played, ok=verdict.ok, what="run folder")
+
+
+@dataclass(frozen=True)
+class Played:
+    """A demo played to its end: the last /status, the processes' exit codes, the time."""
+
+    status: dict[str, Any]
+    codes: dict[str, int | None]
+    elapsed_s: float
+
+
+def play(demo: Demo) -> Played | int:
+    """Start the demo's processes, follow it to its end and stop them; the exit code
+    instead when it could not get there (1 on a failure, said on stderr; 130 on Ctrl-C)."""
     began = time.monotonic()
     try:
         demo.start()
@@ -309,14 +330,17 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         demo.stop()
         return 130
     codes = demo.stop()
-    elapsed = time.monotonic() - began
-    verdict = check_exactly_once(demo.input_dir, demo.output_dir)
-    out.write("\n" + summary_table(verdict, elapsed, args.engines, str(status.get("phase"))) + "\n")
-    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
+    return Played(status, codes, time.monotonic() - began)
+
+
+def wrap_up(demo: Demo, played: Played, *, ok: bool, what: str) -> int:
+    """Say which processes did not exit cleanly, remove the folder (unless kept); 0 only
+    if the proof held and every process exited cleanly."""
+    unclean = {name: code for name, code in played.codes.items() if code not in (0, None)}
     if unclean:
-        out.write(f"  processes that did not exit cleanly: {unclean}; see {demo.logs}\n")
-    if not (args.keep or args.workdir):
-        shutil.rmtree(root, ignore_errors=True)
+        demo.out.write(f"  processes that did not exit cleanly: {unclean}; see {demo.logs}\n")
+    if not (demo.args.keep or demo.args.workdir):
+        shutil.rmtree(demo.root, ignore_errors=True)
     else:
-        out.write(f"  run folder kept: {root}\n")
-    return 0 if verdict.ok and not unclean else 1
+        demo.out.write(f"  {what} kept: {demo.root}\n")
+    return 0 if ok and not unclean else 1

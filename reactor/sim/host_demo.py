@@ -14,7 +14,6 @@ read of every run was basecalled exactly once, in its own run's outputs.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +22,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.core.minknow import parse_pod5_name
-from reactor.sim.demo import TIMEOUT_S, Demo, Verdict, get_json, unusable, verdict_of
+from reactor.sim.demo import (
+    TIMEOUT_S,
+    Demo,
+    Verdict,
+    get_json,
+    play,
+    unusable,
+    verdict_of,
+    wrap_up,
+)
+from reactor.sim.host_sim import LAYOUTS
+
+SHOWN = {"current": "pod5/"}  # a layout's name in the table
 
 
 @dataclass(frozen=True)
@@ -145,38 +156,19 @@ def run_host_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"pod5-reactor demo: a host with {args.flow_cells} flow cells, {args.files} files x "
         f"{args.reads_per_file} reads each, {args.engines} engines, in {root}\n"
     )
-    began = time.monotonic()
-    try:
-        demo.start()
-        status = demo.follow()
-    except RuntimeError as exc:
-        demo.stop()
-        print(f"reactor demo: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        demo.stop()
-        return 130
-    codes = demo.stop()
-    elapsed = time.monotonic() - began
-    layouts = {1: "pod5/", 2: "barcoded", 3: "pooled", 0: "pooled"}
+    played = play(demo)
+    if isinstance(played, int):
+        return played
     verdicts = []
-    for run in sorted(status["runs"], key=lambda r: str(r["run"])):
-        folder = Path(run["folder"])
-        files = run_files(folder, run["run"])
-        number = int(run["flow_cell"][3:])
+    for run in sorted(played.status["runs"], key=lambda r: str(r["run"])):
+        files = run_files(Path(run["folder"]), run["run"])
+        layout = LAYOUTS[(int(run["flow_cell"][3:]) - 1) % len(LAYOUTS)]
         verdicts.append(
             RunVerdict(
-                run["run"], layouts[number % 4], run["phase"],
+                run["run"], SHOWN.get(layout, layout), run["phase"],
                 verdict_of(files, Path(run["output_dir"])),
             )
         )  # fmt: skip
-    out.write("\n" + host_table(verdicts, elapsed, args.engines) + "\n")
-    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
-    if unclean:
-        out.write(f"  processes that did not exit cleanly: {unclean}; see {demo.logs}\n")
-    if not (args.keep or args.workdir):
-        shutil.rmtree(root, ignore_errors=True)
-    else:
-        out.write(f"  host folder kept: {root}\n")
+    out.write("\n" + host_table(verdicts, played.elapsed_s, args.engines) + "\n")
     ok = len(verdicts) == args.flow_cells and all(v.verdict.ok for v in verdicts)
-    return 0 if ok and not unclean else 1
+    return wrap_up(demo, played, ok=ok, what="host folder")

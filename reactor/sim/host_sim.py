@@ -35,9 +35,12 @@ from reactor.sim.simulate import (
     file_seed,
     piece_bounds,
     plan,
+    write_atomic,
 )
 
 GROUP = "demo"
+# flow cell i's layout, in turn: the two pooled runs share a sample folder
+LAYOUTS = ("current", "barcoded", "pooled", "pooled")
 DEVICES = ("1A", "1B", "1C", "1D", "1E", "2A", "2B", "2C")
 
 
@@ -87,9 +90,9 @@ def host_runs(root: Path, flow_cells: int, seed: int, started: datetime.datetime
     for index in range(flow_cells):
         flow_cell = f"PAW{index + 1:05d}"
         sim = SimulatedRun.from_seed(flow_cell, seed * 1000 + index)
-        layout = ("current", "barcoded", "pooled", "pooled")[index % 4]
+        layout = LAYOUTS[index % len(LAYOUTS)]
         if layout == "pooled":
-            sample = f"pooled{index // 4}"
+            sample = f"pooled{index // len(LAYOUTS)}"
             folder = root / GROUP / sample
         else:
             sample = f"sample{index + 1}"
@@ -201,9 +204,6 @@ def _finish(run: HostRun, files: list[Path], count: int, started: datetime.datet
         f"{path.relative_to(run.folder)},,\n"
         for path in files
     )
-    run.hash_path.write_text(header + rows)
+    write_atomic(run.hash_path, header + rows)
     stopped = datetime.datetime.now(datetime.UTC)
-    text = run.sim.summary_text(count, started, stopped)
-    staging = run.summary_path.with_name(f".{run.summary_path.name}.tmp")
-    staging.write_text(text)
-    staging.rename(run.summary_path)
+    write_atomic(run.summary_path, run.sim.summary_text(count, started, stopped))

@@ -164,7 +164,7 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(remaining)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write under a hidden staging name in the same folder, then rename into place."""
     staging = path.with_name(f".{path.name}.tmp")
     try:
@@ -271,7 +271,7 @@ def write_run(args: argparse.Namespace) -> int:
     try:
         player.play(steps)
         stopped = datetime.datetime.now(datetime.UTC)
-        _write_atomic(directory / sim.summary_name, sim.summary_text(args.files, started, stopped))
+        write_atomic(directory / sim.summary_name, sim.summary_text(args.files, started, stopped))
     except KeyboardInterrupt:
         print(
             f"{PROG}: interrupted after {player.completed} of {args.files} files", file=sys.stderr
