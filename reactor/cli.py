@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "status": "status",
     "requeue": "requeue",
     "run": "run",
+    "verify": "verify",
     "config": "config",
     "demo": "demo",
     "simulate-run": "simulate_run",

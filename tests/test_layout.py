@@ -44,19 +44,23 @@ ALLOWED_ROOMS: dict[str, frozenset[str]] = {
 # room -> the libraries beyond the standard library it may import.
 ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "runtime": frozenset({"structlog"}),
-    "disk": frozenset({"pod5"}),  # run_facts: a run's run info, read when it is adopted
+    # run_facts: a run's run info, read when it is adopted; read_files: jobs' reads
+    "disk": frozenset({"pod5", "pysam", "dnaio"}),
     "serve": frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog"}),
     "engine": frozenset({"aiohttp", "structlog"}),
-    "sim": frozenset({"pod5", "numpy"}),
+    "sim": frozenset({"pod5", "numpy", "pysam"}),  # pysam: the fake dorado's BAM
     "commands": frozenset({"aiohttp"}),
 }
 # Only these modules may import these libraries (the `sim` extra is optional).
 ONLY_HERE = {
-    "pod5": {"reactor.sim.pod5_files", "reactor.disk.run_facts"},
+    "pod5": {"reactor.sim.pod5_files", "reactor.disk.run_facts", "reactor.disk.read_files"},
+    "dnaio": {"reactor.disk.read_files"},
     "numpy": {"reactor.sim.pod5_files"},
 }
 # What building the parser and running a light verb must never load.
-HEAVY = frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog", "pod5", "numpy"})
+HEAVY = frozenset(
+    {"aiohttp", "watchdog", "prometheus_client", "structlog", "pod5", "numpy", "pysam", "dnaio"}
+)
 # At module level a command may import only these rooms: the rest waits for `run`.
 COMMANDS_AT_IMPORT = frozenset({"core", "settings", "ops", "commands"})
 

@@ -34,10 +34,11 @@ DESCRIPTION = textwrap.fill(
 
 
 def _epilog() -> str:
+    width = max(16, *map(len, PRESETS))
     presets = "\n".join(
-        f"  {name:<16} {preset.command}"
-        + (f"\n  {'':<16} stdout to {preset.stdout_to}" if preset.stdout_to else "")
-        + f"\n  {'':<16} ({preset.about})"
+        f"  {name:<{width}} {preset.command}"
+        + (f"\n  {'':<{width}} stdout to {preset.stdout_to}" if preset.stdout_to else "")
+        + f"\n  {'':<{width}} ({preset.about})"
         for name, preset in PRESETS.items()
     )
     return (

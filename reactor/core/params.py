@@ -39,9 +39,14 @@ SET_KEYS = {
     "model": "the basecalling model (fast, hac, sup, or a model name)",
     "kit_name": "the kit for barcode classification (dorado --kit-name)",
     "sources": "which POD5 folders are work: auto, all, pod5 or pod5_skip (not sent to engines)",
+    "min_qscore": "the mean quality a read needs to pass (a number; not sent to engines)",
 }
 # Parameters that steer reactor itself, not the engines.
-RUN_ONLY = frozenset({"sources"})
+RUN_ONLY = frozenset({"sources", "min_qscore"})
+# dorado's pass thresholds by model speed, the ones commonly cited (FIELD: dorado #445);
+# a model that names none of them gets DEFAULT_MIN_QSCORE.
+MIN_QSCORE_BY_MODEL = {"fast": 8.0, "hac": 9.0, "sup": 10.0}
+DEFAULT_MIN_QSCORE = 9.0
 SOURCES = ("auto", "all", "pod5", "pod5_skip")
 Params = dict[str, str]
 
@@ -112,6 +117,9 @@ def parse_rules(raw: object) -> tuple[Rule, ...]:
             if not isinstance(value, str) or not value or not value.isprintable():
                 msg = f"rule {number}: set {key} must be a non-empty string"
                 raise RuleError(msg)
+            if key == "min_qscore" and _qscore(value) is None:
+                msg = f'rule {number}: set min_qscore must be a number such as "10", 0 to 60'
+                raise RuleError(msg)
             if key == "sources" and value not in SOURCES:
                 msg = f"rule {number}: set sources must be one of {', '.join(SOURCES)}"
                 raise RuleError(msg)
@@ -166,6 +174,30 @@ def seed_can_take(params: Params, seed_params: Params | None) -> bool:
     parameters) may basecall a run chosen `params`: only when they are what the lab
     says its seed engines run (`seed_params`); None: seed engines take no run."""
     return seed_params is not None and params == seed_params
+
+
+def _qscore(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 60 else None  # NaN fails both
+
+
+def min_qscore(params: Params, setting: float | None = None) -> float:
+    """The run's pass threshold: its parameters' `min_qscore`, else the `min_qscore`
+    setting, else by its model's speed (`fast` 8, `hac` 9, `sup` 10, as a word of a
+    simplex model's name: `dna_r10.4.1_e8.2_400bps_sup@v5.0.0`), else 9."""
+    chosen = _qscore(params.get("min_qscore", ""))
+    if chosen is not None:
+        return chosen
+    if setting is not None:
+        return setting
+    words = params.get("model", "").lower().replace("@", "_").replace("-", "_").split("_")
+    for speed, threshold in MIN_QSCORE_BY_MODEL.items():
+        if speed in words:
+            return threshold
+    return DEFAULT_MIN_QSCORE
 
 
 def for_engines(params: Params) -> Params:

@@ -2,11 +2,11 @@
 
 A FASTQ header from dorado is the read id, then tab-separated `TAG:TYPE:VALUE` fields
 (`qs:f:12.8`, `ch:i:1234`, `st:Z:2026-12-05T14:12:00Z`, `RG:Z:…`, `pi:Z:<parent>` for a
-read split from another). `qs` is the read's mean quality as dorado computes it (the
-mean of its error probabilities, skipping its first bases), an integer before dorado 0.7
-(`qs:i`), a float since (`qs:f`): the split into pass and fail uses it, never the
-quality string. Pure: text in, values out; a header is parsed by whatever reads the
-file (a library), the tags here.
+read split from another, `BC:Z:<kit>_barcode01` when it was classified). `qs` is the
+read's mean quality as dorado computes it (the mean of its error probabilities, skipping
+its first bases), an integer before dorado 0.7 (`qs:i`), a float since (`qs:f`): the
+split into pass and fail uses it, never the quality string. Pure: text in, values out;
+a header is parsed by whatever reads the file (a library), the tags here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class ReadTags:
     channel: int | None = None
     start: str | None = None  # `st`: when the read started (ISO 8601)
     read_group: str | None = None
+    barcode: str | None = None  # `BC`: the barcode dorado classified the read as
 
     @property
     def counted_as(self) -> str:
@@ -48,7 +49,21 @@ def parse_header(header: str) -> ReadTags:
         channel=int(channel) if channel is not None else None,
         start=fields.get("st:Z") or None,
         read_group=fields.get("RG:Z") or None,
+        barcode=fields.get("BC:Z") or None,
     )
+
+
+UNCLASSIFIED = "unclassified"
+
+
+def barcode_name(tag: str | None) -> str:
+    """The barcode a `BC` tag names, as MinKNOW names its folders: `barcode01` for
+    dorado's `SQK-NBD114-24_barcode01` (the kit before the last `_` dropped), and
+    `unclassified` for a read with no barcode (no tag, or dorado's `unclassified`)."""
+    if not tag:
+        return UNCLASSIFIED
+    name = tag.rsplit("_", 1)[-1]
+    return name if name else UNCLASSIFIED
 
 
 def _number(text: str | None) -> float | None:

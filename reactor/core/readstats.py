@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def human_bases(count: float) -> str:
+    """Bases for people: 812 b, 14.3 kb, 1.2 Mb, 3.4 Gb (the API keeps exact integers)."""
+    for unit, size in (("Gb", 1e9), ("Mb", 1e6), ("kb", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count:.0f} b"
+
+
 def n50(lengths: Counter[int]) -> int:
     """The length L such that the reads of length L or more hold at least half of all
     bases (0 with no reads). Exact, from a count per length."""
@@ -106,3 +114,163 @@ class ReadStats:
             msg = "not read stats: the lengths do not count the reads"
             raise ValueError(msg)
         return stats
+
+
+YIELD_SLOT_S = 600  # yield over time is kept in ten-minute slots (epoch seconds // 600)
+
+
+@dataclass
+class JobReads:
+    """What one job's outputs hold, read by read, and how they answer for its `.pod5` reads.
+
+    `barcodes` maps a barcode's alias (or "" in a run without barcodes) to its counts.
+    The accounting is the read-level exactly-once proof of one job: every `.pod5` read of
+    the job's files is in its outputs once (counted by its own id, or by the `pi` parent
+    of the subreads dorado split it into) or was dropped by the basecaller; a record
+    whose read is in none of the job's files is `unknown`, a read id written twice is a
+    `duplicate`. Jobs take disjoint files, so the sums over a run's jobs are the run's
+    proof. Pure; merged by adding.
+    """
+
+    barcodes: dict[str, ReadStats] = field(default_factory=dict)
+    pod5_reads: int = 0  # reads in the job's .pod5 files
+    records: int = 0  # records in its outputs (subreads each count)
+    counted: int = 0  # distinct .pod5 reads found in its outputs
+    subreads: int = 0  # records split from a parent read (`pi`)
+    dropped: int = 0  # .pod5 reads with no record: the basecaller dropped them
+    unknown: int = 0  # records whose read is in none of the job's files
+    duplicates: int = 0  # records whose read id was written before
+    by_start: Counter[int] = field(default_factory=Counter)  # slot of the reads' start -> bases
+
+    def stats(self, alias: str) -> ReadStats:
+        found = self.barcodes.get(alias)
+        if found is None:
+            found = self.barcodes[alias] = ReadStats()
+        return found
+
+    @property
+    def total(self) -> ReadStats:
+        total = ReadStats()
+        for stats in self.barcodes.values():
+            total.merge(stats)
+        return total
+
+    def merge(self, other: JobReads) -> None:
+        for alias, stats in other.barcodes.items():
+            self.stats(alias).merge(stats)
+        for name in _ACCOUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_start.update(other.by_start)
+
+    @property
+    def exactly_once(self) -> bool:
+        """No read written twice, none from elsewhere (dropped reads are the basecaller's)."""
+        return self.unknown == 0 and self.duplicates == 0
+
+    def accounting(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _ACCOUNTS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "barcodes": {alias: stats.to_json() for alias, stats in self.barcodes.items()},
+            **self.accounting(),
+            "by_start": {str(slot): bases for slot, bases in self.by_start.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobReads:
+        """Reads written by `to_json`; ValueError for anything else."""
+        try:
+            reads = cls(
+                barcodes={
+                    str(alias): ReadStats.from_json(stats)
+                    for alias, stats in data["barcodes"].items()
+                },
+                by_start=Counter({int(k): int(v) for k, v in data["by_start"].items()}),
+                **{name: int(data[name]) for name in _ACCOUNTS},
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            msg = f"not a job's reads: {exc}"
+            raise ValueError(msg) from None
+        return reads
+
+
+_ACCOUNTS = ("pod5_reads", "records", "counted", "subreads", "dropped", "unknown", "duplicates")
+
+
+@dataclass
+class EngineYield:
+    """Bases an engine basecalled, and the time its jobs took (assigned to reported)."""
+
+    bases: int = 0
+    seconds: float = 0.0
+
+    @property
+    def bases_per_s(self) -> float:
+        return self.bases / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RunReads:
+    """A run's reads: the sum of its merged jobs' `JobReads`, the bases by the time they
+    arrived, and each engine's yield. Exact: a job adds once, when its merge is decided."""
+
+    reads: JobReads = field(default_factory=JobReads)
+    jobs: int = 0
+    by_arrival: Counter[int] = field(default_factory=Counter)  # slot merged -> bases
+    engines: dict[str, EngineYield] = field(default_factory=dict)
+
+    def add(self, job: JobReads, *, engine_id: str, busy_s: float, merged_at: float) -> None:
+        """One merged job's reads (`merged_at`: wall-clock seconds of the decision)."""
+        self.reads.merge(job)
+        self.jobs += 1
+        bases = sum(stats.bases for stats in job.barcodes.values())
+        self.by_arrival[int(merged_at) // YIELD_SLOT_S] += bases
+        engine = self.engines.get(engine_id)
+        if engine is None:
+            engine = self.engines[engine_id] = EngineYield()
+        engine.bases += bases
+        engine.seconds += max(0.0, busy_s)
+
+    def view(self, min_qscore: float | None = None) -> dict[str, Any]:
+        """What /status shows: exact integers (reads, bases, N50 in bases)."""
+        total = self.reads.total
+        return {
+            **total.view(),
+            "min_qscore": min_qscore,
+            "jobs": self.jobs,
+            "length_histogram": length_histogram(total.lengths),
+            "barcodes": {
+                alias: {k: v for k, v in stats.view().items() if k != "mean_q"}
+                for alias, stats in sorted(self.reads.barcodes.items())
+                if alias
+            },
+            "accounting": {**self.reads.accounting(), "exactly_once": self.reads.exactly_once},
+            "yield": {
+                "slot_s": YIELD_SLOT_S,
+                "by_start": _series(self.reads.by_start),
+                "by_arrival": _series(self.by_arrival),
+            },
+            "engines": {
+                engine_id: {
+                    "bases": engine.bases,
+                    "seconds": round(engine.seconds, 3),
+                    "bases_per_s": round(engine.bases_per_s, 1),
+                }
+                for engine_id, engine in sorted(self.engines.items())
+            },
+        }
+
+
+def _series(slots: Counter[int]) -> list[list[int]]:
+    """[[slot start in epoch seconds, bases], …] in time order."""
+    return [[slot * YIELD_SLOT_S, bases] for slot, bases in sorted(slots.items())]
+
+
+def length_histogram(lengths: Counter[int]) -> list[list[int]]:
+    """Reads per length bin, bins doubling from 1 base: [[bin's first length, reads], …]
+    (a bin [2^k, 2^(k+1)) holds the reads of those lengths); only bins with reads."""
+    bins: Counter[int] = Counter()
+    for length, count in lengths.items():
+        bins[1 << (length.bit_length() - 1) if length > 0 else 0] += count
+    return [[start, count] for start, count in sorted(bins.items())]

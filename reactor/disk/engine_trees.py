@@ -178,7 +178,7 @@ def move(
     which are missing, so the job waits for a person instead of passing for merged."""
     moved = Moved()
     missing: list[str] = []
-    job_fd = _open_if_there(output_dir_fd, folder)
+    job_fd = open_if_there(output_dir_fd, folder)
     try:
         for kind in RESULT_FOLDERS:
             wanted = [name for k, name in outputs.entries if k == kind]
@@ -186,7 +186,7 @@ def move(
                 continue
             with contextlib.suppress(FileExistsError):
                 fsops.mkdir(kind, dir_fd=output_dir_fd)
-            source = None if job_fd is None else _open_if_there(job_fd, kind)
+            source = None if job_fd is None else open_if_there(job_fd, kind)
             target = open_folder(output_dir_fd, kind)
             count = moved.moved
             try:
@@ -220,6 +220,97 @@ def move(
     return moved
 
 
+def open_folders(parent_fd: int, path: str, sync: Sync | None = None) -> int:
+    """A descriptor of the folder `path` ("fastq_pass/barcode01") below `parent_fd`, each
+    part made if missing and opened without following a link; the folders a name was
+    made in go to `sync`."""
+    fd = os.dup(parent_fd)
+    try:
+        for part in path.split("/"):
+            try:
+                fsops.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                made = False
+            else:
+                made = True
+            child = open_folder(fd, part)
+            if made and sync is not None:
+                sync.take(os.dup(fd))
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def place(
+    source_fd: int | None,
+    output_dir_fd: int,
+    entries: list[tuple[str, str]],
+    after_each: Callable[[], None] | None = None,
+    sync: Sync | None = None,
+) -> Moved:
+    """Move each (output folder, name) from the folder `source_fd` (None: it is gone)
+    into that folder below OUTPUTDIR under the same name, never over an existing one.
+    A name already in its output folder and no longer in the source was moved by an
+    earlier try; one in neither is gone (OutputsGone, after the others moved)."""
+    moved = Moved()
+    missing: list[str] = []
+    targets: dict[str, int] = {}
+    try:
+        for folder, name in entries:
+            target = targets.get(folder)
+            if target is None:
+                target = targets[folder] = open_folders(output_dir_fd, folder, sync)
+            why = None if source_fd is None else _entry_problem(source_fd, name)
+            if source_fd is None or why == "gone":
+                if not _exists(target, name):
+                    missing.append(f"{folder}/{name}")
+                continue
+            if why is None and _exists(target, name):
+                why = "its name is taken in the results"
+            if why is not None:
+                moved.kept.append(f"{folder}/{name}: {why}")
+                continue
+            fsops.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=target)
+            moved.moved += 1
+            if after_each is not None:
+                after_each()
+        if sync is not None and source_fd is not None and moved.moved:
+            sync.take(os.dup(source_fd))
+            for fd in targets.values():
+                sync.take(os.dup(fd))
+    finally:
+        for fd in targets.values():
+            os.close(fd)
+    if missing:
+        raise OutputsGone(missing)
+    return moved
+
+
+def remove_entries(parent_fd: int, folder: str, entries: list[tuple[str, str]]) -> None:
+    """Remove the plain files (result folder, name) of the job folder `folder`, never
+    following a link; what is gone or not a plain file is left as it is."""
+    job_fd = open_if_there(parent_fd, folder)
+    if job_fd is None:
+        return
+    try:
+        for kind in sorted({kind for kind, _ in entries}):
+            kind_fd = open_if_there(job_fd, kind)
+            if kind_fd is None:
+                continue
+            try:
+                for name in [n for k, n in entries if k == kind]:
+                    if _entry_problem(kind_fd, name) is None:
+                        with contextlib.suppress(FileNotFoundError):
+                            fsops.unlink(name, dir_fd=kind_fd)
+            finally:
+                os.close(kind_fd)
+    finally:
+        os.close(job_fd)
+
+
 class OutputsGone(FileNotFoundError):
     """Outputs a merge was decided on are neither in the job's folder nor in the results."""
 
@@ -235,7 +326,7 @@ class OutputsGone(FileNotFoundError):
         self.missing = missing
 
 
-def _open_if_there(parent_fd: int, name: str) -> int | None:
+def open_if_there(parent_fd: int, name: str) -> int | None:
     """A descriptor of the folder `name`, or None when it is gone."""
     try:
         return open_folder(parent_fd, name)

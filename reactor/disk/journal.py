@@ -49,10 +49,12 @@ from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees, fsops
 from reactor.disk.durable import DurabilityError, Sync
 from reactor.disk.engine_trees import Outputs, Refused
-from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, StateDir, open_folder
+from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, SPLIT, StateDir, open_folder
 
 Checkpoint = Callable[[str], None]
 RECORD_FORMAT = 2
+MINKNOW_LAYOUT = "minknow"
+_SPLIT_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 T = TypeVar("T")
 
 __all__ = [
@@ -95,6 +97,9 @@ class Merged:
 
     moved: int = 0
     kept: list[str] = field(default_factory=list)  # "pass/<entry>: <why>"
+    # the decision's record: when the job was assigned and merged (wall clock)
+    assigned_at: float = 0.0
+    decided_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -113,6 +118,13 @@ class JobRecord:
     outputs: list[tuple[str, str]] = field(default_factory=list)  # done: what to merge
     superseded: bool = False  # expired, and its outputs set aside for good
     reason: str = ""  # refused: why
+    # done, its reads counted: `reactor.core.readstats.JobReads.to_json()`
+    reads: dict[str, Any] | None = None
+    # done in MinKNOW's layout: `outputs` are (output folder, name) in .reactor/split/<job>/,
+    # written from the engine's `read_from` (result folder, name), with this batch number
+    layout: str = "seed"
+    batch: int | None = None
+    read_from: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +141,16 @@ class JobRecord:
             "outputs": [list(pair) for pair in self.outputs],
             "superseded": self.superseded,
             "reason": self.reason,
+            **({"reads": self.reads} if self.reads is not None else {}),
+            **(
+                {
+                    "layout": self.layout,
+                    "batch": self.batch,
+                    "read_from": [list(pair) for pair in self.read_from],
+                }
+                if self.layout != "seed"
+                else {}
+            ),
         }
 
     @classmethod
@@ -151,7 +173,20 @@ class JobRecord:
             outputs=outputs,
             superseded=bool(data.get("superseded", False)),
             reason=str(data.get("reason", "")),
+            reads=data["reads"] if isinstance(data.get("reads"), dict) else None,
+            layout=str(data.get("layout", "seed")),
+            batch=int(data["batch"]) if data.get("batch") is not None else None,
+            read_from=[(str(kind), str(name)) for kind, name in data.get("read_from", [])],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SplitOutputs:
+    """A job's reads written again in MinKNOW's layout, in `.reactor/split/<job>/`."""
+
+    written: tuple[tuple[str, str], ...]  # (output folder, name)
+    read_from: tuple[tuple[str, str], ...]  # the engine's outputs they were read from
+    batch: int
 
 
 def record_name(job_id: str) -> str:
@@ -571,23 +606,48 @@ class Journal:
             self._output_fd, self._name(job, Folder.TMPOUTPUT), job_tag(job.job_id)
         )
 
-    def merge_step(self, job: Job, outputs: Outputs | None = None) -> Step[Merged]:
+    def merge_step(
+        self,
+        job: Job,
+        outputs: Outputs | None = None,
+        reads: dict[str, Any] | None = None,
+        split: SplitOutputs | None = None,
+    ) -> Step[Merged]:
         """DONE: look at the outputs (unless given), make them durable, record what is
-        merged (the commit point), then move it into pass/ and fail/. Refused before the
-        commit when the outputs break the rules; Unfinished when a step after it cannot
-        be carried out."""
+        merged (the commit point) with the job's `reads`, then move it into pass/ and
+        fail/ — or, with `split`, the reads written again in MinKNOW's layout into their
+        folders. Refused before the commit when the outputs break the rules; Unfinished
+        when a step after it cannot be carried out."""
         found: list[Outputs] = [] if outputs is None else [outputs]
 
         def before(sync: Sync) -> None:
+            if split is not None:
+                self._make_split_durable(job, split, sync)
+                return
             if not found:
                 found.append(self.inspect(job))
             engine_trees.make_durable(
                 self._output_fd, self._name(job, Folder.TMPOUTPUT), found[0], sync
             )
 
+        def details() -> dict[str, Any]:
+            extra: dict[str, Any] = {} if reads is None else {"reads": reads}
+            if split is None:
+                return {"outputs": list(found[0].entries), **extra}
+            return {
+                "outputs": list(split.written),
+                "layout": MINKNOW_LAYOUT,
+                "batch": split.batch,
+                "read_from": list(split.read_from),
+                **extra,
+            }
+
         def after(record: JobRecord, sync: Sync) -> Merged:
             self._passed("merge:decided")
-            return self._move_outputs(job, record, sync)
+            merged = self._move_outputs(job, record, sync)
+            merged.assigned_at = record.assigned_at
+            merged.decided_at = record.decided_at or record.assigned_at
+            return merged
 
         return self._decision(
             job,
@@ -595,12 +655,28 @@ class Journal:
             "merge the outputs of",
             after,
             before,
-            details=lambda: {"outputs": list(found[0].entries)},
-            tidy=lambda sync: self._merged(job),
+            details=details,
+            tidy=lambda sync: self._tidy_merge(job, split),
         )
 
     def merge(self, job: Job, outputs: Outputs | None = None) -> Merged:
         return self.run(self.merge_step(job, outputs))
+
+    def split_folder(self, job_id: str) -> Path:
+        """Where a job's reads are written again in MinKNOW's layout before they merge
+        (made afresh by the writer of the split, removed once they are merged)."""
+        return self.state.path / SPLIT / job_id
+
+    def _make_split_durable(self, job: Job, split: SplitOutputs, sync: Sync) -> None:
+        stage = open_folder(self.state.fd(SPLIT), job.job_id)
+        try:
+            for _folder, name in split.written:
+                sync.take(os.open(name, _SPLIT_READ_FLAGS, dir_fd=stage))
+        except BaseException:
+            os.close(stage)
+            raise
+        sync.take(stage)
+        sync.folder(self.state.fd(SPLIT))
 
     def finish_merge(self, job: Job, record: JobRecord) -> Merged:
         """What is left of a merge (recovery, a retry): the outputs the record lists
@@ -611,28 +687,61 @@ class Journal:
             sync.flush()
         finally:
             sync.discard()
-        self._merged(job)
+        split = (
+            SplitOutputs(tuple(record.outputs), tuple(record.read_from), record.batch or 0)
+            if record.layout == MINKNOW_LAYOUT
+            else None
+        )
+        self._tidy_merge(job, split)
         return merged
 
     def _move_outputs(self, job: Job, record: JobRecord, sync: Sync) -> Merged:
-        """Move what the record lists into pass/ and fail/; the folders changed go to
-        `sync`."""
+        """Move what the record lists into pass/ and fail/ (in MinKNOW's layout, from the
+        job's split folder into theirs); the folders changed go to `sync`."""
         merged = Merged()
         folder = self._name(job, Folder.TMPOUTPUT)
         logs = self._name(job, Folder.LOGOUTPUT)
         with _finishing(f"merge the outputs of {folder}"):
             if engine_trees.renamed(self._output_fd, folder, logs):
                 return merged  # all moved before the folder was renamed
-            moved = engine_trees.move(
-                self._output_fd,
-                folder,
-                Outputs(tuple(record.outputs)),
-                job_tag(job.job_id),
-                after_each=lambda: self._passed("merge:output_moved"),
-                sync=sync,
-            )
+            if record.layout == MINKNOW_LAYOUT:
+                stage = engine_trees.open_if_there(self.state.fd(SPLIT), job.job_id)
+                try:
+                    moved = engine_trees.place(
+                        stage,
+                        self._output_fd,
+                        list(record.outputs),
+                        after_each=lambda: self._passed("merge:output_moved"),
+                        sync=sync,
+                    )
+                finally:
+                    if stage is not None:
+                        os.close(stage)
+            else:
+                moved = engine_trees.move(
+                    self._output_fd,
+                    folder,
+                    Outputs(tuple(record.outputs)),
+                    job_tag(job.job_id),
+                    after_each=lambda: self._passed("merge:output_moved"),
+                    sync=sync,
+                )
             merged.moved, merged.kept = moved.moved, moved.kept
         return merged
+
+    def _tidy_merge(self, job: Job, split: SplitOutputs | None) -> None:
+        """Once the merged outputs are durable: in MinKNOW's layout the engine's reads
+        (copied into the split outputs) go, then the job's folder is kept as LOGOUTPUT_,
+        then its split folder goes."""
+        if split is not None:
+            with _finishing("remove the engine's reads, merged in MinKNOW's layout"):
+                engine_trees.remove_entries(
+                    self._output_fd, self._name(job, Folder.TMPOUTPUT), list(split.read_from)
+                )
+        self._merged(job)
+        if split is not None:
+            with _finishing("remove the split folder of the merged job"):
+                engine_trees.remove_folder(self.state.fd(SPLIT), job.job_id)
 
     def _merged(self, job: Job) -> None:
         """The merged job's folder kept as LOGOUTPUT_, its links gone. Only once the

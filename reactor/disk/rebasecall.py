@@ -5,7 +5,8 @@ again (`reactor run params RUN --set … --rebasecall`). So that `pass/` and `fa
 with every read once, with the new parameters, the old outputs and the records of the
 jobs that made them go aside first, under a generation number:
 
-    OUTPUTDIR/superseded/<g>/pass, …/fail     the outputs of the old parameters
+    OUTPUTDIR/superseded/<g>/pass, …/fail     the outputs of the old parameters (and
+                                              fastq_pass/, … in MinKNOW's layout)
     OUTPUTDIR/.reactor/superseded-<g>/        the records of the jobs that made them
 
 The decision is recorded first (`run/params.json`, `rebasecall.state = started`); then
@@ -22,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from reactor.core.minknow import MINKNOW_OUTPUTS
 from reactor.core.model import JobState
 from reactor.core.names import RESULT_FOLDERS
 from reactor.disk.durable import fsync_folder
@@ -40,6 +42,9 @@ def set_aside(output_dir: Path, generation: int) -> int:
         if not (target / kind).exists() and (output_dir / kind).is_dir():
             (output_dir / kind).rename(target / kind)
         (output_dir / kind).mkdir(exist_ok=True)
+    for kind in MINKNOW_OUTPUTS:  # the outputs in MinKNOW's layout: made again by merges
+        if not (target / kind).exists() and (output_dir / kind).is_dir():
+            (output_dir / kind).rename(target / kind)
     fsync_folder(target)
     fsync_folder(output_dir)
     state = output_dir / STATE_NAME

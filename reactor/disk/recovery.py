@@ -31,12 +31,13 @@ from reactor.core.names import (
     JobFolder,
     parse_job_folder,
 )
+from reactor.core.readstats import JobReads, RunReads
 from reactor.core.retry import FailureHistory, halves
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees
 from reactor.disk.journal import JobRecord, Journal, Unfinished, record_name
 from reactor.disk.migration import migrate
-from reactor.disk.state_dir import JOBS
+from reactor.disk.state_dir import JOBS, SPLIT
 
 Kinds = dict[Folder, JobFolder]
 
@@ -57,6 +58,8 @@ class Recovered:
     repairs: list[tuple[str, str]] = field(default_factory=list)  # (what, folder or record)
     # The state folder was made at this start: a new run, or one an older version ran.
     state_folder_new: bool = False
+    reads: RunReads = field(default_factory=RunReads)  # the merged jobs' reads, summed
+    next_batch: int = 0  # the next output batch number in MinKNOW's layout
 
 
 def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
@@ -110,7 +113,18 @@ class _Recovery:
                 result.history[name] = history
         for _folder, names in result.quarantine_folders.values():
             result.quarantined.update(names)
+        self._remove_split_leftovers()
         return result
+
+    def _remove_split_leftovers(self) -> None:
+        """Split folders of jobs whose merge was never decided (or is finished): what a
+        crash left. A held job's stays: its merge is decided and waits for a person."""
+        state = self.journal.state
+        split_fd = state.fd(SPLIT)
+        for name in os.listdir(split_fd):
+            if name not in self.result.held:
+                engine_trees.remove_folder(split_fd, name)
+                self.result.repairs.append(("split_removed", f"{SPLIT}/{name}"))
 
     # ------------------------------------------------------------ one job
 
@@ -169,6 +183,21 @@ class _Recovery:
         state = job.state
         if state is JobState.DONE:
             result.done.update(job.files)
+            if record.batch is not None:
+                result.next_batch = max(result.next_batch, record.batch + 1)
+            if record.reads is not None:
+                try:
+                    reads = JobReads.from_json(record.reads)
+                except ValueError as exc:
+                    result.repairs.append(("reads_unreadable", f"{record.job_id}: {exc}"))
+                else:
+                    decided = record.decided_at or record.assigned_at
+                    result.reads.add(
+                        reads,
+                        engine_id=record.engine_id,
+                        busy_s=decided - record.assigned_at,
+                        merged_at=decided,
+                    )
         elif state is JobState.FAILED:
             for name, attempt in job.files.items():
                 self.failures.setdefault(name, []).append((attempt, len(job.files), job.engine_id))

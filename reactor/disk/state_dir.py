@@ -8,6 +8,8 @@ lives here instead, beside the engine-writable trees and never inside them
 
     .reactor/jobs/<jobid>.json                 a job's record: its files, what was decided
     .reactor/requeued/<jobid>_<engineid>.json  a released quarantine, with the attempts
+    .reactor/run/                              records about the run: its parameters
+    .reactor/split/<jobid>/                    a job's reads in MinKNOW's layout, to merge
 
 The folder is made mode 0700. Under one user id an engine could still write here (no
 mode stops the same user); run engines as another user to make that impossible
@@ -39,6 +41,7 @@ STATE_NAME = ".reactor"
 JOBS = "jobs"
 REQUEUED = "requeued"
 RUN = "run"  # records about the run as a whole: its basecall parameters, once pinned
+SPLIT = "split"  # a job's reads written again in MinKNOW's layout, before they merge
 RECORD_SUFFIX = ".json"
 _TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -103,7 +106,7 @@ class StateDir:
                 pass
             root = open_folder(None, self.path)
             try:
-                for name in (JOBS, REQUEUED, RUN):
+                for name in (JOBS, REQUEUED, RUN, SPLIT):
                     with contextlib.suppress(FileExistsError):
                         fsops.mkdir(name, 0o700, dir_fd=root)
                     self._fds[name] = open_folder(root, name)
@@ -135,6 +138,10 @@ class StateDir:
         if folder not in self._fds:
             self.open()
         return self._fds[folder]
+
+    def fd(self, folder: str) -> int:
+        """The open descriptor of one of the state folder's folders (owned here)."""
+        return self._fd(folder)
 
     # ------------------------------------------------------------- records
 

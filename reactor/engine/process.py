@@ -57,6 +57,12 @@ Presets (``--preset NAME`` instead of ``--command``):
                    stdout to {output_dir}/pass/{job_id}.bam
   fake             {python} -m reactor fake-basecaller {input_dir} {output_dir}
                    reactor's stand-in basecaller, for trials without a GPU
+  fake-dorado-bam  {python} -m reactor fake-basecaller --dorado {input_dir}
+                   stdout to {output_dir}/pass/{job_id}.bam: the stand-in, as dorado-bam
+  fake-dorado-fastq
+                   {python} -m reactor fake-basecaller --dorado {input_dir} --emit-fastq
+                   stdout to {output_dir}/pass/{job_id}.fastq: the stand-in, as
+                   dorado-fastq
   seed-supervisor  ont_basecaller_supervisor --input_path {input_dir} --save_path
                    {output_dir} --config {model} --port auto
                    the seed engine's ont_basecaller_supervisor line; adjust to your install

@@ -2,7 +2,8 @@
 
 Pure: `render(status, ...)` takes the /status JSON and the terminal's width and returns
 plain lines, without escape codes. It never invents what the service does not report:
-the engine protocol says nothing about reads, so progress is counted in files only.
+progress is counted in files; the reads line ("1.2 Gb · N50 14.3 kb · Q ≥ 10: 91 %")
+shows the reads the service counted in the merged outputs, when it counts them.
 `reactor.ops.status` fetches the snapshot and puts the lines on the screen.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from reactor.core.readstats import human_bases
 
 QUARANTINE_SHOWN = 10  # names shown; the rest is "+K more"
 MIN_BAR = 10
@@ -60,6 +63,22 @@ def duration(seconds: float) -> str:
     return f"{days} d {hours} h"
 
 
+def reads_cells(reads: dict[str, Any], glyphs: Glyphs) -> list[str]:
+    """A run's reads in a few words: yield, N50, the share that passed."""
+    cells = [human_bases(reads["bases"]), f"N50 {human_bases(reads['n50'])}"]
+    threshold = reads.get("min_qscore")
+    if reads["reads"] and threshold is not None:
+        ge = ">=" if glyphs.ascii_only else "≥"
+        share = 100 * reads["pass_reads"] / reads["reads"]
+        cells.append(f"Q {ge} {threshold:g}: {share:.0f} %")
+    cells.append(f"{reads['reads']:,} reads")
+    accounting = reads.get("accounting") or {}
+    if accounting and not accounting.get("exactly_once", True):
+        wrong = accounting.get("duplicates", 0) + accounting.get("unknown", 0)
+        cells.append(f"{wrong:,} NOT ONCE")
+    return cells
+
+
 def bar(done: int, total: int, width: int, glyphs: Glyphs) -> str:
     filled = width * done // total if total else 0
     return f"[{glyphs.full * filled}{glyphs.empty * (width - filled)}]"
@@ -88,6 +107,8 @@ def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: 
     if not status["ready"]:
         lines.append("  the service is recovering its state from disk; counts are not final yet")
     lines += _progress(status, width, glyphs)
+    if (reads := status.get("reads")) and reads.get("reads"):
+        lines += wrap("reads    ", reads_cells(reads, glyphs), glyphs.sep, width, INDENT)
     lines += _engines(status["engines"], status.get("engines_total"), width, glyphs)
     lines += _quarantined(status["quarantined"], width, glyphs)
     if "held" in status:  # services before held jobs existed do not send it
@@ -223,7 +244,7 @@ def _quarantined(quarantined: dict[str, Any], width: int, glyphs: Glyphs) -> lis
     return lines
 
 
-RUN_COLUMNS = ("run", "sample", "phase", "files done", "ETA", "live jobs", "weight")
+RUN_COLUMNS = ("run", "sample", "phase", "files done", "ETA", "live jobs", "weight", "reads")
 LEFT_SHOWN = 5
 
 
@@ -286,4 +307,7 @@ def _run_cells(run: dict[str, Any], glyphs: Glyphs) -> tuple[str, ...]:
         glyphs.none if eta is None or waiting == 0 else duration(eta),
         str(run["jobs_live"]),
         f"{run['weight']:g}",
+        glyphs.sep.strip().join(reads_cells(reads, glyphs)[:3])
+        if (reads := run.get("reads")) and reads.get("reads")
+        else glyphs.none,
     )

@@ -52,7 +52,15 @@ from reactor.core.minknow import (
 )
 from reactor.core.model import Clock
 from reactor.core.names import is_pod5_name
-from reactor.core.params import RunFacts, choose, for_engines, parse_rules, seed_can_take
+from reactor.core.params import (
+    RunFacts,
+    choose,
+    for_engines,
+    min_qscore,
+    parse_rules,
+    seed_can_take,
+)
+from reactor.core.readstats import RunReads
 from reactor.core.sharing import Backlog, FairShare
 from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
@@ -76,7 +84,7 @@ from reactor.serve.folder_watch import FolderWatch
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
 from reactor.serve.reconciles import DebouncedReconcile
-from reactor.serve.service import Reactor, StartupError, new_job_id
+from reactor.serve.service import Reactor, ReadRules, StartupError, new_job_id
 from reactor.serve.stager import RunStager
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher, new_observer
@@ -87,6 +95,8 @@ log = structlog.get_logger("reactor.host")
 RUN_OUTPUT = "reactor"  # reactor's folder inside each run folder (no output_root)
 JOBS_FOLDER = "input"  # in a run's output folder: the folders of links engines get
 PARAMS_RECORD = "params.json"  # in the run's state folder, `run/`
+# A run's reads in the host's /status: the figures, not the histograms and series.
+RUN_READS = ("reads", "bases", "pass_reads", "pass_bases", "n50", "min_qscore", "accounting")
 SHEET_NAME = "sample_sheet.csv"  # the run's sample sheet, copied where engines read it
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
 DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
@@ -226,6 +236,7 @@ class RunUnit:
             output_dir=self.place.output_dir,
             stop_file=f"final_summary_{found.key}*.txt",
             exit_on_complete=False,
+            output_layout="minknow" if host_config.minknow_layout else "seed",
         )
         self.reactor = Reactor(
             self.config,
@@ -234,6 +245,7 @@ class RunUnit:
             inputs=self.inputs,
             jobs_dir=self.place.jobs_dir,
         )
+        self.reactor.read_rules = self._read_rules
         if self.stager is not None:
             stager = self.stager
             self.reactor.pending_elsewhere = lambda: len(stager.waiting)
@@ -597,6 +609,17 @@ class RunUnit:
             self.rebasecalling = False
         return True
 
+    def _read_rules(self) -> ReadRules:
+        """The run's reads are judged by its parameters: the pass threshold (its rules'
+        min_qscore, else by its model), by barcode when they name a kit, with the
+        sample sheet's aliases."""
+        params = self.params
+        return ReadRules(
+            min_qscore(params, self.config.min_qscore),
+            barcoded=bool(params.get("kit_name")),
+            aliases=dict(self.facts.aliases),
+        )
+
     async def _rebasecall(self, after: dict[str, str]) -> None:
         before = dict(self.pinned or {})
         record = self.reactor.read_run_record(PARAMS_RECORD) or {}
@@ -615,6 +638,7 @@ class RunUnit:
         moved = await self.reactor.write_chore(functools.partial(set_aside, output_dir, generation))
         record["rebasecall"]["state"] = "finished"
         await self.reactor.write_run_record(PARAMS_RECORD, record)
+        self.reactor.reads = RunReads()  # the reads set aside count no more
         again = self.reactor.state.redo(self.clock(), forget=self.stager is not None)
         log.warning(
             "run_rebasecall",
@@ -670,6 +694,7 @@ class RunUnit:
             "params_pinned": self.pinned is not None,
             "output_hash": self.reactor.hash_check,
             "held": len(status.get("held", [])),
+            "reads": {key: status["reads"][key] for key in RUN_READS},
         }
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from reactor.core.readstats import RunReads
 from reactor.core.state import RunState
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -42,6 +43,45 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "reactor_engines_working", "Engines seen within the lease window.", working
         )
+
+
+class _ReadsCollector(Collector):
+    """Reads and bases of merged jobs, from the run's exact counts at scrape time (they
+    survive restarts: a counter rebuilt from the records never goes back)."""
+
+    def __init__(self, reads: Callable[[], RunReads]) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        run = self.reads()
+        total = run.reads.total
+        reads = CounterMetricFamily(
+            "reactor_reads", "Basecalled reads merged, by pass (qs >= min_qscore) or fail.",
+            labels=["outcome"],
+        )  # fmt: skip
+        bases = CounterMetricFamily(
+            "reactor_bases", "Basecalled bases merged, by pass or fail.", labels=["outcome"]
+        )
+        reads.add_metric(["pass"], total.pass_reads)
+        reads.add_metric(["fail"], total.reads - total.pass_reads)
+        bases.add_metric(["pass"], total.pass_bases)
+        bases.add_metric(["fail"], total.bases - total.pass_bases)
+        yield reads
+        yield bases
+        yield GaugeMetricFamily("reactor_read_n50", "N50 of the merged reads, in bases.", total.n50)
+        dropped = CounterMetricFamily(
+            "reactor_reads_dropped",
+            "Reads of done .pod5 files that are in no output (the basecaller dropped them).",
+        )
+        dropped.add_metric([], run.reads.dropped)
+        yield dropped
+        wrong = CounterMetricFamily(
+            "reactor_reads_not_once",
+            "Output records that break exactly-once: a read written twice, or one from no "
+            "file of its job (0 in a healthy run).",
+        )
+        wrong.add_metric([], run.reads.duplicates + run.reads.unknown)
+        yield wrong
 
 
 # Fine below 10 ms, where a healthy loop stays (make load reads its p99 from these).
@@ -143,3 +183,7 @@ class Metrics:
             registry=registry,
         )
         registry.register(_StateCollector(state, clock))
+
+    def count_reads(self, reads: Callable[[], RunReads]) -> None:
+        """Expose the run's read counts (read at every scrape)."""
+        self.registry.register(_ReadsCollector(reads))

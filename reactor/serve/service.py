@@ -24,11 +24,13 @@ import asyncio
 import contextlib
 import functools
 import gc
+import importlib.metadata
 import os
 import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,8 +39,10 @@ import structlog
 from reactor.core.endrun import RunEnd, is_stalled, phase_of
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.model import Clock
-from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, output_stem
+from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, job_tag, output_stem
+from reactor.core.params import min_qscore
 from reactor.core.rate import Throughput
+from reactor.core.readstats import JobReads, RunReads
 from reactor.core.retry import FailureHistory
 from reactor.core.state import (
     CompletionAction,
@@ -51,17 +55,33 @@ from reactor.core.state import (
 )
 from reactor.core.status import count_fields, status_line, status_report
 from reactor.disk.durable import DurabilityError, fsync_folder
+from reactor.disk.engine_trees import Outputs
 from reactor.disk.inputs import InputFolders
-from reactor.disk.journal import Chore, Journal, JournalError, Merged, Refused, Step, Unfinished
+from reactor.disk.journal import (
+    Chore,
+    Journal,
+    JournalError,
+    Merged,
+    Refused,
+    SplitOutputs,
+    Step,
+    Unfinished,
+)
+from reactor.disk.read_files import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
 from reactor.serve.metrics import Metrics
+from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
 
 log = structlog.get_logger("reactor")
 T = TypeVar("T")
+try:
+    VERSION = importlib.metadata.version("pod5-reactor")  # in the @PG line of split BAMs
+except importlib.metadata.PackageNotFoundError:  # run from a source tree
+    VERSION = "unknown"
 
 MAX_BATCH_SIZE = 10_000
 # An engine silent this long, with no live job and not benched, is forgotten: /status and
@@ -132,6 +152,25 @@ class StepsLeft(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRules:
+    """How a run's reads are judged and split: the pass threshold, whether by barcode
+    (None: as the reads say), and the barcodes' aliases."""
+
+    min_qscore: float
+    barcoded: bool | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _ReadOutputs:
+    """A job's outputs as the read worker found them, for its merge."""
+
+    outputs: Outputs
+    reads: JobReads | None
+    split: SplitOutputs | None = None
+
+
 class Reactor:
     """The running service: state, journal, and the operations on them."""
 
@@ -190,6 +229,18 @@ class Reactor:
         self._busy: dict[str, asyncio.Future[None]] = {}
         self._operations: set[asyncio.Task[Any]] = set()
         self.metrics.disk_operations.set_function(lambda: len(self._operations))
+        # The reads of merged jobs (exact: a job adds once, when its merge is decided),
+        # read in a worker process before each merge (read_qc, or MinKNOW's layout).
+        self.reads = RunReads()
+        self.read_worker: ReadWorker | None = (
+            shared_read_worker() if config.read_qc or config.minknow_layout else None
+        )
+        # The run's rules for its reads (host mode: from the run's parameters).
+        self.read_rules: Callable[[], ReadRules] = lambda: ReadRules(
+            min_qscore({}, config.min_qscore)
+        )
+        self._next_batch = 0  # MinKNOW's layout: the next output batch number
+        self.metrics.count_reads(lambda: self.reads)
 
     # ------------------------------------------------------------ start
 
@@ -287,6 +338,8 @@ class Reactor:
             state.restore_job(job)
         self.quarantine_folders = dict(recovered.quarantine_folders)
         self.state_folder_new = recovered.state_folder_new
+        self.reads = recovered.reads
+        self._next_batch = recovered.next_batch
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
         for job_id, reason in recovered.held.items():
@@ -460,11 +513,21 @@ class Reactor:
         action = plan.action
         journal = self.journal
         merged = Merged()
+        decided: JobReads | None = None
         try:
             if action is CompletionAction.MERGE:
                 try:
-                    merged = await self._write(journal.merge_step(job))
+                    read = await self._read_outputs(job)
+                    if read is None:
+                        merged = await self._write(journal.merge_step(job))
+                    else:
+                        reads = None if read.reads is None else read.reads.to_json()
+                        step = journal.merge_step(job, read.outputs, reads, read.split)
+                        decided = read.reads
+                        merged = await self._write(step)
+                        self._count_reads(job, decided, merged)
                 except Refused as refused:
+                    decided = None
                     plan = self.state.plan_refusal(plan, str(refused))
                     await self._write(journal.refuse_step(job, plan.reason))
             elif action is CompletionAction.FAIL:
@@ -476,8 +539,68 @@ class Reactor:
             elif action is CompletionAction.LATE_NOT_MERGED and plan.supersede:
                 await self._write(journal.supersede_step(job))
         except Unfinished as exc:  # decided on disk: memory follows, the job is held
+            if decided is not None and plan.action is CompletionAction.MERGE:
+                self._count_reads(job, decided, None)
             return plan, merged, exc.reason
         return plan, merged, None
+
+    async def _read_outputs(self, job: Job) -> _ReadOutputs | None:
+        """The job's outputs read in the worker process, read by read (and in MinKNOW's
+        layout written again, split, into its split folder); None when reads are not
+        read. Refused when the outputs break the rules, or cannot be split."""
+        worker = self.read_worker
+        if worker is None:
+            return None
+        split = self.config.minknow_layout
+        rules = self.read_rules()
+        batch = None
+        if split:
+            batch, self._next_batch = self._next_batch, self._next_batch + 1
+        journal = self.journal
+        request = SplitRequest(
+            output_dir=str(journal.output_dir.absolute()),
+            folder=journal.output_folder(job, Folder.TMPOUTPUT).name,
+            tag=job_tag(job.job_id),
+            pod5_paths=tuple(str(self.inputs.path(name).absolute()) for name in sorted(job.files)),
+            min_qscore=rules.min_qscore,
+            barcoded=rules.barcoded,
+            aliases=dict(rules.aliases),
+            batch=batch,
+            stage=str(journal.split_folder(job.job_id).absolute()) if split else None,
+            output_format=self.config.output_format,
+            provenance={"job": job.job_id, "engine": job.engine_id, "version": VERSION},
+        )
+        try:
+            result = await worker.split(request)
+        except (UnreadableOutput, ReadWorkerGone) as exc:
+            if split:
+                msg = f"its reads could not be split: {exc}"
+                raise Refused(msg) from None
+            log.warning("reads_unreadable", job_id=job.job_id, engine_id=job.engine_id,
+                        detail=str(exc))  # fmt: skip
+            return None
+        for warning in result.warnings:
+            log.warning("reads_warning", job_id=job.job_id, detail=warning)
+        if not split:
+            return _ReadOutputs(result.outputs, result.reads)
+        assert batch is not None  # noqa: S101  # set above for the split
+        return _ReadOutputs(
+            result.outputs,
+            result.reads,
+            SplitOutputs(tuple(result.written), tuple(result.read_from), batch),
+        )
+
+    def _count_reads(self, job: Job, reads: JobReads | None, merged: Merged | None) -> None:
+        """A merge is decided: its reads count, once (timed by its record's wall clock,
+        as recovery times them; a merge whose steps were cut short, by this one)."""
+        if reads is None:
+            return
+        now = time.time()
+        if merged is not None and merged.decided_at:
+            busy_s, merged_at = merged.decided_at - merged.assigned_at, merged.decided_at
+        else:
+            busy_s, merged_at = self.clock() - job.assigned_at, now
+        self.reads.add(reads, engine_id=job.engine_id, busy_s=busy_s, merged_at=merged_at)
 
     def _completed(
         self, plan: CompletionPlan, job_state: str, merged: Merged, unfinished: str | None
@@ -1017,6 +1140,7 @@ class Reactor:
             reconciles=self.reconciles,
         )
         report["paused"] = self.paused
+        report["reads"] = self.reads.view(self.read_rules().min_qscore)
         if self.hash_check is not None:
             report["output_hash"] = self.hash_check
         return report

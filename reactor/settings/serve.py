@@ -71,6 +71,7 @@ from reactor.settings.parsing import (
     read_config_file,
     reject_unknown_keys,
     token_problem,
+    toml_type,
     zero_or_more_seconds,
 )
 from reactor.settings.programs import FIX, find_program, program_missing
@@ -90,6 +91,9 @@ CONFIG_ENV = "REACTOR_CONFIG"
 OBSERVERS = ("native", "polling")
 DURABILITIES = ("fsync", "none")
 SOURCES = ("auto", "all", "pod5", "pod5_skip")
+OUTPUT_LAYOUTS = ("auto", "seed", "minknow")
+OUTPUT_FORMATS = ("auto", "fastq.gz", "bam", "both")
+MAX_QSCORE = 60.0
 # What input_dir and output_dir are in host mode: a path that can never be made (under a
 # file), so a mistaken use fails loudly instead of touching the working folder.
 UNSET = Path("/dev/null/unset")
@@ -109,6 +113,10 @@ class ServeConfig:
     output_root: Path | None = None
     adopt_since: float = DEFAULT_ADOPT_SINCE
     sources: str = "auto"
+    output_layout: str = "auto"
+    output_format: str = "auto"
+    min_qscore: float | None = None
+    read_qc: bool = True
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     stall_after: float = 10800.0
     rules: tuple[Rule, ...] = ()
@@ -153,6 +161,13 @@ class ServeConfig:
     @property
     def port(self) -> int:
         return split_listen(self.listen)[1]
+
+    @property
+    def minknow_layout(self) -> bool:
+        """Outputs in MinKNOW's layout (host mode's default) rather than the seed's."""
+        if self.output_layout == "auto":
+            return self.host_mode
+        return self.output_layout == "minknow"
 
     @property
     def host_mode(self) -> bool:
@@ -235,9 +250,34 @@ def _check_mode(config: ServeConfig) -> None:
             raise ConfigError(_unset(key))
 
 
+def parse_qscore(raw: object, from_text: bool) -> float:
+    if from_text and isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            msg = f"must be a Phred quality such as 9 or 10.5, got {raw!r}"
+            raise Invalid(msg) from None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        msg = f"must be a Phred quality such as 9, got {toml_type(raw)}"
+        raise Invalid(msg)
+    return float(raw)
+
+
+def qscore_problem(value: float) -> str | None:
+    if 0 <= value <= MAX_QSCORE:
+        return None
+    return f"must be between 0 and {MAX_QSCORE:g}, got {value:g}"
+
+
 def _check_relations(config: ServeConfig) -> None:
     """Rules across keys, checked without touching the filesystem."""
     _check_mode(config)
+    if config.minknow_layout and not config.read_qc:
+        msg = (
+            "read_qc = false cannot go with the minknow output layout: its reads are read to "
+            "be split into pass and fail; set output_layout = seed, or leave read_qc on"
+        )
+        raise ConfigError(msg)
     if not config.watch_root and Path(os.path.normpath(config.input_dir.absolute())) == Path(
         os.path.normpath(config.output_dir.absolute())
     ):
@@ -312,6 +352,23 @@ _KEYS: tuple[Key, ...] = (
          "basecalled live (its final summary says so, or its fastq_pass/, bam_pass/ or "
          "pod5_skip/ is there), pod5_skip/ only, else all; all; pod5 (all but pod5_skip/); "
          "pod5_skip."),
+    _Key("output_layout", "auto", "LAYOUT", parse_choice, one_of(OUTPUT_LAYOUTS),
+         meaning="seed: each job's outputs moved into pass/ and fail/ as the engine wrote them "
+         "(job_id_<job>_<name>). minknow: the reads split at min_qscore by dorado's qs into "
+         "MinKNOW's fastq_pass/, fastq_fail/ (bam_pass/, bam_fail/), barcode folders when "
+         "the run is barcoded, named {fc}_{pass|fail}_{alias_}{prid8}_{runid8}_{batch} with "
+         "batch numbers unique in the run. auto: minknow in host mode, seed for one run."),
+    _Key("output_format", "auto", "FORMAT", parse_choice, one_of(OUTPUT_FORMATS),
+         meaning="The minknow layout's files: fastq.gz, bam, both, or auto (what the engine "
+         "wrote: FASTQ in, .fastq.gz out; BAM in, .bam out)."),
+    _Key("min_qscore", "(by model)", "Q", parse_qscore, qscore_problem,
+         meaning="A read passes when dorado's mean quality (its qs tag) reaches this. By "
+         "default from the run's model: fast 8, hac 9, sup 10, else 9; a rule may set "
+         "min_qscore per run. Engines must not pass dorado --min-qscore (it drops reads)."),
+    _Key("read_qc", "true", "", parse_bool,
+         meaning="Count every read of each job's outputs (reads, bases, N50, Q, per barcode) "
+         "in a worker process before the job merges; false merges files unread (the seed "
+         "layout only: the minknow layout reads them to split them)."),
     _Key("min_free_percent", "5.0", "PERCENT", parse_seconds, percent_problem,
          meaning="Below this share of free space on a run's output filesystem, no more of "
          "its files are handed out (engines' outputs fill it, and a full /data stops "

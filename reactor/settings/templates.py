@@ -17,7 +17,8 @@ a conversion such as ``{job_id!r}`` or a format spec) is refused when the templa
 parsed, which the engine's settings do once, at start.
 
 `PRESETS` are ready-made templates (``--preset``): dorado writing FASTQ or BAM on stdout,
-reactor's stand-in basecaller, and the seed engine's supervisor line. The engine runs
+reactor's stand-in basecaller (into pass/ and fail/, or on stdout as dorado), and the
+seed engine's supervisor line. The engine runs
 the expanded command (`reactor.engine.command`).
 """
 
@@ -60,6 +61,18 @@ PRESETS: dict[str, Preset] = {
         "{python} -m reactor fake-basecaller {input_dir} {output_dir}",
         None,
         "reactor's stand-in basecaller, one FASTQ record per read, no GPU: for trials",
+    ),
+    # No {model}: a template that names it needs the model setting, which a trial need
+    # not set; the stand-in names its default model in the read groups.
+    "fake-dorado-bam": Preset(
+        "{python} -m reactor fake-basecaller --dorado {input_dir}",
+        "{output_dir}/pass/{job_id}.bam",
+        "reactor's stand-in writing BAM on stdout as dorado does, into the job's pass/",
+    ),
+    "fake-dorado-fastq": Preset(
+        "{python} -m reactor fake-basecaller --dorado {input_dir} --emit-fastq",
+        "{output_dir}/pass/{job_id}.fastq",
+        "reactor's stand-in writing FASTQ on stdout as dorado does, into the job's pass/",
     ),
     "seed-supervisor": Preset(
         "ont_basecaller_supervisor --input_path {input_dir} --save_path {output_dir} "

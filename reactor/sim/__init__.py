@@ -3,8 +3,11 @@ stand-in for dorado, and the demo that puts them together with the exactly-once 
 
 Owns the pod5 writer and reader (`pod5_files`, the only module that imports the pod5
 library and numpy, which the `sim` extra installs), the live-run simulator, the fake
-basecaller and the demo.
+basecaller (`fake_basecaller`: FASTQ into pass/ and fail/; with `--dorado`,
+`dorado_reads` and `dorado_stream`: dorado's stream on stdout, written with pysam) and
+the demo.
 
-May import: the standard library, `reactor.core` and `reactor.sim`, and pod5 and numpy
-(only inside `pod5_files`, and that only when a command needs it).
+May import: the standard library, `reactor.core` and `reactor.sim`, pod5 and numpy
+(only inside `pod5_files`, and that only when a command needs it), and pysam (in
+`dorado_stream`).
 """

@@ -1,5 +1,10 @@
 """`reactor fake-basecaller IN OUT`: a stand-in for dorado, for tests and demos.
 
+This is the folder mode. With `--dorado IN` (no OUT) the same command writes instead one
+stream on stdout as `dorado basecaller` does (unaligned BAM, or FASTQ), with dorado's
+header and tags, reads dropped, split and barcoded: `reactor.sim.dorado_stream`, the
+records from `reactor.sim.dorado_reads`.
+
 No GPU here, so this reads every `*.pod5` in IN (symlinks followed, sorted by name) with the
 `pod5` library and writes one FASTQ record per read, named by its read id:
 
@@ -33,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from reactor.core.names import is_pod5_name
 
@@ -43,6 +48,7 @@ CRASH_EXIT_CODE = 137  # what a shell reports for a process killed by SIGKILL
 _BASES = "ACGT"
 
 ReadTable = list[tuple[str, int]]  # (read id, signal samples), in file order
+Table = TypeVar("Table")  # one input's reads, as a reader gives them
 
 
 class ResultFolder(StrEnum):
@@ -72,14 +78,20 @@ def mean_qscore(read_id: str) -> float:
     return round(10 + 15 * spread, 2)
 
 
+def spell_bases(read_id: str, length: int) -> str:
+    """`length` bases spelled from the read id: two bases per hex digit, repeated."""
+    digits = [int(char, 16) for char in read_id if char != "-"]
+    pattern = "".join(_BASES[digit >> 2] + _BASES[digit & 3] for digit in digits) or "A"
+    return (pattern * (length // len(pattern) + 1))[:length]
+
+
 def fastq_record(read_id: str, n_samples: int, pod5_name: str) -> str:
     """The four FASTQ lines of one read, the header as dorado writes it (the read id, then
     tab-separated tags: `qs` its mean quality, `ch` its channel, `fn` its POD5's name,
     `RG` the run and model); the same arguments always give the same text."""
     digits = [int(char, 16) for char in read_id if char != "-"]
-    pattern = "".join(_BASES[digit >> 2] + _BASES[digit & 3] for digit in digits) or "A"
     length = sequence_length(n_samples)
-    bases = (pattern * (length // len(pattern) + 1))[:length]
+    bases = spell_bases(read_id, length)
     qs = mean_qscore(read_id)
     quality = chr(33 + round(qs)) * length
     channel = 1 + sum(digits) % 3000
@@ -114,14 +126,13 @@ def list_inputs(folder: Path) -> list[Path]:
     return [folder / name for name in sorted(names)]
 
 
-def read_inputs(
-    paths: list[Path], read_lengths: Callable[[Path], ReadTable]
-) -> list[tuple[Path, ReadTable]]:
-    """Every input's read table, or BadInput naming the first file that cannot be read."""
+def read_inputs(paths: list[Path], read_table: Callable[[Path], Table]) -> list[tuple[Path, Table]]:
+    """Every input's read table (as `read_table` reads one), or BadInput naming the first
+    file that cannot be read."""
     tables = []
     for path in paths:
         try:
-            tables.append((path, read_lengths(path)))
+            tables.append((path, read_table(path)))
         except Exception as exc:  # pod5 raises RuntimeError, OSError, ... for bad files
             msg = f"cannot read {path.name}: {_one_line(exc)}; it is corrupt or not a POD5 file"
             raise BadInput(msg) from exc
@@ -207,7 +218,7 @@ def _basecall(tables: list[tuple[Path, ReadTable]], args: argparse.Namespace) ->
     return tally
 
 
-def _fails_on_purpose(args: argparse.Namespace, inputs: list[Path]) -> str | None:
+def fails_on_purpose(args: argparse.Namespace, inputs: list[Path]) -> str | None:
     """The reason this run fails on purpose, if it does."""
     poison = sorted(set(args.fail_on) & {path.name for path in inputs})
     if poison:
@@ -235,7 +246,7 @@ def basecall(args: argparse.Namespace) -> int:
         )
         return 2
     inputs = list_inputs(args.input)
-    reason = _fails_on_purpose(args, inputs)
+    reason = fails_on_purpose(args, inputs)
     if reason is not None:
         print(f"{PROG}: {reason}", file=sys.stderr)
         return 1

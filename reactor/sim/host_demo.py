@@ -4,16 +4,22 @@ an exactly-once proof per run.
 As real processes in a fresh folder: one `reactor serve --watch-root` for the whole
 host, the host simulator (`reactor simulate-run --flow-cells N`: staggered runs in
 MinKNOW's layouts, files moved in from `tmp/`, two runs pooled in one sample folder, a
-final summary and an output hash per run) and a few engines (`reactor engine --preset
-fake`) given the root. It shows each run's progress while they go on, stops everything
-once every run is complete, then, for each run, reads every read id of its `.pod5`
-files and every FASTQ record in its own `pass/` + `fail/`. Exit code 0 only if every
-read of every run was basecalled exactly once, in its own run's outputs.
+final summary and an output hash per run) and a few engines given the root, running the
+stand-in basecaller as dorado (`reactor engine --preset fake-dorado-bam`: unaligned BAM,
+reads split and dropped as dorado does). It shows each run's progress while they go on,
+stops everything once every run is complete, then proves each run twice: the service's
+own read counts (`/status`: reads, bases, N50, the pass split, and the read-level
+accounting it kept job by job) and `reactor verify` on the run's outputs, which reads
+every `.pod5` read id and every record of MinKNOW's `bam_pass/` + `bam_fail/` again.
+Exit code 0 only if every read of every run is in its own run's outputs exactly once
+(or was dropped by the basecaller), and both agree.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +28,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reactor.core.minknow import parse_pod5_name
-from reactor.sim.demo import (
-    TIMEOUT_S,
-    Demo,
-    Verdict,
-    get_json,
-    play,
-    unusable,
-    verdict_of,
-    wrap_up,
-)
+from reactor.core.readstats import human_bases
+from reactor.sim.demo import TIMEOUT_S, Demo, get_json, play, unusable, wrap_up
 from reactor.sim.host_sim import LAYOUTS
 
 SHOWN = {"current": "pod5/"}  # a layout's name in the table
@@ -42,7 +40,38 @@ class RunVerdict:
     run: str
     layout: str
     phase: str
-    verdict: Verdict
+    files: int
+    served: dict[str, Any]  # the service's read counts of the run (/status)
+    verified: dict[str, Any]  # `reactor verify --json` of its outputs
+
+    @property
+    def ok(self) -> bool:
+        """Exactly once by both, and both count the same reads."""
+        accounting = self.served.get("accounting", {})
+        verified = self.verified
+        return (
+            bool(verified.get("exactly_once"))
+            and bool(accounting.get("exactly_once"))
+            and verified.get("files_done") == self.files
+            and verified.get("records") == self.served.get("reads")
+            and verified.get("bases") == self.served.get("bases")
+            and verified.get("counted") == accounting.get("counted")
+        )
+
+
+def verify_run(output_dir: Path) -> dict[str, Any]:
+    """`reactor verify OUTPUT_DIR --json`, run as a person would; {} if it cannot say."""
+    done = subprocess.run(
+        [sys.executable, "-m", "reactor", "verify", str(output_dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        return {}
+    return result
 
 
 def run_files(folder: Path, key: str) -> list[Path]:
@@ -72,6 +101,11 @@ class HostDemo(Demo):
             "--listen", f"127.0.0.1:{port}", "--report-back-interval", "10",
             "--sweep-interval", "1", "--settle-seconds", "2", "--log-format", "json",
         ]  # fmt: skip
+
+    def engine_argv(self, number: int) -> list[str]:
+        argv = super().engine_argv(number)
+        argv[argv.index("--preset") + 1] = "fake-dorado-bam"
+        return argv
 
     def simulator_argv(self) -> list[str]:
         return [
@@ -120,27 +154,46 @@ class HostDemo(Demo):
 
 
 def host_table(verdicts: list[RunVerdict], elapsed_s: float, engines: int) -> str:
-    head = ("run", "layout", "files", "reads", "pass", "fail", "missing", "dup", "other", "end")
-    rows = [head] + [
-        (
-            v.run, v.layout, str(v.verdict.files), str(v.verdict.reads), str(v.verdict.in_pass),
-            str(v.verdict.in_fail), str(v.verdict.missing), str(v.verdict.duplicated),
-            str(v.verdict.unexpected), v.phase,
-        )
-        for v in verdicts
-    ]  # fmt: skip
+    head = (
+        "run", "layout", "files", "pod5 reads", "records", "bases", "N50", "pass",
+        "split", "dropped", "wrong", "verify", "end",
+    )  # fmt: skip
+    rows = [head]
+    for v in verdicts:
+        served, verified = v.served, v.verified
+        accounting = served.get("accounting", {})
+        reads = served.get("reads", 0)
+        rows.append(
+            (
+                v.run, v.layout, str(v.files), str(accounting.get("pod5_reads", 0)), str(reads),
+                human_bases(served.get("bases", 0)), human_bases(served.get("n50", 0)),
+                f"{100 * served.get('pass_reads', 0) / reads:.0f} %" if reads else "-",
+                str(accounting.get("subreads", 0)), str(accounting.get("dropped", 0)),
+                str(accounting.get("unknown", 0) + accounting.get("duplicates", 0)),
+                "once" if verified.get("exactly_once") else "FAILED", v.phase,
+            )
+        )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [
         ("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))).rstrip()
         for row in rows
     ]
-    ok = bool(verdicts) and all(v.verdict.ok for v in verdicts)
-    reads = sum(v.verdict.reads for v in verdicts)
+    ok = bool(verdicts) and all(v.ok for v in verdicts)
+    reads = sum(v.served.get("accounting", {}).get("pod5_reads", 0) for v in verdicts)
+    bases = sum(v.served.get("bases", 0) for v in verdicts)
     lines += [
         "",
-        f"  runs {len(verdicts)}, reads {reads}, engines {engines}, wall time {elapsed_s:.1f} s",
+        f"  runs {len(verdicts)}, pod5 reads {reads}, bases {bases} ({human_bases(bases)}), "
+        f"engines {engines}, wall time {elapsed_s:.1f} s",
+        "  pass: qs >= the run's min_qscore; split: subreads (pi); dropped: reads the",
+        "  basecaller wrote no record for; wrong: records written twice or of no file",
         "  verdict  "
-        + ("every read of every run basecalled exactly once, in its own run" if ok else "FAILED"),
+        + (
+            "every read of every run basecalled exactly once, in its own run "
+            "(the service's counts and reactor verify agree)"
+            if ok
+            else "FAILED"
+        ),
     ]
     return "\n".join(lines)
 
@@ -165,10 +218,10 @@ def run_host_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         layout = LAYOUTS[(int(run["flow_cell"][3:]) - 1) % len(LAYOUTS)]
         verdicts.append(
             RunVerdict(
-                run["run"], SHOWN.get(layout, layout), run["phase"],
-                verdict_of(files, Path(run["output_dir"])),
+                run["run"], SHOWN.get(layout, layout), run["phase"], len(files),
+                run.get("reads", {}), verify_run(Path(run["output_dir"])),
             )
         )  # fmt: skip
     out.write("\n" + host_table(verdicts, played.elapsed_s, args.engines) + "\n")
-    ok = len(verdicts) == args.flow_cells and all(v.verdict.ok for v in verdicts)
+    ok = len(verdicts) == args.flow_cells and all(v.ok for v in verdicts)
     return wrap_up(demo, played, ok=ok, what="host folder")

@@ -7,7 +7,8 @@ so `pod5` is imported here and in `reactor/disk/run_facts.py` only.
 - `write_pod5(path, n_reads, seed)` writes a complete file and returns its read ids.
 - `pod5_bytes(n_reads, seed)` returns the bytes of such a file, to be written out later in
   pieces, as MinKNOW appends to its files.
-- `read_ids(path)` and `read_lengths(path)` read a file back.
+- `read_ids(path)` and `read_lengths(path)` read a file back; `read_facts(path)` reads
+  what the stand-in for dorado needs of each read (`reactor.sim.pod5_reads.Pod5Read`).
 
 With a `seed`, read ids and signal are deterministic: the same seed gives the same read ids
 from both writers. Note that `pod5.Writer` puts hidden `.<uuid>.tmp-*` side files next to
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import pod5  # type: ignore[import-untyped]  # pod5 ships no type information
+
+from reactor.sim.pod5_reads import Pod5Read, Pod5Run
 
 _EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 
@@ -134,3 +137,52 @@ def read_lengths(path: Path) -> list[tuple[str, int]]:
     """
     with pod5.Reader(path) as reader:
         return [(str(read.read_id), int(read.num_samples)) for read in reader.reads()]
+
+
+def _unix_ms(moment: datetime.datetime) -> int:
+    """Milliseconds since the Unix epoch; a time without a zone is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    unix_epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return (moment - unix_epoch) // datetime.timedelta(milliseconds=1)
+
+
+def _run_facts(run_info: Any) -> Pod5Run:
+    return Pod5Run(
+        run_id=str(run_info.protocol_run_id),
+        acquisition_id=str(run_info.acquisition_id),
+        acquisition_start_ms=_unix_ms(run_info.acquisition_start_time),
+        sample_rate=int(run_info.sample_rate),
+        flow_cell_id=str(run_info.flow_cell_id),
+        sample_id=str(run_info.sample_id),
+        device=str(run_info.system_name),
+    )
+
+
+def read_facts(path: Path) -> list[Pod5Read]:
+    """Every read of a `.pod5`, in file order, with its pore, position and run info.
+
+    Like `read_lengths`, reads the read table only (no signal is decompressed), and
+    raises whatever `pod5` raises for a missing or unreadable file.
+    """
+    runs: dict[str, Pod5Run] = {}
+    facts = []
+    with pod5.Reader(path) as reader:
+        for read in reader.reads():
+            run_info = read.run_info  # pod5 caches it per acquisition
+            run = runs.get(run_info.acquisition_id)
+            if run is None:
+                run = runs[run_info.acquisition_id] = _run_facts(run_info)
+            pore = read.pore
+            facts.append(
+                Pod5Read(
+                    read_id=str(read.read_id),
+                    n_samples=int(read.num_samples),
+                    channel=int(pore.channel),
+                    well=int(pore.well),
+                    read_number=int(read.read_number),
+                    start_sample=int(read.start_sample),
+                    run=run,
+                )
+            )
+    return facts

@@ -31,29 +31,12 @@ from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import Journal
 from reactor.serve.service import Reactor
 from tests.support.blocking import Blocking, started
+from tests.support.crash_at import CrashAt, SimulatedCrash
 from tests.support.pod5files import write_pod5
 from tests.support.runs import ManualClock, RunDirs
 
 LEASE_S = 60.0
 N_FILES = 5
-
-
-class SimulatedCrash(BaseException):
-    """Stands for kill -9: not an Exception, so no handler in reactor catches it."""
-
-
-class CrashAt:
-    """A journal checkpoint that crashes the n-th time `step` is reached."""
-
-    def __init__(self, step: str | None, nth: int = 1) -> None:
-        self.step = step
-        self.nth = nth
-        self.seen: list[str] = []
-
-    def __call__(self, step: str) -> None:
-        self.seen.append(step)
-        if step == self.step and self.seen.count(step) == self.nth:
-            raise SimulatedCrash(step)
 
 
 def counter_ids() -> Callable[[], str]:

@@ -336,6 +336,22 @@ def test_a_preset_fills_command_and_stdout_to_and_an_explicit_stdout_to_wins(
 
 
 @pytest.mark.parametrize(
+    ("preset", "suffix"), [("fake-dorado-bam", "bam"), ("fake-dorado-fastq", "fastq")]
+)
+def test_the_fake_dorado_presets_write_stdout_into_pass_as_dorados_and_need_no_model(
+    dirs: dict[str, str], preset: str, suffix: str
+) -> None:
+    config = parse_engine_config(cli("--preset", preset), dirs)
+    assert config.model is None
+    assert config.stdout_to == f"{{output_dir}}/pass/{{job_id}}.{suffix}"
+    assert config.stdout_to == PRESETS[f"dorado-{suffix}"].stdout_to
+    assert "fake-basecaller --dorado {input_dir}" in config.command
+    assert ("--emit-fastq" in config.command) == (
+        "--emit-fastq" in PRESETS[f"dorado-{suffix}"].command
+    )
+
+
+@pytest.mark.parametrize(
     ("argv", "env", "problem"),
     [
         ((), {}, "command is not set"),

@@ -106,7 +106,8 @@ async def test_json_is_the_status_answer(
     assert printed["files"] == direct["files"]
     assert printed["phase"] == "running"
     assert [e["engine_id"] for e in printed["engines"]] == ["gpu-node01", "gpu-node02"]
-    assert "reads" not in json.dumps(printed)  # the protocol does not report reads
+    # the reads the service counted in the merged outputs, as it said them
+    assert printed["reads"] == direct["reads"] and printed["reads"]["jobs"] == 1
 
 
 async def test_unreachable_service_is_one_line_and_exit_1(
@@ -511,3 +512,24 @@ def test_render_shows_held_jobs_with_their_reasons() -> None:
     )
     assert "+2 more" in text
     assert "held" not in "\n".join(view())  # none held (or an older service): no section
+
+
+READS = {
+    "reads": 10_000,
+    "bases": 1_234_567_890,
+    "pass_reads": 9_100,
+    "pass_bases": 1_200_000_000,
+    "n50": 14_321,
+    "min_qscore": 10.0,
+    "accounting": {"exactly_once": True, "unknown": 0, "duplicates": 0},
+}
+
+
+def test_render_shows_the_run_in_reads_as_labs_read_it() -> None:
+    text = "\n".join(view(reads=READS))
+    assert "reads    1.2 Gb · N50 14.3 kb · Q ≥ 10: 91 % · 10,000 reads" in text
+    ascii_text = "\n".join(view(reads=READS, glyphs=Glyphs.for_encoding("ascii")))
+    assert "Q >= 10: 91 %" in ascii_text
+    assert "reads " not in "\n".join(view())  # a service that counts none shows none
+    wrong = {**READS, "accounting": {"exactly_once": False, "unknown": 2, "duplicates": 1}}
+    assert "3 NOT ONCE" in "\n".join(view(reads=wrong))

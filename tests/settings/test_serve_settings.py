@@ -92,6 +92,9 @@ def test_describe_keys_lists_every_field_in_order_with_its_default() -> None:
         elif name == "output_root":
             assert default is None
             assert default_text == "(in each run)"
+        elif name == "min_qscore":  # unset: chosen by the run's model
+            assert default is None
+            assert default_text == "(by model)"
         elif default in (None, ()):
             assert default_text == "(none)"
         elif isinstance(default, bool):

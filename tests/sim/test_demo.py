@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reactor.sim.demo import check_exactly_once, fastq_names
-from tests.support.exactly_once import recount
+from tests.support.exactly_once import recount_called
 from tests.support.pod5files import write_pod5
 
 
@@ -97,6 +97,8 @@ def test_the_host_demo_serves_every_flow_cell_and_proves_each_run(tmp_path: Path
     assert "every read of every run basecalled exactly once, in its own run" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("PAW")]
     assert [row[1] for row in rows] == ["pod5/", "barcoded", "pooled", "pooled"]
+    # the table's reads and records are each run's own (recounted below)
+    shown = {row[0]: (int(row[3]), int(row[4])) for row in rows}
     # recount each run independently: its files under the root, its own outputs
     root = tmp_path / "host" / "data"
     own = sorted(root.glob("demo/sample*/*/reactor"))  # in a run folder of its own
@@ -108,6 +110,13 @@ def test_the_host_demo_serves_every_flow_cell_and_proves_each_run(tmp_path: Path
         runs.append((output, [f for f in shared if f.name.startswith(output.name + "_")]))
     for output, files in runs:
         assert len(files) == 3, output
-        counted = recount(files, output)
+        counted = recount_called(files, output)
         assert counted.ok, (output, counted)
         assert counted.reads == 4 * 3
+        # {fc}_{prid8}: a pooled run's output folder, else the end of its run folder's name
+        key = (
+            output.name
+            if output.name != "reactor"
+            else "_".join(output.parent.name.split("_")[-2:])
+        )
+        assert shown[key] == (counted.reads, counted.records), key

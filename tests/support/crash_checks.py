@@ -272,6 +272,13 @@ def _exactly_once(
     if unexpected := set(seen) - set(expected):
         which = "of quarantined files" if unexpected <= kept_out else "unknown"
         problems.append(f"{len(unexpected)} reads {which} in the output, {sorted(unexpected)[:3]}")
+    # the read counts the service keeps (recovered from the records, then added merge by
+    # merge) are the records in the outputs, exactly
+    counted = reactor.reads.reads.total.reads
+    if counted != sum(seen.values()):
+        problems.append(
+            f"the service counts {counted} reads, the outputs hold {sum(seen.values())}"
+        )
     for folder in (dirs.input_dir, dirs.output_dir):
         for name in os.listdir(folder):
             if name.startswith(STAGING_PREFIX) and name != INPUT_STAGING_NAME:

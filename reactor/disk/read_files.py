@@ -1,0 +1,553 @@
+"""The reads in a job's outputs: counted, split into MinKNOW's layout, and answered for.
+
+A job's engine writes FASTQ (plain or gzip) or unaligned BAM into its `TMPOUTPUT_…/`
+folders: dorado writes every read it called into one stream, with its mean quality in
+the `qs` tag and no pass/fail split (`--min-qscore` would drop reads, not split them).
+`split_outputs` reads each output record by record with a library (dnaio for FASTQ,
+pysam for BAM), counts every read (`reactor.core.readstats.JobReads`: per barcode, reads,
+bases, lengths, mean Q, the pass split at the run's `min_qscore` by `qs`, yield by the
+reads' start), checks every record against the read ids of the job's `.pod5` files, and,
+in the MinKNOW layout, writes the reads again as MinKNOW names them:
+
+    fastq_pass/[{alias}/]{fc}_pass_[{alias}_]{prid8}_{runid8}_{batch}.fastq.gz
+    fastq_fail/…, bam_pass/…, bam_fail/… likewise (`.bam`)
+
+into a staging folder of the service's own (`.reactor/split/<job>/`); the journal then
+makes them durable, records the decision with the counts, and renames them into place:
+no half file is ever under a final name, and a job's counts count once, exactly when its
+merge is decided. The batch number is the run's, unique within it (the journal hands
+them out).
+
+It runs in a worker process (parsing holds the GIL; a thread would stall the event
+loop with it), so everything here takes and returns plain data. Engines' outputs are
+opened without following links and read as data: a file that is not what its name says
+raises UnreadableOutput, and the job is refused rather than merged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dnaio
+import pod5  # type: ignore[import-untyped]  # pod5 ships no type information
+import pysam
+
+from reactor.core.read_tags import ReadTags, barcode_name, parse_header
+from reactor.core.readstats import YIELD_SLOT_S, JobReads
+from reactor.disk import engine_trees
+from reactor.disk.engine_trees import Outputs
+
+FASTQ = "fastq"
+BAM = "bam"
+FORMATS = ("auto", "fastq.gz", "bam", "both")  # the output_format setting
+_FASTQ_SUFFIXES = (".fastq", ".fq", ".fastq.gz", ".fq.gz")
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Integer types of a BAM tag as pysam reports them, written `i` in text (SAM's rule).
+_INTEGER_TYPES = frozenset("cCsSiI")
+
+
+class UnreadableOutput(Exception):
+    """An output that is not the reads its name says: the job cannot be merged."""
+
+
+def read_format(name: str) -> str | None:
+    """FASTQ or BAM by the output's name; None for anything else (logs, indexes)."""
+    lowered = name.lower()
+    if lowered.endswith(".bam"):
+        return BAM
+    if lowered.endswith(_FASTQ_SUFFIXES):
+        return FASTQ
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """What MinKNOW's output names are made of, for one job's outputs."""
+
+    flow_cell: str
+    protocol_run: str  # first 8 characters
+    acquisition_run: str  # first 8 characters
+    batch: int
+
+    def name(self, passed: bool, alias: str, extension: str) -> str:
+        verdict = "pass" if passed else "fail"
+        barcode = f"{alias}_" if alias else ""
+        return (
+            f"{self.flow_cell}_{verdict}_{barcode}{self.protocol_run}_"
+            f"{self.acquisition_run}_{self.batch}.{extension}"
+        )
+
+
+def output_folder(fmt: str, passed: bool, alias: str) -> str:
+    """`fastq_pass`, `bam_fail/barcode01`, …: where MinKNOW puts such reads."""
+    top = f"{fmt}_{'pass' if passed else 'fail'}"
+    return f"{top}/{alias}" if alias else top
+
+
+@dataclass(frozen=True, slots=True)
+class SplitRequest:
+    """One job's outputs to read (and, with a `batch`, to write again in MinKNOW's
+    layout into `stage`)."""
+
+    output_dir: str  # OUTPUTDIR (absolute)
+    folder: str  # the job's TMPOUTPUT_ folder in it
+    tag: str  # the job's tag (`reactor.core.names.job_tag`), for the names' length rule
+    pod5_paths: tuple[str, ...]  # the job's .pod5 files, for their read ids
+    min_qscore: float
+    # Barcode folders: True/False as the run's parameters say (a kit_name); None: by
+    # the reads (a job with a read classified by barcode is split by barcode).
+    barcoded: bool | None = False
+    aliases: dict[str, str] = field(default_factory=dict)  # barcode -> alias
+    batch: int | None = None  # MinKNOW's layout: the batch number; None: count only
+    stage: str | None = None  # where the split outputs are written (made afresh)
+    output_format: str = "auto"
+    provenance: dict[str, str] = field(default_factory=dict)  # for the @PG line
+
+    @property
+    def job_folder(self) -> str:
+        return str(Path(self.output_dir, self.folder))
+
+
+@dataclass(slots=True)
+class SplitResult:
+    """What a job's outputs held, and the files written for them."""
+
+    outputs: Outputs  # the engine's outputs, as inspected
+    reads: JobReads
+    written: list[tuple[str, str]] = field(default_factory=list)  # (output folder, name)
+    read_from: list[tuple[str, str]] = field(default_factory=list)  # the outputs read
+    not_reads: list[str] = field(default_factory=list)  # outputs that are no reads: left
+    warnings: list[str] = field(default_factory=list)  # for the service's log
+
+
+@dataclass(slots=True)
+class _Read:
+    """One record, whatever file it came from."""
+
+    tags: ReadTags
+    length: int
+    fastq: dnaio.SequenceRecord | None = None
+    segment: pysam.AlignedSegment | None = None
+
+
+def pod5_read_ids(paths: tuple[str, ...]) -> set[str]:
+    """The read ids of the job's `.pod5` files (their read tables, no signal)."""
+    ids: set[str] = set()
+    for path in paths:
+        with pod5.Reader(Path(path)) as reader:
+            ids.update(str(read_id) for read_id in reader.read_ids)
+    return ids
+
+
+def naming_of(pod5_path: str, batch: int) -> Naming:
+    """The names of a job's outputs from the run info of one of its `.pod5` files (the
+    flow cell, protocol run and acquisition, as MinKNOW names its own outputs)."""
+    with pod5.Reader(Path(pod5_path)) as reader:
+        info = next((read.run_info for read in reader.reads()), None)
+    if info is None:
+        return Naming("unknown", "00000000", "00000000", batch)
+    return Naming(
+        _safe(str(info.flow_cell_id)) or "unknown",
+        _safe(str(info.protocol_run_id))[:8] or "00000000",
+        _safe(str(info.acquisition_id))[:8] or "00000000",
+        batch,
+    )
+
+
+def _safe(text: str) -> str:
+    """A part of a file name: letters, digits, '-' only."""
+    return "".join(ch for ch in text if ch.isascii() and (ch.isalnum() or ch == "-"))
+
+
+def split_outputs(request: SplitRequest) -> SplitResult:
+    """Read a job's outputs (see the module docstring). Refused when they break the
+    rules of `reactor.disk.engine_trees.inspect`; UnreadableOutput names the first output
+    that cannot be read as what its name says."""
+    output_fd = os.open(request.output_dir, _DIR_FLAGS)
+    try:
+        outputs = engine_trees.inspect(output_fd, request.folder, request.tag)
+    finally:
+        os.close(output_fd)
+    try:
+        expected: set[str] | None = pod5_read_ids(request.pod5_paths)
+    except Exception as exc:  # pod5 raises RuntimeError, OSError, … for a damaged file
+        expected = None
+        problem = f"the read ids of the job's .pod5 files could not be read ({exc}): its "
+        problem += "reads are counted, not checked against them"
+    result = SplitResult(outputs, JobReads(pod5_reads=len(expected or ())))
+    if expected is None:
+        result.warnings.append(problem)
+    reads = result.reads
+    seen: set[str] = set()
+    counted: set[str] = set()
+    barcoded = request.barcoded
+    if barcoded is None:
+        barcoded = _any_barcode(request, outputs)
+    writers = None
+    if request.batch is not None and request.stage is not None:
+        naming = naming_of(request.pod5_paths[0], request.batch) if request.pod5_paths else None
+        writers = _Writers(request, outputs, naming or Naming("unknown", "0", "0", 0))
+    try:
+        for kind, name, fmt, path in _opened(request, outputs, result):
+            result.read_from.append((kind, name))
+            for read in _records(path, fmt, f"{kind}/{name}"):
+                tags = read.tags
+                alias = _alias(tags, request) if barcoded else ""
+                passed = reads.stats(alias).add(read.length, tags.qs or 0.0, request.min_qscore)
+                reads.records += 1
+                if tags.parent is not None:
+                    reads.subreads += 1
+                if tags.read_id in seen:
+                    reads.duplicates += 1
+                seen.add(tags.read_id)
+                counted_as = tags.counted_as
+                if expected is None or counted_as in expected:
+                    counted.add(counted_as)
+                else:
+                    reads.unknown += 1
+                if (slot := _start_slot(tags.start)) is not None:
+                    reads.by_start[slot] += read.length
+                if writers is not None:
+                    writers.write(read, fmt, passed, alias)
+        if writers is not None:
+            result.written = writers.close()
+    except BaseException:
+        if writers is not None:
+            writers.abandon()
+        raise
+    reads.counted = len(counted)
+    if expected is None:
+        reads.pod5_reads = reads.counted  # not known: nothing is said to be dropped
+    reads.dropped = reads.pod5_reads - reads.counted
+    return result
+
+
+def _any_barcode(request: SplitRequest, outputs: Outputs) -> bool:
+    """Whether any read of the outputs was classified by barcode (a `BC` tag)."""
+    for kind, name in outputs.entries:
+        fmt = read_format(name)
+        if fmt is None:
+            continue
+        with _output(request.job_folder, kind, name) as path:
+            if any(read.tags.barcode for read in _records(path, fmt, f"{kind}/{name}")):
+                return True
+    return False
+
+
+def _alias(tags: ReadTags, request: SplitRequest) -> str:
+    barcode = barcode_name(tags.barcode)
+    return request.aliases.get(barcode, barcode)
+
+
+def _start_slot(start: str | None) -> int | None:
+    if not start:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp()) // YIELD_SLOT_S
+
+
+def _opened(
+    request: SplitRequest, outputs: Outputs, result: SplitResult
+) -> Iterator[tuple[str, str, str, str]]:
+    """(result folder, name, format, a path that names the opened file) for each output
+    that holds reads; the others go to `not_reads`."""
+    for kind, name in outputs.entries:
+        fmt = read_format(name)
+        if fmt is None:
+            result.not_reads.append(f"{kind}/{name}")
+            continue
+        with _output(request.job_folder, kind, name) as path:
+            yield kind, name, fmt, path
+
+
+@contextlib.contextmanager
+def _output(job_folder: str, kind: str, name: str) -> Iterator[str]:
+    """One output, opened through descriptors without following any link; yields a path
+    that names the opened file (the libraries open by path), valid until the end."""
+    try:
+        job_fd = os.open(job_folder, _DIR_FLAGS)
+        try:
+            kind_fd = os.open(kind, _DIR_FLAGS, dir_fd=job_fd)
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=kind_fd)
+            finally:
+                os.close(kind_fd)
+        finally:
+            os.close(job_fd)
+    except OSError as exc:
+        msg = f"{kind}/{name} cannot be opened: {exc.strerror or exc}"
+        raise UnreadableOutput(msg) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            msg = f"{kind}/{name} is not a regular file"
+            raise UnreadableOutput(msg)
+        os.set_blocking(fd, True)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def _records(path: str, fmt: str, shown: str) -> Iterator[_Read]:
+    try:
+        if fmt == FASTQ:
+            yield from _fastq_records(path)
+        else:
+            yield from _bam_records(path)
+    except UnreadableOutput:
+        raise
+    except (OSError, ValueError, EOFError, dnaio.exceptions.FileFormatError) as exc:
+        msg = f"{shown} cannot be read as {fmt.upper()}: {' '.join(str(exc).split())}"
+        raise UnreadableOutput(msg) from None
+
+
+def _fastq_records(path: str) -> Iterator[_Read]:
+    with dnaio.open(path, fileformat="fastq") as reader:
+        for record in reader:
+            yield _Read(parse_header(record.name), len(record.sequence), fastq=record)
+
+
+def _bam_records(path: str) -> Iterator[_Read]:
+    with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+        for segment in bam.fetch(until_eof=True):
+            yield _Read(_bam_tags(segment), segment.query_length, segment=segment)
+
+
+def _bam_tags(segment: pysam.AlignedSegment) -> ReadTags:
+    def get(tag: str) -> Any:
+        return segment.get_tag(tag) if segment.has_tag(tag) else None
+
+    qs = get("qs")
+    channel = get("ch")
+    return ReadTags(
+        read_id=segment.query_name or "",
+        qs=float(qs) if isinstance(qs, int | float) else None,
+        parent=get("pi") or None,
+        channel=int(channel) if isinstance(channel, int) else None,
+        start=get("st") or None,
+        read_group=get("RG") or None,
+        barcode=get("BC") or None,
+    )
+
+
+# ------------------------------------------------------------------ writing
+
+
+def fastq_header(segment: pysam.AlignedSegment) -> str:
+    """A BAM record's name and tags as dorado writes them in a FASTQ header (arrays such
+    as the move table are left out, as dorado does)."""
+    fields = [segment.query_name or ""]
+    for tag, value, kind in segment.get_tags(with_value_type=True):
+        if kind == "B":
+            continue
+        fields.append(f"{tag}:{'i' if kind in _INTEGER_TYPES else kind}:{value}")
+    return "\t".join(fields)
+
+
+def _segment(record: dnaio.SequenceRecord, header: pysam.AlignmentHeader) -> pysam.AlignedSegment:
+    """A FASTQ record as an unaligned BAM record, its header's tags as the record's."""
+    read_id, *fields = record.name.split("\t")
+    segment = pysam.AlignedSegment(header)
+    segment.query_name = read_id
+    segment.flag = 4
+    segment.query_sequence = record.sequence
+    segment.query_qualities = pysam.qualitystring_to_array(record.qualities or "")
+    tags: list[tuple[str, Any, str]] = []
+    for item in fields:
+        tag, _, rest = item.partition(":")
+        kind, _, text = rest.partition(":")
+        if len(tag) != 2 or kind not in ("i", "f", "Z", "A", "H"):
+            continue
+        with contextlib.suppress(ValueError):
+            value: Any = int(text) if kind == "i" else float(text) if kind == "f" else text
+            tags.append((tag, value, kind))
+    segment.set_tags(tags)
+    return segment
+
+
+def _read_groups(path: str, fmt: str, shown: str) -> list[dict[str, Any]]:
+    if fmt == BAM:
+        return [dict(group) for group in _bam_header(path, shown).get("RG", [])]
+    groups = {tags.read_group for read in _records(path, fmt, shown) if (tags := read.tags)}
+    return [{"ID": group} for group in sorted(g for g in groups if g)]
+
+
+def _programs(path: str, shown: str) -> list[dict[str, Any]]:
+    return [dict(program) for program in _bam_header(path, shown).get("PG", [])]
+
+
+def _bam_header(path: str, shown: str) -> dict[str, Any]:
+    try:
+        with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+            return dict(bam.header.to_dict())
+    except (OSError, ValueError) as exc:
+        msg = f"{shown} cannot be read as BAM: {' '.join(str(exc).split())}"
+        raise UnreadableOutput(msg) from None
+
+
+class _Writers:
+    """The split outputs of one job, one file per (format, pass or fail, barcode), each
+    opened on its first read, in the staging folder under its final name."""
+
+    def __init__(self, request: SplitRequest, outputs: Outputs, naming: Naming) -> None:
+        assert request.stage is not None  # noqa: S101  # the caller's condition
+        self.request = request
+        self.outputs = outputs
+        self.naming = naming
+        self.stage = Path(request.stage)
+        if self.stage.is_symlink() or self.stage.exists():
+            shutil.rmtree(self.stage)  # a leftover of a try a crash cut short
+        self.stage.mkdir(mode=0o700, parents=True)
+        self.fastq: dict[tuple[bool, str], Any] = {}
+        self.bam: dict[tuple[bool, str], pysam.AlignmentFile] = {}
+        self.written: list[tuple[str, str]] = []
+        self._bam_header: pysam.AlignmentHeader | None = None
+        self._read_groups: dict[str, dict[str, Any]] = {}
+        self._programs: list[dict[str, Any]] = []
+        self._scan_headers()
+
+    def _formats(self, fmt: str) -> tuple[str, ...]:
+        chosen = self.request.output_format
+        if chosen == "auto":
+            return (fmt,)
+        if chosen == "both":
+            return (FASTQ, BAM)
+        return (BAM,) if chosen == "bam" else (FASTQ,)
+
+    def _scan_headers(self) -> None:
+        """The read groups and programs of the inputs, for the header of BAM outputs: a
+        BAM input's from its header, a FASTQ input's read groups from its records (only
+        when BAM is written)."""
+        for kind, name in self.outputs.entries:
+            fmt = read_format(name)
+            if fmt is None or BAM not in self._formats(fmt):
+                continue
+            with _output(self.request.job_folder, kind, name) as path:
+                for group in _read_groups(path, fmt, f"{kind}/{name}"):
+                    self._read_groups.setdefault(str(group.get("ID")), group)
+                if fmt == BAM:
+                    for program in _programs(path, f"{kind}/{name}"):
+                        if program not in self._programs:
+                            self._programs.append(program)
+
+    def _header(self) -> pysam.AlignmentHeader:
+        if self._bam_header is None:
+            programs = [dict(p) for p in self._programs]
+            ids = {str(p.get("ID")) for p in programs}
+            own = "reactor"
+            while own in ids:
+                own += "'"
+            ours: dict[str, Any] = {"ID": own, "PN": "pod5-reactor"}
+            if programs:
+                ours["PP"] = str(programs[-1].get("ID"))
+            provenance = self.request.provenance
+            if provenance.get("version"):
+                ours["VN"] = provenance["version"]
+            described = " ".join(
+                f"{k}={v}" for k, v in sorted(provenance.items()) if k != "version" and v
+            )
+            if described:
+                ours["DS"] = described
+            self._bam_header = pysam.AlignmentHeader.from_dict(
+                {
+                    "HD": {"VN": "1.6", "SO": "unknown"},
+                    "PG": [*programs, ours],
+                    **({"RG": list(self._read_groups.values())} if self._read_groups else {}),
+                }
+            )
+        return self._bam_header
+
+    def _open(self, fmt: str, passed: bool, alias: str) -> Any:
+        extension = "fastq.gz" if fmt == FASTQ else "bam"
+        name = self.naming.name(passed, alias, extension)
+        path = self.stage / name
+        self.written.append((output_folder(fmt, passed, alias), name))
+        if fmt == FASTQ:
+            return dnaio.open(path, mode="w", fileformat="fastq", compression_level=1)
+        return pysam.AlignmentFile(str(path), "wb", header=self._header())
+
+    def write(self, read: _Read, fmt: str, passed: bool, alias: str) -> None:
+        key = (passed, alias)
+        for out in self._formats(fmt):
+            if out == FASTQ:
+                writer = self.fastq.get(key)
+                if writer is None:
+                    writer = self.fastq[key] = self._open(FASTQ, passed, alias)
+                record = read.fastq
+                if record is None:
+                    segment = read.segment
+                    assert segment is not None  # noqa: S101  # a BAM read has its record
+                    qualities = segment.query_qualities
+                    record = dnaio.SequenceRecord(
+                        fastq_header(segment),
+                        segment.query_sequence or "",
+                        pysam.qualities_to_qualitystring(qualities) if qualities else None,
+                    )
+                writer.write(record)
+            else:
+                bam = self.bam.get(key)
+                if bam is None:
+                    bam = self.bam[key] = self._open(BAM, passed, alias)
+                segment = read.segment
+                if segment is None:
+                    assert read.fastq is not None  # noqa: S101  # a FASTQ read has its record
+                    segment = _segment(read.fastq, self._header())
+                bam.write(segment)
+
+    def close(self) -> list[tuple[str, str]]:
+        for writer in [*self.fastq.values(), *self.bam.values()]:
+            writer.close()
+        return self.written
+
+    def abandon(self) -> None:
+        for writer in [*self.fastq.values(), *self.bam.values()]:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+# ------------------------------------------------------------------ a run's outputs
+
+
+def output_files(output_dir: Path) -> Iterator[tuple[str, str, Path]]:
+    """(verdict, format, path) of every file of reads in a run's outputs, in either
+    layout: the seed's `pass/` and `fail/`, MinKNOW's `fastq_pass/`, `bam_fail/`, … with
+    their barcode folders. When both FASTQ and BAM folders are there (output_format =
+    both), each read is in both: the FASTQ ones are listed, not the BAM ones."""
+    for verdict in ("pass", "fail"):
+        folder = output_dir / verdict
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                fmt = read_format(path.name)
+                if fmt is not None and path.is_file() and not path.is_symlink():
+                    yield verdict, fmt, path
+    fastq_there = any((output_dir / f"{FASTQ}_{v}").is_dir() for v in ("pass", "fail"))
+    for fmt in (FASTQ, BAM):
+        if fmt == BAM and fastq_there:
+            continue
+        for verdict in ("pass", "fail"):
+            top = output_dir / f"{fmt}_{verdict}"
+            if not top.is_dir():
+                continue
+            for path in sorted(top.rglob("*")):
+                if read_format(path.name) == fmt and path.is_file() and not path.is_symlink():
+                    yield verdict, fmt, path
+
+
+def file_reads(path: Path, fmt: str) -> Iterator[tuple[ReadTags, int]]:
+    """(tags, length) of every record of one file of reads; UnreadableOutput if it
+    cannot be read as `fmt`."""
+    for read in _records(str(path), fmt, str(path)):
+        yield read.tags, read.length

@@ -1,0 +1,80 @@
+"""The worker process that reads jobs' outputs, read by read, for the event loop.
+
+Parsing FASTQ and BAM holds the GIL for as long as it runs, so a thread would stall
+the event loop (and every engine's answer) with it: the reads are read in a separate
+process (`reactor.disk.read_files.split_outputs`), one per service, shared by every run
+of a host. It is started with `spawn` (the service has threads: forking it could copy a
+lock held by one of them) on the first job to read, and replaced if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from reactor.disk.read_files import SplitRequest, SplitResult, split_outputs
+
+WORKERS = 1  # one core for reads: ~50 MB/s of FASTQ at a full PromethION (docs/operations.md)
+
+
+class ReadWorkerGone(Exception):
+    """The worker process died twice on one job: its outputs could not be read."""
+
+
+class ReadWorker:
+    """A lazily started pool of `WORKERS` processes that read jobs' outputs."""
+
+    def __init__(self, workers: int = WORKERS) -> None:
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self._workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    async def split(self, request: SplitRequest) -> SplitResult:
+        """Read (and split) one job's outputs in the worker; a worker that died is
+        replaced and the job tried once more."""
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            pool = self._executor()
+            try:
+                return await loop.run_in_executor(pool, split_outputs, request)
+            except BrokenProcessPool:
+                self._replace(pool)
+                if attempt == 2:
+                    msg = "the process reading jobs' outputs died twice on this job"
+                    raise ReadWorkerGone(msg) from None
+        msg = "unreachable"
+        raise AssertionError(msg)  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_shared: ReadWorker | None = None
+
+
+def shared_read_worker() -> ReadWorker:
+    """The process's worker, shared by every run it serves."""
+    global _shared  # one pool per process, made on first use
+    if _shared is None:
+        _shared = ReadWorker()
+    return _shared
