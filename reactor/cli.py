@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "requeue": "requeue",
     "run": "run",
     "verify": "verify",
+    "merge": "merge",
     "config": "config",
     "demo": "demo",
     "simulate-run": "simulate_run",

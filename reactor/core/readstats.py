@@ -77,14 +77,15 @@ class ReadStats:
     def n50(self) -> int:
         return n50(self.lengths)
 
-    def view(self) -> dict[str, Any]:
-        """What /status shows: exact integers (rounding is for people)."""
+    def view(self, n50: int | None = None) -> dict[str, Any]:
+        """What /status shows: exact integers (rounding is for people); `n50` when the
+        caller has it already."""
         return {
             "reads": self.reads,
             "bases": self.bases,
             "pass_reads": self.pass_reads,
             "pass_bases": self.pass_bases,
-            "n50": self.n50,
+            "n50": self.n50 if n50 is None else n50,
             "mean_q": {str(q): n for q, n in sorted(self.mean_q.items())},
         }
 
@@ -219,6 +220,23 @@ class RunReads:
     jobs: int = 0
     by_arrival: Counter[int] = field(default_factory=Counter)  # slot merged -> bases
     engines: dict[str, EngineYield] = field(default_factory=dict)
+    # The totals over barcodes and their N50, made again only after a job adds: a view
+    # of a run of millions of reads sorts tens of thousands of lengths.
+    _summed: tuple[int, ReadStats, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def total(self) -> ReadStats:
+        return self._sum()[0]
+
+    @property
+    def n50(self) -> int:
+        return self._sum()[1]
+
+    def _sum(self) -> tuple[ReadStats, int]:
+        if self._summed is None or self._summed[0] != self.jobs:
+            total = self.reads.total
+            self._summed = (self.jobs, total, total.n50)
+        return self._summed[1], self._summed[2]
 
     def add(self, job: JobReads, *, engine_id: str, busy_s: float, merged_at: float) -> None:
         """One merged job's reads (`merged_at`: wall-clock seconds of the decision)."""
@@ -234,9 +252,9 @@ class RunReads:
 
     def view(self, min_qscore: float | None = None) -> dict[str, Any]:
         """What /status shows: exact integers (reads, bases, N50 in bases)."""
-        total = self.reads.total
+        total = self.total
         return {
-            **total.view(),
+            **total.view(n50=self.n50),
             "min_qscore": min_qscore,
             "jobs": self.jobs,
             "length_histogram": length_histogram(total.lengths),

@@ -120,6 +120,9 @@ class JobRecord:
     reason: str = ""  # refused: why
     # done, its reads counted: `reactor.core.readstats.JobReads.to_json()`
     reads: dict[str, Any] | None = None
+    # done, its reads read: how they were judged and made (the run's parameters then,
+    # min_qscore, the layout): with the job's engine and files, the run's manifest
+    made_with: dict[str, str] | None = None
     # done in MinKNOW's layout: `outputs` are (output folder, name) in .reactor/split/<job>/,
     # written from the engine's `read_from` (result folder, name), with this batch number
     layout: str = "seed"
@@ -142,6 +145,7 @@ class JobRecord:
             "superseded": self.superseded,
             "reason": self.reason,
             **({"reads": self.reads} if self.reads is not None else {}),
+            **({"made_with": self.made_with} if self.made_with is not None else {}),
             **(
                 {
                     "layout": self.layout,
@@ -174,6 +178,11 @@ class JobRecord:
             superseded=bool(data.get("superseded", False)),
             reason=str(data.get("reason", "")),
             reads=data["reads"] if isinstance(data.get("reads"), dict) else None,
+            made_with=(
+                {str(k): str(v) for k, v in data["made_with"].items()}
+                if isinstance(data.get("made_with"), dict)
+                else None
+            ),
             layout=str(data.get("layout", "seed")),
             batch=int(data["batch"]) if data.get("batch") is not None else None,
             read_from=[(str(kind), str(name)) for kind, name in data.get("read_from", [])],
@@ -612,6 +621,7 @@ class Journal:
         outputs: Outputs | None = None,
         reads: dict[str, Any] | None = None,
         split: SplitOutputs | None = None,
+        made_with: dict[str, str] | None = None,
     ) -> Step[Merged]:
         """DONE: look at the outputs (unless given), make them durable, record what is
         merged (the commit point) with the job's `reads`, then move it into pass/ and
@@ -632,6 +642,8 @@ class Journal:
 
         def details() -> dict[str, Any]:
             extra: dict[str, Any] = {} if reads is None else {"reads": reads}
+            if made_with is not None:
+                extra["made_with"] = made_with
             if split is None:
                 return {"outputs": list(found[0].entries), **extra}
             return {

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import shlex
@@ -85,6 +86,7 @@ from reactor.disk.marker import (
     read_marker,
     write_marker,
 )
+from reactor.disk.merged import MERGED, merge_run
 from reactor.disk.output_hash import listed_pod5
 from reactor.disk.stop_file import find_stop_file
 from reactor.runtime.processes import signal_group
@@ -141,6 +143,8 @@ class Finisher:
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._running = False  # on_complete started (or starting) and not ended
+        self._merged = False  # merge_outputs: the run's outputs merged (or it failed)
+        self._merging: asyncio.Task[None] | None = None
         self._stopping = False  # shutdown has begun: claim nothing; an end is "stopped"
         self._exit_reason: str | None = None  # set once the run is complete
         self._exit_requested = False
@@ -294,6 +298,12 @@ class Finisher:
         stop_file = run_end.stop_file
         if stop_file is None and run_end.closed is None:
             return  # never: next_step says COMPLETE only after it is seen
+        if self.config.merge_outputs and not self._merged:
+            if self._merging is None:  # merged before the claim: on_complete sees them
+                self._merging = asyncio.get_running_loop().create_task(
+                    self._merge_then_complete(), name="reactor-merge-outputs"
+                )
+            return
         counts = self.reactor.count_fields()
         command = shlex.split(self.config.on_complete) if self.config.on_complete else None
         env = run_env(
@@ -323,6 +333,7 @@ class Finisher:
             return  # the next sweep tries again
         run_end.complete = True
         self._exit_reason = "run_complete"
+        reads = self.reactor.reads
         log.info(
             "run_complete",
             stop_file=str(run_end.stop_file or ""),
@@ -330,6 +341,10 @@ class Finisher:
             files_done=counts["done"],
             files_quarantined=counts["quarantined"],
             marker=str(self.marker_path),
+            reads=reads.total.reads,
+            bases=reads.total.bases,
+            reads_exactly_once=reads.reads.exactly_once,
+            **{f"reads_{key}": value for key, value in reads.reads.accounting().items()},
         )
         if command:
             self._running = True
@@ -341,6 +356,31 @@ class Finisher:
             self._hash_check = asyncio.get_running_loop().create_task(
                 self._cross_check(stop_file.parent, key), name="reactor-output-hash"
             )
+
+    async def _merge_then_complete(self) -> None:
+        """The run's outputs merged per barcode (on the writer's thread), then the run is
+        complete. A merge that fails is logged and the run completes without it."""
+        output_dir = self.config.output_dir
+        try:
+            merged = await self.reactor.write_chore(functools.partial(merge_run, output_dir))
+        except Exception as exc:  # pysam raises SamtoolsError; the disk, OSError
+            log.error(
+                "outputs_merge_failed",
+                folder=str(output_dir / MERGED),
+                detail=" ".join(str(exc).split()),
+                action="the run completes without merged files; merge them by hand with "
+                "reactor merge, or fix the cause and restart",
+            )
+        else:
+            log.info(
+                "outputs_merged",
+                folder=str(output_dir / MERGED),
+                files=merged.written,
+                bytes=merged.bytes,
+            )
+        self._merged = True
+        if not self._stopping:
+            self._complete()
 
     async def _cross_check(self, run_folder: Path, key: RunKey) -> None:
         """MinKNOW's output hash file, if the run has one: every POD5 it lists must be
@@ -497,6 +537,9 @@ class Finisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._hash_check
         self.begin_shutdown()  # also when on_shutdown did not run (an app never served)
+        if self._merging is not None and not self._merging.done():
+            # the merge ends on the writer's thread; the run completes at the next start
+            await asyncio.wait({self._merging}, timeout=self.stop_grace_s)
         task = self._task
         if task is None or task.done():
             return

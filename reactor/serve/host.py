@@ -66,6 +66,7 @@ from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
+from reactor.disk.merged import MERGED_SAMPLE, MergedFiles, merge_into, sample_runs
 from reactor.disk.rebasecall import SUPERSEDED, set_aside
 from reactor.disk.run_facts import read_run_info, read_sample_sheet, sample_sheet_of
 from reactor.disk.runs import (
@@ -618,6 +619,7 @@ class RunUnit:
             min_qscore(params, self.config.min_qscore),
             barcoded=bool(params.get("kit_name")),
             aliases=dict(self.facts.aliases),
+            params=for_engines(params),
         )
 
     async def _rebasecall(self, after: dict[str, str]) -> None:
@@ -813,6 +815,7 @@ class Host:
         self._jobs: dict[str, RunUnit] = {}
         self._starting: set[RunKey] = set()  # runs whose unit is being started
         self._samples: dict[Path, _Seen] = {}
+        self._merging = asyncio.Lock()  # merge_samples: one sample merge at a time
         self.ready = False
         self.metrics = HostMetrics(self)
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
@@ -1149,10 +1152,35 @@ class Host:
         if unit.completed_at is None:
             unit.completed_at = now
             self.share.forget(unit.key)
+            if self.config.merge_samples:
+                await self._merge_sample(unit)
             return
         if now - unit.completed_at < RETIRE_AFTER_S:
             return
         await self.retire(unit.key)
+
+    async def _merge_sample(self, unit: RunUnit) -> None:
+        """A run of the sample completed: its complete runs merged again, per barcode
+        (`merge_samples`), on a worker thread; a failure is logged, the run unharmed."""
+        group, sample = unit.group, unit.sample
+        base = self.config.output_root or unit.found.root
+        if not group or not sample:
+            return
+
+        def merge() -> tuple[Path, list[Path], MergedFiles]:
+            (runs,) = sample_runs([base], sample, group)
+            target = runs.sample_folder / MERGED_SAMPLE
+            return target, runs.complete, merge_into(target, runs.complete)
+
+        try:
+            async with self._merging:  # one sample merge at a time: two runs may end together
+                target, runs, merged = await asyncio.to_thread(merge)
+        except Exception as exc:  # pysam raises SamtoolsError; the disk, OSError
+            log.error("sample_merge_failed", run=str(unit.key), group=group, sample=sample,
+                      detail=" ".join(str(exc).split()))  # fmt: skip
+            return
+        log.info("sample_merged", run=str(unit.key), group=group, sample=sample,
+                 folder=str(target), runs=len(runs), files=merged.written)  # fmt: skip
 
     async def retire(self, key: RunKey) -> None:
         """A complete run leaves memory and /metrics; /status lists it as finished."""

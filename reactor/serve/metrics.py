@@ -54,7 +54,7 @@ class _ReadsCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         run = self.reads()
-        total = run.reads.total
+        total = run.total
         reads = CounterMetricFamily(
             "reactor_reads", "Basecalled reads merged, by pass (qs >= min_qscore) or fail.",
             labels=["outcome"],
@@ -68,7 +68,7 @@ class _ReadsCollector(Collector):
         bases.add_metric(["fail"], total.bases - total.pass_bases)
         yield reads
         yield bases
-        yield GaugeMetricFamily("reactor_read_n50", "N50 of the merged reads, in bases.", total.n50)
+        yield GaugeMetricFamily("reactor_read_n50", "N50 of the merged reads, in bases.", run.n50)
         dropped = CounterMetricFamily(
             "reactor_reads_dropped",
             "Reads of done .pod5 files that are in no output (the basecaller dropped them).",

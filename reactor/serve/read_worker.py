@@ -4,13 +4,21 @@ Parsing FASTQ and BAM holds the GIL for as long as it runs, so a thread would st
 the event loop (and every engine's answer) with it: the reads are read in a separate
 process (`reactor.disk.read_files.split_outputs`), one per service, shared by every run
 of a host. It is started with `spawn` (the service has threads: forking it could copy a
-lock held by one of them) on the first job to read, and replaced if it dies.
+lock held by one of them) on the first job to read, and replaced if it dies. It dies
+with the service, however the service ends (`kill -9` included): the kernel signals it
+when its parent goes (Linux's PR_SET_PDEATHSIG), since a worker waiting on its queue
+would otherwise wait forever, holding the queue's other end itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +26,19 @@ from concurrent.futures.process import BrokenProcessPool
 from reactor.disk.read_files import SplitRequest, SplitResult, split_outputs
 
 WORKERS = 1  # one core for reads: ~50 MB/s of FASTQ at a full PromethION (docs/operations.md)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """(In the worker, at its start.) Be killed when the service ends, and end now if it
+    ended while this process started."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
 class ReadWorkerGone(Exception):
@@ -36,7 +57,10 @@ class ReadWorker:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn")
+                    self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=die_with_parent,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 

@@ -155,11 +155,13 @@ class StepsLeft(Exception):
 @dataclass(frozen=True, slots=True)
 class ReadRules:
     """How a run's reads are judged and split: the pass threshold, whether by barcode
-    (None: as the reads say), and the barcodes' aliases."""
+    (None: as the reads say), the barcodes' aliases, and the run's basecall parameters
+    (recorded with each job's reads)."""
 
     min_qscore: float
     barcoded: bool | None = None
     aliases: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # the run's, as engines are told
 
 
 @dataclass(slots=True)
@@ -169,6 +171,7 @@ class _ReadOutputs:
     outputs: Outputs
     reads: JobReads | None
     split: SplitOutputs | None = None
+    made_with: dict[str, str] | None = None
 
 
 class Reactor:
@@ -522,7 +525,9 @@ class Reactor:
                         merged = await self._write(journal.merge_step(job))
                     else:
                         reads = None if read.reads is None else read.reads.to_json()
-                        step = journal.merge_step(job, read.outputs, reads, read.split)
+                        step = journal.merge_step(
+                            job, read.outputs, reads, read.split, read.made_with
+                        )
                         decided = read.reads
                         merged = await self._write(step)
                         self._count_reads(job, decided, merged)
@@ -581,13 +586,20 @@ class Reactor:
             return None
         for warning in result.warnings:
             log.warning("reads_warning", job_id=job.job_id, detail=warning)
+        made_with = {
+            **rules.params,
+            "min_qscore": f"{rules.min_qscore:g}",
+            "output_layout": "minknow" if split else "seed",
+            "reactor": VERSION,
+        }
         if not split:
-            return _ReadOutputs(result.outputs, result.reads)
+            return _ReadOutputs(result.outputs, result.reads, made_with=made_with)
         assert batch is not None  # noqa: S101  # set above for the split
         return _ReadOutputs(
             result.outputs,
             result.reads,
             SplitOutputs(tuple(result.written), tuple(result.read_from), batch),
+            made_with,
         )
 
     def _count_reads(self, job: Job, reads: JobReads | None, merged: Merged | None) -> None:

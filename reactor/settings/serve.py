@@ -117,6 +117,8 @@ class ServeConfig:
     output_format: str = "auto"
     min_qscore: float | None = None
     read_qc: bool = True
+    merge_outputs: bool = False
+    merge_samples: bool = False
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     stall_after: float = 10800.0
     rules: tuple[Rule, ...] = ()
@@ -272,6 +274,13 @@ def qscore_problem(value: float) -> str | None:
 def _check_relations(config: ServeConfig) -> None:
     """Rules across keys, checked without touching the filesystem."""
     _check_mode(config)
+    if (config.merge_outputs or config.merge_samples) and not config.minknow_layout:
+        msg = (
+            "merge_outputs and merge_samples need the minknow output layout (they merge "
+            "fastq_pass/, bam_pass/, … per barcode): set output_layout = minknow, or "
+            "turn them off"
+        )
+        raise ConfigError(msg)
     if config.minknow_layout and not config.read_qc:
         msg = (
             "read_qc = false cannot go with the minknow output layout: its reads are read to "
@@ -369,6 +378,15 @@ _KEYS: tuple[Key, ...] = (
          meaning="Count every read of each job's outputs (reads, bases, N50, Q, per barcode) "
          "in a worker process before the job merges; false merges files unread (the seed "
          "layout only: the minknow layout reads them to split them)."),
+    _Key("merge_outputs", "false", "", parse_bool, boolean=True,
+         meaning="At the end of a run, before on_complete, write one file per barcode and "
+         "pass/fail into the output folder's merged/ ([alias.]pass.fastq.gz, .bam), "
+         "atomically; the minknow layout only. reactor merge SAMPLE merges a sample "
+         "across its runs."),
+    _Key("merge_samples", "false", "", parse_bool, boolean=True,
+         meaning="Host mode: each time a run completes, merge its sample's complete runs "
+         "into {group}/{sample}/reactor_merged/ (one file per barcode and pass/fail, "
+         "replaced whole), as reactor merge SAMPLE does."),
     _Key("min_free_percent", "5.0", "PERCENT", parse_seconds, percent_problem,
          meaning="Below this share of free space on a run's output filesystem, no more of "
          "its files are handed out (engines' outputs fill it, and a full /data stops "

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.core.readstats import ReadStats, n50
+from reactor.core.readstats import JobReads, ReadStats, RunReads, n50
 
 reads_st = st.lists(
     st.tuples(st.integers(0, 100_000), st.floats(0, 50, allow_nan=False)), max_size=200
@@ -80,3 +80,47 @@ def test_what_is_not_read_stats_is_refused() -> None:
         ReadStats.from_json(data)
     with pytest.raises(ValueError, match="a read of length -1"):
         ReadStats().add(-1, 10, 10)
+
+
+jobs_st = st.lists(
+    st.tuples(
+        st.sampled_from(["", "barcode01", "patient_a"]),  # alias
+        reads_st,
+        st.sampled_from(["gpu1", "gpu2"]),
+    ),
+    max_size=8,
+)
+
+
+@given(jobs_st)
+def test_a_runs_reads_are_its_jobs_summed_whatever_the_order_and_the_cache(
+    jobs: list[tuple[str, list[tuple[int, float]], str]],
+) -> None:
+    """RunReads adds merged jobs; its view (N50 cached between adds) equals a recount
+    of every read, and adding the same jobs in reverse gives the same figures."""
+    built = []
+    for alias, reads, _engine in jobs:
+        job = JobReads(pod5_reads=len(reads), records=len(reads), counted=len(reads))
+        for length, qs in reads:
+            job.stats(alias).add(length, qs, 10.0)
+        built.append(job)
+    forward, backward = RunReads(), RunReads()
+    for job, (_, _, engine) in zip(built, jobs, strict=True):
+        forward.add(job, engine_id=engine, busy_s=2.0, merged_at=1_800_000_000.0)
+        forward.view(10.0)  # a view between adds must not freeze the figures
+    for job, (_, _, engine) in reversed(list(zip(built, jobs, strict=True))):
+        backward.add(JobReads.from_json(job.to_json()), engine_id=engine, busy_s=2.0,
+                     merged_at=1_800_000_000.0)  # fmt: skip
+    lengths = [length for _, reads, _ in jobs for length, _ in reads]
+    passed = [length for _, reads, _ in jobs for length, qs in reads if qs >= 10.0]
+    for run in (forward, backward):
+        view = run.view(10.0)
+        assert (view["reads"], view["bases"]) == (len(lengths), sum(lengths))
+        assert (view["pass_reads"], view["pass_bases"]) == (len(passed), sum(passed))
+        assert view["n50"] == brute_n50(lengths)
+        assert sum(count for _, count in view["length_histogram"]) == len(lengths)
+        assert view["accounting"]["records"] == len(lengths)
+        assert sum(e["bases"] for e in view["engines"].values()) == sum(lengths)
+        assert view["yield"]["by_arrival"] == ([[1_800_000_000 // 600 * 600, sum(lengths)]]
+                                               if jobs else [])  # fmt: skip
+    assert forward.view(10.0) == backward.view(10.0)

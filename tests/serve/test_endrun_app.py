@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import dnaio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -33,7 +34,7 @@ from tests.support.endrun import (
     runs_of,
     wait_until,
 )
-from tests.support.pod5files import pod5_bytes, write_pod5
+from tests.support.pod5files import pod5_bytes, read_ids, write_pod5
 from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
@@ -463,3 +464,55 @@ async def test_a_single_run_stalls_when_quiet_and_is_active_again_at_its_next_fi
     ]
     (stalled,) = events(logs, "run_stalled")
     assert stalled["incomplete"] == [truncated.name]
+
+
+LIST_MERGED = (
+    "import os, sys\n"
+    "folder = sys.argv[1]\n"
+    "names = sorted(os.listdir(folder)) if os.path.isdir(folder) else ['none']\n"
+    "open(sys.argv[2], 'w').write(' '.join(names))\n"
+)
+
+
+async def test_merged_outputs_are_written_whole_before_on_complete_runs(
+    start_run: StartRun, run_dirs: RunDirs, tmp_path: Path
+) -> None:
+    """merge_outputs: at the end, one file per pass/fail of the run's reads in merged/,
+    there before the command starts (it lists them), made of every job's reads."""
+    names = add_files(run_dirs, 3)
+    listing = tmp_path / "listing"
+    merged = run_dirs.output_dir / "merged"
+    run = await start_run(
+        output_layout="minknow",
+        merge_outputs=True,
+        min_qscore=10.0,
+        on_complete=python_command(LIST_MERGED, merged, listing),
+    )
+    written: dict[str, list[str]] = {"pass": [], "fail": []}
+    while (job := await (await run.client.get("/assignwork?engineid=e&batchsize=1")).json())[
+        "jobid"
+    ] != "-1":
+        (read_id,) = read_ids(run_dirs.input_dir / job["batch"][0])
+        verdict = "pass" if len(written["pass"]) < 2 else "fail"
+        written[verdict].append(read_id)
+        qs = 20.0 if verdict == "pass" else 5.0
+        out = run_dirs.output_dir / job["job_output_dir"] / "pass" / "calls.fastq"
+        out.write_text(f"@{read_id}\tqs:f:{qs}\nACGT\n+\nIIII\n")
+        params = {"job_id": job["jobid"], "job_state": "DONE"}
+        assert (await run.client.get("/completed", params=params)).status == 200
+    assert sorted(written["pass"] + written["fail"]) == sorted(
+        r for n in names for r in read_ids(run_dirs.input_dir / n)
+    )
+    with capture_logs() as logs:
+        (run_dirs.input_dir.parent / SUMMARY).write_text("protocol_run_id=abcdef12\n")
+        await run.sweep()
+        await wait_until(lambda: marker_state(run_dirs) is not None, "the run to complete")
+        await wait_until(command_ended(run_dirs), "on_complete to end")
+    order = [e["event"] for e in logs if e["event"] in ("outputs_merged", "run_complete")]
+    assert order == ["outputs_merged", "run_complete"]
+    assert listing.read_text() == "fail.fastq.gz pass.fastq.gz"
+    for verdict, ids in written.items():
+        with dnaio.open(merged / f"{verdict}.fastq.gz") as reader:
+            assert sorted(r.name.split("\t")[0] for r in reader) == sorted(ids)
+    (complete,) = events(logs, "run_complete")
+    assert (complete["reads"], complete["reads_exactly_once"]) == (3, True)

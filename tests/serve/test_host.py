@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import dnaio
 import pytest
 import structlog
 from aiohttp import web
@@ -22,6 +23,7 @@ from reactor.disk.runs import find_runs
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.serve.host import RETIRE_AFTER_S, SHEET_NAME
+from reactor.serve.service import VERSION
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import RunIdentity, pod5_bytes, read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
@@ -936,6 +938,13 @@ async def test_a_person_sets_a_runs_parameters_and_changing_pinned_ones_is_a_dec
         assert job["params"] == {"model": "hac"}
         await finish_job(client, root, job)
     assert recount(files, output).ok
+    # each job's record says what made its outputs: the run's manifest
+    made = [r.get("made_with") for r in map(json.loads, map(Path.read_text,
+            (output / ".reactor" / "jobs").glob("*.json"))) if r["state"] == "done"]  # fmt: skip
+    assert made and all(
+        m == {"model": "hac", "min_qscore": "9", "output_layout": "minknow", "reactor": VERSION}
+        for m in made
+    ), made
     bad = await client.post("/runs/params?run=PAW00011_11111111&set=speed=max&rebasecall=true")
     assert bad.status == 400
     assert "'speed' is not a parameter" in (await bad.json())["detail"]
@@ -1080,3 +1089,37 @@ async def test_a_new_run_found_twice_at_once_is_started_once_and_pinned_once(
     handed = [name for job in jobs for name in job["batch"]]
     assert len(handed) == len(set(handed)) == 6, "no file handed out twice"
     assert set(handed) == {path.name for path in files}
+
+
+def merged_names(path: Path) -> list[str]:
+    with dnaio.open(path) as reader:
+        return sorted(record.name.split("\t")[0] for record in reader)
+
+
+async def test_a_samples_runs_are_merged_as_each_completes(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """merge_outputs and merge_samples: each run's merged/ before its end; the sample's
+    reactor_merged/ made again as each of its runs completes, of its complete runs only."""
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    app = create_host_app(host_config(root, merge_outputs=True, merge_samples=True))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    await engine_works(client, root, "gpu1")
+    pooled = root / "grp" / "pool"
+    merged = pooled / "reactor_merged" / "fail.fastq.gz"  # no qs in these reads: all fail
+    ids = {key: sorted(r for p in files[key] for r in read_ids(p)) for key in files}
+    for number, key in enumerate(("PAW00003_cccccccc", "PAW00004_dddddddd")):
+        unit = host.units[RunKey(*key.split("_"))]
+        (pooled / f"final_summary_{key}_{RUNID}.txt").write_text("x=1\n")
+        await wait_until(lambda unit=unit: unit.phase == "complete", "the run completes")
+        assert merged_names(unit.place.output_dir / "merged" / "fail.fastq.gz") == ids[key]
+        await host.discover()  # its end is noted: the sample is merged again
+        expected = sorted(ids["PAW00003_cccccccc"] + (ids["PAW00004_dddddddd"] if number else []))
+        # (the host's own periodic pass may have noted it first, merging meanwhile)
+        await wait_until(
+            lambda expected=expected: merged.exists() and merged_names(merged) == expected,
+            "the sample merged again",
+        )
+    assert not (root / "grp" / "s1" / "reactor_merged").exists(), "no run of s1 completed"

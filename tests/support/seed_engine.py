@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -48,6 +49,17 @@ class Manager:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+def basecall_as_dorado(job_id: str, job_in: Path, job_out: Path) -> None:
+    """The stand-in basecaller as dorado (`reactor fake-basecaller --dorado`), its BAM
+    stream into the job's pass/, as the `dorado-bam` preset does."""
+    with (job_out / "pass" / f"{job_id}.bam").open("wb") as out:
+        subprocess.run(
+            [sys.executable, "-m", "reactor", "fake-basecaller", "--dorado", str(job_in)],
+            stdout=out,
+            check=True,
+        )
 
 
 def basecall(batch: list[str], job_in: Path, job_out: Path) -> None:
@@ -88,6 +100,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--retry-s", type=float, default=30.0)
     parser.add_argument("--idle-poll-s", type=float, default=0.05)
+    parser.add_argument("--dorado", action="store_true", help="run the stand-in as dorado")
     args = parser.parse_args()
     manager = Manager(args.url, args.retry_s)
     while True:
@@ -102,11 +115,12 @@ def main() -> int:
             daemon=True,
         )
         pinger.start()
-        basecall(
-            work["batch"],
-            args.input_dir / work["job_input_dir"],
-            args.output_dir / work["job_output_dir"],
-        )
+        job_in = args.input_dir / work["job_input_dir"]
+        job_out = args.output_dir / work["job_output_dir"]
+        if args.dorado:
+            basecall_as_dorado(work["jobid"], job_in, job_out)
+        else:
+            basecall(work["batch"], job_in, job_out)
         stop.set()
         pinger.join()
         if late.is_set():

@@ -113,8 +113,9 @@ class SeedEngineRun(ServedRun):
         super().__init__(root)
         self.engines: list[subprocess.Popen[bytes]] = []
 
-    def start_engines(self, count: int) -> None:
-        """`count` seed-protocol engines (`seed_engine.py`), batches of 10, logs in logs/."""
+    def start_engines(self, count: int, *extra: str) -> None:
+        """`count` seed-protocol engines (`seed_engine.py`), batches of 10, logs in logs/;
+        `extra`: more of its options (`--dorado`)."""
         for i in range(count):
             log = (self.logs / f"engine-{i}.log").open("wb")
             self.engines.append(
@@ -132,6 +133,7 @@ class SeedEngineRun(ServedRun):
                         str(self.output_dir),
                         "--batch-size",
                         "10",
+                        *extra,
                     ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
