@@ -57,8 +57,9 @@ class ReadStats:
             raise ValueError(msg)
         self.reads += 1
         self.bases += length
-        self.lengths[length] += 1
-        self.mean_q[int(qs)] += 1
+        lengths, mean_q, q = self.lengths, self.mean_q, int(qs)
+        lengths[length] = lengths.get(length, 0) + 1  # dict.get: no Counter.__missing__
+        mean_q[q] = mean_q.get(q, 0) + 1
         passed = qs >= min_qscore
         if passed:
             self.pass_reads += 1

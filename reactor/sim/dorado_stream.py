@@ -48,9 +48,8 @@ from reactor.sim.fake_basecaller import (
     CRASH_EXIT_CODE,
     PROG,
     BadInput,
-    fails_on_purpose,
-    list_inputs,
     read_inputs,
+    usable_inputs,
 )
 from reactor.sim.pod5_reads import Pod5Read, Pod5Run
 
@@ -223,24 +222,12 @@ def _basecall(
 def basecall_dorado(args: argparse.Namespace, out: BinaryIO | None = None) -> int:
     """Basecall `args.input` onto `out` (stdout by default) as dorado would; returns the
     exit code (0 done, 1 failed, 2 a usage mistake, 137 the simulated crash)."""
-    try:
-        from reactor.sim import pod5_files
-    except ImportError:
-        print(f"{PROG}: needs the pod5 library: pip install 'pod5-reactor[sim]'", file=sys.stderr)
-        return 2
     started = time.monotonic()
-    if not args.input.is_dir():
-        print(
-            f"{PROG}: input folder {args.input} does not exist or is not a folder; "
-            "give the folder that holds the .pod5 files",
-            file=sys.stderr,
-        )
-        return 2
-    inputs = list_inputs(args.input)
-    reason = fails_on_purpose(args, inputs)
-    if reason is not None:
-        print(f"{PROG}: {reason}", file=sys.stderr)
-        return 1
+    inputs = usable_inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    from reactor.sim import pod5_files
+
     try:
         tables = read_inputs(inputs, pod5_files.read_facts)
         tally = _basecall(tables, args, out if out is not None else sys.stdout.buffer)

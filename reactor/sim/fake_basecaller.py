@@ -229,15 +229,15 @@ def fails_on_purpose(args: argparse.Namespace, inputs: list[Path]) -> str | None
     return None
 
 
-def basecall(args: argparse.Namespace) -> int:
-    """Basecall `args.input` into `args.output` (`args`: the options of `reactor
-    fake-basecaller`); returns the exit code (see the module docstring)."""
+def usable_inputs(args: argparse.Namespace) -> list[Path] | int:
+    """The inputs of `args.input`, or the exit code when there is nothing to basecall:
+    2 when the pod5 library or the folder is missing, 1 when failing on purpose (each
+    said on stderr)."""
     try:
-        from reactor.sim import pod5_files
+        from reactor.sim import pod5_files  # noqa: F401  # present: the sim extra
     except ImportError:
         print(f"{PROG}: needs the pod5 library: pip install 'pod5-reactor[sim]'", file=sys.stderr)
         return 2
-    started = time.monotonic()
     if not args.input.is_dir():
         print(
             f"{PROG}: input folder {args.input} does not exist or is not a folder; "
@@ -250,6 +250,18 @@ def basecall(args: argparse.Namespace) -> int:
     if reason is not None:
         print(f"{PROG}: {reason}", file=sys.stderr)
         return 1
+    return inputs
+
+
+def basecall(args: argparse.Namespace) -> int:
+    """Basecall `args.input` into `args.output` (`args`: the options of `reactor
+    fake-basecaller`); returns the exit code (see the module docstring)."""
+    started = time.monotonic()
+    inputs = usable_inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    from reactor.sim import pod5_files
+
     try:
         tables = read_inputs(inputs, pod5_files.read_lengths)
         for kind in ResultFolder:

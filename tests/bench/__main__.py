@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, ingest, restart, trees
+from tests.bench import api, durability, host, ingest, qc, restart, trees
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -34,6 +34,8 @@ QUICK = {
     "host": [4, 20, 50, 3],
     "host_polling": [400, 1.0, 0.25],
     "stage_files": 2,
+    "qc_mb": 20,
+    "qc_repeats": 1,
 }
 
 
@@ -64,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host (all)",
+        help="restart,ingest,api,durability,host,qc (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -83,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
         type=_numbers,
         help="host: live runs, files each, finished runs, new runs timed (48,500,2000,20)",
     )
+    p.add_argument("--qc-mb", type=int, help="qc: MB of each input format (1000)")
+    p.add_argument("--qc-repeats", type=int, help="qc: runs of each floor and count, best kept (3)")
     p.add_argument(
         "--data",
         type=Path,
@@ -111,6 +115,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "host": [48, 500, 2000, 20],
         "host_polling": [100_000, 20.0, 2.0],
         "stage_files": 20,
+        "qc_mb": 1000,
+        "qc_repeats": 3,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -141,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
     figures: list[Figure] = []
     raw: dict[str, Any] = {"settings": chosen}
     timings: dict[str, float] = {}
-    sizes = sorted(set(chosen["sizes"]) | set(chosen["api_sizes"] if "api" in args.parts else []))
+    sizes = sorted(
+        set(chosen["sizes"] if "restart" in args.parts else [])
+        | set(chosen["api_sizes"] if "api" in args.parts else [])
+    )
     step = time.perf_counter()
     built = {n: trees.build(data, n, chosen["jobs"], fresh=args.fresh) for n in sizes}
     timings["build_s"] = time.perf_counter() - step
@@ -182,6 +191,11 @@ def run(args: argparse.Namespace) -> int:
             found, raw["host_staging"] = host.staging(data, chosen["stage_files"])
             figures += found
             timings["host_s"] = time.perf_counter() - step
+        if "qc" in args.parts:
+            step = time.perf_counter()
+            found, raw["qc"] = qc.run(data, chosen["qc_mb"], chosen["qc_repeats"], fresh=args.fresh)
+            figures += found
+            timings["qc_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
