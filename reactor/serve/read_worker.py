@@ -1,13 +1,14 @@
-"""The worker process that reads jobs' outputs, read by read, for the event loop.
+"""The worker processes that read jobs' outputs, read by read, for the event loop.
 
 Parsing FASTQ and BAM holds the GIL for as long as it runs, so a thread would stall
-the event loop (and every engine's answer) with it: the reads are read in a separate
-process (`reactor.disk.read_files.split_outputs`), one per service, shared by every run
-of a host. It is started with `spawn` (the service has threads: forking it could copy a
-lock held by one of them) on the first job to read, and replaced if it dies. It dies
-with the service, however the service ends (`kill -9` included): the kernel signals it
-when its parent goes (Linux's PR_SET_PDEATHSIG), since a worker waiting on its queue
-would otherwise wait forever, holding the queue's other end itself.
+the event loop (and every engine's answer) with it: the reads are read in separate
+processes (`reactor.disk.read_files.split_outputs`), a pool of `read_workers` (2) per
+service shared by every run of a host. They are started with `spawn` (the service has
+threads: forking it could copy a lock held by one of them) on the first job to read,
+and replaced if one dies. They die with the service, however the service ends (`kill -9`
+included): the kernel signals them when their parent goes (Linux's PR_SET_PDEATHSIG),
+since a worker waiting on its queue would otherwise wait forever, holding the queue's
+other end itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from reactor.disk.read_files import SplitRequest, SplitResult, split_outputs
 
-WORKERS = 1  # one core for reads: ~50 MB/s of FASTQ at a full PromethION (docs/operations.md)
+WORKERS = 2  # the read_workers setting's default
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -46,7 +47,7 @@ class ReadWorkerGone(Exception):
 
 
 class ReadWorker:
-    """A lazily started pool of `WORKERS` processes that read jobs' outputs."""
+    """A lazily started pool of processes that read jobs' outputs."""
 
     def __init__(self, workers: int = WORKERS) -> None:
         self._workers = workers
@@ -96,9 +97,10 @@ class ReadWorker:
 _shared: ReadWorker | None = None
 
 
-def shared_read_worker() -> ReadWorker:
-    """The process's worker, shared by every run it serves."""
+def shared_read_worker(workers: int = WORKERS) -> ReadWorker:
+    """The process's workers, shared by every run it serves (`workers`: how many, the
+    first time it is asked for)."""
     global _shared  # one pool per process, made on first use
     if _shared is None:
-        _shared = ReadWorker()
+        _shared = ReadWorker(workers)
     return _shared

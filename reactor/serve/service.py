@@ -236,7 +236,9 @@ class Reactor:
         # read in a worker process before each merge (read_qc, or MinKNOW's layout).
         self.reads = RunReads()
         self.read_worker: ReadWorker | None = (
-            shared_read_worker() if config.read_qc or config.minknow_layout else None
+            shared_read_worker(config.read_workers)
+            if config.read_qc or config.minknow_layout
+            else None
         )
         # The run's rules for its reads (host mode: from the run's parameters).
         self.read_rules: Callable[[], ReadRules] = lambda: ReadRules(

@@ -117,6 +117,7 @@ class ServeConfig:
     output_format: str = "auto"
     min_qscore: float | None = None
     read_qc: bool = True
+    read_workers: int = 2
     merge_outputs: bool = False
     merge_samples: bool = False
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
@@ -378,6 +379,10 @@ _KEYS: tuple[Key, ...] = (
          meaning="Count every read of each job's outputs (reads, bases, N50, Q, per barcode) "
          "in a worker process before the job merges; false merges files unread (the seed "
          "layout only: the minknow layout reads them to split them)."),
+    _Key("read_workers", "2", "N", parse_int, at_least(1),
+         meaning="Processes that read jobs' outputs (one core each at most, shared by every "
+         "run of a host): splitting a PromethION 48's BAM at full speed takes about 1.7 "
+         "cores, its gzip FASTQ about 0.6 (make bench --parts qc)."),
     _Key("merge_outputs", "false", "", parse_bool, boolean=True,
          meaning="At the end of a run, before on_complete, write one file per barcode and "
          "pass/fail into the output folder's merged/ ([alias.]pass.fastq.gz, .bam), "

@@ -63,14 +63,16 @@ PRESETS: dict[str, Preset] = {
         "reactor's stand-in basecaller, one FASTQ record per read, no GPU: for trials",
     ),
     # No {model}: a template that names it needs the model setting, which a trial need
-    # not set; the stand-in names its default model in the read groups.
+    # not set; the stand-in names its default model in the read groups. {kit_name}: the
+    # run's barcoding kit in host mode (its rules'), empty otherwise (no barcodes).
     "fake-dorado-bam": Preset(
-        "{python} -m reactor fake-basecaller --dorado {input_dir}",
+        "{python} -m reactor fake-basecaller --dorado {input_dir} --kit-name {kit_name}",
         "{output_dir}/pass/{job_id}.bam",
         "reactor's stand-in writing BAM on stdout as dorado does, into the job's pass/",
     ),
     "fake-dorado-fastq": Preset(
-        "{python} -m reactor fake-basecaller --dorado {input_dir} --emit-fastq",
+        "{python} -m reactor fake-basecaller --dorado {input_dir} --kit-name {kit_name} "
+        "--emit-fastq",
         "{output_dir}/pass/{job_id}.fastq",
         "reactor's stand-in writing FASTQ on stdout as dorado does, into the job's pass/",
     ),

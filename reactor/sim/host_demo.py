@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from reactor.core.minknow import parse_pod5_name
 from reactor.core.readstats import human_bases
 from reactor.sim.demo import TIMEOUT_S, Demo, get_json, play, unusable, wrap_up
-from reactor.sim.host_sim import LAYOUTS
+from reactor.sim.host_sim import KIT, LAYOUTS
 
 SHOWN = {"current": "pod5/"}  # a layout's name in the table
 
@@ -43,6 +43,7 @@ class RunVerdict:
     files: int
     served: dict[str, Any]  # the service's read counts of the run (/status)
     verified: dict[str, Any]  # `reactor verify --json` of its outputs
+    barcodes: int  # alias folders of its outputs (bam_pass/patient_a/, …)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,18 @@ class RunVerdict:
             and verified.get("bases") == self.served.get("bases")
             and verified.get("counted") == accounting.get("counted")
         )
+
+
+def alias_folders(output_dir: Path) -> int:
+    """How many barcode aliases the run's reads went to (folders in MinKNOW's layout)."""
+    names = {
+        path.name
+        for top in ("bam_pass", "bam_fail", "fastq_pass", "fastq_fail")
+        if (output_dir / top).is_dir()
+        for path in (output_dir / top).iterdir()
+        if path.is_dir()
+    }
+    return len(names)
 
 
 def verify_run(output_dir: Path) -> dict[str, Any]:
@@ -96,8 +109,14 @@ class HostDemo(Demo):
         self.engine_folders = (self.data, self.data)  # engines are given the root
 
     def serve_argv(self, port: int) -> list[str]:
+        # The lab's rule: a run whose sample sheet names barcodes is classified with its
+        # kit (the stand-in then writes barcodes, and its reads go to alias folders).
+        settings = self.root / "reactor.toml"
+        settings.write_text(
+            f'[[rules]]\nwhen = {{ barcoded = true }}\nset = {{ kit_name = "{KIT}" }}\n'
+        )
         return [
-            "reactor", "serve", "--watch-root", str(self.data),
+            "reactor", "serve", "--config", str(settings), "--watch-root", str(self.data),
             "--listen", f"127.0.0.1:{port}", "--report-back-interval", "10",
             "--sweep-interval", "1", "--settle-seconds", "2", "--log-format", "json",
         ]  # fmt: skip
@@ -156,7 +175,7 @@ class HostDemo(Demo):
 def host_table(verdicts: list[RunVerdict], elapsed_s: float, engines: int) -> str:
     head = (
         "run", "layout", "files", "pod5 reads", "records", "bases", "N50", "pass",
-        "split", "dropped", "wrong", "verify", "end",
+        "barcodes", "split", "dropped", "wrong", "verify", "end",
     )  # fmt: skip
     rows = [head]
     for v in verdicts:
@@ -168,6 +187,7 @@ def host_table(verdicts: list[RunVerdict], elapsed_s: float, engines: int) -> st
                 v.run, v.layout, str(v.files), str(accounting.get("pod5_reads", 0)), str(reads),
                 human_bases(served.get("bases", 0)), human_bases(served.get("n50", 0)),
                 f"{100 * served.get('pass_reads', 0) / reads:.0f} %" if reads else "-",
+                str(v.barcodes) if v.barcodes else "-",
                 str(accounting.get("subreads", 0)), str(accounting.get("dropped", 0)),
                 str(accounting.get("unknown", 0) + accounting.get("duplicates", 0)),
                 "once" if verified.get("exactly_once") else "FAILED", v.phase,
@@ -220,6 +240,7 @@ def run_host_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             RunVerdict(
                 run["run"], SHOWN.get(layout, layout), run["phase"], len(files),
                 run.get("reads", {}), verify_run(Path(run["output_dir"])),
+                alias_folders(Path(run["output_dir"])),
             )
         )  # fmt: skip
     out.write("\n" + host_table(verdicts, played.elapsed_s, args.engines) + "\n")

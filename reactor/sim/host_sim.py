@@ -11,6 +11,9 @@ the way MinKNOW writes (docs/host.md, "What counts as a run"):
   `{fc}_{prid8}_{runid8}_{batch}.pod5`), the older split by barcode
   (`pod5_pass/barcode01…/`, `{fc}_pass_barcode01_{prid8}_{runid8}_{batch}.pod5`), and two
   runs pooled in one sample folder (their files side by side in `{sample}/pod5/`);
+- the run split by barcode has a sample sheet (`sample_sheet_*.csv`, MinKNOW's columns:
+  its barcoding kit, `KIT`, and an alias for each of three barcodes), written as the run
+  starts;
 - once a run's files are all written: its `output_hash_*.csv` and then its
   `final_summary_*.txt` (the end-of-run marker).
 
@@ -39,6 +42,8 @@ from reactor.sim.simulate import (
 )
 
 GROUP = "demo"
+KIT = "SQK-NBD114-24"  # the barcoding kit of the run split by barcode
+ALIASES = {"barcode01": "patient_a", "barcode02": "patient_b", "barcode03": "patient_c"}
 # flow cell i's layout, in turn: the two pooled runs share a sample folder
 LAYOUTS = ("current", "barcoded", "pooled", "pooled")
 DEVICES = ("1A", "1B", "1C", "1D", "1E", "2A", "2B", "2C")
@@ -77,6 +82,16 @@ class HostRun:
     @property
     def summary_path(self) -> Path:
         return self.folder / f"final_summary_{self.key}_{self.runid8}.txt"
+
+    def sample_sheet(self, started: datetime.datetime) -> tuple[Path, str]:
+        """The run's sample sheet, as MinKNOW names and writes it."""
+        stamp = started.astimezone().strftime("%Y%m%d_%H%M")
+        path = self.folder / f"sample_sheet_{self.sim.flow_cell_id}_{stamp}_{self.prid8}.csv"
+        rows = "".join(
+            f"{self.sim.flow_cell_id},{KIT},{self.sample},{GROUP},{barcode},{alias}\n"
+            for barcode, alias in ALIASES.items()
+        )
+        return path, "flow_cell_id,kit,sample_id,experiment_id,barcode,alias\n" + rows
 
     @property
     def hash_path(self) -> Path:
@@ -145,6 +160,9 @@ def write_host(args: argparse.Namespace) -> int:
                 time.sleep(remaining)
             run = runs[index]
             key = (index, step.file_index)
+            if run.layout == "barcoded" and step.file_index == 0 and step.piece_index == 0:
+                run.folder.mkdir(parents=True, exist_ok=True)
+                write_atomic(*run.sample_sheet(started))  # before its first file
             if step.piece_index == 0:
                 identity = pod5_files.RunIdentity(
                     flow_cell_id=run.sim.flow_cell_id,
