@@ -44,9 +44,11 @@ torture-power: $(STAMP)
 # fsynced) and keeping a random part of the rest, seed after seed; each state recovered,
 # its answers checked and the run driven to its end with every read exactly once.
 # No FUSE needed. `make test` checks about 2,300 of them; this checks $(STATES).
-STATES ?= 20000
+# MinKNOW's output layout: `make crash-states CRASH_ARGS="--layout minknow"`.
+STATES     ?= 20000
+CRASH_ARGS ?=
 crash-states: $(STAMP)
-	$(BIN)/python -m tests.system.crash_states --states $(STATES) --seed $(SEED)
+	$(BIN)/python -m tests.system.crash_states --states $(STATES) --seed $(SEED) $(CRASH_ARGS)
 
 # Load: 64 engines at once for 60 s while 10,000 files arrive; per-verb latency
 # table on stdout, figures in $(LOAD_JSON). Exit 0 only with no error, no file lost or duplicated.

@@ -83,6 +83,20 @@ class Sync:
             )
             raise DurabilityError(failure.errno or errno.EIO, msg)
 
+    def now(self, folder_fd: int) -> None:
+        """fsync a folder at once, not at the barrier: a folder just made must keep its
+        name before anything is renamed into it (otherwise a power cut may keep the
+        rename and lose the folder). Raises DurabilityError if the fsync fails."""
+        if not self.durable:
+            return
+        failure = self._fsync_and_close(os.dup(folder_fd))
+        if failure is not None:
+            msg = (
+                f"fsync failed ({failure.strerror or failure}): what reached the disk is "
+                "unknown; check the disk and restart reactor, which recovers from what is there"
+            )
+            raise DurabilityError(failure.errno or errno.EIO, msg)
+
     def _fsync_and_close(self, fd: int) -> OSError | None:
         """fsync `fd`, close it; the error, if the fsync failed."""
         try:

@@ -569,8 +569,12 @@ class RunUnit:
             "aliases": dict(facts.aliases),
         }
         chosen = {**self.choice.params, **self.override}
-        sheet = await asyncio.to_thread(self._sheet_for_engines) if facts.aliases else None
-        if sheet is not None:  # the barcodes' aliases, for the engines' outputs
+        # The barcodes' aliases, for the engines' outputs: only when the run's reads are
+        # classified by barcode (a kit_name); otherwise a sheet means nothing to an
+        # engine, and would keep the run from engines that cannot be told parameters.
+        classified = facts.aliases and chosen.get("kit_name")
+        sheet = await asyncio.to_thread(self._sheet_for_engines) if classified else None
+        if sheet is not None:
             chosen["sample_sheet"] = sheet
         record = {
             "params": chosen,

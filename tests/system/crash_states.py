@@ -10,12 +10,16 @@ by a fresh reactor, which must keep every answer already given and, driven to th
 have every read exactly once (tests/support/crash_checks.py).
 
     python -m tests.system.crash_states --states 20000 --seed 1
+    python -m tests.system.crash_states --states 20000 --layout minknow
 
 The strict states come first, then seeds `--seed`, `--seed`+1, ... at every cut point
 until `--states` states are checked. A table of what was checked goes to stdout; the
 exit status is 1 if anything was violated (the first violations are listed, with the
 cut point and seed that reproduce them), else 0. `--ignore-fsync` builds the states as
 if no fsync made anything durable: it must find violations (the checks can fail).
+`--layout minknow` records and checks the same run in MinKNOW's output layout (the
+reads of each DONE split into fastq_pass/ and fastq_fail/ by the read worker first;
+docs/journal.md, "Done"); the default is the seed's (pass/, fail/).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tests.support.crash_checks import StateChecker
-from tests.support.crash_run import N_FILES, READS_PER_FILE, Recording, record_run
+from tests.support.crash_run import LAYOUTS, N_FILES, READS_PER_FILE, Recording, record_run
 from tests.support.crash_states import CrashState, crash_states
 
 PROG = "python -m tests.system.crash_states"
@@ -54,11 +58,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
-        recording = record_run(root / "recorded")
+        recording = record_run(root / "recorded", args.layout)
         cuts = len(recording.ops) + 1
         out.write(
             f"crash states: {args.states} states of a run of {len(recording.ops)} ops "
-            f"({cuts} cut points, {len(recording.answers)} answers), seeds from {args.seed}"
+            f"({cuts} cut points, {len(recording.answers)} answers) in the {args.layout} "
+            f"layout, seeds from {args.seed}"
             f"{', fsyncs ignored' if args.ignore_fsync else ''}, in {root}\n"
         )
         out.flush()
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     took = time.monotonic() - began
     rows = [
         ("recorded run", f"{len(recording.ops)} ops, {len(recording.answers)} answers, "
-                         f"{N_FILES} files x {READS_PER_FILE} reads"),
+                         f"{N_FILES} files x {READS_PER_FILE} reads, "
+                         f"{args.layout} layout"),
         ("cut points", f"{cuts}"),
         ("states checked", f"{checker.checked} ({strict} strict, {random} random)"),
         ("recovered", f"{checker.recovered} (distinct disks with the jobs engines knew; "
@@ -116,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the first random seed")
     parser.add_argument(
         "--workdir", type=Path, help="work here and keep it (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="seed",
+        help="the output layout recorded and checked (default: %(default)s)",
     )
     parser.add_argument(
         "--ignore-fsync",
