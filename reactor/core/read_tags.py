@@ -29,23 +29,24 @@ class ReadTags(NamedTuple):  # a tuple: made millions of times, fast to make
         return self.parent or self.read_id
 
 
-def parse_header(header: str) -> ReadTags:
+def parse_header(header: str, *, all_tags: bool = True) -> ReadTags:
     """A FASTQ header (without its '@'): the read id and dorado's tags. Fields that are
     not tags, and tags with a value of the wrong type, are passed over. (Each tag is
     looked for with `str.find`: a header has a dozen tags and a run millions of headers,
-    and this is the read worker's main cost per read.)"""
+    and this is the read worker's main cost per read.) Without `all_tags`, `ch` and
+    `RG` are not looked for (None): counting reads needs neither."""
     if "\t" not in header:
         header = header.replace(" ", "\t")
     end = header.find("\t")
     qs = _value(header, "\tqs:f:")
-    channel = _value(header, "\tch:i:")
+    channel = _value(header, "\tch:i:") if all_tags else None
     return ReadTags(
         header if end < 0 else header[:end],
         _number(qs if qs is not None else _value(header, "\tqs:i:")),
         _value(header, "\tpi:Z:") or None,
         int(channel) if channel is not None and channel.isdigit() else None,
         _value(header, "\tst:Z:") or None,
-        _value(header, "\tRG:Z:") or None,
+        (_value(header, "\tRG:Z:") or None) if all_tags else None,
         _value(header, "\tBC:Z:") or None,
     )
 

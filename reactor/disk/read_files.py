@@ -34,7 +34,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import dnaio
 import pod5  # type: ignore[import-untyped]  # pod5 ships no type information
@@ -129,13 +129,9 @@ class SplitResult:
     warnings: list[str] = field(default_factory=list)  # for the service's log
 
 
-class _Read(NamedTuple):
-    """One record, whatever file it came from (a tuple: made once per read)."""
-
-    tags: ReadTags
-    length: int
-    fastq: dnaio.SequenceRecord | None = None
-    segment: pysam.AlignedSegment | None = None
+# One record, whatever file it came from: (tags, length, the FASTQ record or None, the
+# BAM record or None). A plain tuple: it is made once per read of the run.
+_Read = tuple[ReadTags, int, "dnaio.SequenceRecord | None", "pysam.AlignedSegment | None"]
 
 
 def pod5_read_ids(paths: tuple[str, ...]) -> set[str]:
@@ -196,18 +192,23 @@ def split_outputs(request: SplitRequest) -> SplitResult:
         naming = naming_of(request.pod5_paths[0], request.batch) if request.pod5_paths else None
         writers = _Writers(request, outputs, naming or Naming("unknown", "0", "0", 0))
     # The loop runs once per read of the run: what does not change is looked up once.
+    # Each barcode's lengths and qualities, counted at the end by C loops (ReadStats.
+    # add_many): per read, two appends.
     min_qscore = request.min_qscore
-    whole_run = reads.stats("")
+    by_alias: dict[str, tuple[list[int], list[float]]] = {"": ([], [])}
+    whole_run = by_alias[""]
     by_start = reads.by_start
     records = subreads = duplicates = unknown = 0
     try:
         for kind, name, fmt, path in _opened(request, outputs, result):
             result.read_from.append((kind, name))
             for read in _records(path, fmt, f"{kind}/{name}"):
-                tags = read.tags
+                tags, length = read[0], read[1]
+                qs = tags.qs or 0.0
                 alias = _alias(tags, request) if barcoded else ""
-                stats = reads.stats(alias) if barcoded else whole_run
-                passed = stats.add(read.length, tags.qs or 0.0, min_qscore)
+                kept = by_alias.setdefault(alias, ([], [])) if barcoded else whole_run
+                kept[0].append(length)
+                kept[1].append(qs)
                 records += 1
                 if tags.parent is not None:
                     subreads += 1
@@ -221,19 +222,20 @@ def split_outputs(request: SplitRequest) -> SplitResult:
                 else:
                     unknown += 1
                 if (slot := _start_slot(tags.start)) is not None:
-                    by_start[slot] += read.length
+                    by_start[slot] += length
                 if writers is not None:
-                    writers.write(read, fmt, passed, alias)
+                    writers.write(read, fmt, qs >= min_qscore, alias)
         if writers is not None:
             result.written = writers.close()
     except BaseException:
         if writers is not None:
             writers.abandon()
         raise
+    for alias, (lengths, qualities) in by_alias.items():
+        if alias or not barcoded:  # "" holds the reads of a run not split by barcode
+            reads.stats(alias).add_many(lengths, qualities, min_qscore)
     reads.records, reads.subreads = records, subreads
     reads.duplicates, reads.unknown = duplicates, unknown
-    if barcoded and not whole_run.reads:
-        del reads.barcodes[""]  # made above for a run without barcodes: none here
     reads.counted = len(counted)
     if expected is None:
         reads.pod5_reads = reads.counted  # not known: nothing is said to be dropped
@@ -248,7 +250,7 @@ def _any_barcode(request: SplitRequest, outputs: Outputs) -> bool:
         if fmt is None:
             continue
         with _output(request.job_folder, kind, name) as path:
-            if any(read.tags.barcode for read in _records(path, fmt, f"{kind}/{name}")):
+            if any(read[0].barcode for read in _records(path, fmt, f"{kind}/{name}")):
                 return True
     return False
 
@@ -328,29 +330,25 @@ def _output(job_folder: str, kind: str, name: str) -> Iterator[str]:
         os.close(fd)
 
 
-def _records(path: str, fmt: str, shown: str) -> Iterator[_Read]:
+def _records(path: str, fmt: str, shown: str, *, all_tags: bool = False) -> Iterator[_Read]:
+    """Every record of one output, as `_Read`s (one generator, no nesting: it runs once
+    per read of the run; a FASTQ header's `ch` and `RG` only with `all_tags`).
+    UnreadableOutput when the file is not what `fmt` says."""
     try:
         if fmt == FASTQ:
-            yield from _fastq_records(path)
+            with dnaio.open(path, fileformat="fastq") as reader:
+                for record in reader:
+                    tags = parse_header(record.name, all_tags=all_tags)
+                    yield (tags, len(record.sequence), record, None)
         else:
-            yield from _bam_records(path)
+            with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+                for segment in bam.fetch(until_eof=True):
+                    yield (_bam_tags(segment), segment.query_length, None, segment)
     except UnreadableOutput:
         raise
     except (OSError, ValueError, EOFError, dnaio.exceptions.FileFormatError) as exc:
         msg = f"{shown} cannot be read as {fmt.upper()}: {' '.join(str(exc).split())}"
         raise UnreadableOutput(msg) from None
-
-
-def _fastq_records(path: str) -> Iterator[_Read]:
-    with dnaio.open(path, fileformat="fastq") as reader:
-        for record in reader:
-            yield _Read(parse_header(record.name), len(record.sequence), fastq=record)
-
-
-def _bam_records(path: str) -> Iterator[_Read]:
-    with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
-        for segment in bam.fetch(until_eof=True):
-            yield _Read(_bam_tags(segment), segment.query_length, segment=segment)
 
 
 def _bam_tags(segment: pysam.AlignedSegment) -> ReadTags:
@@ -408,7 +406,7 @@ def _segment(record: dnaio.SequenceRecord, header: pysam.AlignmentHeader) -> pys
 def _read_groups(path: str, fmt: str, shown: str) -> list[dict[str, Any]]:
     if fmt == BAM:
         return [dict(group) for group in _bam_header(path, shown).get("RG", [])]
-    groups = {tags.read_group for read in _records(path, fmt, shown) if (tags := read.tags)}
+    groups = {read[0].read_group for read in _records(path, fmt, shown, all_tags=True)}
     return [{"ID": group} for group in sorted(g for g in groups if g)]
 
 
@@ -512,14 +510,15 @@ class _Writers:
 
     def write(self, read: _Read, fmt: str, passed: bool, alias: str) -> None:
         key = (passed, alias)
+        _tags, _length, fastq, segment_in = read
         for out in self._formats(fmt):
             if out == FASTQ:
                 writer = self.fastq.get(key)
                 if writer is None:
                     writer = self.fastq[key] = self._open(FASTQ, passed, alias)
-                record = read.fastq
+                record = fastq
                 if record is None:
-                    segment = read.segment
+                    segment = segment_in
                     assert segment is not None  # noqa: S101  # a BAM read has its record
                     qualities = segment.query_qualities
                     record = dnaio.SequenceRecord(
@@ -532,10 +531,10 @@ class _Writers:
                 bam = self.bam.get(key)
                 if bam is None:
                     bam = self.bam[key] = self._open(BAM, passed, alias)
-                segment = read.segment
+                segment = segment_in
                 if segment is None:
-                    assert read.fastq is not None  # noqa: S101  # a FASTQ read has its record
-                    segment = _segment(read.fastq, self._header())
+                    assert fastq is not None  # noqa: S101  # a FASTQ read has its record
+                    segment = _segment(fastq, self._header())
                 bam.write(segment)
 
     def close(self) -> list[tuple[str, str]]:
@@ -580,5 +579,5 @@ def output_files(output_dir: Path) -> Iterator[tuple[str, str, Path]]:
 def file_reads(path: Path, fmt: str) -> Iterator[tuple[ReadTags, int]]:
     """(tags, length) of every record of one file of reads; UnreadableOutput if it
     cannot be read as `fmt`."""
-    for read in _records(str(path), fmt, str(path)):
-        yield read.tags, read.length
+    for read in _records(str(path), fmt, str(path), all_tags=True):
+        yield read[0], read[1]

@@ -124,3 +124,18 @@ def test_a_runs_reads_are_its_jobs_summed_whatever_the_order_and_the_cache(
         assert view["yield"]["by_arrival"] == ([[1_800_000_000 // 600 * 600, sum(lengths)]]
                                                if jobs else [])  # fmt: skip
     assert forward.view(10.0) == backward.view(10.0)
+
+
+@given(reads_st, st.floats(0, 50, allow_nan=False))
+def test_many_reads_at_once_count_as_one_by_one(
+    reads: list[tuple[int, float]], min_qscore: float
+) -> None:
+    one_by_one, at_once = ReadStats(), ReadStats()
+    for length, qs in reads:
+        one_by_one.add(length, qs, min_qscore)
+    at_once.add_many([length for length, _ in reads], [qs for _, qs in reads], min_qscore)
+    assert at_once == one_by_one
+    with pytest.raises(ValueError, match="lengths for"):
+        at_once.add_many([1], [], min_qscore)
+    with pytest.raises(ValueError, match="a read of length -1"):
+        at_once.add_many([-1], [5.0], min_qscore)
