@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from reactor.runtime.logs import configure_logging
     from reactor.serve.app import create_app, create_host_app
     from reactor.serve.app_keys import SERVED, SYSTEMD
+    from reactor.serve.read_worker import close_shared
     from reactor.serve.service import StartupError
 
     configure_logging(config.log_level, config.log_format)
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"reactor serve: cannot listen on {config.listen}: {exc.strerror}", file=sys.stderr)
         return 1
+    finally:
+        close_shared(wait=False)  # splits under way end with the service, not after it
     if (failed := app[SERVED].writer_broken) is not None:
         print(f"reactor serve: stopped: {failed}", file=sys.stderr)
         return 1

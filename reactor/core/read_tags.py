@@ -11,6 +11,7 @@ a header is parsed by whatever reads the file (a library), the tags here.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 
@@ -81,4 +82,4 @@ def _number(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value == value else None  # not NaN
+    return value if math.isfinite(value) else None  # not NaN, not infinite

@@ -241,6 +241,9 @@ class RunReads:
     # The totals over barcodes and their N50, made again only after a job adds: a view
     # of a run of millions of reads sorts tens of thousands of lengths.
     _summed: tuple[int, ReadStats, int] | None = field(default=None, repr=False, compare=False)
+    _viewed: tuple[tuple[int, float | None], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def total(self) -> ReadStats:
@@ -269,7 +272,17 @@ class RunReads:
         engine.seconds += max(0.0, busy_s)
 
     def view(self, min_qscore: float | None = None) -> dict[str, Any]:
-        """What /status shows: exact integers (reads, bases, N50 in bases)."""
+        """What /status shows: exact integers (reads, bases, N50 in bases). Made again
+        only after a job adds (each barcode's N50 sorts its lengths): a caller must not
+        change what it is given."""
+        cached = self._viewed
+        if cached is not None and cached[0] == (self.jobs, min_qscore):
+            return cached[1]
+        view = self._view(min_qscore)
+        self._viewed = ((self.jobs, min_qscore), view)
+        return view
+
+    def _view(self, min_qscore: float | None) -> dict[str, Any]:
         total = self.total
         return {
             **total.view(n50=self.n50),

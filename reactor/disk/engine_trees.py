@@ -278,8 +278,12 @@ def place(
             moved.moved += 1
             if after_each is not None:
                 after_each()
-        if sync is not None and source_fd is not None and moved.moved:
-            sync.take(os.dup(source_fd))
+        # Durable even when an earlier try did the moves (a crash before its barrier):
+        # what follows a merge (the engine's outputs, the split folder removed) must
+        # never reach the disk before them.
+        if sync is not None and (moved.moved or entries):
+            if source_fd is not None:
+                sync.take(os.dup(source_fd))
             for fd in targets.values():
                 sync.take(os.dup(fd))
     finally:

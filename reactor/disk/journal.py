@@ -54,6 +54,7 @@ from reactor.disk.state_dir import JOBS, RECORD_SUFFIX, REQUEUED, SPLIT, StateDi
 Checkpoint = Callable[[str], None]
 RECORD_FORMAT = 2
 MINKNOW_LAYOUT = "minknow"
+NOT_MERGED = "not_merged"  # in LOGOUTPUT_: split files whose names were taken
 _SPLIT_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 T = TypeVar("T")
 
@@ -743,17 +744,45 @@ class Journal:
 
     def _tidy_merge(self, job: Job, split: SplitOutputs | None) -> None:
         """Once the merged outputs are durable: in MinKNOW's layout the engine's reads
-        (copied into the split outputs) go, then the job's folder is kept as LOGOUTPUT_,
-        then its split folder goes."""
-        if split is not None:
+        (copied into the split outputs) go, unless a split file could not be merged (its
+        name was taken: then they stay with the job); then the job's folder is kept as
+        LOGOUTPUT_; then its split folder is settled (`settle_split`)."""
+        if split is not None and not self._split_holds_files(job):
             with _finishing("remove the engine's reads, merged in MinKNOW's layout"):
                 engine_trees.remove_entries(
                     self._output_fd, self._name(job, Folder.TMPOUTPUT), list(split.read_from)
                 )
         self._merged(job)
         if split is not None:
-            with _finishing("remove the split folder of the merged job"):
-                engine_trees.remove_folder(self.state.fd(SPLIT), job.job_id)
+            with _finishing("settle the split folder of the merged job"):
+                self.settle_split(job)
+
+    def _split_holds_files(self, job: Job) -> bool:
+        stage = engine_trees.open_if_there(self.state.fd(SPLIT), job.job_id)
+        if stage is None:
+            return False
+        try:
+            return bool(os.listdir(stage))
+        finally:
+            os.close(stage)
+
+    def settle_split(self, job: Job) -> None:
+        """A merged job's split folder (MinKNOW's layout): removed when empty (every file
+        merged); else what is left, files whose names were taken in the results, kept
+        with the job's leftovers as `LOGOUTPUT_…/not_merged/` for a person. Never lost."""
+        split_fd = self.state.fd(SPLIT)
+        if not self._split_holds_files(job):
+            engine_trees.remove_folder(split_fd, job.job_id)
+            return
+        logs = engine_trees.open_if_there(self._output_fd, self._name(job, Folder.LOGOUTPUT))
+        if logs is None:
+            return  # the job's folder is not kept yet: settled when its merge finishes
+        try:
+            fsops.rename(job.job_id, NOT_MERGED, src_dir_fd=split_fd, dst_dir_fd=logs)
+            fsops.fsync(logs)
+            fsops.fsync(split_fd)
+        finally:
+            os.close(logs)
 
     def _merged(self, job: Job) -> None:
         """The merged job's folder kept as LOGOUTPUT_, its links gone. Only once the

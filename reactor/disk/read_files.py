@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -40,7 +42,7 @@ import dnaio
 import pod5  # type: ignore[import-untyped]  # pod5 ships no type information
 import pysam
 
-from reactor.core.read_tags import ReadTags, barcode_name, parse_header
+from reactor.core.read_tags import UNCLASSIFIED, ReadTags, barcode_name, parse_header
 from reactor.core.readstats import YIELD_SLOT_S, JobReads
 from reactor.disk import engine_trees
 from reactor.disk.engine_trees import Outputs
@@ -184,13 +186,20 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     reads = result.reads
     seen: set[str] = set()
     counted: set[str] = set()
-    barcoded = request.barcoded
-    if barcoded is None:
-        barcoded = _any_barcode(request, outputs)
+    # Not told (one run's service): split by barcode as the reads say, one pass; if no
+    # read of the job had a barcode after all, its "unclassified" reads are relabelled
+    # as the reads of a run without barcodes at the end.
+    by_the_reads = request.barcoded is None
+    barcoded = True if by_the_reads else bool(request.barcoded)
+    classified = False
     writers = None
     if request.batch is not None and request.stage is not None:
         naming = naming_of(request.pod5_paths[0], request.batch) if request.pod5_paths else None
-        writers = _Writers(request, outputs, naming or Naming("unknown", "0", "0", 0))
+        try:
+            writers = _Writers(request, outputs, naming or Naming("unknown", "0", "0", 0))
+        except BaseException:
+            shutil.rmtree(request.stage, ignore_errors=True)  # made before what failed
+            raise
     # The loop runs once per read of the run: what does not change is looked up once.
     # Each barcode's lengths and qualities, counted at the end by C loops (ReadStats.
     # add_many): per read, two appends.
@@ -198,14 +207,19 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     by_alias: dict[str, tuple[list[int], list[float]]] = {"": ([], [])}
     whole_run = by_alias[""]
     by_start = reads.by_start
-    records = subreads = duplicates = unknown = 0
+    records = subreads = duplicates = unknown = no_qs = 0
     try:
         for kind, name, fmt, path in _opened(request, outputs, result):
             result.read_from.append((kind, name))
             for read in _records(path, fmt, f"{kind}/{name}"):
                 tags, length = read[0], read[1]
-                qs = tags.qs or 0.0
+                qs = tags.qs
+                if qs is None:
+                    no_qs += 1
+                    qs = 0.0
                 alias = _alias(tags, request) if barcoded else ""
+                if by_the_reads and tags.barcode is not None:
+                    classified = True
                 kept = by_alias.setdefault(alias, ([], [])) if barcoded else whole_run
                 kept[0].append(length)
                 kept[1].append(qs)
@@ -227,6 +241,11 @@ def split_outputs(request: SplitRequest) -> SplitResult:
                     writers.write(read, fmt, qs >= min_qscore, alias)
         if writers is not None:
             result.written = writers.close()
+            if by_the_reads and not classified:
+                result.written = writers.unlabel(UNCLASSIFIED)
+        if by_the_reads and not classified and UNCLASSIFIED in by_alias:
+            by_alias[""] = by_alias.pop(UNCLASSIFIED)
+            barcoded = False
     except BaseException:
         if writers is not None:
             writers.abandon()
@@ -234,6 +253,11 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     for alias, (lengths, qualities) in by_alias.items():
         if alias or not barcoded:  # "" holds the reads of a run not split by barcode
             reads.stats(alias).add_many(lengths, qualities, min_qscore)
+    if no_qs:
+        result.warnings.append(
+            f"{no_qs} of {records} reads have no usable qs tag (dorado's mean quality): "
+            "they count as fail; check that the engine runs dorado"
+        )
     reads.records, reads.subreads = records, subreads
     reads.duplicates, reads.unknown = duplicates, unknown
     reads.counted = len(counted)
@@ -243,30 +267,25 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     return result
 
 
-def _any_barcode(request: SplitRequest, outputs: Outputs) -> bool:
-    """Whether any read of the outputs was classified by barcode (a `BC` tag)."""
-    for kind, name in outputs.entries:
-        fmt = read_format(name)
-        if fmt is None:
-            continue
-        with _output(request.job_folder, kind, name) as path:
-            if any(read[0].barcode for read in _records(path, fmt, f"{kind}/{name}")):
-                return True
-    return False
-
-
 def _alias(tags: ReadTags, request: SplitRequest) -> str:
+    """The folder a read's barcode goes to: the sample sheet's alias, else the barcode;
+    `unclassified` for a name that cannot be a folder (an engine writes the tag)."""
     barcode = barcode_name(tags.barcode)
-    return request.aliases.get(barcode, barcode)
+    alias = request.aliases.get(barcode, barcode)
+    return alias if _FOLDER_NAME.fullmatch(alias) else UNCLASSIFIED
+
+
+# A barcode folder's name: what MinKNOW's aliases allow, never "." or "..", one part.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _start_slot(start: str | None) -> int | None:
     """The ten-minute slot of a read's start (`st`), or None. A slot is known from the
-    time up to its tens of minutes and the zone (`2026-12-05T10:2` … `+00:00`), so each
-    is worked out once (parsing a date for each of millions of reads costs)."""
+    time up to its minute and the zone (`2026-12-05T10:23` … `+05:45`), so each is
+    worked out once (parsing a date for each of millions of reads costs)."""
     if not start:
         return None
-    key = start[:15] + start[-6:]
+    key = start[:16] + start[-6:]
     if key in _SLOTS:
         return _SLOTS[key]
     if len(_SLOTS) >= _SLOTS_KEPT:
@@ -341,7 +360,11 @@ def _records(path: str, fmt: str, shown: str, *, all_tags: bool = False) -> Iter
                     tags = parse_header(record.name, all_tags=all_tags)
                     yield (tags, len(record.sequence), record, None)
         else:
+            _check_bgzf(path, shown)
             with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+                if bam.header.to_dict().get("SQ"):
+                    msg = f"{shown} is aligned (it has @SQ lines): give unaligned BAM"
+                    raise UnreadableOutput(msg)
                 for segment in bam.fetch(until_eof=True):
                     yield (_bam_tags(segment), segment.query_length, None, segment)
     except UnreadableOutput:
@@ -351,20 +374,37 @@ def _records(path: str, fmt: str, shown: str, *, all_tags: bool = False) -> Iter
         raise UnreadableOutput(msg) from None
 
 
-def _bam_tags(segment: pysam.AlignedSegment) -> ReadTags:
-    def get(tag: str) -> Any:
-        return segment.get_tag(tag) if segment.has_tag(tag) else None
+BGZF_MAGIC = b"\x1f\x8b\x08\x04"  # a BAM file's first bytes (a BGZF block)
 
-    qs = get("qs")
-    channel = get("ch")
+
+def _check_bgzf(path: str, shown: str) -> None:
+    """A BAM is BGZF: anything else named .bam (CRAM, which htslib would go and fetch a
+    reference for over the network; SAM text) is not read at all."""
+    with open(path, "rb") as data:
+        head = data.read(len(BGZF_MAGIC))
+    if head != BGZF_MAGIC:
+        msg = f"{shown} is not BAM (no BGZF block at its start)"
+        raise UnreadableOutput(msg)
+
+
+def _bam_tags(segment: pysam.AlignedSegment) -> ReadTags:
+    """A BAM record's tags, each only when of the type dorado writes (an engine's BAM is
+    data: a tag of another type is passed over, as in a FASTQ header)."""
+
+    def text(tag: str) -> str | None:
+        value = segment.get_tag(tag) if segment.has_tag(tag) else None
+        return value if isinstance(value, str) and value else None
+
+    qs = segment.get_tag("qs") if segment.has_tag("qs") else None
+    channel = segment.get_tag("ch") if segment.has_tag("ch") else None
     return ReadTags(
         read_id=segment.query_name or "",
-        qs=float(qs) if isinstance(qs, int | float) else None,
-        parent=get("pi") or None,
-        channel=int(channel) if isinstance(channel, int) else None,
-        start=get("st") or None,
-        read_group=get("RG") or None,
-        barcode=get("BC") or None,
+        qs=float(qs) if isinstance(qs, int | float) and math.isfinite(qs) else None,
+        parent=text("pi"),
+        channel=channel if isinstance(channel, int) else None,
+        start=text("st"),
+        read_group=text("RG"),
+        barcode=text("BC"),
     )
 
 
@@ -415,6 +455,7 @@ def _programs(path: str, shown: str) -> list[dict[str, Any]]:
 
 
 def _bam_header(path: str, shown: str) -> dict[str, Any]:
+    _check_bgzf(path, shown)
     try:
         with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
             return dict(bam.header.to_dict())
@@ -464,9 +505,11 @@ class _Writers:
                 for group in _read_groups(path, fmt, f"{kind}/{name}"):
                     self._read_groups.setdefault(str(group.get("ID")), group)
                 if fmt == BAM:
+                    known = {str(p.get("ID")) for p in self._programs}
                     for program in _programs(path, f"{kind}/{name}"):
-                        if program not in self._programs:
+                        if str(program.get("ID")) not in known:  # IDs are unique in SAM
                             self._programs.append(program)
+                            known.add(str(program.get("ID")))
 
     def _header(self) -> pysam.AlignmentHeader:
         if self._bam_header is None:
@@ -542,10 +585,28 @@ class _Writers:
             writer.close()
         return self.written
 
+    def unlabel(self, alias: str) -> list[tuple[str, str]]:
+        """(Once closed.) The files written for `alias` renamed, in the staging folder, to
+        the names and folders of a run without barcodes."""
+        written = []
+        for folder, name in self.written:
+            top, _, label = folder.partition("/")
+            if label != alias:
+                written.append((folder, name))
+                continue
+            verdict = top.rsplit("_", 1)[1]
+            plain = self.naming.name(verdict == "pass", "", name.split(".", 1)[1])
+            (self.stage / name).rename(self.stage / plain)
+            written.append((top, plain))
+        self.written = written
+        return written
+
     def abandon(self) -> None:
+        """The split failed: its files and folder go (nothing was decided on them)."""
         for writer in [*self.fastq.values(), *self.bam.values()]:
             with contextlib.suppress(Exception):
                 writer.close()
+        shutil.rmtree(self.stage, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ a run's outputs
@@ -554,8 +615,10 @@ class _Writers:
 def output_files(output_dir: Path) -> Iterator[tuple[str, str, Path]]:
     """(verdict, format, path) of every file of reads in a run's outputs, in either
     layout: the seed's `pass/` and `fail/`, MinKNOW's `fastq_pass/`, `bam_fail/`, … with
-    their barcode folders. When both FASTQ and BAM folders are there (output_format =
-    both), each read is in both: the FASTQ ones are listed, not the BAM ones."""
+    their barcode folders. A BAM file with a FASTQ twin (the same name but for its
+    extension, in the same barcode folder: `output_format = both` writes each batch
+    twice) is left out; any other BAM file is listed, so a run whose jobs wrote both
+    formats is read whole."""
     for verdict in ("pass", "fail"):
         folder = output_dir / verdict
         if folder.is_dir():
@@ -563,17 +626,21 @@ def output_files(output_dir: Path) -> Iterator[tuple[str, str, Path]]:
                 fmt = read_format(path.name)
                 if fmt is not None and path.is_file() and not path.is_symlink():
                     yield verdict, fmt, path
-    fastq_there = any((output_dir / f"{FASTQ}_{v}").is_dir() for v in ("pass", "fail"))
-    for fmt in (FASTQ, BAM):
-        if fmt == BAM and fastq_there:
-            continue
+    twins: set[tuple[str, str, str]] = set()  # (verdict, barcode folder, name stem)
+    for fmt, suffix in ((FASTQ, ".fastq.gz"), (BAM, ".bam")):
         for verdict in ("pass", "fail"):
             top = output_dir / f"{fmt}_{verdict}"
             if not top.is_dir():
                 continue
             for path in sorted(top.rglob("*")):
-                if read_format(path.name) == fmt and path.is_file() and not path.is_symlink():
-                    yield verdict, fmt, path
+                if read_format(path.name) != fmt or not path.is_file() or path.is_symlink():
+                    continue
+                key = (verdict, str(path.parent.relative_to(top)), path.name.removesuffix(suffix))
+                if fmt == FASTQ:
+                    twins.add(key)
+                elif key in twins:
+                    continue
+                yield verdict, fmt, path
 
 
 def file_reads(path: Path, fmt: str) -> Iterator[tuple[ReadTags, int]]:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reactor.core.minknow import MINKNOW_OUTPUTS
 from reactor.core.names import (
     INPUT_STAGING_NAME,
     STAGING_PREFIX,
@@ -35,7 +37,7 @@ from reactor.core.readstats import JobReads, RunReads
 from reactor.core.retry import FailureHistory, halves
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees
-from reactor.disk.journal import JobRecord, Journal, Unfinished, record_name
+from reactor.disk.journal import MINKNOW_LAYOUT, JobRecord, Journal, Unfinished, record_name
 from reactor.disk.migration import migrate
 from reactor.disk.state_dir import JOBS, SPLIT
 
@@ -83,6 +85,7 @@ class _Recovery:
         self.released: dict[str, int] = {}
         # "<jobid>_<engineid>" of the quarantines a person released (FAILED_ or UNKNOWN_)
         self.requeued: set[str] = set()
+        self.merged_split: dict[str, Job] = {}  # job id -> a job merged in MinKNOW's layout
 
     def run(self) -> Recovered:
         result = self.result
@@ -114,17 +117,27 @@ class _Recovery:
         for _folder, names in result.quarantine_folders.values():
             result.quarantined.update(names)
         self._remove_split_leftovers()
+        # A batch number already in a name of the results is never given again, whatever
+        # the records say (a record lost, MinKNOW's own outputs in the same folders).
+        result.next_batch = max(result.next_batch, _next_batch_in(self.journal.output_dir))
         return result
 
     def _remove_split_leftovers(self) -> None:
-        """Split folders of jobs whose merge was never decided (or is finished): what a
-        crash left. A held job's stays: its merge is decided and waits for a person."""
+        """Split folders a crash left: a job's whose merge was never decided is removed;
+        a merged job's is settled (removed when empty, else kept with its leftovers:
+        `Journal.settle_split`); a held job's stays, its merge waiting for a person."""
         state = self.journal.state
         split_fd = state.fd(SPLIT)
         for name in os.listdir(split_fd):
-            if name not in self.result.held:
-                engine_trees.remove_folder(split_fd, name)
-                self.result.repairs.append(("split_removed", f"{SPLIT}/{name}"))
+            if name in self.result.held:
+                continue
+            merged = self.merged_split.get(name)
+            if merged is not None:
+                self.journal.settle_split(merged)
+                self.result.repairs.append(("split_settled", f"{SPLIT}/{name}"))
+                continue
+            engine_trees.remove_folder(split_fd, name)
+            self.result.repairs.append(("split_removed", f"{SPLIT}/{name}"))
 
     # ------------------------------------------------------------ one job
 
@@ -185,6 +198,8 @@ class _Recovery:
             result.done.update(job.files)
             if record.batch is not None:
                 result.next_batch = max(result.next_batch, record.batch + 1)
+            if record.layout == MINKNOW_LAYOUT:
+                self.merged_split[job.job_id] = job
             if record.reads is not None:
                 try:
                     reads = JobReads.from_json(record.reads)
@@ -314,3 +329,23 @@ def _history(tries: list[tuple[int, int, str]], released: int) -> FailureHistory
         failed_on=frozenset(solo),
         batch_cap=cap,
     )
+
+
+_BATCH = re.compile(r"_(\d+)\.(?:fastq\.gz|fq\.gz|fastq|fq|bam)$")
+
+
+def _next_batch_in(output_dir: Path) -> int:
+    """One more than the highest batch number in a name of MinKNOW's output folders (and
+    their barcode folders) below `output_dir`; 0 when there is none."""
+    highest = -1
+    for top in MINKNOW_OUTPUTS:
+        folder = output_dir / top
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder):
+            if Path(dirpath) != folder:
+                dirnames[:] = []  # barcode folders, one level down
+            for name in filenames:
+                if (found := _BATCH.search(name)) is not None:
+                    highest = max(highest, int(found.group(1)))
+    return highest + 1

@@ -87,11 +87,26 @@ class ReadWorker:
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the workers. `wait=False` (the service exiting): the jobs waiting are
+        dropped and the workers ended now, not after the splits under way; a job cut
+        short was not decided, and its engine's report is carried out at the next start
+        (the split folder a worker leaves is removed by recovery)."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        if not wait:
+            for process in multiprocessing.active_children():
+                if process.name.startswith("SpawnProcess"):  # the pool's workers
+                    process.terminate()
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def close_shared(*, wait: bool = True) -> None:
+    """Stop the process's workers, if they were started."""
+    if _shared is not None:
+        _shared.close(wait=wait)
 
 
 _shared: ReadWorker | None = None

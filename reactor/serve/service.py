@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import gc
 import importlib.metadata
@@ -577,14 +578,29 @@ class Reactor:
             output_format=self.config.output_format,
             provenance={"job": job.job_id, "engine": job.engine_id, "version": VERSION},
         )
+        problem: Exception | None = None
+        result = None
         try:
             result = await worker.split(request)
-        except (UnreadableOutput, ReadWorkerGone) as exc:
+        except Refused:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+                # the output filesystem, not the engine: not decided, the engine retries
+                msg = f"could not write the reads of job {job.job_id} again: {exc}"
+                raise JournalError(msg) from exc
+            problem = exc
+        except Exception as exc:  # anything the reads did to the worker: the engine's
+            problem = exc
+        if problem is not None or result is None:
+            detail = " ".join(str(problem).split()) or type(problem).__name__
+            if problem is not None and not isinstance(problem, UnreadableOutput | ReadWorkerGone):
+                detail = f"{type(problem).__name__}: {detail}"
             if split:
-                msg = f"its reads could not be split: {exc}"
+                msg = f"its reads could not be split: {detail}"
                 raise Refused(msg) from None
             log.warning("reads_unreadable", job_id=job.job_id, engine_id=job.engine_id,
-                        detail=str(exc))  # fmt: skip
+                        detail=detail)  # fmt: skip
             return None
         for warning in result.warnings:
             log.warning("reads_warning", job_id=job.job_id, detail=warning)

@@ -114,3 +114,23 @@ def test_a_folder_reactor_never_served_cannot_be_verified(
 ) -> None:
     assert main(["verify", str(tmp_path)]) == 2
     assert "has no records of reactor" in capsys.readouterr().err
+
+
+def test_a_bam_twin_of_a_fastq_is_read_once_and_other_bams_always(tmp_path: Path) -> None:
+    """output_format = both writes each batch twice: its BAM is left out. A run whose
+    jobs wrote FASTQ and BAM (engines of both kinds) is read whole."""
+    from reactor.disk.read_files import output_files
+
+    names = {
+        "fastq_pass/x_pass_a_b_0.fastq.gz": True,
+        "bam_pass/x_pass_a_b_0.bam": False,  # the twin of batch 0
+        "bam_pass/x_pass_a_b_1.bam": True,  # batch 1 was BAM only
+        "fastq_fail/patient_a/x_fail_patient_a_a_b_2.fastq.gz": True,
+        "bam_fail/patient_a/x_fail_patient_a_a_b_2.bam": False,
+        "bam_fail/patient_b/x_fail_patient_a_a_b_2.bam": True,  # another folder: no twin
+    }
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    listed = {str(path.relative_to(tmp_path)) for _, _, path in output_files(tmp_path)}
+    assert listed == {name for name, kept in names.items() if kept}

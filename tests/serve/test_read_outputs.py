@@ -381,3 +381,98 @@ def test_a_crash_before_the_decision_leaves_nothing_and_the_batch_is_done_again(
     assert not stage.exists(), "what a crash left of a split is removed"
     assert again.status()["reads"]["reads"] == 0
     assert split_outputs(run.dirs.output_dir) == {}
+
+
+def test_a_split_file_whose_name_is_taken_is_kept_with_the_job_never_lost(
+    tmp_path: Path,
+) -> None:
+    """A name in the results taken by someone else (MinKNOW's own outputs in the same
+    folder, say) after the service started: the split file stays with the job's
+    leftovers, and the engine's own outputs are not removed."""
+    run = make_run(tmp_path, files=2)
+    reactor = run.reactor()
+    job = reactor.assign("gpu", 2)
+    assert job is not None
+    name = NAME.format(verdict="fail", alias="", batch=0) + ".fastq.gz"
+    taken = run.dirs.output_dir / "fastq_fail" / name
+    taken.parent.mkdir()
+    taken.write_bytes(b"someone else's")
+    written = finish(run, reactor, job, random.Random(2))
+    assert taken.read_bytes() == b"someone else's"
+    logs = run.dirs.output_dir / reactor.journal.output_folder(job, Folder.LOGOUTPUT).name
+    kept = logs / "not_merged" / taken.name
+    assert kept.exists(), "the split file that could not be merged, kept"
+    assert (logs / "pass" / f"{job.job_id}.fastq").exists(), "and the engine's own output"
+    passed = run.dirs.output_dir / "fastq_pass" / name.replace("_fail_", "_pass_")
+    held = fastq_records(kept) + fastq_records(passed)
+    assert sorted(h.split("\t")[0] for h, _ in held) == sorted(r.read_id for r in written)
+    assert not list((run.dirs.output_dir / ".reactor" / "split").iterdir())
+
+
+def test_batch_numbers_never_reuse_a_name_in_the_results_even_without_records(
+    tmp_path: Path,
+) -> None:
+    run = make_run(tmp_path, files=2)
+    reactor = run.reactor()
+    job = reactor.assign("gpu", 1)
+    assert job is not None
+    finish(run, reactor, job, random.Random(4))
+    reactor.close()
+    for record in (run.dirs.output_dir / ".reactor" / "jobs").iterdir():
+        record.write_text("not a record")  # lost: its file is basecalled again
+    again = run.reactor()
+    while (job := again.assign("gpu", 1)) is not None:
+        finish(run, again, job, random.Random(5))
+    names = list(split_outputs(run.dirs.output_dir))
+    assert len(names) == len(set(names))
+    assert {int(n.rsplit("_", 1)[1].split(".")[0]) for n in names} == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("what", "content"),
+    [
+        ("an aligned BAM", "aligned"),
+        ("CRAM named .bam", "cram"),
+        ("a BAM of another shape", "text"),
+    ],
+)
+def test_outputs_the_reads_cannot_be_split_from_are_refused_in_time(
+    tmp_path: Path, what: str, content: str
+) -> None:
+    run = make_run(tmp_path, files=1)
+    reactor = run.reactor()
+    job = reactor.assign("gpu", 1)
+    assert job is not None
+    out = run.engine_folder(reactor, job) / "pass" / "calls.bam"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if content == "aligned":
+        header = {"HD": {"VN": "1.6"}, "SQ": [{"SN": "chr1", "LN": 1000}]}
+        with pysam.AlignmentFile(str(out), "wb", header=header) as bam:
+            segment = pysam.AlignedSegment(bam.header)
+            segment.query_name, segment.query_sequence = "r", "ACGT"
+            segment.reference_id, segment.reference_start, segment.cigarstring = 0, 5, "4M"
+            bam.write(segment)
+    elif content == "cram":
+        out.write_bytes(b"CRAM\x03\x00" + b"\x00" * 100)
+    else:
+        out.write_text("@HD\tVN:1.6\nr\t4\t*\t0\t0\t*\t*\t0\t0\tACGT\t5555\n")
+    reactor.complete(job.job_id, "DONE")
+    reason = reactor.state.jobs[job.job_id].reason
+    assert reason.startswith("its reads could not be split"), (what, reason)
+    assert reactor.count_fields()["ready"] == 1
+    assert not (run.dirs.output_dir / ".reactor" / "split" / job.job_id).exists()
+
+
+def test_a_barcode_that_cannot_be_a_folder_goes_to_unclassified(tmp_path: Path) -> None:
+    run = make_run(tmp_path, files=1)
+    reactor = run.reactor()
+    reactor.reactor.read_rules = lambda: ReadRules(MIN_Q, barcoded=True)
+    job = reactor.assign("gpu", 1)
+    assert job is not None
+    (read_id, *_rest) = run.reads[next(iter(job.files))]
+    out = run.engine_folder(reactor, job) / "pass" / "calls.fastq"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"@{read_id}\tqs:f:20\tBC:Z:SQK-X_..\nACGT\n+\nIIII\n")
+    reactor.complete(job.job_id, "DONE")
+    found = [p.relative_to(run.dirs.output_dir) for p in run.dirs.output_dir.rglob("*.gz")]
+    assert [p.parts[:2] for p in found] == [("fastq_pass", "unclassified")]
