@@ -184,14 +184,11 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     if expected is None:
         result.warnings.append(problem)
     reads = result.reads
-    seen: set[str] = set()
-    counted: set[str] = set()
     # Not told (one run's service): split by barcode as the reads say, one pass; if no
     # read of the job had a barcode after all, its "unclassified" reads are relabelled
     # as the reads of a run without barcodes at the end.
     by_the_reads = request.barcoded is None
     barcoded = True if by_the_reads else bool(request.barcoded)
-    classified = False
     writers = None
     if request.batch is not None and request.stage is not None:
         naming = naming_of(request.pod5_paths[0], request.batch) if request.pod5_paths else None
@@ -200,14 +197,18 @@ def split_outputs(request: SplitRequest) -> SplitResult:
         except BaseException:
             shutil.rmtree(request.stage, ignore_errors=True)  # made before what failed
             raise
-    # The loop runs once per read of the run: what does not change is looked up once.
-    # Each barcode's lengths and qualities, counted at the end by C loops (ReadStats.
-    # add_many): per read, two appends.
+    # The loop runs once per read of the run: what does not change is looked up once,
+    # and what can be counted at the end by the standard library's C loops is only
+    # appended here (each barcode's lengths and qualities: ReadStats.add_many; the read
+    # ids, and the reads they count as, for the proof).
     min_qscore = request.min_qscore
     by_alias: dict[str, tuple[list[int], list[float]]] = {"": ([], [])}
     whole_run = by_alias[""]
+    aliases: dict[str | None, str] = {}  # a BC tag -> its folder
     by_start = reads.by_start
-    records = subreads = duplicates = unknown = no_qs = 0
+    ids: list[str] = []
+    parents: list[str] = []  # each record's read: its `pi` parent, or itself
+    no_qs = 0
     try:
         for kind, name, fmt, path in _opened(request, outputs, result):
             result.read_from.append((kind, name))
@@ -217,28 +218,22 @@ def split_outputs(request: SplitRequest) -> SplitResult:
                 if qs is None:
                     no_qs += 1
                     qs = 0.0
-                alias = _alias(tags, request) if barcoded else ""
-                if by_the_reads and tags.barcode is not None:
-                    classified = True
-                kept = by_alias.setdefault(alias, ([], [])) if barcoded else whole_run
+                if barcoded:
+                    alias = aliases.get(tags.barcode)
+                    if alias is None:
+                        alias = aliases[tags.barcode] = _alias(tags, request)
+                    kept = by_alias.setdefault(alias, ([], []))
+                else:
+                    alias, kept = "", whole_run
                 kept[0].append(length)
                 kept[1].append(qs)
-                records += 1
-                if tags.parent is not None:
-                    subreads += 1
-                before = len(seen)
-                seen.add(tags.read_id)
-                if len(seen) == before:
-                    duplicates += 1
-                counted_as = tags.counted_as
-                if expected is None or counted_as in expected:
-                    counted.add(counted_as)
-                else:
-                    unknown += 1
+                ids.append(tags.read_id)
+                parents.append(tags.parent or tags.read_id)
                 if (slot := _start_slot(tags.start)) is not None:
                     by_start[slot] += length
                 if writers is not None:
                     writers.write(read, fmt, qs >= min_qscore, alias)
+        classified = any(barcode is not None for barcode in aliases)
         if writers is not None:
             result.written = writers.close()
             if by_the_reads and not classified:
@@ -253,13 +248,22 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     for alias, (lengths, qualities) in by_alias.items():
         if alias or not barcoded:  # "" holds the reads of a run not split by barcode
             reads.stats(alias).add_many(lengths, qualities, min_qscore)
+    records = len(ids)
     if no_qs:
         result.warnings.append(
             f"{no_qs} of {records} reads have no usable qs tag (dorado's mean quality): "
             "they count as fail; check that the engine runs dorado"
         )
-    reads.records, reads.subreads = records, subreads
-    reads.duplicates, reads.unknown = duplicates, unknown
+    counted = set(parents)
+    if expected is not None:
+        found = len(list(filter(expected.__contains__, parents)))  # records of known reads
+        counted &= expected
+    else:
+        found = records
+    reads.records = records
+    reads.subreads = records - sum(map(str.__eq__, ids, parents))
+    reads.duplicates = records - len(set(ids))
+    reads.unknown = records - found
     reads.counted = len(counted)
     if expected is None:
         reads.pod5_reads = reads.counted  # not known: nothing is said to be dropped

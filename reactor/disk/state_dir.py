@@ -46,7 +46,11 @@ RECORD_SUFFIX = ".json"
 _TMP_PREFIX = ".tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record of 10,000 files is ~0.7 MB
+# A record of 10,000 files is ~0.7 MB; a done job's read counts add ~12 bytes per distinct
+# read length per barcode, up to one per read: a batch of 100 MinKNOW files of 50,000
+# reads each could take ~60 MB. Reactor alone writes here; the bound only keeps a
+# damaged file from being read whole.
+MAX_RECORD_BYTES = 1024 * 1024 * 1024
 
 
 class StateError(OSError):
