@@ -14,10 +14,12 @@ other end itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import threading
@@ -30,14 +32,21 @@ WORKERS = 2  # the read_workers setting's default
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# A worker's address space: far above what a job needs (its reads stream; its read ids
+# and lengths take ~100 bytes a read), far below what would hurt a sequencer host. An
+# engine's gzip bomb or a giant record then fails the job (MemoryError: refused) rather
+# than taking the host's memory from MinKNOW.
+WORKER_MEMORY_BYTES = 4 * 1024**3
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
     """(In the worker, at its start.) Be killed when the service ends, and end now if it
-    ended while this process started."""
+    ended while this process started; never take more than `memory_bytes`."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    with contextlib.suppress(ValueError, OSError):  # a lower hard limit stays
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     if os.getppid() != parent_pid:
         os._exit(0)
 
@@ -49,8 +58,9 @@ class ReadWorkerGone(Exception):
 class ReadWorker:
     """A lazily started pool of processes that read jobs' outputs."""
 
-    def __init__(self, workers: int = WORKERS) -> None:
+    def __init__(self, workers: int = WORKERS, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self._workers = workers
+        self._memory_bytes = memory_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -61,13 +71,15 @@ class ReadWorker:
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=die_with_parent,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self._memory_bytes),
                 )
             return self._pool
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, broken: ProcessPoolExecutor, *, kill: bool = False) -> None:
         with self._lock:
             if self._pool is broken:
+                if kill:
+                    _end_workers()
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
 
@@ -79,6 +91,11 @@ class ReadWorker:
             pool = self._executor()
             try:
                 return await loop.run_in_executor(pool, split_outputs, request)
+            except MemoryError:
+                # the job is the engine's to answer for; the worker, its memory kept by
+                # the allocator, is replaced for the jobs after it
+                self._replace(pool, kill=True)
+                raise
             except BrokenProcessPool:
                 self._replace(pool)
                 if attempt == 2:
@@ -97,10 +114,15 @@ class ReadWorker:
         if pool is None:
             return
         if not wait:
-            for process in multiprocessing.active_children():
-                if process.name.startswith("SpawnProcess"):  # the pool's workers
-                    process.terminate()
+            _end_workers()
         pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _end_workers() -> None:
+    """Terminate the pool's worker processes (the only processes spawned here)."""
+    for process in multiprocessing.active_children():
+        if process.name.startswith("SpawnProcess"):
+            process.terminate()
 
 
 def close_shared(*, wait: bool = True) -> None:

@@ -85,3 +85,29 @@ async def test_a_worker_that_dies_is_replaced_and_the_job_read(tmp_path: Path) -
         assert worker._executor() is not pool, "a new pool took the broken one's place"
     finally:
         worker.close()
+
+
+async def test_a_gzip_bomb_fails_its_job_in_the_worker_not_the_host(tmp_path: Path) -> None:
+    """An engine's output that decompresses to more than the worker may hold (one read of
+    a gigabyte): the job fails with MemoryError in the worker, which goes on serving."""
+    import gzip
+
+    from reactor.disk.read_files import SplitRequest
+
+    output = tmp_path / "output"
+    (output / "TMPOUTPUT_1_e" / "pass").mkdir(parents=True)
+    member = gzip.compress(b"A" * (64 << 20), compresslevel=1)  # 64 MiB of bases
+    with (output / "TMPOUTPUT_1_e" / "pass" / "bomb.fastq.gz").open("wb") as bomb:
+        bomb.write(gzip.compress(b"@r1\tqs:f:12\n"))
+        for _ in range(16):  # one sequence line of 1 GiB, 1 MB on disk
+            bomb.write(member)
+    (output / "TMPOUTPUT_2_e" / "pass").mkdir(parents=True)
+    (output / "TMPOUTPUT_2_e" / "pass" / "a.fastq").write_text("@r2\tqs:f:12\nACGT\n+\nIIII\n")
+    worker = ReadWorker(1, memory_bytes=2560 << 20)  # a worker takes ~1.5 GB at rest
+    try:
+        with pytest.raises(MemoryError):
+            await worker.split(SplitRequest(str(output), "TMPOUTPUT_1_e", "job_id_1_", (), 9.0))
+        fine = await worker.split(SplitRequest(str(output), "TMPOUTPUT_2_e", "job_id_2_", (), 9.0))
+        assert fine.reads.records == 1
+    finally:
+        worker.close()
