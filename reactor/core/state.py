@@ -25,7 +25,7 @@ States:
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from reactor.core.model import (
     LIVE_JOB_STATES,
@@ -81,6 +81,8 @@ class RunState:
         self.jobs: dict[str, Job] = {}
         self.engines: dict[str, EngineRecord] = {}
         self._ready: OrderedDict[str, None] = OrderedDict()  # the ready queue, front first
+        # Told each time a file becomes ready (engines waiting for work are woken).
+        self.ready_listener: Callable[[], None] = _nothing
         self._incomplete: set[str] = set()  # so the settle timer never walks all files
         self._quarantined: dict[str, None] = {}  # so /status lists them without walking all files
         self._live_jobs: dict[str, Job] = {}
@@ -174,6 +176,7 @@ class RunState:
         self._counts[state] += 1
         if state is FileState.READY:
             self._ready[name] = None
+            self.ready_listener()
         elif state is FileState.INCOMPLETE:
             self._incomplete.add(name)
         elif state is FileState.QUARANTINED:
@@ -715,3 +718,7 @@ class RunState:
         self._requeue_front(job.files, now)
         for name in job.files:
             self._remember_expired(name, job_id)
+
+
+def _nothing() -> None:
+    """No one listens (the default ready_listener)."""

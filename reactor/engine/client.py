@@ -190,13 +190,15 @@ class EngineClient:
         self.clock = clock
         self.sleep = sleep
 
-    async def assignwork(self, batch_size: int) -> Assignment:
+    async def assignwork(self, batch_size: int, wait_s: float = 0.0) -> Assignment:
+        """The next batch; with `wait_s`, a manager that can (reactor serve) holds the
+        request until work comes or that long passes (a seed manager answers at once)."""
         # params=true: this engine can be told a run's basecall parameters (a seed
-        # manager ignores the parameter)
-        answer = await self._get(
-            "assignwork",
-            {"engineid": self.engine_id, "batchsize": str(batch_size), "params": "true"},
-        )
+        # manager ignores the parameter, and wait_s)
+        params = {"engineid": self.engine_id, "batchsize": str(batch_size), "params": "true"}
+        if wait_s > 0:
+            params["wait_s"] = f"{wait_s:g}"
+        answer = await self._get("assignwork", params, held_s=wait_s)
         return parse_assignment(answer)
 
     async def keepalive(self, job_id: str, job_state: str = "PROCESSING") -> bool:
@@ -215,14 +217,15 @@ class EngineClient:
             return str(answer.get("detail") or "not merged")
         return None
 
-    async def _get(self, verb: str, params: dict[str, str]) -> object:
-        """One verb, retried while the manager is away, for at most `grace_s`."""
+    async def _get(self, verb: str, params: dict[str, str], held_s: float = 0.0) -> object:
+        """One verb, retried while the manager is away, for at most `grace_s` (plus
+        `held_s`, the time the manager may hold it: a long-poll)."""
         started = self.clock()
-        deadline = started + self.grace_s
+        deadline = started + self.grace_s + held_s
         attempt = 0
         while True:
             try:
-                answer = await self._get_once(verb, params, deadline)
+                answer = await self._get_once(verb, params, deadline, held_s)
             except _Retryable as exc:
                 now = self.clock()
                 if now >= deadline:
@@ -254,10 +257,13 @@ class EngineClient:
                 )
             return answer
 
-    async def _get_once(self, verb: str, params: dict[str, str], deadline: float) -> object:
+    async def _get_once(
+        self, verb: str, params: dict[str, str], deadline: float, held_s: float = 0.0
+    ) -> object:
         # Never wait on one request much past the grace: the caller has other work.
+        left = deadline - self.clock()
         timeout = aiohttp.ClientTimeout(
-            total=max(MIN_REQUEST_TIMEOUT_S, min(REQUEST_TIMEOUT_S, deadline - self.clock()))
+            total=max(MIN_REQUEST_TIMEOUT_S, min(REQUEST_TIMEOUT_S + held_s, left))
         )
         try:
             async with self.session.get(

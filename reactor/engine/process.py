@@ -39,7 +39,8 @@ is handed back a minute before the limit instead of being killed mid-way. RELEAS
 not know.
 
 Exit codes:
-  0  stopped as asked: --until-empty got an empty batch, --once finished its batch
+  0  stopped as asked: --until-empty got an empty batch, --exit-when-idle had no work
+     for that long, --once finished its batch
      (whatever its outcome: that is reported to the manager and logged), or a first signal
      (the batch in hand finished, or handed back after `release_after`)
   1  a second SIGTERM/SIGINT came: the command in hand, if still running, was stopped

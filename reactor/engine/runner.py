@@ -86,6 +86,7 @@ class Engine:
         self.config = config
         self.client = client
         self.clock = clock
+        self._held = False  # the last empty answer was held by the manager (long-poll)
         self.command = parse_command(config.command)
         self.stdout_to = None if config.stdout_to is None else parse_template(config.stdout_to)
         self.input_dir = config.input_dir.absolute()
@@ -138,6 +139,7 @@ class Engine:
 
     async def _run(self) -> int:
         idle = 0
+        idle_since = self.clock()  # the start, or the end of the last batch
         while not self.stopping.is_set():
             try:
                 assignment = await self._ask()
@@ -150,6 +152,13 @@ class Engine:
                 if self.config.until_empty:
                     log.info("no_work_left")
                     break
+                idle_s = self.clock() - idle_since
+                if self.config.exit_when_idle is not None and idle_s >= self.config.exit_when_idle:
+                    log.info("idle_exit", idle_s=round(idle_s, 3))
+                    break
+                if self._held:
+                    idle = 0
+                    continue  # the manager held the request: ask again at once
                 delay_s = backoff_delay(
                     idle, self.config.poll_interval, self.config.max_poll_interval
                 )
@@ -160,6 +169,7 @@ class Engine:
             idle = 0
             outcome = await self.run_batch(assignment)
             self.tally.add(outcome)
+            idle_since = self.clock()
             if self.aborting.is_set():
                 return EXIT_ABORTED
             if outcome is BatchOutcome.BROKEN:
@@ -174,13 +184,21 @@ class Engine:
 
         A job the manager assigned in the very moment of that signal is never seen here;
         its lease expires and its files go to another engine."""
-        ask = asyncio.create_task(self.client.assignwork(self.config.batch_size))
+        config = self.config
+        wait_s = 0.0 if config.until_empty else config.wait_for_work
+        if config.exit_when_idle is not None:
+            wait_s = min(wait_s, config.exit_when_idle)
+        began = self.clock()
+        ask = asyncio.create_task(self.client.assignwork(config.batch_size, wait_s))
         stop = asyncio.create_task(self.stopping.wait())
         try:
             await asyncio.wait({ask, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         if ask.done():
+            # An empty answer that took a while: the manager held it (long-poll); one at
+            # once is a seed manager's, and the engine backs off before asking again.
+            self._held = wait_s > 0 and self.clock() - began >= wait_s / 2
             return ask.result()
         ask.cancel()
         with contextlib.suppress(asyncio.CancelledError, ManagerError):

@@ -167,6 +167,24 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     return value
 
 
+MAX_WAIT_S = 60.0  # the longest an engine may ask to wait for work
+
+
+def _wait_param(request: web.Request) -> float:
+    """`wait_s`: how long the engine waits for work when there is none (0 when absent:
+    the seed's engines are answered at once), at most MAX_WAIT_S."""
+    text = _param(request, "wait_s", required=False)
+    if text is None or text == "":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"wait_s must be a number, not {text!r}") from None
+    if not 0 <= value <= MAX_WAIT_S:  # NaN fails both
+        raise ApiError(400, "bad_request", f"wait_s must be 0 to {MAX_WAIT_S:g} seconds")
+    return value
+
+
 def _flag(request: web.Request, name: str) -> bool:
     """A true/false query parameter (false when absent); 400 for anything else, an
     empty value included."""
@@ -268,10 +286,24 @@ async def assignwork(request: web.Request) -> web.Response:
     engine_id = _engine_id(request)
     batch_size = _int_param(request, "batchsize", 0)
     takes_params = _flag(request, "params")
+    wait_s = _wait_param(request)
     reactor = request.app[SERVED]
-    job = await _riding_out_storage(
-        request, lambda: reactor.assign(engine_id, batch_size, takes_params=takes_params)
-    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        looked = reactor.waiters.notified
+        job = await _riding_out_storage(
+            request, lambda: reactor.assign(engine_id, batch_size, takes_params=takes_params)
+        )
+        if job is not None or wait_s == 0:
+            break
+        came = reactor.waiters.notified != looked  # work came while it looked: again
+        if not came and not await reactor.waiters.wait(deadline - loop.time()):
+            break
+        # aiohttp does not cancel a handler whose client hung up: an engine gone while it
+        # waited is given nothing (a job it never hears of would wait out its lease)
+        if request.transport is None or request.transport.is_closing():
+            break
     folders = ("", "") if job is None else reactor.folders_of(job)
     lease_s = request.app[CONFIG].report_back_interval
     body = _assignment_body(job, lease_s, folders)

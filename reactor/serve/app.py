@@ -133,6 +133,7 @@ def create_app(
     app[SYSTEMD] = SystemdLifecycle(notifier, reactor.status_line)
     app.on_shutdown.append(_tell_finisher_stopping)
     app.on_shutdown.append(_tell_systemd_stopping)
+    app.on_shutdown.append(_answer_waiting_engines)
     app[READY_WHEN_LISTENING] = ready_when_listening
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
     return app
@@ -304,6 +305,7 @@ def create_host_app(
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[SYSTEMD] = SystemdLifecycle(notifier, host.status_line)
     app.on_shutdown.append(_tell_systemd_stopping)
+    app.on_shutdown.append(_answer_waiting_engines)
     app[READY_WHEN_LISTENING] = ready_when_listening
     app.cleanup_ctx.append(_systemd_ctx)
     return app
@@ -325,3 +327,9 @@ async def _host_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await host.stop()
     log.info("stopped", mode="host")
+
+
+async def _answer_waiting_engines(app: web.Application) -> None:
+    """Shutdown: engines waiting for work (long-poll) are answered now, with no work, so
+    the service does not wait out their `wait_s`."""
+    app[SERVED].waiters.close()

@@ -89,6 +89,7 @@ from reactor.serve.service import Reactor, ReadRules, StartupError, new_job_id
 from reactor.serve.stager import RunStager
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher, new_observer
+from reactor.serve.work_waiters import WorkWaiters
 from reactor.settings.serve import ServeConfig
 
 log = structlog.get_logger("reactor.host")
@@ -820,6 +821,9 @@ class Host:
         self._starting: set[RunKey] = set()  # runs whose unit is being started
         self._samples: dict[Path, _Seen] = {}
         self._merging = asyncio.Lock()  # merge_samples: one sample merge at a time
+        # Engines waiting for work in any run (`/assignwork?wait_s=`): each run's ready
+        # files wake them.
+        self.waiters = WorkWaiters()
         self.ready = False
         self.metrics = HostMetrics(self)
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
@@ -964,6 +968,7 @@ class Host:
             on_foreign=self._foreign_file,
             stage_worker=self._stage_worker,
         )
+        unit.reactor.state.ready_listener = self.waiters.notify
         try:
             with unit.bound():
                 await unit.start()
@@ -976,6 +981,7 @@ class Host:
             return "failed"
         self.failed.pop(run.key, None)
         self.units[run.key] = unit
+        self.waiters.notify()  # its files were ready before it could hand them out
         if self.folders is not None and not run.pooled:
             self.folders.watch(run.folder)  # pod5/ and the final summary appear there
         for job_id in unit.reactor.state.jobs:
@@ -1389,6 +1395,7 @@ class Host:
             "ready": self.ready,
             "roots": [str(root) for root in self.config.watch_root],
             "files": totals,
+            "engines_waiting": len(self.waiters),
             "runs": runs,
             "finished": [
                 {"run": str(f.key), "folder": str(f.folder), "files_done": f.files_done}

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Histogram
 
 from reactor.core.state import CompletionPlan, Job
+from reactor.serve.work_waiters import WorkWaiters
 
 
 class ServedMetrics(Protocol):
@@ -30,6 +31,8 @@ class Served(Protocol):
     def metrics(self) -> ServedMetrics: ...
     @property
     def writer_broken(self) -> BaseException | None: ...
+    @property
+    def waiters(self) -> WorkWaiters: ...
 
     async def assign(
         self, engine_id: str, batch_size: int, *, takes_params: bool = False

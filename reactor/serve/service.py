@@ -74,6 +74,7 @@ from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
+from reactor.serve.work_waiters import WorkWaiters
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
 
@@ -206,6 +207,9 @@ class Reactor:
             bench_s=config.bench_seconds,
             engine_window_s=config.report_back_interval,
         )
+        # Engines waiting for work (`/assignwork?wait_s=`), woken when a file is ready.
+        self.waiters = WorkWaiters()
+        self.state.ready_listener = self.waiters.notify
         self._new_job_id = job_id_factory
         self.ready = False
         self.throughput = Throughput(started_at=clock())
@@ -355,6 +359,7 @@ class Reactor:
         self._expire_now(now)
         self.writer.start()
         self.ready = True
+        self.waiters.notify()  # files found ready before the service could hand them out
         log.info(
             "recovered",
             duration_s=round(time.perf_counter() - began, 3),
@@ -1170,6 +1175,7 @@ class Reactor:
             reconciles=self.reconciles,
         )
         report["paused"] = self.paused
+        report["engines_waiting"] = len(self.waiters)
         report["reads"] = self.reads.view(self.read_rules().min_qscore)
         if self.hash_check is not None:
             report["output_hash"] = self.hash_check

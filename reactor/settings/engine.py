@@ -107,6 +107,8 @@ class EngineConfig:
     kill_grace: float = 10.0
     release_after: float | None = None
     until_empty: bool = False
+    exit_when_idle: float | None = None
+    wait_for_work: float = 60.0
     once: bool = False
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -166,6 +168,13 @@ def _check_relations(config: EngineConfig) -> None:
 # The engine's keys, read from REACTOR_ENGINE_<KEY> variables.
 _Key = partial(Key, env_prefix=ENV_PREFIX)
 
+
+def wait_problem(value: float) -> str | None:
+    return None if 0 <= value <= MAX_WAIT_S else f"must be 0 to {MAX_WAIT_S:g} seconds"
+
+
+MAX_WAIT_S = 60.0  # what reactor serve holds a request for at most
+
 # fmt: off
 _KEYS: tuple[Key, ...] = (
     _Key("manager", DEFAULT_MANAGER, "URL", parse_text, _manager_problem,
@@ -217,6 +226,16 @@ _KEYS: tuple[Key, ...] = (
          "Under Slurm's --signal=B:TERM@S, set it below S by more than kill_grace."),
     _Key("until_empty", "false", "", parse_bool, boolean=True,
          meaning="Exit 0 when the manager answers an empty batch."),
+    _Key("exit_when_idle", "(none)", "SECONDS", parse_seconds, positive_seconds,
+         meaning="Exit 0 once the manager has had no work for this engine for this long "
+         "(since its last batch, or its start): an engine started for a backlog (a Slurm "
+         "job, say) ends itself when the backlog is done, and a live run's next file "
+         "within the time still finds it. Unset: ask until stopped."),
+    _Key("wait_for_work", "60.0", "SECONDS", parse_seconds, wait_problem,
+         meaning="With nothing to do, ask reactor serve to hold the request until work "
+         "comes, up to this long (0 to 60; long-poll): a new file reaches the engine at "
+         "once and an idle engine costs a request a minute. 0, or a seed manager (which "
+         "answers at once): ask again after poll_interval, doubling to max_poll_interval."),
     _Key("once", "false", "", parse_bool, boolean=True,
          meaning="Exit after one batch."),
     _Key("log_level", "info", "LEVEL", parse_choice, one_of(LOG_LEVELS),

@@ -565,3 +565,39 @@ async def test_a_runs_parameters_from_the_manager_fill_model_and_kit_name(
     assert all(call["params"] == "true" for call in script.verbs("assignwork"))
     log = (job_out(script) / "engine.log").read_text().splitlines()
     assert log[-1] == f"sup SQK-NBD114-24 {script.output_dir / 'r' / 's.csv'}"
+
+
+async def test_exit_when_idle_ends_the_engine_after_that_long_without_work(
+    script: Script, manager_url: str, session: aiohttp.ClientSession
+) -> None:
+    """No work since its last batch for exit_when_idle seconds (its clock, moved here by
+    hand): exit 0. A batch in between starts the idle time again."""
+    empty: Answer = (200, {"jobid": "-1", "batch_size": 0, "batch": []})
+    now = [0.0]
+    answers = iter([empty, empty])
+
+    def assign() -> Answer:
+        now[0] += 10.0  # each answer comes 10 s after the last
+        answer = next(answers, None)
+        if answer is None and not script.verbs("completed"):
+            script.assign, script.batches = None, [["a.pod5"]]
+            try:
+                return script.next_assignment()  # a batch at t=30: idle from its end
+            finally:
+                script.assign = assign
+        return answer or empty
+
+    script.assign = assign
+    config = EngineConfig(
+        input_dir=script.input_dir, output_dir=script.output_dir, command="true",
+        engine_id="gpu", poll_interval=0.01, max_poll_interval=0.02, exit_when_idle=25.0,
+    )  # fmt: skip
+    engine = Engine(config, make_client(session, manager_url), clock=lambda: now[0])
+    with capture_logs() as logs:
+        assert await asyncio.wait_for(engine.run(), 20) == 0
+    (idle,) = events(logs, "idle_exit")
+    assert idle["idle_s"] >= 25.0
+    asked = script.verbs("assignwork")
+    # t=10, 20 empty (idle 20 < 25); t=30 a batch; then t=40, 50 empty: 20 s idle; t=60: 30 s
+    assert len(asked) == 6
+    assert engine.tally.fields() == {"jobs_done": 1}

@@ -1123,3 +1123,22 @@ async def test_a_samples_runs_are_merged_as_each_completes(
             "the sample merged again",
         )
     assert not (root / "grp" / "s1" / "reactor_merged").exists(), "no run of s1 completed"
+
+
+async def test_an_engine_waiting_on_the_host_gets_the_first_file_of_a_new_run(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Long-poll in host mode: the host's waiters are woken by any run's ready file, a
+    run found while the engine waits included."""
+    root = tmp_path / "data"
+    (root / "grp" / "s1").mkdir(parents=True)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    asked = asyncio.create_task(client.get("/assignwork?engineid=gpu&batchsize=5&wait_s=30"))
+    await wait_until(lambda: len(host.waiters) == 1, "the engine to wait")
+    run = root / "grp" / "s1" / "20261205_1500_1A_PAW00007_77777777"
+    new = pod5(run / "pod5" / f"PAW00007_77777777_{RUNID}_0.pod5", 70)
+    answer = await (await asyncio.wait_for(asked, 20)).json()
+    assert answer["batch"] == [new.name]
+    assert (await (await client.get("/status")).json())["engines_waiting"] == 0

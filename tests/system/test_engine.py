@@ -365,3 +365,19 @@ def test_release_after_hands_the_batch_back_while_the_first_signal_waits(run: Ru
     run.assert_exactly_once()
     assert merged_by(run, "gpu-rest") == set(run.read_ids)
     assert merged_attempts(run) == dict.fromkeys(run.read_ids, 1)
+
+
+def test_an_idle_engine_is_held_by_the_manager_and_takes_a_new_file_at_once(run: Run) -> None:
+    """Long-poll: an engine that found nothing waits in its request (wait_for_work, 60 s
+    by default) and takes a file the moment it is ready. This one polls every 30 s
+    otherwise, so its command starting within 15 s of the file is the long-poll's doing."""
+    run.start_server()
+    engine = run.start_engine(
+        "gpu-waits", "--preset", "fake", "--poll-interval", "30", "--max-poll-interval", "30"
+    )
+    wait_for(lambda: run.status()["engines_waiting"] == 1, 15, "the engine to wait")
+    run.add_files(1)
+    wait_for(lambda: engine.has("command_started"), 15, "the engine to take the new file")
+    wait_for(run.all_done, 15, "the file done")
+    engine.signal(signal.SIGTERM)
+    assert engine.wait(30) == 0  # a waiting engine stops at once on SIGTERM

@@ -24,6 +24,7 @@ fuzz on fresh random inputs.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -484,6 +485,21 @@ SCHEMA.config.generation.update(
     max_examples=EXAMPLES,
     deterministic=REPEATABLE,
 )
+# A generated wait_s of up to 60 s would hold the request that long (the long-poll):
+# the fuzzer's waits are cut to FUZZ_WAIT_S, its values out of bounds kept (400s);
+# tests/serve/test_long_poll.py covers the waits themselves.
+FUZZ_WAIT_S = 0.05
+
+
+@SCHEMA.hook
+def map_query(ctx: schemathesis.HookContext, query: dict[str, Any] | None) -> Any:
+    if query and "wait_s" in query:
+        with contextlib.suppress(TypeError, ValueError):
+            if 0 < float(query["wait_s"]) <= 60:
+                query["wait_s"] = FUZZ_WAIT_S
+    return query
+
+
 FUZZ_SETTINGS = settings(
     deadline=None,
     database=None,
