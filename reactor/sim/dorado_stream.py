@@ -137,17 +137,8 @@ class _BamStream:
             out, "w" if as_text else "wb", header=pysam.AlignmentHeader.from_text(header)
         )
 
-    def _segment(self, read: CalledRead) -> pysam.AlignedSegment:
-        segment = pysam.AlignedSegment(self.file.header)
-        segment.query_name = read.read_id
-        segment.flag = 4  # unmapped, as every record of an unaligned BAM
-        segment.query_sequence = read.bases
-        segment.query_qualities = pysam.qualitystring_to_array(read.qualities)
-        segment.set_tags([(tag.name, tag.value, tag.kind) for tag in read.tags])
-        return segment
-
     def write(self, read: CalledRead) -> None:
-        self.file.write(self._segment(read))
+        self.file.write(bam_record(read, self.file.header))
 
     def close(self) -> None:
         self.file.close()
@@ -217,6 +208,17 @@ def _basecall(
         tally.files += 1
     stream.close()
     return tally
+
+
+def bam_record(read: CalledRead, header: pysam.AlignmentHeader) -> pysam.AlignedSegment:
+    """A called read as dorado writes it in unaligned BAM: unmapped, its tags typed."""
+    segment = pysam.AlignedSegment(header)
+    segment.query_name = read.read_id
+    segment.flag = 4  # unmapped, as every record of an unaligned BAM
+    segment.query_sequence = read.bases
+    segment.query_qualities = pysam.qualitystring_to_array(read.qualities)
+    segment.set_tags([(tag.name, tag.value, tag.kind) for tag in read.tags])
+    return segment
 
 
 def basecall_dorado(args: argparse.Namespace, out: BinaryIO | None = None) -> int:

@@ -39,7 +39,7 @@ import dnaio
 import pysam
 
 from reactor.sim.dorado_reads import DEFAULT_MODEL, CalledRead, called_length, called_reads
-from reactor.sim.dorado_stream import fastq_text, header_text
+from reactor.sim.dorado_stream import bam_record, fastq_text, header_text
 from reactor.sim.pod5_reads import Pod5Read, Pod5Run
 
 INPUT_FORMAT = 1  # bump when the inputs change: cached sets of another format are rebuilt
@@ -154,7 +154,7 @@ class _Sink:
         if self.writer is None:
             self._open()
         if self.kind == "bam":
-            self.writer.write(self._segment(read))
+            self.writer.write(bam_record(read, self.header))
         else:
             header = fastq_text(read).split("\n", 1)[0][1:]
             self.writer.write(dnaio.SequenceRecord(header, read.bases, read.qualities))
@@ -166,15 +166,6 @@ class _Sink:
             size = self.path.stat().st_size
             if size >= min(FILE_MB * 10**6, self.target_bytes - self.closed_bytes):
                 self._close()
-
-    def _segment(self, read: CalledRead) -> pysam.AlignedSegment:
-        segment = pysam.AlignedSegment(self.header)
-        segment.query_name = read.read_id
-        segment.flag = 4  # unmapped, as every record of an unaligned BAM
-        segment.query_sequence = read.bases
-        segment.query_qualities = pysam.qualitystring_to_array(read.qualities)
-        segment.set_tags([(tag.name, tag.value, tag.kind) for tag in read.tags])
-        return segment
 
     def finish(self) -> dict[str, Any]:
         if self.writer is not None:
