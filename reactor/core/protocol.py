@@ -3,7 +3,8 @@
 The service answers every failure with a JSON object ``{"error": ..., "detail": ...}``
 and a 4xx or 5xx status (`reactor.serve.api`). `error_detail` takes the body of such an
 answer, or of whatever stood in the service's place (a proxy's HTML page, plain text),
-and returns one line for a person. Pure: no I/O.
+and returns one line for a person. `MAX_WAIT_S` bounds the long-poll for both sides.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import json
 
 DETAIL_LIMIT = 200  # characters: a detail is shown on one line, never a whole page
+# The longest an engine may ask `/assignwork` to hold its request (`wait_s`, long-poll):
+# the service refuses more, and the reference engine never asks for more.
+MAX_WAIT_S = 60.0
 
 
 def error_detail(body: str, limit: int = DETAIL_LIMIT) -> str:

@@ -24,6 +24,7 @@ from prometheus_client import generate_latest
 
 from reactor.core.names import InvalidName, check_engine_id, check_job_id
 from reactor.core.params import RuleError
+from reactor.core.protocol import MAX_WAIT_S
 from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
@@ -165,9 +166,6 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     if abs(value) > 10**9:
         raise ApiError(400, "bad_request", f"{name} is out of range")
     return value
-
-
-MAX_WAIT_S = 60.0  # the longest an engine may ask to wait for work
 
 
 def _wait_param(request: web.Request) -> float:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.core.names import ENGINE_ID_MAX_LEN, InvalidName, check_engine_id
+from reactor.core.protocol import MAX_WAIT_S
 from reactor.settings.folders import folder_problem
 from reactor.settings.parsing import (
     DEFAULT_PORT,
@@ -172,8 +173,6 @@ _Key = partial(Key, env_prefix=ENV_PREFIX)
 def wait_problem(value: float) -> str | None:
     return None if 0 <= value <= MAX_WAIT_S else f"must be 0 to {MAX_WAIT_S:g} seconds"
 
-
-MAX_WAIT_S = 60.0  # what reactor serve holds a request for at most
 
 # fmt: off
 _KEYS: tuple[Key, ...] = (

@@ -133,22 +133,28 @@ def parse_int(raw: object, from_text: bool) -> int:
     return raw
 
 
-def parse_seconds(raw: object, from_text: bool) -> float:
+def parse_number(raw: object, from_text: bool, what: str, example: str) -> float:
+    """A finite number: from text (a flag, a variable) or a TOML number; `what` names it
+    in the message ("a number of seconds"), `example` shows one ("2.5")."""
     if from_text and isinstance(raw, str):
         try:
             value = float(raw.strip())
         except ValueError:
-            msg = f"must be a number of seconds such as 2.5, got {raw!r}"
+            msg = f"must be {what} such as {example}, got {raw!r}"
             raise Invalid(msg) from None
     elif isinstance(raw, bool) or not isinstance(raw, int | float):
-        msg = f"must be a number of seconds, got {toml_type(raw)}"
+        msg = f"must be {what}, got {toml_type(raw)}"
         raise Invalid(msg)
     else:
         value = float(raw)
     if not math.isfinite(value):
-        msg = f"must be a finite number of seconds, got {value}"
+        msg = f"must be a finite {what.removeprefix('a ')}, got {value}"
         raise Invalid(msg)
     return value
+
+
+def parse_seconds(raw: object, from_text: bool) -> float:
+    return parse_number(raw, from_text, "a number of seconds", "2.5")
 
 
 def parse_choice(raw: object, from_text: bool) -> str:

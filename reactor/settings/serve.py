@@ -62,6 +62,7 @@ from reactor.settings.parsing import (
     parse_bool,
     parse_choice,
     parse_int,
+    parse_number,
     parse_path,
     parse_paths,
     parse_seconds,
@@ -71,7 +72,6 @@ from reactor.settings.parsing import (
     read_config_file,
     reject_unknown_keys,
     token_problem,
-    toml_type,
     zero_or_more_seconds,
 )
 from reactor.settings.programs import FIX, find_program, program_missing
@@ -254,16 +254,7 @@ def _check_mode(config: ServeConfig) -> None:
 
 
 def parse_qscore(raw: object, from_text: bool) -> float:
-    if from_text and isinstance(raw, str):
-        try:
-            return float(raw.strip())
-        except ValueError:
-            msg = f"must be a Phred quality such as 9 or 10.5, got {raw!r}"
-            raise Invalid(msg) from None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        msg = f"must be a Phred quality such as 9, got {toml_type(raw)}"
-        raise Invalid(msg)
-    return float(raw)
+    return parse_number(raw, from_text, "a Phred quality", "9 or 10.5")
 
 
 def qscore_problem(value: float) -> str | None:
