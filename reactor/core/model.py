@@ -116,6 +116,7 @@ class EngineRecord:
     last_seen: float
     live_jobs: set[str] = field(default_factory=set)
     files_done: int = 0
+    busy_s: float = 0.0  # seconds its done batches took, assignment to DONE: its speed
     jobs_done: int = 0
     jobs_failed: int = 0
     jobs_expired: int = 0

@@ -615,6 +615,7 @@ class RunState:
             engine.failure_streak = 0
             engine.jobs_done += 1
             engine.files_done += len(job.files)
+            engine.busy_s += max(now - job.assigned_at, 0.0)
             for name in job.files:
                 record = self.files[name]
                 record.job_id = None

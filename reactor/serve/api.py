@@ -29,7 +29,7 @@ from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
-from reactor.serve.app_keys import CONFIG, HOST, SERVED
+from reactor.serve.app_keys import CONFIG, FLEET, HOST, SERVED
 from reactor.serve.host import DEFAULT_PRIORITY, Busy, Host, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
 
@@ -469,7 +469,10 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVED].status())
+    body = request.app[SERVED].status()
+    if FLEET in request.app:
+        body["fleet"] = request.app[FLEET].view()
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

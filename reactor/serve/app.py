@@ -42,6 +42,7 @@ from pathlib import PurePath
 import structlog
 from aiohttp import web
 
+from reactor.cluster.fleet import Fleet
 from reactor.core.endrun import stop_file_filter
 from reactor.core.events import Area, Change, FsEvent, input_filter
 from reactor.core.model import Clock
@@ -51,6 +52,7 @@ from reactor.serve import api
 from reactor.serve.app_keys import (
     CONFIG,
     FINISHER,
+    FLEET,
     HELD_EVENTS,
     HOST,
     LISTENING,
@@ -65,8 +67,10 @@ from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.host import Host
 from reactor.serve.loop_lag import LoopLagProbe
+from reactor.serve.metrics import count_fleet
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
+from reactor.serve.served import Served
 from reactor.serve.service import Reactor, StartupError, new_job_id
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher
@@ -135,6 +139,7 @@ def create_app(
     app.on_shutdown.append(_tell_systemd_stopping)
     app.on_shutdown.append(_answer_waiting_engines)
     app[READY_WHEN_LISTENING] = ready_when_listening
+    _add_fleet(app, reactor, clock)
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
     return app
 
@@ -307,6 +312,7 @@ def create_host_app(
     app.on_shutdown.append(_tell_systemd_stopping)
     app.on_shutdown.append(_answer_waiting_engines)
     app[READY_WHEN_LISTENING] = ready_when_listening
+    _add_fleet(app, host, clock)
     app.cleanup_ctx.append(_systemd_ctx)
     return app
 
@@ -327,6 +333,30 @@ async def _host_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await host.stop()
     log.info("stopped", mode="host")
+
+
+def _add_fleet(app: web.Application, served: Served, clock: Clock) -> None:
+    """With a [fleet] table: engine jobs on Slurm, told at once when work comes, shown
+    in /status and /metrics (`reactor.cluster.fleet`)."""
+    fleet_config = app[CONFIG].fleet
+    if fleet_config is None:
+        return
+    fleet = Fleet(fleet_config, served.engine_work, clock=clock)
+    app[FLEET] = fleet
+    served.waiters.on_work.append(fleet.wake)
+    count_fleet(served.metrics.registry, fleet)
+    app.cleanup_ctx.append(_fleet_ctx)
+
+
+async def _fleet_ctx(app: web.Application) -> AsyncIterator[None]:
+    """After the runs are recovered (the work is known), before READY=1. At shutdown
+    the jobs are left running: their engines finish their batches and, with the service
+    gone, wait for it within their grace; a restarted service adopts them."""
+    task = asyncio.create_task(app[FLEET].run(), name="reactor-fleet")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _answer_waiting_engines(app: web.Application) -> None:

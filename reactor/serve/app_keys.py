@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from reactor.cluster.fleet import Fleet
 from reactor.serve.finisher import Finisher
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.host import Host
@@ -30,4 +31,5 @@ LISTENING: web.AppKey[dict[str, object]] = web.AppKey("listening")
 # The observer's events, held until recovery is done (see reactor.serve.app).
 HELD_EVENTS: web.AppKey[HeldEvents] = web.AppKey("held_events")
 # Checks the observer and restarts it if it died (on the watch worker thread).
+FLEET: web.AppKey[Fleet] = web.AppKey("fleet")
 WATCH_HEALTH: web.AppKey[Callable[[], None]] = web.AppKey("watch_health")

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 
 from reactor.core.endrun import stop_file_filter, stop_file_matcher
 from reactor.core.events import Area, Change, FsEvent, input_filter
+from reactor.core.fleet import EngineWork, engines_seen
 from reactor.core.minknow import (
     POD5_FOLDERS,
     Adoption,
@@ -1409,6 +1410,16 @@ class Host:
                 {"run": str(key), "reason": reason} for key, reason in sorted(self.failed.items())
             ],
         }
+
+    def engine_work(self) -> EngineWork:
+        """Every run's work together, as the fleet sizes engines by it."""
+        states = [unit.reactor.state for unit in self.units.values()]
+        return EngineWork(
+            waiting_files=sum(state.backlog()[0] for state in states),
+            files_known=sum(len(state.files) for state in states),
+            batch_size=self.config.batch_size,
+            engines=engines_seen((state.engines for state in states), self.clock()),
+        )
 
     def status_line(self) -> str:
         live = sum(1 for unit in self.units.values() if unit.phase != "complete")

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from reactor.cluster.fleet import Fleet
+from reactor.core.fleet import JobPhase
 from reactor.core.readstats import RunReads
 from reactor.core.state import RunState
 
@@ -187,3 +189,37 @@ class Metrics:
     def count_reads(self, reads: Callable[[], RunReads]) -> None:
         """Expose the run's read counts (read at every scrape)."""
         self.registry.register(_ReadsCollector(reads))
+
+
+class _FleetCollector(Collector):
+    """The fleet's jobs and what it did, read from it at scrape time."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        view = self.fleet.view()
+        jobs = GaugeMetricFamily(
+            "reactor_fleet_jobs", "The fleet's engine jobs by phase.", labels=["phase"]
+        )
+        for phase in JobPhase:
+            jobs.add_metric([str(phase)], view[str(phase)])
+        yield jobs
+        yield GaugeMetricFamily(
+            "reactor_fleet_engines_wanted", "Engine jobs the fleet wants now.", view["wanted"]
+        )
+        for name, key, text in (
+            ("submissions", "submitted", "Engine jobs submitted (replacements included)."),
+            ("submit_failures", "submit_failures", "Submissions that failed."),
+            ("cancelled", "cancelled", "Queued engine jobs cancelled as not wanted."),
+            ("adopted", "adopted", "Engine jobs found in the queue and adopted."),
+            ("jobs_ended", "ended", "Engine jobs gone from the queue."),
+            ("jobs_lost", "lost", "Engine jobs gone while their engine held a batch."),
+            ("queue_failures", "queue_failures", "Reads of the queue (squeue) that failed."),
+        ):
+            yield CounterMetricFamily(f"reactor_fleet_{name}", text, view[key])
+
+
+def count_fleet(registry: CollectorRegistry, fleet: Fleet) -> None:
+    """Expose the fleet's metrics on `registry`."""
+    registry.register(_FleetCollector(fleet))

@@ -39,6 +39,7 @@ import structlog
 
 from reactor.core.endrun import RunEnd, is_stalled, phase_of
 from reactor.core.events import Area, Change, FsEvent
+from reactor.core.fleet import EngineWork, engines_seen
 from reactor.core.model import Clock
 from reactor.core.names import RESULT_FOLDERS, Folder, JobFolder, job_tag, output_stem
 from reactor.core.params import min_qscore
@@ -1184,3 +1185,12 @@ class Reactor:
     def status_line(self) -> str:
         """The one line `systemctl status` shows (see `reactor.core.status`)."""
         return status_line(self.state, self.clock())
+
+    def engine_work(self) -> EngineWork:
+        """The run's work as the fleet sizes engines by it (`reactor.cluster.fleet`)."""
+        return EngineWork(
+            waiting_files=self.state.backlog()[0],
+            files_known=len(self.state.files),
+            batch_size=self.config.batch_size,
+            engines=engines_seen([self.state.engines], self.clock()),
+        )

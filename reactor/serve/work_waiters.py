@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 
 class WorkWaiters:
@@ -26,6 +27,8 @@ class WorkWaiters:
         # Counts the times work came: a request that looked for work while one came
         # (its look awaited something) looks again rather than wait for the next.
         self.notified = 0
+        # Told too when work comes, after the waiters: the fleet submits engines at once.
+        self.on_work: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -53,6 +56,9 @@ class WorkWaiters:
             woken = self._waiting.popleft()
             if not woken.done():
                 woken.set_result(None)
+        if not self.closed:
+            for listener in self.on_work:
+                listener()
 
     def close(self) -> None:
         """The service stops: every waiter is answered now, and none waits again."""

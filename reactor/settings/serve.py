@@ -35,6 +35,8 @@ from typing import Literal
 from reactor.core.endrun import DEFAULT_STOP_FILE
 from reactor.core.names import RESULT_FOLDERS
 from reactor.core.params import Rule, RuleError, parse_rules
+from reactor.settings.fleet import TABLE as FLEET_TABLE
+from reactor.settings.fleet import FleetConfig, parse_fleet
 from reactor.settings.folders import folder_problem
 from reactor.settings.network import (
     Network,
@@ -150,6 +152,7 @@ class ServeConfig:
     insecure: bool = False
     log_level: str = "info"
     log_format: LogFormat = "auto"
+    fleet: FleetConfig | None = None  # the [fleet] table (reactor.settings.fleet)
 
     def __post_init__(self) -> None:
         # Also guards configs built directly (tests, embedding), not only parsed ones.
@@ -499,15 +502,24 @@ def parse_config(
 ) -> ServeConfig:
     """Merge flags > environment > file > defaults into a ServeConfig, without touching disk."""
     if file is None:
-        return ServeConfig(**merge_keys(_KEYS, args, env, {}, "", None))
-    reject_unknown_keys(file, _KEY_NAMES)
+        values = merge_keys(_KEYS, args, env, {}, "", None)
+        return _with_fleet(ServeConfig(**values), None, env, "the environment")
+    reject_unknown_keys(file, (*_KEY_NAMES, FLEET_TABLE))
     label = f"config file {file.path}"
     values = merge_keys(_KEYS, args, env, file.values, label, file.path.parent)
     command = values.get("on_complete")
     found = find_raw(_ON_COMPLETE, args, env, file.values, label)
     if command and found is not None and not found[2]:  # from the file, not a flag or variable
         values["on_complete"] = program_relative_to(command, file.path.parent)
-    return ServeConfig(**values)
+    return _with_fleet(ServeConfig(**values), file.values.get(FLEET_TABLE), env, label)
+
+
+def _with_fleet(
+    config: ServeConfig, table: object | None, env: Mapping[str, str], label: str
+) -> ServeConfig:
+    served = config.watch_root or (config.input_dir, config.output_dir)
+    fleet = parse_fleet(table, env, label, served)
+    return config if fleet is None else replace(config, fleet=fleet)
 
 
 def _check_folder(key: str, path: Path, why: str) -> None:

@@ -82,7 +82,8 @@ def test_unset_keys_take_their_defaults(
 
 def test_describe_keys_lists_every_field_in_order_with_its_default() -> None:
     rows = describe_keys()
-    assert [row[0] for row in rows] == [f.name for f in dataclasses.fields(ServeConfig)]
+    fields = [f.name for f in dataclasses.fields(ServeConfig) if f.name != "fleet"]
+    assert [row[0] for row in rows] == fields  # the fleet: a table of its own keys
     for name, default_text, meaning in rows:
         default = next(f.default for f in dataclasses.fields(ServeConfig) if f.name == name)
         if default is dataclasses.MISSING:

@@ -1,0 +1,1 @@
+"""Tests of `reactor.cluster`: the fleet and Slurm's commands, against a real cluster."""
