@@ -48,6 +48,11 @@ log = structlog.get_logger("reactor.fleet")
 ARRIVALS_WINDOW_S = 300.0
 MIN_ARRIVALS_SPAN_S = 60.0  # a rate over a few seconds is noise
 ENGINE_SEEN_S = 120.0  # an engine not seen this long is not counted as present
+# Slurm's states of a job that stopped working other than by ending: replaced.
+TROUBLE_STATES = frozenset(
+    {"FAILED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "OUT_OF_MEMORY", "STOPPED",
+     "SUSPENDED", "DEADLINE", "TIMEOUT"}
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -58,9 +63,12 @@ class TrackedJob:
     seen_in_queue: bool = False
     cancelled: bool = False
     held_batch: bool = False  # its engine held a batch at the last look
+    expired_before: int | None = None  # its engine's expired leases when first seen
+    went_silent: bool = False  # its engine let a lease expire since: dead or hung
+    lost: bool = False  # no longer capacity, and not by exiting when idle or drained
 
     def phase(self, drain_s: float) -> JobPhase:
-        if self.cancelled:
+        if self.cancelled or self.lost:
             return JobPhase.ENDING
         if self.queued is None:  # just submitted, not read back yet
             return JobPhase.PENDING
@@ -162,6 +170,7 @@ class Fleet:
             await self._read_queue(now)
         if self.queue_error is not None:
             return  # never submit blind: a job may be queued that we cannot see
+        self._check_trouble()
         workload = self._workload(work, self.clock())
         self.wanted = engines_wanted(workload, self.sizing)
         now = self.clock()
@@ -223,30 +232,56 @@ class Fleet:
     def _ended(self, job: TrackedJob) -> None:
         del self.jobs[job.job_id]
         self.counts.ended += 1
-        last = job.queued.state if job.queued is not None else "never seen"
-        if job.held_batch and not job.cancelled:
-            self.counts.lost += 1
-            self._replacements_due += 1
-            log.warning(
-                "fleet_job_lost",
-                slurm_job=job.job_id,
-                engine_id=engine_id_of(job.job_id),
-                last_state=last,
-                detail="gone from the queue while its engine held a batch: the lease expires "
-                "and the batch goes to another engine; a replacement is submitted",
-            )
-        else:
-            log.info(
-                "fleet_job_ended",
-                slurm_job=job.job_id,
-                engine_id=engine_id_of(job.job_id),
-                last_state=last,
-            )
+        if job.held_batch:  # gone mid-batch: killed, preempted, its node lost
+            self._lost(job, "gone from the queue while its engine held a batch")
+        log.info(
+            "fleet_job_ended",
+            slurm_job=job.job_id,
+            engine_id=engine_id_of(job.job_id),
+            last_state=job.queued.state if job.queued is not None else "never seen",
+        )
+
+    def _check_trouble(self) -> None:
+        """Jobs that stopped being capacity other than by exiting when idle or drained."""
+        for job in self.jobs.values():
+            state = job.queued.state if job.queued is not None else ""
+            if job.went_silent:
+                self._lost(job, "its engine let a batch's lease expire: dead or hung")
+            elif state in TROUBLE_STATES:
+                self._lost(job, f"Slurm says {state}")
+            elif job.held_batch and job.phase(self.config.drain_s) is JobPhase.ENDING:
+                self._lost(job, f"{state or 'ending'} while its engine held a batch")
+
+    def _lost(self, job: TrackedJob, why: str) -> None:
+        if job.lost or job.cancelled:
+            return
+        job.lost = True
+        self.counts.lost += 1
+        self._replacements_due += 1
+        log.warning(
+            "fleet_job_lost",
+            slurm_job=job.job_id,
+            engine_id=engine_id_of(job.job_id),
+            state=job.queued.state if job.queued is not None else None,
+            node=(job.queued.node or None) if job.queued is not None else None,
+            reason=why,
+            detail="its batch, if any, goes to another engine when its lease expires; a "
+            "replacement is submitted while work waits",
+        )
 
     def _note_batches(self, work: EngineWork) -> None:
+        """Which jobs' engines hold a batch, and which let a lease expire (a node that
+        died or hangs: Slurm may take minutes to notice, the lease does not)."""
         for job in self.jobs.values():
             seen = work.engines.get(engine_id_of(job.job_id))
-            job.held_batch = seen is not None and seen.live_jobs > 0
+            if seen is None:
+                job.held_batch = False
+                continue
+            job.held_batch = seen.live_jobs > 0
+            if job.expired_before is None:
+                job.expired_before = seen.jobs_expired
+            elif seen.jobs_expired > job.expired_before:
+                job.went_silent = True
 
     def _workload(self, work: EngineWork, now: float) -> Workload:
         ours = {engine_id_of(job_id) for job_id in self.jobs}
@@ -369,6 +404,7 @@ class Fleet:
             "ended": self.counts.ended,
             "lost": self.counts.lost,
             "replaced": self.counts.replaced,
+            "queue_failures": self.counts.queue_failures,
             "queue_error": self.queue_error,
             "queue_read_s_ago": None
             if self.queue_read_at is None

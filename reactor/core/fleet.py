@@ -64,6 +64,7 @@ class EngineSeen:
     live_jobs: int
     files_done: int
     busy_s: float  # seconds spent on the batches it finished
+    jobs_expired: int = 0  # batches whose lease it let expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,11 @@ def engines_seen(
     for engines in engine_maps:
         for engine_id, engine in engines.items():
             mine = EngineSeen(
-                now - engine.last_seen, len(engine.live_jobs), engine.files_done, engine.busy_s
+                now - engine.last_seen,
+                len(engine.live_jobs),
+                engine.files_done,
+                engine.busy_s,
+                engine.jobs_expired,
             )
             other = seen.get(engine_id)
             if other is not None:
@@ -93,6 +98,7 @@ def engines_seen(
                     mine.live_jobs + other.live_jobs,
                     mine.files_done + other.files_done,
                     mine.busy_s + other.busy_s,
+                    mine.jobs_expired + other.jobs_expired,
                 )
             seen[engine_id] = mine
     return seen
