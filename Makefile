@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo torture torture-power crash-states load bench clean
+.PHONY: venv test lint fmt demo torture torture-power crash-states load bench fleet-trial clean
 
 venv: $(STAMP)
 
@@ -65,6 +65,14 @@ BENCH_JSON ?= $(VENV)/bench.json
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench --json $(BENCH_JSON) $(BENCH_ARGS)
+
+# The fleet on a simulated run, beside a fixed fleet of max_engines: engines over time
+# against the backlog, and the engine time each holds. Starts its own single-node Slurm
+# (needs root and Debian's slurm-wlm and munge, as `make test` does). Figures in $(FLEET_JSON).
+FLEET_JSON ?= $(VENV)/fleet-trial.json
+FLEET_ARGS ?=
+fleet-trial: $(STAMP)
+	$(BIN)/python -m tests.system.fleet_trial --json $(FLEET_JSON) $(FLEET_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactor tests

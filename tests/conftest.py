@@ -20,6 +20,7 @@ from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa
 from tests.support.blocking import end_started  # noqa: E402
 from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
 from tests.support.runs import ManualClock, RunDirs  # noqa: E402
+from tests.support.slurm import SlurmCluster, start_cluster  # noqa: E402
 from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
 
 
@@ -122,3 +123,14 @@ def start_run(aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClo
         return Run(await aiohttp_client(app), run_dirs, clock)
 
     return start
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Generator[SlurmCluster, None, None]:
+    """A real single-node Slurm cluster, started once for the tests that ask for it
+    (tests/support/slurm.py); each test cancels its own jobs."""
+    cluster = start_cluster(Path(tmp_path_factory.mktemp("slurm")))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

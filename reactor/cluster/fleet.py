@@ -45,8 +45,9 @@ from reactor.settings.fleet import FleetConfig
 
 log = structlog.get_logger("reactor.fleet")
 
-ARRIVALS_WINDOW_S = 300.0
-MIN_ARRIVALS_SPAN_S = 60.0  # a rate over a few seconds is noise
+# The arrival rate is read over half of catch_up_s (at most five minutes: a run's pace
+# changes), and over at least a fifth of that (a burst of seconds is not a rate).
+MAX_ARRIVALS_WINDOW_S = 300.0
 ENGINE_SEEN_S = 120.0  # an engine not seen this long is not counted as present
 # Slurm's states of a job that stopped working other than by ending: replaced.
 TROUBLE_STATES = frozenset(
@@ -89,15 +90,17 @@ class FleetCounts:
 
 @dataclass(slots=True)
 class _Arrivals:
+    window_s: float
     samples: deque[tuple[float, int]] = field(default_factory=deque)
 
     def rate(self, now: float, files_known: int) -> float:
+        """Files per second that became known over the last `window_s`."""
         self.samples.append((now, files_known))
-        while len(self.samples) > 2 and self.samples[1][0] <= now - ARRIVALS_WINDOW_S:
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.window_s:
             self.samples.popleft()
         began, before = self.samples[0]
         grown = max(files_known - before, 0)
-        return grown / max(now - began, MIN_ARRIVALS_SPAN_S)
+        return grown / max(now - began, self.window_s / 5)
 
 
 class Fleet:
@@ -128,7 +131,7 @@ class Fleet:
         self.queue_read_at: float | None = None
         self._surplus_since: float | None = None
         self._replacements_due = 0
-        self._arrivals = _Arrivals()
+        self._arrivals = _Arrivals(min(config.catch_up_s / 2, MAX_ARRIVALS_WINDOW_S))
         self._wake = asyncio.Event()
 
     # --------------------------------------------------------------- the loop

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactor.core.readstats import human_bases
+from reactor.ops.fleet_view import fleet_lines
 
 QUARANTINE_SHOWN = 10  # names shown; the rest is "+K more"
 MIN_BAR = 10
@@ -110,6 +111,7 @@ def render(status: dict[str, Any], *, url: str, width: int, glyphs: Glyphs, at: 
     if (reads := status.get("reads")) and reads.get("reads"):
         lines += wrap("reads    ", reads_cells(reads, glyphs), glyphs.sep, width, INDENT)
     lines += _engines(status["engines"], status.get("engines_total"), width, glyphs)
+    lines += fleet_lines(status.get("fleet"), glyphs)
     lines += _quarantined(status["quarantined"], width, glyphs)
     if "held" in status:  # services before held jobs existed do not send it
         lines += _held(status["held"], width, glyphs)
@@ -274,6 +276,7 @@ def render_host(
         f"{key} {files.get(key, 0):,}" for key in ("done", "quarantined", "ready", "assigned")
     ]
     lines += wrap("files    ", counts, glyphs.sep, width, INDENT)
+    lines += fleet_lines(status.get("fleet"), glyphs)
     finished, left, failed = status["finished"], status["left"], status["failed"]
     if finished:
         lines.append(

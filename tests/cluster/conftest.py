@@ -1,22 +1,10 @@
-"""One real single-node Slurm cluster for the session (tests/support/slurm.py)."""
+"""SLURM_CONF in this process for the fleet's own commands (the cluster: tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.support.slurm import SlurmCluster, start_cluster
-
-
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    cluster = start_cluster(Path(tmp_path_factory.mktemp("slurm")))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+from tests.support.slurm import SlurmCluster
 
 
 @pytest.fixture

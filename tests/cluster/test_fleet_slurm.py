@@ -15,6 +15,8 @@ import pytest
 
 from reactor.cluster.fleet import Fleet
 from reactor.core.fleet import EngineSeen, EngineWork
+from reactor.ops.fleet_view import fleet_lines
+from reactor.ops.status_view import Glyphs
 from reactor.settings.fleet import FleetConfig
 from tests.support.runs import ManualClock
 from tests.support.slurm import SlurmCluster
@@ -82,6 +84,10 @@ async def test_work_submits_jobs_up_to_max_and_no_more(
     assert len(jobs) == 3, jobs
     assert fleet.counts.submitted == 3
     _wait(lambda: len(list(tmp_path.glob("argv*"))) == 3, "three engines started")
+    lines = fleet_lines(fleet.view(), Glyphs.for_encoding("utf-8"))
+    assert lines[0].startswith(f"fleet    {config.name}") and "wanted 3 of 0-3" in lines[0]
+    assert sum(line.startswith("  slurm ") for line in lines) == 3
+    assert "submitted 3" in lines[-1]
     argv = (tmp_path / f"argv{min(jobs)}").read_text().splitlines()
     assert argv[argv.index("--manager") + 1] == config.manager_url
     assert argv[argv.index("--engine-id") + 1] == f"slurm-{min(jobs)}"
@@ -101,6 +107,8 @@ async def test_a_failed_sbatch_is_reported_and_retried_with_backoff(
     assert fleet.last_error is not None and "partition" in fleet.last_error.lower()
     view = fleet.view()
     assert view["failures_in_a_row"] == 1 and view["retry_in_s"] == 10.0
+    shown = "\n".join(fleet_lines(view, Glyphs.for_encoding("utf-8")))
+    assert "last submission failed: sbatch failed" in shown and "next try in 10 s" in shown
     clock.advance(9.0)  # within the backoff: no sbatch at all
     await fleet.tick()
     assert fleet.counts.submit_failures == 1

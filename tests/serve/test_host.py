@@ -1142,3 +1142,23 @@ async def test_an_engine_waiting_on_the_host_gets_the_first_file_of_a_new_run(
     answer = await (await asyncio.wait_for(asked, 20)).json()
     assert answer["batch"] == [new.name]
     assert (await (await client.get("/status")).json())["engines_waiting"] == 0
+
+
+async def test_the_fleet_reads_every_runs_work_together(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """What the fleet sizes engines by (`Host.engine_work`): the files waiting in every
+    run, and each engine's work merged across the runs it took batches of."""
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+    total = sum(len(paths) for paths in files.values())
+    before = app[HOST].engine_work()
+    assert before.waiting_files == total and before.files_known == total
+    assert before.engines == {}
+    await engine_works(client, root, "gpu1")
+    after = app[HOST].engine_work()
+    assert after.waiting_files == 0 and after.files_known == total
+    assert after.engines["gpu1"].files_done == total  # summed over the runs
+    assert after.engines["gpu1"].live_jobs == 0

@@ -16,22 +16,13 @@ import pytest
 
 from tests.support.engine_run import FAKE, Run
 from tests.support.served import wait_for
-from tests.support.slurm import SlurmCluster, start_cluster
+from tests.support.slurm import SlurmCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SLOW_FAKE = 'sh -c \'sleep 1.5; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
     "{python} {input_dir} {output_dir}"
 )
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    cluster = start_cluster(Path(tmp_path_factory.mktemp("slurm")))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 class FleetRun(Run):
