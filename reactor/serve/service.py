@@ -937,6 +937,10 @@ class Reactor:
             self.paused = None
             self.metrics.assigning_paused.set(0)
             log.warning("disk_ok", folder=str(output), free_percent=round(free, 2))
+            # The files ready meanwhile can go out now: wake the engines waiting for work
+            # (the listener reaches the host's waiters in host mode), or they would hear of
+            # them only when their wait runs out.
+            self.state.ready_listener()
 
     async def check_stalled(self, now: float) -> None:
         """Say once when the run stalls (`reactor.core.endrun.is_stalled`), with what is

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, ingest, qc, restart, trees
+from tests.bench import api, durability, host, ingest, qc, restart, trees, wait
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -36,6 +36,9 @@ QUICK = {
     "stage_files": 2,
     "qc_mb": 20,
     "qc_repeats": 1,
+    "wait_files": 3,
+    "wait_gap_s": [0.5, 1.5],
+    "wait_idle_s": 5.0,
 }
 
 
@@ -49,6 +52,18 @@ def _numbers(text: str) -> list[int]:
         msg = f"expected numbers of at least 1, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return values
+
+
+def _gap(text: str) -> list[float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        msg = f"expected two numbers of seconds, MIN,MAX, not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 < low <= high:
+        msg = f"expected 0 < MIN <= MAX, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return [low, high]
 
 
 def _parts(text: str) -> list[str]:
@@ -66,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc (all)",
+        help="restart,ingest,api,durability,host,qc,wait (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -87,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--qc-mb", type=int, help="qc: MB of each input format (1000)")
     p.add_argument("--qc-repeats", type=int, help="qc: runs of each floor and count, best kept (3)")
+    p.add_argument("--wait-files", type=int, help="wait: files arriving at idle engines (12)")
+    p.add_argument(
+        "--wait-gap-s", type=_gap, help="wait: seconds idle before each file, MIN,MAX (2,20)"
+    )
+    p.add_argument("--wait-idle-s", type=float, help="wait: seconds requests are counted (120)")
     p.add_argument(
         "--data",
         type=Path,
@@ -117,6 +137,9 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "stage_files": 20,
         "qc_mb": 1000,
         "qc_repeats": 3,
+        "wait_files": 12,
+        "wait_gap_s": [2.0, 20.0],
+        "wait_idle_s": 120.0,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -196,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
             found, raw["qc"] = qc.run(data, chosen["qc_mb"], chosen["qc_repeats"], fresh=args.fresh)
             figures += found
             timings["qc_s"] = time.perf_counter() - step
+        if "wait" in args.parts:
+            step = time.perf_counter()
+            low, high = chosen["wait_gap_s"]
+            arrivals = wait.Shape(chosen["wait_files"], (low, high), chosen["wait_idle_s"])
+            found, raw["wait"] = wait.run(data, logs, arrivals)
+            figures += found
+            timings["wait_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

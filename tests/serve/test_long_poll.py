@@ -9,7 +9,9 @@ reconcile (the app runs without a watcher), so nothing is timed by sleeping.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -104,6 +106,39 @@ async def test_an_engine_that_hung_up_while_waiting_is_given_nothing(
     await until(lambda: waiting(client) == 0, "the held handler to finish")
     assert list(reactor.state.live_jobs()) == []
     assert reactor.count_fields()["ready"] == 1, "the file waits for an engine still there"
+
+
+class _Usage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+async def test_a_waiting_engine_is_woken_when_a_low_disk_has_room_again(
+    make_client: MakeClient, run_dirs: RunDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file ready while work was paused (output disk below min_free_percent) goes to
+    the engine waiting as soon as there is room again, not when its wait runs out."""
+    free_percent = [40]
+
+    def disk_usage(path: str | Path) -> _Usage:
+        return _Usage(100, 100 - free_percent[0], free_percent[0])
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    client = await make_client(min_free_percent=50)
+    reactor = client.app[REACTOR]
+    await reactor.check_space()
+    assert reactor.paused is not None
+    (name,) = add_files(run_dirs, 1)
+    reactor.reconcile("test")
+    assert reactor.count_fields()["ready"] == 1
+    asked = asyncio.create_task(ask(client, "gpu", 60))
+    await until(lambda: waiting(client) == 1, "the request to wait while paused")
+    free_percent[0] = 60
+    await reactor.check_space()
+    assert reactor.paused is None
+    await until(asked.done, "the waiting engine to be answered once work resumed")
+    assert (await asked)["batch"] == [name]
 
 
 @pytest.mark.parametrize("wait_s", ["-1", "61", "soon", "nan"])

@@ -26,7 +26,7 @@ def test_a_figure_compares_with_its_floor_as_a_ratio_or_a_difference() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path: Path) -> None:
-    """`--quick` on tiny trees: restart, ingest and API figures all present, no error."""
+    """`--quick` on tiny trees: every part's figures present, no error, no file lost."""
     figures_path = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -53,4 +53,16 @@ def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path
         for cell in verb.values():
             assert cell["errors"] == 0, cell["error_samples"]
     assert figures["raw"]["ingest"]["idle"]["reactor"]["missing"] == 0
+    waits = [f for f in figures["figures"] if ", long-poll (" in f["name"]]
+    assert sorted(f["name"].split(",")[0] for f in waits) == [
+        "/assignwork requests per idle engine per minute",
+        "new file to command started p50",
+        "new file to command started p99",
+    ]
+    assert all(f["reference"] is not None and f["reference_kind"] == "polling" for f in waits)
+    for mode in ("long-poll", "polling"):
+        arrived = figures["raw"]["wait"]["latency"][mode]
+        assert arrived["missing"] == 0, arrived
+        assert arrived["done"] == arrived["files"], arrived
+        assert figures["raw"]["wait"]["idle"][mode]["requests"] >= 1
     assert "| figure |" in figures["markdown"]
