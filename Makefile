@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo torture torture-power crash-states load bench fleet-trial clean
+.PHONY: venv test lint fmt demo torture torture-power crash-states load bench fleet-trial fleet-walltime clean
 
 venv: $(STAMP)
 
@@ -73,6 +73,11 @@ FLEET_JSON ?= $(VENV)/fleet-trial.json
 FLEET_ARGS ?=
 fleet-trial: $(STAMP)
 	$(BIN)/python -m tests.system.fleet_trial --json $(FLEET_JSON) $(FLEET_ARGS)
+
+# A real Slurm time limit (minutes): an engine signalled before it hands its batch back
+# and is replaced; outside `make test` for its length.
+fleet-walltime: $(STAMP)
+	$(BIN)/pytest -m walltime tests/system/test_fleet_walltime.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactor tests

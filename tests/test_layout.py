@@ -30,12 +30,24 @@ ALLOWED_ROOMS: dict[str, frozenset[str]] = {
     "disk": frozenset({"core", "disk"}),
     "settings": frozenset({"core", "settings"}),
     "runtime": frozenset({"core", "runtime"}),
-    "serve": frozenset({"core", "disk", "settings", "runtime", "serve"}),
+    "cluster": frozenset({"core", "settings", "cluster"}),
+    "serve": frozenset({"core", "disk", "settings", "runtime", "cluster", "serve"}),
     "engine": frozenset({"core", "settings", "runtime", "engine"}),
-    "ops": frozenset({"core", "disk", "settings", "ops"}),
+    "ops": frozenset({"core", "disk", "settings", "cluster", "ops"}),
     "sim": frozenset({"core", "sim"}),
     "commands": frozenset(
-        {"core", "disk", "settings", "runtime", "serve", "engine", "ops", "sim", "commands"}
+        {
+            "core",
+            "disk",
+            "settings",
+            "runtime",
+            "cluster",
+            "serve",
+            "engine",
+            "ops",
+            "sim",
+            "commands",
+        }
     ),
     "cli": frozenset({"package", "commands"}),
     "__main__": frozenset({"cli"}),
@@ -44,6 +56,7 @@ ALLOWED_ROOMS: dict[str, frozenset[str]] = {
 # room -> the libraries beyond the standard library it may import.
 ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "runtime": frozenset({"structlog"}),
+    "cluster": frozenset({"structlog"}),
     # run_facts: a run's run info, read when it is adopted; read_files: jobs' reads
     "disk": frozenset({"pod5", "pysam", "dnaio"}),
     "serve": frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog"}),

@@ -142,6 +142,18 @@ def job_script(config: FleetConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def squeue_args(config: FleetConfig) -> list[str]:
+    """squeue's command line: this fleet's jobs, one line each, in SQUEUE_FORMAT."""
+    return ["squeue", "--noheader", f"--name={config.name}", "-o", SQUEUE_FORMAT]
+
+
+def through(config: FleetConfig, args: Sequence[str]) -> list[str]:
+    """The command line that runs `args` here, or through `submit_via` as one shell line."""
+    if not config.submit_via:
+        return list(args)
+    return [*config.submit_via, shlex.join(args)]
+
+
 class Slurm:
     """Runs Slurm's commands (locally or through `submit_via`), never on the event loop's
     time: each is a subprocess awaited with a bound."""
@@ -149,15 +161,10 @@ class Slurm:
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
 
-    def command_line(self, args: Sequence[str]) -> list[str]:
-        if not self.config.submit_via:
-            return list(args)
-        return [*self.config.submit_via, shlex.join(args)]
-
     async def run(self, args: Sequence[str], stdin: str | None = None) -> str:
         """Standard output of `args`; SlurmError when it cannot start, fails or takes
         longer than `command_timeout`."""
-        line = self.command_line(args)
+        line = through(self.config, args)
         try:
             process = await asyncio.create_subprocess_exec(
                 *line,
@@ -195,8 +202,7 @@ class Slurm:
 
     async def queue(self) -> list[QueuedJob]:
         """This fleet's jobs Slurm still has (queued, running, ending)."""
-        args = ["squeue", "--noheader", f"--name={self.config.name}", "-o", SQUEUE_FORMAT]
-        return parse_squeue(await self.run(args))
+        return parse_squeue(await self.run(squeue_args(self.config)))
 
     async def cancel_pending(self, job_ids: Sequence[str]) -> None:
         """Cancel these jobs if they are still queued; Slurm leaves one that started."""

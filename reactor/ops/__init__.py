@@ -6,7 +6,8 @@ Owns the client of a running service that `reactor status` and `reactor requeue`
 service's JSON into settings files (`reactor config import-seed`), with the TOML writer
 it needs.
 
-May import: the standard library, `reactor.core`, `reactor.disk` and `reactor.settings`,
-and `reactor.ops`. Never aiohttp, watchdog or prometheus_client: these tools start fast
+May import: the standard library, `reactor.core`, `reactor.disk`, `reactor.settings`,
+`reactor.cluster.slurm` (the fleet's Slurm commands, which `reactor check` tries) and
+`reactor.ops`. Never aiohttp, watchdog or prometheus_client: these tools start fast
 and run where the service's dependencies need not be importable.
 """

@@ -7,6 +7,7 @@ passes (socket activation), the Prometheus metrics, and the app's lifecycle
 (`app.create_app`). Everything runs on one event loop.
 
 May import: the standard library, `reactor.core`, `reactor.disk`, `reactor.settings`,
-`reactor.runtime` and `reactor.serve`, and aiohttp, watchdog, prometheus_client and
-structlog. It is the only room that imports watchdog or prometheus_client.
+`reactor.runtime`, `reactor.cluster` (the fleet it starts) and `reactor.serve`, and
+aiohttp, watchdog, prometheus_client and structlog. It is the only room that imports
+watchdog or prometheus_client.
 """

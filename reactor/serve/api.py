@@ -36,6 +36,8 @@ from reactor.serve.service import Conflict, StepsLeft
 log = structlog.get_logger("reactor.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# On a request: seconds a long-poll held it waiting for work.
+HELD_S: web.RequestKey[float] = web.RequestKey("held_s", float)
 # Health probes answer without a token, so systemd and load balancers can use them; the
 # API's description is public too (it holds no secrets, and clients need it to get one).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
@@ -123,16 +125,16 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request latency per route (the route's pattern, so ids do not make new series)."""
+    """Request latency per route (the route's pattern, so ids do not make new series).
+    The time a long-poll request was held waiting for work is not latency: left out."""
     began = time.perf_counter()
     try:
         return await handler(request)
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[SERVED].metrics.request_seconds.labels(route=route).observe(
-            time.perf_counter() - began
-        )
+        took = time.perf_counter() - began - request.get(HELD_S, 0.0)
+        request.app[SERVED].metrics.request_seconds.labels(route=route).observe(max(took, 0.0))
 
 
 # ------------------------------------------------------------------ parameters
@@ -296,8 +298,12 @@ async def assignwork(request: web.Request) -> web.Response:
         if job is not None or wait_s == 0:
             break
         came = reactor.waiters.notified != looked  # work came while it looked: again
-        if not came and not await reactor.waiters.wait(deadline - loop.time()):
-            break
+        if not came:
+            began = loop.time()
+            woken = await reactor.waiters.wait(deadline - loop.time())
+            request[HELD_S] = request.get(HELD_S, 0.0) + loop.time() - began
+            if not woken:
+                break
         # aiohttp does not cancel a handler whose client hung up: an engine gone while it
         # waited is given nothing (a job it never hears of would wait out its lease)
         if request.transport is None or request.transport.is_closing():

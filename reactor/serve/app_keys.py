@@ -31,5 +31,6 @@ LISTENING: web.AppKey[dict[str, object]] = web.AppKey("listening")
 # The observer's events, held until recovery is done (see reactor.serve.app).
 HELD_EVENTS: web.AppKey[HeldEvents] = web.AppKey("held_events")
 # Checks the observer and restarts it if it died (on the watch worker thread).
-FLEET: web.AppKey[Fleet] = web.AppKey("fleet")
 WATCH_HEALTH: web.AppKey[Callable[[], None]] = web.AppKey("watch_health")
+# Engine jobs on Slurm, with a [fleet] table (see reactor.cluster.fleet).
+FLEET: web.AppKey[Fleet] = web.AppKey("fleet")

@@ -4,10 +4,18 @@ An idle engine asks with `wait_s` and its request is held until work may be ther
 (a file became ready: the run state says so, `RunState.ready_listener`) or `wait_s`
 passes, so it learns of a new file at once and costs about one request a minute while
 idle. A waiting request is a future: it costs no CPU. When work comes, every waiter is
-woken, in the order they came (their futures resolve in that order, so their handlers
-ask for work in it: the first to wait is the first served), and each asks again; one
-that finds nothing for it waits again with the time it has left. At shutdown all are
-woken and answered as empty (`close`).
+woken, the one that began waiting last first (their futures resolve in that order, so
+their handlers ask for work in it), and each asks again; one that finds nothing for it
+waits again with the time it has left. At shutdown all are woken and answered as empty
+(`close`).
+
+Last come, first served, on purpose: the engine that just finished a batch takes the
+next one, and the engines that have waited longest go on waiting. When the work needs
+fewer engines than are there, the same few do it and the others stay idle long enough
+to exit (`--exit-when-idle`, how the fleet scales down); woken oldest first, every
+engine would get a batch now and then and none would ever be idle long enough. No file
+waits longer for it: any idle engine takes it at once. (`make fleet-trial` measured the
+difference: docs/fleet.md.)
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from collections.abc import Callable
 
 
 class WorkWaiters:
-    """The requests waiting for work, oldest first. One per service (or host)."""
+    """The requests waiting for work, in the order they came. One per service (or host)."""
 
     def __init__(self) -> None:
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -50,10 +58,10 @@ class WorkWaiters:
         return not self.closed
 
     def notify(self) -> None:
-        """Work may be there: wake every waiter, oldest first (each asks again)."""
+        """Work may be there: wake every waiter, newest first (each asks again)."""
         self.notified += 1
         while self._waiting:
-            woken = self._waiting.popleft()
+            woken = self._waiting.pop()
             if not woken.done():
                 woken.set_result(None)
         if not self.closed:

@@ -5,6 +5,7 @@ runs with real engines are in tests/system/test_fleet_served.py)."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def _config(tmp_path: Path, name: str, **changes: object) -> FleetConfig:
     )
     config = FleetConfig(
         manager_url="http://127.0.0.1:1",
-        engine_command=f"{sys.executable} {stand_in}",
+        engine_command=shlex.join([sys.executable, str(stand_in)]),
         name=name,
         max_engines=3,
         idle_s=30.0,
@@ -198,4 +199,29 @@ async def test_a_job_gone_while_its_engine_held_a_batch_is_replaced(
     assert fleet.counts.lost == 1 and fleet.counts.replaced == 1
     (replacement,) = slurm_env.jobs(config.name)
     assert replacement != job_id
+    slurm_env.cancel_all(config.name)
+
+
+async def test_through_a_command_prefix_the_commands_and_answers_are_the_same(
+    slurm_env: SlurmCluster, tmp_path: Path
+) -> None:
+    """`submit_via` hands each command to the prefix as one shell line, as ssh does: a
+    local shell stands in for `ssh login-node` here. A command word with a space and a
+    quote arrives whole."""
+    clock, work = ManualClock(), Work()
+    odd = tmp_path / "an engine's folder"
+    odd.mkdir()
+    config = _config(odd, "reactor-test-via", max_engines=1, submit_via=("sh", "-c"))
+    fleet = Fleet(config, work, clock=clock)
+    work.waiting = 3
+    await fleet.tick()
+    (job_id,) = slurm_env.jobs(config.name)
+    assert fleet.counts.submitted == 1
+    _wait(lambda: (odd / f"argv{job_id}").exists(), "the engine started")
+    argv = (odd / f"argv{job_id}").read_text().splitlines()
+    assert argv[argv.index("--engine-id") + 1] == f"slurm-{job_id}"
+    clock.advance(config.check_interval)
+    await fleet.tick()  # squeue through the prefix: the job read back, none submitted
+    assert set(fleet.jobs) == {job_id} and fleet.jobs[job_id].seen_in_queue
+    assert fleet.counts.submitted == 1 and fleet.queue_error is None
     slurm_env.cancel_all(config.name)

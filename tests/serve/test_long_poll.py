@@ -1,7 +1,7 @@
 """Engines that wait for work: `/assignwork?...&wait_s=N` (long-poll).
 
 A request with nothing to hand out is held until a file becomes ready or `wait_s`
-passes; the waiting are served oldest first, a client that hung up is given nothing,
+passes; the waiting are served last come first, a client that hung up is given nothing,
 and shutdown answers them all. Files are made ready here through the service's own
 reconcile (the app runs without a watcher), so nothing is timed by sleeping.
 """
@@ -65,9 +65,11 @@ async def test_with_nothing_coming_the_wait_ends_empty_and_without_wait_s_at_onc
     assert answer["jobid"] == EMPTY  # a seed engine is answered at once, as before
 
 
-async def test_the_waiting_are_served_oldest_first(
+async def test_the_waiting_are_served_last_come_first(
     make_client: MakeClient, run_dirs: RunDirs
 ) -> None:
+    """The engine that began waiting last takes the file; the one waiting longest waits
+    on (so surplus engines stay idle long enough to exit), and gets the next file."""
     client = await make_client()
     first = asyncio.create_task(ask(client, "gpu-a", 30))
     await until(lambda: waiting(client) == 1, "the first to wait")
@@ -75,12 +77,12 @@ async def test_the_waiting_are_served_oldest_first(
     await until(lambda: waiting(client) == 2, "the second to wait")
     (one,) = add_files(run_dirs, 1)
     client.app[REACTOR].reconcile("test")
-    assert (await asyncio.wait_for(first, 10))["batch"] == [one]
-    await until(lambda: waiting(client) == 1, "the second to wait again")
-    assert not second.done()
+    assert (await asyncio.wait_for(second, 10))["batch"] == [one]
+    await until(lambda: waiting(client) == 1, "the first to wait again")
+    assert not first.done()
     (two,) = add_files(run_dirs, 1, start=1)
     client.app[REACTOR].reconcile("test")
-    assert (await asyncio.wait_for(second, 10))["batch"] == [two]
+    assert (await asyncio.wait_for(first, 10))["batch"] == [two]
 
 
 async def test_shutdown_answers_the_waiting_with_no_work(make_client: MakeClient) -> None:
@@ -148,3 +150,19 @@ async def test_a_wait_out_of_bounds_is_a_400(make_client: MakeClient, wait_s: st
         client, "/assignwork", status=400, engineid="gpu", batchsize=1, wait_s=wait_s
     )
     assert "wait_s" in answer["detail"]
+
+
+async def test_the_time_held_is_not_counted_as_request_latency(make_client: MakeClient) -> None:
+    """reactor_request_seconds measures the service's own time: a request held a second
+    waiting for work records its own milliseconds, not the second (else every idle
+    engine would put 60 s into /assignwork's top bucket)."""
+    client = await make_client()
+    metric = client.app[SERVED].metrics.request_seconds.labels(route="/assignwork")
+    before = metric._sum.get()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    answer = await ask(client, "gpu", 1.0)
+    held = loop.time() - began
+    assert answer["jobid"] == EMPTY and held >= 1.0
+    recorded = metric._sum.get() - before
+    assert 0 < recorded < held / 2

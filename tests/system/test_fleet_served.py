@@ -5,16 +5,13 @@ every file in the outputs exactly once, recounted by the test."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
-from tests.support.engine_run import FAKE, Run
+from tests.support.fleet_run import FleetRun
 from tests.support.served import wait_for
 from tests.support.slurm import SlurmCluster
 
@@ -23,70 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 SLOW_FAKE = 'sh -c \'sleep 1.5; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
     "{python} {input_dir} {output_dir}"
 )
-
-
-class FleetRun(Run):
-    """A served run whose engines the fleet starts on Slurm."""
-
-    settings: ClassVar[dict[str, object]] = {**Run.settings, "batch_size": 2}
-    ready_timeout_s: ClassVar[float] = 30.0
-
-    def __init__(self, root: Path, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__(root)
-        self.slurm = slurm
-        self.name = f"reactor-test-{root.name[-24:].replace('_', '-')}"[:64]
-        self.job_logs = root / "job-logs"
-        self.job_logs.mkdir()
-        self.monkeypatch = monkeypatch
-        self.peak_jobs = 0
-        self._watching = threading.Event()
-        self._watcher: threading.Thread | None = None
-        monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
-
-    def configure(self, command: str = FAKE, **fleet: object) -> None:
-        engine = [
-            sys.executable, "-m", "reactor", "engine",
-            "--input-dir", str(self.input_dir), "--output-dir", str(self.output_dir),
-            "--command", command, "--poll-interval", "0.05", "--max-poll-interval", "0.5",
-            "--grace", "30", "--kill-grace", "2", "--log-format", "json",
-        ]  # fmt: skip
-        settings: dict[str, object] = {
-            "manager_url": self.url,
-            "engine_command": shlex.join(engine),
-            "name": self.name,
-            "max_engines": 3,
-            "idle_s": 3,
-            "check_interval": 1,
-            "time_limit": "10",
-            "log_dir": str(self.job_logs),
-            **fleet,
-        }
-        for key, value in settings.items():
-            self.monkeypatch.setenv(f"REACTOR_FLEET_{key.upper()}", str(value))
-
-    def fleet(self) -> dict[str, Any]:
-        view: dict[str, Any] = self.status()["fleet"]
-        return view
-
-    def jobs(self) -> dict[str, str]:
-        return self.slurm.jobs(self.name)
-
-    def watch_queue(self) -> None:
-        """Note the most jobs ever in the queue at once, until the test ends."""
-
-        def watch() -> None:
-            while not self._watching.wait(0.2):
-                self.peak_jobs = max(self.peak_jobs, len(self.jobs()))
-
-        self._watcher = threading.Thread(target=watch, daemon=True)
-        self._watcher.start()
-
-    def stop(self) -> None:
-        self._watching.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=10)
-        super().stop()
-        self.slurm.cancel_all(self.name)
 
 
 @pytest.fixture
@@ -118,6 +51,12 @@ def test_engines_follow_the_work_up_to_max_down_to_zero_and_up_again(run: FleetR
     assert all(e["waiting_files"] > 0 for e in submits)
     engines = {e["engine_id"] for e in run.server_events("job_assigned")}
     assert engines and all(engine.startswith("slurm-") for engine in engines)
+    metrics = scrape(run)
+    assert metrics["reactor_fleet_submissions_total"] == again
+    assert metrics["reactor_fleet_cancelled_total"] == 0
+    assert metrics['reactor_fleet_jobs{phase="running"}'] == sum(
+        1 for job in run.fleet()["jobs"] if job["phase"] == "running"
+    )
     run.assert_exactly_once()
 
 
@@ -208,6 +147,18 @@ def test_a_failing_sbatch_is_reported_and_a_fixed_setting_completes_the_run(
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     wait_for(check, timeout_s, what)
+
+
+def scrape(run: FleetRun) -> dict[str, float]:
+    """/metrics as series -> value (the fleet's lines only)."""
+    with urllib.request.urlopen(f"{run.url}/metrics", timeout=5) as reply:  # noqa: S310
+        text = reply.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("reactor_fleet_"):
+            series, value = line.rsplit(" ", 1)
+            found[series] = float(value)
+    return found
 
 
 def wait_for_all_done(run: FleetRun, timeout_s: float) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reactor.ops.checks.access import check_access
+from reactor.ops.checks.fleet import check_fleet
 from reactor.ops.checks.folders import (
     check_free_space,
     check_input_folder,
@@ -104,6 +105,7 @@ def _common_checks(config: ServeConfig, options: CheckOptions) -> list[CheckResu
         check_port(config.host, config.port, options.proc),
         check_access(config),
         check_on_complete(config),
+        check_fleet(config),
         check_inotify(
             config.observer,
             read_inotify_limits(options.proc / "sys" / "fs" / "inotify"),
