@@ -227,7 +227,9 @@ def report(fleet: Trial, fixed: Trial, args: argparse.Namespace) -> dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.system.fleet_trial", description=__doc__)
-    parser.add_argument("--shape", default="40:1.5,60:0,30:3", help="seconds:files per second,...")
+    parser.add_argument(
+        "--shape", default="30:3,60:0.4,40:0,20:2", help="seconds:files per second,..."
+    )
     parser.add_argument("--batch-s", type=float, default=2.0, help="seconds per batch of 2 files")
     parser.add_argument("--max-engines", type=int, default=4)
     parser.add_argument("--idle-s", type=float, default=15.0)
