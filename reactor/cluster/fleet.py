@@ -131,6 +131,7 @@ class Fleet:
         self.queue_read_at: float | None = None
         self._surplus_since: float | None = None
         self._replacements_due = 0
+        self._ended_engines: dict[str, float] = {}  # engine id -> when its job ended
         self._arrivals = _Arrivals(min(config.catch_up_s / 2, MAX_ARRIVALS_WINDOW_S))
         self._wake = asyncio.Event()
 
@@ -234,6 +235,7 @@ class Fleet:
 
     def _ended(self, job: TrackedJob) -> None:
         del self.jobs[job.job_id]
+        self._ended_engines[engine_id_of(job.job_id)] = self.clock()
         self.counts.ended += 1
         if job.held_batch:  # gone mid-batch: killed, preempted, its node lost
             self._lost(job, "gone from the queue while its engine held a batch")
@@ -287,7 +289,13 @@ class Fleet:
                 job.went_silent = True
 
     def _workload(self, work: EngineWork, now: float) -> Workload:
-        ours = {engine_id_of(job_id) for job_id in self.jobs}
+        # The engines of jobs that ended lately are still "seen" for a while: they were
+        # ours, not engines someone else started (counted as such, they would hold
+        # the fleet at one job when work comes back).
+        for engine_id, ended_at in list(self._ended_engines.items()):
+            if now - ended_at > ENGINE_SEEN_S:
+                del self._ended_engines[engine_id]
+        ours = {engine_id_of(job_id) for job_id in self.jobs} | set(self._ended_engines)
         present = {k: e for k, e in work.engines.items() if e.last_seen_s <= ENGINE_SEEN_S}
         busy_s = sum(engine.busy_s for engine in work.engines.values())
         done = sum(engine.files_done for engine in work.engines.values())

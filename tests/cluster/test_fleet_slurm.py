@@ -53,10 +53,12 @@ class Work:
 
     def __init__(self) -> None:
         self.waiting = 0
+        self.known: int | None = None  # files known; as many as wait unless set
         self.engines: dict[str, EngineSeen] = {}
 
     def __call__(self) -> EngineWork:
-        return EngineWork(self.waiting, self.waiting, 10, dict(self.engines))
+        known = self.waiting if self.known is None else self.known
+        return EngineWork(self.waiting, known, 10, dict(self.engines))
 
 
 def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -224,4 +226,31 @@ async def test_through_a_command_prefix_the_commands_and_answers_are_the_same(
     await fleet.tick()  # squeue through the prefix: the job read back, none submitted
     assert set(fleet.jobs) == {job_id} and fleet.jobs[job_id].seen_in_queue
     assert fleet.counts.submitted == 1 and fleet.queue_error is None
+    slurm_env.cancel_all(config.name)
+
+
+async def test_the_engines_of_its_ended_jobs_are_not_taken_for_someone_elses(
+    slurm_env: SlurmCluster, tmp_path: Path
+) -> None:
+    """An engine whose job just ended is still "seen" for a while; it was the fleet's, so
+    when work comes back the fleet sizes as if it were gone (not as an engine started by
+    hand that covers part of the work)."""
+    clock, work = ManualClock(), Work()
+    work.known = 5000  # no file arrives during the test: only the backlog sizes it
+    config = _config(tmp_path, "reactor-test-ended", max_engines=3)
+    fleet = Fleet(config, work, clock=clock)
+    work.waiting = 1
+    await fleet.tick()
+    (job_id,) = slurm_env.jobs(config.name)
+    slurm_env.cancel_all(config.name)  # it exited when idle
+    work.waiting = 0
+    work.engines = {f"slurm-{job_id}": EngineSeen(5.0, 0, 10, 10.0)}  # 1 file/s, seen 5 s ago
+    clock.advance(2 * config.check_interval)  # past the grace of a job not yet seen
+    await fleet.tick()
+    assert fleet.jobs == {} and fleet.counts.ended == 1
+    work.waiting = 1800  # 1800 files / 600 s catch-up / 1 file/s: three engines
+    clock.advance(1.0)
+    await fleet.tick()
+    assert fleet.wanted == 3
+    assert len(slurm_env.jobs(config.name)) == 3
     slurm_env.cancel_all(config.name)

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
@@ -240,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    # SIGTERM (a killed trial) unwinds like Ctrl-C: the cluster and servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="fleet-trial-") as folder:
         root = Path(folder)
         cluster = start_cluster(root / "slurm")
