@@ -19,6 +19,7 @@ from reactor.settings.serve import ServeConfig  # noqa: E402
 from tests.support.api import LEASE_S, AiohttpClient, Client, MakeClient  # noqa: E402
 from tests.support.blocking import end_started  # noqa: E402
 from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
+from tests.support.fleet_run import FleetRun  # noqa: E402
 from tests.support.runs import ManualClock, RunDirs  # noqa: E402
 from tests.support.slurm import SlurmCluster, start_cluster  # noqa: E402
 from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
@@ -134,3 +135,14 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Generator[SlurmCluster, N
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def fleet_run(
+    tmp_path: Path, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> Generator[FleetRun, None, None]:
+    """A served run whose engines a fleet starts on the session's Slurm; stopped and its
+    jobs cancelled at the end (tests/support/fleet_run.py)."""
+    the_run = FleetRun(tmp_path, slurm, monkeypatch)
+    yield the_run
+    the_run.stop()

@@ -5,7 +5,6 @@ with real subprocesses for commands."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import time
@@ -28,6 +27,7 @@ from reactor.engine.client import (
 )
 from reactor.engine.runner import Engine
 from reactor.settings.engine import EngineConfig
+from tests.support.engine_run import gone
 
 pytestmark = pytest.mark.timeout(30)
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
@@ -150,14 +150,6 @@ def started_pid(logs: list[MutableMapping[str, Any]]) -> int:
     (started,) = events(logs, "command_started")
     pid: int = started["pid"]
     return pid
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def job_out(script: Script) -> Path:

@@ -24,9 +24,17 @@ LEASE_S = 2.0
 READS_PER_FILE = 3
 FAKE = "{python} -m reactor fake-basecaller {input_dir} {output_dir}"
 # The fake basecaller after a pause, so batches are still running when the test acts.
-SLOW_FAKE = 'sh -c \'sleep 1; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
-    "{python} {input_dir} {output_dir}"
-)
+
+
+def slow_fake(seconds: float) -> str:
+    """The fake basecaller after a pause (a GPU's time, or a batch still running when a
+    test acts), as an engine's command template."""
+    return f'sh -c \'sleep {seconds:g}; exec "$0" -m reactor fake-basecaller "$1" "$2"\' ' + (
+        "{python} {input_dir} {output_dir}"
+    )
+
+
+SLOW_FAKE = slow_fake(1)
 Events = list[dict[str, Any]]
 
 
