@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from reactor.serve.app import create_app
 from reactor.serve.app_keys import SWEEPER
 from tests.support.paths import REPO
 from tests.support.pod5files import write_pod5
+from tests.support.prometheus import exported_names
 from tests.support.runs import ManualClock, RunDirs
 
 Client = TestClient[web.Request, web.Application]
@@ -72,9 +74,10 @@ async def test_metrics_count_what_happened(
 
 
 async def test_readme_queries_name_metrics_that_exist(
-    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock
+    aiohttp_client: AiohttpClient, run_dirs: RunDirs, clock: ManualClock, tmp_path: Path
 ) -> None:
-    """Every metric and file state docs/operations.md's dashboard queries use is in /metrics."""
+    """Every metric and file state docs/operations.md's "Scraping metrics" names is in
+    /metrics (of one run, a host's or a fleet's)."""
     readme = (REPO / "docs" / "operations.md").read_text()
     section = readme.split("## Scraping metrics", 1)[1].split("\n## ", 1)[0]
     used_names = set(re.findall(r"\breactor_[a-z_]+", section))
@@ -90,7 +93,9 @@ async def test_readme_queries_name_metrics_that_exist(
     client = await aiohttp_client(create_app(config, clock=clock, watch=False, sweep=False))
     response = await client.get("/metrics")
     exposed = samples(await response.text())
-    exposed_names = {name for name, _ in exposed}
+    exposed_names = {name for name, _ in exposed} | await exported_names(
+        aiohttp_client, tmp_path / "more"
+    )
     exposed_states = {dict(labels)["state"] for name, labels in exposed if name == "reactor_files"}
     assert used_names <= exposed_names
     assert used_states <= exposed_states
