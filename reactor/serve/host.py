@@ -677,6 +677,21 @@ class RunUnit:
     def phase(self) -> str:
         return self.reactor.phase
 
+    def identity(self) -> dict[str, Any]:
+        """What names the run, where it is and how it is basecalled."""
+        return {
+            "run": str(self.key),
+            "flow_cell": self.key.flow_cell,
+            "protocol_run": self.key.protocol_run,
+            "group": self.group,
+            "sample": self.sample,
+            "folder": str(self.found.folder),
+            "output_dir": str(self.place.output_dir),
+            "pooled": self.found.pooled,
+            "params": self.params,
+            "params_pinned": self.pinned is not None,
+        }
+
     def view(self) -> dict[str, Any]:
         status = self.reactor.status()
         files = status["files"]
@@ -1410,6 +1425,17 @@ class Host:
                 {"run": str(key), "reason": reason} for key, reason in sorted(self.failed.items())
             ],
         }
+
+    def run_status(self, name: str) -> dict[str, Any]:
+        """One served run in detail: its /status as a single run's (`GET /status?run=`),
+        with `run` saying which run it is. Raises UnknownRun if it is not served."""
+        key = self.find(name)
+        unit = self.units.get(key)
+        if unit is None:
+            raise UnknownRun(name)
+        body = unit.reactor.status()
+        body["run"] = {**unit.identity(), "weight": self.share.weight(key)}
+        return body
 
     def engine_work(self) -> EngineWork:
         """Every run's work together, as the fleet sizes engines by it."""
