@@ -30,6 +30,7 @@ from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
+from reactor.serve import page
 from reactor.serve.app_keys import CONFIG, FLEET, HOST, SERVED, STREAM
 from reactor.serve.host import DEFAULT_PRIORITY, Busy, Host, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
@@ -114,8 +115,9 @@ def _token_ok(request: web.Request, token: str) -> bool:
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Allow-list of client networks and bearer token, when configured."""
-    if request.path in OPEN_PATHS:
+    """Allow-list of client networks and bearer token, when configured. The dashboard's
+    page and files are open: they hold no data, and the page sends the token for it."""
+    if request.path in OPEN_PATHS or page.is_page(request.path):
         return await handler(request)
     if not _client_allowed(request):
         raise ApiError(403, "forbidden", "this client's address is not in the allow list")
@@ -614,3 +616,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    page.add_routes(app)

@@ -1188,7 +1188,19 @@ class Reactor:
             report["output_hash"] = self.hash_check
         report["end"] = self.end_view()
         report["alerts"] = self.alerts(report)
+        self._name_quarantine_folders(report["quarantined"]["files"])
         return report
+
+    def _name_quarantine_folders(self, listed: list[dict[str, Any]]) -> None:
+        """Each quarantined file listed gets the folder that holds it (what `POST
+        /requeue?folder=` releases), or None. Quarantines are rare: the folders are few."""
+        if not listed:
+            return
+        folder_of = {
+            name: folder for folder, (_, names) in self.quarantine_folders.items() for name in names
+        }
+        for entry in listed:
+            entry["folder"] = folder_of.get(entry["name"])
 
     def end_view(self) -> dict[str, Any]:
         """The end of the run as /status shows it: the final summary seen, closed by
