@@ -72,7 +72,9 @@ async def test_quarantined_files_are_listed_with_their_failures(
     job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
     await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
     body = await status_of(client)
-    assert body["quarantined"] == {"total": 1, "files": [{"name": names[0], "failures": 1}]}
+    folder = f"FAILED_{job['jobid']}_gpu-01"  # what POST /requeue?folder= releases
+    listed = [{"name": names[0], "failures": 1, "folder": folder}]
+    assert body["quarantined"] == {"total": 1, "files": listed}
     assert body["files"]["quarantined"] == 1
 
 
