@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt demo torture torture-power crash-states load bench fleet-trial fleet-walltime clean
+.PHONY: venv test lint fmt demo screenshots torture torture-power crash-states load bench fleet-trial fleet-walltime clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/reactor demo --flow-cells 4
+
+# The dashboard's screenshots in docs/screenshots/ (shown in the README), taken in Debian's
+# Chromium from a real simulated host (four flow cells, engines, a poison file): about 45 s.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.system.screenshots --out docs/screenshots
 
 # Crash torture: kill -9 the server every round of a live run, then prove
 # exactly-once. The figures go to $(TORTURE_JSON) (docs/operations.md's table is filled from it).

@@ -217,6 +217,62 @@ class JobReads:
 _ACCOUNTS = ("pod5_reads", "records", "counted", "subreads", "dropped", "unknown", "duplicates")
 
 
+TIMELINE_POINTS = 120  # slots of a yield timeline, at most
+TIMELINE_FIRST_SLOT_S = 5  # its slot's width while the run is young (then doubling)
+
+
+@dataclass
+class Timeline:
+    """Bases by the time they arrived, in at most TIMELINE_POINTS slots: a slot is 5 s
+    wide while the run is young and doubles as the run grows longer (10 min of a run in
+    5 s slots, 3 days in 1.2 h ones), so a chart has detail from the first minutes on.
+    The ten-minute series (`YIELD_SLOT_S`) are too coarse for the first hour of a run.
+
+    Exact and independent of the order jobs are added in (recovery adds them in the
+    order of their records): slots are aligned to the epoch and each width divides the
+    next, so a wider slot is the sum of narrower ones; and the width is the narrowest
+    whose slots span the first to the last time, which depends only on those two."""
+
+    slot_s: int = TIMELINE_FIRST_SLOT_S
+    slots: Counter[int] = field(default_factory=Counter)  # epoch // slot_s -> bases
+    first: int | None = None  # epoch seconds of the earliest and latest arrival
+    last: int | None = None
+
+    def add(self, at: float, bases: int) -> None:
+        moment = int(at)
+        self.first = moment if self.first is None else min(self.first, moment)
+        self.last = moment if self.last is None else max(self.last, moment)
+        width = self.slot_s
+        while self.last // width - self.first // width >= TIMELINE_POINTS:
+            width *= 2
+        if width != self.slot_s:
+            wider: Counter[int] = Counter()
+            for slot, count in self.slots.items():
+                wider[slot * self.slot_s // width] += count
+            self.slots, self.slot_s = wider, width
+        self.slots[moment // width] += bases
+
+    def view(self) -> dict[str, Any]:
+        """`{"slot_s": width, "bases": [[slot start in epoch seconds, bases], …]}`, in time
+        order, only slots with bases."""
+        return {
+            "slot_s": self.slot_s,
+            "bases": [[slot * self.slot_s, n] for slot, n in sorted(self.slots.items())],
+        }
+
+
+def coarsen(series: list[list[int]], slot_s: int, points: int) -> list[list[int]]:
+    """A timeline's `[[start, bases], …]` in slots doubled until at most `points` remain
+    (a sparkline's worth); the sums stay exact."""
+    width = slot_s
+    while series and (series[-1][0] // width - series[0][0] // width) >= points:
+        width *= 2
+    merged: Counter[int] = Counter()
+    for start, bases in series:
+        merged[start // width] += bases
+    return [[slot * width, n] for slot, n in sorted(merged.items())]
+
+
 @dataclass
 class EngineYield:
     """Bases an engine basecalled, and the time its jobs took (assigned to reported)."""
@@ -237,6 +293,7 @@ class RunReads:
     reads: JobReads = field(default_factory=JobReads)
     jobs: int = 0
     by_arrival: Counter[int] = field(default_factory=Counter)  # slot merged -> bases
+    arrivals: Timeline = field(default_factory=Timeline)  # the same, finer while young
     engines: dict[str, EngineYield] = field(default_factory=dict)
     # The totals over barcodes and their N50, made again only after a job adds: a view
     # of a run of millions of reads sorts tens of thousands of lengths.
@@ -265,6 +322,7 @@ class RunReads:
         self.jobs += 1
         bases = sum(stats.bases for stats in job.barcodes.values())
         self.by_arrival[int(merged_at) // YIELD_SLOT_S] += bases
+        self.arrivals.add(merged_at, bases)
         engine = self.engines.get(engine_id)
         if engine is None:
             engine = self.engines[engine_id] = EngineYield()
@@ -299,6 +357,7 @@ class RunReads:
                 "slot_s": YIELD_SLOT_S,
                 "by_start": _series(self.reads.by_start),
                 "by_arrival": _series(self.by_arrival),
+                "arrivals": self.arrivals.view(),
             },
             "engines": {
                 engine_id: {

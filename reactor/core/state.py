@@ -119,6 +119,9 @@ class RunState:
     def live_jobs(self) -> Iterable[Job]:
         return self._live_jobs.values()
 
+    def live_count(self) -> int:
+        return len(self._live_jobs)
+
     def held_jobs(self) -> Iterable[Job]:
         """Jobs held for a person, oldest first: refused outputs, or a step on disk that
         could not be carried out (each says why in `reason`)."""

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import hmac
 import ipaddress
+import json
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -29,9 +30,11 @@ from reactor.core.sharing import check_weight
 from reactor.core.state import CompletionAction, Job, UnknownJob
 from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
-from reactor.serve.app_keys import CONFIG, FLEET, HOST, SERVED
+from reactor.serve import page
+from reactor.serve.app_keys import CONFIG, FLEET, HOST, SERVED, STREAM
 from reactor.serve.host import DEFAULT_PRIORITY, Busy, Host, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
+from reactor.serve.stream import Broadcast, TooManyViewers, TopicEnded
 
 log = structlog.get_logger("reactor.api")
 
@@ -112,8 +115,9 @@ def _token_ok(request: web.Request, token: str) -> bool:
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Allow-list of client networks and bearer token, when configured."""
-    if request.path in OPEN_PATHS:
+    """Allow-list of client networks and bearer token, when configured. The dashboard's
+    page and files are open: they hold no data, and the page sends the token for it."""
+    if request.path in OPEN_PATHS or page.is_page(request.path):
         return await handler(request)
     if not _client_allowed(request):
         raise ApiError(403, "forbidden", "this client's address is not in the allow list")
@@ -474,11 +478,94 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVED].heartbeat())
 
 
+def status_body(app: web.Application, run: str | None) -> dict[str, Any]:
+    """What `/status` answers: the whole service, or (host mode) one run in detail.
+    Raises UnknownRun for a run no longer served."""
+    if run is not None:
+        host = app.get(HOST)
+        if host is None:
+            raise UnknownRun(run)
+        return host.run_status(run)
+    body = app[SERVED].status()
+    if FLEET in app:
+        body["fleet"] = app[FLEET].view()
+    return body
+
+
+def _status_run(request: web.Request) -> str | None:
+    """`?run=NAME` (host mode): the served run's name as /status lists it, or None."""
+    if _param(request, "run", required=False) is None:
+        return None
+    host = _host(request)
+    name = _run_name(request)
+    try:
+        key = host.find(name)
+    except UnknownRun:
+        raise _unknown_run(name) from None
+    if key not in host.units:
+        detail = f"run {key} is not served now (finished, left or failed: see /status)"
+        raise ApiError(404, "unknown_run", detail)
+    return str(key)
+
+
 async def status(request: web.Request) -> web.Response:
-    body = request.app[SERVED].status()
-    if FLEET in request.app:
-        body["fleet"] = request.app[FLEET].view()
+    run = _status_run(request)
+    try:
+        body = status_body(request.app, run)
+    except UnknownRun:
+        raise _unknown_run(run or "") from None
     return web.json_response(body)
+
+
+def frame_of(body: dict[str, Any]) -> bytes:
+    """One line of `/status/stream`: compact JSON and a newline."""
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def new_broadcast(app: web.Application, **options: Any) -> Broadcast:
+    """The stream's producers, building each frame from `status_body` (see
+    `reactor.serve.stream`); `options` are Broadcast's (tests drive the ticks)."""
+
+    def build(run: str | None) -> bytes:
+        try:
+            return frame_of(status_body(app, run))
+        except UnknownRun:
+            error = _unknown_run(run or "")
+            raise TopicEnded(frame_of({"error": error.error, "detail": error.detail})) from None
+
+    return Broadcast(build, **options)
+
+
+STREAM_HEADERS = {
+    "Content-Type": "application/x-ndjson",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def status_stream(request: web.Request) -> web.StreamResponse:
+    """`/status` as it changes: one JSON line per frame, a frame per tick at most, until
+    the client goes or the service stops. The time spent streaming is not latency."""
+    run = _status_run(request)
+    broadcast = request.app[STREAM]
+    try:
+        viewer = broadcast.subscribe(run)
+    except TooManyViewers as exc:
+        raise ApiError(503, "too_many_viewers", str(exc)) from None
+    began = time.perf_counter()
+    response = web.StreamResponse(headers=STREAM_HEADERS)
+    try:
+        await response.prepare(request)
+        while (frame := await viewer.next()) is not None:
+            await response.write(frame)
+            if request.transport is None or request.transport.is_closing():
+                break  # the viewer went: dropped now, at no further cost
+    except ConnectionError:
+        pass  # the viewer went while a frame was being written
+    finally:
+        broadcast.unsubscribe(run, viewer)
+        request[HELD_S] = time.perf_counter() - began
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -519,6 +606,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/heartbeat", heartbeat)
     app.router.add_post("/requeue", requeue)
     app.router.add_get("/status", status)
+    # No HEAD: a stream has no end for aiohttp to wait for before it answers one.
+    app.router.add_get("/status/stream", status_stream, allow_head=False)
     app.router.add_post("/runs/add", run_add)
     app.router.add_post("/runs/prioritise", run_prioritise)
     app.router.add_post("/runs/close", run_close)
@@ -527,3 +616,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    page.add_routes(app)

@@ -59,6 +59,7 @@ from reactor.serve.app_keys import (
     REACTOR,
     READY_WHEN_LISTENING,
     SERVED,
+    STREAM,
     SWEEPER,
     SYSTEMD,
     WATCH_HEALTH,
@@ -124,6 +125,7 @@ def create_app(
     app[FINISHER] = Finisher(reactor, request_exit=request_exit)
     reactor.on_storage_failed = request_exit  # a failed fsync: stop; `serve` exits 1
     api.add_routes(app)
+    _add_stream(app)
     if watch:
         app.cleanup_ctx.append(_observer_ctx)
     app.cleanup_ctx.append(_reactor_ctx)
@@ -305,6 +307,7 @@ def create_host_app(
     app[HOST] = host
     app[SERVED] = host
     api.add_routes(app)
+    _add_stream(app)
     app.cleanup_ctx.append(_host_ctx)
     app.cleanup_ctx.append(_loop_lag_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
@@ -357,6 +360,19 @@ async def _fleet_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _add_stream(app: web.Application) -> None:
+    """The live status of `/status/stream` (`reactor.serve.stream`). Its streams end at
+    shutdown's start: they never end on their own, and aiohttp waits for requests in
+    flight before the contexts unwind."""
+    app[STREAM] = api.new_broadcast(app)
+    app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_end_streams)  # an app that never served has no shutdown
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[STREAM].close()
 
 
 async def _answer_waiting_engines(app: web.Application) -> None:

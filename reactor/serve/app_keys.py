@@ -13,6 +13,7 @@ from reactor.serve.host import Host
 from reactor.serve.sdnotify import SystemdLifecycle
 from reactor.serve.served import Served
 from reactor.serve.service import Reactor
+from reactor.serve.stream import Broadcast
 from reactor.serve.sweeper import Sweeper
 from reactor.settings.serve import ServeConfig
 
@@ -34,3 +35,5 @@ HELD_EVENTS: web.AppKey[HeldEvents] = web.AppKey("held_events")
 WATCH_HEALTH: web.AppKey[Callable[[], None]] = web.AppKey("watch_health")
 # Engine jobs on Slurm, with a [fleet] table (see reactor.cluster.fleet).
 FLEET: web.AppKey[Fleet] = web.AppKey("fleet")
+# The live status the dashboard reads (`GET /status/stream`): one producer per topic.
+STREAM: web.AppKey[Broadcast] = web.AppKey("stream")

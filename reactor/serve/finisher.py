@@ -168,6 +168,7 @@ class Finisher:
             return
         if marker is None:
             return
+        self._show(marker)
         self._mark_complete(Path(marker.stop_file) if marker.stop_file else None)
         if marker.state in INTERRUPTED_STATES:
             command = shlex.join(marker.command or [])
@@ -424,12 +425,26 @@ class Finisher:
             "reactor status and the log say why (quarantined, or never complete)",
         )
 
+    def _show(self, marker: Marker) -> None:
+        """What /status says of on_complete (`end.on_complete`): the marker's outcome,
+        not its command or environment."""
+        self.reactor.on_complete = {
+            "state": str(marker.state),
+            "completed_at": marker.completed_at,
+            "started_at": marker.started_at,
+            "finished_at": marker.finished_at,
+            "exit_code": marker.exit_code,
+            "duration_s": marker.duration_s,
+            "detail": marker.detail,
+        }
+
     def _record(self, marker: Marker, *, retried: bool = False) -> bool:
         """Write the marker; False (logged) if it cannot be. `retried`: the caller tries
         again at the next sweep (the claim); results are not retried, so a restart
         reports the command as interrupted."""
         try:
             write_marker(self.marker_path, marker)
+            self._show(marker)
         except OSError as exc:
             log.error(
                 "run_complete_marker_failed",

@@ -61,9 +61,10 @@ from reactor.core.params import (
     parse_rules,
     seed_can_take,
 )
-from reactor.core.readstats import RunReads
+from reactor.core.readstats import RunReads, coarsen
 from reactor.core.sharing import Backlog, FairShare
 from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
+from reactor.core.status import alerts, hash_trouble, merged_engines
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
@@ -677,6 +678,21 @@ class RunUnit:
     def phase(self) -> str:
         return self.reactor.phase
 
+    def identity(self) -> dict[str, Any]:
+        """What names the run, where it is and how it is basecalled."""
+        return {
+            "run": str(self.key),
+            "flow_cell": self.key.flow_cell,
+            "protocol_run": self.key.protocol_run,
+            "group": self.group,
+            "sample": self.sample,
+            "folder": str(self.found.folder),
+            "output_dir": str(self.place.output_dir),
+            "pooled": self.found.pooled,
+            "params": self.params,
+            "params_pinned": self.pinned is not None,
+        }
+
     def view(self) -> dict[str, Any]:
         status = self.reactor.status()
         files = status["files"]
@@ -701,8 +717,11 @@ class RunUnit:
             "params": self.params,
             "params_pinned": self.pinned is not None,
             "output_hash": self.reactor.hash_check,
-            "held": len(status.get("held", [])),
+            "held": status["held"]["total"],
             "reads": {key: status["reads"][key] for key in RUN_READS},
+            "backlog": status["backlog"],
+            "end": status["end"],
+            "yield": _sparkline(status["reads"]["yield"]["arrivals"]),
         }
 
 
@@ -1391,12 +1410,33 @@ class Host:
                 totals[state] = totals.get(state, 0) + count
         for run in runs:
             run["weight"] = self.share.weight(RunKey(run["flow_cell"], run["protocol_run"]))
+        now = self.clock()
+        units = list(self.units.values())
+        engines, engines_total = merged_engines(
+            (unit.reactor.state.engines for unit in units),
+            (unit.reactor.reads.engines for unit in units),
+            now,
+        )
+        seen = [s for unit in units if (s := unit.reactor.engine_seen_s(now)) is not None]
+        broken = self.writer_broken
         return {
             "mode": "host",
             "ready": self.ready,
             "roots": [str(root) for root in self.config.watch_root],
             "files": totals,
             "engines_waiting": len(self.waiters),
+            "engines": engines,
+            "engines_total": engines_total,
+            "alerts": alerts(
+                waiting_files=sum(run["backlog"]["files"] for run in runs),
+                waiting_s=max((run["backlog"]["waiting_s"] for run in runs), default=0.0),
+                engine_seen_s=min(seen, default=None),
+                quarantined=totals.get("quarantined", 0),
+                held=sum(run["held"] for run in runs),
+                paused=[run["run"] for run in runs if run["paused"]],
+                storage=None if broken is None else str(broken),
+                hash_problems=[run["run"] for run in runs if hash_trouble(run["output_hash"])],
+            ),
             "runs": runs,
             "finished": [
                 {"run": str(f.key), "folder": str(f.folder), "files_done": f.files_done}
@@ -1410,6 +1450,17 @@ class Host:
                 {"run": str(key), "reason": reason} for key, reason in sorted(self.failed.items())
             ],
         }
+
+    def run_status(self, name: str) -> dict[str, Any]:
+        """One served run in detail: its /status as a single run's (`GET /status?run=`),
+        with `run` saying which run it is. Raises UnknownRun if it is not served."""
+        key = self.find(name)
+        unit = self.units.get(key)
+        if unit is None:
+            raise UnknownRun(name)
+        body = unit.reactor.status()
+        body["run"] = {**unit.identity(), "weight": self.share.weight(key)}
+        return body
 
     def engine_work(self) -> EngineWork:
         """Every run's work together, as the fleet sizes engines by it."""
@@ -1425,6 +1476,13 @@ class Host:
         live = sum(1 for unit in self.units.values() if unit.phase != "complete")
         done = sum(unit.reactor.count_fields()["done"] for unit in self.units.values())
         return f"{live} runs live, {len(self.finished)} finished, {done} files done"
+
+
+SPARK_POINTS = 24  # slots of a run's yield in the host's /status (a sparkline)
+
+
+def _sparkline(arrivals: dict[str, Any]) -> list[list[int]]:
+    return coarsen(arrivals["bases"], arrivals["slot_s"], SPARK_POINTS)
 
 
 def _sample_mtime(sample: Path) -> int | None:

@@ -55,7 +55,7 @@ from reactor.core.state import (
     JobState,
     RunState,
 )
-from reactor.core.status import count_fields, status_line, status_report
+from reactor.core.status import alerts, count_fields, hash_trouble, status_line, status_report
 from reactor.disk.durable import DurabilityError, fsync_folder
 from reactor.disk.engine_trees import Outputs
 from reactor.disk.inputs import InputFolders
@@ -225,6 +225,8 @@ class Reactor:
         self.paused: str | None = None
         # The end-of-run cross-check with MinKNOW's output hash file, once done.
         self.hash_check: dict[str, Any] | None = None
+        # The run-complete marker as the finisher last recorded it (/status "end")
+        self.on_complete: dict[str, Any] | None = None
         self.last_news = clock()  # the last filesystem event of the run (for stalls)
         # Files of the run that are not in its queue yet but will be (staging): the run
         # cannot end while there are some.
@@ -1184,7 +1186,50 @@ class Reactor:
         report["reads"] = self.reads.view(self.read_rules().min_qscore)
         if self.hash_check is not None:
             report["output_hash"] = self.hash_check
+        report["end"] = self.end_view()
+        report["alerts"] = self.alerts(report)
+        self._name_quarantine_folders(report["quarantined"]["files"])
         return report
+
+    def _name_quarantine_folders(self, listed: list[dict[str, Any]]) -> None:
+        """Each quarantined file listed gets the folder that holds it (what `POST
+        /requeue?folder=` releases), or None. Quarantines are rare: the folders are few."""
+        if not listed:
+            return
+        folder_of = {
+            name: folder for folder, (_, names) in self.quarantine_folders.items() for name in names
+        }
+        for entry in listed:
+            entry["folder"] = folder_of.get(entry["name"])
+
+    def end_view(self) -> dict[str, Any]:
+        """The end of the run as /status shows it: the final summary seen, closed by
+        hand, and on_complete's outcome (the run-complete marker, as the finisher last
+        recorded it; None before the run is complete)."""
+        return {
+            "sequencing_finished": self.run_end.stop_file is not None,
+            "complete": self.run_end.complete,
+            "closed": self.run_end.closed,
+            "on_complete": self.on_complete,
+        }
+
+    def engine_seen_s(self, now: float) -> float | None:
+        """Seconds since any engine's last request (None: none known)."""
+        latest = max((e.last_seen for e in self.state.engines.values()), default=None)
+        return None if latest is None else now - latest
+
+    def alerts(self, report: dict[str, Any]) -> list[dict[str, str]]:
+        broken = self.writer.broken
+        return alerts(
+            waiting_files=report["backlog"]["files"],
+            waiting_s=report["backlog"]["waiting_s"],
+            engine_seen_s=self.engine_seen_s(self.clock()),
+            quarantined=report["files"]["quarantined"],
+            held=report["held"]["total"],
+            paused=[] if self.paused is None else [self.paused],
+            storage=None if broken is None else str(broken),
+            hash_problems=["this run"] if hash_trouble(self.hash_check) else [],
+        )
 
     def status_line(self) -> str:
         """The one line `systemctl status` shows (see `reactor.core.status`)."""

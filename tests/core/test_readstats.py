@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.core.readstats import JobReads, ReadStats, RunReads, n50
+from reactor.core.readstats import (
+    TIMELINE_POINTS,
+    JobReads,
+    ReadStats,
+    RunReads,
+    Timeline,
+    coarsen,
+    n50,
+)
 
 reads_st = st.lists(
     st.tuples(st.integers(0, 100_000), st.floats(0, 50, allow_nan=False)), max_size=200
@@ -139,3 +148,50 @@ def test_many_reads_at_once_count_as_one_by_one(
         at_once.add_many([1], [], min_qscore)
     with pytest.raises(ValueError, match="a read of length -1"):
         at_once.add_many([-1], [5.0], min_qscore)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1_700_000_000, 1_700_400_000), st.integers(0, 10**6)), max_size=80
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_timeline_is_exact_bounded_and_the_same_in_any_order(
+    arrivals: list[tuple[int, int]], order: random.Random
+) -> None:
+    """Every base is in the slot of its time, there are at most TIMELINE_POINTS slots,
+    and jobs added in another order (as recovery adds them) give the same timeline."""
+    timeline = Timeline()
+    for at, bases in arrivals:
+        timeline.add(at, bases)
+    shuffled = Timeline()
+    for at, bases in order.sample(arrivals, len(arrivals)):
+        shuffled.add(at, bases)
+    assert shuffled.view() == timeline.view()
+    view = timeline.view()
+    assert len(view["bases"]) <= TIMELINE_POINTS
+    assert sum(n for _, n in view["bases"]) == sum(n for _, n in arrivals)
+    width = view["slot_s"]
+    expected: Counter[int] = Counter()
+    for at, bases in arrivals:
+        expected[at - at % width] += bases
+    assert dict(view["bases"]) == dict(expected)
+
+
+def test_a_timeline_starts_in_five_second_slots_and_widens_as_the_run_grows() -> None:
+    timeline = Timeline()
+    timeline.add(1_000_000, 10)
+    timeline.add(1_000_004, 5)
+    timeline.add(1_000_007, 1)
+    assert timeline.view() == {"slot_s": 5, "bases": [[1_000_000, 15], [1_000_005, 1]]}
+    timeline.add(1_000_000 + 3 * 3600, 7)  # three hours later: 5 s slots would be 2,160
+    assert timeline.view()["slot_s"] == 160
+    assert sum(n for _, n in timeline.view()["bases"]) == 23
+
+
+def test_coarsen_keeps_the_sums_in_fewer_slots() -> None:
+    series = [[1_000_000 + 5 * i, i] for i in range(100)]
+    short = coarsen(series, 5, 24)
+    assert len(short) <= 24
+    assert sum(n for _, n in short) == sum(range(100))
+    assert coarsen([], 5, 24) == []

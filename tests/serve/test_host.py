@@ -1162,3 +1162,34 @@ async def test_the_fleet_reads_every_runs_work_together(
     assert after.waiting_files == 0 and after.files_known == total
     assert after.engines["gpu1"].files_done == total  # summed over the runs
     assert after.engines["gpu1"].live_jobs == 0
+
+
+async def test_the_host_status_merges_engines_and_a_run_is_shown_in_detail(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The host's /status sums each engine over the runs it worked on (files, bases, speed)
+    and gives each run a yield sparkline; /status?run= is that run as a single run's
+    status, naming it; both true to the document."""
+    root = tmp_path / "data"
+    files = minknow_root(root)
+    client = await aiohttp_client(create_host_app(host_config(root), watch=False))
+    await engine_works(client, root, "gpu-a")
+    body = await (await client.get("/status")).json()
+    assert_documented("/status", 200, body)
+    (engine,) = body["engines"]
+    served = sum(len(names) for names in files.values())
+    assert (engine["engine_id"], engine["files_done"], engine["runs"]) == ("gpu-a", served, 4)
+    assert engine["bases"] == sum(run["reads"]["bases"] for run in body["runs"]) > 0
+    assert all(run["yield"] and run["end"]["sequencing_finished"] is False for run in body["runs"])
+    answer = await client.get("/status", params={"run": "PAW00001_aaaaaaaa"})
+    detail = await answer.json()
+    assert answer.status == 200, detail
+    assert_documented("/status", 200, detail)
+    assert detail["run"]["run"] == "PAW00001_aaaaaaaa"
+    assert detail["files"]["done"] == len(files["PAW00001_aaaaaaaa"])
+    assert detail["reads"]["yield"]["arrivals"]["bases"]
+    missing = await client.get("/status", params={"run": "PAW00009_99999999"})
+    assert missing.status == 404  # archived: found under the root, not served
+    assert_documented("/status", 404, await missing.json())
+    unknown = await client.get("/status", params={"run": "nothing_here"})
+    assert (unknown.status, (await unknown.json())["error"]) == (404, "unknown_run")

@@ -4,6 +4,7 @@ cost independent of how many files the run tracks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,7 +72,9 @@ async def test_quarantined_files_are_listed_with_their_failures(
     job = await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
     await get_json(client, "/completed", job_id=job["jobid"], job_state="FAILED")
     body = await status_of(client)
-    assert body["quarantined"] == {"total": 1, "files": [{"name": names[0], "failures": 1}]}
+    folder = f"FAILED_{job['jobid']}_gpu-01"  # what POST /requeue?folder= releases
+    listed = [{"name": names[0], "failures": 1, "folder": folder}]
+    assert body["quarantined"] == {"total": 1, "files": listed}
     assert body["files"]["quarantined"] == 1
 
 
@@ -204,3 +207,37 @@ async def test_a_refused_job_is_held_in_status_with_its_reason(
     assert "symbolic link" in entry["reason"]
     metrics = await (await client.get("/metrics")).text()
     assert "reactor_jobs_held 1.0" in metrics
+
+
+async def test_status_stays_small_however_many_jobs_are_live(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """300 live jobs on 300 engines: /status lists the 100 oldest jobs and the 100 engines
+    seen last, with totals, and stays under 64 KB (it was O(live jobs) before: 300 jobs
+    listed, ~45 KB of jobs alone, growing with every engine of a fleet)."""
+    add_files(run_dirs, 300)
+    client = await make_client()
+    for number in range(300):
+        await get_json(client, "/assignwork", engineid=f"slurm-{number}", batchsize=1)
+        clock.advance(0.1)
+    body = await status_of(client)
+    assert body["jobs"]["live_total"] == 300
+    assert [job["engine_id"] for job in body["jobs"]["live"]] == [
+        f"slurm-{number}" for number in range(100)
+    ]
+    assert len(body["engines"]) == 100
+    assert len(json.dumps(body)) < 64_000
+
+
+async def test_work_waiting_with_no_engine_is_an_alert(
+    make_client: MakeClient, run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    add_files(run_dirs, 2)
+    client = await make_client()
+    assert (await status_of(client))["alerts"] == []
+    clock.advance(601)
+    body = await status_of(client)
+    assert body["backlog"] == {"files": 2, "waiting_s": 601.0}
+    assert [alert["kind"] for alert in body["alerts"]] == ["no_engine"]
+    await get_json(client, "/assignwork", engineid="gpu-01", batchsize=1)
+    assert (await status_of(client))["alerts"] == []  # an engine came: it is taking work
