@@ -1178,6 +1178,9 @@ class Host:
     async def _maybe_retire(self, unit: RunUnit) -> None:
         if unit.phase != "complete":
             return
+        state = unit.reactor.state
+        if state.backlog()[0] or any(True for _ in state.live_jobs()):
+            return  # files requeued after the end are basecalled before it leaves
         now = self.clock()
         if unit.completed_at is None:
             unit.completed_at = now
@@ -1304,12 +1307,9 @@ class Host:
         waiting: dict[RunKey, Backlog] = {}
         for key, unit in self.units.items():
             files, oldest = unit.reactor.state.backlog()
-            if (
-                files > 0
-                and unit.reactor.ready
-                and not unit.reactor.run_end.complete
-                and not (unit.rebasecalling)
-            ):
+            # A complete run's files are handed out too (one requeued after the end, one
+            # that arrived late): basecalled as in a single run, the run stays complete.
+            if files > 0 and unit.reactor.ready and not unit.rebasecalling:
                 waiting[key] = Backlog(files, oldest)
         for key in self.share.order(waiting):
             chosen = self.units.get(key)

@@ -1193,3 +1193,29 @@ async def test_the_host_status_merges_engines_and_a_run_is_shown_in_detail(
     assert_documented("/status", 404, await missing.json())
     unknown = await client.get("/status", params={"run": "nothing_here"})
     assert (unknown.status, (await unknown.json())["error"]) == (404, "unknown_run")
+
+
+async def test_a_file_that_comes_after_its_run_completed_is_basecalled_and_it_stays_complete(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """As in a single run: a late file (or one requeued from quarantine after the end)
+    is handed out and merged; the run stays complete and on_complete is not run again."""
+    root = tmp_path / "data"
+    (root / "grp" / "s1").mkdir(parents=True)
+    app = create_host_app(host_config(root, on_complete=None))
+    client = await aiohttp_client(app)
+    host = app[HOST]
+    run = root / "grp" / "s1" / "20261205_1500_1A_PAW00006_ffffffff"
+    first = [pod5(run / "pod5" / f"PAW00006_ffffffff_{RUNID}_0.pod5", 70)]
+    key = RunKey("PAW00006", "ffffffff")
+    await wait_until(lambda: key in host.units, "the run is adopted")
+    await wait_until(lambda: host.units[key].reactor.count_fields()["ready"] == 1, "ready")
+    await engine_works(client, root, "gpu1")
+    (run / f"final_summary_PAW00006_ffffffff_{RUNID}.txt").write_text("x=1\n")
+    await wait_until(lambda: host.units[key].phase == "complete", "the run completes")
+    late = [pod5(run / "pod5" / f"PAW00006_ffffffff_{RUNID}_1.pod5", 71)]
+    await wait_until(lambda: host.units[key].reactor.count_fields()["ready"] == 1, "late ready")
+    jobs = await engine_works(client, root, "gpu1")
+    assert [job["batch"] for job in jobs] == [[late[0].name]]
+    assert recount(first + late, host.units[key].place.output_dir).ok
+    assert host.units[key].phase == "complete"
