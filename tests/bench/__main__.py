@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, ingest, qc, restart, trees, wait
+from tests.bench import api, durability, host, idle, ingest, qc, restart, trees, wait
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "idle")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -39,6 +39,10 @@ QUICK = {
     "wait_files": 3,
     "wait_gap_s": [0.5, 1.5],
     "wait_idle_s": 5.0,
+    "idle_s": 1.0,
+    "load_s": 2.0,
+    "load_files": 100,
+    "cli_runs": 1,
 }
 
 
@@ -81,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc,wait (all)",
+        help="restart,ingest,api,durability,host,qc,wait,idle (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -107,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
         "--wait-gap-s", type=_gap, help="wait: seconds idle before each file, MIN,MAX (2,20)"
     )
     p.add_argument("--wait-idle-s", type=float, help="wait: seconds requests are counted (120)")
+    p.add_argument("--idle-s", type=float, help="idle: seconds of CPU measured each way (30)")
+    p.add_argument("--load-s", type=float, help="idle: seconds of load for the loop lag (20)")
+    p.add_argument("--load-files", type=int, help="idle: files arriving during the load (5000)")
+    p.add_argument("--cli-runs", type=int, help="idle: starts of each command, best kept (5)")
     p.add_argument(
         "--data",
         type=Path,
@@ -140,6 +148,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wait_files": 12,
         "wait_gap_s": [2.0, 20.0],
         "wait_idle_s": 120.0,
+        "idle_s": 30.0,
+        "load_s": 20.0,
+        "load_files": 5000,
+        "cli_runs": 5,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -226,6 +238,18 @@ def run(args: argparse.Namespace) -> int:
             found, raw["wait"] = wait.run(data, logs, arrivals)
             figures += found
             timings["wait_s"] = time.perf_counter() - step
+        if "idle" in args.parts:
+            step = time.perf_counter()
+            found, raw["idle"] = idle.run(
+                data,
+                logs,
+                chosen["idle_s"],
+                chosen["load_s"],
+                chosen["load_files"],
+                chosen["cli_runs"],
+            )
+            figures += found
+            timings["idle_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
