@@ -56,6 +56,7 @@ class LiveHost:
     reads_per_file: int = 40
     engines: int = 3
     interval_s: float = 0.6
+    preset: str = "fake"  # the engines' command: fake-dorado-fastq writes reads of kb, as dorado
     token: str | None = None
     on_complete: str | None = None
     port: int = field(default_factory=free_port)
@@ -104,7 +105,7 @@ class LiveHost:
             argv = [
                 "reactor", "engine", "--manager", self.url, "--engine-id", f"gpu{number + 1:02d}",
                 "--input-dir", str(self.data), "--output-dir", str(self.data),
-                "--preset", "fake", "--batch-size", "2", "--poll-interval", "0.1",
+                "--preset", self.preset, "--batch-size", "2", "--poll-interval", "0.1",
                 "--max-poll-interval", "0.5", "--log-format", "json",
             ]  # fmt: skip
             if self.token is not None:

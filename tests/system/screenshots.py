@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reactor-screenshots-") as folder:
         host = LiveHost(
             Path(folder), flow_cells=4, files=24, reads_per_file=60, engines=3,
-            interval_s=1.5, on_complete="/bin/true",
+            interval_s=1.5, on_complete="/bin/true", preset="fake-dorado-fastq",
         )  # fmt: skip
         try:
             host.start()
