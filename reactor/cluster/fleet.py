@@ -67,6 +67,8 @@ class TrackedJob:
     expired_before: int | None = None  # its engine's expired leases when first seen
     went_silent: bool = False  # its engine let a lease expire since: dead or hung
     lost: bool = False  # no longer capacity, and not by exiting when idle or drained
+    ran: bool = False  # Slurm showed it RUNNING at least once
+    engine_seen: bool = False  # its engine reached the service at least once
 
     def phase(self, drain_s: float) -> JobPhase:
         if self.cancelled or self.lost:
@@ -84,6 +86,7 @@ class FleetCounts:
     adopted: int = 0
     ended: int = 0
     lost: int = 0  # ended while its engine held a batch: died, killed or preempted
+    never_connected: int = 0  # ran and ended without its engine reaching the service
     replaced: int = 0
     queue_failures: int = 0
 
@@ -124,7 +127,8 @@ class Fleet:
         self.jobs: dict[str, TrackedJob] = {}
         self.counts = FleetCounts()
         self.wanted = 0
-        self.failures_in_a_row = 0
+        self._submit_streak = 0  # sbatch failures in a row
+        self._silent_streak = 0  # jobs in a row whose engine never reached the service
         self.retry_at = 0.0
         self.last_error: str | None = None
         self.queue_error: str | None = None
@@ -153,6 +157,11 @@ class Fleet:
                 log.exception("fleet_tick_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._next_wait_s())
+
+    @property
+    def failures_in_a_row(self) -> int:
+        """Failed submissions and engines that never connected, in a row: the backoff."""
+        return self._submit_streak + self._silent_streak
 
     def wake(self) -> None:
         """Work may have come: act now rather than at the next check."""
@@ -225,6 +234,7 @@ class Fleet:
                 )
             job.queued = line
             job.seen_in_queue = True
+            job.ran = job.ran or line.state == "RUNNING"
         grace_s = 2 * self.config.check_interval
         for job_id, job in list(self.jobs.items()):
             if job_id in in_queue:
@@ -244,6 +254,34 @@ class Fleet:
             slurm_job=job.job_id,
             engine_id=engine_id_of(job.job_id),
             last_state=job.queued.state if job.queued is not None else "never seen",
+        )
+        # Its engine never asked for work, and it ran (or ended before the queue was
+        # read again: a command that fails at once). One last seen queued may have been
+        # cancelled by a person instead: not counted.
+        if not job.engine_seen and not job.cancelled and (job.ran or not job.seen_in_queue):
+            self._never_connected(job)
+
+    def _never_connected(self, job: TrackedJob) -> None:
+        """A job ran and ended and its engine never asked for work: the engine cannot
+        start on the nodes or cannot reach this service. Submitting again at once would
+        only repeat it (a job a minute, all day): it counts as a failed submission, so
+        the next one waits (backoff), and the log says what to check."""
+        self.counts.never_connected += 1
+        self._silent_streak += 1
+        wait_s = backoff_s(self.failures_in_a_row)
+        self.retry_at = self.clock() + wait_s
+        self.last_error = (
+            f"engine job {job.job_id} ran and ended without its engine reaching this service"
+        )
+        log.error(
+            "fleet_engine_never_connected",
+            slurm_job=job.job_id,
+            engine_id=engine_id_of(job.job_id),
+            node=(job.queued.node or None) if job.queued is not None else None,
+            failures_in_a_row=self.failures_in_a_row,
+            retry_in_s=wait_s,
+            hint="read the job's log (log_dir); check engine_command on a node, that the "
+            "node reaches manager_url, the token (env_file) and serve's allow list",
         )
 
     def _check_trouble(self) -> None:
@@ -282,6 +320,9 @@ class Fleet:
             if seen is None:
                 job.held_batch = False
                 continue
+            if not job.engine_seen:
+                job.engine_seen = True
+                self._silent_streak = 0  # an engine got through: the way there works
             job.held_batch = seen.live_jobs > 0
             if job.expired_before is None:
                 job.expired_before = seen.jobs_expired
@@ -319,7 +360,7 @@ class Fleet:
             job_id = await self.slurm.submit()
         except SlurmError as exc:
             self.counts.submit_failures += 1
-            self.failures_in_a_row += 1
+            self._submit_streak += 1
             wait_s = backoff_s(self.failures_in_a_row)
             self.retry_at = self.clock() + wait_s
             self.last_error = str(exc)
@@ -331,7 +372,7 @@ class Fleet:
                 hint=_hint(str(exc)),
             )
             return False
-        self.failures_in_a_row = 0
+        self._submit_streak = 0
         self.retry_at = 0.0
         self.jobs[job_id] = TrackedJob(job_id, known_since=self.clock())
         self.counts.submitted += 1
@@ -414,6 +455,7 @@ class Fleet:
             "adopted": self.counts.adopted,
             "ended": self.counts.ended,
             "lost": self.counts.lost,
+            "never_connected": self.counts.never_connected,
             "replaced": self.counts.replaced,
             "queue_failures": self.counts.queue_failures,
             "queue_error": self.queue_error,

@@ -254,3 +254,32 @@ async def test_the_engines_of_its_ended_jobs_are_not_taken_for_someone_elses(
     assert fleet.wanted == 3
     assert len(slurm_env.jobs(config.name)) == 3
     slurm_env.cancel_all(config.name)
+
+
+async def test_jobs_whose_engine_never_reaches_the_service_back_off(
+    slurm_env: SlurmCluster, tmp_path: Path
+) -> None:
+    """An engine that cannot start on the nodes (or reach the service) ends its job at
+    once; resubmitting at once would repeat that all day: it backs off like a failed
+    sbatch, and says what to check."""
+    clock, work = ManualClock(), Work()
+    config = replace(
+        _config(tmp_path, "reactor-test-silent", max_engines=1),
+        engine_command=shlex.join([sys.executable, "-c", "raise SystemExit(3)"]),
+    )
+    fleet = Fleet(config, work, clock=clock)
+    work.waiting = 5
+    await fleet.tick()
+    _wait(lambda: slurm_env.jobs(config.name) == {}, "the job ended")
+    clock.advance(2 * config.check_interval)  # past the grace of a job not yet seen
+    await fleet.tick()
+    assert fleet.counts.never_connected == 1 and fleet.counts.submitted == 1
+    assert fleet.view()["failures_in_a_row"] == 1 and fleet.view()["retry_in_s"] == 10.0
+    assert "without its engine reaching this service" in (fleet.last_error or "")
+    clock.advance(5.0)
+    await fleet.tick()
+    assert fleet.counts.submitted == 1  # within the backoff: nothing submitted
+    clock.advance(5.0)
+    await fleet.tick()
+    assert fleet.counts.submitted == 2  # after it: tried again
+    slurm_env.cancel_all(config.name)
