@@ -215,6 +215,11 @@ class _FleetCollector(Collector):
             ("adopted", "adopted", "Engine jobs found in the queue and adopted."),
             ("jobs_ended", "ended", "Engine jobs gone from the queue."),
             ("jobs_lost", "lost", "Engine jobs gone while their engine held a batch."),
+            (
+                "engines_never_connected",
+                "never_connected",
+                "Engine jobs that ended without their engine reaching the service.",
+            ),
             ("queue_failures", "queue_failures", "Reads of the queue (squeue) that failed."),
         ):
             yield CounterMetricFamily(f"reactor_fleet_{name}", text, view[key])
