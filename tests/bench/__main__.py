@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, ingest, qc, restart, trees, wait
+from tests.bench import api, dashboard, durability, host, ingest, qc, restart, trees, wait
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "dashboard")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -39,6 +39,8 @@ QUICK = {
     "wait_files": 3,
     "wait_gap_s": [0.5, 1.5],
     "wait_idle_s": 5.0,
+    "dashboard": [8, 40, 50, 20, 30],
+    "dashboard_window_s": 2.0,
 }
 
 
@@ -81,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc,wait (all)",
+        help="restart,ingest,api,durability,host,qc,wait,dashboard (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -107,6 +109,15 @@ def parser() -> argparse.ArgumentParser:
         "--wait-gap-s", type=_gap, help="wait: seconds idle before each file, MIN,MAX (2,20)"
     )
     p.add_argument("--wait-idle-s", type=float, help="wait: seconds requests are counted (120)")
+    p.add_argument(
+        "--dashboard",
+        type=_numbers,
+        help="dashboard: live runs, files each, finished runs, viewers, live jobs "
+        "(48,500,2000,20,300)",
+    )
+    p.add_argument(
+        "--dashboard-window-s", type=float, help="dashboard: seconds each CPU window lasts (30)"
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -140,6 +151,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wait_files": 12,
         "wait_gap_s": [2.0, 20.0],
         "wait_idle_s": 120.0,
+        "dashboard": [48, 500, 2000, 20, 300],
+        "dashboard_window_s": 30.0,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -226,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
             found, raw["wait"] = wait.run(data, logs, arrivals)
             figures += found
             timings["wait_s"] = time.perf_counter() - step
+        if "dashboard" in args.parts:
+            step = time.perf_counter()
+            shape = dashboard.Shape(*chosen["dashboard"], window_s=chosen["dashboard_window_s"])
+            found, raw["dashboard"] = dashboard.run(data, logs, shape)
+            figures += found
+            timings["dashboard_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
