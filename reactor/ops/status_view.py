@@ -278,15 +278,19 @@ def render_host(
     lines += wrap("files    ", counts, glyphs.sep, width, INDENT)
     lines += fleet_lines(status.get("fleet"), glyphs)
     finished, left, failed = status["finished"], status["left"], status["failed"]
-    if finished:
+    # /status lists RUNS_LISTED of each at most, with totals (a service older than the
+    # totals listed them all)
+    finished_total = status.get("finished_total", len(finished))
+    left_total = status.get("left_total", len(left))
+    if finished_total:
         lines.append(
-            f"finished {len(finished):,} run{'s' if len(finished) != 1 else ''} (not served)"
+            f"finished {finished_total:,} run{'s' if finished_total != 1 else ''} (not served)"
         )
-    if left:
+    if left_total:
         names = [glyphs.clean(run["run"]) for run in left[:LEFT_SHOWN]]
-        more = [f"+{len(left) - LEFT_SHOWN:,} more"] if len(left) > LEFT_SHOWN else []
+        more = [f"+{left_total - len(names):,} more"] if left_total > len(names) else []
         lines += wrap(
-            f"left     {len(left):,} older run{'s' if len(left) != 1 else ''}: ",
+            f"left     {left_total:,} older run{'s' if left_total != 1 else ''}: ",
             [*names, *more],
             ", ",
             width,
@@ -296,6 +300,9 @@ def render_host(
     for run in failed:
         first = f"failed   {glyphs.clean(run['run'])}: "
         lines += wrap(first, glyphs.clean(run["reason"]).split(" "), " ", width, INDENT)
+    unlisted = status.get("failed_total", len(failed)) - len(failed)
+    if unlisted > 0:
+        lines.append(f"failed   +{unlisted:,} more")
     return lines
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import os
 import shutil
 import time
@@ -64,7 +65,7 @@ from reactor.core.params import (
 from reactor.core.readstats import RunReads, coarsen
 from reactor.core.sharing import Backlog, FairShare
 from reactor.core.state import CompletionPlan, FileState, Job, UnknownJob
-from reactor.core.status import alerts, hash_trouble, merged_engines
+from reactor.core.status import RUNS_LISTED, alerts, hash_trouble, merged_engines
 from reactor.disk.durable import fsync_folder
 from reactor.disk.inputs import InputFolders
 from reactor.disk.marker import marker_path
@@ -1438,17 +1439,27 @@ class Host:
                 hash_problems=[run["run"] for run in runs if hash_trouble(run["output_hash"])],
             ),
             "runs": runs,
+            **self._not_served(),
+        }
+
+    def _not_served(self) -> dict[str, Any]:
+        """The runs not served, RUNS_LISTED of each kind at most (newest first: see
+        `_newest_first`; failed ones by name), each with its total."""
+        finished = heapq.nlargest(RUNS_LISTED, self.finished.values(), key=_newest_first)
+        left = heapq.nlargest(RUNS_LISTED, self.left.values(), key=_newest_first)
+        failed = heapq.nsmallest(RUNS_LISTED, self.failed.items())
+        return {
             "finished": [
                 {"run": str(f.key), "folder": str(f.folder), "files_done": f.files_done}
-                for f in sorted(self.finished.values(), key=lambda f: f.key)
+                for f in finished
             ],
+            "finished_total": len(self.finished),
             "left": [
-                {"run": str(r.key), "folder": str(r.folder), "complete": r.complete}
-                for r in sorted(self.left.values(), key=lambda r: r.key)
+                {"run": str(r.key), "folder": str(r.folder), "complete": r.complete} for r in left
             ],
-            "failed": [
-                {"run": str(key), "reason": reason} for key, reason in sorted(self.failed.items())
-            ],
+            "left_total": len(self.left),
+            "failed": [{"run": str(key), "reason": reason} for key, reason in failed],
+            "failed_total": len(self.failed),
         }
 
     def run_status(self, name: str) -> dict[str, Any]:
@@ -1476,6 +1487,12 @@ class Host:
         live = sum(1 for unit in self.units.values() if unit.phase != "complete")
         done = sum(unit.reactor.count_fields()["done"] for unit in self.units.values())
         return f"{live} runs live, {len(self.finished)} finished, {done} files done"
+
+
+def _newest_first(run: FinishedRun | FoundRun) -> tuple[str, str]:
+    """MinKNOW names a run's folder after its start (`YYYYMMDD_HHMM_…`): the largest
+    name is the newest run (a pooled run's folder is its sample's: they sort by it)."""
+    return run.folder.name, str(run.key)
 
 
 SPARK_POINTS = 24  # slots of a run's yield in the host's /status (a sparkline)

@@ -1,5 +1,6 @@
 """Benchmarks: restart, ingest latency, API throughput and memory, the reading of
-engines' reads (`qc`) and long-poll beside polling (`wait`), each measured side by side
+engines' reads (`qc`), long-poll beside polling (`wait`) and what open dashboards cost
+(`dashboard`), each measured side by side
 with the floor, ceiling or baseline this machine allows for the same work, in the same
 run, and reported as a ratio or a difference (absolute times on shared machines drift).
 
@@ -14,8 +15,8 @@ tests/system/test_bench_smoke.py runs `--quick` so the harness cannot rot. Modul
 - `servers`   the processes under test: `reactor serve`, the bare handler, the floors
 - `client`    the load client (aiohttp, N concurrent workers, bounded by count and time)
 - `readsets`  cached FASTQ, gzip FASTQ and unaligned BAM of dorado's reads, ~1 GB each
-- `restart`, `ingest`, `api`, `durability`, `host`, `qc`, `wait`   the trials; `figures`
-  the table and its targets
+- `restart`, `ingest`, `api`, `durability`, `host`, `qc`, `wait`, `dashboard`   the
+  trials; `figures` the table and its targets
 - `bare`, `scanfloor`, `watchfloor`   the floor/ceiling programs, each run as a subprocess
 - `stamp`     the `wait` trial's engine command: notes its start, then basecalls
 """

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, idle, ingest, qc, restart, trees, wait
+from tests.bench import api, dashboard, durability, host, idle, ingest, qc, restart, trees, wait
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "idle")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "dashboard", "idle")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -39,6 +39,8 @@ QUICK = {
     "wait_files": 3,
     "wait_gap_s": [0.5, 1.5],
     "wait_idle_s": 5.0,
+    "dashboard": [8, 40, 50, 20, 30],
+    "dashboard_window_s": 2.0,
     "idle_s": 1.0,
     "load_s": 2.0,
     "load_files": 100,
@@ -85,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc,wait,idle (all)",
+        help="restart,ingest,api,durability,host,qc,wait,dashboard,idle (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -115,6 +117,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-s", type=float, help="idle: seconds of load for the loop lag (20)")
     p.add_argument("--load-files", type=int, help="idle: files arriving during the load (5000)")
     p.add_argument("--cli-runs", type=int, help="idle: starts of each command, best kept (5)")
+    p.add_argument(
+        "--dashboard",
+        type=_numbers,
+        help="dashboard: live runs, files each, finished runs, viewers, live jobs "
+        "(48,500,2000,20,300)",
+    )
+    p.add_argument(
+        "--dashboard-window-s", type=float, help="dashboard: seconds each CPU window lasts (30)"
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -148,6 +159,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wait_files": 12,
         "wait_gap_s": [2.0, 20.0],
         "wait_idle_s": 120.0,
+        "dashboard": [48, 500, 2000, 20, 300],
+        "dashboard_window_s": 30.0,
         "idle_s": 30.0,
         "load_s": 20.0,
         "load_files": 5000,
@@ -238,6 +251,12 @@ def run(args: argparse.Namespace) -> int:
             found, raw["wait"] = wait.run(data, logs, arrivals)
             figures += found
             timings["wait_s"] = time.perf_counter() - step
+        if "dashboard" in args.parts:
+            step = time.perf_counter()
+            shape = dashboard.Shape(*chosen["dashboard"], window_s=chosen["dashboard_window_s"])
+            found, raw["dashboard"] = dashboard.run(data, logs, shape)
+            figures += found
+            timings["dashboard_s"] = time.perf_counter() - step
         if "idle" in args.parts:
             step = time.perf_counter()
             found, raw["idle"] = idle.run(

@@ -20,6 +20,7 @@ from reactor.cli import main
 from reactor.core.minknow import RunKey, parse_pod5_name
 from reactor.core.params import parse_rules
 from reactor.disk.runs import find_runs
+from reactor.serve import host as host_module
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.serve.host import RETIRE_AFTER_S, SHEET_NAME
@@ -289,6 +290,60 @@ async def test_reactor_status_shows_the_runs(
         assert done in line
     assert "left     1 older run: PAW00009_99999999" in out
     assert "reactor run add RUN" in out
+
+
+def finished_run(sample: Path, folder: str) -> None:
+    """A run folder a host served before: its final summary and its run-complete marker."""
+    key = "_".join(folder.split("_")[-2:])
+    run = sample / folder
+    (run / "pod5").mkdir(parents=True)
+    (run / f"final_summary_{key}_{RUNID}.txt").write_text("x=1\n")
+    state = run / "reactor" / ".reactor"
+    state.mkdir(parents=True, mode=0o700)
+    (state / "run-complete.json").write_text("{}\n")
+
+
+async def test_status_lists_the_newest_runs_not_served_and_counts_them_all(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A host keeps finished and left runs for good: /status (and every dashboard frame)
+    lists RUNS_LISTED of each, newest first by folder name, with totals, so its size
+    does not grow with the host's history; `reactor status` counts them all."""
+    monkeypatch.setattr(host_module, "RUNS_LISTED", 3)
+    root = tmp_path / "data"
+    minknow_root(root)  # four live runs and one left
+    for day in range(1, 6):
+        finished_run(root / "grp" / "done", f"2024010{day}_0900_1A_PAW0010{day}_0000000{day}")
+        left = root / "grp" / "old" / f"2016010{day}_0900_1A_PAW0020{day}_0000000{day}"
+        pod5(left / "pod5" / f"PAW0020{day}_0000000{day}_{RUNID}_0.pod5", 200 + day)
+        for path in (left / "pod5", left):
+            os.utime(path, (OLD, OLD))
+    for path in (root / "grp" / "old", root / "grp" / "done"):
+        os.utime(path, (OLD, OLD))
+    app = create_host_app(host_config(root))
+    client = await aiohttp_client(app)
+
+    status = await (await client.get("/status")).json()
+    assert_documented("/status", 200, status)
+    assert [r["run"] for r in status["finished"]] == [
+        "PAW00105_00000005", "PAW00104_00000004", "PAW00103_00000003"
+    ]  # fmt: skip
+    assert status["finished_total"] == 5
+    assert [r["run"] for r in status["left"]] == [
+        "PAW00009_99999999", "PAW00205_00000005", "PAW00204_00000004"
+    ]  # fmt: skip
+    assert status["left_total"] == 6  # the five and minknow_root's archived run, newer
+    assert (status["failed"], status["failed_total"]) == ([], 0)
+
+    url = str(client.make_url("")).rstrip("/")
+    assert await asyncio.to_thread(main, ["status", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "finished 5 runs (not served)" in out
+    listed = "left     6 older runs: PAW00009_99999999, PAW00205_00000005, PAW00204_00000004"
+    assert f"{listed}\n         +3 more\n" in out
 
 
 async def test_runs_and_their_folders_are_found_by_events_alone(

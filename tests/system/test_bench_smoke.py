@@ -65,6 +65,25 @@ def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path
         assert arrived["missing"] == 0, arrived
         assert arrived["done"] == arrived["files"], arrived
         assert figures["raw"]["wait"]["idle"][mode]["requests"] >= 1
+    dashboard = [f["name"] for f in figures["figures"] if f["name"].startswith("dashboard, ")]
+    for what in (
+        "CPU, share of a core, 20 viewers of the host view",
+        "CPU, share of a core, 20 viewers of the run view",
+        "CPU, share of a core, 20 clients polling /status",
+        "frames a second, slowest of 20 viewers of the host view",
+        "frames a second, slowest of 20 viewers of the run view",
+        "bytes per frame, the host view",
+        "/status at 30 live jobs",
+        "/status?run=, the busiest run at 30 live jobs",
+    ):
+        assert any(what in name for name in dashboard), (what, dashboard)
+    watched = figures["raw"]["dashboard"]
+    for kind in ("host_view", "run_view", "polling"):
+        clients = watched[kind]["clients"]
+        assert len(clients) == 20, kind
+        assert all(client["frames"] >= 1 for client in clients), (kind, clients)
+    assert all(client["runs"] == 8 for client in watched["host_view"]["clients"])
+    assert all(c["named"] == c["target"] for c in watched["run_view"]["clients"])
     idle = figures["raw"]["idle"]
     assert idle["idle"]["requests"] >= 64  # every waiting engine asked at least once
     assert idle["loop_lag"]["samples"] > 0
