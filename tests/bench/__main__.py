@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, durability, host, ingest, qc, restart, trees, wait
+from tests.bench import api, durability, host, ingest, qc, restart, throughput, trees, wait
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait")
+PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "throughput")
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -39,6 +39,9 @@ QUICK = {
     "wait_files": 3,
     "wait_gap_s": [0.5, 1.5],
     "wait_idle_s": 5.0,
+    "thru_files": 80,
+    "thru_engines": [8, 32],
+    "thru_rounds": 1,
 }
 
 
@@ -81,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc,wait (all)",
+        help="restart,ingest,api,durability,host,qc,wait,throughput (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -107,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
         "--wait-gap-s", type=_gap, help="wait: seconds idle before each file, MIN,MAX (2,20)"
     )
     p.add_argument("--wait-idle-s", type=float, help="wait: seconds requests are counted (120)")
+    p.add_argument("--thru-files", type=int, help="throughput: files of the run (5000)")
+    p.add_argument("--thru-engines", type=_numbers, help="throughput: engines (8,32)")
+    p.add_argument("--thru-rounds", type=int, help="throughput: rounds, median kept (3)")
     p.add_argument(
         "--data",
         type=Path,
@@ -140,6 +146,9 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wait_files": 12,
         "wait_gap_s": [2.0, 20.0],
         "wait_idle_s": 120.0,
+        "thru_files": 5000,
+        "thru_engines": list(throughput.ENGINES),
+        "thru_rounds": 3,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -226,6 +235,14 @@ def run(args: argparse.Namespace) -> int:
             found, raw["wait"] = wait.run(data, logs, arrivals)
             figures += found
             timings["wait_s"] = time.perf_counter() - step
+        if "throughput" in args.parts:
+            step = time.perf_counter()
+            shape = throughput.Settings(
+                chosen["thru_files"], tuple(chosen["thru_engines"]), chosen["thru_rounds"]
+            )
+            found, raw["throughput"] = throughput.run(data, data, logs, shape)
+            figures += found
+            timings["throughput_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
