@@ -39,9 +39,10 @@ QUICK = {
     "wait_files": 3,
     "wait_gap_s": [0.5, 1.5],
     "wait_idle_s": 5.0,
-    "thru_files": 80,
-    "thru_engines": [8, 32],
+    "thru_files": 40,
+    "thru_engines": [8],
     "thru_rounds": 1,
+    "thru_settle_s": 0.2,
 }
 
 
@@ -149,6 +150,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "thru_files": 5000,
         "thru_engines": list(throughput.ENGINES),
         "thru_rounds": 3,
+        "thru_settle_s": 2.0,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -238,7 +240,10 @@ def run(args: argparse.Namespace) -> int:
         if "throughput" in args.parts:
             step = time.perf_counter()
             shape = throughput.Settings(
-                chosen["thru_files"], tuple(chosen["thru_engines"]), chosen["thru_rounds"]
+                files=chosen["thru_files"],
+                engines=tuple(chosen["thru_engines"]),
+                rounds=chosen["thru_rounds"],
+                settle_s=chosen["thru_settle_s"],
             )
             found, raw["throughput"] = throughput.run(data, data, logs, shape)
             figures += found

@@ -14,7 +14,9 @@ make for these batches, with durability on and off.
 An engine is a coroutine with a fixed engine id: `/assignwork?batchsize=10`, then one
 small FASTQ per file in the job's `pass/` (made if missing, as an engine would), then
 `/completed?job_state=DONE`, until the answer is the empty batch. Files per second is
-files merged over the seconds from the first request to the last answer. Each trial
+files merged over the seconds from the first request to the last answer; each server is
+left idle for `settle_s` (2 s) between ready and the first request, so that what it
+starts in the background (reactor's read workers) is not counted as throughput. Each trial
 starts on a fresh OUTPUTDIR with every file ready, and ends by counting the outputs in
 `pass/`: each file exactly once. Rounds alternate the servers (seed, reactor fsync,
 reactor none, the floors) at each engine count, so drift on a shared machine hits them
@@ -37,6 +39,7 @@ from reactor.disk.journal import Journal
 from reactor.serve.service import new_job_id
 from reactor.serve.writer import DiskWriter
 from tests.bench import client, trees
+from tests.bench.durability import group_steps
 from tests.bench.figures import Figure
 from tests.bench.servers import Served, reactor_serve
 from tests.support.launch import free_port
@@ -56,6 +59,7 @@ class Settings:
     engines: tuple[int, ...] = ENGINES
     rounds: int = 3
     seconds: float = 300.0  # bound of one trial
+    settle_s: float = 2.0  # each server idle between ready and the first engine
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Trial:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     outputs: int = 0  # in pass/ at the end: must be the tree's files
+    steps_per_group: float | None = None  # the disk writer's group commit at work
 
     @property
     def files_per_s(self) -> float:
@@ -82,7 +87,12 @@ class Trial:
             "errors": self.errors,
             "error_samples": self.error_samples[:5],
             "outputs": self.outputs,
+            "steps_per_group": _round(self.steps_per_group),
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def _write_outputs(output: Path, batch: list[str]) -> None:
@@ -165,6 +175,7 @@ async def journal_floor(
     finally:
         await writer.stop()
         journal.close()
+    trial.steps_per_group = writer.steps / writer.groups if writer.groups else None
     return trial
 
 
@@ -179,9 +190,11 @@ def seed_server(input_dir: Path, output_dir: Path, log: Path) -> Served:
 
 
 def one_trial(
-    kind: str, tree: trees.Tree, work: Path, logs: Path, engines: int, seconds: float
+    kind: str, tree: trees.Tree, work: Path, logs: Path, engines: int, settings: Settings
 ) -> Trial:
-    """A fresh OUTPUTDIR, the server started (not timed), the engines run, outputs counted."""
+    """A fresh OUTPUTDIR, the server started and left to settle (not timed), the engines
+    run, outputs counted."""
+    seconds = settings.seconds
     tree.clean_input()
     output = tree.fresh_output(work / "thru-output")
     log = logs / f"thru-{kind.replace(' ', '-')}-{engines}.log"
@@ -197,7 +210,13 @@ def one_trial(
             server = reactor_serve(tree.input_dir, output, log, durability=kind.split()[1])
         try:
             server.start(READY_TIMEOUT_S)
+            # What a server starts in the background once it is ready (reactor's read
+            # workers, spawned, take about a second to import) is not throughput.
+            time.sleep(settings.settle_s)
             trial = asyncio.run(over_http(server.url, output, engines, seconds))
+            if kind.startswith("reactor"):
+                total, groups = group_steps(server.url)
+                trial.steps_per_group = total / groups if groups else None
         finally:
             server.stop()
     trial.outputs = _count_outputs(output)
@@ -223,8 +242,7 @@ def run(
             found: Trials = {}
             for engines in settings.engines:
                 found[engines] = {
-                    kind: one_trial(kind, tree, work, logs, engines, settings.seconds)
-                    for kind in SERVERS
+                    kind: one_trial(kind, tree, work, logs, engines, settings) for kind in SERVERS
                 }
             rounds.append(found)
     finally:

@@ -65,4 +65,10 @@ def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path
         assert arrived["missing"] == 0, arrived
         assert arrived["done"] == arrived["files"], arrived
         assert figures["raw"]["wait"]["idle"][mode]["requests"] >= 1
+    throughput = figures["raw"]["throughput"]["median"]["8"]
+    for kind, trial in throughput.items():
+        assert trial["errors"] == 0, (kind, trial["error_samples"])
+        assert trial["outputs"] == trial["files"] == figures["raw"]["throughput"]["files"], kind
+    assert any(name.startswith("seed-like baseline (Flask), 8 engines") for name in names)
+    assert any(name.startswith("reactor, durability fsync: ms per file") for name in names)
     assert "| figure |" in figures["markdown"]
