@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from reactor.runtime.logs import configure_logging
     from reactor.serve.app import create_app, create_host_app
     from reactor.serve.app_keys import SERVED, SYSTEMD
-    from reactor.serve.read_worker import close_shared
+    from reactor.serve.read_worker import close_shared, shared_read_worker
     from reactor.serve.service import StartupError
 
     configure_logging(config.log_level, config.log_format)
@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         # run_app calls `print` once every site listens (a passed socket listens
         # already: once its site accepts): the moment to say READY=1.
         systemd.announce_ready()
+        if config.read_qc or config.minknow_layout:
+            shared_read_worker(config.read_workers).warm()
 
     try:
         web.run_app(

@@ -12,6 +12,14 @@ With `durable=False` (the `durable` setting, for throwaway runs) nothing is fsyn
 the steps, their order and recovery are the same, and a power cut may lose the last
 seconds of decisions (a process crash still loses nothing).
 
+The fsyncs of one barrier are independent of each other (only the next phase depends on
+them), so they are issued side by side from a few threads: ext4's journal (jbd2), like
+most journaling filesystems, commits the fsyncs that arrive together in one transaction,
+where one after the other each waits for its own. The barrier still returns only once
+every one of them has. While an observer records the changes (`reactor.disk.fsops`, the
+power-loss tests) they are made one after the other, in the order collected, so that a
+recording is the same run after run.
+
 A failed fsync is not retried: after one, Linux may have dropped the pages it could not
 write and a second fsync would report success for data that is gone. `DurabilityError`
 says so; the service stops rather than answer on a state it cannot vouch for.
@@ -22,10 +30,59 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 
 from reactor.disk import fsops
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FSYNC_THREADS = 8  # fsyncs of one barrier in flight at once
+
+_Call = tuple[Future[OSError | None], Callable[[int], OSError | None], int]
+
+
+class _FsyncThreads:
+    """A fixed set of threads that fsync side by side, started together on first use
+    (a set that never grows: tests and /status count the service's threads)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for number in range(self.size):
+                name = f"reactor-fsync-{number}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            self._started = True
+
+    def _work(self) -> None:
+        while True:
+            future, call, fd = self._calls.get()
+            try:
+                future.set_result(call(fd))
+            except BaseException as exc:  # handed to the barrier's thread, which raises it
+                future.set_exception(exc)
+
+    def map(self, call: Callable[[int], OSError | None], fds: list[int]) -> list[OSError | None]:
+        """`call(fd)` for every fd, side by side; the results in order, once all are in."""
+        if not self._started:
+            self._start()
+        futures: list[Future[OSError | None]] = []
+        for fd in fds:
+            future: Future[OSError | None] = Future()
+            self._calls.put((future, call, fd))
+            futures.append(future)
+        return [future.result() for future in futures]
+
+
+_THREADS = _FsyncThreads(FSYNC_THREADS)
 
 
 class DurabilityError(OSError):
@@ -66,16 +123,22 @@ class Sync:
         files, self._files = self._files, []
         folders, self._folders = list(self._folders), {}
         failure: OSError | None = None
-        for fd in files:
-            failure = self._fsync_and_close(fd) or failure
+        fds = files
         for parent_fd, name in folders:
             try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                fds.append(os.open(name, _DIR_FLAGS, dir_fd=parent_fd))
             except OSError as exc:
                 if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     failure = failure or exc
-                continue
-            failure = self._fsync_and_close(fd) or failure
+        if len(fds) > 1 and not fsops.observed():
+            results = _THREADS.map(_fsync_and_close, fds)
+        else:
+            results = [_fsync_and_close(fd) for fd in fds]
+        for result in results:
+            if result is None:
+                self.fsyncs += 1
+            else:
+                failure = failure or result
         if failure is not None:
             msg = (
                 f"fsync failed ({failure.strerror or failure}): what reached the disk is "
@@ -89,24 +152,15 @@ class Sync:
         rename and lose the folder). Raises DurabilityError if the fsync fails."""
         if not self.durable:
             return
-        failure = self._fsync_and_close(os.dup(folder_fd))
-        if failure is not None:
+        failure = _fsync_and_close(os.dup(folder_fd))
+        if failure is None:
+            self.fsyncs += 1
+        else:
             msg = (
                 f"fsync failed ({failure.strerror or failure}): what reached the disk is "
                 "unknown; check the disk and restart reactor, which recovers from what is there"
             )
             raise DurabilityError(failure.errno or errno.EIO, msg)
-
-    def _fsync_and_close(self, fd: int) -> OSError | None:
-        """fsync `fd`, close it; the error, if the fsync failed."""
-        try:
-            fsops.fsync(fd)
-        except OSError as exc:
-            return exc
-        finally:
-            os.close(fd)
-        self.fsyncs += 1
-        return None
 
     def discard(self) -> None:
         """Drop what was collected (a step that failed before its decision)."""
@@ -115,6 +169,17 @@ class Sync:
                 os.close(fd)
         self._files = []
         self._folders = {}
+
+
+def _fsync_and_close(fd: int) -> OSError | None:
+    """fsync `fd`, close it; the error, if the fsync failed."""
+    try:
+        fsops.fsync(fd)
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+    return None
 
 
 def fsync_folder(path: str | os.PathLike[str]) -> None:

@@ -37,6 +37,11 @@ def observe(observer: Observer | None) -> Observer | None:
     return previous
 
 
+def observed() -> bool:
+    """Whether an observer records the changes (the power-loss tests)."""
+    return _observer is not None
+
+
 def mkdir(name: str, mode: int = 0o777, *, dir_fd: int) -> None:
     os.mkdir(name, mode, dir_fd=dir_fd)
     if _observer is not None:

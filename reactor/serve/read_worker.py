@@ -4,11 +4,11 @@ Parsing FASTQ and BAM holds the GIL for as long as it runs, so a thread would st
 the event loop (and every engine's answer) with it: the reads are read in separate
 processes (`reactor.disk.read_files.split_outputs`), a pool of `read_workers` (2) per
 service shared by every run of a host. They are started with `spawn` (the service has
-threads: forking it could copy a lock held by one of them) on the first job to read,
-and replaced if one dies. They die with the service, however the service ends (`kill -9`
-included): the kernel signals them when their parent goes (Linux's PR_SET_PDEATHSIG),
-since a worker waiting on its queue would otherwise wait forever, holding the queue's
-other end itself.
+threads: forking it could copy a lock held by one of them) on the first job to read
+(`reactor serve` starts them once it listens: `warm`), and replaced if one dies. They
+die with the service, however the service ends (`kill -9` included): the kernel
+signals them when their parent goes (Linux's PR_SET_PDEATHSIG), since a worker waiting
+on its queue would otherwise wait forever, holding the queue's other end itself.
 """
 
 from __future__ import annotations
@@ -74,6 +74,14 @@ class ReadWorker:
                     initargs=(os.getpid(), self._memory_bytes),
                 )
             return self._pool
+
+    def warm(self) -> None:
+        """Start the workers now, in the background: a spawned worker takes about a
+        second to import what it reads with, which the run's first DONE would otherwise
+        wait for (and every engine reporting with it)."""
+        pool = self._executor()
+        for _ in range(self._workers):
+            pool.submit(os.getpid)  # an errand that only makes the pool start a worker
 
     def _replace(self, broken: ProcessPoolExecutor, *, kill: bool = False) -> None:
         with self._lock:

@@ -13,12 +13,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import api, dashboard, durability, host, idle, ingest, qc, restart, trees, wait
+from tests.bench import (
+    api,
+    dashboard,
+    durability,
+    host,
+    idle,
+    ingest,
+    qc,
+    restart,
+    throughput,
+    trees,
+    wait,
+)
 from tests.bench.figures import Figure, markdown, table
 from tests.support.paths import REPO
 
 PROG = "python -m tests.bench"
-PARTS = ("restart", "ingest", "api", "durability", "host", "qc", "wait", "dashboard", "idle")
+PARTS = (
+    "restart", "ingest", "api", "durability", "host", "qc", "wait", "throughput", "dashboard",
+    "idle",
+)  # fmt: skip
 QUICK = {
     "sizes": [200, 2000],
     "api_sizes": [200, 2000],
@@ -45,6 +60,10 @@ QUICK = {
     "load_s": 2.0,
     "load_files": 100,
     "cli_runs": 1,
+    "thru_files": 40,
+    "thru_engines": [8],
+    "thru_rounds": 1,
+    "thru_settle_s": 0.2,
 }
 
 
@@ -87,7 +106,7 @@ def parser() -> argparse.ArgumentParser:
         "--parts",
         type=_parts,
         default=list(PARTS),
-        help="restart,ingest,api,durability,host,qc,wait,dashboard,idle (all)",
+        help="restart,ingest,api,durability,host,qc,wait,throughput,dashboard,idle (all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the harness only")
     p.add_argument("--sizes", type=_numbers, help="restart: files (10000,100000,1000000)")
@@ -126,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dashboard-window-s", type=float, help="dashboard: seconds each CPU window lasts (30)"
     )
+    p.add_argument("--thru-files", type=int, help="throughput: files of the run (5000)")
+    p.add_argument("--thru-engines", type=_numbers, help="throughput: engines (8,32)")
+    p.add_argument("--thru-rounds", type=int, help="throughput: rounds, median kept (3)")
     p.add_argument(
         "--data",
         type=Path,
@@ -165,6 +187,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": 20.0,
         "load_files": 5000,
         "cli_runs": 5,
+        "thru_files": 5000,
+        "thru_engines": list(throughput.ENGINES),
+        "thru_rounds": 3,
+        "thru_settle_s": 2.0,
     }
     if args.quick:
         defaults.update(QUICK)
@@ -269,6 +295,17 @@ def run(args: argparse.Namespace) -> int:
             )
             figures += found
             timings["idle_s"] = time.perf_counter() - step
+        if "throughput" in args.parts:
+            step = time.perf_counter()
+            shape = throughput.Settings(
+                files=chosen["thru_files"],
+                engines=tuple(chosen["thru_engines"]),
+                rounds=chosen["thru_rounds"],
+                settle_s=chosen["thru_settle_s"],
+            )
+            found, raw["throughput"] = throughput.run(data, data, logs, shape)
+            figures += found
+            timings["throughput_s"] = time.perf_counter() - step
     except RuntimeError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

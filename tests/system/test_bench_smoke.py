@@ -91,4 +91,10 @@ def test_the_quick_benchmark_measures_every_part_and_writes_its_figures(tmp_path
     assert any(name.startswith("idle CPU, 64 engines waiting") for name in names)
     assert any(name.startswith("event loop lag p99 under load") for name in names)
     assert any(name.startswith("CLI start: reactor status") for name in names)
+    throughput = figures["raw"]["throughput"]["median"]["8"]
+    for kind, trial in throughput.items():
+        assert trial["errors"] == 0, (kind, trial["error_samples"])
+        assert trial["outputs"] == trial["files"] == figures["raw"]["throughput"]["files"], kind
+    assert any(name.startswith("seed-like baseline (Flask), 8 engines") for name in names)
+    assert any(name.startswith("reactor, durability fsync: ms per file") for name in names)
     assert "| figure |" in figures["markdown"]
