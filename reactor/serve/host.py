@@ -88,7 +88,7 @@ from reactor.serve.folder_watch import FolderWatch
 from reactor.serve.held_events import HeldEvents
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
 from reactor.serve.reconciles import DebouncedReconcile
-from reactor.serve.service import Reactor, ReadRules, StartupError, new_job_id
+from reactor.serve.service import HOST_TIME_ZONE, Reactor, ReadRules, StartupError, new_job_id
 from reactor.serve.stager import RunStager
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher, new_observer
@@ -1426,6 +1426,7 @@ class Host:
             "roots": [str(root) for root in self.config.watch_root],
             "files": totals,
             "engines_waiting": len(self.waiters),
+            "time_zone": HOST_TIME_ZONE,
             "engines": engines,
             "engines_total": engines_total,
             "alerts": alerts(

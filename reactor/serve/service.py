@@ -73,6 +73,7 @@ from reactor.disk.read_files import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
+from reactor.runtime.zone import host_time_zone
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
 from reactor.serve.work_waiters import WorkWaiters
@@ -80,6 +81,8 @@ from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
 
 log = structlog.get_logger("reactor")
+# The host's zone, read once: the dashboard shows the sequencer's clock in it.
+HOST_TIME_ZONE = host_time_zone()
 T = TypeVar("T")
 try:
     VERSION = importlib.metadata.version("pod5-reactor")  # in the @PG line of split BAMs
@@ -1183,6 +1186,7 @@ class Reactor:
         )
         report["paused"] = self.paused
         report["engines_waiting"] = len(self.waiters)
+        report["time_zone"] = HOST_TIME_ZONE
         report["reads"] = self.reads.view(self.read_rules().min_qscore)
         if self.hash_check is not None:
             report["output_hash"] = self.hash_check

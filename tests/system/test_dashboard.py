@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -156,3 +158,36 @@ def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(
     assert TOKEN not in "".join(path.read_text() for path in served.logs.iterdir())
     # the refused requests are the browser's own console lines; nothing else was said
     assert [p for p in console.problems if "401" not in p] == []
+
+
+def test_times_are_the_hosts_whatever_the_browsers_zone(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sequencer in Tokyo watched from New York: the page's clock is Tokyo's, and says so."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the served process's zone
+    served = ServedRun(tmp_path)
+    context = browser.new_context(viewport=VIEWPORT, timezone_id="America/New_York")
+    page = context.new_page()
+    console = Console()
+    console.watch(page)
+    try:
+        served.start_server()
+        page.goto(f"{served.url}/")
+        conn = page.locator("#conn")
+        expect(conn).to_have_attribute("data-zone", "Asia/Tokyo", timeout=WAIT_MS)
+        expect(page.locator("#zone-note")).to_have_text("the host's time zone (Asia/Tokyo)")
+        shown = re.search(r"(\d{1,2}):(\d{2}):\d{2}\s*([AP]M)?", conn.inner_text())
+        assert shown is not None, conn.inner_text()
+        hour, minute = (
+            int(shown.group(1)) % 12 if shown.group(3) else int(shown.group(1)),
+            int(shown.group(2)),
+        )
+        if shown.group(3) == "PM":
+            hour += 12
+        tokyo = datetime.now(ZoneInfo("Asia/Tokyo"))
+        apart = abs((tokyo.hour * 60 + tokyo.minute) - (hour * 60 + minute)) % (24 * 60)
+        assert min(apart, 24 * 60 - apart) <= 2, (conn.inner_text(), tokyo)
+    finally:
+        context.close()
+        served.stop_server()
+    assert console.problems == []

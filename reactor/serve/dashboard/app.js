@@ -4,6 +4,7 @@
 // EventSource or WebSocket, so the stream is read with fetch() and a readable stream:
 // newline-delimited JSON, one /status body per line. The token is asked for once, kept in
 // sessionStorage (this tab only), sent in the Authorization header, never in a URL.
+import { clock, setZone, zoneName } from "./format.js";
 import { Views } from "./views.js";
 
 const TOKEN_KEY = "pod5-reactor-token";
@@ -16,6 +17,7 @@ const tokenForm = document.getElementById("token-form");
 const tokenInput = document.getElementById("token-input");
 const tokenWhy = document.getElementById("token-why");
 const viewRoot = document.getElementById("view");
+const zoneNote = document.getElementById("zone-note");
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 let controller = null; // the stream being read
@@ -143,7 +145,10 @@ function frame(body, wanted) {
     mode = seen;
     route(); // the same stream serves every view of a single run
   }
-  setConn(`live · ${new Date().toLocaleTimeString()}`, "live");
+  setZone(body.time_zone);
+  conn.dataset.zone = zoneName() || "";
+  zoneNote.textContent = zoneName() ? `the host's time zone (${zoneName()})` : "this browser's time zone";
+  setConn(`live · ${clock(Date.now() / 1000, true)}`, "live");
   views.show(body, wanted);
 }
 

@@ -1,6 +1,6 @@
 // Charts with uPlot (loaded by the page as the global `uPlot`): one object per chart,
 // created once and given new data on every frame (setData), never rebuilt.
-import { bases } from "./format.js";
+import { bases, zoneName } from "./format.js";
 
 function colours() {
   const style = getComputedStyle(document.documentElement);
@@ -66,7 +66,9 @@ export class Chart {
 
   options(c) {
     const bars = uPlot.paths.bars({ size: [0.85, 80] });
-    const base = { ...this.size(), legend: { show: false }, cursor: { show: this.kind !== "spark" } };
+    // time axes in the host's zone, as every other time on the page
+    const tzDate = (ts) => (zoneName() ? uPlot.tzDate(new Date(ts * 1e3), zoneName()) : new Date(ts * 1e3));
+    const base = { ...this.size(), legend: { show: false }, cursor: { show: this.kind !== "spark" }, tzDate };
     if (this.kind === "spark") {
       return { ...base, axes: [{ show: false }, { show: false }], scales: { x: { time: true } },
         series: [{}, { stroke: c.line, fill: c.fill, width: 2 }] };

@@ -1,4 +1,21 @@
-// Numbers for people: units on every figure, times in this browser's zone.
+// Numbers for people: units on every figure, times in the host's zone (the sequencer's
+// clock, whatever the browser's zone), or the browser's when the host does not say.
+
+let zone; // the host's IANA zone name, from /status's time_zone
+
+export function setZone(name) {
+  if (name === zone) return;
+  try {
+    new Intl.DateTimeFormat([], { timeZone: name || undefined });
+    zone = name || undefined;
+  } catch {
+    zone = undefined; // a name this browser does not know: its own zone
+  }
+}
+
+export function zoneName() {
+  return zone;
+}
 
 export function bases(count) {
   // 812 b, 14.3 kb, 1.2 Mb, 3.4 Gb (as `reactor status` writes them)
@@ -34,9 +51,11 @@ export function duration(seconds) {
   return `${days} d ${hours} h`;
 }
 
-export function clock(epochSeconds) {
-  // wall-clock time in the browser's zone (the host's, on the instrument's own screen)
-  return new Date(epochSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+export function clock(epochSeconds, seconds = false) {
+  // wall-clock time in the host's zone
+  const parts = { hour: "2-digit", minute: "2-digit", timeZone: zone };
+  if (seconds) parts.second = "2-digit";
+  return new Date(epochSeconds * 1000).toLocaleTimeString([], parts);
 }
 
 export function whenAgo(seconds) {
@@ -44,5 +63,5 @@ export function whenAgo(seconds) {
 }
 
 export function stamp(iso) {
-  return iso ? new Date(iso).toLocaleString() : "–";
+  return iso ? new Date(iso).toLocaleString([], { timeZone: zone }) : "–";
 }
