@@ -330,6 +330,15 @@ class RunState:
             self._new_record(name, FileState.DONE, now)
             self.files[name].present = False
 
+    def requeue_in_order(self, names: Iterable[str]) -> None:
+        """Move these ready files to the back of the queue, in this order (the start-up
+        scan's, oldest first, once it has seen them all); the other ready files keep
+        their places ahead of them. Names not ready are skipped. O(len(names))."""
+        ready = self._ready
+        for name in names:
+            if name in ready:
+                ready.move_to_end(name)
+
     def restore_quarantined(self, name: str, failures: int, now: float) -> None:
         if name not in self.files:
             self._new_record(name, FileState.QUARANTINED, now, failures)

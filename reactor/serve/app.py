@@ -6,7 +6,8 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 1. observer - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however
                many jobs are live), started first and holding its events (optional
                for tests)
-2. reactor  - recovery from disk and the input scan; ready once done
+2. reactor  - recovery from disk, then the input scan in the background: files known
+               ready are handed out from the end of recovery; ready once the scan is done
 3. finisher - end of run: reads the run-complete marker; its check runs after each
               sweep and on stop-file events (`reactor.serve.finisher`)
 4. events   - the held events, then every later one, go to the reactor and finisher
@@ -148,7 +149,10 @@ def create_app(
 
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
-    reactor.start()
+    # Recovery first, then serve what is known ready while the input scan goes on in
+    # slices on the loop (docs/journal.md, "Serving during the start-up scan").
+    reactor.begin()
+    scan = asyncio.create_task(reactor.scan(), name="start-scan")
     await reactor.check_space()  # before the first answer, not at the first sweep
     config = app[CONFIG]
     listening = app[LISTENING]
@@ -164,6 +168,9 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.insecure and config.token is None and not config.allow:
         log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield
+    scan.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await scan
     await reactor.stop()
     log.info("stopped", **reactor.count_fields())
     reactor.journal.close()

@@ -261,10 +261,11 @@ class Finisher:
 
     def _pending(self) -> int:
         """Files the run still waits for: incomplete, ready, assigned, or elsewhere (files
-        still to be staged)."""
+        still to be staged, or not seen yet by the start-up scan)."""
         counts = self.reactor.count_fields()
         waiting = counts["incomplete"] + counts["ready"] + counts["assigned"]
-        return waiting + self.reactor.pending_elsewhere()
+        # While the start-up scan goes on, files not seen yet may be waiting: never done.
+        return waiting + self.reactor.pending_elsewhere() + int(self.reactor.scanning)
 
     def _step(self) -> Step:
         pending = self._pending()
