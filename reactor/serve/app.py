@@ -144,15 +144,21 @@ def create_app(
     app[READY_WHEN_LISTENING] = ready_when_listening
     _add_fleet(app, reactor, clock)
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
+    # After every context: the scan's slices would otherwise take turns with the start-up
+    # steps that wait for a thread, and hold back the opening of the port.
+    app.on_startup.append(_start_scan)
     return app
+
+
+async def _start_scan(app: web.Application) -> None:
+    app[REACTOR].start_scan()
 
 
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
     # Recovery first, then serve what is known ready while the input scan goes on in
     # slices on the loop (docs/journal.md, "Serving during the start-up scan").
-    reactor.begin()
-    scan = asyncio.create_task(reactor.scan(), name="start-scan")
+    reactor.begin()  # the scan starts once every context has (`_start_scan`)
     await reactor.check_space()  # before the first answer, not at the first sweep
     config = app[CONFIG]
     listening = app[LISTENING]
@@ -168,9 +174,6 @@ async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.insecure and config.token is None and not config.allow:
         log.warning("insecure_listen", listen=config.listen, reason="no token, no allow list")
     yield
-    scan.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await scan
     await reactor.stop()
     log.info("stopped", **reactor.count_fields())
     reactor.journal.close()

@@ -250,7 +250,11 @@ class Finisher:
 
     def _list_input_now(self) -> bool:
         """Whether this check lists INPUTDIR (see the module's docstring): at the first
-        check, then every reconcile_interval, never again when that is 0."""
+        check, then every reconcile_interval, never again when that is 0. Not while the
+        start-up scan goes on: the run cannot end before it does, and a listing of 10^6
+        names would hold back the first answer (the first check after the scan lists)."""
+        if self.reactor.scanning:
+            return False
         now = self.reactor.clock()
         first = self._input_listed_at == -math.inf
         interval_s = self.config.reconcile_interval

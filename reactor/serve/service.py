@@ -115,6 +115,10 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
             gc.enable()
 
 
+def _nothing() -> None:
+    pass
+
+
 def _count_files(folder: Path) -> int:
     """How many entries a folder holds (0 when it is not there)."""
     try:
@@ -265,6 +269,7 @@ class Reactor:
         self._scan: StartScan | None = None
         self._recovered_summary: _RecoveredSummary | None = None
         self._reconcile_after_scan: str | None = None
+        self._scan_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ start
 
@@ -285,16 +290,27 @@ class Reactor:
         with self._startup_errors(), _gc_paused(freeze=lambda: False):
             return self._begin()
 
+    def start_scan(self) -> None:
+        """Run `scan()` in the background (`stop()` cancels it)."""
+        if self._scan is not None and self._scan_task is None:
+            self._scan_task = asyncio.create_task(self.scan(), name="start-scan")
+
     async def scan(self) -> None:
         """The start-up scan after `begin()`, a slice at a time between requests; the
         service is ready at its end. A folder that cannot be read stops the service."""
         scan = self._scan
         if scan is None:
             return
+        # Engines waiting for work are woken once per slice, not once per file found.
+        listener = self.state.ready_listener
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
+                self.state.ready_listener = _nothing
                 for _ in scan.slices():
+                    self.state.ready_listener = listener
+                    listener()
                     await asyncio.sleep(0)
+                    self.state.ready_listener = _nothing
                 scan.finish()
         except OSError as exc:
             where = exc.filename or self.config.input_dir
@@ -306,6 +322,8 @@ class Reactor:
             )
             self._stop_serving()
             return
+        finally:
+            self.state.ready_listener = listener
         self._scan = None
         self._ready_now(self._recovered_summary)
         if self._reconcile_after_scan is not None:
@@ -334,6 +352,10 @@ class Reactor:
     async def stop(self) -> None:
         """Let the operations under way reach the disk, then end the writer's thread."""
         self.ready = False
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_task
         while self._operations:
             await asyncio.wait(list(self._operations))
         await self.writer.stop()
