@@ -138,6 +138,8 @@ def create_app(
     app.cleanup_ctx.append(_loop_lag_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[SYSTEMD] = SystemdLifecycle(notifier, reactor.status_line)
+    app[SYSTEMD].hold()  # READY=1 once the start-up scan is over (`Reactor.on_ready`)
+    reactor.on_ready = app[SYSTEMD].release
     app.on_shutdown.append(_tell_finisher_stopping)
     app.on_shutdown.append(_tell_systemd_stopping)
     app.on_shutdown.append(_answer_waiting_engines)

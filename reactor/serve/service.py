@@ -270,6 +270,7 @@ class Reactor:
         self._recovered_summary: _RecoveredSummary | None = None
         self._reconcile_after_scan: str | None = None
         self._scan_task: asyncio.Task[None] | None = None
+        self.on_ready: Callable[[], None] = _nothing  # told when the service becomes ready
 
     # ------------------------------------------------------------ start
 
@@ -490,17 +491,17 @@ class Reactor:
     def _ready_now(self, summary: _RecoveredSummary | None) -> None:
         self.ready = True
         self.waiters.notify()  # files found ready before the service could hand them out
-        if summary is None:
-            return
-        recovered = summary.recovered
-        log.info(
-            "recovered",
-            duration_s=round(time.perf_counter() - summary.began, 3),
-            live_jobs=len(recovered.live),
-            finished_jobs=len(recovered.finished),
-            repairs=len(recovered.repairs),
-            **self.count_fields(),
-        )
+        if summary is not None:
+            recovered = summary.recovered
+            log.info(
+                "recovered",
+                duration_s=round(time.perf_counter() - summary.began, 3),
+                live_jobs=len(recovered.live),
+                finished_jobs=len(recovered.finished),
+                repairs=len(recovered.repairs),
+                **self.count_fields(),
+            )
+        self.on_ready()
 
     def _scan_inputs(
         self,
