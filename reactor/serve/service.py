@@ -73,6 +73,7 @@ from reactor.disk.read_files import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
+from reactor.runtime.heap import release_free_memory
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
 from reactor.serve.start_scan import StartScan
@@ -313,6 +314,7 @@ class Reactor:
                     await asyncio.sleep(0)
                     self.state.ready_listener = _nothing
                 scan.finish()
+            release_free_memory()  # the final sort's temporaries (reactor.runtime.heap)
         except OSError as exc:
             where = exc.filename or self.config.input_dir
             log.error(
