@@ -325,6 +325,10 @@ class Reactor:
             )
             self._stop_serving()
             return
+        except Exception as exc:  # a bug: never leave the service scanning for ever
+            log.exception("scan_failed", detail=str(exc))
+            self._stop_serving()
+            return
         finally:
             self.state.ready_listener = listener
         self._scan = None

@@ -3,6 +3,7 @@ files go out before the service is ready, never twice, across a crash in that wi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,6 +14,7 @@ from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.finisher import Finisher
 from reactor.serve.service import Reactor
 from reactor.serve.start_scan import StartScan
+from tests.support.api import MakeClient
 from tests.support.runs import ManualClock, RunDirs
 
 LEASE_S = 60.0
@@ -158,3 +160,33 @@ def test_a_scan_slice_yields_the_entries_seen(run_dirs: RunDirs, clock: ManualCl
     scan = reactor._scan
     assert isinstance(scan, StartScan)
     assert list(scan.slices(3)) == [3, 6]
+
+
+async def test_readyz_says_scanning_while_assignwork_answers(
+    make_client: MakeClient, run_dirs: RunDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP, while the scan waits: /readyz 503 saying the scan goes on, /status in
+    phase scanning, /assignwork answering; once the scan ends, 200 and phase running."""
+    add_files(run_dirs, 3)
+    go = asyncio.Event()
+    real_scan = Reactor.scan
+
+    async def held_scan(self: Reactor) -> None:
+        await go.wait()
+        await real_scan(self)
+
+    monkeypatch.setattr(Reactor, "scan", held_scan)
+    client = await make_client()
+    reply = await client.get("/readyz")
+    assert reply.status == 503
+    assert "start-up scan" in (await reply.json())["detail"]
+    assert (await (await client.get("/status")).json())["phase"] == "scanning"
+    work = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
+    assert work.status == 200  # nothing seen yet: an empty answer, not an error
+    go.set()
+    async with asyncio.timeout(5):
+        while (await client.get("/readyz")).status != 200:
+            await asyncio.sleep(0.01)
+    assert (await (await client.get("/status")).json())["phase"] == "running"
+    work = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
+    assert len((await work.json())["batch"]) == 2
