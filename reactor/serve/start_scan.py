@@ -40,7 +40,6 @@ class StartScan:
     handed_back: set[str]
     refuse: Callable[[str], bool]
     now: float
-    seen: int = 0  # .pod5 entries looked at so far
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
 
@@ -92,9 +91,7 @@ class StartScan:
                     self._names.append(name)
                     self._mtimes.append(mtime)
             if count % size == 0:
-                self.seen = count
                 yield count
-        self.seen = max(self.seen, len(files))
 
     def finish(self) -> None:
         """The scan is over: the files it queued go behind the others, oldest first (the
