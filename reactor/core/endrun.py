@@ -44,6 +44,8 @@ DEFAULT_STOP_FILE = "final_summary_*.txt"  # what MinKNOW writes once a run's fi
 
 class Phase(StrEnum):
     STARTING = "starting"  # recovery and the start-up scan are not done
+    # recovery is done and files known ready are handed out; the start-up scan goes on
+    SCANNING = "scanning"
     RUNNING = "running"  # sequencing goes on: no stop file yet
     FINISHING = "finishing"  # the stop file is there, work remains
     COMPLETE = "complete"  # the stop file is there and every file is done or quarantined
@@ -81,13 +83,13 @@ def next_step(run_end: RunEnd, *, pending_files: int, live_jobs: int) -> Step:
     return Step.COMPLETE
 
 
-def phase_of(ready: bool, run_end: RunEnd) -> Phase:
+def phase_of(ready: bool, run_end: RunEnd, *, scanning: bool = False) -> Phase:
     """The run's phase for /status. A complete run stays complete while the service
     stops (ready goes false then), so a last /status does not say "starting"."""
     if run_end.complete:
         return Phase.COMPLETE
     if not ready:
-        return Phase.STARTING
+        return Phase.SCANNING if scanning else Phase.STARTING
     if run_end.stalled:
         return Phase.STALLED
     return Phase.FINISHING if run_end.stop_file is not None else Phase.RUNNING

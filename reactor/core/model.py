@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 # Where the time comes from, for the adapters around the core (which itself only ever
 # takes `now`): time.monotonic in production, a hand-moved clock in tests.
@@ -76,16 +77,83 @@ class UnknownJob(KeyError):
 
 
 @dataclass(slots=True)
+class _Rare:
+    """The fields of a file record that stay at their defaults for most files."""
+
+    failures: int = 0
+    job_id: str | None = None
+    expired_job: str | None = None
+    solo_failures: int = 0
+    failed_on: frozenset[str] = frozenset()
+    batch_cap: int = 0
+
+
+_COMMON = _Rare()  # read by records that have no rare fields of their own; never written
+
+
+def _rare_field(name: str, doc: str) -> property:
+    """A field kept in the record's `_Rare` part, made when first set to a non-default."""
+
+    def get(record: FileRecord) -> Any:
+        return getattr(record._rare or _COMMON, name)
+
+    def put(record: FileRecord, value: Any) -> None:
+        rare = record._rare
+        if rare is None:
+            if value == getattr(_COMMON, name):
+                return
+            rare = record._rare = _Rare()
+        setattr(rare, name, value)
+
+    return property(get, put, doc=doc)
+
+
 class FileRecord:
-    state: FileState
-    failures: int = 0  # FAILED outcomes of jobs holding this file, so far
-    job_id: str | None = None  # the live job holding it, while ASSIGNED
-    expired_job: str | None = None  # latest expired job whose late DONE could still merge it
-    changed_at: float = 0.0  # time of the last state change or filesystem activity
-    present: bool = True  # False once the .pod5 was deleted or moved out of INPUTDIR
-    solo_failures: int = 0  # FAILED outcomes of jobs holding only this file
-    failed_on: frozenset[str] = frozenset()  # engines of those solo failures
-    batch_cap: int = 0  # hand it out in batches of at most this many (0: no cap)
+    """One `.pod5` of the run. A run tracks up to millions of them, so a record holds
+    three fields and a reference to its rare ones (failures, the job holding it...),
+    which most files never have: 64 bytes instead of 112 (docs/operations.md,
+    "Performance": memory per tracked file)."""
+
+    __slots__ = ("_rare", "changed_at", "present", "state")
+
+    failures = _rare_field("failures", "FAILED outcomes of jobs holding this file, so far")
+    job_id = _rare_field("job_id", "the live job holding it, while ASSIGNED")
+    expired_job = _rare_field(
+        "expired_job", "latest expired job whose late DONE could still merge it"
+    )
+    solo_failures = _rare_field("solo_failures", "FAILED outcomes of jobs holding only this file")
+    failed_on = _rare_field("failed_on", "engines of those solo failures")
+    batch_cap = _rare_field("batch_cap", "hand it out in batches of at most this many (0: no cap)")
+
+    def __init__(
+        self,
+        state: FileState,
+        failures: int = 0,
+        changed_at: float = 0.0,
+        *,
+        present: bool = True,
+    ) -> None:
+        self.state = state
+        self.changed_at = changed_at  # time of the last state change or filesystem activity
+        self.present = present  # False once the .pod5 was deleted or moved out of INPUTDIR
+        self._rare: _Rare | None = None
+        if failures:
+            self.failures = failures
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileRecord):
+            return NotImplemented
+        mine = (self.state, self.changed_at, self.present, self._rare or _COMMON)
+        return mine == (other.state, other.changed_at, other.present, other._rare or _COMMON)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        rare = self._rare or _COMMON
+        return (
+            f"FileRecord(state={self.state!r}, changed_at={self.changed_at!r}, "
+            f"present={self.present!r}, {rare!r})"
+        )
 
 
 @dataclass(slots=True)

@@ -11,9 +11,11 @@ assignment is all-or-nothing (the seed lost files by popping them before its I/O
 While the disk write is under way other requests are served, so the files a plan
 takes are `reserve`d: no other plan takes them meanwhile.
 
-Every method costs O(1) or O(batch), never O(files): files live in a dict, the ready
-queue is an OrderedDict used as a deque with O(1) removal from the middle
-(a deleted `.pod5` leaves the queue at once), and state counts are kept incrementally.
+Every method costs O(1) or O(batch), never O(files) (amortized: the ready queue is
+rebuilt once per n/4 removals): files live in a dict, the ready queue
+(`reactor.core.ready_queue`) is two plain dicts used as a deque with O(1) removal from
+the middle (a deleted `.pod5` leaves the queue at once), and state counts are kept
+incrementally.
 
 States:
     file: incomplete -> ready -> assigned -> done | quarantined ;
@@ -24,7 +26,7 @@ States:
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from reactor.core.model import (
@@ -40,6 +42,7 @@ from reactor.core.model import (
     JobState,
     UnknownJob,
 )
+from reactor.core.ready_queue import ReadyQueue
 from reactor.core.retry import SKIP_LIMIT, FailureHistory, halves, should_bench, should_quarantine
 
 # The records live in reactor.core.model; they are re-exported here, where callers look.
@@ -80,7 +83,7 @@ class RunState:
         self.files: dict[str, FileRecord] = {}
         self.jobs: dict[str, Job] = {}
         self.engines: dict[str, EngineRecord] = {}
-        self._ready: OrderedDict[str, None] = OrderedDict()  # the ready queue, front first
+        self._ready = ReadyQueue()  # the ready queue, front first
         # Told each time a file becomes ready (engines waiting for work are woken).
         self.ready_listener: Callable[[], None] = _nothing
         self._incomplete: set[str] = set()  # so the settle timer never walks all files
@@ -106,7 +109,7 @@ class RunState:
         waiting = len(self._ready) - len(self._reserved)
         if waiting <= 0:
             return 0, 0.0
-        return waiting, self.files[next(iter(self._ready))].changed_at
+        return waiting, self.files[self._ready.first()].changed_at
 
     def ready_names(self) -> Iterator[str]:
         """The ready queue, front first."""
@@ -178,7 +181,7 @@ class RunState:
     def _track(self, name: str, state: FileState) -> None:
         self._counts[state] += 1
         if state is FileState.READY:
-            self._ready[name] = None
+            self._ready.append(name)
             self.ready_listener()
         elif state is FileState.INCOMPLETE:
             self._incomplete.add(name)
@@ -188,7 +191,7 @@ class RunState:
     def _untrack(self, name: str, state: FileState) -> None:
         self._counts[state] -= 1
         if state is FileState.READY:
-            del self._ready[name]
+            self._ready.discard(name)
         elif state is FileState.INCOMPLETE:
             self._incomplete.discard(name)
         elif state is FileState.QUARANTINED:
@@ -213,7 +216,7 @@ class RunState:
                 self._forget(name)
                 continue
             self._move(name, record, FileState.READY, now)
-            self._ready.move_to_end(name, last=False)
+            self._ready.push_front(name)
 
     def redo(self, now: float, *, forget: bool = False) -> list[str]:
         """Every done file is to be basecalled again (a run's parameters changed, its old
@@ -270,7 +273,7 @@ class RunState:
                 new.failed_on = history.failed_on
                 new.batch_cap = history.batch_cap
             if state is FileState.READY and (failed or front):
-                self._ready.move_to_end(name, last=False)
+                self._ready.push_front(name)
             return state
         record.present = True
         if record.state is FileState.INCOMPLETE:
@@ -329,6 +332,18 @@ class RunState:
         if name not in self.files:
             self._new_record(name, FileState.DONE, now)
             self.files[name].present = False
+
+    def requeue_in_order(self, names: Iterable[str]) -> None:
+        """Move these ready files to the back of the queue, in this order (the start-up
+        scan's, oldest first, once it has seen them all); the other ready files keep
+        their places ahead of them. Names not ready are skipped. O(files): once, at the
+        end of the start-up scan."""
+        files = self.files
+        self._ready.move_to_back(
+            name
+            for name in names
+            if (record := files.get(name)) is not None and record.state is FileState.READY
+        )
 
     def restore_quarantined(self, name: str, failures: int, now: float) -> None:
         if name not in self.files:

@@ -583,6 +583,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     reactor = request.app[SERVED]
+    if reactor.scanning:
+        detail = "start-up scan of the input folder in progress; work is handed out already"
+        return _error_response(503, "not_ready", detail)
     if not reactor.ready:
         return _error_response(503, "not_ready", "recovery or shutdown in progress")
     return web.json_response({"status": "ready"})

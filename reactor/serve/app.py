@@ -6,7 +6,8 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 1. observer - the watchdog observer (INPUTDIR, pass/, fail/: three watches, however
                many jobs are live), started first and holding its events (optional
                for tests)
-2. reactor  - recovery from disk and the input scan; ready once done
+2. reactor  - recovery from disk, then the input scan in the background: files known
+               ready are handed out from the end of recovery; ready once the scan is done
 3. finisher - end of run: reads the run-complete marker; its check runs after each
               sweep and on stop-file events (`reactor.serve.finisher`)
 4. events   - the held events, then every later one, go to the reactor and finisher
@@ -137,18 +138,29 @@ def create_app(
     app.cleanup_ctx.append(_loop_lag_ctx)
     notifier = Notifier.from_environ() if notifier is None else notifier
     app[SYSTEMD] = SystemdLifecycle(notifier, reactor.status_line)
+    app[SYSTEMD].hold()  # READY=1 once the start-up scan is over (`Reactor.on_ready`)
+    reactor.on_ready = app[SYSTEMD].release
     app.on_shutdown.append(_tell_finisher_stopping)
     app.on_shutdown.append(_tell_systemd_stopping)
     app.on_shutdown.append(_answer_waiting_engines)
     app[READY_WHEN_LISTENING] = ready_when_listening
     _add_fleet(app, reactor, clock)
     app.cleanup_ctx.append(_systemd_ctx)  # last: READY=1 only once everything runs
+    # After every context: the scan's slices would otherwise take turns with the start-up
+    # steps that wait for a thread, and hold back the opening of the port.
+    app.on_startup.append(_start_scan)
     return app
+
+
+async def _start_scan(app: web.Application) -> None:
+    app[REACTOR].start_scan()
 
 
 async def _reactor_ctx(app: web.Application) -> AsyncIterator[None]:
     reactor = app[REACTOR]
-    reactor.start()
+    # Recovery first, then serve what is known ready while the input scan goes on in
+    # slices on the loop (docs/journal.md, "Serving during the start-up scan").
+    reactor.begin()  # the scan starts once every context has (`_start_scan`)
     await reactor.check_space()  # before the first answer, not at the first sweep
     config = app[CONFIG]
     listening = app[LISTENING]

@@ -250,7 +250,11 @@ class Finisher:
 
     def _list_input_now(self) -> bool:
         """Whether this check lists INPUTDIR (see the module's docstring): at the first
-        check, then every reconcile_interval, never again when that is 0."""
+        check, then every reconcile_interval, never again when that is 0. Not while the
+        start-up scan goes on: the run cannot end before it does, and a listing of 10^6
+        names would hold back the first answer (the first check after the scan lists)."""
+        if self.reactor.scanning:
+            return False
         now = self.reactor.clock()
         first = self._input_listed_at == -math.inf
         interval_s = self.config.reconcile_interval
@@ -261,10 +265,11 @@ class Finisher:
 
     def _pending(self) -> int:
         """Files the run still waits for: incomplete, ready, assigned, or elsewhere (files
-        still to be staged)."""
+        still to be staged, or not seen yet by the start-up scan)."""
         counts = self.reactor.count_fields()
         waiting = counts["incomplete"] + counts["ready"] + counts["assigned"]
-        return waiting + self.reactor.pending_elsewhere()
+        # While the start-up scan goes on, files not seen yet may be waiting: never done.
+        return waiting + self.reactor.pending_elsewhere() + int(self.reactor.scanning)
 
     def _step(self) -> Step:
         pending = self._pending()

@@ -846,6 +846,9 @@ class Host:
         # files wake them.
         self.waiters = WorkWaiters()
         self.ready = False
+        # Each run's unit scans its folders before it serves (`Reactor.start`): the host
+        # never serves before a run's scan ends.
+        self.scanning = False
         self.metrics = HostMetrics(self)
         self._watch_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reactor-watch")
         # Staging's copies, one at a time for every run (stage_to)

@@ -163,6 +163,8 @@ class SystemdLifecycle:
         self._task: asyncio.Task[None] | None = None
         self._announced = False
         self._stopped = False
+        self._asked = False  # announce_ready() was called while held
+        self._held = False  # READY=1 waits for `release()` too (the start-up scan)
 
     def start(self, *, announce_ready: bool = True) -> None:
         """Start the pings and, unless told to wait (`announce_ready=False`, then
@@ -174,10 +176,26 @@ class SystemdLifecycle:
             self.announce_ready()
         self._task = asyncio.create_task(self._run(), name="reactor-sd-notify")
 
+    def hold(self) -> None:
+        """READY=1 waits for `release()` as well: systemd hears the service is ready when
+        /readyz says so, once the start-up scan is over, as before the service served
+        during it."""
+        self._held = True
+
+    def release(self) -> None:
+        """What `hold()` waited for is over: READY=1 now if it was asked for meanwhile."""
+        self._held = False
+        if self._asked:
+            self.announce_ready()
+
     def announce_ready(self) -> None:
-        """READY=1 with the current status line; once, and never after stopping."""
+        """READY=1 with the current status line; once, and never after stopping (after
+        `release()`, when held)."""
         notifier = self.notifier
         if not notifier.enabled or self._announced or self._stopped:
+            return
+        if self._held:
+            self._asked = True
             return
         self._announced = True
         status = self.status_line()

@@ -73,9 +73,11 @@ from reactor.disk.read_files import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
+from reactor.runtime.heap import release_free_memory
 from reactor.runtime.zone import host_time_zone
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
+from reactor.serve.start_scan import StartScan
 from reactor.serve.work_waiters import WorkWaiters
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
@@ -117,6 +119,10 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
             gc.enable()
 
 
+def _nothing() -> None:
+    pass
+
+
 def _count_files(folder: Path) -> int:
     """How many entries a folder holds (0 when it is not there)."""
     try:
@@ -135,6 +141,12 @@ def new_job_id() -> str:
     """An unguessable job id: 128 random bits in decimal (the seed's shape, uuid4().int).
     A job id is the capability to report on its job (docs/protocol.md)."""
     return str(secrets.randbits(128))
+
+
+@dataclass(frozen=True, slots=True)
+class _RecoveredSummary:
+    began: float  # perf_counter at the start of recovery
+    recovered: Recovered
 
 
 class Conflict(Exception):
@@ -257,15 +269,86 @@ class Reactor:
         )
         self._next_batch = 0  # MinKNOW's layout: the next output batch number
         self.metrics.count_reads(lambda: self.reads)
+        # The start-up scan while serving (`begin`, `scan`), and what it reports at its end.
+        self._scan: StartScan | None = None
+        self._recovered_summary: _RecoveredSummary | None = None
+        self._reconcile_after_scan: str | None = None
+        self._scan_task: asyncio.Task[None] | None = None
+        self.on_ready: Callable[[], None] = _nothing  # told when the service becomes ready
 
     # ------------------------------------------------------------ start
 
     def start(self) -> Recovered:
         """Rebuild state from disk (finishing half-done transitions), then scan INPUTDIR.
         Raises StartupError when the run folders themselves cannot be used."""
+        with (
+            self._startup_errors(),
+            _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES),
+        ):
+            return self._start()
+
+    def begin(self) -> Recovered:
+        """Rebuild state from disk as `start` does, but leave the scan of INPUTDIR to
+        `scan()`: from here the service may hand out the files it knows to be ready (see
+        docs/journal.md, "Serving during the start-up scan"). One run's folder only (host
+        mode's runs `start`). Raises StartupError as `start` does."""
+        with self._startup_errors(), _gc_paused(freeze=lambda: False):
+            return self._begin()
+
+    def start_scan(self) -> None:
+        """Run `scan()` in the background (`stop()` cancels it)."""
+        if self._scan is not None and self._scan_task is None:
+            self._scan_task = asyncio.create_task(self.scan(), name="start-scan")
+
+    async def scan(self) -> None:
+        """The start-up scan after `begin()`, a slice at a time between requests; the
+        service is ready at its end. A folder that cannot be read stops the service."""
+        scan = self._scan
+        if scan is None:
+            return
+        # Engines waiting for work are woken once per slice, not once per file found.
+        listener = self.state.ready_listener
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
-                return self._start()
+                self.state.ready_listener = _nothing
+                for _ in scan.slices():
+                    self.state.ready_listener = listener
+                    listener()
+                    await asyncio.sleep(0)
+                    self.state.ready_listener = _nothing
+                scan.finish()
+            release_free_memory()  # the final sort's temporaries (reactor.runtime.heap)
+        except OSError as exc:
+            where = exc.filename or self.config.input_dir
+            log.error(
+                "scan_failed",
+                folder=str(where),
+                detail=exc.strerror or str(exc),
+                action="check that input_dir is a folder this user can read",
+            )
+            self._stop_serving()
+            return
+        except Exception as exc:  # a bug: never leave the service scanning for ever
+            log.exception("scan_failed", detail=str(exc))
+            self._stop_serving()
+            return
+        finally:
+            self.state.ready_listener = listener
+        self._scan = None
+        self._ready_now(self._recovered_summary)
+        if self._reconcile_after_scan is not None:
+            self.reconcile(self._reconcile_after_scan)
+            self._reconcile_after_scan = None
+
+    @property
+    def scanning(self) -> bool:
+        """Serving before ready: the start-up scan goes on (`begin()`, then `scan()`)."""
+        return self._scan is not None
+
+    @contextlib.contextmanager
+    def _startup_errors(self) -> Iterator[None]:
+        try:
+            yield
         except StateError as exc:
             raise StartupError(exc.strerror or str(exc)) from exc
         except OSError as exc:
@@ -279,6 +362,10 @@ class Reactor:
     async def stop(self) -> None:
         """Let the operations under way reach the disk, then end the writer's thread."""
         self.ready = False
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_task
         while self._operations:
             await asyncio.wait(list(self._operations))
         await self.writer.stop()
@@ -337,9 +424,53 @@ class Reactor:
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
         now = self.clock()
-        lease_s = self.config.report_back_interval
+        recovered = self._recover(now)
+        stems = self.journal.result_stems()
+        self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
+        for job in recovered.finished:
+            self.state.restore_job(job)
+        self._restored(recovered, now)
+        self._ready_now(_RecoveredSummary(began, recovered))
+        return recovered
+
+    def _begin(self) -> Recovered:
+        began = time.perf_counter()
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        now = self.clock()
+        recovered = self._recover(now)
+        scan = StartScan(
+            self.state,
+            self.inputs,
+            self.journal.result_stems(),
+            recovered.history,
+            recovered.handed_back,
+            self._refuse,
+            now,
+        )
+        # What the journal knows of goes in by name first (few names): failures and
+        # hand-backs at the front, finished jobs' files known before their jobs.
+        finished_files = {name for job in recovered.finished for name in job.files}
+        scan.front(recovered.handed_back.union(recovered.history, finished_files))
+        for job in recovered.finished:
+            self.state.restore_job(job)
+        live_files = [name for job in recovered.live for name in job.files]
+        scan.mark_present([*live_files, *recovered.quarantined])
+        self._restored(recovered, now)
+        self._scan = scan
+        self._recovered_summary = _RecoveredSummary(began, recovered)
+        self.waiters.notify()  # files found ready before the service could hand them out
+        log.info(
+            "serving_before_scan",
+            duration_s=round(time.perf_counter() - began, 3),
+            **self.count_fields(),
+        )
+        return recovered
+
+    def _recover(self, now: float) -> Recovered:
+        """The journal's state in the core: done, quarantined, live jobs."""
         self.ensure_result_folders()
-        recovered = recover(self.journal, now, lease_s)
+        recovered = recover(self.journal, now, self.config.report_back_interval)
         state = self.state
         for name in recovered.done:
             state.restore_done(name, now)
@@ -348,10 +479,11 @@ class Reactor:
             state.restore_quarantined(name, history.failures if history else 0, now)
         for job in recovered.live:
             state.restore_job(job)
-        stems = self.journal.result_stems()
-        self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
-        for job in recovered.finished:
-            state.restore_job(job)
+        return recovered
+
+    def _restored(self, recovered: Recovered, now: float) -> None:
+        """The rest of recovery, once every job is in the core: leases that ran out while
+        down expire now, and the writer starts (work may be handed out from here)."""
         self.quarantine_folders = dict(recovered.quarantine_folders)
         self.state_folder_new = recovered.state_folder_new
         self.reads = recovered.reads
@@ -359,22 +491,26 @@ class Reactor:
         for what, folder in recovered.repairs:
             log.warning("recovery_repair", repair=what, folder=folder)
         for job_id, reason in recovered.held.items():
-            self._hold(state.jobs[job_id], reason)
+            self._hold(self.state.jobs[job_id], reason)
         self.state.last_activity = now
         # Leases run from the last keepalive on disk: expire now what ran out while down.
         self._expire_now(now)
         self.writer.start()
+
+    def _ready_now(self, summary: _RecoveredSummary | None) -> None:
         self.ready = True
         self.waiters.notify()  # files found ready before the service could hand them out
-        log.info(
-            "recovered",
-            duration_s=round(time.perf_counter() - began, 3),
-            live_jobs=len(recovered.live),
-            finished_jobs=len(recovered.finished),
-            repairs=len(recovered.repairs),
-            **self.count_fields(),
-        )
-        return recovered
+        if summary is not None:
+            recovered = summary.recovered
+            log.info(
+                "recovered",
+                duration_s=round(time.perf_counter() - summary.began, 3),
+                live_jobs=len(recovered.live),
+                finished_jobs=len(recovered.finished),
+                repairs=len(recovered.repairs),
+                **self.count_fields(),
+            )
+        self.on_ready()
 
     def _scan_inputs(
         self,
@@ -992,7 +1128,11 @@ class Reactor:
             self._check_input(name, now)
 
     def reconcile(self, reason: str) -> None:
-        """Full scan of INPUTDIR and pass/fail: after lost events, and as a safety net."""
+        """Full scan of INPUTDIR and pass/fail: after lost events, and as a safety net.
+        During the start-up scan it waits for the scan's end (which lists INPUTDIR too)."""
+        if self.scanning:
+            self._reconcile_after_scan = reason
+            return
         began = time.perf_counter()
         now = self.clock()
         on_disk = self.inputs.names()
@@ -1164,7 +1304,7 @@ class Reactor:
     @property
     def phase(self) -> str:
         """starting, running, finishing or complete (see `reactor.core.endrun.phase_of`)."""
-        return str(phase_of(self.ready, self.run_end))
+        return str(phase_of(self.ready, self.run_end, scanning=self.scanning))
 
     def count_fields(self) -> dict[str, int]:
         return count_fields(self.state)

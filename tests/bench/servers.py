@@ -38,6 +38,21 @@ def proc_memory(pid: int) -> dict[str, int]:
     return found
 
 
+def _first_batch(port: int) -> bool:
+    """Whether `/assignwork` hands out a batch now (one file, to a bench engine)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/assignwork?engineid=bench-first&batchsize=1")
+        response = connection.getresponse()
+        if response.status != 200:
+            return False
+        return bool(json.loads(response.read()).get("batch"))
+    except (OSError, ValueError):
+        return False
+    finally:
+        connection.close()
+
+
 def _ready(port: int, path: str) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
@@ -60,6 +75,7 @@ class Served:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     ready_s: float | None = None
+    first_batch_s: float | None = None  # Popen to the first batch (`start(first_batch=True)`)
     memory_at_ready: dict[str, int] = field(default_factory=dict)
     exit_code: int | None = None
     maxrss_bytes: int | None = None
@@ -68,8 +84,10 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_timeout_s: float) -> float:
-        """Start, wait (bounded) for readiness; the seconds from Popen to ready."""
+    def start(self, ready_timeout_s: float, *, first_batch: bool = False) -> float:
+        """Start, wait (bounded) for readiness; the seconds from Popen to ready. With
+        `first_batch`, first poll `/assignwork` until it hands out a batch (the time is
+        `first_batch_s`; that job stays assigned), then wait for readiness."""
         with self.log.open("ab") as log:
             self.started_at = time.perf_counter()
             self.process = subprocess.Popen(
@@ -79,6 +97,13 @@ class Served:
                 cwd=REPO,
             )
         deadline = self.started_at + ready_timeout_s
+        while first_batch and time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                break
+            if _first_batch(self.port):
+                self.first_batch_s = time.perf_counter() - self.started_at
+                break
+            time.sleep(READY_POLL_S)
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 break

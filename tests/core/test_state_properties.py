@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -42,6 +42,7 @@ from reactor.core.state import (
     AssignPlan,
     CompletionAction,
     EngineReport,
+    FileRecord,
     FileState,
     JobState,
     RunState,
@@ -343,6 +344,16 @@ class RunStateMachine(RuleBasedStateMachine):
                 record.state = FileState.READY
                 self.queue.append(name)
         assert got is self.files[name].state
+
+    @rule(data=st.data())
+    def scan_reorders(self, data: st.DataObject) -> None:
+        """The end of the start-up scan: some files, ready or not, go to the back of the
+        queue in the scan's order; the others keep their places ahead of them."""
+        known = sorted(self.files)
+        chosen = data.draw(st.lists(st.sampled_from(known), unique=True) if known else st.just([]))
+        self.state.requeue_in_order(chosen)
+        moved = [name for name in chosen if name in self.queue]
+        self.queue = [name for name in self.queue if name not in moved] + moved
 
     @rule(name=names)
     def gone(self, name: str) -> None:
@@ -825,3 +836,35 @@ RunStateMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestRunStateMachine = RunStateMachine.TestCase
+
+
+@given(
+    failures=st.integers(0, 5),
+    job_id=st.none() | st.text(min_size=1, max_size=4),
+    batch_cap=st.integers(0, 3),
+    failed_on=st.frozensets(st.sampled_from(ENGINES)),
+)
+def test_a_file_record_keeps_its_rare_fields_apart_only_when_set(
+    failures: int, job_id: str | None, batch_cap: int, failed_on: frozenset[str]
+) -> None:
+    """A compact record reads back what was set; one left at the defaults holds no rare
+    part, and setting a field back to its default keeps the value right."""
+    record = FileRecord(FileState.READY, changed_at=1.0)
+    assert record._rare is None
+    record.failures = failures
+    record.job_id = job_id
+    record.batch_cap = batch_cap
+    record.failed_on = failed_on
+    assert (record.failures, record.job_id, record.batch_cap, record.failed_on) == (
+        failures,
+        job_id,
+        batch_cap,
+        failed_on,
+    )
+    assert (record.solo_failures, record.expired_job) == (0, None)
+    defaults = (failures, job_id, batch_cap, failed_on) == (0, None, 0, frozenset())
+    assert (record._rare is None) == defaults
+    record.failures = record.batch_cap = 0
+    record.job_id = None
+    record.failed_on = frozenset()
+    assert record == FileRecord(FileState.READY, changed_at=1.0)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +252,15 @@ async def test_a_file_written_during_start_up_is_seen_without_a_second_scan(
     """The observer watches before the scan lists INPUTDIR: a file that lands just after
     the listing arrives as a held event, delivered once recovery is done (no reconcile)."""
     from reactor.serve.service import Reactor
+    from reactor.serve.start_scan import StartScan
 
-    real_scan = Reactor._scan_inputs
+    real_slices = StartScan.slices
 
-    def scan_then_a_file_lands(self: Reactor, *args: Any) -> None:
-        real_scan(self, *args)
+    def scan_then_a_file_lands(self: StartScan, *args: Any) -> Iterator[int]:
+        yield from real_slices(self, *args)
         write_pod5(run_dirs.input_dir / "late.pod5", n_reads=1, seed=7)
 
-    monkeypatch.setattr(Reactor, "_scan_inputs", scan_then_a_file_lands)
+    monkeypatch.setattr(StartScan, "slices", scan_then_a_file_lands)
     reconciles: list[str] = []
     monkeypatch.setattr(Reactor, "reconcile", lambda _self, reason: reconciles.append(reason))
     client = await aiohttp_client(create_app(run_dirs.config(), clock=clock, sweep=False))

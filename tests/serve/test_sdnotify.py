@@ -288,7 +288,8 @@ async def test_app_says_ready_after_start_up_then_pings_with_counts(
 ) -> None:
     """READY=1 + STATUS= once recovery and the scan are done and the observer's held
     events delivered (and /readyz is true), then WATCHDOG=1 with the queue counts as
-    work moves. The observer started before the scan, so no reconcile is needed."""
+    work moves. The observer started before the scan, so no reconcile is needed; its
+    events are delivered while the scan goes on (the service serves meanwhile)."""
     add_files(run_dirs, 3)
     notifier = RecordingNotifier(watchdog_env(systemd))
     app = create_app(run_dirs.config(), sweep=False, notifier=notifier)
@@ -308,7 +309,7 @@ async def test_app_says_ready_after_start_up_then_pings_with_counts(
         for e in events
         if e in ("recovered", "held_events_delivered", "reconciled", "sd_notify_ready")
     ]
-    assert startup == ["recovered", "held_events_delivered", "sd_notify_ready"]
+    assert startup == ["held_events_delivered", "recovered", "sd_notify_ready"]
     assert (await systemd.next())[0] == "WATCHDOG=1"
 
     reply = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})

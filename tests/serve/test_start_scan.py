@@ -1,0 +1,192 @@
+"""Serving during the start-up scan (docs/journal.md, "Serving during the start-up scan"):
+files go out before the service is ready, never twice, across a crash in that window too."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from reactor.core.state import FileState
+from reactor.disk.signature import POD5_SIGNATURE
+from reactor.serve.finisher import Finisher
+from reactor.serve.service import Reactor
+from reactor.serve.start_scan import StartScan
+from tests.support.api import MakeClient
+from tests.support.runs import ManualClock, RunDirs
+
+LEASE_S = 60.0
+_STARTED: list[Reactor] = []
+
+
+@pytest.fixture(autouse=True)
+async def _writers_end() -> AsyncIterator[None]:
+    """Every reactor a test started has its writer's thread ended after it."""
+    yield
+    while _STARTED:
+        await _STARTED.pop().stop()
+
+
+def add_files(dirs: RunDirs, count: int) -> list[str]:
+    names = [f"f{n:03}.pod5" for n in range(count)]
+    for name in names:
+        (dirs.input_dir / name).write_bytes(POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE)
+    return names
+
+
+def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1) -> Reactor:
+    """A reactor that has recovered and serves, its scan not started."""
+    numbers = itertools.count(first_id)
+    config = dirs.config(report_back_interval=LEASE_S)
+    reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)))
+    reactor.begin()
+    _STARTED.append(reactor)
+    return reactor
+
+
+def slices(reactor: Reactor, size: int) -> Iterator[int]:
+    scan = reactor._scan
+    assert scan is not None
+    return scan.slices(size)
+
+
+async def test_a_file_goes_out_before_the_scan_ends_and_the_service_is_ready(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """After one slice, an engine gets a batch while the service is not ready yet; the
+    rest of the scan never queues that file again."""
+    names = add_files(run_dirs, 20)
+    reactor = begun(run_dirs, clock)
+    assert (reactor.ready, reactor.scanning, reactor.phase) == (False, True, "scanning")
+    scanning = slices(reactor, 4)
+    next(scanning)
+    job = await reactor.assign("e1", 3)
+    assert job is not None and len(job.files) == 3
+    assert not reactor.ready
+    for _ in scanning:
+        pass
+    await reactor.scan()  # what is left: the end of the scan
+    assert (reactor.ready, reactor.scanning, reactor.phase) == (True, False, "running")
+    counts = reactor.count_fields()
+    assert (counts["assigned"], counts["ready"]) == (3, 17)
+    assert set(reactor.state.ready_names()).isdisjoint(job.files)
+    assert set(reactor.state.files) == set(names)
+
+
+async def test_the_scan_queues_oldest_first_once_it_ends(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """Files go out in listing order during the scan, and oldest first after it."""
+    import os
+
+    names = add_files(run_dirs, 12)
+    for age, name in enumerate(names):  # f000 the newest
+        os.utime(run_dirs.input_dir / name, (1_000_000 - age, 1_000_000 - age))
+    reactor = begun(run_dirs, clock)
+    await reactor.scan()
+    assert list(reactor.state.ready_names()) == list(reversed(names))
+
+
+async def test_no_file_goes_out_twice_across_a_crash_during_the_scan(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """A batch handed out during the scan, then the process dies: the next start knows
+    the job before it serves, and hands out every other file once."""
+    add_files(run_dirs, 30)
+    first = begun(run_dirs, clock)
+    next(slices(first, 5))
+    early = await first.assign("e1", 4)
+    assert early is not None
+    await first.writer.stop()  # the process dies mid-scan: what is on disk stays
+    _STARTED.remove(first)
+    second = begun(run_dirs, clock, first_id=100)
+    assert all(second.state.state_of(n) is FileState.ASSIGNED for n in early.files)
+    handed: list[str] = []
+    scanning = slices(second, 3)
+    while True:
+        job = await second.assign("e2", 2)
+        if job is not None:
+            handed.extend(job.files)
+        if next(scanning, None) is None and job is None:
+            break
+    await second.scan()
+    while (job := await second.assign("e2", 5)) is not None:
+        handed.extend(job.files)
+    assert len(handed) == len(set(handed)) == 26
+    assert set(handed).isdisjoint(early.files)
+
+
+async def test_a_live_jobs_missing_file_is_not_requeued_during_the_scan(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """Presence of a live job's files is looked up before serving: an expiry during the
+    scan requeues the files that are there and drops the one that is gone."""
+    add_files(run_dirs, 6)
+    first = begun(run_dirs, clock)
+    await first.scan()
+    job = await first.assign("e1", 2)
+    assert job is not None
+    await first.stop()
+    _STARTED.remove(first)
+    gone, kept = sorted(job.files)
+    (run_dirs.input_dir / gone).unlink()
+    second = begun(run_dirs, clock, first_id=100)
+    assert second.scanning
+    assert (second.state.files[gone].present, second.state.files[kept].present) == (False, True)
+    clock.advance(LEASE_S + 1)
+    await second.expire_due(clock())
+    assert second.state.state_of(kept) is FileState.READY
+    assert second.state.state_of(gone) is None
+
+
+async def test_the_run_never_ends_while_the_scan_goes_on(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finisher counts the scan as a file still waiting."""
+    reactor = begun(run_dirs, clock)
+    finisher = Finisher(reactor)
+    assert finisher._pending() == 1
+    await reactor.scan()
+    assert finisher._pending() == 0
+
+
+def test_a_scan_slice_yields_the_entries_seen(run_dirs: RunDirs, clock: ManualClock) -> None:
+    """`slices` yields every `size` entries."""
+    add_files(run_dirs, 7)
+    reactor = Reactor(run_dirs.config(), clock=clock)
+    reactor._begin()
+    scan = reactor._scan
+    assert isinstance(scan, StartScan)
+    assert list(scan.slices(3)) == [3, 6]
+
+
+async def test_readyz_says_scanning_while_assignwork_answers(
+    make_client: MakeClient, run_dirs: RunDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP, while the scan waits: /readyz 503 saying the scan goes on, /status in
+    phase scanning, /assignwork answering; once the scan ends, 200 and phase running."""
+    add_files(run_dirs, 3)
+    go = asyncio.Event()
+    real_scan = Reactor.scan
+
+    async def held_scan(self: Reactor) -> None:
+        await go.wait()
+        await real_scan(self)
+
+    monkeypatch.setattr(Reactor, "scan", held_scan)
+    client = await make_client()
+    reply = await client.get("/readyz")
+    assert reply.status == 503
+    assert "start-up scan" in (await reply.json())["detail"]
+    assert (await (await client.get("/status")).json())["phase"] == "scanning"
+    work = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
+    assert work.status == 200  # nothing seen yet: an empty answer, not an error
+    go.set()
+    async with asyncio.timeout(5):
+        while (await client.get("/readyz")).status != 200:
+            await asyncio.sleep(0.01)
+    assert (await (await client.get("/status")).json())["phase"] == "running"
+    work = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
+    assert len((await work.json())["batch"]) == 2
