@@ -699,14 +699,7 @@ class RunUnit:
         files = status["files"]
         total = sum(files.values())
         return {
-            "run": str(self.key),
-            "flow_cell": self.key.flow_cell,
-            "protocol_run": self.key.protocol_run,
-            "group": self.group,
-            "sample": self.sample,
-            "folder": str(self.found.folder),
-            "output_dir": str(self.place.output_dir),
-            "pooled": self.found.pooled,
+            **self.identity(),
             "phase": self.phase,
             "files": files,
             "done": files.get("done", 0),
@@ -715,8 +708,6 @@ class RunUnit:
             "jobs_live": len(list(self.reactor.state.live_jobs())),
             "work": {"folders": list(self.work.folders), "reason": self.work.reason},
             "paused": self.reactor.paused,
-            "params": self.params,
-            "params_pinned": self.pinned is not None,
             "output_hash": self.reactor.hash_check,
             "held": status["held"]["total"],
             "reads": {key: status["reads"][key] for key in RUN_READS},
