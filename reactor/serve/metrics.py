@@ -28,7 +28,7 @@ class _StateCollector(Collector):
         self.state = state
         self.clock = clock
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         files = GaugeMetricFamily("reactor_files", "Files by state.", labels=["state"])
         for state, count in self.state.counts().items():
             files.add_metric([str(state)], count)
@@ -45,6 +45,40 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "reactor_engines_working", "Engines seen within the lease window.", working
         )
+        yield from _engine_families(self.state)
+
+
+def _engine_families(state: RunState) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Per engine, for the engines the service remembers (one silent for an hour with no
+    batch is forgotten, and its series ends): batches held, files done, the seconds its
+    finished batches took (their ratio is its speed), failed and expired batches."""
+    held = GaugeMetricFamily(
+        "reactor_engine_jobs_live", "Batches each engine holds now.", labels=["engine"]
+    )
+    done = CounterMetricFamily(
+        "reactor_engine_files_done", "Files each engine basecalled and merged.", labels=["engine"]
+    )
+    busy = CounterMetricFamily(
+        "reactor_engine_busy_seconds",
+        "Seconds each engine's finished batches took, assignment to DONE.",
+        labels=["engine"],
+    )
+    failed = CounterMetricFamily(
+        "reactor_engine_jobs_failed", "Batches each engine reported FAILED.", labels=["engine"]
+    )
+    expired = CounterMetricFamily(
+        "reactor_engine_jobs_expired",
+        "Batches whose lease each engine let expire.",
+        labels=["engine"],
+    )
+    for engine in state.engines.values():
+        labels = [engine.engine_id]
+        held.add_metric(labels, len(engine.live_jobs))
+        done.add_metric(labels, engine.files_done)
+        busy.add_metric(labels, engine.busy_s)
+        failed.add_metric(labels, engine.jobs_failed)
+        expired.add_metric(labels, engine.jobs_expired)
+    yield from (held, done, busy, failed, expired)
 
 
 class _ReadsCollector(Collector):

@@ -284,6 +284,24 @@ def test_prometheus_scrapes_a_live_host_and_the_documented_queries_count_what_ha
         "the completions the engines reported",
     )
 
+    # Per engine: the files each engine's own log says it reported DONE, and the one
+    # lease that expired on the engine that was killed.
+    per_engine = Counter()
+    for log in logs:
+        for event in host.events(log, "job_reported"):
+            per_engine[event["engine_id"]] += event["files"]
+    prometheus.wait_for_values(
+        "sum by (engine) (reactor_engine_files_done_total)",
+        ("engine",),
+        lambda got: (
+            {key: n for key, n in got.items() if n}
+            == {(engine,): float(n) for engine, n in per_engine.items()}
+        ),
+        10,
+        "each engine's files done",
+    )
+    assert prometheus.values("sum(reactor_engine_jobs_expired_total)") == {(): 1.0}
+
     # 1. Progress: nothing waiting, in engines or being written any more.
     nothing_left = {("incomplete",): 0.0, ("ready",): 0.0, ("assigned",): 0.0}
     prometheus.wait_for_values(
