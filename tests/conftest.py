@@ -3,7 +3,7 @@ a test client. The helpers they are built from live in tests/support/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from tests.support.endrun import Run, StartRun, no_exit  # noqa: E402
 from tests.support.fleet_run import FleetRun  # noqa: E402
 from tests.support.runs import ManualClock, RunDirs  # noqa: E402
 from tests.support.slurm import SlurmCluster, start_cluster  # noqa: E402
+from tests.support.started import stop_all  # noqa: E402
 from tests.support.tools import CI_HINT, in_ci, says_missing  # noqa: E402
 
 
@@ -146,3 +147,11 @@ def fleet_run(
     the_run = FleetRun(tmp_path, slurm, monkeypatch)
     yield the_run
     the_run.stop()
+
+
+@pytest.fixture
+async def stop_started_reactors() -> AsyncIterator[None]:
+    """Every reactor a test started by hand (tests/support/started.py) has its writer's
+    thread ended after the test."""
+    yield
+    await stop_all()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -22,6 +21,7 @@ from reactor.disk.journal import Journal, JournalError, Step
 from reactor.serve.service import Reactor, StepsLeft
 from reactor.serve.sweeper import Sweeper
 from tests.support.runs import ManualClock, RunDirs
+from tests.support.started import STARTED
 
 LEASE_S = 60.0
 
@@ -39,15 +39,7 @@ class FailOnce:
             raise OSError(errno.EIO, "injected I/O error")
 
 
-_STARTED: list[Reactor] = []
-
-
-@pytest.fixture(autouse=True)
-async def _writers_end() -> AsyncIterator[None]:
-    """Every reactor a test started has its writer's thread ended after it."""
-    yield
-    while _STARTED:
-        await _STARTED.pop().stop()
+pytestmark = pytest.mark.usefixtures("stop_started_reactors")
 
 
 def start(
@@ -60,7 +52,7 @@ def start(
         config, clock=clock, journal=journal, job_id_factory=lambda: str(next(numbers))
     )
     reactor.start()
-    _STARTED.append(reactor)
+    STARTED.append(reactor)
     return reactor
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +16,10 @@ from reactor.serve.service import Reactor
 from reactor.serve.start_scan import StartScan
 from tests.support.api import MakeClient
 from tests.support.runs import ManualClock, RunDirs
+from tests.support.started import STARTED
 
 LEASE_S = 60.0
-_STARTED: list[Reactor] = []
-
-
-@pytest.fixture(autouse=True)
-async def _writers_end() -> AsyncIterator[None]:
-    """Every reactor a test started has its writer's thread ended after it."""
-    yield
-    while _STARTED:
-        await _STARTED.pop().stop()
+pytestmark = pytest.mark.usefixtures("stop_started_reactors")
 
 
 def add_files(dirs: RunDirs, count: int) -> list[str]:
@@ -42,7 +35,7 @@ def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1) -> Reactor:
     config = dirs.config(report_back_interval=LEASE_S)
     reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)))
     reactor.begin()
-    _STARTED.append(reactor)
+    STARTED.append(reactor)
     return reactor
 
 
@@ -100,7 +93,7 @@ async def test_no_file_goes_out_twice_across_a_crash_during_the_scan(
     early = await first.assign("e1", 4)
     assert early is not None
     await first.writer.stop()  # the process dies mid-scan: what is on disk stays
-    _STARTED.remove(first)
+    STARTED.remove(first)
     second = begun(run_dirs, clock, first_id=100)
     assert all(second.state.state_of(n) is FileState.ASSIGNED for n in early.files)
     handed: list[str] = []
@@ -129,7 +122,7 @@ async def test_a_live_jobs_missing_file_is_not_requeued_during_the_scan(
     job = await first.assign("e1", 2)
     assert job is not None
     await first.stop()
-    _STARTED.remove(first)
+    STARTED.remove(first)
     gone, kept = sorted(job.files)
     (run_dirs.input_dir / gone).unlink()
     second = begun(run_dirs, clock, first_id=100)
