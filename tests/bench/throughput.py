@@ -21,6 +21,17 @@ starts on a fresh OUTPUTDIR with every file ready, and ends by counting the outp
 `pass/`: each file exactly once. Rounds alternate the servers (seed, reactor fsync,
 reactor none, the floors) at each engine count, so drift on a shared machine hits them
 alike; a figure is the median round.
+
+Beside them, two ceilings (`tests.bench.ceiling`): the engines against a server that
+touches no disk (what the engines alone allow), and against a bare aiohttp server making
+only the seed protocol's own folder changes, nothing recorded, fsynced or logged (what any
+server that keeps the wire protocol can reach). When that ceiling is under the target
+over the seed, the target is out of reach on this machine and the table says so.
+
+The trial runs on a freshly made ext4 (`tests.bench.scratchfs`) when it can: on a
+filesystem with a long history of removed files a new file can cost 30 times what it
+costs on a fresh one, and the figures would measure that history. The label says where
+it ran and what a new file cost there and in the data folder.
 """
 
 from __future__ import annotations
@@ -34,11 +45,14 @@ from typing import Any
 
 import aiohttp
 
+from reactor.core.names import job_tag
 from reactor.core.state import Job, JobState
 from reactor.disk.journal import Journal
+from reactor.disk.read_files import SplitRequest
+from reactor.serve.read_worker import ReadWorker
 from reactor.serve.service import new_job_id
 from reactor.serve.writer import DiskWriter
-from tests.bench import client, trees
+from tests.bench import client, scratchfs, trees
 from tests.bench.durability import group_steps
 from tests.bench.figures import Figure
 from tests.bench.servers import Served, reactor_serve
@@ -46,11 +60,22 @@ from tests.support.launch import free_port
 from tests.support.stand_in import basecall
 
 BATCH = 10
+MIN_QSCORE = 10.0  # where the floor splits pass from fail (it only counts here)
 ENGINES = (8, 32)
 READY_TIMEOUT_S = 120.0
 TARGET_OVER_SEED = 3.0  # reactor with durability on, files/s over the baseline's
 TARGET_OVER_FLOOR = 2.0  # reactor's time per file over the journal floor's, at most
-SERVERS = ("seed", "reactor fsync", "reactor none", "floor fsync", "floor none")
+SERVERS = (
+    "seed",
+    "ceiling memory",
+    "ceiling protocol",
+    "reactor fsync",
+    "reactor none",
+    "reactor fsync no reads",
+    "floor fsync",
+    "floor none",
+    "floor fsync no reads",
+)
 
 
 @dataclass
@@ -60,6 +85,7 @@ class Settings:
     rounds: int = 3
     seconds: float = 300.0  # bound of one trial
     settle_s: float = 2.0  # each server idle between ready and the first engine
+    fresh_fs: bool = True  # on a freshly made ext4 when root can make one
 
 
 @dataclass
@@ -144,10 +170,26 @@ async def over_http(url: str, output_dir: Path, engines: int, seconds: float) ->
     return trial
 
 
+def started_read_worker(settle_s: float) -> ReadWorker:
+    """The service's pool of read workers, started and given the time a server is."""
+    worker = ReadWorker()
+    worker.warm()
+    time.sleep(settle_s)
+    return worker
+
+
 async def journal_floor(
-    input_dir: Path, output_dir: Path, engines: int, seconds: float, *, durable: bool
+    input_dir: Path,
+    output_dir: Path,
+    engines: int,
+    seconds: float,
+    *,
+    durable: bool,
+    reads: ReadWorker | None = None,
 ) -> Trial:
-    """The same engines on reactor's journal and disk writer directly (no HTTP)."""
+    """The same engines on reactor's journal and disk writer directly (no HTTP), and,
+    given `reads`, each DONE's outputs read in the service's read workers first, as the
+    service does with `read_qc` on (its default)."""
     trial = Trial()
     queue = sorted(entry.name for entry in os.scandir(input_dir) if entry.name.endswith(".pod5"))
     queue.reverse()
@@ -165,7 +207,18 @@ async def journal_floor(
                   JobState.ASSIGNED, now, now, 3600.0)  # fmt: skip
         await writer.run(journal.assign_step(job))
         _write_outputs(journal.output_folder(job), batch)
-        await writer.run(journal.merge_step(job))
+        if reads is None:
+            await writer.run(journal.merge_step(job))
+        else:
+            request = SplitRequest(
+                output_dir=str(output_dir.absolute()),
+                folder=journal.output_folder(job).name,
+                tag=job_tag(job.job_id),
+                pod5_paths=tuple(str((input_dir / name).absolute()) for name in sorted(batch)),
+                min_qscore=MIN_QSCORE,
+            )
+            read = await reads.split(request)
+            await writer.run(journal.merge_step(job, read.outputs, read.reads.to_json()))
         trial.requests += 2
         trial.files += len(batch)
         return True
@@ -189,6 +242,12 @@ def seed_server(input_dir: Path, output_dir: Path, log: Path) -> Served:
     return Served(args=args, log=log, ready_path="/heartbeat", port=port)
 
 
+def ceiling_server(kind: str, input_dir: Path, output_dir: Path, log: Path) -> Served:
+    port = free_port()
+    args = ["-m", "tests.bench.ceiling", kind, str(input_dir), str(output_dir), str(port)]
+    return Served(args=[*args, str(BATCH)], log=log, ready_path="/heartbeat", port=port)
+
+
 def one_trial(
     kind: str, tree: trees.Tree, work: Path, logs: Path, engines: int, settings: Settings
 ) -> Trial:
@@ -199,15 +258,23 @@ def one_trial(
     output = tree.fresh_output(work / "thru-output")
     log = logs / f"thru-{kind.replace(' ', '-')}-{engines}.log"
     if kind.startswith("floor"):
+        reads = None if kind.endswith("no reads") else started_read_worker(settings.settle_s)
         floor = journal_floor(
-            tree.input_dir, output, engines, seconds, durable=kind == "floor fsync"
+            tree.input_dir, output, engines, seconds, durable="fsync" in kind, reads=reads
         )
-        trial = asyncio.run(floor)
+        try:
+            trial = asyncio.run(floor)
+        finally:
+            if reads is not None:
+                reads.close()
     else:
         if kind == "seed":
             server = seed_server(tree.input_dir, output, log)
+        elif kind.startswith("ceiling"):
+            server = ceiling_server(kind.split()[1], tree.input_dir, output, log)
         else:
-            server = reactor_serve(tree.input_dir, output, log, durability=kind.split()[1])
+            qc = {"read_qc": False} if kind.endswith("no reads") else {}
+            server = reactor_serve(tree.input_dir, output, log, durability=kind.split()[1], **qc)
         try:
             server.start(READY_TIMEOUT_S)
             # What a server starts in the background once it is ready (reactor's read
@@ -235,7 +302,20 @@ Trials = dict[int, dict[str, Trial]]  # engines -> server -> trial
 def run(
     data: Path, work: Path, logs: Path, settings: Settings
 ) -> tuple[list[Figure], dict[str, Any]]:
-    tree = trees.build(data / "throughput", settings.files, 0)
+    data_create_us = scratchfs.create_cost_us(data)
+    if not settings.fresh_fs:
+        where = scratchfs.Scratch(data, "the data folder, no fresh filesystem asked for")
+        return _run_in(where, data_create_us, logs, settings)
+    with scratchfs.fresh_ext4(data / "throughput-fs") as where:
+        return _run_in(where, data_create_us, logs, settings)
+
+
+def _run_in(
+    where: scratchfs.Scratch, data_create_us: float, logs: Path, settings: Settings
+) -> tuple[list[Figure], dict[str, Any]]:
+    create_us = scratchfs.create_cost_us(where.folder)
+    tree = trees.build(where.folder / "throughput", settings.files, 0)
+    work = where.folder
     rounds: list[Trials] = []
     try:
         for _ in range(settings.rounds):
@@ -259,23 +339,34 @@ def run(
     raw = {
         "files": settings.files,
         "batch": BATCH,
+        "where": where.what,
+        "create_us": {"trial": round(create_us, 1), "data folder": round(data_create_us, 1)},
         "rounds": [
             {str(e): {k: t.summary() for k, t in by.items()} for e, by in r.items()} for r in rounds
         ],
         "median": {str(e): {k: t.summary() for k, t in by.items()} for e, by in median.items()},
     }
-    return _figures(median, settings.files), raw
+    place = f"{where.what} (a new file {create_us:.0f} us"
+    place += f"; {data_create_us:.0f} us in the data folder)" if where.fresh else ")"
+    return _figures(median, settings.files, place), raw
 
 
-def _figures(median: Trials, files: int) -> list[Figure]:
+def _figures(median: Trials, files: int, place: str) -> list[Figure]:
     figures = []
     for engines, by in median.items():
         shape = f"{engines} engines x batch {BATCH}, {files:,} files"
         seed = by["seed"]
-        figures.append(_rate(f"seed-like baseline (Flask), {shape}", seed))
-        for mode in ("fsync", "none"):
+        figures.append(_rate(f"seed-like baseline (Flask), {shape}, on {place}", seed))
+        memory, protocol = by["ceiling memory"], by["ceiling protocol"]
+        figures.append(_rate(f"ceiling: no disk at all, {shape}", memory, seed, "seed"))
+        protocol_figure = _rate(
+            f"ceiling: the seed protocol's folder changes only, {shape}", protocol, seed, "seed"
+        )
+        figures.append(protocol_figure)
+        for mode in ("fsync", "none", "fsync no reads"):
             served = by[f"reactor {mode}"]
-            figure = _rate(f"reactor, durability {mode}, {shape}", served, seed, "seed")
+            name = f"reactor, durability {mode.replace(' no reads', ', read_qc off')}, {shape}"
+            figure = _rate(name, served, seed, "seed")
             if mode == "fsync":
                 figure.target = f">= {TARGET_OVER_SEED:.0f}x"
                 figure.met = (
@@ -283,16 +374,23 @@ def _figures(median: Trials, files: int) -> list[Figure]:
                     and figure.ratio is not None
                     and (figure.ratio >= TARGET_OVER_SEED)
                 )
+                reach = protocol_figure.ratio
+                if reach is not None and reach < TARGET_OVER_SEED and protocol.errors == 0:
+                    figure.out_of_reach = f"the protocol's ceiling is {reach:.2f}x"
             figures.append(figure)
-        for mode in ("fsync", "none"):
+        for mode in ("fsync", "none", "fsync no reads"):
             floor, served = by[f"floor {mode}"], by[f"reactor {mode}"]
-            figures.append(_rate(f"journal floor (no HTTP), durability {mode}, {shape}", floor))
+            durability, _, no_reads = mode.partition(" ")
+            what = "journal" if no_reads else "journal and read workers"
+            label = f"floor: the {what} alone (no HTTP), durability {durability}, {shape}"
+            figures.append(_rate(label, floor))
             figure = Figure(
-                f"reactor, durability {mode}: ms per file against the journal floor, {shape}",
+                f"reactor, {mode.replace(' no reads', ', read_qc off')}: ms per file against "
+                f"that floor, {shape}",
                 _ms_per_file(served),
                 "ms",
                 _ms_per_file(floor),
-                "journal floor",
+                "floor",
             )
             if mode == "fsync":
                 figure.target = f"<= {TARGET_OVER_FLOOR:.0f}x"
