@@ -23,9 +23,9 @@ from reactor.core.state import RunState
 from reactor.disk.inputs import InputFolders
 from reactor.disk.signature import check_pod5
 
-# Files looked at between two turns of the event loop: ~10 ms of signature checks on a
-# local disk, so a request waits at most about that long behind the scan.
-SLICE_FILES = 2_000
+# Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
+# once SLICE_S has passed): ~2 ms of signature checks on a local disk.
+SLICE_FILES = 256
 
 
 @dataclass(slots=True)
