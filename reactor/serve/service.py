@@ -70,7 +70,7 @@ from reactor.disk.journal import (
     Unfinished,
 )
 from reactor.disk.read_files import SplitRequest, UnreadableOutput
-from reactor.disk.recovery import Recovered, recover
+from reactor.disk.recovery import Recovered, recover, unrecorded_input
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
 from reactor.runtime.heap import release_free_memory
@@ -124,6 +124,10 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
 
 
 def _nothing() -> None:
+    pass
+
+
+def _ignore(_entry: os.DirEntry[str]) -> None:
     pass
 
 
@@ -437,7 +441,8 @@ class Reactor:
         now = self.clock()
         recovered = self._recover(now)
         stems = self.journal.result_stems()
-        self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
+        others = self._unrecorded_inputs(recovered)
+        self._scan_inputs(now, recovered.history, recovered.handed_back, stems, others)
         for job in recovered.finished:
             self.state.restore_job(job)
         self._restored(recovered, now)
@@ -458,6 +463,7 @@ class Reactor:
             recovered.handed_back,
             self._refuse,
             now,
+            self._unrecorded_inputs(recovered),
         )
         # What the journal knows of goes in by name first (few names): failures and
         # hand-backs at the front, finished jobs' files known before their jobs.
@@ -481,7 +487,12 @@ class Reactor:
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""
         self.ensure_result_folders()
-        recovered = recover(self.journal, now, self.config.report_back_interval)
+        recovered = recover(
+            self.journal,
+            now,
+            self.config.report_back_interval,
+            scan_lists_inputs=self.inputs.lists(self.journal.input_dir),
+        )
         state = self.state
         for name in recovered.done:
             state.restore_done(name, now)
@@ -508,6 +519,26 @@ class Reactor:
         self._expire_now(now)
         self.writer.start()
 
+    def _unrecorded_inputs(self, recovered: Recovered) -> Callable[[os.DirEntry[str]], None]:
+        """For the scan of INPUTDIR, when recovery left its job folders to it: each entry
+        that is not a `.pod5` is settled as recovery's own listing would have done
+        (`reactor.disk.recovery.unrecorded_input`), the repair logged and counted."""
+        if not self.inputs.lists(self.journal.input_dir):
+            return _ignore
+        input_dir = self.journal.input_dir
+        recorded, jobs = recovered.recorded, self.state.jobs
+
+        def known(job_id: str) -> bool:
+            return job_id in recorded or job_id in jobs
+
+        def meet(entry: os.DirEntry[str]) -> None:
+            repair = unrecorded_input(input_dir, entry, known)
+            if repair is not None:
+                recovered.repairs.append((repair, entry.name))
+                log.warning("recovery_repair", repair=repair, folder=entry.name)
+
+        return meet
+
     def _ready_now(self, summary: _RecoveredSummary | None) -> None:
         self.ready = True
         self.waiters.notify()  # files found ready before the service could hand them out
@@ -529,6 +560,7 @@ class Reactor:
         history: dict[str, FailureHistory],
         handed_back: set[str],
         stems: set[str],
+        others: Callable[[os.DirEntry[str]], None],
     ) -> None:
         """Every `.pod5` not accounted for by the journal: done by the seed's rule,
         else ready or incomplete by its signature. Queued oldest first, files that failed
@@ -536,7 +568,7 @@ class Reactor:
         found: list[tuple[float, str, bool]] = []
         files = self.state.files
         # Once per file at start (10^6 files): no Path objects, `entry.path` as it is.
-        for entry in self.inputs.scan():
+        for entry in self.inputs.scan(others):
             name = entry.name
             record = files.get(name)
             if record is not None:

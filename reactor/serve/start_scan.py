@@ -40,6 +40,8 @@ class StartScan:
     handed_back: set[str]
     refuse: Callable[[str], bool]
     now: float
+    # Every entry of INPUTDIR that is not a `.pod5` (recovery leaves its strays to the scan)
+    others: Callable[[os.DirEntry[str]], None]
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
 
@@ -79,7 +81,7 @@ class StartScan:
     def slices(self, size: int = SLICE_FILES) -> Iterator[int]:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
         files = self.state.files
-        for count, entry in enumerate(self.inputs.scan(), 1):
+        for count, entry in enumerate(self.inputs.scan(self.others), 1):
             name = entry.name
             record = files.get(name)
             if record is not None:
