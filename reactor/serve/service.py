@@ -69,7 +69,7 @@ from reactor.disk.journal import (
     Step,
     Unfinished,
 )
-from reactor.disk.read_files import SplitRequest, UnreadableOutput
+from reactor.disk.read_requests import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover, unrecorded_input
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
