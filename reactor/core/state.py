@@ -336,14 +336,9 @@ class RunState:
     def requeue_in_order(self, names: Iterable[str]) -> None:
         """Move these ready files to the back of the queue, in this order (the start-up
         scan's, oldest first, once it has seen them all); the other ready files keep
-        their places ahead of them. Names not ready are skipped. O(files): once, at the
-        end of the start-up scan."""
-        files = self.files
-        self._ready.move_to_back(
-            name
-            for name in names
-            if (record := files.get(name)) is not None and record.state is FileState.READY
-        )
+        their places ahead of them. Names not ready are skipped (the queue holds exactly
+        the ready files). O(files): once, at the end of the start-up scan."""
+        self._ready.move_to_back(names)
 
     def restore_quarantined(self, name: str, failures: int, now: float) -> None:
         if name not in self.files:
