@@ -283,6 +283,14 @@ class RunState:
                 record.changed_at = now  # activity: restarts the settle timer
         return record.state
 
+    def file_found(self, name: str, *, complete: bool, now: float) -> None:
+        """`file_seen` for a file with no record, no history and nothing sending it to
+        the front: the start-up scan's common case, 10^6 times at start."""
+        if name in self.files:
+            self.file_seen(name, complete=complete, now=now)
+            return
+        self._new_record(name, FileState.READY if complete else FileState.INCOMPLETE, now)
+
     def file_gone(self, name: str, now: float) -> FileState | None:
         """The `.pod5` was deleted or moved out of INPUTDIR. Returns its state, if known.
 

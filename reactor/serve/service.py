@@ -29,6 +29,7 @@ import importlib.metadata
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ FREEZE_HEAP_AT_FILES = 10_000
 # (accept, read, the handler, its step's result): with slices of 2,000 files (25 ms and
 # more on a busy machine) the first answer waited ~0.5 s behind the scan.
 SCAN_TURN_S = 0.004
+# While the scan holds the GIL, a thread waiting for it (the writer carrying out an
+# assignment: a few dozen system calls, each giving the GIL up) waits this long each
+# time, not the default 5 ms: at 5 ms the first assignment took ~0.25 s.
+SCAN_SWITCH_S = 0.0005
 
 
 @contextlib.contextmanager
@@ -319,6 +324,8 @@ class Reactor:
         # loop turns every SCAN_TURN_S, not every few thousand files.
         listener = self.state.ready_listener
         clock = time.perf_counter
+        switch_s = sys.getswitchinterval()
+        sys.setswitchinterval(SCAN_SWITCH_S)
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
                 self.state.ready_listener = _nothing
@@ -349,6 +356,7 @@ class Reactor:
             return
         finally:
             self.state.ready_listener = listener
+            sys.setswitchinterval(switch_s)
         self._scan = None
         self._ready_now(self._recovered_summary)
         if self._reconcile_after_scan is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
 from reactor.disk.inputs import InputFolders
-from reactor.disk.signature import check_pod5
+from reactor.disk.signature import look_at_pod5
 
 # Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
 # once SLICE_S has passed): ~2 ms of signature checks on a local disk.
@@ -80,7 +80,8 @@ class StartScan:
 
     def slices(self, size: int = SLICE_FILES) -> Iterator[int]:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
-        files = self.state.files
+        state, now = self.state, self.now
+        files, front, history = state.files, self.handed_back, self.history
         for count, entry in enumerate(self.inputs.scan(self.others), 1):
             name = entry.name
             record = files.get(name)
@@ -88,8 +89,10 @@ class StartScan:
                 record.present = True
             elif (checked := self._check(name, entry.path, entry.is_symlink())) is not None:
                 mtime, complete = checked
-                self._queue(name, complete=complete)
-                if name not in self.handed_back and name not in self.history:
+                if name in front or name in history:
+                    self._queue(name, complete=complete)
+                else:
+                    state.file_found(name, complete=complete, now=now)
                     self._names.append(name)
                     self._mtimes.append(mtime)
             if count % size == 0:
@@ -114,10 +117,11 @@ class StartScan:
             return None
         if is_symlink and self.refuse(name):
             return None
-        check = check_pod5(path)
-        if check is None:
+        looked = look_at_pod5(path)
+        if looked is None:
             return None
-        return check.mtime, check.complete
+        complete, _size, mtime = looked
+        return mtime, complete
 
     def _queue(self, name: str, *, complete: bool) -> None:
         self.state.file_seen(
