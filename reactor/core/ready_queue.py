@@ -15,7 +15,7 @@ files are), then the others: O(n / SEGMENT) at worst.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from itertools import chain, filterfalse, islice
 
 SEGMENT = 1 << 15  # names per segment: 31 segments at 10^6 files
 
@@ -81,9 +81,12 @@ class ReadyQueue:
         """Those of these names that are in the queue go to its back, in this order; the
         others keep their order ahead of them. O(queue + names): the queue is built anew,
         a segment at a time (once, at the end of the start-up scan: 10^6 names)."""
+        # Every step in C (no bytecode per name): 10^6 names in a fraction of a second.
         queued = dict.fromkeys(self)
-        moved = dict.fromkeys(name for name in names if name in queued)
-        order = chain([name for name in queued if name not in moved], moved)
+        moved = dict.fromkeys(names)
+        for name in moved.keys() - queued.keys():
+            del moved[name]
+        order = chain(filterfalse(moved.__contains__, queued), moved)
         segments = []
         while segment := dict.fromkeys(islice(order, SEGMENT)):
             segments.append(segment)
