@@ -301,6 +301,51 @@ def test_light_verbs_never_load_the_service_libraries(verb: str, tmp_path: Path)
     assert "Traceback" not in done.stderr
 
 
+# What a single run's service does not use before its first DONE (the reading libraries:
+# the read worker's; host mode; Slurm's client, with a [fleet] table): never loaded by its
+# start, which they held back by ~0.2 s (docs/operations.md, "Performance").
+SERVE_DEFERRED = ("pod5", "pyarrow", "numpy", "pysam", "dnaio", "reactor.disk.read_files",
+                  "reactor.serve.host", "reactor.cluster")  # fmt: skip
+
+
+def test_a_single_run_starts_serving_without_what_it_does_not_use(tmp_path: Path) -> None:
+    """`reactor serve`'s imports, then its application's start-up (recovery, the scan
+    started) and stop, in a fresh interpreter: none of SERVE_DEFERRED is loaded."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "import reactor.commands.serve\n"
+        "from aiohttp import web\n"
+        "from reactor.runtime.logs import configure_logging\n"
+        "from reactor.serve.app import create_app\n"
+        "from reactor.serve.read_worker import shared_read_worker\n"
+        "from reactor.settings.serve import ServeConfig, prepare_output_dirs\n"
+        "async def start_and_stop():\n"
+        "    config = ServeConfig(input_dir=Path('in'), output_dir=Path('out'))\n"
+        "    prepare_output_dirs(config)\n"
+        "    runner = web.AppRunner(create_app(config))\n"
+        "    await runner.setup()\n"
+        "    await runner.cleanup()\n"
+        "asyncio.run(start_and_stop())\n"
+        f"deferred = {SERVE_DEFERRED!r}\n"
+        "loaded = sorted(n for n in sys.modules if n.partition('.')[0] in deferred\n"
+        "                or any(n == d or n.startswith(d + '.') for d in deferred))\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+    assert done.stderr.strip().splitlines()[-1] == "LOADED []", done.stderr
+
+
 TESTS = REPO / "tests"
 
 

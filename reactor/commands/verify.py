@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reactor.disk.read_files import UnreadableOutput
+    from reactor.disk.read_requests import UnreadableOutput
     from reactor.ops.verify import VerifyError, report_lines, verify
 
     try:

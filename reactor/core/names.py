@@ -72,23 +72,32 @@ OUTPUT_SUFFIXES = (".fastq.gz", ".fastq", ".fq.gz", ".fq", ".bam")
 _JOB_TAG_RE = re.compile(r"job_id_[0-9]+_")
 
 
+_OUTPUT_EXTENSIONS = frozenset({"fastq", "fq", "bam"})
+_GZIPPED_EXTENSIONS = frozenset({"fastq", "fq"})
+
+
 def output_stem(name: str) -> str | None:
     """The stem a FASTQ/BAM output would share with its `.pod5` (the seed's done rule).
 
     Outputs reactor merged carry a `job_id_<jobid>_` tag in front; the tag is not part of
-    the stem. Returns None for names that are not basecalling outputs.
+    the stem. Returns None for names that are not basecalling outputs. The name ends in
+    one of OUTPUT_SUFFIXES, in any case; read by its last extensions, not by lowering the
+    whole name: start-up reads every name in pass/ and fail/ (10^5-10^6 of them).
     """
-    lower = name.lower()
-    if not lower.endswith(OUTPUT_SUFFIXES):  # one call for the common miss
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
         return None
-    for suffix in OUTPUT_SUFFIXES:
-        if lower.endswith(suffix):
-            stem = name[: -len(suffix)]
-            if not stem.startswith("job_id_"):
-                return stem
-            tag = _JOB_TAG_RE.match(stem)
-            return stem[tag.end() :] if tag else stem
-    return None
+    extension = extension.lower()
+    if extension == "gz":
+        stem, dot, extension = stem.rpartition(".")
+        if not dot or extension.lower() not in _GZIPPED_EXTENSIONS:
+            return None
+    elif extension not in _OUTPUT_EXTENSIONS:
+        return None
+    if not stem.startswith("job_id_"):
+        return stem
+    tag = _JOB_TAG_RE.match(stem)
+    return stem[tag.end() :] if tag else stem
 
 
 def job_tag(job_id: str) -> str:

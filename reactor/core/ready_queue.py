@@ -15,7 +15,7 @@ files are), then the others: O(n / SEGMENT) at worst.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import chain
+from itertools import chain, filterfalse, islice
 
 SEGMENT = 1 << 15  # names per segment: 31 segments at 10^6 files
 
@@ -78,18 +78,20 @@ class ReadyQueue:
                 return
 
     def move_to_back(self, names: Iterable[str]) -> None:
-        """These names, all in the queue, go to the back in this order; the others keep
-        their order ahead of them. O(queue + names): the queue is built anew."""
+        """Those of these names that are in the queue go to its back, in this order; the
+        others keep their order ahead of them. O(queue + names): the queue is built anew,
+        a segment at a time (once, at the end of the start-up scan: 10^6 names)."""
+        # Every step in C (no bytecode per name): 10^6 names in a fraction of a second.
+        queued = dict.fromkeys(self)
         moved = dict.fromkeys(names)
-        kept = (name for name in self if name not in moved)
+        for name in moved.keys() - queued.keys():
+            del moved[name]
+        order = chain(filterfalse(moved.__contains__, queued), moved)
+        segments = []
+        while segment := dict.fromkeys(islice(order, SEGMENT)):
+            segments.append(segment)
         self._front = {}
-        self._segments = [{}]
-        last = self._segments[0]
-        for name in chain(kept, moved):
-            if len(last) >= SEGMENT:
-                last = {}
-                self._segments.append(last)
-            last[name] = None
+        self._segments = segments or [{}]
 
     def _shrunk(self, index: int, segment: dict[str, None]) -> None:
         segments = self._segments

@@ -112,22 +112,45 @@ class InputFolders:
 
         return target
 
+    def lists(self, folder: Path) -> bool:
+        """Whether `scan()` passes every entry of `folder` by (`others`): the one folder
+        of a single run (INPUTDIR, where job folders are made too)."""
+        return self._single and self.folders[0] == folder.absolute()
+
     def contains(self, target: Path) -> bool:
         """Whether a resolved path lies inside the run's folders."""
         return target.is_relative_to(self.within.resolve())
 
     # ------------------------------------------------------------- listing
 
-    def scan(self) -> Iterator[os.DirEntry[str]]:
+    def scan(
+        self, others: Callable[[os.DirEntry[str]], None] | None = None
+    ) -> Iterator[os.DirEntry[str]]:
         """Every accepted `.pod5` entry in the folders (and barcode folders), each one's
-        folder recorded. A folder that is missing is skipped (a run may not have made it
-        yet); the first folder must be readable (OSError otherwise)."""
-        for index, folder in enumerate(self.folders):
+        folder recorded; `others` is given every other entry of a single run's folder.
+        A folder that is missing is skipped (a run may not have made it yet); the first
+        folder must be readable (OSError otherwise)."""
+        if self._single:
+            yield from self._flat(self.folders[0], others)
+            return
+        for folder in self.folders:
             try:
                 yield from self._entries(folder, nested=self.barcodes)
             except FileNotFoundError:
-                if index == 0 and self._single:
-                    raise
+                continue
+
+    def _flat(
+        self, folder: Path, others: Callable[[os.DirEntry[str]], None] | None
+    ) -> Iterator[os.DirEntry[str]]:
+        """A single run's folder: once per file at start (10^6), so nothing is done for
+        an accepted entry but to yield it."""
+        accept = self._accept
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if accept(entry.name):
+                    yield entry
+                elif others is not None:
+                    others(entry)
 
     def _entries(self, folder: Path, *, nested: bool) -> Iterator[os.DirEntry[str]]:
         subfolders: list[Path] = []

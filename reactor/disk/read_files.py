@@ -35,7 +35,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from reactor.core.read_tags import UNCLASSIFIED, ReadTags, barcode_name, parse_h
 from reactor.core.readstats import YIELD_SLOT_S, JobReads
 from reactor.disk import engine_trees
 from reactor.disk.engine_trees import Outputs
+from reactor.disk.read_requests import SplitRequest, SplitResult, UnreadableOutput
 
 FASTQ = "fastq"
 BAM = "bam"
@@ -59,10 +60,6 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Integer types of a BAM tag as pysam reports them, written `i` in text (SAM's rule).
 _INTEGER_TYPES = frozenset("cCsSiI")
-
-
-class UnreadableOutput(Exception):
-    """An output that is not the reads its name says: the job cannot be merged."""
 
 
 def read_format(name: str) -> str | None:
@@ -97,42 +94,6 @@ def output_folder(fmt: str, passed: bool, alias: str) -> str:
     """`fastq_pass`, `bam_fail/barcode01`, …: where MinKNOW puts such reads."""
     top = f"{fmt}_{'pass' if passed else 'fail'}"
     return f"{top}/{alias}" if alias else top
-
-
-@dataclass(frozen=True, slots=True)
-class SplitRequest:
-    """One job's outputs to read (and, with a `batch`, to write again in MinKNOW's
-    layout into `stage`)."""
-
-    output_dir: str  # OUTPUTDIR (absolute)
-    folder: str  # the job's TMPOUTPUT_ folder in it
-    tag: str  # the job's tag (`reactor.core.names.job_tag`), for the names' length rule
-    pod5_paths: tuple[str, ...]  # the job's .pod5 files, for their read ids
-    min_qscore: float
-    # Barcode folders: True/False as the run's parameters say (a kit_name); None: by
-    # the reads (a job with a read classified by barcode is split by barcode).
-    barcoded: bool | None = False
-    aliases: dict[str, str] = field(default_factory=dict)  # barcode -> alias
-    batch: int | None = None  # MinKNOW's layout: the batch number; None: count only
-    stage: str | None = None  # where the split outputs are written (made afresh)
-    output_format: str = "auto"
-    provenance: dict[str, str] = field(default_factory=dict)  # for the @PG line
-
-    @property
-    def job_folder(self) -> str:
-        return str(Path(self.output_dir, self.folder))
-
-
-@dataclass(slots=True)
-class SplitResult:
-    """What a job's outputs held, and the files written for them."""
-
-    outputs: Outputs  # the engine's outputs, as inspected
-    reads: JobReads
-    written: list[tuple[str, str]] = field(default_factory=list)  # (output folder, name)
-    read_from: list[tuple[str, str]] = field(default_factory=list)  # the outputs read
-    not_reads: list[str] = field(default_factory=list)  # outputs that are no reads: left
-    warnings: list[str] = field(default_factory=list)  # for the service's log
 
 
 # One record, whatever file it came from: (tags, length, the FASTQ record or None, the

@@ -14,6 +14,12 @@ which folders are left to rename or remove. Nothing in them is believed. A job w
 steps cannot be finished (an engine removed its folder, made it read-only) is held for
 a person with the reason; the others go on. A run from before the state folder existed
 is taken over first (`reactor.disk.migration`).
+
+A recorded job's folders in INPUTDIR are looked up by the names its record gives them.
+When the start-up scan lists INPUTDIR anyway (a single run: 10^6 `.pod5` files there),
+recovery does not list it: what only a listing finds, folders no record names, is left
+to the scan (`unrecorded_input`); docs/journal.md, "Serving during the start-up scan",
+says why that is safe. Otherwise (host mode's folder of job folders) it lists it.
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reactor.core.minknow import MINKNOW_OUTPUTS
 from reactor.core.names import (
+    INPUT_FOLDERS,
     INPUT_STAGING_NAME,
     STAGING_PREFIX,
     Folder,
@@ -62,21 +71,54 @@ class Recovered:
     state_folder_new: bool = False
     reads: RunReads = field(default_factory=RunReads)  # the merged jobs' reads, summed
     next_batch: int = 0  # the next output batch number in MinKNOW's layout
+    # The job ids of the records read: a job folder in INPUTDIR of any other is not
+    # reactor's (`unrecorded_input`).
+    recorded: set[str] = field(default_factory=set)
 
 
-def recover(journal: Journal, now: float, lease_s: float) -> Recovered:
+def recover(
+    journal: Journal, now: float, lease_s: float, *, scan_lists_inputs: bool = False
+) -> Recovered:
     """Rebuild the run from its records, finishing every transition a crash cut in half.
 
     A live job's lease runs from its last keepalive recorded on disk, so a restart does
     not extend it; a job taken over from the seed, which has no such record, gets a
-    fresh lease from `now`.
+    fresh lease from `now`. With `scan_lists_inputs` the journal's input folder is not
+    listed: the caller's start-up scan passes each entry that is not a `.pod5` to
+    `unrecorded_input`.
     """
-    return _Recovery(journal, now, lease_s).run()
+    return _Recovery(journal, now, lease_s, listed=not scan_lists_inputs).run()
+
+
+def unrecorded_input(
+    input_dir: Path, entry: os.DirEntry[str], known: Callable[[str], bool]
+) -> str | None:
+    """What recovery makes of an entry of INPUTDIR that is not a `.pod5`, met by the
+    start-up scan: a staging leftover (other than the journal's own staging folder) is
+    removed, `staging_removed`; a folder of links of a job that is not `known` (no record
+    names it, and the service has not made it since) is not reactor's and is left for a
+    person, `links_without_record`. The repair's kind, or None."""
+    name = entry.name
+    if name.startswith(STAGING_PREFIX):
+        if name == INPUT_STAGING_NAME:
+            return None  # the journal's: emptied by recovery before serving, in use since
+        _remove(input_dir, name)
+        return "staging_removed"
+    folder = parse_job_folder(name)
+    if (
+        folder is not None
+        and folder.kind is Folder.ASSIGNED
+        and not known(folder.job_id)
+        and entry.is_dir(follow_symlinks=False)
+    ):
+        return "links_without_record"
+    return None
 
 
 class _Recovery:
-    def __init__(self, journal: Journal, now: float, lease_s: float) -> None:
+    def __init__(self, journal: Journal, now: float, lease_s: float, *, listed: bool) -> None:
         self.journal = journal
+        self.listed = listed  # the input folder is listed here (not by the start-up scan)
         self.now = now
         self.lease_s = lease_s
         self.result = Recovered()
@@ -96,20 +138,27 @@ class _Recovery:
             self.requeued.add(folder)
             for name, attempt in files.items():
                 self.released[name] = max(self.released.get(name, 0), attempt)
-        inputs = self._scan(self.journal.input_dir, folders_only=True)
-        outputs = self._scan(self.journal.output_dir, folders_only=False)
+        # The names of the input folder's folders when it is listed here; else None, and
+        # each job's folders are looked up by name.
+        folders = self._list_inputs() if self.listed else None
+        if folders is None:
+            self._empty_input_staging()
+        self._finish_releases(folders)
+        outputs = self._scan(self.journal.output_dir)
         for name, record in self.journal.records():
             if isinstance(record, ValueError):
                 result.repairs.append(("record_unreadable", f"{JOBS}/{name}: {record}"))
                 continue
-            job_inputs = inputs.pop(record.job_id, {})
+            result.recorded.add(record.job_id)
+            job_inputs = self._input_kinds(record, folders)
             self._recover(record, job_inputs, outputs.pop(record.job_id, {}))
         for kinds in outputs.values():
             if (unrecorded := kinds.get(Folder.TMPOUTPUT)) is not None:  # never committed
                 self._orphan(unrecorded)
-        for kinds in inputs.values():
-            if (links := kinds.get(Folder.ASSIGNED)) is not None:  # not reactor's
-                result.repairs.append(("links_without_record", links.name))
+        for name in sorted(folders or ()):
+            links = parse_job_folder(name)
+            if links and links.kind is Folder.ASSIGNED and links.job_id not in result.recorded:
+                result.repairs.append(("links_without_record", name))  # not reactor's
         for name, tries in self.failures.items():
             history = _history(tries, self.released.get(name, 0))
             if history is not None:
@@ -247,51 +296,72 @@ class _Recovery:
 
     # ------------------------------------------------------------ folders
 
-    def _scan(self, parent: os.PathLike[str], *, folders_only: bool) -> dict[str, Kinds]:
-        """One walk of a run folder: staging leftovers removed, job folders by job id.
-        In INPUTDIR (`folders_only`) files (10^6 `.pod5`) cost one `is_dir`, which the
-        directory entry answers without a `stat`; in OUTPUTDIR, whatever an engine left
-        under a job folder's name counts (a file or a link where its folder was)."""
+    def _list_inputs(self) -> set[str]:
+        """One walk of the input folder: staging leftovers removed; the names of its
+        folders (a `.pod5` costs one `is_dir`, which the entry answers without a `stat`)."""
+        found: set[str] = set()
+        with os.scandir(self.journal.input_dir) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(STAGING_PREFIX):
+                    if name == INPUT_STAGING_NAME and entry.is_dir(follow_symlinks=False):
+                        self._empty_input_staging()
+                    else:
+                        _remove(self.journal.input_dir, name)
+                        self.result.repairs.append(("staging_removed", name))
+                elif entry.is_dir(follow_symlinks=False):
+                    found.add(name)
+        return found
+
+    def _empty_input_staging(self) -> None:
+        """The journal's own staging folder stays; what a crash left in it goes."""
+        staging = self.journal.input_dir / INPUT_STAGING_NAME
+        try:
+            leftovers = os.listdir(staging) if _is_folder(staging) else []
+        except FileNotFoundError:
+            return
+        for leftover in leftovers:
+            _remove(staging, leftover)
+            self.result.repairs.append(("staging_removed", f"{INPUT_STAGING_NAME}/{leftover}"))
+
+    def _finish_releases(self, folders: set[str] | None) -> None:
+        """Quarantine folders a person released but a crash left behind: finish the
+        release (the records in `requeued/` name them)."""
+        input_dir = self.journal.input_dir
+        for key in sorted(self.requeued):
+            for kind in (Folder.FAILED, Folder.UNKNOWN):
+                name = f"{kind}_{key}"
+                if _is_in(input_dir, name, folders):
+                    _remove(input_dir, name)
+                    self.result.repairs.append(("requeue_finished", name))
+                    if folders is not None:
+                        folders.discard(name)
+
+    def _input_kinds(self, record: JobRecord, folders: set[str] | None) -> Kinds:
+        """The job's folders in the input folder, by the names its record gives them."""
+        found: Kinds = {}
+        for kind in INPUT_FOLDERS:
+            folder = JobFolder(kind, record.job_id, record.engine_id)
+            if _is_in(self.journal.input_dir, folder.name, folders):
+                found[kind] = folder
+        return found
+
+    def _scan(self, parent: os.PathLike[str]) -> dict[str, Kinds]:
+        """One walk of OUTPUTDIR: staging leftovers removed, job folders by job id;
+        whatever an engine left under a job folder's name counts (a file or a link where
+        its folder was)."""
         found: dict[str, Kinds] = {}
         with os.scandir(parent) as entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith(STAGING_PREFIX):
-                    self._remove_staging(entry)
-                    continue
-                if folders_only and not entry.is_dir(follow_symlinks=False):
+                    _remove(parent, name)
+                    self.result.repairs.append(("staging_removed", name))
                     continue
                 folder = parse_job_folder(name)
                 if folder is not None:
                     found.setdefault(folder.job_id, {})[folder.kind] = folder
-        # Quarantine folders a person released but a crash left behind: finish the release.
-        for kinds in found.values():
-            for kind in (Folder.FAILED, Folder.UNKNOWN):
-                folder = kinds.get(kind)
-                if folder is not None and f"{folder.job_id}_{folder.engine_id}" in self.requeued:
-                    self._remove(self.journal.input_dir, folder.name)
-                    self.result.repairs.append(("requeue_finished", folder.name))
         return found
-
-    def _remove_staging(self, entry: os.DirEntry[str]) -> None:
-        parent = Path(entry.path).parent
-        if entry.name == INPUT_STAGING_NAME and entry.is_dir(follow_symlinks=False):
-            # The journal's own staging folder stays; what a crash left in it goes.
-            for leftover in os.listdir(entry.path):
-                self._remove(entry.path, leftover)
-                self.result.repairs.append(("staging_removed", f"{entry.name}/{leftover}"))
-            return
-        self._remove(parent, entry.name)
-        self.result.repairs.append(("staging_removed", entry.name))
-
-    @staticmethod
-    def _remove(parent: str | os.PathLike[str], name: str) -> None:
-        with contextlib.suppress(OSError):
-            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                engine_trees.remove_folder(fd, name)
-            finally:
-                os.close(fd)
 
     def _orphan(self, folder: JobFolder, outputs: Kinds | None = None) -> None:
         """An output folder whose assignment never committed: nobody got its files. Kept
@@ -310,6 +380,28 @@ class _Recovery:
         finally:
             os.close(out)
         self.result.repairs.append(("orphan_removed", folder.name))
+
+
+def _remove(parent: str | os.PathLike[str], name: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            engine_trees.remove_folder(fd, name)
+        finally:
+            os.close(fd)
+
+
+def _is_folder(path: Path) -> bool:
+    """A folder, not a link to one (as a directory entry's `is_dir(follow_symlinks=False)`)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_in(parent: Path, name: str, folders: set[str] | None) -> bool:
+    """Whether `name` is a folder in `parent`: from its listing, or looked up by name."""
+    return name in folders if folders is not None else _is_folder(parent / name)
 
 
 def _history(tries: list[tuple[int, int, str]], released: int) -> FailureHistory | None:

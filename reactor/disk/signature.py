@@ -38,39 +38,46 @@ class Pod5Check:
 def check_pod5(path: str | os.PathLike[str]) -> Pod5Check | None:
     """Check the signatures of `path`; None if it does not exist (deleted, or moved away).
 
-    `path` may be a plain string: the start-up scan passes `DirEntry.path` as it is,
-    because building a `Path` per file costs more than the check itself.
-
     Anything else that stops the check (not a regular file, permission denied, an I/O
     error) gives `complete=False`: such a file waits, and is looked at again on its next
     event or settle timer, like a file still being written.
     """
+    looked = look_at_pod5(path)
+    if looked is None:
+        return None
+    complete, size, mtime = looked
+    return Pod5Check(complete=complete, size=size, mtime=mtime)
+
+
+def look_at_pod5(path: str | os.PathLike[str]) -> tuple[bool, int, float] | None:
+    """`check_pod5` as a plain tuple (complete, size, mtime): the start-up scan looks at
+    10^6 files, and passes `DirEntry.path` as it is, because building a `Path`, or a
+    frozen dataclass, per file costs about as much as the check itself."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None
     except OSError:
-        return Pod5Check(complete=False, size=0, mtime=0.0)
+        return False, 0, 0.0
     try:
         return _check_fd(fd)
     finally:
         os.close(fd)
 
 
-def _check_fd(fd: int) -> Pod5Check:
+def _check_fd(fd: int) -> tuple[bool, int, float]:
     try:
         info = os.fstat(fd)
     except OSError:
-        return Pod5Check(complete=False, size=0, mtime=0.0)
+        return False, 0, 0.0
     size, mtime = info.st_size, info.st_mtime
     if not stat.S_ISREG(info.st_mode) or size < 2 * _SIG_LEN:
-        return Pod5Check(complete=False, size=size, mtime=mtime)
+        return False, size, mtime
     try:
         # pread at offsets from the fstat above: the tail read is the tail of the file
         # whose size we report, even if a writer appends in between.
         head = os.pread(fd, _SIG_LEN, 0)
         tail = os.pread(fd, _SIG_LEN, size - _SIG_LEN)
     except OSError:
-        return Pod5Check(complete=False, size=size, mtime=mtime)
-    complete = head == POD5_SIGNATURE and tail == POD5_SIGNATURE
-    return Pod5Check(complete=complete, size=size, mtime=mtime)
+        return False, size, mtime
+    return head == POD5_SIGNATURE and tail == POD5_SIGNATURE, size, mtime

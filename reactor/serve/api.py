@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -32,9 +32,12 @@ from reactor.disk.durable import DurabilityError
 from reactor.disk.journal import JournalError
 from reactor.serve import page
 from reactor.serve.app_keys import CONFIG, FLEET, HOST, SERVED, STREAM
-from reactor.serve.host import DEFAULT_PRIORITY, Busy, Host, UnknownRun
+from reactor.serve.host_answers import DEFAULT_PRIORITY, Busy, UnknownRun
 from reactor.serve.service import Conflict, StepsLeft
 from reactor.serve.stream import Broadcast, TooManyViewers, TopicEnded
+
+if TYPE_CHECKING:  # imported when the service runs in host mode (`create_host_app`)
+    from reactor.serve.host import Host
 
 log = structlog.get_logger("reactor.api")
 

@@ -43,7 +43,6 @@ from pathlib import PurePath
 import structlog
 from aiohttp import web
 
-from reactor.cluster.fleet import Fleet
 from reactor.core.endrun import stop_file_filter
 from reactor.core.events import Area, Change, FsEvent, input_filter
 from reactor.core.model import Clock
@@ -67,7 +66,6 @@ from reactor.serve.app_keys import (
 )
 from reactor.serve.finisher import Finisher, exit_by_sigterm
 from reactor.serve.held_events import HeldEvents
-from reactor.serve.host import Host
 from reactor.serve.loop_lag import LoopLagProbe
 from reactor.serve.metrics import count_fleet
 from reactor.serve.reconciles import DebouncedReconcile
@@ -308,6 +306,8 @@ def create_host_app(
     """Host mode's application (`watch_root`): the same API, serving every run under the
     roots (`reactor.serve.host`). Each run's recovery, scan, watches, sweeper and
     end of run start with it; the host finds runs that appear later on its own."""
+    from reactor.serve.host import Host  # host mode only: a single run never imports it
+
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
@@ -356,6 +356,8 @@ def _add_fleet(app: web.Application, served: Served, clock: Clock) -> None:
     fleet_config = app[CONFIG].fleet
     if fleet_config is None:
         return
+    from reactor.cluster.fleet import Fleet  # Slurm's client: only with a [fleet] table
+
     fleet = Fleet(fleet_config, served.engine_work, clock=clock)
     app[FLEET] = fleet
     served.waiters.on_work.append(fleet.wake)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from reactor.cluster.fleet import Fleet
 from reactor.serve.finisher import Finisher
 from reactor.serve.held_events import HeldEvents
-from reactor.serve.host import Host
 from reactor.serve.sdnotify import SystemdLifecycle
 from reactor.serve.served import Served
 from reactor.serve.service import Reactor
 from reactor.serve.stream import Broadcast
 from reactor.serve.sweeper import Sweeper
 from reactor.settings.serve import ServeConfig
+
+if TYPE_CHECKING:  # imported where they are made, only when used: host mode, a [fleet]
+    from reactor.cluster.fleet import Fleet
+    from reactor.serve.host import Host
 
 CONFIG: web.AppKey[ServeConfig] = web.AppKey("config")
 REACTOR: web.AppKey[Reactor] = web.AppKey("reactor")

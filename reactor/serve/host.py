@@ -86,6 +86,7 @@ from reactor.serve.finisher import Finisher
 from reactor.serve.folder_poll import FolderPoller
 from reactor.serve.folder_watch import FolderWatch
 from reactor.serve.held_events import HeldEvents
+from reactor.serve.host_answers import Busy, UnknownRun
 from reactor.serve.metrics import LATENCY_BUCKETS_S, LOOP_LAG_BUCKETS_S
 from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.service import HOST_TIME_ZONE, Reactor, ReadRules, StartupError, new_job_id
@@ -104,25 +105,6 @@ PARAMS_RECORD = "params.json"  # in the run's state folder, `run/`
 RUN_READS = ("reads", "bases", "pass_reads", "pass_bases", "n50", "min_qscore", "accounting")
 SHEET_NAME = "sample_sheet.csv"  # the run's sample sheet, copied where engines read it
 RETIRE_AFTER_S = 900.0  # a complete run stays in /status and /metrics this long
-DEFAULT_PRIORITY = 10.0  # the weight `reactor run prioritise` gives without --weight
-
-
-class Busy(Exception):
-    """A re-basecall cannot start now: batches of the run are out with its old
-    parameters (it waits for them), or the run is complete."""
-
-    def __init__(self, live: int, detail: str = "") -> None:
-        detail = detail or (
-            f"{live} batches of the run are out with its old parameters: ask again once "
-            "they are back (reactor status shows them)"
-        )
-        super().__init__(detail)
-        self.live = live
-        self.detail = detail
-
-
-class UnknownRun(KeyError):
-    """No run by that name (its flow cell and protocol run, or its folder)."""
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,18 @@ has its own registry (tests build many apps in one process).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from reactor.cluster.fleet import Fleet
 from reactor.core.fleet import JobPhase
 from reactor.core.readstats import RunReads
 from reactor.core.state import RunState
+
+if TYPE_CHECKING:  # made (and imported) only with a [fleet] table: `reactor.serve.app`
+    from reactor.cluster.fleet import Fleet
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 JOB_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)

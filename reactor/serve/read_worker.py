@@ -2,10 +2,11 @@
 
 Parsing FASTQ and BAM holds the GIL for as long as it runs, so a thread would stall
 the event loop (and every engine's answer) with it: the reads are read in separate
-processes (`reactor.disk.read_files.split_outputs`), a pool of `read_workers` (2) per
-service shared by every run of a host. They are started with `spawn` (the service has
-threads: forking it could copy a lock held by one of them) on the first job to read
-(`reactor serve` starts them once it listens: `warm`), and replaced if one dies. They
+processes (`reactor.disk.read_files.split_outputs`, imported there only), a pool of
+`read_workers` (2) per service shared by every run of a host. They are started with
+`spawn` (the service has threads: forking it could copy a lock held by one of them) on
+the first job to read (`reactor serve` starts them once it listens: `warm`), and
+replaced if one dies. They
 die with the service, however the service ends (`kill -9` included): the kernel
 signals them when their parent goes (Linux's PR_SET_PDEATHSIG), since a worker waiting
 on its queue would otherwise wait forever, holding the queue's other end itself.
@@ -26,7 +27,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from reactor.disk.read_files import SplitRequest, SplitResult, split_outputs
+from reactor.disk.read_requests import SplitRequest, SplitResult
 
 WORKERS = 2  # the read_workers setting's default
 
@@ -51,6 +52,21 @@ def die_with_parent(parent_pid: int, memory_bytes: int = WORKER_MEMORY_BYTES) ->
         os._exit(0)
 
 
+def _start_worker(parent_pid: int, memory_bytes: int) -> None:
+    """(In the worker, at its start.) `die_with_parent`, then import what it reads with
+    (~1 s spawned), so that a job never waits for it. The service itself never imports
+    `reactor.disk.read_files`: its reading libraries cost ~0.15 s before the port opens."""
+    die_with_parent(parent_pid, memory_bytes)
+    import reactor.disk.read_files  # noqa: F401
+
+
+def _split(request: SplitRequest) -> SplitResult:
+    """(In the worker.) One job's outputs read, and split."""
+    from reactor.disk.read_files import split_outputs
+
+    return split_outputs(request)
+
+
 class ReadWorkerGone(Exception):
     """The worker process died twice on one job: its outputs could not be read."""
 
@@ -70,7 +86,7 @@ class ReadWorker:
                 self._pool = ProcessPoolExecutor(
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=die_with_parent,
+                    initializer=_start_worker,
                     initargs=(os.getpid(), self._memory_bytes),
                 )
             return self._pool
@@ -98,7 +114,7 @@ class ReadWorker:
         for attempt in (1, 2):
             pool = self._executor()
             try:
-                return await loop.run_in_executor(pool, split_outputs, request)
+                return await loop.run_in_executor(pool, _split, request)
             except MemoryError:
                 # the job is the engine's to answer for; the worker, its memory kept by
                 # the allocator, is replaced for the jobs after it

@@ -29,6 +29,7 @@ import importlib.metadata
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -69,8 +70,8 @@ from reactor.disk.journal import (
     Step,
     Unfinished,
 )
-from reactor.disk.read_files import SplitRequest, UnreadableOutput
-from reactor.disk.recovery import Recovered, recover
+from reactor.disk.read_requests import SplitRequest, UnreadableOutput
+from reactor.disk.recovery import Recovered, recover, unrecorded_input
 from reactor.disk.signature import check_pod5
 from reactor.disk.state_dir import RUN, StateError
 from reactor.runtime.heap import release_free_memory
@@ -103,6 +104,14 @@ ENGINE_FORGET_S = 3600.0
 # stalled loop per pass at 10^6 files). Records hold no reference cycles, so they are
 # built with the collector paused and, for a large run, moved out of its sight.
 FREEZE_HEAP_AT_FILES = 10_000
+# The start-up scan gives the event loop a turn this often. An answer takes a few turns
+# (accept, read, the handler, its step's result): with slices of 2,000 files (25 ms and
+# more on a busy machine) the first answer waited ~0.5 s behind the scan.
+SCAN_TURN_S = 0.004
+# While the scan holds the GIL, a thread waiting for it (the writer carrying out an
+# assignment: a few dozen system calls, each giving the GIL up) waits this long each
+# time, not the default 5 ms: at 5 ms the first assignment took ~0.25 s.
+SCAN_SWITCH_S = 0.0005
 
 
 @contextlib.contextmanager
@@ -120,6 +129,10 @@ def _gc_paused(freeze: Callable[[], bool]) -> Iterator[None]:
 
 
 def _nothing() -> None:
+    pass
+
+
+def _ignore(_entry: os.DirEntry[str]) -> None:
     pass
 
 
@@ -306,16 +319,25 @@ class Reactor:
         scan = self._scan
         if scan is None:
             return
-        # Engines waiting for work are woken once per slice, not once per file found.
+        # Engines waiting for work are woken once per turn of the loop, not once per file
+        # found. A request takes several turns (accept, read, handler, write), so the
+        # loop turns every SCAN_TURN_S, not every few thousand files.
         listener = self.state.ready_listener
+        clock = time.perf_counter
+        switch_s = sys.getswitchinterval()
+        sys.setswitchinterval(SCAN_SWITCH_S)
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
                 self.state.ready_listener = _nothing
+                turn_at = clock() + SCAN_TURN_S
                 for _ in scan.slices():
+                    if clock() < turn_at:
+                        continue
                     self.state.ready_listener = listener
                     listener()
                     await asyncio.sleep(0)
                     self.state.ready_listener = _nothing
+                    turn_at = clock() + SCAN_TURN_S
                 scan.finish()
             release_free_memory()  # the final sort's temporaries (reactor.runtime.heap)
         except OSError as exc:
@@ -334,6 +356,7 @@ class Reactor:
             return
         finally:
             self.state.ready_listener = listener
+            sys.setswitchinterval(switch_s)
         self._scan = None
         self._ready_now(self._recovered_summary)
         if self._reconcile_after_scan is not None:
@@ -426,7 +449,8 @@ class Reactor:
         now = self.clock()
         recovered = self._recover(now)
         stems = self.journal.result_stems()
-        self._scan_inputs(now, recovered.history, recovered.handed_back, stems)
+        others = self._unrecorded_inputs(recovered)
+        self._scan_inputs(now, recovered.history, recovered.handed_back, stems, others)
         for job in recovered.finished:
             self.state.restore_job(job)
         self._restored(recovered, now)
@@ -447,6 +471,7 @@ class Reactor:
             recovered.handed_back,
             self._refuse,
             now,
+            self._unrecorded_inputs(recovered),
         )
         # What the journal knows of goes in by name first (few names): failures and
         # hand-backs at the front, finished jobs' files known before their jobs.
@@ -470,7 +495,12 @@ class Reactor:
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""
         self.ensure_result_folders()
-        recovered = recover(self.journal, now, self.config.report_back_interval)
+        recovered = recover(
+            self.journal,
+            now,
+            self.config.report_back_interval,
+            scan_lists_inputs=self.inputs.lists(self.journal.input_dir),
+        )
         state = self.state
         for name in recovered.done:
             state.restore_done(name, now)
@@ -497,6 +527,26 @@ class Reactor:
         self._expire_now(now)
         self.writer.start()
 
+    def _unrecorded_inputs(self, recovered: Recovered) -> Callable[[os.DirEntry[str]], None]:
+        """For the scan of INPUTDIR, when recovery left its job folders to it: each entry
+        that is not a `.pod5` is settled as recovery's own listing would have done
+        (`reactor.disk.recovery.unrecorded_input`), the repair logged and counted."""
+        if not self.inputs.lists(self.journal.input_dir):
+            return _ignore
+        input_dir = self.journal.input_dir
+        recorded, jobs = recovered.recorded, self.state.jobs
+
+        def known(job_id: str) -> bool:
+            return job_id in recorded or job_id in jobs
+
+        def meet(entry: os.DirEntry[str]) -> None:
+            repair = unrecorded_input(input_dir, entry, known)
+            if repair is not None:
+                recovered.repairs.append((repair, entry.name))
+                log.warning("recovery_repair", repair=repair, folder=entry.name)
+
+        return meet
+
     def _ready_now(self, summary: _RecoveredSummary | None) -> None:
         self.ready = True
         self.waiters.notify()  # files found ready before the service could hand them out
@@ -518,6 +568,7 @@ class Reactor:
         history: dict[str, FailureHistory],
         handed_back: set[str],
         stems: set[str],
+        others: Callable[[os.DirEntry[str]], None],
     ) -> None:
         """Every `.pod5` not accounted for by the journal: done by the seed's rule,
         else ready or incomplete by its signature. Queued oldest first, files that failed
@@ -525,7 +576,7 @@ class Reactor:
         found: list[tuple[float, str, bool]] = []
         files = self.state.files
         # Once per file at start (10^6 files): no Path objects, `entry.path` as it is.
-        for entry in self.inputs.scan():
+        for entry in self.inputs.scan(others):
             name = entry.name
             record = files.get(name)
             if record is not None:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
 from reactor.disk.inputs import InputFolders
-from reactor.disk.signature import check_pod5
+from reactor.disk.signature import look_at_pod5
 
-# Files looked at between two turns of the event loop: ~10 ms of signature checks on a
-# local disk, so a request waits at most about that long behind the scan.
-SLICE_FILES = 2_000
+# Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
+# once SLICE_S has passed): ~2 ms of signature checks on a local disk.
+SLICE_FILES = 256
 
 
 @dataclass(slots=True)
@@ -40,6 +40,8 @@ class StartScan:
     handed_back: set[str]
     refuse: Callable[[str], bool]
     now: float
+    # Every entry of INPUTDIR that is not a `.pod5` (recovery leaves its strays to the scan)
+    others: Callable[[os.DirEntry[str]], None]
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
 
@@ -78,18 +80,29 @@ class StartScan:
 
     def slices(self, size: int = SLICE_FILES) -> Iterator[int]:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
-        files = self.state.files
-        for count, entry in enumerate(self.inputs.scan(), 1):
+        # `_check` and `_queue` inlined: this loop runs once per file (10^6 at start).
+        state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
+        files, front, history = state.files, self.handed_back, self.history
+        names, mtimes = self._names, self._mtimes
+        for count, entry in enumerate(self.inputs.scan(self.others), 1):
             name = entry.name
             record = files.get(name)
             if record is not None:
                 record.present = True
-            elif (checked := self._check(name, entry.path, entry.is_symlink())) is not None:
-                mtime, complete = checked
-                self._queue(name, complete=complete)
-                if name not in self.handed_back and name not in self.history:
-                    self._names.append(name)
-                    self._mtimes.append(mtime)
+            elif stems and name[:-5] in stems:  # is_pod5_name: it ends in ".pod5"
+                state.restore_done(name, now)
+                files[name].present = True
+            elif (
+                not (entry.is_symlink() and refuse(name))
+                and (looked := look_at_pod5(entry.path)) is not None
+            ):
+                complete, _size, mtime = looked
+                if name in front or name in history:
+                    self._queue(name, complete=complete)
+                else:
+                    state.file_found(name, complete=complete, now=now)
+                    names.append(name)
+                    mtimes.append(mtime)
             if count % size == 0:
                 yield count
 
@@ -99,7 +112,7 @@ class StartScan:
         mtimes = self._mtimes
         order = sorted(range(len(self._names)), key=mtimes.__getitem__)
         names = self._names
-        self.state.requeue_in_order(names[index] for index in order)
+        self.state.requeue_in_order(map(names.__getitem__, order))
         self._names = []
         self._mtimes = array("d")
 
@@ -112,10 +125,11 @@ class StartScan:
             return None
         if is_symlink and self.refuse(name):
             return None
-        check = check_pod5(path)
-        if check is None:
+        looked = look_at_pod5(path)
+        if looked is None:
             return None
-        return check.mtime, check.complete
+        complete, _size, mtime = looked
+        return mtime, complete
 
     def _queue(self, name: str, *, complete: bool) -> None:
         self.state.file_seen(

@@ -37,7 +37,8 @@ import pysam
 from xopen import xopen
 
 from reactor.core.names import job_tag
-from reactor.disk.read_files import SplitRequest, SplitResult, split_outputs
+from reactor.disk.read_files import split_outputs
+from reactor.disk.read_requests import SplitRequest, SplitResult
 from tests.bench import readsets
 from tests.bench.figures import Figure
 

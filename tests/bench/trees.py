@@ -11,12 +11,16 @@ LINKS_PER_SOURCE links. Two OUTPUTDIRs share the INPUTDIR:
   `pass/` whose stem is the `.pod5`'s stem; hardlinks of one small FASTQ).
 
 Both hold the same jobs in flight: `jobs` jobs of FILES_PER_JOB files each, created by
-`reactor.disk.journal.Journal.assign` itself (ASSIGNED_ links in INPUTDIR, TMPOUTPUT with its
-manifest in OUTPUTDIR), so the layout is exactly what a running service leaves behind.
+`reactor.disk.journal.Journal.assign` itself (ASSIGNED_ links in INPUTDIR, TMPOUTPUT in
+OUTPUTDIR, the job's record in OUTPUTDIR/.reactor/jobs), so the layout is exactly what a
+running service leaves behind. `output-50` gets a copy of the same state folder.
 
 A tree is reused when its `tree.json` matches what is asked for; `fresh=True` rebuilds it.
-Trials must leave it as they found it: `clean_input()` removes job folders a trial made,
-and `touch_leases()` renews the jobs' lease marks so that no restart expires them.
+A tree built before `output-50` had the records (so that every restart on it took the run
+over from its job folders, `reactor.disk.migration`) gets them when it is reused. Trials
+must leave it as they found it: `clean_input()` removes job folders a trial made, and
+`touch_leases()` renews the jobs' lease marks (their records' mtimes) so that no restart
+expires them.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reactor.core.names import is_pod5_name
+from reactor.core.names import is_pod5_name, parse_job_folder
 from reactor.core.state import Job, JobState
-from reactor.disk.journal import Journal
+from reactor.disk.journal import Journal, record_name
+from reactor.disk.state_dir import JOBS, STATE_NAME
 from reactor.serve.service import new_job_id
 from reactor.sim.pod5_files import pod5_bytes
 
@@ -83,9 +88,13 @@ class Tree:
         return folders
 
     def touch_leases(self) -> None:
-        """A keepalive's mark for every job in flight: a restart counts its lease from now."""
+        """A keepalive's mark for every job in flight (the mtime of its record, which
+        recovery reads as its last sign of life): a restart counts its lease from now."""
         for name in self.job_folders:
-            os.utime(self.input_dir / name)
+            folder = parse_job_folder(name)
+            assert folder is not None, name
+            for done in (0, 50):
+                os.utime(self.output_dir(done) / STATE_NAME / JOBS / record_name(folder.job_id))
 
     def clean_input(self) -> int:
         """Remove what trials left in INPUTDIR (their jobs' folders); how many."""
@@ -116,6 +125,7 @@ def build(data_dir: Path, files: int, jobs: int, *, fresh: bool = False) -> Tree
     if not fresh and marker.exists():
         data = json.loads(marker.read_text())
         if data.get("format") == TREE_FORMAT and (data["files"], data["jobs"]) == (files, jobs):
+            _copy_records(tree)  # a tree built before output-50 had them
             return tree
     shutil.rmtree(tree.root, ignore_errors=True)
     began = time.perf_counter()
@@ -165,7 +175,15 @@ def _jobs_in_flight(tree: Tree) -> list[str]:
         folders.append(journal.input_folder(job).name)
         output = journal.output_folder(job)
         shutil.copytree(output, tree.output_dir(50) / output.name, symlinks=True)
+    _copy_records(tree)
     return folders
+
+
+def _copy_records(tree: Tree) -> None:
+    """`output-50` gets the jobs' records, as `output-0` has them (mode 0700 kept)."""
+    source, records = (tree.output_dir(done) / STATE_NAME for done in (0, 50))
+    if source.is_dir() and not records.exists():
+        shutil.copytree(source, records, symlinks=True)
 
 
 def _progress(number: int, total: int, what: str) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reactor.core.names import (
     ENGINE_ID_MAX_LEN,
+    OUTPUT_SUFFIXES,
     Folder,
     InvalidName,
     JobFolder,
@@ -169,6 +174,30 @@ def test_is_pod5_name(name: str, expected: bool) -> None:
 )
 def test_output_stem(name: str, expected: str | None) -> None:
     assert output_stem(name) == expected
+
+
+def _output_stem_by_suffixes(name: str) -> str | None:
+    """output_stem as the seed's rule says it, suffix by suffix, for the property below."""
+    lower = name.lower()
+    for suffix in OUTPUT_SUFFIXES:
+        if lower.endswith(suffix):
+            stem = name[: -len(suffix)]
+            tag = re.match(r"job_id_[0-9]+_", stem)
+            return stem[tag.end() :] if tag else stem
+    return None
+
+
+_NAME_PARTS = st.sampled_from(
+    # Kelvin sign, capital I with a dot, long s: lower() or case-folding make them ASCII
+    [*OUTPUT_SUFFIXES, ".FASTQ", ".Fq.Gz", ".gz", ".", "job_id_", "7", "_", "a", "\u212a",
+     "\u0130", "\u017f"]
+)  # fmt: skip
+
+
+@given(st.lists(_NAME_PARTS | st.text(max_size=3), max_size=6).map("".join))
+def test_output_stem_reads_the_suffixes_as_the_seed_rule_says(name: str) -> None:
+    """Read by its last extensions, a name gives the stem its suffixes give it."""
+    assert output_stem(name) == _output_stem_by_suffixes(name)
 
 
 def test_output_stem_strips_the_tag_job_tag_adds() -> None:

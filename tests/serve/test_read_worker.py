@@ -67,7 +67,7 @@ def test_the_worker_dies_when_the_service_is_killed(tmp_path: Path) -> None:
 
 async def test_a_worker_that_dies_is_replaced_and_the_job_read(tmp_path: Path) -> None:
     """A worker killed under a job: the job is tried again in a new worker."""
-    from reactor.disk.read_files import SplitRequest
+    from reactor.disk.read_requests import SplitRequest
 
     output = tmp_path / "output"
     (output / "TMPOUTPUT_1_e" / "pass").mkdir(parents=True)
@@ -92,7 +92,7 @@ async def test_a_gzip_bomb_fails_its_job_in_the_worker_not_the_host(tmp_path: Pa
     a gigabyte): the job fails with MemoryError in the worker, which goes on serving."""
     import gzip
 
-    from reactor.disk.read_files import SplitRequest
+    from reactor.disk.read_requests import SplitRequest
 
     output = tmp_path / "output"
     (output / "TMPOUTPUT_1_e" / "pass").mkdir(parents=True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from reactor.core.names import INPUT_STAGING_NAME
 from reactor.core.state import FileState
 from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.finisher import Finisher
@@ -72,8 +76,6 @@ async def test_the_scan_queues_oldest_first_once_it_ends(
     run_dirs: RunDirs, clock: ManualClock
 ) -> None:
     """Files go out in listing order during the scan, and oldest first after it."""
-    import os
-
     names = add_files(run_dirs, 12)
     for age, name in enumerate(names):  # f000 the newest
         os.utime(run_dirs.input_dir / name, (1_000_000 - age, 1_000_000 - age))
@@ -183,3 +185,112 @@ async def test_readyz_says_scanning_while_assignwork_answers(
     assert (await (await client.get("/status")).json())["phase"] == "running"
     work = await client.get("/assignwork", params={"engineid": "gpu-0", "batchsize": "2"})
     assert len((await work.json())["batch"]) == 2
+
+
+# ------------------------------------------------- what recovery leaves to the scan
+
+
+def recovery_repairs(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["repair"], e["folder"]) for e in logs if e["event"] == "recovery_repair"]
+
+
+async def ran_once(dirs: RunDirs, clock: ManualClock) -> None:
+    """A first start and stop: the state folder exists (a later start takes no run over)."""
+    reactor = begun(dirs, clock, first_id=900)
+    await reactor.stop()
+    STARTED.remove(reactor)
+
+
+async def test_recovery_does_not_list_the_input_folder_of_a_single_run(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live job's folder is looked up by the name its record gives it: recovery lists
+    neither INPUTDIR nor its own staging folder's parent (the scan lists INPUTDIR)."""
+    add_files(run_dirs, 4)
+    first = begun(run_dirs, clock)
+    await first.scan()
+    job = await first.assign("e1", 2)
+    assert job is not None
+    await first.stop()
+    STARTED.remove(first)
+    real_scandir = os.scandir
+    listed: list[str] = []
+
+    def scandir(path: Any = ".") -> Any:
+        listed.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("reactor.disk.recovery.os.scandir", scandir)
+    second = begun(run_dirs, clock, first_id=100)
+    assert str(run_dirs.input_dir) not in listed
+    assert [j.job_id for j in second.state.live_jobs()] == [job.job_id]
+    assert all(second.state.state_of(n) is FileState.ASSIGNED for n in job.files)
+
+
+async def test_a_folder_of_links_without_a_record_is_found_by_the_scan_and_left_alone(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """A stray `ASSIGNED_` folder (no record names its job) is reported by the start-up
+    scan as recovery reported it (`links_without_record`), left where it is, and the
+    files it links to are queued like any other."""
+    names = add_files(run_dirs, 3)
+    await ran_once(run_dirs, clock)
+    stray = run_dirs.input_dir / "ASSIGNED_424242_someone"
+    stray.mkdir()
+    (stray / names[0]).symlink_to(f"../{names[0]}")
+    with capture_logs() as logs:
+        reactor = begun(run_dirs, clock)
+        assert recovery_repairs(logs) == []  # not before serving: the scan finds it
+        await reactor.scan()
+    assert recovery_repairs(logs) == [("links_without_record", stray.name)]
+    assert (stray / names[0]).is_symlink()
+    assert reactor.count_fields()["ready"] == 3
+
+
+async def test_a_job_assigned_during_the_scan_is_not_taken_for_a_stray(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """The scan may meet the `ASSIGNED_` folder of a job made while it runs (a listing
+    may or may not show entries made during it): that job is the service's own, not a
+    folder without a record."""
+    add_files(run_dirs, 8)
+    reactor = begun(run_dirs, clock)
+    scanning = slices(reactor, 4)
+    next(scanning)
+    job = await reactor.assign("e1", 2)
+    assert job is not None
+    scan = reactor._scan
+    assert scan is not None
+    met: list[str] = []
+    with capture_logs() as logs, os.scandir(run_dirs.input_dir) as entries:
+        for entry in entries:
+            if not entry.name.endswith(".pod5"):
+                met.append(entry.name)
+                scan.others(entry)  # what the scan does with each entry that is not a .pod5
+    assert reactor.journal.input_folder(job).name in met
+    assert recovery_repairs(logs) == []
+
+
+async def test_staging_leftovers_in_the_input_folder_are_removed(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """What a crash left in the journal's staging folder goes before serving (looked up
+    by name); another `.reactor-staging-*` entry (an older version's) goes when the scan
+    meets it; the staging folder itself stays."""
+    add_files(run_dirs, 2)
+    await ran_once(run_dirs, clock)
+    staging = run_dirs.input_dir / INPUT_STAGING_NAME
+    (staging / "77").mkdir(parents=True)
+    (staging / "77" / "f000.pod5").symlink_to("../f000.pod5")
+    older = run_dirs.input_dir / ".reactor-staging-12"
+    older.mkdir()
+    (older / "f001.pod5").symlink_to("../f001.pod5")
+    with capture_logs() as logs:
+        reactor = begun(run_dirs, clock)
+        assert recovery_repairs(logs) == [("staging_removed", f"{INPUT_STAGING_NAME}/77")]
+        assert list(staging.iterdir()) == []
+        assert older.is_dir()
+        await reactor.scan()
+    assert recovery_repairs(logs)[1:] == [("staging_removed", older.name)]
+    assert not older.exists() and staging.is_dir()
+    assert reactor.count_fields()["ready"] == 2
