@@ -58,7 +58,7 @@ ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
     "runtime": frozenset({"structlog"}),
     "cluster": frozenset({"structlog"}),
     # run_facts: a run's run info, read when it is adopted; read_files: jobs' reads
-    "disk": frozenset({"pod5", "pysam", "dnaio"}),
+    "disk": frozenset({"pod5", "lib_pod5", "pyarrow", "pysam", "dnaio"}),
     "serve": frozenset({"aiohttp", "watchdog", "prometheus_client", "structlog"}),
     "engine": frozenset({"aiohttp", "structlog"}),
     "sim": frozenset({"pod5", "numpy", "pysam"}),  # pysam: the fake dorado's BAM
@@ -68,6 +68,8 @@ ALLOWED_LIBRARIES: dict[str, frozenset[str]] = {
 ONLY_HERE = {
     "pod5": {"reactor.sim.pod5_files", "reactor.disk.run_facts", "reactor.disk.read_files"},
     "dnaio": {"reactor.disk.read_files"},
+    "lib_pod5": {"reactor.disk.read_files"},
+    "pyarrow": {"reactor.disk.read_files"},
     "numpy": {"reactor.sim.pod5_files"},
 }
 # What building the parser and running a light verb must never load.
