@@ -76,8 +76,9 @@ class DiskWriter:
         self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Counted on the thread, read on the loop (plain ints: a stale read is harmless).
-        self.groups = 0
-        self.steps = 0
+        self.groups = 0  # rounds: barriers passed
+        self.steps = 0  # steps carried out
+        self.shared = 0  # steps in flight, summed over rounds: shared / groups per barrier
         self.fsyncs = 0
         self.largest_group = 0
 
@@ -195,6 +196,7 @@ class DiskWriter:
         in_flight[:] = [entry for entry in ran if entry not in done]
         self.groups += 1
         self.steps += len(done)
+        self.shared += len(ran)
         self.fsyncs += barrier.fsyncs
         self.largest_group = max(self.largest_group, len(ran))
         if self.on_group is not None:
