@@ -112,6 +112,14 @@ class Sync:
         if self.durable:
             self._folders[(parent_fd, name)] = None
 
+    def absorb(self, other: Sync) -> None:
+        """Take over what `other` collected (and count its fsyncs made at once): the
+        writer gives each step a Sync of its own and fsyncs them all at one barrier."""
+        self._files += other._files
+        self._folders.update(other._folders)
+        self.fsyncs += other.fsyncs
+        other._files, other._folders, other.fsyncs = [], {}, 0
+
     @property
     def pending(self) -> bool:
         return bool(self._files or self._folders)

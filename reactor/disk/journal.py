@@ -258,6 +258,12 @@ class Step(Generic[T]):
     def tidy(self, sync: Sync) -> None:
         """After `finish`'s work is durable."""
 
+    @property
+    def tidies(self) -> bool:
+        """Whether `tidy` has work: a step without is done, and may be answered, once
+        `finish`'s work is durable."""
+        return type(self).tidy is not Step.tidy
+
 
 class Chore(Step[T]):
     """Disk work that decides nothing (a lease mark, a retry of steps left): it only
@@ -310,6 +316,10 @@ class _Recorded(Step[T]):
     def tidy(self, sync: Sync) -> None:
         if self._tidy is not None:
             self._tidy(sync)
+
+    @property
+    def tidies(self) -> bool:
+        return self._tidy is not None
 
 
 def _beside(name: str) -> str:

@@ -187,13 +187,14 @@ class Metrics:
         )
         self.disk_commit_seconds = Histogram(
             "reactor_disk_commit_seconds",
-            "How long the writer took to carry out one group of steps, fsyncs included.",
+            "How long one round of the writer took (the next phase of each step in flight, "
+            "then their shared barrier), fsyncs included.",
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
         self.disk_group_steps = Histogram(
             "reactor_disk_group_steps",
-            "Steps carried out together in one group commit.",
+            "Steps that shared one barrier of the writer (one round of its group commit).",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         )

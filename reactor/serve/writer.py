@@ -5,13 +5,18 @@ and awaits them), so the event loop never waits on the disk: a slow or stalled d
 slows the requests that change something, while /status, keepalives and the watcher
 go on. One thread, one queue: steps reach the disk in the order they were submitted.
 
-Group commit. When the thread comes back for work it takes every step waiting (up to
-`max_group`) and runs them phase by phase: all `prepare`s, one barrier; all `commit`s,
-one barrier; all `finish`es, one barrier; all `tidy`s, one barrier
-(`reactor.disk.durable.Sync`). A barrier
-fsyncs each file once and each folder once, however many steps of the group touched
-it, so under load many decisions share the fsync of `.reactor/jobs/` and of the run
-folders. A step that fails drops out of the later phases; the others go on.
+Group commit, pipelined. A step runs in four phases with a barrier after each
+(`reactor.disk.durable.Sync`): `prepare`, `commit`, `finish`, `tidy`. The thread works in
+rounds: it takes in every step waiting (up to `max_group` in flight), runs the next phase
+of each step in flight, oldest first, then one barrier for the round. A barrier fsyncs
+each file once and each folder once, however many steps of the round touched it, so
+under load many decisions share the fsync of `.reactor/jobs/` and of the run folders.
+A step that arrives while others are on the disk joins at the next barrier instead of
+waiting for their last phase (an assignment waits one round, not a whole commit of the
+one before it), and a step is answered as soon as its own last phase is durable (a step
+without a `tidy` after `finish`'s barrier). Order holds: a step's phase never runs
+before the same phase of a step submitted before it. A step that fails drops out of the
+later phases; the others go on.
 
 A failed fsync (`DurabilityError`) breaks the writer: what reached the disk is unknown,
 so every step after it fails with the same error and `on_broken` is called once (the
@@ -38,7 +43,8 @@ from reactor.runtime.io_priority import IoClass, set_io_priority
 log = structlog.get_logger("reactor.writer")
 
 T = TypeVar("T")
-MAX_GROUP = 64
+MAX_GROUP = 64  # steps in flight at once
+_PHASES = ("prepare", "commit", "finish", "tidy")
 
 
 @dataclass(slots=True)
@@ -48,6 +54,7 @@ class _Entry:
     future: asyncio.Future[Any] | None
     result: Any = None
     error: BaseException | None = None
+    phase: int = 0  # index in _PHASES of the phase it runs next
 
 
 class DiskWriter:
@@ -69,8 +76,9 @@ class DiskWriter:
         self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Counted on the thread, read on the loop (plain ints: a stale read is harmless).
-        self.groups = 0
-        self.steps = 0
+        self.groups = 0  # rounds: barriers passed
+        self.steps = 0  # steps carried out
+        self.shared = 0  # steps in flight, summed over rounds: shared / groups per barrier
         self.fsyncs = 0
         self.largest_group = 0
 
@@ -111,67 +119,100 @@ class DiskWriter:
     def _work(self) -> None:
         # yield to MinKNOW's writes, without being starved (reactor.runtime.io_priority)
         set_io_priority(IoClass.BEST_EFFORT, 7)
+        in_flight: list[_Entry] = []
+        stopping = False
         while True:
-            entry = self._queue.get()
-            if entry is None:
-                return
-            group = [entry]
-            stop = False
-            while len(group) < self.max_group:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                group.append(more)
-            if not self._commit(group) or stop:
+            if not in_flight:
+                if stopping:
+                    return
+                entry = self._queue.get()
+                if entry is None:
+                    return
+                self._admit(entry, in_flight)
+            stopping = self._admit_waiting(in_flight) or stopping
+            if in_flight and not self._round(in_flight):
                 return
 
-    def _commit(self, group: list[_Entry]) -> bool:
-        """Carry out a group of steps; False when the thread must end (see below)."""
-        began = time.perf_counter()
-        sync = Sync(self.durable)
-        live = [entry for entry in group if not self._refuse_if_broken(entry)]
-        for phase in ("prepare", "commit", "finish", "tidy"):
-            for entry in live:
-                try:
-                    outcome = getattr(entry.step, phase)(sync)
-                    if phase == "finish":
-                        entry.result = outcome
-                except DurabilityError as exc:  # a barrier inside a step
-                    self._break(exc)
-                    entry.error = exc
-                except Exception as exc:
-                    entry.error = exc
-                except BaseException as exc:
-                    # Not an error a step can have: the process is going (tests stand in
-                    # for kill -9 this way). Nothing more is written, as if it had gone.
-                    entry.error = exc
-                    for other in group:
-                        if other.error is None:
-                            other.error = exc
-                    for other in group:
-                        self._deliver(other)
-                    return False
-            live = [entry for entry in live if entry.error is None]
+    def _admit(self, entry: _Entry, in_flight: list[_Entry]) -> None:
+        if self._refuse_if_broken(entry):
+            self._deliver(entry)
+        else:
+            in_flight.append(entry)
+
+    def _admit_waiting(self, in_flight: list[_Entry]) -> bool:
+        """Take the steps waiting, while fewer than `max_group` are in flight; True when
+        the end was asked for (the steps before it are carried out first)."""
+        while len(in_flight) < self.max_group:
             try:
-                sync.flush()
-            except DurabilityError as exc:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if entry is None:
+                return True
+            self._admit(entry, in_flight)
+        return False
+
+    def _round(self, in_flight: list[_Entry]) -> bool:
+        """One round: the next phase of every step in flight, oldest first, then one
+        barrier; the steps whose last phase is durable are answered. False when the
+        thread must end (see below)."""
+        began = time.perf_counter()
+        barrier = Sync(self.durable)
+        for entry in in_flight:
+            # Each step collects into a Sync of its own, handed to the barrier after its
+            # phase: a step that gives up (`Sync.discard`) drops what it collected, never
+            # what another step of the round is waiting to have fsynced.
+            own = Sync(self.durable)
+            phase = _PHASES[entry.phase]
+            try:
+                outcome = getattr(entry.step, phase)(own)
+                if phase == "finish":
+                    entry.result = outcome
+            except DurabilityError as exc:  # a barrier inside a step
                 self._break(exc)
-                for entry in live:
+                entry.error = exc
+            except Exception as exc:
+                entry.error = exc
+            except BaseException as exc:
+                # Not an error a step can have: the process is going (tests stand in
+                # for kill -9 this way). Nothing more is written, as if it had gone.
+                own.discard()
+                barrier.discard()
+                for other in in_flight:
+                    if other.error is None:
+                        other.error = exc
+                    self._deliver(other)
+                return False
+            barrier.absorb(own)
+        ran = list(in_flight)
+        try:
+            barrier.flush()
+        except DurabilityError as exc:
+            self._break(exc)
+            for entry in ran:
+                if entry.error is None:
                     entry.error = exc
-                live = []
+        done = [entry for entry in ran if self._last_phase_done(entry)]
+        in_flight[:] = [entry for entry in ran if entry not in done]
         self.groups += 1
-        self.steps += len(group)
-        self.fsyncs += sync.fsyncs
-        self.largest_group = max(self.largest_group, len(group))
+        self.steps += len(done)
+        self.shared += len(ran)
+        self.fsyncs += barrier.fsyncs
+        self.largest_group = max(self.largest_group, len(ran))
         if self.on_group is not None:
-            self.on_group(len(group), time.perf_counter() - began)
-        for entry in group:
+            self.on_group(len(ran), time.perf_counter() - began)
+        for entry in done:
             self._deliver(entry)
         return True
+
+    @staticmethod
+    def _last_phase_done(entry: _Entry) -> bool:
+        """Advance `entry` past the phase just run; True when nothing is left of it (it
+        failed, or its last phase is durable: `finish`'s, for a step that does not tidy)."""
+        entry.phase += 1
+        if entry.error is not None or entry.phase == len(_PHASES):
+            return True
+        return _PHASES[entry.phase] == "tidy" and not entry.step.tidies
 
     def _refuse_if_broken(self, entry: _Entry) -> bool:
         if self.broken is None:

@@ -42,6 +42,7 @@ QUICK = {
     "repeats": 1,
     "ingest_files": 30,
     "ingest_idle_ms": 5.0,
+    "ingest_rounds": 1,
     "requests": 40,
     "cell_seconds": 1.0,
     "files_per_cell": 40,
@@ -117,6 +118,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="restart: runs of floor and server, best kept (2)")
     p.add_argument("--ingest-files", type=int, help="ingest: files measured per phase (1000)")
     p.add_argument("--ingest-idle-ms", type=float, help="ingest: ms between idle arrivals (10)")
+    p.add_argument(
+        "--ingest-rounds", type=int, help="ingest: rounds of the three phases, median kept (3)"
+    )
     p.add_argument("--requests", type=int, help="API: requests per cell at most (2000)")
     p.add_argument("--cell-seconds", type=float, help="API: seconds per cell at most (3)")
     p.add_argument("--files-per-cell", type=int, help="API: files an assign cell takes (5000)")
@@ -170,6 +174,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": 2,
         "ingest_files": 1000,
         "ingest_idle_ms": 10.0,
+        "ingest_rounds": 3,
         "requests": 2000,
         "cell_seconds": 3.0,
         "files_per_cell": 5000,
@@ -241,7 +246,11 @@ def run(args: argparse.Namespace) -> int:
         if "ingest" in args.parts:
             step = time.perf_counter()
             found, raw["ingest"] = ingest.run(
-                data, logs, chosen["ingest_files"], chosen["ingest_idle_ms"]
+                data,
+                logs,
+                chosen["ingest_files"],
+                chosen["ingest_idle_ms"],
+                chosen["ingest_rounds"],
             )
             figures += found
             timings["ingest_s"] = time.perf_counter() - step

@@ -228,7 +228,7 @@ async def journal_floor(
     finally:
         await writer.stop()
         journal.close()
-    trial.steps_per_group = writer.steps / writer.groups if writer.groups else None
+    trial.steps_per_group = writer.shared / writer.groups if writer.groups else None
     return trial
 
 
