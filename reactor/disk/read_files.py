@@ -30,6 +30,7 @@ import contextlib
 import datetime
 import itertools
 import math
+import operator
 import os
 import re
 import shutil
@@ -348,15 +349,21 @@ _SLOTS_KEPT = 10_000
 
 
 def _add_starts(by_start: Counter[int], starts: list[str | None], lengths: list[int]) -> None:
-    """Each read's bases to the slot of its start (`starts[i]`, `lengths[i]` one read's):
-    `_start_slot`, its cache looked up here (this runs once per read)."""
-    slots = _SLOTS
-    for start, length in zip(starts, lengths, strict=True):
-        if start:
-            key = start[:16] + start[-6:]
-            slot = slots[key] if key in slots else _start_slot(start)
-            if slot is not None:
-                by_start[slot] += length
+    """Each read's bases to the slot of its start (`starts[i]`, `lengths[i]` one read's).
+    The slot is `_start_slot`'s, its cache looked up once for each run of reads whose
+    starts have one key (dorado writes reads about in the order they started: a chunk
+    of reads is a few runs), the bases of a run summed by the standard library."""
+    keys = [start[:16] + start[-6:] if start else "" for start in starts]
+    for key, rows in itertools.groupby(zip(keys, starts, lengths, strict=True), _KEY):
+        _, start, bases = next(rows)
+        if not start:
+            continue
+        slot = _SLOTS[key] if key in _SLOTS else _start_slot(start)
+        if slot is not None:
+            by_start[slot] += bases + sum(map(_LENGTH, rows))  # noqa: B031  # its other reads
+
+
+_KEY, _LENGTH = operator.itemgetter(0), operator.itemgetter(2)
 
 
 def _slot_of(start: str) -> int | None:
