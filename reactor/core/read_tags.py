@@ -61,7 +61,7 @@ def parse_header(header: str, *, all_tags: bool = True) -> ReadTags:
         at = header.find("\tch:i:")
         if at >= 0:
             text = header[at + 6 : header.find("\t", at + 6)]
-            channel = int(text) if text.isdigit() else None
+            channel = int(text) if text.isascii() and text.isdigit() else None  # not '²'
         at = header.find("\tRG:Z:")
         read_group = (header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None
     return _tags(

@@ -30,6 +30,7 @@ def test_what_is_not_a_tag_is_passed_over() -> None:
     tags = parse_header("id\tnot-a-tag\tqs:f:nan\tch:i:x\tq:f:1\tqs:f")
     assert (tags.read_id, tags.qs, tags.channel) == ("id", None, None)
     assert parse_header("only-an-id").qs is None
+    assert parse_header("id\tch:i:\u00b2").channel is None  # a digit to Unicode, not to int()
 
 
 @given(st.floats(0, 60, allow_nan=False), st.integers(1, 3000))
@@ -44,7 +45,7 @@ _TAG_NAMES = ["qs:f", "qs:i", "pi:Z", "st:Z", "BC:Z", "ch:i", "RG:Z", "du:f", "q
 _VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(-5, 3000).map(str),
-    st.sampled_from(["", "nan", "inf", "-inf", "1e3", " 7 ", "1_0", "x", "2026-12-05T10:03"]),
+    st.sampled_from(["", "nan", "inf", "-inf", "1e3", " 7 ", "1_0", "x", "²", "2026-12-05T10:03"]),
     st.text(st.characters(exclude_characters="\t\n\r"), max_size=8),
 )
 _FIELDS = st.one_of(
@@ -85,6 +86,11 @@ def recount(header: str) -> tuple[str, float | None, str | None, str | None, str
 def test_any_header_reads_as_the_tests_own_recount(header: str) -> None:
     tags = parse_header(header)
     assert (tags.read_id, tags.qs, tags.parent, tags.start, tags.barcode) == recount(header)
+    fields = header.split("\t" if "\t" in header else " ")[1:]
+    channel = next((f[5:] for f in fields if f.startswith("ch:i:")), "")
+    group = next((f[5:] for f in fields if f.startswith("RG:Z:")), None)
+    assert tags.channel == (int(channel) if channel and set(channel) <= set("0123456789") else None)
+    assert tags.read_group == (group or None)
 
 
 @given(st.lists(headers_st, max_size=12), st.booleans())
