@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from reactor.core.names import job_tag
 from reactor.disk import read_files
-from reactor.disk.read_files import SplitRequest, split_outputs
+from reactor.disk.read_files import split_outputs
+from reactor.disk.read_requests import SplitRequest
 from reactor.sim.pod5_files import write_pod5
 
 MIN_Q = 9.0
