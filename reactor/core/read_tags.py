@@ -12,6 +12,9 @@ a header is parsed by whatever reads the file (a library), the tags here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 
@@ -32,34 +35,113 @@ class ReadTags(NamedTuple):  # a tuple: made millions of times, fast to make
 
 def parse_header(header: str, *, all_tags: bool = True) -> ReadTags:
     """A FASTQ header (without its '@'): the read id and dorado's tags. Fields that are
-    not tags, and tags with a value of the wrong type, are passed over. (Each tag is
-    looked for with `str.find`: a header has a dozen tags and a run millions of headers,
-    and this is the read worker's main cost per read.) Without `all_tags`, `ch` and
-    `RG` are not looked for (None): counting reads needs neither."""
+    not tags, and tags with a value of the wrong type, are passed over; a tag given twice
+    counts by its first field. Without `all_tags`, `ch` and `RG` are not looked for
+    (None): counting reads needs neither.
+
+    This runs once per read of the run and was the read worker's main cost per read
+    (docs/operations.md, "Reading each job's reads"): each tag is looked for with one
+    `str.find` (a header has a dozen tags), inline rather than through a helper, and the
+    tuple is made without `ReadTags.__new__`'s Python frame."""
     if "\t" not in header:
         header = header.replace(" ", "\t")
-    end = header.find("\t")
-    qs = _value(header, "\tqs:f:")
-    channel = _value(header, "\tch:i:") if all_tags else None
-    return ReadTags(
-        header if end < 0 else header[:end],
-        _number(qs if qs is not None else _value(header, "\tqs:i:")),
-        _value(header, "\tpi:Z:") or None,
-        int(channel) if channel is not None and channel.isdigit() else None,
-        _value(header, "\tst:Z:") or None,
-        (_value(header, "\tRG:Z:") or None) if all_tags else None,
-        _value(header, "\tBC:Z:") or None,
+    header += "\t"  # every field ends at a tab: a value is header[at + 6 : next tab]
+    at = header.find("\tqs:f:")
+    if at < 0:
+        at = header.find("\tqs:i:")  # dorado before 0.7 (only when there is no qs:f)
+    qs = _number(header[at + 6 : header.find("\t", at + 6)]) if at >= 0 else None
+    at = header.find("\tpi:Z:")
+    parent = (header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None
+    at = header.find("\tst:Z:")
+    start = (header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None
+    at = header.find("\tBC:Z:")
+    barcode = (header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None
+    channel = read_group = None
+    if all_tags:
+        at = header.find("\tch:i:")
+        if at >= 0:
+            text = header[at + 6 : header.find("\t", at + 6)]
+            channel = int(text) if text.isascii() and text.isdigit() else None  # not '²'
+        at = header.find("\tRG:Z:")
+        read_group = (header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None
+    return _tags(
+        ReadTags,
+        (header[: header.find("\t")], qs, parent, channel, start, read_group, barcode),
     )
 
 
-def _value(header: str, key: str) -> str | None:
-    """The value of the first field `key` starts ("\tqs:f:"), or None."""
-    at = header.find(key)
-    if at < 0:
+_tags = tuple.__new__  # a ReadTags from its seven fields in order, in C
+
+
+@dataclass(slots=True)
+class TagColumns:
+    """The tags that counting reads needs, of many reads: one list per tag, in read
+    order, None where a read has no such tag (or no usable value, as `parse_header`)."""
+
+    read_ids: list[str]
+    qs: Sequence[float | None]
+    parents: list[str | None]
+    starts: list[str | None]
+    barcodes: list[str | None]
+
+    @classmethod
+    def of(cls, tags: list[ReadTags]) -> TagColumns:
+        """The columns of reads whose tags were read one by one (a BAM file's)."""
+        return cls(*(list(map(attrgetter(name), tags)) for name in _COLUMNS))
+
+
+_COLUMNS = ("read_id", "qs", "parent", "start", "barcode")
+
+
+def parse_headers(headers: list[str], *, barcodes: bool = True) -> TagColumns:
+    """Many FASTQ headers at once: what `parse_header` gives for each, as columns, the
+    `ch` and `RG` tags left out, and the `BC` tags only with `barcodes` (else None: a
+    run without barcode folders does not need them). The read worker's loop per read
+    (docs/operations.md, "Reading each job's reads"): no tuple per read, and the `qs`
+    values turned into numbers together, by the standard library's C loop."""
+    read_ids: list[str] = []
+    qs_texts: list[str] = []  # "" for a read with no qs tag
+    parents: list[str | None] = []
+    starts: list[str | None] = []
+    tags: list[str | None] = []
+    for header in headers:
+        if "\t" not in header:
+            header = header.replace(" ", "\t")
+        header += "\t"  # every field ends at a tab: a value is header[at + 6 : next tab]
+        read_ids.append(header[: header.find("\t")])
+        at = header.find("\tqs:f:")
+        if at < 0:
+            at = header.find("\tqs:i:")  # dorado before 0.7 (only when there is no qs:f)
+        qs_texts.append(header[at + 6 : header.find("\t", at + 6)] if at >= 0 else "")
+        at = header.find("\tpi:Z:")
+        parents.append((header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None)
+        at = header.find("\tst:Z:")
+        starts.append((header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None)
+        if barcodes:
+            at = header.find("\tBC:Z:")
+            tags.append((header[at + 6 : header.find("\t", at + 6)] or None) if at >= 0 else None)
+    if not barcodes:
+        tags = [None] * len(read_ids)
+    return TagColumns(read_ids, _numbers(qs_texts), parents, starts, tags)
+
+
+def _numbers(texts: list[str]) -> Sequence[float | None]:
+    """Each text as a finite float, or None (empty, not a number, NaN, infinite)."""
+    try:
+        values = list(map(float, texts))
+    except ValueError:  # one is not a number (or empty: no tag): one by one
+        return [_number(text) for text in texts]
+    if all(map(math.isfinite, values)):
+        return values
+    return [_number(text) for text in texts]
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
         return None
-    at += len(key)
-    end = header.find("\t", at)
-    return header[at:] if end < 0 else header[at:end]
+    return value if math.isfinite(value) else None  # not NaN, not infinite
 
 
 UNCLASSIFIED = "unclassified"
@@ -73,13 +155,3 @@ def barcode_name(tag: str | None) -> str:
         return UNCLASSIFIED
     name = tag.rsplit("_", 1)[-1]
     return name if name else UNCLASSIFIED
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None  # not NaN, not infinite

@@ -12,8 +12,10 @@ by adding (`merge`), so a job's stats count once, when its outputs merge. Pure.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Any
 
 
@@ -79,7 +81,7 @@ class ReadStats:
         self.bases += sum(lengths)
         self.lengths.update(lengths)
         self.mean_q.update(map(int, qs))
-        passed = [length for length, q in zip(lengths, qs, strict=True) if q >= min_qscore]
+        passed = list(compress(lengths, map(operator.le, repeat(min_qscore), qs)))  # q >= min
         self.pass_reads += len(passed)
         self.pass_bases += sum(passed)
 

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import math
+import operator
 import os
 import re
 import shutil
 import stat
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dnaio
 import lib_pod5
@@ -46,7 +49,14 @@ import pyarrow  # type: ignore[import-untyped]  # pyarrow ships no type informat
 import pyarrow.ipc  # type: ignore[import-untyped]
 import pysam
 
-from reactor.core.read_tags import UNCLASSIFIED, ReadTags, barcode_name, parse_header
+from reactor.core.read_tags import (
+    UNCLASSIFIED,
+    ReadTags,
+    TagColumns,
+    barcode_name,
+    parse_header,
+    parse_headers,
+)
 from reactor.core.readstats import YIELD_SLOT_S, JobReads
 from reactor.disk import engine_trees
 from reactor.disk.engine_trees import Outputs
@@ -99,6 +109,10 @@ def output_folder(fmt: str, passed: bool, alias: str) -> str:
 # One record, whatever file it came from: (tags, length, the FASTQ record or None, the
 # BAM record or None). A plain tuple: it is made once per read of the run.
 _Read = tuple[ReadTags, int, "dnaio.SequenceRecord | None", "pysam.AlignedSegment | None"]
+_Record = dnaio.SequenceRecord | pysam.AlignedSegment
+# Some records of one output: their tags, their lengths, and the records themselves
+# when they are written again (else none).
+_Chunk = tuple[TagColumns, list[int], list[_Record]]
 
 
 def pod5_read_ids(paths: tuple[str, ...]) -> set[str]:
@@ -193,47 +207,23 @@ def split_outputs(request: SplitRequest) -> SplitResult:
         except BaseException:
             shutil.rmtree(request.stage, ignore_errors=True)  # made before what failed
             raise
-    # The loop runs once per read of the run: what does not change is looked up once,
-    # and what can be counted at the end by the standard library's C loops is only
-    # appended here (each barcode's lengths and qualities: ReadStats.add_many; the read
-    # ids, and the reads they count as, for the proof).
-    min_qscore = request.min_qscore
-    by_alias: dict[str, tuple[list[int], list[float]]] = {"": ([], [])}
-    whole_run = by_alias[""]
-    aliases: dict[str | None, str] = {}  # a BC tag -> its folder
-    by_start = reads.by_start
-    ids: list[str] = []
-    parents: list[str] = []  # each record's read: its `pi` parent, or itself
-    no_qs = 0
+    counts = _Counts(request, barcoded, reads.by_start)
     try:
         for kind, name, fmt, path in _opened(request, outputs, result):
             result.read_from.append((kind, name))
-            for read in _records(path, fmt, f"{kind}/{name}"):
-                tags, length = read[0], read[1]
-                qs = tags.qs
-                if qs is None:
-                    no_qs += 1
-                    qs = 0.0
-                if barcoded:
-                    alias = aliases.get(tags.barcode)
-                    if alias is None:
-                        alias = aliases[tags.barcode] = _alias(tags, request)
-                    kept = by_alias.setdefault(alias, ([], []))
-                else:
-                    alias, kept = "", whole_run
-                kept[0].append(length)
-                kept[1].append(qs)
-                ids.append(tags.read_id)
-                parents.append(tags.parent or tags.read_id)
-                if (slot := _start_slot(tags.start)) is not None:
-                    by_start[slot] += length
+            shown, keep = f"{kind}/{name}", writers is not None
+            for columns, lengths, kept in _chunks(path, fmt, shown, keep, barcoded):
+                aliases = counts.add(columns, lengths)
                 if writers is not None:
-                    writers.write(read, fmt, qs >= min_qscore, alias)
-        classified = any(barcode is not None for barcode in aliases)
+                    for record, qs, alias in zip(kept, columns.qs, aliases, strict=True):
+                        passed = (0.0 if qs is None else qs) >= request.min_qscore  # as counted
+                        writers.write(record, passed, alias)
+        classified = any(barcode is not None for barcode in counts.routes)
         if writers is not None:
             result.written = writers.close()
             if by_the_reads and not classified:
                 result.written = writers.unlabel(UNCLASSIFIED)
+        by_alias = counts.by_alias
         if by_the_reads and not classified and UNCLASSIFIED in by_alias:
             by_alias[""] = by_alias.pop(UNCLASSIFIED)
             barcoded = False
@@ -241,15 +231,22 @@ def split_outputs(request: SplitRequest) -> SplitResult:
         if writers is not None:
             writers.abandon()
         raise
+    no_qs = 0
     for alias, (lengths, qualities) in by_alias.items():
         if alias or not barcoded:  # "" holds the reads of a run not split by barcode
-            reads.stats(alias).add_many(lengths, qualities, min_qscore)
+            missing = qualities.count(None)  # no usable qs: counted as 0 (so as fail)
+            no_qs += missing
+            scores = [0.0 if q is None else q for q in qualities] if missing else qualities
+            reads.stats(alias).add_many(lengths, cast("list[float]", scores), request.min_qscore)
+    ids = counts.read_ids
     records = len(ids)
     if no_qs:
         result.warnings.append(
             f"{no_qs} of {records} reads have no usable qs tag (dorado's mean quality): "
             "they count as fail; check that the engine runs dorado"
         )
+    # the read each record counts as: its `pi` parent, or itself
+    parents = [parent or read_id for read_id, parent in zip(ids, counts.parents, strict=True)]
     counted = set(parents)
     if expected is not None:
         found = len(list(filter(expected.__contains__, parents)))  # records of known reads
@@ -267,10 +264,63 @@ def split_outputs(request: SplitRequest) -> SplitResult:
     return result
 
 
-def _alias(tags: ReadTags, request: SplitRequest) -> str:
-    """The folder a read's barcode goes to: the sample sheet's alias, else the barcode;
-    `unclassified` for a name that cannot be a folder (an engine writes the tag)."""
-    barcode = barcode_name(tags.barcode)
+# One barcode's reads, in read order: their lengths and their `qs` (None: no usable
+# tag), kept until the end of a job and then counted at once (ReadStats.add_many).
+_Kept = tuple[list[int], list[float | None]]
+
+
+class _Counts:
+    """A job's reads as its outputs are read, a chunk at a time: each barcode's lengths
+    and `qs`, every record's id and `pi` parent (for the proof, at the end), and the
+    bases by the reads' start. Per read, only what cannot wait is done here, and most
+    of it by the standard library's C loops (docs/operations.md, "Reading each job's
+    reads")."""
+
+    def __init__(self, request: SplitRequest, barcoded: bool, by_start: Counter[int]) -> None:
+        self.request = request
+        self.barcoded = barcoded
+        self.by_start = by_start
+        self.by_alias: dict[str, _Kept] = {"": ([], [])}  # "": the reads of a run without barcodes
+        self.routes: dict[str | None, tuple[str, _Kept]] = {}  # a BC tag -> folder, lists
+        self.read_ids: list[str] = []
+        self.parents: list[str | None] = []
+
+    def add(self, columns: TagColumns, lengths: list[int]) -> list[str]:
+        """A chunk of reads (`lengths[i]` the length of the read of `columns`' row i);
+        returns each one's barcode folder ("": none)."""
+        self.read_ids.extend(columns.read_ids)
+        self.parents.extend(columns.parents)
+        _add_starts(self.by_start, columns.starts, lengths)
+        if not self.barcoded:
+            kept_lengths, kept_qs = self.by_alias[""]
+            kept_lengths.extend(lengths)
+            kept_qs.extend(columns.qs)
+            return [""] * len(lengths)
+        routes = [self._route(tag) for tag in columns.barcodes]
+        for (_, (kept_lengths, kept_qs)), length, qs in zip(
+            routes, lengths, columns.qs, strict=True
+        ):
+            kept_lengths.append(length)
+            kept_qs.append(qs)
+        return [alias for alias, _ in routes]
+
+    def _route(self, tag: str | None) -> tuple[str, _Kept]:
+        """Where the reads of one `BC` tag go: their folder's alias and its lists."""
+        route = self.routes.get(tag)
+        if route is None:
+            alias = _alias(tag, self.request)
+            kept = self.by_alias.get(alias)
+            if kept is None:
+                kept = self.by_alias[alias] = ([], [])
+            route = self.routes[tag] = (alias, kept)
+        return route
+
+
+def _alias(tag: str | None, request: SplitRequest) -> str:
+    """The folder a read's barcode (its `BC` tag) goes to: the sample sheet's alias, else
+    the barcode; `unclassified` for a name that cannot be a folder (an engine writes the
+    tag)."""
+    barcode = barcode_name(tag)
     alias = request.aliases.get(barcode, barcode)
     return alias if _FOLDER_NAME.fullmatch(alias) else UNCLASSIFIED
 
@@ -296,6 +346,24 @@ def _start_slot(start: str | None) -> int | None:
 
 _SLOTS: dict[str, int | None] = {}
 _SLOTS_KEPT = 10_000
+
+
+def _add_starts(by_start: Counter[int], starts: list[str | None], lengths: list[int]) -> None:
+    """Each read's bases to the slot of its start (`starts[i]`, `lengths[i]` one read's).
+    The slot is `_start_slot`'s, its cache looked up once for each run of reads whose
+    starts have one key (dorado writes reads about in the order they started: a chunk
+    of reads is a few runs), the bases of a run summed by the standard library."""
+    keys = [start[:16] + start[-6:] if start else "" for start in starts]
+    for key, rows in itertools.groupby(zip(keys, starts, lengths, strict=True), _KEY):
+        _, start, bases = next(rows)
+        if not start:
+            continue
+        slot = _SLOTS[key] if key in _SLOTS else _start_slot(start)
+        if slot is not None:
+            by_start[slot] += bases + sum(map(_LENGTH, rows))  # noqa: B031  # its other reads
+
+
+_KEY, _LENGTH = operator.itemgetter(0), operator.itemgetter(2)
 
 
 def _slot_of(start: str) -> int | None:
@@ -349,6 +417,66 @@ def _output(job_folder: str, kind: str, name: str) -> Iterator[str]:
         os.close(fd)
 
 
+_CHUNK = 256  # records read before their headers are parsed together
+
+
+def _chunks(path: str, fmt: str, shown: str, keep: bool, barcodes: bool) -> Iterator[_Chunk]:
+    """Every record of one output, up to _CHUNK at a time: their tags (the `BC` tags only
+    with `barcodes`), their lengths and (with `keep`, to be written again) the records.
+    UnreadableOutput when the file is not what `fmt` says."""
+    try:
+        if fmt == FASTQ:
+            yield from _fastq_chunks(path, keep=keep, barcodes=barcodes)
+        else:
+            yield from _bam_chunks(path, shown, keep=keep)
+    except UnreadableOutput:
+        raise
+    except (OSError, ValueError, EOFError, dnaio.exceptions.FileFormatError) as exc:
+        msg = f"{shown} cannot be read as {fmt.upper()}: {' '.join(str(exc).split())}"
+        raise UnreadableOutput(msg) from None
+
+
+def _fastq_chunks(path: str, *, keep: bool, barcodes: bool) -> Iterator[_Chunk]:
+    """The records' headers are only gathered here and parsed a chunk at once
+    (`parse_headers`); the records are kept only when asked (a chunk of kept reads of
+    dorado is a few MB, past the CPU's caches)."""
+    with dnaio.open(path, fileformat="fastq") as reader:
+        records = iter(reader)
+        while True:
+            names: list[str] = []
+            lengths: list[int] = []
+            kept: list[_Record] = []
+            for record in itertools.islice(records, _CHUNK):
+                names.append(record.name)
+                lengths.append(len(record))
+                if keep:
+                    kept.append(record)
+            if not names:
+                return
+            yield parse_headers(names, barcodes=barcodes), lengths, kept
+
+
+def _bam_chunks(path: str, shown: str, *, keep: bool) -> Iterator[_Chunk]:
+    _check_bgzf(path, shown)
+    with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
+        if bam.header.to_dict().get("SQ"):
+            msg = f"{shown} is aligned (it has @SQ lines): give unaligned BAM"
+            raise UnreadableOutput(msg)
+        segments = bam.fetch(until_eof=True)
+        while True:
+            tags: list[ReadTags] = []
+            lengths: list[int] = []
+            kept: list[_Record] = []
+            for segment in itertools.islice(segments, _CHUNK):
+                tags.append(_bam_tags(segment))
+                lengths.append(segment.query_length)
+                if keep:
+                    kept.append(segment)
+            if not tags:
+                return
+            yield TagColumns.of(tags), lengths, kept
+
+
 def _records(path: str, fmt: str, shown: str, *, all_tags: bool = False) -> Iterator[_Read]:
     """Every record of one output, as `_Read`s (one generator, no nesting: it runs once
     per read of the run; a FASTQ header's `ch` and `RG` only with `all_tags`).
@@ -357,8 +485,7 @@ def _records(path: str, fmt: str, shown: str, *, all_tags: bool = False) -> Iter
         if fmt == FASTQ:
             with dnaio.open(path, fileformat="fastq") as reader:
                 for record in reader:
-                    tags = parse_header(record.name, all_tags=all_tags)
-                    yield (tags, len(record.sequence), record, None)
+                    yield (parse_header(record.name, all_tags=all_tags), len(record), record, None)
         else:
             _check_bgzf(path, shown)
             with pysam.AlignmentFile(path, "rb", check_sq=False) as bam:
@@ -551,34 +678,33 @@ class _Writers:
             str(path), "wb", header=self._header(), format_options=["level=1"]
         )
 
-    def write(self, read: _Read, fmt: str, passed: bool, alias: str) -> None:
+    def write(self, record: _Record, passed: bool, alias: str) -> None:
         key = (passed, alias)
-        _tags, _length, fastq, segment_in = read
+        fmt = FASTQ if isinstance(record, dnaio.SequenceRecord) else BAM
         for out in self._formats(fmt):
             if out == FASTQ:
                 writer = self.fastq.get(key)
                 if writer is None:
                     writer = self.fastq[key] = self._open(FASTQ, passed, alias)
-                record = fastq
-                if record is None:
-                    segment = segment_in
-                    assert segment is not None  # noqa: S101  # a BAM read has its record
-                    qualities = segment.query_qualities
-                    record = dnaio.SequenceRecord(
-                        fastq_header(segment),
-                        segment.query_sequence or "",
+                if isinstance(record, dnaio.SequenceRecord):
+                    writer.write(record)
+                    continue
+                qualities = record.query_qualities
+                writer.write(
+                    dnaio.SequenceRecord(
+                        fastq_header(record),
+                        record.query_sequence or "",
                         pysam.qualities_to_qualitystring(qualities) if qualities else None,
                     )
-                writer.write(record)
+                )
             else:
                 bam = self.bam.get(key)
                 if bam is None:
                     bam = self.bam[key] = self._open(BAM, passed, alias)
-                segment = segment_in
-                if segment is None:
-                    assert fastq is not None  # noqa: S101  # a FASTQ read has its record
-                    segment = _segment(fastq, self._header())
-                bam.write(segment)
+                if isinstance(record, dnaio.SequenceRecord):
+                    bam.write(_segment(record, self._header()))
+                else:
+                    bam.write(record)
 
     def close(self) -> list[tuple[str, str]]:
         for writer in [*self.fastq.values(), *self.bam.values()]:
