@@ -375,8 +375,8 @@ _KEYS: tuple[Key, ...] = (
          "layout only: the minknow layout reads them to split them)."),
     _Key("read_workers", "2", "N", parse_int, at_least(1),
          meaning="Processes that read jobs' outputs (one core each at most, shared by every "
-         "run of a host): splitting a PromethION 48's BAM at full speed takes about 1.8 "
-         "cores, its gzip FASTQ about 0.6 (make bench --parts qc)."),
+         "run of a host): splitting a PromethION 48's BAM at full speed takes about 1.7 "
+         "cores, its gzip FASTQ about 0.53 (make bench --parts qc)."),
     _Key("merge_outputs", "false", "", parse_bool, boolean=True,
          meaning="At the end of a run, before on_complete, write one file per barcode and "
          "pass/fail into the output folder's merged/ ([alias.]pass.fastq.gz, .bam), "

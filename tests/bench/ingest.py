@@ -4,7 +4,8 @@ moment `/assignwork` hands it out.
 A thread renames hardlinks of a real `.pod5` from a staging folder (same file system)
 into INPUTDIR, noting `time.monotonic()` just before each rename: one every `idle_ms`
 ("idle"), or 1,000 a second ("loaded"). Meanwhile POLLERS engines ask `/assignwork`
-(batch POLL_BATCH) back to back and note when each name comes back. Every file is
+(batch POLL_BATCH) back to back, each waiting in long-poll (`wait_s`, as reactor's own
+engines ask), and note when each name comes back. Every file is
 measured. The server is left idle for SETTLE_S between ready and the first arrival, so
 that what it starts in the background (its read workers) is not counted as ingest. The
 floor is the same arrivals watched by the same watchdog observer
@@ -43,6 +44,7 @@ from tests.support.paths import REPO
 from tests.support.stats import percentile
 
 POLLERS = 2
+WAIT_S = 1  # each taker waits in long-poll, as reactor's engines do (`wait_for_work`)
 POLL_BATCH = 100
 LOADED_RATE = 1000  # files per second
 DRAIN_S = 15.0  # bound on waiting for the last files after the last arrival
@@ -127,7 +129,11 @@ async def _poll(url: str, names: set[str], handed: dict[str, float], until: list
         async def poller(k: int) -> None:
             while len(handed) < len(names) and time.monotonic() < until[0]:
                 work = await client.get_json(
-                    http, f"{url}/assignwork", engineid=f"bench-ingest{k}", batchsize=POLL_BATCH
+                    http,
+                    f"{url}/assignwork",
+                    engineid=f"bench-ingest{k}",
+                    batchsize=POLL_BATCH,
+                    wait_s=WAIT_S,
                 )
                 at = time.monotonic()
                 for name in work["batch"]:
