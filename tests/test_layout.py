@@ -289,15 +289,7 @@ def test_light_verbs_never_load_the_service_libraries(verb: str, tmp_path: Path)
         f"set({sorted(HEAVY)!r}))\n"
         "print('LOADED', loaded, 'CODE', code, file=sys.stderr)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )
+    done = _run_clean(script, tmp_path)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("LOADED [] CODE"), done.stderr
     assert "Traceback" not in done.stderr
@@ -336,15 +328,7 @@ def test_a_single_run_starts_serving_without_what_it_does_not_use(tmp_path: Path
     )
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-    )
+    done = _run_clean(script, tmp_path)
     assert done.stderr.strip().splitlines()[-1] == "LOADED []", done.stderr
 
 
@@ -391,3 +375,16 @@ def test_the_citation_check_can_fail() -> None:
     assert OUTSIDE_CITATION.search("(issue" + " 6)")
     assert OUTSIDE_CITATION.search("issue" + " #6")
     assert not OUTSIDE_CITATION.search("dorado #1311, docs/architecture.md")
+
+
+def _run_clean(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter that sees only the repository."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )

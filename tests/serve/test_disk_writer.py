@@ -105,9 +105,9 @@ def held() -> Iterator[threading.Event]:
     event.set()
 
 
-async def _run_group(writer: DiskWriter, steps: list[Step[str]], held: threading.Event) -> list:
-    """Submit a blocker and then `steps` while the blocker holds the thread: the steps
-    wait in the queue and are taken as one group."""
+async def _hold_thread(writer: DiskWriter, held: threading.Event) -> asyncio.Future[str]:
+    """Submit a step that holds the writer's thread until `held` is set; return once the
+    thread holds it (its future answers "blocker")."""
     running = threading.Event()
 
     def block() -> str:
@@ -117,6 +117,13 @@ async def _run_group(writer: DiskWriter, steps: list[Step[str]], held: threading
 
     blocker = asyncio.ensure_future(writer.run(Chore(block)))
     assert await asyncio.to_thread(running.wait, WAIT_S)  # the thread holds the blocker
+    return blocker
+
+
+async def _run_group(writer: DiskWriter, steps: list[Step[str]], held: threading.Event) -> list:
+    """Submit a blocker and then `steps` while the blocker holds the thread: the steps
+    wait in the queue and are taken as one group."""
+    blocker = await _hold_thread(writer, held)
     futures = [asyncio.ensure_future(writer.run(step)) for step in steps]
     await asyncio.sleep(0)  # each submits as it starts: all are queued now
     held.set()
@@ -248,15 +255,7 @@ async def test_a_step_is_answered_once_its_own_last_phase_is_durable(
     gate = threading.Event()
     try:
         tidied = Tidied("t", log, tmp_path, wait_in="tidy", gate=gate)
-        running = threading.Event()
-
-        def block() -> str:
-            running.set()
-            held.wait(WAIT_S)
-            return "blocker"
-
-        blocker = asyncio.ensure_future(writer.run(Chore(block)))
-        assert await asyncio.to_thread(running.wait, WAIT_S)
+        blocker = await _hold_thread(writer, held)
         plain = asyncio.ensure_future(writer.run(Recorded("p", log, tmp_path)))
         slow = asyncio.ensure_future(writer.run(tidied))
         await asyncio.sleep(0)

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from reactor.core.names import INPUT_STAGING_NAME
-from reactor.core.state import FileState
+from reactor.core.state import FileState, Job
 from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.finisher import Finisher
 from reactor.serve.service import Reactor
@@ -118,13 +118,7 @@ async def test_a_live_jobs_missing_file_is_not_requeued_during_the_scan(
 ) -> None:
     """Presence of a live job's files is looked up before serving: an expiry during the
     scan requeues the files that are there and drops the one that is gone."""
-    add_files(run_dirs, 6)
-    first = begun(run_dirs, clock)
-    await first.scan()
-    job = await first.assign("e1", 2)
-    assert job is not None
-    await first.stop()
-    STARTED.remove(first)
+    job = await stopped_with_a_live_job(run_dirs, clock, 6)
     gone, kept = sorted(job.files)
     (run_dirs.input_dir / gone).unlink()
     second = begun(run_dirs, clock, first_id=100)
@@ -194,6 +188,19 @@ def recovery_repairs(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["repair"], e["folder"]) for e in logs if e["event"] == "recovery_repair"]
 
 
+async def stopped_with_a_live_job(dirs: RunDirs, clock: ManualClock, files: int) -> Job:
+    """`files` files, a first start that scans them all and hands 2 to "e1", then a clean
+    stop: the job is live on disk for the next start."""
+    add_files(dirs, files)
+    first = begun(dirs, clock)
+    await first.scan()
+    job = await first.assign("e1", 2)
+    assert job is not None
+    await first.stop()
+    STARTED.remove(first)
+    return job
+
+
 async def ran_once(dirs: RunDirs, clock: ManualClock) -> None:
     """A first start and stop: the state folder exists (a later start takes no run over)."""
     reactor = begun(dirs, clock, first_id=900)
@@ -206,13 +213,7 @@ async def test_recovery_does_not_list_the_input_folder_of_a_single_run(
 ) -> None:
     """A live job's folder is looked up by the name its record gives it: recovery lists
     neither INPUTDIR nor its own staging folder's parent (the scan lists INPUTDIR)."""
-    add_files(run_dirs, 4)
-    first = begun(run_dirs, clock)
-    await first.scan()
-    job = await first.assign("e1", 2)
-    assert job is not None
-    await first.stop()
-    STARTED.remove(first)
+    job = await stopped_with_a_live_job(run_dirs, clock, 4)
     real_scandir = os.scandir
     listed: list[str] = []
 
