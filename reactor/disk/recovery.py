@@ -104,15 +104,16 @@ def unrecorded_input(
             return None  # the journal's: emptied by recovery before serving, in use since
         _remove(input_dir, name)
         return "staging_removed"
-    folder = parse_job_folder(name)
-    if (
-        folder is not None
-        and folder.kind is Folder.ASSIGNED
-        and not known(folder.job_id)
-        and entry.is_dir(follow_symlinks=False)
-    ):
+    if _links_of_no_record(name, known) and entry.is_dir(follow_symlinks=False):
         return "links_without_record"
     return None
+
+
+def _links_of_no_record(name: str, known: Callable[[str], bool]) -> bool:
+    """Whether a folder of INPUTDIR named `name` is a folder of links of a job that is
+    not `known`: not reactor's, left for a person."""
+    folder = parse_job_folder(name)
+    return folder is not None and folder.kind is Folder.ASSIGNED and not known(folder.job_id)
 
 
 class _Recovery:
@@ -156,8 +157,7 @@ class _Recovery:
             if (unrecorded := kinds.get(Folder.TMPOUTPUT)) is not None:  # never committed
                 self._orphan(unrecorded)
         for name in sorted(folders or ()):
-            links = parse_job_folder(name)
-            if links and links.kind is Folder.ASSIGNED and links.job_id not in result.recorded:
+            if _links_of_no_record(name, result.recorded.__contains__):
                 result.repairs.append(("links_without_record", name))  # not reactor's
         for name, tries in self.failures.items():
             history = _history(tries, self.released.get(name, 0))

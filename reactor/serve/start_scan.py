@@ -24,7 +24,7 @@ from reactor.disk.inputs import InputFolders
 from reactor.disk.signature import look_at_pod5
 
 # Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
-# once SLICE_S has passed): ~2 ms of signature checks on a local disk.
+# once SCAN_TURN_S has passed): ~2 ms of signature checks on a local disk.
 SLICE_FILES = 256
 
 

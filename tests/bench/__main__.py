@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
                 settle_s=chosen["thru_settle_s"],
                 fresh_fs=chosen["thru_fresh_fs"],
             )
-            found, raw["throughput"] = throughput.run(data, data, logs, shape)
+            found, raw["throughput"] = throughput.run(data, logs, shape)
             figures += found
             timings["throughput_s"] = time.perf_counter() - step
     except RuntimeError as exc:

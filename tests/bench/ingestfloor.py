@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import sys
 import time
 from collections import deque
 from pathlib import Path
 
 from reactor.core.events import Area, FsEvent
-from reactor.core.state import Job, JobState
 from reactor.disk.journal import Journal
 from reactor.disk.signature import check_pod5
 from reactor.serve.watcher import Watcher
 from reactor.serve.writer import DiskWriter
+from tests.bench.trees import first_job
 from tests.bench.watchfloor import ARRIVALS
 
 
@@ -61,9 +60,7 @@ async def assign(input_dir: Path, output_dir: Path, pollers: int, batch: int) ->
                 await news.wait()
                 continue
             names = [ready.popleft() for _ in range(min(batch, len(ready)))]
-            now = time.time()
-            job = Job(str(secrets.randbits(128)), f"floor{number}", dict.fromkeys(names, 1),
-                      JobState.ASSIGNED, now, now, 3600.0)  # fmt: skip
+            job = first_job(f"floor{number}", names, time.time())
             await writer.run(journal.assign_step(job))
             at = time.monotonic()
             for name in names:

@@ -46,11 +46,9 @@ from typing import Any
 import aiohttp
 
 from reactor.core.names import job_tag
-from reactor.core.state import Job, JobState
 from reactor.disk.journal import Journal
 from reactor.disk.read_files import SplitRequest
 from reactor.serve.read_worker import ReadWorker
-from reactor.serve.service import new_job_id
 from reactor.serve.writer import DiskWriter
 from tests.bench import client, scratchfs, trees
 from tests.bench.durability import group_steps
@@ -202,9 +200,7 @@ async def journal_floor(
         batch = [queue.pop() for _ in range(min(BATCH, len(queue)))]
         if not batch:
             return False
-        now = time.time()
-        job = Job(new_job_id(), f"thru-eng{number:02d}", dict.fromkeys(batch, 1),
-                  JobState.ASSIGNED, now, now, 3600.0)  # fmt: skip
+        job = trees.first_job(f"thru-eng{number:02d}", batch, time.time())
         await writer.run(journal.assign_step(job))
         _write_outputs(journal.output_folder(job), batch)
         if reads is None:
@@ -299,9 +295,7 @@ def one_trial(
 Trials = dict[int, dict[str, Trial]]  # engines -> server -> trial
 
 
-def run(
-    data: Path, work: Path, logs: Path, settings: Settings
-) -> tuple[list[Figure], dict[str, Any]]:
+def run(data: Path, logs: Path, settings: Settings) -> tuple[list[Figure], dict[str, Any]]:
     data_create_us = scratchfs.create_cost_us(data)
     if not settings.fresh_fs:
         where = scratchfs.Scratch(data, "the data folder, no fresh filesystem asked for")

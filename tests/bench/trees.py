@@ -155,6 +155,20 @@ def build(data_dir: Path, files: int, jobs: int, *, fresh: bool = False) -> Tree
     return tree
 
 
+def first_job(engine_id: str, names: list[str], at: float = 0.0) -> Job:
+    """A new job handing `names` to `engine_id` for the first time at `at`, with an
+    hour's lease (no lease runs out during a trial)."""
+    return Job(
+        job_id=new_job_id(),
+        engine_id=engine_id,
+        files=dict.fromkeys(names, 1),
+        state=JobState.ASSIGNED,
+        assigned_at=at,
+        last_seen=at,
+        lease_s=3600.0,
+    )
+
+
 def _jobs_in_flight(tree: Tree) -> list[str]:
     """`jobs` jobs over files of the half that is never done, made by the journal."""
     journal = Journal(tree.input_dir, tree.output_dir(0))
@@ -162,15 +176,7 @@ def _jobs_in_flight(tree: Tree) -> list[str]:
     folders = []
     for k in range(tree.jobs):
         names = [pod5_name(first + k * FILES_PER_JOB + j) for j in range(FILES_PER_JOB)]
-        job = Job(
-            job_id=new_job_id(),
-            engine_id=f"bench-gpu{k % 16:02d}",
-            files=dict.fromkeys(names, 1),
-            state=JobState.ASSIGNED,
-            assigned_at=0.0,
-            last_seen=0.0,
-            lease_s=3600.0,
-        )
+        job = first_job(f"bench-gpu{k % 16:02d}", names)
         journal.assign(job)
         folders.append(journal.input_folder(job).name)
         output = journal.output_folder(job)
