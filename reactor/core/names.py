@@ -9,6 +9,7 @@ path separator, start with a dot, or be `..`, so no join below can leave the run
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -98,6 +99,19 @@ def output_stem(name: str) -> str | None:
         return stem
     tag = _JOB_TAG_RE.match(stem)
     return stem[tag.end() :] if tag else stem
+
+
+def output_stems(names: Iterable[str]) -> set[str]:
+    """`output_stem` of each name that is an output (a folder's listing at start: 10^6
+    names). The common name, `<stem>.fastq` with no tag, is read without a call."""
+    stems: set[str] = set()
+    add = stems.add
+    for name in names:
+        if name.endswith(".fastq") and not name.startswith("job_id_"):
+            add(name[:-6])  # what output_stem gives it
+        elif (stem := output_stem(name)) is not None:
+            add(stem)
+    return stems
 
 
 def job_tag(job_id: str) -> str:

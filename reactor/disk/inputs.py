@@ -117,17 +117,22 @@ class InputFolders:
         of a single run (INPUTDIR, where job folders are made too)."""
         return self._single and self.folders[0] == folder.absolute()
 
+    @property
+    def plain(self) -> Path | None:
+        """The one folder, when the scan lists it by `is_pod5_name` alone (a single
+        run's INPUTDIR): what `reactor.disk.input_lister` can list in a child process."""
+        return self.folders[0] if self._single and self._accept is is_pod5_name else None
+
     def contains(self, target: Path) -> bool:
         """Whether a resolved path lies inside the run's folders."""
         return target.is_relative_to(self.within.resolve())
 
     # ------------------------------------------------------------- listing
 
-    def scan(
-        self, others: Callable[[os.DirEntry[str]], None] | None = None
-    ) -> Iterator[os.DirEntry[str]]:
+    def scan(self, others: Callable[[str, bool], None] | None = None) -> Iterator[os.DirEntry[str]]:
         """Every accepted `.pod5` entry in the folders (and barcode folders), each one's
-        folder recorded; `others` is given every other entry of a single run's folder.
+        folder recorded; `others` is given every other entry of a single run's folder:
+        its name, and whether it is a folder (not following a symlink).
         A folder that is missing is skipped (a run may not have made it yet); the first
         folder must be readable (OSError otherwise)."""
         if self._single:
@@ -140,7 +145,7 @@ class InputFolders:
                 continue
 
     def _flat(
-        self, folder: Path, others: Callable[[os.DirEntry[str]], None] | None
+        self, folder: Path, others: Callable[[str, bool], None] | None
     ) -> Iterator[os.DirEntry[str]]:
         """A single run's folder: once per file at start (10^6), so nothing is done for
         an accepted entry but to yield it."""
@@ -150,7 +155,7 @@ class InputFolders:
                 if accept(entry.name):
                     yield entry
                 elif others is not None:
-                    others(entry)
+                    others(entry.name, entry.is_dir(follow_symlinks=False))
 
     def _entries(self, folder: Path, *, nested: bool) -> Iterator[os.DirEntry[str]]:
         subfolders: list[Path] = []

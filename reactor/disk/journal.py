@@ -43,7 +43,7 @@ from reactor.core.names import (
     Folder,
     JobFolder,
     job_tag,
-    output_stem,
+    output_stems,
 )
 from reactor.core.state import Job, JobState
 from reactor.disk import engine_trees, fsops
@@ -1046,16 +1046,12 @@ class Journal:
 
     def result_stems(self) -> set[str]:
         """Stems of the outputs in pass/ and fail/ (the seed's rule for 'done')."""
-        stems: set[str] = set()
+        names: list[str] = []
         for kind in RESULT_FOLDERS:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 fd = open_folder(self._output_fd, kind)
                 try:
-                    names = os.listdir(fd)
+                    names += os.listdir(fd)
                 finally:
                     os.close(fd)
-                for name in names:
-                    stem = output_stem(name)
-                    if stem is not None:
-                        stems.add(stem)
-        return stems
+        return output_stems(names)

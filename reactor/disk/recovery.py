@@ -91,20 +91,19 @@ def recover(
 
 
 def unrecorded_input(
-    input_dir: Path, entry: os.DirEntry[str], known: Callable[[str], bool]
+    input_dir: Path, name: str, is_folder: bool, known: Callable[[str], bool]
 ) -> str | None:
     """What recovery makes of an entry of INPUTDIR that is not a `.pod5`, met by the
     start-up scan: a staging leftover (other than the journal's own staging folder) is
     removed, `staging_removed`; a folder of links of a job that is not `known` (no record
     names it, and the service has not made it since) is not reactor's and is left for a
     person, `links_without_record`. The repair's kind, or None."""
-    name = entry.name
     if name.startswith(STAGING_PREFIX):
         if name == INPUT_STAGING_NAME:
             return None  # the journal's: emptied by recovery before serving, in use since
         _remove(input_dir, name)
         return "staging_removed"
-    if _links_of_no_record(name, known) and entry.is_dir(follow_symlinks=False):
+    if _links_of_no_record(name, known) and is_folder:
         return "links_without_record"
     return None
 

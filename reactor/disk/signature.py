@@ -49,12 +49,15 @@ def check_pod5(path: str | os.PathLike[str]) -> Pod5Check | None:
     return Pod5Check(complete=complete, size=size, mtime=mtime)
 
 
-def look_at_pod5(path: str | os.PathLike[str]) -> tuple[bool, int, float] | None:
+def look_at_pod5(
+    path: str | os.PathLike[str], dir_fd: int | None = None
+) -> tuple[bool, int, float] | None:
     """`check_pod5` as a plain tuple (complete, size, mtime): the start-up scan looks at
     10^6 files, and passes `DirEntry.path` as it is, because building a `Path`, or a
-    frozen dataclass, per file costs about as much as the check itself."""
+    frozen dataclass, per file costs about as much as the check itself. With `dir_fd`,
+    `path` is a name in that folder (the kernel then walks one name, not the path)."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError:

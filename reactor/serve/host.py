@@ -1460,6 +1460,10 @@ class Host:
             engines=engines_seen((state.engines for state in states), self.clock()),
         )
 
+    def when_scanned(self, action: Callable[[], None]) -> None:
+        """`action()` now: each run's unit scans before the host serves it."""
+        action()
+
     def status_line(self) -> str:
         live = sum(1 for unit in self.units.values() if unit.phase != "complete")
         done = sum(unit.reactor.count_fields()["done"] for unit in self.units.values())

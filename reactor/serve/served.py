@@ -7,6 +7,7 @@ knows only this shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -31,6 +32,10 @@ class Served(Protocol):
     @property
     def scanning(self) -> bool:
         """Serving before ready: the start-up scan of the input goes on."""
+        ...
+
+    def when_scanned(self, action: Callable[[], None]) -> None:
+        """`action()` now, or once the start-up scan is over."""
         ...
 
     @property

@@ -25,13 +25,12 @@ import contextlib
 import errno
 import functools
 import gc
-import importlib.metadata
 import os
 import secrets
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,7 +77,7 @@ from reactor.runtime.heap import release_free_memory
 from reactor.runtime.zone import host_time_zone
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
-from reactor.serve.start_scan import StartScan
+from reactor.serve.start_scan import ChildLister, ListerFailed, StartScan
 from reactor.serve.work_waiters import WorkWaiters
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
@@ -87,10 +86,19 @@ log = structlog.get_logger("reactor")
 # The host's zone, read once: the dashboard shows the sequencer's clock in it.
 HOST_TIME_ZONE = host_time_zone()
 T = TypeVar("T")
-try:
-    VERSION = importlib.metadata.version("pod5-reactor")  # in the @PG line of split BAMs
-except importlib.metadata.PackageNotFoundError:  # run from a source tree
-    VERSION = "unknown"
+
+
+@functools.cache
+def reactor_version() -> str:
+    """This package's version, for the @PG line of split BAMs; looked up when first
+    needed (the lookup walks the installed packages: ~15 ms of every start)."""
+    import importlib.metadata  # its own imports: ~5 ms of every start
+
+    try:
+        return importlib.metadata.version("pod5-reactor")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
 
 MAX_BATCH_SIZE = 10_000
 # An engine silent this long, with no live job and not benched, is forgotten: /status and
@@ -112,6 +120,9 @@ SCAN_TURN_S = 0.004
 # assignment: a few dozen system calls, each giving the GIL up) waits this long each
 # time, not the default 5 ms: at 5 ms the first assignment took ~0.25 s.
 SCAN_SWITCH_S = 0.0005
+# INPUTDIR's size (st_size) from which the scan's looks are made by a child process
+# (reactor.disk.input_lister): on ext4, 64 KiB holds ~1,400 names of MinKNOW's length.
+SCAN_CHILD_FROM_BYTES = 64 * 1024
 
 
 @contextlib.contextmanager
@@ -132,7 +143,7 @@ def _nothing() -> None:
     pass
 
 
-def _ignore(_entry: os.DirEntry[str]) -> None:
+def _ignore(_name: str, _is_folder: bool) -> None:
     pass
 
 
@@ -217,6 +228,7 @@ class Reactor:
         job_id_factory: Callable[[], str] = new_job_id,
         inputs: InputFolders | None = None,
         jobs_dir: Path | None = None,
+        scan_child: bool | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -287,7 +299,12 @@ class Reactor:
         self._recovered_summary: _RecoveredSummary | None = None
         self._reconcile_after_scan: str | None = None
         self._scan_task: asyncio.Task[None] | None = None
+        self._lister: ChildLister | None = None  # the scan's looks, in a child (`begin`)
+        # Whether `begin` starts one: None, when INPUTDIR is large enough to gain by it
+        # (`_wants_child`); tests say yes or no.
+        self._scan_child = scan_child
         self.on_ready: Callable[[], None] = _nothing  # told when the service becomes ready
+        self._after_scan: list[Callable[[], None]] = []  # `when_scanned`
 
     # ------------------------------------------------------------ start
 
@@ -326,18 +343,24 @@ class Reactor:
         clock = time.perf_counter
         switch_s = sys.getswitchinterval()
         sys.setswitchinterval(SCAN_SWITCH_S)
+        turn_at = clock() + SCAN_TURN_S
+
+        async def turn() -> None:
+            nonlocal turn_at
+            if clock() < turn_at:
+                return
+            self.state.ready_listener = listener
+            listener()
+            await asyncio.sleep(0)
+            self.state.ready_listener = _nothing
+            turn_at = clock() + SCAN_TURN_S
+
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
                 self.state.ready_listener = _nothing
-                turn_at = clock() + SCAN_TURN_S
-                for _ in scan.slices():
-                    if clock() < turn_at:
-                        continue
-                    self.state.ready_listener = listener
-                    listener()
-                    await asyncio.sleep(0)
-                    self.state.ready_listener = _nothing
-                    turn_at = clock() + SCAN_TURN_S
+                if not await self._scan_in_child(scan, turn):
+                    for _ in scan.slices():
+                        await turn()
                 scan.finish()
             release_free_memory()  # the final sort's temporaries (reactor.runtime.heap)
         except OSError as exc:
@@ -359,14 +382,53 @@ class Reactor:
             sys.setswitchinterval(switch_s)
         self._scan = None
         self._ready_now(self._recovered_summary)
+        after, self._after_scan = self._after_scan, []
+        for action in after:
+            action()
         if self._reconcile_after_scan is not None:
             self.reconcile(self._reconcile_after_scan)
             self._reconcile_after_scan = None
+
+    async def _scan_in_child(self, scan: StartScan, turn: Callable[[], Awaitable[None]]) -> bool:
+        """The start-up scan with its looks made by the child `begin` started, if it
+        did (`reactor.disk.input_lister`); whether it went to its end. A child that
+        fails is logged, and the scan goes on in the service (`slices`): what was
+        recorded already is only marked present again."""
+        lister = self._lister
+        if lister is None:
+            return False
+        try:
+            async for listed in lister.chunks():
+                scan.take(listed)
+                await turn()
+        except ListerFailed as exc:
+            self._lister_failed(exc)
+            return False
+        finally:
+            lister.stop()
+            self._lister = None
+        return True
+
+    def _lister_failed(self, exc: ListerFailed) -> None:
+        log.warning(
+            "scan_child_failed",
+            folder=str(self.inputs.main),
+            detail=str(exc),
+            action="none: the service looks at INPUTDIR's files itself (slower)",
+        )
 
     @property
     def scanning(self) -> bool:
         """Serving before ready: the start-up scan goes on (`begin()`, then `scan()`)."""
         return self._scan is not None
+
+    def when_scanned(self, action: Callable[[], None]) -> None:
+        """`action()` now, or once the start-up scan is over if it goes on: work that
+        would take the CPU from the scan (starting the read workers) waits for it."""
+        if self.scanning:
+            self._after_scan.append(action)
+        else:
+            action()
 
     @contextlib.contextmanager
     def _startup_errors(self) -> Iterator[None]:
@@ -389,6 +451,9 @@ class Reactor:
             self._scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan_task
+        if self._lister is not None:  # started by `begin`, and the scan never ran
+            self._lister.stop()
+            self._lister = None
         while self._operations:
             await asyncio.wait(list(self._operations))
         await self.writer.stop()
@@ -461,6 +526,33 @@ class Reactor:
         began = time.perf_counter()
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
+        # The watch is up: the child may list INPUTDIR (and the outputs) while recovery
+        # runs. Recovery touches no `.pod5` there; what it removes the scan meets gone.
+        if (folder := self.inputs.plain) is not None and self._wants_child(folder):
+            try:
+                self._lister = ChildLister.start(folder, self.config.output_dir)
+            except ListerFailed as exc:
+                self._lister_failed(exc)
+        try:
+            return self._recover_to_serve(began)
+        except BaseException:
+            if self._lister is not None:  # it would wait for a reader for ever
+                self._lister.stop()
+                self._lister = None
+            raise
+
+    def _wants_child(self, folder: Path) -> bool:
+        """Whether the scan's looks go to a child process: a child takes ~30 ms to
+        start, the looks at a few hundred files less, so only for a folder whose size
+        says it holds thousands of names (a folder's size grows with its entries)."""
+        if self._scan_child is not None:
+            return self._scan_child
+        try:
+            return folder.stat().st_size >= SCAN_CHILD_FROM_BYTES
+        except OSError:
+            return False  # the scan says what is wrong with the folder
+
+    def _recover_to_serve(self, began: float) -> Recovered:
         now = self.clock()
         recovered = self._recover(now)
         scan = StartScan(
@@ -527,7 +619,7 @@ class Reactor:
         self._expire_now(now)
         self.writer.start()
 
-    def _unrecorded_inputs(self, recovered: Recovered) -> Callable[[os.DirEntry[str]], None]:
+    def _unrecorded_inputs(self, recovered: Recovered) -> Callable[[str, bool], None]:
         """For the scan of INPUTDIR, when recovery left its job folders to it: each entry
         that is not a `.pod5` is settled as recovery's own listing would have done
         (`reactor.disk.recovery.unrecorded_input`), the repair logged and counted."""
@@ -539,11 +631,11 @@ class Reactor:
         def known(job_id: str) -> bool:
             return job_id in recorded or job_id in jobs
 
-        def meet(entry: os.DirEntry[str]) -> None:
-            repair = unrecorded_input(input_dir, entry, known)
+        def meet(name: str, is_folder: bool) -> None:
+            repair = unrecorded_input(input_dir, name, is_folder, known)
             if repair is not None:
-                recovered.repairs.append((repair, entry.name))
-                log.warning("recovery_repair", repair=repair, folder=entry.name)
+                recovered.repairs.append((repair, name))
+                log.warning("recovery_repair", repair=repair, folder=name)
 
         return meet
 
@@ -568,7 +660,7 @@ class Reactor:
         history: dict[str, FailureHistory],
         handed_back: set[str],
         stems: set[str],
-        others: Callable[[os.DirEntry[str]], None],
+        others: Callable[[str, bool], None],
     ) -> None:
         """Every `.pod5` not accounted for by the journal: done by the seed's rule,
         else ready or incomplete by its signature. Queued oldest first, files that failed
@@ -774,7 +866,7 @@ class Reactor:
             batch=batch,
             stage=str(journal.split_folder(job.job_id).absolute()) if split else None,
             output_format=self.config.output_format,
-            provenance={"job": job.job_id, "engine": job.engine_id, "version": VERSION},
+            provenance={"job": job.job_id, "engine": job.engine_id, "version": reactor_version()},
         )
         problem: Exception | None = None
         result = None
@@ -806,7 +898,7 @@ class Reactor:
             **rules.params,
             "min_qscore": f"{rules.min_qscore:g}",
             "output_layout": "minknow" if split else "seed",
-            "reactor": VERSION,
+            "reactor": reactor_version(),
         }
         if not split:
             return _ReadOutputs(result.outputs, result.reads, made_with=made_with)

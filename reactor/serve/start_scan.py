@@ -13,19 +13,37 @@ of its own, so nothing it drops at the end is scattered among the records it mad
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
+from reactor.disk.input_lister import (
+    COMPLETE,
+    HEADER,
+    OTHER,
+    OTHER_FOLDER,
+    SYMLINK,
+    Listed,
+    body_size,
+    command,
+    decode,
+)
 from reactor.disk.inputs import InputFolders
 from reactor.disk.signature import look_at_pod5
 
 # Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
 # once SCAN_TURN_S has passed): ~2 ms of signature checks on a local disk.
 SLICE_FILES = 256
+# What the child's pipe may hold before the service reads it: the child looks ahead
+# while the loop records the chunk before.
+PIPE_BUFFER_BYTES = 1 << 20
+STDERR_KEPT_BYTES = 2000  # of a failed child's stderr, in the log
 
 
 @dataclass(slots=True)
@@ -40,8 +58,9 @@ class StartScan:
     handed_back: set[str]
     refuse: Callable[[str], bool]
     now: float
-    # Every entry of INPUTDIR that is not a `.pod5` (recovery leaves its strays to the scan)
-    others: Callable[[os.DirEntry[str]], None]
+    # Every entry of INPUTDIR that is not a `.pod5`, by name and whether it is a folder
+    # (recovery leaves its strays to the scan)
+    others: Callable[[str, bool], None]
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
 
@@ -106,6 +125,43 @@ class StartScan:
             if count % size == 0:
                 yield count
 
+    def take(self, listed: Listed) -> None:
+        """What the child process looking at INPUTDIR found (`reactor.disk.input_lister`),
+        recorded as `slices` records what it finds itself: the service's own list of
+        outputs decides what is done; a symlink, or a file the child's list of outputs
+        called done and this one does not, is looked at here."""
+        state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
+        files, front, history, others = state.files, self.handed_back, self.history, self.others
+        names, mtimes = self._names, self._mtimes
+        folder = self.inputs.main
+        for name, kind, mtime in zip(listed.names, listed.kinds, listed.mtimes, strict=True):
+            if kind >= OTHER:
+                others(name, kind == OTHER_FOLDER)
+                continue
+            record = files.get(name)
+            if record is not None:
+                record.present = True
+                continue
+            if stems and name[:-5] in stems:
+                state.restore_done(name, now)
+                files[name].present = True
+                continue
+            if kind >= SYMLINK:  # a symlink, or done by the child's list only
+                if kind == SYMLINK and refuse(name):
+                    continue
+                looked = look_at_pod5(os.path.join(folder, name))  # noqa: PTH118 - as slices
+                if looked is None:
+                    continue
+                complete, mtime = looked[0], looked[2]
+            else:
+                complete = kind == COMPLETE
+            if name in front or name in history:
+                self._queue(name, complete=complete)
+            else:
+                state.file_found(name, complete=complete, now=now)
+                names.append(name)
+                mtimes.append(mtime)
+
     def finish(self) -> None:
         """The scan is over: the files it queued go behind the others, oldest first (the
         order `Reactor.start` gives them); files handed out meanwhile are not touched."""
@@ -139,3 +195,79 @@ class StartScan:
             history=self.history.get(name),
             front=name in self.handed_back,
         )
+
+
+class ListerFailed(Exception):
+    """The child looking at INPUTDIR's files failed (`ChildLister`)."""
+
+
+class ChildLister:
+    """The child process (`reactor.disk.input_lister`) looking at INPUTDIR's files,
+    started as soon as the watch is up (`start`, while recovery runs: its list of
+    outputs then takes no time of the service's own), read a chunk at a time between
+    turns of the loop (`chunks`), killed if the service stops first (`stop`)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @classmethod
+    def start(
+        cls, input_dir: Path, output_dir: Path, program: list[str] | None = None
+    ) -> ChildLister:
+        """Start the child (`program`: its command line, `input_lister.command`'s by
+        default). Raises ListerFailed when it cannot be started."""
+        try:
+            process = subprocess.Popen(
+                program or command(input_dir, output_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            msg = f"could not start the child: {exc}"
+            raise ListerFailed(msg) from exc
+        return cls(process)
+
+    async def chunks(self) -> AsyncIterator[Listed]:
+        """What the child found, a chunk at a time. Raises ListerFailed when it ends
+        without saying it listed the folder to its end, or writes what is not a chunk."""
+        process = self._process
+        if process.stdout is None:  # pragma: no cover - asked for in start
+            msg = "the child has no pipe"
+            raise ListerFailed(msg)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=PIPE_BUFFER_BYTES, loop=loop)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), process.stdout
+        )
+        try:
+            while True:
+                count, names_bytes = HEADER.unpack(await reader.readexactly(HEADER.size))
+                if count == 0:
+                    break
+                yield decode(count, await reader.readexactly(body_size(count, names_bytes)))
+        except (asyncio.IncompleteReadError, ValueError) as exc:
+            raise ListerFailed(await self._failure(exc)) from exc
+        finally:
+            transport.close()
+        await asyncio.to_thread(process.wait)  # it ends once it wrote the end
+        self.stop()
+
+    async def _failure(self, exc: Exception) -> str:
+        process = self._process
+        code = await asyncio.to_thread(process.wait)
+        lines: list[str] = []
+        if process.stderr is not None:  # its last line: a traceback's says what it was
+            kept = await asyncio.to_thread(process.stderr.read, STDERR_KEPT_BYTES)
+            lines = kept.decode(errors="replace").strip().splitlines()
+        return f"the child ended early (exit {code}): {lines[-1] if lines else exc}"
+
+    def stop(self) -> None:
+        """Kill the child if it still runs (the service stops during the scan)."""
+        process = self._process
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()

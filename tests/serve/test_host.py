@@ -24,7 +24,7 @@ from reactor.serve import host as host_module
 from reactor.serve.app import create_host_app
 from reactor.serve.app_keys import HOST
 from reactor.serve.host import RETIRE_AFTER_S, SHEET_NAME
-from reactor.serve.service import VERSION
+from reactor.serve.service import reactor_version
 from reactor.settings.serve import ServeConfig
 from reactor.sim.pod5_files import RunIdentity, pod5_bytes, read_ids, write_pod5
 from tests.support.api import AiohttpClient, MakeClient
@@ -997,7 +997,13 @@ async def test_a_person_sets_a_runs_parameters_and_changing_pinned_ones_is_a_dec
     made = [r.get("made_with") for r in map(json.loads, map(Path.read_text,
             (output / ".reactor" / "jobs").glob("*.json"))) if r["state"] == "done"]  # fmt: skip
     assert made and all(
-        m == {"model": "hac", "min_qscore": "9", "output_layout": "minknow", "reactor": VERSION}
+        m
+        == {
+            "model": "hac",
+            "min_qscore": "9",
+            "output_layout": "minknow",
+            "reactor": reactor_version(),
+        }
         for m in made
     ), made
     bad = await client.post("/runs/params?run=PAW00011_11111111&set=speed=max&rebasecall=true")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Iterator
+import shutil
+import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,11 +36,14 @@ def add_files(dirs: RunDirs, count: int) -> list[str]:
     return names
 
 
-def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1) -> Reactor:
-    """A reactor that has recovered and serves, its scan not started."""
+def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1, *, child: bool = False) -> Reactor:
+    """A reactor that has recovered and serves, its scan not started (with `child`, its
+    looks under way in a child process, as `reactor serve` starts them)."""
     numbers = itertools.count(first_id)
     config = dirs.config(report_back_interval=LEASE_S)
-    reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)))
+    reactor = Reactor(
+        config, clock=clock, job_id_factory=lambda: str(next(numbers)), scan_child=child
+    )
     reactor.begin()
     STARTED.append(reactor)
     return reactor
@@ -184,7 +190,7 @@ async def test_readyz_says_scanning_while_assignwork_answers(
 # ------------------------------------------------- what recovery leaves to the scan
 
 
-def recovery_repairs(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def recovery_repairs(logs: list[MutableMapping[str, Any]]) -> list[tuple[str, str]]:
     return [(e["repair"], e["folder"]) for e in logs if e["event"] == "recovery_repair"]
 
 
@@ -267,7 +273,8 @@ async def test_a_job_assigned_during_the_scan_is_not_taken_for_a_stray(
         for entry in entries:
             if not entry.name.endswith(".pod5"):
                 met.append(entry.name)
-                scan.others(entry)  # what the scan does with each entry that is not a .pod5
+                # what the scan does with each entry that is not a .pod5
+                scan.others(entry.name, entry.is_dir(follow_symlinks=False))
     assert reactor.journal.input_folder(job).name in met
     assert recovery_repairs(logs) == []
 
@@ -295,3 +302,167 @@ async def test_staging_leftovers_in_the_input_folder_are_removed(
     assert recovery_repairs(logs)[1:] == [("staging_removed", older.name)]
     assert not older.exists() and staging.is_dir()
     assert reactor.count_fields()["ready"] == 2
+
+
+# ------------------------------------------------- the looks made by a child process
+
+
+async def mixed_run_folders(
+    dirs: RunDirs, other: RunDirs, clock: ManualClock, outside: Path
+) -> None:
+    """Two runs on one INPUTDIR, started once: whole and half-written files with
+    distinct ages, one done by an output in both, a link inside INPUTDIR and one leading
+    out of it, a folder of links that no record names."""
+    names = add_files(dirs, 40)
+    for number, name in enumerate(names):
+        os.utime(dirs.input_dir / name, (1_000 + (number * 7) % 40, 1_000 + (number * 7) % 40))
+    (dirs.input_dir / "half.pod5").write_bytes(POD5_SIGNATURE + b"\0" * 32)
+    (dirs.output_dir / "pass").mkdir(parents=True, exist_ok=True)
+    (dirs.output_dir / "pass" / "f003.fastq").write_text("")
+    (dirs.input_dir / "inside.pod5").symlink_to(dirs.input_dir / names[5])
+    (outside / "away.pod5").write_bytes(POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE)
+    (dirs.input_dir / "outside.pod5").symlink_to(outside / "away.pod5")
+    shutil.copytree(dirs.output_dir / "pass", other.output_dir / "pass")
+    await ran_once(dirs, clock)
+    await ran_once(other, clock)
+    stray = dirs.input_dir / "ASSIGNED_424242_e9"
+    stray.mkdir()
+    (stray / names[0]).symlink_to(f"../{names[0]}")
+
+
+def scanned_state(reactor: Reactor) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    files = reactor.state.files
+    return (
+        list(reactor.state.ready_names()),
+        {name: (record.state, record.present) for name, record in files.items()},
+        reactor.count_fields(),
+    )
+
+
+async def test_the_scan_in_a_child_leaves_what_the_scan_in_the_service_leaves(
+    run_dirs: RunDirs, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same INPUTDIR, two OUTPUTDIRs alike: the same records, the same queue (oldest
+    first), the same refusals and repairs, whether a child looked or the service did."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
+    await mixed_run_folders(run_dirs, other, clock, outside)
+
+    with capture_logs() as by_child:
+        child = begun(run_dirs, clock, child=True)
+        with monkeypatch.context() as patched:  # the service must not look by itself
+            patched.setattr(StartScan, "slices", _must_not_run)
+            await child.scan()
+    with capture_logs() as by_service:
+        service = begun(other, clock)
+        await service.scan()
+
+    assert scanned_state(child) == scanned_state(service)
+    ready, records, _ = scanned_state(child)
+    assert len(ready) == 40 - 1 + 1  # 40 whole files, f003 done, the link inside
+    assert records["f003.pod5"] == (FileState.DONE, True)
+    assert records["half.pod5"][0] is FileState.INCOMPLETE
+    assert "outside.pod5" not in records
+    assert [e["event"] for e in by_child if e["event"] == "scan_child_failed"] == []
+    for logs in (by_child, by_service):
+        assert recovery_repairs(logs) == [("links_without_record", "ASSIGNED_424242_e9")]
+        assert [e["name"] for e in logs if e["event"] == "file_refused"] == ["outside.pod5"]
+
+
+def _must_not_run(_scan: StartScan, _size: int = 0) -> Iterator[int]:
+    msg = "the service scanned by itself"
+    raise AssertionError(msg)
+
+
+def _child_program(code: str) -> Callable[[Path, Path], list[str]]:
+    def program(input_dir: Path, output_dir: Path) -> list[str]:
+        return [sys.executable, "-c", code, str(input_dir), str(output_dir)]
+
+    return program
+
+
+_FIRST_CHUNK_ONLY = """
+import subprocess, sys
+from reactor.disk.input_lister import HEADER, body_size, command
+from pathlib import Path
+out = subprocess.run(command(Path(sys.argv[1]), Path(sys.argv[2])), capture_output=True).stdout
+count, names_bytes = HEADER.unpack_from(out)
+sys.stdout.buffer.write(out[: HEADER.size + body_size(count, names_bytes)])
+"""
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        pytest.param(_child_program("import sys; print('garbage'); sys.exit(3)"), id="garbage"),
+        pytest.param(_child_program(_FIRST_CHUNK_ONLY), id="one-chunk-then-gone"),
+        pytest.param(lambda _i, _o: ["/nonexistent/python"], id="cannot-start"),
+    ],
+)
+async def test_a_child_that_fails_leaves_the_scan_to_the_service(
+    run_dirs: RunDirs,
+    clock: ManualClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    program: Callable[[Path, Path], list[str]],
+) -> None:
+    """Whatever the child did before it failed, the service scans by itself after it
+    and ends where a scan of its own ends; the failure is logged with what went wrong."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
+    await mixed_run_folders(run_dirs, other, clock, outside)
+    monkeypatch.setattr("reactor.serve.start_scan.command", program)
+
+    with capture_logs() as logs:
+        failing = begun(run_dirs, clock, child=True)
+        await failing.scan()
+    service = begun(other, clock)
+    await service.scan()
+
+    assert scanned_state(failing) == scanned_state(service)
+    (failed,) = [e for e in logs if e["event"] == "scan_child_failed"]
+    assert failed["detail"] and failed["action"]
+    assert failing.ready
+
+
+async def test_stopping_during_the_scan_ends_the_child(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child still looking when the service stops (before its scan ran, or during
+    it) is killed, not left behind."""
+    add_files(run_dirs, 3)
+    monkeypatch.setattr(
+        "reactor.serve.start_scan.command", _child_program("import time; time.sleep(120)")
+    )
+    before_scan = begun(run_dirs, clock, child=True)
+    lister = before_scan._lister
+    assert lister is not None
+    await before_scan.stop()
+    assert lister._process.poll() is not None
+
+    during_scan = begun(run_dirs, clock, child=True)
+    lister = during_scan._lister
+    assert lister is not None
+    during_scan.start_scan()
+    await asyncio.sleep(0)  # the scan waits for the child's first chunk
+    assert during_scan.scanning
+    await during_scan.stop()
+    assert lister._process.poll() is not None
+
+
+async def test_work_held_for_the_end_of_the_scan_runs_at_its_end(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """`when_scanned` (the read workers start so: not while the scan needs the CPU):
+    held while the scan goes on, run once at its end; at once when nothing scans."""
+    add_files(run_dirs, 5)
+    reactor = begun(run_dirs, clock)
+    ran: list[bool] = []
+    reactor.when_scanned(lambda: ran.append(reactor.ready))
+    assert ran == []
+    await reactor.scan()
+    assert ran == [True]
+    reactor.when_scanned(lambda: ran.append(reactor.scanning))
+    assert ran == [True, False]
