@@ -49,6 +49,7 @@ PIPE_BYTES = 1 << 20
 LOOKERS = 2  # processes looking at files, each at its share of the names
 NICE = 10  # the lookers yield the CPU to the service (and to MinKNOW)
 HEADER = struct.Struct("<II")  # entries in the chunk, bytes of their names
+MAX_CHUNK_BYTES = 1 << 20  # what a header may announce: more is not a chunk
 _ENCODING = ("utf-8", "surrogateescape")  # os.fsencode's, for any name the folder holds
 
 
@@ -74,7 +75,13 @@ def decode(count: int, body: bytes) -> Listed:
 
 
 def body_size(count: int, names_bytes: int) -> int:
-    return names_bytes + 9 * count
+    """The bytes after a header announcing `count` entries and `names_bytes` of names;
+    ValueError if no chunk is that large."""
+    size = names_bytes + 9 * count
+    if size > MAX_CHUNK_BYTES:
+        msg = f"a header announces {size} bytes: not a chunk"
+        raise ValueError(msg)
+    return size
 
 
 def command(input_dir: Path, output_dir: Path) -> list[str]:
@@ -115,7 +122,11 @@ def main(argv: list[str]) -> int:
     for number in range(lookers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - in the forked looker (its exit code is tested)
-            os._exit(_looker(input_dir, stems, number, lookers, out))
+            code = 1
+            try:
+                code = _looker(input_dir, stems, number, lookers, out)
+            finally:  # never back into this loop, whatever happened
+                os._exit(code)
         children.append(pid)
     failed = 0
     for pid in children:
@@ -132,8 +143,9 @@ def _looker(input_dir: str, stems: set[str], number: int, lookers: int, out: int
     try:
         _look(input_dir, stems, number, lookers, out)
     except BaseException:  # said on stderr; the exit code tells the child
-        traceback.print_exc()
-        sys.stderr.flush()
+        with contextlib.suppress(BaseException):  # stderr may be gone with the service
+            traceback.print_exc()
+            sys.stderr.flush()
         return 1
     return 0
 
@@ -158,10 +170,10 @@ def _look(input_dir: str, stems: set[str], number: int, lookers: int, out: int) 
                     chunk.add(name, OTHER_FOLDER if entry.is_dir(follow_symlinks=False) else OTHER)
             elif share(name, lookers) != number:
                 continue
+            elif entry.is_symlink():  # the service decides, done or not: it may refuse it
+                chunk.add(name, SYMLINK)
             elif name[:-5] in stems:
                 chunk.add(name, DONE)
-            elif entry.is_symlink():
-                chunk.add(name, SYMLINK)
             elif (looked := look_at_pod5(name, folder)) is not None:  # None: gone
                 chunk.add(name, COMPLETE if looked[0] else INCOMPLETE, looked[2])
     chunk.send()

@@ -14,6 +14,7 @@ of its own, so nothing it drops at the end is scattered among the records it mad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from array import array
@@ -43,7 +44,7 @@ SLICE_FILES = 256
 # What the child's pipe may hold before the service reads it: the child looks ahead
 # while the loop records the chunk before.
 PIPE_BUFFER_BYTES = 1 << 20
-STDERR_KEPT_BYTES = 2000  # of a failed child's stderr, in the log
+STDERR_KEPT_BYTES = 16_384  # of a failed child's stderr: its last line goes in the log
 
 
 @dataclass(slots=True)
@@ -240,6 +241,7 @@ class ChildLister:
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader, loop=loop), process.stdout
         )
+        failed: Exception | None = None
         try:
             while True:
                 count, names_bytes = HEADER.unpack(await reader.readexactly(HEADER.size))
@@ -247,19 +249,27 @@ class ChildLister:
                     break
                 yield decode(count, await reader.readexactly(body_size(count, names_bytes)))
         except (asyncio.IncompleteReadError, ValueError) as exc:
-            raise ListerFailed(await self._failure(exc)) from exc
+            failed = exc
         finally:
-            transport.close()
+            transport.close()  # a looker still writing ends on the broken pipe
+        if failed is not None:
+            raise ListerFailed(await self._failure(failed))
         await asyncio.to_thread(process.wait)  # it ends once it wrote the end
         self.stop()
 
     async def _failure(self, exc: Exception) -> str:
         process = self._process
+        if isinstance(exc, ValueError) and process.poll() is None:
+            process.kill()  # it wrote what is not a chunk: nothing more to read (at an
+            # early end of its output, it is ending by itself: its exit code tells how)
         code = await asyncio.to_thread(process.wait)
         lines: list[str] = []
         if process.stderr is not None:  # its last line: a traceback's says what it was
-            kept = await asyncio.to_thread(process.stderr.read, STDERR_KEPT_BYTES)
-            lines = kept.decode(errors="replace").strip().splitlines()
+            err = process.stderr.fileno()
+            os.set_blocking(err, False)  # what is there now: a looker may hold it open
+            with contextlib.suppress(BlockingIOError):
+                kept = os.read(err, STDERR_KEPT_BYTES).decode(errors="replace")
+                lines = [line for line in kept.splitlines() if line.strip()]
         return f"the child ended early (exit {code}): {lines[-1] if lines else exc}"
 
     def stop(self) -> None:

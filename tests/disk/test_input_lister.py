@@ -57,10 +57,10 @@ def expected_kind(folder: Path, name: str, stems: set[str]) -> int | None:
     visible_pod5 = name.endswith(".pod5") and not name.startswith(".") and len(name) > 5
     if not visible_pod5:
         return OTHER_FOLDER if path.is_dir() and not path.is_symlink() else OTHER
+    if path.is_symlink():  # never opened by the child, done or not: the service decides
+        return SYMLINK
     if name[:-5] in stems:
         return DONE
-    if path.is_symlink():
-        return SYMLINK
     if not path.is_file():
         return INCOMPLETE
     data = path.read_bytes()
@@ -81,13 +81,15 @@ def test_every_entry_is_reported_once_with_what_the_file_is(tmp_path: Path) -> N
     (inputs / "folder.pod5").mkdir()
     os.mkfifo(inputs / "fifo.pod5")  # opened without blocking, never read
     (inputs / "link.pod5").symlink_to(inputs / names[1])
+    (inputs / "done-link.pod5").symlink_to(inputs / names[2])
     (inputs / ".hidden.pod5").write_bytes(WHOLE)
     (inputs / "notes.txt").write_text("x")
     (inputs / "ASSIGNED_1_e1").mkdir()
     (outputs / "pass" / f"{names[4][:-5]}.fastq").write_text("")
     (outputs / "fail" / f"{names[5][:-5]}.fastq.gz").write_text("")
     (outputs / "pass" / f"job_id_7_{names[7][:-5]}.bam").write_text("")
-    stems = {names[4][:-5], names[5][:-5], names[7][:-5]}
+    (outputs / "pass" / "done-link.fastq").write_text("")
+    stems = {names[4][:-5], names[5][:-5], names[7][:-5], "done-link"}
 
     code, entries, largest = run_child(inputs, outputs)
 
@@ -102,10 +104,12 @@ def test_every_entry_is_reported_once_with_what_the_file_is(tmp_path: Path) -> N
     kinds = {name: kind for name, kind, _ in entries}
     # 200 whole files (every third is not), 3 of them done by an output
     assert sum(kind == COMPLETE for kind in kinds.values()) == 200 - 3
+    assert (kinds["link.pod5"], kinds["done-link.pod5"]) == (SYMLINK, SYMLINK)
 
 
 def test_a_folder_that_cannot_be_listed_fails_the_child(tmp_path: Path) -> None:
-    """No end marker, an exit code: the service then scans by itself."""
+    """No end marker, an exit code, the cause on stderr (each looker says why): the
+    service then scans by itself."""
     done = subprocess.run(
         command(tmp_path / "missing", tmp_path), capture_output=True, timeout=60, check=False
     )

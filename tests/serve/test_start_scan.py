@@ -393,11 +393,20 @@ sys.stdout.buffer.write(out[: HEADER.size + body_size(count, names_bytes)])
 
 
 @pytest.mark.parametrize(
-    "program",
+    ("program", "said"),
     [
-        pytest.param(_child_program("import sys; print('garbage'); sys.exit(3)"), id="garbage"),
-        pytest.param(_child_program(_FIRST_CHUNK_ONLY), id="one-chunk-then-gone"),
-        pytest.param(lambda _i, _o: ["/nonexistent/python"], id="cannot-start"),
+        pytest.param(
+            _child_program("import sys; print('garbage'); sys.exit(3)"),
+            "not a chunk",
+            id="garbage",
+        ),
+        pytest.param(_child_program(_FIRST_CHUNK_ONLY), "exit 0", id="one-chunk-then-gone"),
+        pytest.param(
+            _child_program("import sys; sys.stderr.write('OSError: disk gone\\n'); sys.exit(1)"),
+            "OSError: disk gone",
+            id="says-why",
+        ),
+        pytest.param(lambda _i, _o: ["/nonexistent/python"], "could not start", id="cannot-start"),
     ],
 )
 async def test_a_child_that_fails_leaves_the_scan_to_the_service(
@@ -406,6 +415,7 @@ async def test_a_child_that_fails_leaves_the_scan_to_the_service(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     program: Callable[[Path, Path], list[str]],
+    said: str,
 ) -> None:
     """Whatever the child did before it failed, the service scans by itself after it
     and ends where a scan of its own ends; the failure is logged with what went wrong."""
@@ -423,7 +433,8 @@ async def test_a_child_that_fails_leaves_the_scan_to_the_service(
 
     assert scanned_state(failing) == scanned_state(service)
     (failed,) = [e for e in logs if e["event"] == "scan_child_failed"]
-    assert failed["detail"] and failed["action"]
+    assert said in failed["detail"], failed["detail"]
+    assert failed["action"]
     assert failing.ready
 
 
