@@ -303,6 +303,7 @@ class Reactor:
         # Whether `begin` starts one: None, when INPUTDIR is large enough to gain by it
         # (`_wants_child`); tests say yes or no.
         self._scan_child = scan_child
+        self._looked_by = "service"  # who looked at INPUTDIR's files at start (`recovered`)
         self.on_ready: Callable[[], None] = _nothing  # told when the service becomes ready
         self._after_scan: list[Callable[[], None]] = []  # `when_scanned`
 
@@ -407,6 +408,7 @@ class Reactor:
         finally:
             lister.stop()
             self._lister = None
+        self._looked_by = "children"
         return True
 
     def _lister_failed(self, exc: ListerFailed) -> None:
@@ -650,6 +652,7 @@ class Reactor:
                 live_jobs=len(recovered.live),
                 finished_jobs=len(recovered.finished),
                 repairs=len(recovered.repairs),
+                looked_by=self._looked_by,
                 **self.count_fields(),
             )
         self.on_ready()
