@@ -50,7 +50,7 @@ LOOKERS = 2  # processes looking at files, each at its share of the names
 NICE = 10  # the lookers yield the CPU to the service (and to MinKNOW)
 HEADER = struct.Struct("<II")  # entries in the chunk, bytes of their names
 MAX_CHUNK_BYTES = 1 << 20  # what a header may announce: more is not a chunk
-_ENCODING = ("utf-8", "surrogateescape")  # os.fsencode's, for any name the folder holds
+_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # os.fsdecode's
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +65,20 @@ class Listed:
 def decode(count: int, body: bytes) -> Listed:
     """A chunk from its header's count and the bytes after the header."""
     names_end = len(body) - 9 * count
-    names = body[:names_end].decode(*_ENCODING).split("\0") if count else []
+    blob = body[:names_end]
+    if b"/" in blob:
+        msg = "a name in a chunk holds a slash"
+        raise ValueError(msg)
+    # As os.fsdecode would decode each name in this process (NUL is no part of another
+    # character in any encoding a filesystem uses), so names match its own listings.
+    names = blob.decode(*_ENCODING).split("\0") if count else []
     mtimes = array("d")
     mtimes.frombytes(body[names_end + count :])
-    if len(names) != count or len(mtimes) != count:
+    kinds = body[names_end : names_end + count]
+    if len(names) != count or len(mtimes) != count or (kinds and max(kinds) > OTHER_FOLDER):
         msg = f"a chunk of {count} entries holds {len(names)} names and {len(mtimes)} times"
         raise ValueError(msg)
-    return Listed(names, body[names_end : names_end + count], mtimes)
+    return Listed(names, kinds, mtimes)
 
 
 def body_size(count: int, names_bytes: int) -> int:
@@ -86,10 +93,12 @@ def body_size(count: int, names_bytes: int) -> int:
 
 def command(input_dir: Path, output_dir: Path) -> list[str]:
     """The child's command line: this interpreter, isolated (no environment, no user
-    site), importing reactor from where this module was imported."""
+    site), importing reactor from where this module was imported: installed, that is
+    on the path already (after the standard library); from a source tree, it goes in
+    front."""
     root = str(Path(__file__).resolve().parents[2])
     code = (
-        f"import sys; sys.path.insert(0, {root!r}); "
+        f"import sys; {root!r} in sys.path or sys.path.insert(0, {root!r}); "
         "from reactor.disk.input_lister import main; sys.exit(main(sys.argv[1:]))"
     )
     return [sys.executable, "-I", "-c", code, str(input_dir), str(output_dir)]
@@ -190,7 +199,7 @@ class _Chunk:
         self.size = HEADER.size
 
     def add(self, name: str, kind: int, mtime: float = 0.0) -> None:
-        encoded = name.encode(*_ENCODING)
+        encoded = os.fsencode(name)  # the bytes on disk, whatever this process's locale
         if self.size + len(encoded) + 10 > CHUNK_BYTES:
             self.send()
         self.names.append(encoded)

@@ -350,16 +350,17 @@ class Reactor:
             nonlocal turn_at
             if clock() < turn_at:
                 return
+            silenced = self.state.ready_listener
             self.state.ready_listener = listener
             listener()
             await asyncio.sleep(0)
-            self.state.ready_listener = _nothing
+            self.state.ready_listener = silenced
             turn_at = clock() + SCAN_TURN_S
 
         try:
             with _gc_paused(freeze=lambda: len(self.state.files) >= FREEZE_HEAP_AT_FILES):
-                self.state.ready_listener = _nothing
-                if not await self._scan_in_child(scan, turn):
+                if not await self._scan_in_child(scan, turn, listener):
+                    self.state.ready_listener = _nothing
                     for _ in scan.slices():
                         await turn()
                 scan.finish()
@@ -383,14 +384,19 @@ class Reactor:
             sys.setswitchinterval(switch_s)
         self._scan = None
         self._ready_now(self._recovered_summary)
-        after, self._after_scan = self._after_scan, []
-        for action in after:
-            action()
         if self._reconcile_after_scan is not None:
             self.reconcile(self._reconcile_after_scan)
             self._reconcile_after_scan = None
+        after, self._after_scan = self._after_scan, []
+        for action in after:
+            try:
+                action()
+            except Exception as exc:  # one that fails stops neither the others nor the scan
+                log.exception("after_scan_failed", detail=str(exc))
 
-    async def _scan_in_child(self, scan: StartScan, turn: Callable[[], Awaitable[None]]) -> bool:
+    async def _scan_in_child(
+        self, scan: StartScan, turn: Callable[[], Awaitable[None]], listener: Callable[[], None]
+    ) -> bool:
         """The start-up scan with its looks made by the child `begin` started, if it
         did (`reactor.disk.input_lister`); whether it went to its end. A child that
         fails is logged, and the scan goes on in the service (`slices`): what was
@@ -398,10 +404,20 @@ class Reactor:
         lister = self._lister
         if lister is None:
             return False
+        state = self.state
         try:
-            async for listed in lister.chunks():
-                scan.take(listed)
-                await turn()
+            # Closed (its pipe out of the loop's sight) before the child is stopped.
+            async with contextlib.aclosing(lister.chunks()) as chunks:
+                async for listed in chunks:
+                    # Engines are woken once a chunk, not once a file; between chunks,
+                    # while the pipe is awaited, every file that becomes ready wakes them.
+                    ready = state.counts()[FileState.READY]
+                    state.ready_listener = _nothing
+                    scan.take(listed)
+                    state.ready_listener = listener
+                    if state.counts()[FileState.READY] > ready:
+                        listener()
+                    await turn()
         except ListerFailed as exc:
             self._lister_failed(exc)
             return False
@@ -1341,6 +1357,8 @@ class Reactor:
         if change is Change.GONE:
             if not self.inputs.gone(name, folder):
                 return  # moved to another of the run's folders: seen there
+            if self._scan is not None:
+                self._scan.gone(name)  # a listing made before may still hold it
             state = self.state.file_gone(name, now)
             if state is not None:
                 log.info("file_gone", name=name, state=state)

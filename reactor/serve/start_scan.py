@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import stat
 import subprocess
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +66,21 @@ class StartScan:
     others: Callable[[str, bool], None]
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
+    # Names whose GONE event came during the scan: a listing (the child's above all, made
+    # ahead of the loop) may still hold them, so they are looked at again, not believed.
+    _gone: set[str] = field(default_factory=set)
+    _met: set[str] = field(default_factory=set)  # entries given to `others` (few): once
+
+    def gone(self, name: str) -> None:
+        """A GONE event for `name` came while the scan goes on (`Reactor.on_fs_event`)."""
+        self._gone.add(name)
+
+    def other(self, name: str, is_folder: bool) -> None:
+        """An entry that is not a `.pod5`, to `others` once, however often it is listed
+        (the scan in the service after a child that failed half-way lists it again)."""
+        if name not in self._met:
+            self._met.add(name)
+            self.others(name, is_folder)
 
     def front(self, names: Iterable[str]) -> None:
         """Before serving: the files the journal knows something about (failed before,
@@ -102,12 +119,14 @@ class StartScan:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
         # `_check` and `_queue` inlined: this loop runs once per file (10^6 at start).
         state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
-        files, front, history = state.files, self.handed_back, self.history
+        files, front, history, gone = state.files, self.handed_back, self.history, self._gone
         names, mtimes = self._names, self._mtimes
-        for count, entry in enumerate(self.inputs.scan(self.others), 1):
+        for count, entry in enumerate(self.inputs.scan(self.other), 1):
             name = entry.name
             record = files.get(name)
-            if record is not None:
+            if gone and name in gone:
+                self._look_here(name, os.path.dirname(entry.path))  # noqa: PTH120
+            elif record is not None:
                 record.present = True
             elif stems and name[:-5] in stems:  # is_pod5_name: it ends in ".pod5"
                 state.restore_done(name, now)
@@ -127,17 +146,21 @@ class StartScan:
                 yield count
 
     def take(self, listed: Listed) -> None:
-        """What the child process looking at INPUTDIR found (`reactor.disk.input_lister`),
+        """What the child processes looking at INPUTDIR found (`reactor.disk.input_lister`),
         recorded as `slices` records what it finds itself: the service's own list of
-        outputs decides what is done; a symlink, or a file the child's list of outputs
-        called done and this one does not, is looked at here."""
-        state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
-        files, front, history, others = state.files, self.handed_back, self.history, self.others
+        outputs decides what is done; a symlink, a file the child's list of outputs
+        called done and this one does not, and a file whose GONE event came meanwhile are
+        looked at here."""
+        state, now, stems, gone = self.state, self.now, self.stems, self._gone
+        files, front, history = state.files, self.handed_back, self.history
         names, mtimes = self._names, self._mtimes
-        folder = self.inputs.main
+        folder = str(self.inputs.main)
         for name, kind, mtime in zip(listed.names, listed.kinds, listed.mtimes, strict=True):
             if kind >= OTHER:
-                others(name, kind == OTHER_FOLDER)
+                self.other(name, kind == OTHER_FOLDER)
+                continue
+            if gone and name in gone:
+                self._look_here(name, folder)
                 continue
             record = files.get(name)
             if record is not None:
@@ -148,20 +171,37 @@ class StartScan:
                 files[name].present = True
                 continue
             if kind >= SYMLINK:  # a symlink, or done by the child's list only
-                if kind == SYMLINK and refuse(name):
-                    continue
-                looked = look_at_pod5(os.path.join(folder, name))  # noqa: PTH118 - as slices
-                if looked is None:
-                    continue
-                complete, mtime = looked[0], looked[2]
-            else:
-                complete = kind == COMPLETE
+                self._look_here(name, folder)
+                continue
             if name in front or name in history:
-                self._queue(name, complete=complete)
+                self._queue(name, complete=kind == COMPLETE)
             else:
-                state.file_found(name, complete=complete, now=now)
+                state.file_found(name, complete=kind == COMPLETE, now=now)
                 names.append(name)
                 mtimes.append(mtime)
+
+    def _look_here(self, name: str, folder: str) -> None:
+        """One name as `slices` meets it, the file looked at now."""
+        path = os.path.join(folder, name)  # noqa: PTH118 - as slices, no Path per file
+        try:
+            is_symlink = stat.S_ISLNK(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return  # gone: nothing recorded, no record marked present
+        except OSError:
+            is_symlink = False  # the look below says what it is
+        record = self.state.files.get(name)
+        if record is not None:
+            record.present = True
+            return
+        if (checked := self._check(name, path, is_symlink)) is None:
+            return
+        mtime, complete = checked
+        if name in self.handed_back or name in self.history:
+            self._queue(name, complete=complete)
+        else:
+            self.state.file_found(name, complete=complete, now=self.now)
+            self._names.append(name)
+            self._mtimes.append(mtime)
 
     def finish(self) -> None:
         """The scan is over: the files it queued go behind the others, oldest first (the
@@ -223,13 +263,16 @@ class ChildLister:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # A process group of its own, lookers included: `stop` ends them all, and
+                # a Ctrl-C meant for the service is not taken for the child failing.
+                start_new_session=True,
             )
         except OSError as exc:
             msg = f"could not start the child: {exc}"
             raise ListerFailed(msg) from exc
         return cls(process)
 
-    async def chunks(self) -> AsyncIterator[Listed]:
+    async def chunks(self) -> AsyncGenerator[Listed, None]:
         """What the child found, a chunk at a time. Raises ListerFailed when it ends
         without saying it listed the folder to its end, or writes what is not a chunk."""
         process = self._process
@@ -259,9 +302,9 @@ class ChildLister:
 
     async def _failure(self, exc: Exception) -> str:
         process = self._process
-        if isinstance(exc, ValueError) and process.poll() is None:
-            process.kill()  # it wrote what is not a chunk: nothing more to read (at an
-            # early end of its output, it is ending by itself: its exit code tells how)
+        if isinstance(exc, ValueError):
+            _kill_group(process)  # it wrote what is not a chunk: nothing more to read (at
+            # an early end of its output, it is ending by itself: its exit code tells how)
         code = await asyncio.to_thread(process.wait)
         lines: list[str] = []
         if process.stderr is not None:  # its last line: a traceback's says what it was
@@ -275,9 +318,16 @@ class ChildLister:
     def stop(self) -> None:
         """Kill the child if it still runs (the service stops during the scan)."""
         process = self._process
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _kill_group(process)
+        process.wait()
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the child's process group (the child and its lookers), if any is left.
+    Only while the child is not reaped: its group id is its pid, not yet reused."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from reactor.core.events import Area, Change, FsEvent
 from reactor.core.names import INPUT_STAGING_NAME
 from reactor.core.state import FileState, Job
 from reactor.disk.signature import POD5_SIGNATURE
@@ -477,3 +478,88 @@ async def test_work_held_for_the_end_of_the_scan_runs_at_its_end(
     assert ran == [True]
     reactor.when_scanned(lambda: ran.append(reactor.scanning))
     assert ran == [True, False]
+
+
+_STALE_LOOK = """
+import os, sys
+from reactor.disk.input_lister import COMPLETE, HEADER, _Chunk
+chunk = _Chunk(1)
+for name in sys.argv[3:]:
+    chunk.add(name, COMPLETE, 1000.0)  # looked at before it went
+chunk.send()
+os.write(1, HEADER.pack(0, 0))
+"""
+
+
+async def test_a_file_gone_after_the_childs_look_is_not_recorded_from_it(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The children look ahead of the loop: a file they found whole and whose GONE event
+    came before the service recorded it is looked at again, so it is not queued; a
+    live job's file gone meanwhile is not marked present again."""
+    job = await stopped_with_a_live_job(run_dirs, clock, 4)
+    live_gone = sorted(job.files)[0]
+    names = ["gone.pod5", live_gone, "kept.pod5"]
+    for name in ("gone.pod5", "kept.pod5"):
+        (run_dirs.input_dir / name).write_bytes(POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE)
+
+    def program(input_dir: Path, output_dir: Path) -> list[str]:
+        return [sys.executable, "-c", _STALE_LOOK, str(input_dir), str(output_dir), *names]
+
+    monkeypatch.setattr("reactor.serve.start_scan.command", program)
+    reactor = begun(run_dirs, clock, first_id=50, child=True)
+    for name in ("gone.pod5", live_gone):
+        (run_dirs.input_dir / name).unlink()
+        reactor.on_fs_event(FsEvent(Area.INPUT, Change.GONE, name, clock()))
+    await reactor.scan()
+
+    files = reactor.state.files
+    assert "gone.pod5" not in files
+    assert files[live_gone].present is False
+    assert files["kept.pod5"].state is FileState.READY
+
+
+async def test_after_a_child_that_failed_half_way_each_stray_is_reported_once(
+    run_dirs: RunDirs, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan in the service after it lists every entry again: a folder no record
+    names, which the child had reported, is not reported (nor counted) twice."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
+    await mixed_run_folders(run_dirs, other, clock, outside)
+    reported_all = """
+import subprocess, sys
+from pathlib import Path
+from reactor.disk.input_lister import command
+out = subprocess.run(command(Path(sys.argv[1]), Path(sys.argv[2])), capture_output=True).stdout
+sys.stdout.buffer.write(out[:-8])  # everything but the end
+"""
+    monkeypatch.setattr("reactor.serve.start_scan.command", _child_program(reported_all))
+    with capture_logs() as logs:
+        reactor = begun(run_dirs, clock, child=True)
+        await reactor.scan()
+    assert [e["event"] for e in logs].count("scan_child_failed") == 1
+    assert recovery_repairs(logs) == [("links_without_record", "ASSIGNED_424242_e9")]
+    (recovered,) = [e for e in logs if e["event"] == "recovered"]
+    assert (recovered["repairs"], recovered["looked_by"]) == (1, "service")
+
+
+async def test_engines_waiting_are_woken_while_the_scan_waits_for_the_child(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the scan waits for the children's next chunk, a file that becomes ready
+    (here by its event) wakes the engines waiting for work at once."""
+    monkeypatch.setattr(
+        "reactor.serve.start_scan.command", _child_program("import time; time.sleep(60)")
+    )
+    reactor = begun(run_dirs, clock, child=True)
+    reactor.start_scan()
+    waiting = asyncio.ensure_future(reactor.waiters.wait(30.0))
+    await asyncio.sleep(0)
+    assert reactor.scanning and not waiting.done()
+    add_files(run_dirs, 1)
+    reactor.on_fs_event(FsEvent(Area.INPUT, Change.CLOSED, "f000.pod5", clock()))
+    assert await asyncio.wait_for(waiting, 5.0) is True  # woken, not timed out
+    assert reactor.scanning
+    await reactor.stop()
