@@ -167,18 +167,20 @@ def share(name: str, lookers: int) -> int:
 
 
 def _look(input_dir: str, stems: set[str], number: int, lookers: int, out: int) -> None:
-    """(In a looker.) List INPUTDIR; look at the `.pod5` files of its share; the other
-    entries go with looker 0's."""
+    """(In a looker.) List INPUTDIR; report the names ending in `.pod5` of its share,
+    looking at the files among them; the other entries go with looker 0's."""
     chunk = _Chunk(out)
     folder = os.open(input_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if not is_pod5_name(name):
-                if number == 0:
-                    chunk.add(name, OTHER_FOLDER if entry.is_dir(follow_symlinks=False) else OTHER)
-            elif share(name, lookers) != number:
+            if len(name) > 5 and name.endswith(".pod5"):  # as every `is_pod5_name` does
+                if share(name, lookers) != number:
+                    continue  # not even checked: another looker's
+            elif number != 0:
                 continue
+            if not is_pod5_name(name):
+                chunk.add(name, OTHER_FOLDER if entry.is_dir(follow_symlinks=False) else OTHER)
             elif entry.is_symlink():  # the service decides, done or not: it may refuse it
                 chunk.add(name, SYMLINK)
             elif name[:-5] in stems:
