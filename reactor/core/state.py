@@ -341,6 +341,16 @@ class RunState:
             self._new_record(name, FileState.DONE, now)
             self.files[name].present = False
 
+    def restore_done_found(self, names: Iterable[str], now: float) -> None:
+        """At start: `restore_done` for files the scan found in INPUTDIR (present), many
+        at once: the start-up scan's common case at a run half done, 10^5 times."""
+        files, made = self.files, 0
+        for name in names:
+            if name not in files:
+                files[name] = FileRecord(FileState.DONE, 0, now)
+                made += 1
+        self._counts[FileState.DONE] += made
+
     def requeue_in_order(self, names: Iterable[str]) -> None:
         """Move these ready files to the back of the queue, in this order (the start-up
         scan's, oldest first, once it has seen them all); the other ready files keep

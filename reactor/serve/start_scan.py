@@ -155,6 +155,7 @@ class StartScan:
         files, front, history = state.files, self.handed_back, self.history
         names, mtimes = self._names, self._mtimes
         folder = str(self.inputs.main)
+        done: list[str] = []
         for name, kind, mtime in zip(listed.names, listed.kinds, listed.mtimes, strict=True):
             if kind >= OTHER:
                 self.other(name, kind == OTHER_FOLDER)
@@ -167,8 +168,7 @@ class StartScan:
                 record.present = True
                 continue
             if stems and name[:-5] in stems:
-                state.restore_done(name, now)
-                files[name].present = True
+                done.append(name)  # recorded done below, present: no file is twice in a chunk
                 continue
             if kind >= SYMLINK:  # a symlink, or done by the child's list only
                 self._look_here(name, folder)
@@ -179,6 +179,8 @@ class StartScan:
                 state.file_found(name, complete=kind == COMPLETE, now=now)
                 names.append(name)
                 mtimes.append(mtime)
+        if done:
+            state.restore_done_found(done, now)
 
     def _look_here(self, name: str, folder: str) -> None:
         """One name as `slices` meets it, the file looked at now."""
