@@ -75,8 +75,11 @@ def decode(count: int, body: bytes) -> Listed:
     mtimes = array("d")
     mtimes.frombytes(body[names_end + count :])
     kinds = body[names_end : names_end + count]
-    if len(names) != count or len(mtimes) != count or (kinds and max(kinds) > OTHER_FOLDER):
+    if len(names) != count or len(mtimes) != count:
         msg = f"a chunk of {count} entries holds {len(names)} names and {len(mtimes)} times"
+        raise ValueError(msg)
+    if kinds and max(kinds) > OTHER_FOLDER:
+        msg = f"a chunk holds an entry of unknown kind {max(kinds)}"
         raise ValueError(msg)
     return Listed(names, kinds, mtimes)
 

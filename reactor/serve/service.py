@@ -422,10 +422,15 @@ class Reactor:
             self._lister_failed(exc)
             return False
         finally:
-            lister.stop()
-            self._lister = None
+            self._stop_lister()
         self._looked_by = "children"
         return True
+
+    def _stop_lister(self) -> None:
+        """End the child `begin` started, if it is still there (read or not)."""
+        if self._lister is not None:
+            self._lister.stop()
+            self._lister = None
 
     def _lister_failed(self, exc: ListerFailed) -> None:
         log.warning(
@@ -469,9 +474,7 @@ class Reactor:
             self._scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan_task
-        if self._lister is not None:  # started by `begin`, and the scan never ran
-            self._lister.stop()
-            self._lister = None
+        self._stop_lister()  # started by `begin`, and the scan never ran
         while self._operations:
             await asyncio.wait(list(self._operations))
         await self.writer.stop()
@@ -554,9 +557,7 @@ class Reactor:
         try:
             return self._recover_to_serve(began)
         except BaseException:
-            if self._lister is not None:  # it would wait for a reader for ever
-                self._lister.stop()
-                self._lister = None
+            self._stop_lister()  # it would wait for a reader for ever
             raise
 
     def _wants_child(self, folder: Path) -> bool:
