@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor import cli
 from reactor.cli import main
 from tests.support.runs import RunDirs
 
@@ -81,3 +82,42 @@ def test_console_script_entry_runs_as_module() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("reactor ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--input-dir", "/a", "--output-dir", "/b", "--batch-size", "7"],
+        ["status", "--json"],
+        ["engine", "--manager", "http://127.0.0.1:1", "--exit-when-idle", "30", "--once"],
+        ["config", "import-seed", "seed.json"],
+        ["status", "--bogus"],
+    ],
+)
+def test_a_verb_alone_parses_as_the_whole_command_line(argv: list[str]) -> None:
+    """`main` builds only the verb's own parser: the same arguments come out of it."""
+    whole = cli._parser().parse_known_args(argv)
+    alone = cli._parser(argv[0]).parse_known_args(argv)
+    assert vars(alone[0]) == vars(whole[0])
+    assert alone[1] == whole[1]
+
+
+def test_starting_a_verb_imports_no_other_verb() -> None:
+    """`reactor status --help` loads the status command's module, not serve's or the
+    engine's (each would add to every start)."""
+    code = (
+        "import sys\n"
+        "from reactor.cli import main\n"
+        "try:\n"
+        "    main(['status', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('reactor.commands.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert "'reactor.commands.status'" in loaded
+    for other in ("serve", "engine", "demo", "simulate_run"):
+        assert f"'reactor.commands.{other}'" not in loaded
