@@ -16,6 +16,13 @@ that ends without it means the child failed, and the service scans by itself. A
 symlink is reported, not opened (the service decides whether it refuses it, and looks
 itself). A file gone before it was opened is not reported, as the scan in the service
 would not report it.
+
+`reactor serve` starts the child before its own imports (`spawn(until_watched=True)`),
+so that the looks overlap them: the service's watch is not up yet. The child then
+watches INPUTDIR itself (`reactor.disk.folder_changes`) from before it lists it until
+its stdin ends (the service closes it once its watch is up), and reports the `.pod5`
+names that changed meanwhile (`CHANGED`): the service looks at them again. Until the
+service reads the pipe, the lookers keep their chunks (`_Chunk`): they do not wait.
 """
 
 from __future__ import annotations
@@ -24,15 +31,22 @@ import contextlib
 import fcntl
 import os
 import select
+import signal
 import struct
 import sys
 import traceback
 from array import array
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reactor.core.names import RESULT_FOLDERS, is_pod5_name, output_stems
+from reactor.disk.folder_changes import FolderChanges
 from reactor.disk.signature import look_at_pod5
+
+if TYPE_CHECKING:
+    import subprocess
 
 # What the child found of one entry (one byte each in a chunk).
 INCOMPLETE = 0  # a `.pod5` looked at: not (yet) complete, or unreadable
@@ -41,6 +55,7 @@ SYMLINK = 2  # a `.pod5` that is a symlink: not opened; the service looks
 DONE = 3  # a `.pod5` an output names (the child's list): not opened
 OTHER = 4  # an entry that is not a `.pod5`
 OTHER_FOLDER = 5  # a folder that is not a `.pod5`
+CHANGED = 6  # a `.pod5` name that changed before the service's watch was up: look again
 
 # A chunk is written whole by one write of at most PIPE_BUF bytes (POSIX: the kernel
 # never mixes it with another process's write), so the lookers share one pipe.
@@ -50,6 +65,13 @@ LOOKERS = 2  # processes looking at files, each at its share of the names
 NICE = 10  # the lookers yield the CPU to the service (and to MinKNOW)
 HEADER = struct.Struct("<II")  # entries in the chunk, bytes of their names
 MAX_CHUNK_BYTES = 1 << 20  # what a header may announce: more is not a chunk
+# What a looker keeps while the pipe is full (the service is importing): past this, it
+# waits for the service to read.
+KEPT_BYTES = 64 << 20
+# A folder at least this large (a folder's size grows with its entries: thousands of
+# names) is looked at by a child: a smaller one is scanned faster than a child starts.
+CHILD_FROM_BYTES = 64 * 1024
+UNTIL_WATCHED = "--until-watched"  # the child's flag: watch until stdin ends
 _ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # os.fsdecode's
 
 
@@ -78,7 +100,7 @@ def decode(count: int, body: bytes) -> Listed:
     if len(names) != count or len(mtimes) != count:
         msg = f"a chunk of {count} entries holds {len(names)} names and {len(mtimes)} times"
         raise ValueError(msg)
-    if kinds and max(kinds) > OTHER_FOLDER:
+    if kinds and max(kinds) > CHANGED:
         msg = f"a chunk holds an entry of unknown kind {max(kinds)}"
         raise ValueError(msg)
     return Listed(names, kinds, mtimes)
@@ -107,6 +129,35 @@ def command(input_dir: Path, output_dir: Path) -> list[str]:
     return [sys.executable, "-I", "-c", code, str(input_dir), str(output_dir)]
 
 
+def worth_a_child(folder: Path) -> bool:
+    """Whether the folder's size says it holds thousands of names (CHILD_FROM_BYTES)."""
+    try:
+        return folder.stat().st_size >= CHILD_FROM_BYTES
+    except OSError:
+        return False  # the scan says what is wrong with the folder
+
+
+def spawn(
+    input_dir: Path, output_dir: Path, *, until_watched: bool, program: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the child (`program`: its command line, `command`'s by default), its
+    stdout and stderr piped. `until_watched`: it watches INPUTDIR until its stdin, a
+    pipe, is closed (`UNTIL_WATCHED`); otherwise its stdin is /dev/null. Raises OSError
+    when it cannot be started."""
+    import subprocess  # here: the child imports this module, and needs none of it
+
+    args = program or command(input_dir, output_dir)
+    return subprocess.Popen(
+        [*args, UNTIL_WATCHED] if until_watched else args,
+        stdin=subprocess.PIPE if until_watched else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A process group of its own, lookers included: the service ends them all at
+        # once, and a Ctrl-C meant for the service is not taken for the child failing.
+        start_new_session=True,
+    )
+
+
 def done_stems(output_dir: str) -> set[str]:
     names: list[str] = []
     for kind in RESULT_FOLDERS:
@@ -116,18 +167,22 @@ def done_stems(output_dir: str) -> set[str]:
 
 
 def main(argv: list[str]) -> int:
-    """(In the child.) List INPUTDIR (argv[0]) to stdout; OUTPUTDIR is argv[1].
+    """(In the child.) List INPUTDIR (argv[0]) to stdout; OUTPUTDIR is argv[1]; with
+    UNTIL_WATCHED after them, watch INPUTDIR until stdin ends.
 
     Lists the outputs' stems, then forks LOOKERS processes (this one has no threads):
     each lists INPUTDIR and looks at its share of the names (`share`), writing chunks
     of at most PIPE_BUF bytes, which the kernel writes whole, never mixed with another
     process's. The end goes out once every looker ended well."""
-    input_dir, output_dir = argv
+    input_dir, output_dir, *flags = argv
     out = sys.stdout.fileno()
+    # Before the folder is listed: what changes after the listing began is seen.
+    changes = FolderChanges(input_dir) if UNTIL_WATCHED in flags else None
     with contextlib.suppress(OSError):  # after the service, which is serving meanwhile
         os.nice(NICE)
     with contextlib.suppress(OSError, AttributeError):  # a bigger pipe: look further ahead
         fcntl.fcntl(out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    os.set_blocking(out, False)  # a full pipe: the lookers keep their chunks (`_Chunk`)
     stems = done_stems(output_dir)
     lookers = max(1, min(LOOKERS, os.cpu_count() or 1))
     children = []
@@ -136,18 +191,45 @@ def main(argv: list[str]) -> int:
         if pid == 0:  # pragma: no cover - in the forked looker (its exit code is tested)
             code = 1
             try:
+                if changes is not None:
+                    changes.close()
                 code = _looker(input_dir, stems, number, lookers, out)
             finally:  # never back into this loop, whatever happened
                 os._exit(code)
         children.append(pid)
+    watched = changes is None or _report_changes(changes, out)
+    if not watched:
+        for pid in children:  # their looks cannot be trusted: the service looks itself
+            os.kill(pid, signal.SIGKILL)
     failed = 0
     for pid in children:
         _, status = os.waitpid(pid, 0)
         failed += os.waitstatus_to_exitcode(status) != 0
-    if failed:  # each said why on stderr
+    if failed or not watched:  # each said why on stderr
         return 1
-    os.write(out, HEADER.pack(0, 0))  # the end: the folder was listed to its end
+    _write_whole(out, HEADER.pack(0, 0))  # the end: the folder was listed to its end
     return 0
+
+
+def _report_changes(changes: FolderChanges, out: int) -> bool:
+    """(In the child, while the lookers look.) Wait until stdin ends (the service's
+    watch is up), then report the `.pod5` names that changed until then; False (and
+    why, on stderr) when some changes may have been missed."""
+    stdin = sys.stdin.fileno()
+    while stdin not in select.select([changes.fd, stdin], [], [])[0]:
+        changes.read()
+    changes.read()  # all that came before the service's word: its watch sees the rest
+    changes.close()
+    if changes.lost is not None:
+        print(f"the watch before the service's: {changes.lost}", file=sys.stderr)
+        return False
+    chunk = _Chunk(out)
+    for name in sorted(changes.names):
+        if is_pod5_name(name):
+            chunk.add(name, CHANGED)
+    chunk.send()
+    chunk.flush()
+    return True
 
 
 def _looker(input_dir: str, stems: set[str], number: int, lookers: int, out: int) -> int:
@@ -191,10 +273,13 @@ def _look(input_dir: str, stems: set[str], number: int, lookers: int, out: int) 
             elif (looked := look_at_pod5(name, folder)) is not None:  # None: gone
                 chunk.add(name, COMPLETE if looked[0] else INCOMPLETE, looked[2])
     chunk.send()
+    chunk.flush()
 
 
 class _Chunk:
-    """Entries gathered until one more could make the chunk longer than PIPE_BUF."""
+    """Entries gathered until one more could make the chunk longer than PIPE_BUF. The
+    pipe does not block (`main`): a chunk that finds it full is kept, and written
+    before the next (up to KEPT_BYTES kept, then it waits); `flush` waits for all."""
 
     def __init__(self, out: int) -> None:
         self.out = out
@@ -202,6 +287,8 @@ class _Chunk:
         self.kinds = bytearray()
         self.mtimes = array("d")
         self.size = HEADER.size
+        self.kept: deque[bytes] = deque()
+        self.kept_bytes = 0
 
     def add(self, name: str, kind: int, mtime: float = 0.0) -> None:
         encoded = os.fsencode(name)  # the bytes on disk, whatever this process's locale
@@ -217,10 +304,42 @@ class _Chunk:
             return
         blob = b"\0".join(self.names)
         data = HEADER.pack(len(self.names), len(blob)) + blob + self.kinds + self.mtimes.tobytes()
-        if os.write(self.out, data) != len(data):  # a pipe writes PIPE_BUF bytes whole
-            msg = "a chunk was written in part"
-            raise OSError(msg)
+        self.kept.append(data)
+        self.kept_bytes += len(data)
+        self._write(wait=self.kept_bytes > KEPT_BYTES)
         self.names.clear()
         self.kinds.clear()
         del self.mtimes[:]
         self.size = HEADER.size
+
+    def flush(self) -> None:
+        """Write every chunk kept, waiting for the pipe."""
+        self._write(wait=True)
+
+    def _write(self, *, wait: bool) -> None:
+        kept = self.kept
+        while kept:
+            if not _write_chunk(self.out, kept[0], wait=wait):
+                return
+            self.kept_bytes -= len(kept.popleft())
+
+
+def _write_chunk(out: int, data: bytes, *, wait: bool) -> bool:
+    """Write `data` (at most PIPE_BUF bytes: written whole or not at all); whether it
+    was (not, only when the pipe is full and `wait` is False)."""
+    while True:
+        try:
+            written = os.write(out, data)
+        except BlockingIOError:
+            if not wait:
+                return False
+            select.select([], [out], [])
+            continue
+        if written != len(data):  # a pipe writes PIPE_BUF bytes whole
+            msg = "a chunk was written in part"
+            raise OSError(msg)
+        return True
+
+
+def _write_whole(out: int, data: bytes) -> None:
+    _write_chunk(out, data, wait=True)

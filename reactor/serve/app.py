@@ -72,6 +72,7 @@ from reactor.serve.reconciles import DebouncedReconcile
 from reactor.serve.sdnotify import Notifier, SystemdLifecycle
 from reactor.serve.served import Served
 from reactor.serve.service import Reactor, StartupError, new_job_id
+from reactor.serve.start_scan import ChildLister
 from reactor.serve.sweeper import Sweeper
 from reactor.serve.watcher import Watcher
 from reactor.settings.serve import ServeConfig
@@ -91,6 +92,7 @@ def create_app(
     ready_when_listening: bool = False,
     request_exit: Callable[[], None] = exit_by_sigterm,
     listening: Mapping[str, object] | None = None,
+    lister: ChildLister | None = None,
 ) -> web.Application:
     """Build the application. Tests may inject a clock, a journal with crash points,
     a notifier (systemd's, from the environment, by default), and turn off the watcher
@@ -104,14 +106,19 @@ def create_app(
     `request_exit` is how `exit_on_complete` ends the service (SIGTERM to itself, which
     `web.run_app` turns into a graceful shutdown); tests pass their own. `listening` adds
     to the `serving` log where the socket came from (`reactor serve`: bound to `listen`,
-    or passed by systemd)."""
+    or passed by systemd). `lister`: the start-up scan's child, started before the app
+    (and its watch), which the app then owns."""
     app = web.Application(
         middlewares=[api.error_middleware, api.metrics_middleware, api.access_middleware]
     )
     app[CONFIG] = config
     app[LISTENING] = dict(listening or {})
     reactor = Reactor(
-        config, clock=clock, journal=journal, job_id_factory=job_id_factory or new_job_id
+        config,
+        clock=clock,
+        journal=journal,
+        job_id_factory=job_id_factory or new_job_id,
+        lister=lister,
     )
     app[REACTOR] = reactor
     app[SERVED] = reactor

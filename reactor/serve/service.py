@@ -58,6 +58,7 @@ from reactor.core.state import (
 from reactor.core.status import alerts, count_fields, hash_trouble, status_line, status_report
 from reactor.disk.durable import DurabilityError, fsync_folder
 from reactor.disk.engine_trees import Outputs
+from reactor.disk.input_lister import worth_a_child
 from reactor.disk.inputs import InputFolders
 from reactor.disk.journal import (
     Chore,
@@ -120,9 +121,6 @@ SCAN_TURN_S = 0.004
 # assignment: a few dozen system calls, each giving the GIL up) waits this long each
 # time, not the default 5 ms: at 5 ms the first assignment took ~0.25 s.
 SCAN_SWITCH_S = 0.0005
-# INPUTDIR's size (st_size) from which the scan's looks are made by a child process
-# (reactor.disk.input_lister): on ext4, 64 KiB holds ~1,400 names of MinKNOW's length.
-SCAN_CHILD_FROM_BYTES = 64 * 1024
 
 
 @contextlib.contextmanager
@@ -229,6 +227,7 @@ class Reactor:
         inputs: InputFolders | None = None,
         jobs_dir: Path | None = None,
         scan_child: bool | None = None,
+        lister: ChildLister | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -299,11 +298,14 @@ class Reactor:
         self._recovered_summary: _RecoveredSummary | None = None
         self._reconcile_after_scan: str | None = None
         self._scan_task: asyncio.Task[None] | None = None
-        self._lister: ChildLister | None = None  # the scan's looks, in a child (`begin`)
+        # The scan's looks, in a child: started by `begin`, or before the service's watch
+        # was up (`lister`: `reactor serve` starts it before its imports).
+        self._lister: ChildLister | None = lister
         # Whether `begin` starts one: None, when INPUTDIR is large enough to gain by it
-        # (`_wants_child`); tests say yes or no.
+        # (`input_lister.worth_a_child`); tests say yes or no.
         self._scan_child = scan_child
         self._looked_by = "service"  # who looked at INPUTDIR's files at start (`recovered`)
+        self._looks_began: str | None = None  # the children's: before the watch was up?
         self.on_ready: Callable[[], None] = _nothing  # told when the service becomes ready
         self._after_scan: list[Callable[[], None]] = []  # `when_scanned`
 
@@ -413,18 +415,36 @@ class Reactor:
                     # while the pipe is awaited, every file that becomes ready wakes them.
                     ready = state.counts()[FileState.READY]
                     state.ready_listener = _nothing
-                    scan.take(listed)
+                    if changed := scan.take(listed):
+                        self._changed_unwatched(scan, changed)
                     state.ready_listener = listener
                     if state.counts()[FileState.READY] > ready:
                         listener()
                     await turn()
         except ListerFailed as exc:
             self._lister_failed(exc)
+            if lister.until_watched:
+                # What it looked at before the watch was up may have changed since, and
+                # what changed is not known: the whole folder is looked at again.
+                self._reconcile_after_scan = "scan_child_failed"
             return False
         finally:
             self._stop_lister()
         self._looked_by = "children"
+        self._looks_began = "before_watch" if lister.until_watched else "after_watch"
         return True
+
+    def _changed_unwatched(self, scan: StartScan, names: list[str]) -> None:
+        """`.pod5` names the child saw change before the service's watch was up: looked
+        at now, as that watch's events would have been (without their times: no
+        ingest latency is counted for them)."""
+        now = self.clock()
+        for name in names:
+            scan.changed(name)  # its look in a chunk still to come is not believed
+            if os.path.lexists(self.inputs.path(name)):
+                self._check_input(name, now)
+            elif (state := self.state.file_gone(name, now)) is not None:
+                log.info("file_gone", name=name, state=state)
 
     def _stop_lister(self) -> None:
         """End the child `begin` started, if it is still there (read or not)."""
@@ -549,7 +569,9 @@ class Reactor:
             self._loop = asyncio.get_running_loop()
         # The watch is up: the child may list INPUTDIR (and the outputs) while recovery
         # runs. Recovery touches no `.pod5` there; what it removes the scan meets gone.
-        if (folder := self.inputs.plain) is not None and self._wants_child(folder):
+        if self._lister is not None:  # started before the watch: it watched until now
+            self._lister.watching()
+        elif (folder := self.inputs.plain) is not None and self._wants_child(folder):
             try:
                 self._lister = ChildLister.start(folder, self.config.output_dir)
             except ListerFailed as exc:
@@ -566,10 +588,7 @@ class Reactor:
         says it holds thousands of names (a folder's size grows with its entries)."""
         if self._scan_child is not None:
             return self._scan_child
-        try:
-            return folder.stat().st_size >= SCAN_CHILD_FROM_BYTES
-        except OSError:
-            return False  # the scan says what is wrong with the folder
+        return worth_a_child(folder)
 
     def _recover_to_serve(self, began: float) -> Recovered:
         now = self.clock()
@@ -670,6 +689,7 @@ class Reactor:
                 finished_jobs=len(recovered.finished),
                 repairs=len(recovered.repairs),
                 looked_by=self._looked_by,
+                **({"looks_began": self._looks_began} if self._looks_began else {}),
                 **self.count_fields(),
             )
         self.on_ready()
@@ -1359,7 +1379,7 @@ class Reactor:
             if not self.inputs.gone(name, folder):
                 return  # moved to another of the run's folders: seen there
             if self._scan is not None:
-                self._scan.gone(name)  # a listing made before may still hold it
+                self._scan.changed(name)  # a listing made before may still hold it
             state = self.state.file_gone(name, now)
             if state is not None:
                 log.info("file_gone", name=name, state=state)

@@ -27,6 +27,7 @@ from pathlib import Path
 from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
 from reactor.disk.input_lister import (
+    CHANGED,
     COMPLETE,
     HEADER,
     OTHER,
@@ -36,6 +37,7 @@ from reactor.disk.input_lister import (
     body_size,
     command,
     decode,
+    spawn,
 )
 from reactor.disk.inputs import InputFolders
 from reactor.disk.signature import look_at_pod5
@@ -66,14 +68,16 @@ class StartScan:
     others: Callable[[str, bool], None]
     _names: list[str] = field(default_factory=list)  # queued by the scan, in its order
     _mtimes: array[float] = field(default_factory=lambda: array("d"))
-    # Names whose GONE event came during the scan: a listing (the child's above all, made
-    # ahead of the loop) may still hold them, so they are looked at again, not believed.
-    _gone: set[str] = field(default_factory=set)
+    # Names that changed during the scan: a listing (the child's above all, made ahead of
+    # the loop) may still hold them as they were, so they are looked at again.
+    _changed: set[str] = field(default_factory=set)
     _met: set[str] = field(default_factory=set)  # entries given to `others` (few): once
 
-    def gone(self, name: str) -> None:
-        """A GONE event for `name` came while the scan goes on (`Reactor.on_fs_event`)."""
-        self._gone.add(name)
+    def changed(self, name: str) -> None:
+        """`name` changed while the scan goes on: its GONE event came
+        (`Reactor.on_fs_event`), or the child saw it change before the service's watch
+        was up (`CHANGED`). A look at it in a listing made before is not believed."""
+        self._changed.add(name)
 
     def other(self, name: str, is_folder: bool) -> None:
         """An entry that is not a `.pod5`, to `others` once, however often it is listed
@@ -119,7 +123,7 @@ class StartScan:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
         # `_check` and `_queue` inlined: this loop runs once per file (10^6 at start).
         state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
-        files, front, history, gone = state.files, self.handed_back, self.history, self._gone
+        files, front, history, gone = state.files, self.handed_back, self.history, self._changed
         names, mtimes = self._names, self._mtimes
         for count, entry in enumerate(self.inputs.scan(self.other), 1):
             name = entry.name
@@ -145,20 +149,25 @@ class StartScan:
             if count % size == 0:
                 yield count
 
-    def take(self, listed: Listed) -> None:
+    def take(self, listed: Listed) -> list[str]:
         """What the child processes looking at INPUTDIR found (`reactor.disk.input_lister`),
         recorded as `slices` records what it finds itself: the service's own list of
         outputs decides what is done; a symlink, a file the child's list of outputs
-        called done and this one does not, and a file whose GONE event came meanwhile are
-        looked at here."""
-        state, now, stems, gone = self.state, self.now, self.stems, self._gone
+        called done and this one does not, and a file that changed meanwhile are looked
+        at here. Returns the names the child saw change before the service's watch was
+        up (`CHANGED`), for the caller to look at as it looks at its watch's events."""
+        state, now, stems, gone = self.state, self.now, self.stems, self._changed
         files, front, history = state.files, self.handed_back, self.history
         names, mtimes = self._names, self._mtimes
         folder = str(self.inputs.main)
         done: list[str] = []
+        changed: list[str] = []
         for name, kind, mtime in zip(listed.names, listed.kinds, listed.mtimes, strict=True):
             if kind >= OTHER:
-                self.other(name, kind == OTHER_FOLDER)
+                if kind == CHANGED:
+                    changed.append(name)
+                else:
+                    self.other(name, kind == OTHER_FOLDER)
                 continue
             if gone and name in gone:
                 self._look_here(name, folder)
@@ -181,6 +190,7 @@ class StartScan:
                 mtimes.append(mtime)
         if done:
             state.restore_done_found(done, now)
+        return changed
 
     def _look_here(self, name: str, folder: str) -> None:
         """One name as `slices` meets it, the file looked at now."""
@@ -247,32 +257,41 @@ class ListerFailed(Exception):
 class ChildLister:
     """The child process (`reactor.disk.input_lister`) looking at INPUTDIR's files,
     started as soon as the watch is up (`start`, while recovery runs: its list of
-    outputs then takes no time of the service's own), read a chunk at a time between
-    turns of the loop (`chunks`), killed if the service stops first (`stop`)."""
+    outputs then takes no time of the service's own), or before it, `until_watched`
+    (`reactor serve` starts it before its imports: `input_lister.spawn`), then told
+    when the watch is up (`watching`); read a chunk at a time between turns of the loop
+    (`chunks`), killed if the service stops first (`stop`)."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], *, until_watched: bool = False) -> None:
         self._process = process
+        self.until_watched = until_watched  # its looks began before the service's watch
 
     @classmethod
     def start(
         cls, input_dir: Path, output_dir: Path, program: list[str] | None = None
     ) -> ChildLister:
-        """Start the child (`program`: its command line, `input_lister.command`'s by
-        default). Raises ListerFailed when it cannot be started."""
+        """Start the child after the watch (`program`: its command line,
+        `input_lister.command`'s by default). Raises ListerFailed when it cannot be
+        started."""
         try:
-            process = subprocess.Popen(
-                program or command(input_dir, output_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                # A process group of its own, lookers included: `stop` ends them all, and
-                # a Ctrl-C meant for the service is not taken for the child failing.
-                start_new_session=True,
+            process = spawn(
+                input_dir,
+                output_dir,
+                until_watched=False,
+                program=program or command(input_dir, output_dir),
             )
         except OSError as exc:
             msg = f"could not start the child: {exc}"
             raise ListerFailed(msg) from exc
         return cls(process)
+
+    def watching(self) -> None:
+        """The service's watch is up: a child started before it stops its own watch and
+        reports what changed until now (its stdin ends)."""
+        stdin = self._process.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):  # it ended: its output says how
+                stdin.close()
 
     async def chunks(self) -> AsyncGenerator[Listed, None]:
         """What the child found, a chunk at a time. Raises ListerFailed when it ends
@@ -322,9 +341,10 @@ class ChildLister:
         process = self._process
         _kill_group(process)
         process.wait()
-        for pipe in (process.stdout, process.stderr):
+        for pipe in (process.stdin, process.stdout, process.stderr):
             if pipe is not None:
-                pipe.close()
+                with contextlib.suppress(OSError):  # stdin: a pipe the child closed
+                    pipe.close()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

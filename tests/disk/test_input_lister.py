@@ -3,9 +3,11 @@ run as the service runs it, its pipe read here and every entry recounted from th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import subprocess
+import threading
 from pathlib import Path
 
 from hypothesis import given
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from reactor.core.names import POD5_SIGNATURE, output_stem, output_stems
 from reactor.disk import input_lister
 from reactor.disk.input_lister import (
+    CHANGED,
     COMPLETE,
     DONE,
     HEADER,
@@ -21,9 +24,11 @@ from reactor.disk.input_lister import (
     OTHER,
     OTHER_FOLDER,
     SYMLINK,
+    _Chunk,
     body_size,
     command,
     decode,
+    spawn,
 )
 
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
@@ -35,20 +40,28 @@ def run_child(input_dir: Path, output_dir: Path) -> tuple[int, list[tuple[str, i
     done = subprocess.run(
         command(input_dir, output_dir), capture_output=True, timeout=60, check=False
     )
-    out, position, largest = done.stdout, 0, 0
+    entries, largest, ended = parse(done.stdout)
+    assert ended
+    return done.returncode, entries, largest
+
+
+def parse(out: bytes) -> tuple[list[tuple[str, int, float]], int, bool]:
+    """(every entry, the largest chunk in bytes, whether the end marker closed it);
+    asserts nothing follows the end marker."""
+    position, largest = 0, 0
     entries: list[tuple[str, int, float]] = []
-    while True:
+    while position < len(out):
         count, names_bytes = HEADER.unpack_from(out, position)
         position += HEADER.size
         if count == 0:
-            break
+            assert position == len(out), "bytes after the end"
+            return entries, largest, True
         size = body_size(count, names_bytes)
         largest = max(largest, HEADER.size + size)
         listed = decode(count, out[position : position + size])
         position += size
         entries += list(zip(listed.names, listed.kinds, listed.mtimes, strict=True))
-    assert position == len(out), "bytes after the end"
-    return done.returncode, entries, largest
+    return entries, largest, False
 
 
 def expected_kind(folder: Path, name: str, stems: set[str]) -> int | None:
@@ -143,3 +156,96 @@ _PARTS = st.sampled_from(
 @given(st.lists(st.lists(_PARTS, max_size=7).map("".join), max_size=30))
 def test_output_stems_is_output_stem_of_each_name(names: list[str]) -> None:
     assert output_stems(names) == {s for name in names if (s := output_stem(name)) is not None}
+
+
+def started_watching(process: subprocess.Popen[bytes]) -> None:
+    """Wait (bounded) for the child's first bytes: its watch began before its listing."""
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], 30.0)
+    assert readable, "the child wrote nothing in 30 s"
+
+
+def test_what_changes_before_the_service_watches_is_reported(tmp_path: Path) -> None:
+    """Started before the service's watch, the child watches INPUTDIR itself until its
+    stdin ends, and reports every `.pod5` name that changed meanwhile (created, deleted,
+    completed, renamed away and in), after the looks and before its end marker."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.pod5", "b.pod5", "kept.pod5"):
+        (inputs / name).write_bytes(WHOLE)
+    (inputs / "half.pod5").write_bytes(WHOLE[:-8])
+    process = spawn(inputs, tmp_path, until_watched=True)
+    started_watching(process)
+    (inputs / "new.pod5").write_bytes(WHOLE)
+    (inputs / "a.pod5").unlink()
+    with (inputs / "half.pod5").open("ab") as half:
+        half.write(POD5_SIGNATURE)
+    (inputs / "b.pod5").rename(inputs / "c.pod5")
+    (inputs / "notes.txt").write_text("not a pod5: not reported")
+    out, err = process.communicate(timeout=60)  # closes stdin: "the watch is up"
+
+    assert process.returncode == 0, err
+    entries, _, ended = parse(out)
+    assert ended
+    changed = [name for name, kind, _ in entries if kind == CHANGED]
+    assert sorted(changed) == ["a.pod5", "b.pod5", "c.pod5", "half.pod5", "new.pod5"]
+    assert all(kind == CHANGED for _, kind, _ in entries[-len(changed) :])
+    looked = {name for name, kind, _ in entries if kind != CHANGED}
+    assert {"kept.pod5", "half.pod5"} <= looked  # listed: there all along
+
+
+def test_a_watch_that_may_have_missed_changes_fails_the_child(tmp_path: Path) -> None:
+    """INPUTDIR moved away and back while the child watched it: what changed meanwhile
+    cannot be known, so it ends without its end marker and says why."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.pod5").write_bytes(WHOLE)
+    process = spawn(inputs, tmp_path, until_watched=True)
+    started_watching(process)
+    inputs.rename(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").rename(inputs)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode != 0
+    assert not parse(out)[2]
+    assert b"the folder was moved" in err
+
+
+def test_a_folder_that_cannot_be_watched_fails_the_child(tmp_path: Path) -> None:
+    process = spawn(tmp_path / "missing", tmp_path, until_watched=True)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert out == b""
+    assert b"cannot watch the folder" in err
+
+
+def test_a_full_pipe_keeps_the_chunks_and_a_flush_writes_them_in_order() -> None:
+    """The lookers do not wait for the service while it imports: a chunk that finds the
+    pipe full is kept; `flush` writes what was kept, in order, once it is read."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)  # one page: a chunk or so
+    os.set_blocking(write_end, False)
+    names = [f"PAK00000_pass_0123abcd_{number}.pod5" for number in range(3000)]
+    chunk = _Chunk(write_end)
+    for number, name in enumerate(names):
+        chunk.add(name, COMPLETE, float(number))
+    chunk.send()
+    assert chunk.kept, "nothing was kept: the pipe never filled"
+    received = bytearray()
+
+    def drain() -> None:
+        while data := os.read(read_end, 65536):
+            received.extend(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    chunk.flush()
+    os.close(write_end)
+    reader.join(30.0)
+    os.close(read_end)
+    entries, largest, ended = parse(bytes(received))
+    assert not ended
+    assert largest <= select.PIPE_BUF
+    assert [(name, mtime) for name, _, mtime in entries] == [
+        (name, float(number)) for number, name in enumerate(names)
+    ]

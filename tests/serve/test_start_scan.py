@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import select
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -15,13 +17,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from reactor.commands.serve import _early_lister
 from reactor.core.events import Area, Change, FsEvent
 from reactor.core.names import INPUT_STAGING_NAME
 from reactor.core.state import FileState, Job
+from reactor.disk.input_lister import spawn
 from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.finisher import Finisher
 from reactor.serve.service import Reactor
-from reactor.serve.start_scan import StartScan
+from reactor.serve.start_scan import ChildLister, StartScan
 from tests.support.api import MakeClient
 from tests.support.runs import ManualClock, RunDirs
 from tests.support.started import STARTED
@@ -45,6 +49,20 @@ def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1, *, child: bool =
     reactor = Reactor(
         config, clock=clock, job_id_factory=lambda: str(next(numbers)), scan_child=child
     )
+    reactor.begin()
+    STARTED.append(reactor)
+    return reactor
+
+
+def begun_after(
+    dirs: RunDirs, clock: ManualClock, process: subprocess.Popen[bytes], first_id: int = 1
+) -> Reactor:
+    """A reactor begun with a child started before it (as `reactor serve` starts one,
+    before its imports and its watch): `begin` tells the child its watch is up."""
+    numbers = itertools.count(first_id)
+    config = dirs.config(report_back_interval=LEASE_S)
+    lister = ChildLister(process, until_watched=True)
+    reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)), lister=lister)
     reactor.begin()
     STARTED.append(reactor)
     return reactor
@@ -563,3 +581,158 @@ async def test_engines_waiting_are_woken_while_the_scan_waits_for_the_child(
     assert await asyncio.wait_for(waiting, 5.0) is True  # woken, not timed out
     assert reactor.scanning
     await reactor.stop()
+
+
+WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
+
+_LOOKS_AND_CHANGES = """
+import os, sys
+from reactor.disk.input_lister import CHANGED, COMPLETE, HEADER, INCOMPLETE, _Chunk
+order, live_gone = sys.argv[3], sys.argv[4]
+sys.stdin.read()  # until the service's watch is up, as the real child waits
+looks = [("half.pod5", INCOMPLETE), ("gone.pod5", COMPLETE), (live_gone, COMPLETE),
+         ("kept.pod5", COMPLETE)]  # looked at before the watch; all but kept changed since
+changes = [("half.pod5", CHANGED), ("gone.pod5", CHANGED), (live_gone, CHANGED),
+           ("new.pod5", CHANGED)]
+for entries in ((changes, looks) if order == "changes-first" else (looks, changes)):
+    chunk = _Chunk(1)
+    for name, kind in entries:
+        chunk.add(name, kind, 1000.0)
+    chunk.send()
+os.write(1, HEADER.pack(0, 0))
+"""
+
+
+@pytest.mark.parametrize("order", ["looks-first", "changes-first"])
+async def test_names_changed_before_the_watch_are_looked_at_again(
+    run_dirs: RunDirs, clock: ManualClock, order: str
+) -> None:
+    """A child started before the service's watch reports what changed until the watch
+    was up; whether its looks came before or after that report, what is recorded is
+    what is on disk now: completed since, gone since (a live job's file too), new."""
+    job = await stopped_with_a_live_job(run_dirs, clock, 4)
+    live_gone = sorted(job.files)[0]
+    for name in ("half.pod5", "kept.pod5", "new.pod5"):
+        (run_dirs.input_dir / name).write_bytes(WHOLE)  # half.pod5: completed since
+    (run_dirs.input_dir / live_gone).unlink()  # gone.pod5 was never left on disk
+    program = [sys.executable, "-c", _LOOKS_AND_CHANGES, "in", "out", order, live_gone]
+    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True, program=program)
+
+    with capture_logs() as logs:
+        reactor = begun_after(run_dirs, clock, process, first_id=50)
+        await asyncio.wait_for(reactor.scan(), 30.0)
+
+    files = reactor.state.files
+    assert "gone.pod5" not in files
+    assert files[live_gone].present is False
+    for name in ("half.pod5", "kept.pod5", "new.pod5"):
+        assert files[name].state is FileState.READY, name
+    (recovered,) = [e for e in logs if e["event"] == "recovered"]
+    assert (recovered["looked_by"], recovered["looks_began"]) == ("children", "before_watch")
+
+
+async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leaves(
+    run_dirs: RunDirs, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real child, started before any watch, the folder changed while it looks:
+    the same records as the service's own scan made after the changes; the same queue
+    but for the changed names, which go in as their events would."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
+    await mixed_run_folders(run_dirs, other, clock, outside)
+    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True)
+    assert process.stdout is not None
+    assert select.select([process.stdout], [], [], 30.0)[0], "the child wrote nothing"
+    inputs = run_dirs.input_dir
+    with (inputs / "half.pod5").open("ab") as half:
+        half.write(POD5_SIGNATURE)
+    (inputs / "f010.pod5").unlink()
+    (inputs / "f011.pod5").rename(inputs / "moved.pod5")
+    (inputs / "late.pod5").write_bytes(WHOLE)
+    changed = {"half.pod5", "f010.pod5", "f011.pod5", "moved.pod5", "late.pod5"}
+    seen: list[str] = []
+    looked_again = Reactor._changed_unwatched
+    monkeypatch.setattr(
+        Reactor,
+        "_changed_unwatched",
+        lambda self, scan, names: (seen.extend(names), looked_again(self, scan, names)),
+    )
+
+    early = begun_after(run_dirs, clock, process)
+    with monkeypatch.context() as patched:  # the service must not look by itself
+        patched.setattr(StartScan, "slices", _must_not_run)
+        await asyncio.wait_for(early.scan(), 30.0)
+    service = begun(other, clock)
+    await service.scan()
+
+    assert sorted(seen) == sorted(changed)
+    early_ready, early_records, early_counts = scanned_state(early)
+    ready, records, counts = scanned_state(service)
+    assert (early_records, early_counts) == (records, counts)
+    assert sorted(early_ready) == sorted(ready)
+    assert [n for n in early_ready if n not in changed] == [n for n in ready if n not in changed]
+    assert records["half.pod5"][0] is FileState.READY
+    assert "f010.pod5" not in records
+
+
+_STALE_THEN_FAIL = """
+import sys
+from reactor.disk.input_lister import COMPLETE, INCOMPLETE, _Chunk
+sys.stdin.read()
+chunk = _Chunk(1)
+chunk.add("half.pod5", INCOMPLETE, 1000.0)  # both changed before the watch was up
+chunk.add("gone.pod5", COMPLETE, 1000.0)
+chunk.send()
+sys.stderr.write("OSError: the watch before the service's: the folder was moved\\n")
+sys.exit(1)
+"""
+
+
+async def test_a_child_started_before_the_watch_that_fails_is_followed_by_a_reconcile(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """What it reported was looked at before the watch was up, and what changed since
+    is not known: the service scans by itself, then reconciles the whole folder, so no
+    stale look stays (a gone file queued, a completed file left incomplete)."""
+    (run_dirs.input_dir / "half.pod5").write_bytes(WHOLE)  # completed since its look
+    (run_dirs.input_dir / "kept.pod5").write_bytes(WHOLE)
+    program = [sys.executable, "-c", _STALE_THEN_FAIL]
+    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True, program=program)
+
+    with capture_logs() as logs:
+        reactor = begun_after(run_dirs, clock, process)
+        await asyncio.wait_for(reactor.scan(), 30.0)
+
+    (failed,) = [e for e in logs if e["event"] == "scan_child_failed"]
+    assert "the folder was moved" in failed["detail"]
+    assert [e["reason"] for e in logs if e["event"] == "reconciled"] == ["scan_child_failed"]
+    files = reactor.state.files
+    assert "gone.pod5" not in files
+    assert files["half.pod5"].state is FileState.READY
+    assert files["kept.pod5"].state is FileState.READY
+    assert reactor.ready
+
+
+@pytest.mark.parametrize(
+    ("settings", "big", "early"),
+    [
+        pytest.param({}, True, True, id="large-native"),
+        pytest.param({}, False, False, id="small"),
+        pytest.param({"observer": "polling"}, True, False, id="polling"),
+    ],
+)
+def test_serve_starts_the_child_before_its_imports_only_where_its_watch_stands_in(
+    run_dirs: RunDirs, settings: dict[str, Any], big: bool, early: bool
+) -> None:
+    """Only for a large INPUTDIR watched by inotify: the polling observer (NFS, SMB)
+    sees writes made on other hosts, which the child's inotify watch would not."""
+    if big:
+        for number in range(2000):
+            (run_dirs.input_dir / f"PAK00000_pass_0123abcd_{number:05}.pod5").touch()
+    process = _early_lister(run_dirs.config(**settings))
+    try:
+        assert (process is not None) == early
+    finally:
+        if process is not None:
+            ChildLister(process).stop()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from reactor.core.names import POD5_SIGNATURE
-from reactor.serve.service import SCAN_CHILD_FROM_BYTES
+from reactor.disk.input_lister import CHILD_FROM_BYTES
 from tests.support.launch import fetch_json, free_port, serve_args
 from tests.support.paths import REPO
 from tests.support.served import wait_for
@@ -28,7 +28,7 @@ def test_a_large_input_folder_is_looked_at_by_child_processes(tmp_path: Path) ->
         (input_dir / name).write_bytes(whole if number % 10 else whole[:-1])
         if number % 7 == 0:  # done by the seed's rule
             (output_dir / "pass" / f"{name[:-5]}.fastq").write_text("")
-    assert input_dir.stat().st_size >= SCAN_CHILD_FROM_BYTES  # large enough for children
+    assert input_dir.stat().st_size >= CHILD_FROM_BYTES  # large enough for children
     expected_done = len(range(0, FILES, 7))
     expected_incomplete = len([n for n in range(FILES) if n % 10 == 0 and n % 7])
     port = free_port()
@@ -56,5 +56,5 @@ def test_a_large_input_folder_is_looked_at_by_child_processes(tmp_path: Path) ->
     assert files["ready"] == FILES - expected_done - expected_incomplete
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     (recovered,) = [e for e in events if e["event"] == "recovered"]
-    assert recovered["looked_by"] == "children"
+    assert (recovered["looked_by"], recovered["looks_began"]) == ("children", "before_watch")
     assert not [e for e in events if e["event"] == "scan_child_failed"]

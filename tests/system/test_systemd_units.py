@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from reactor.disk.input_lister import worth_a_child
 from reactor.settings.serve import DEFAULT_LISTEN
 from tests.support.launch import free_port, serve_args
 from tests.support.paths import REPO
@@ -33,6 +34,7 @@ MAX_EXPOSURE = 2.0
 # The engine needs the GPU, W+X memory for CUDA's JIT and thread pinning: allowed more,
 # but not much more.
 MAX_ENGINE_EXPOSURE = 2.0
+OLD_FILES = 3000  # in INPUTDIR at start: the start-up scan's child looks at them
 
 Unit = dict[str, dict[str, list[str]]]
 
@@ -302,12 +304,16 @@ def get_json(url: str) -> dict[str, object] | None:
 @pytest.mark.skipif(sys.platform != "linux", reason="MDWE is a Linux prctl")
 def test_reactor_serve_runs_without_writable_executable_memory(tmp_path: Path) -> None:
     """MemoryDenyWriteExecute=yes holds: `reactor serve` under the kernel's equivalent
-    starts, notices a new .pod5 through inotify (watchdog's ctypes) and stops cleanly."""
+    starts (its start-up scan's child, which watches through ctypes too, included),
+    notices a new .pod5 through inotify (watchdog's ctypes) and stops cleanly."""
     if not kernel_has_mdwe():
         pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+)")
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     input_dir.mkdir()
     output_dir.mkdir()
+    for number in range(OLD_FILES):  # large enough for the child (empty: incomplete)
+        (input_dir / f"PAK00000_pass_0123abcd_{number:05}.pod5").touch()
+    assert worth_a_child(input_dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = serve_args(input_dir, output_dir, port, log_format="json")
@@ -330,11 +336,15 @@ def test_reactor_serve_runs_without_writable_executable_memory(tmp_path: Path) -
         def file_ready() -> bool:
             status = get_json(f"{url}/status")
             return status is not None and status["files"] == {
-                "incomplete": 0, "ready": 1, "assigned": 0, "done": 0, "quarantined": 0,
+                "incomplete": OLD_FILES, "ready": 1, "assigned": 0, "done": 0, "quarantined": 0,
             }  # fmt: skip
 
         wait_for(file_ready, 30, "the new file to be ready")
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)
-    assert code == 0, (tmp_path / "server.jsonl").read_text()
+    text = (tmp_path / "server.jsonl").read_text()
+    assert code == 0, text
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    (recovered,) = [e for e in events if e["event"] == "recovered"]
+    assert (recovered["looked_by"], recovered["looks_began"]) == ("children", "before_watch")

@@ -1,0 +1,96 @@
+"""The names that changed in one folder from a moment on: inotify, through ctypes (Linux).
+
+`reactor serve` starts the start-up scan's child (`reactor.disk.input_lister`) before
+its own imports, so before its own watch (watchdog's, `reactor.serve.watcher`) is up.
+The child watches INPUTDIR with this from before it lists the folder until the service
+says its watch is up, then reports every name that changed meanwhile: the service
+looks at those again, and what changes later its own watch sees. The standard library
+only, as the rest of the child (watchdog's own binding is internal to it, and its import
+alone takes longer than the child's whole start).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+# <sys/inotify.h>
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+IN_UNMOUNT = 0x2000
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+
+# Every change to an entry the service's own watch acts on (created, written, closed,
+# renamed in or away, deleted; attributes too), and the folder itself going away.
+WATCHED = (
+    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
+    | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+)  # fmt: skip
+# After one of these, names may be missing: nothing this watch says can be trusted.
+LOSSES = {
+    IN_Q_OVERFLOW: "the kernel's queue of events overflowed",
+    IN_DELETE_SELF: "the folder was deleted",
+    IN_MOVE_SELF: "the folder was moved",
+    IN_UNMOUNT: "the folder's filesystem was unmounted",
+    IN_IGNORED: "the watch was removed",
+}
+EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+READ_BYTES = 1 << 16  # at least one event of the longest name (16 + NAME_MAX + 1)
+
+
+class FolderChanges:
+    """A watch on one folder from its creation on. `read()` takes in what the kernel
+    queued so far: the names that changed go to `names`; `lost` says why some may be
+    missing, if so. Raises OSError when the folder cannot be watched."""
+
+    def __init__(self, folder: str) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise _os_error(folder)
+        if libc.inotify_add_watch(fd, os.fsencode(folder), WATCHED | IN_ONLYDIR) < 0:
+            error = _os_error(folder)
+            os.close(fd)
+            raise error
+        self.fd = fd
+        self.names: set[str] = set()
+        self.lost: str | None = None
+
+    def read(self) -> None:
+        """Take in every event queued so far (never waits)."""
+        while True:
+            try:
+                data = os.read(self.fd, READ_BYTES)
+            except BlockingIOError:
+                return
+            position = 0
+            while position < len(data):
+                _wd, mask, _cookie, length = EVENT.unpack_from(data, position)
+                position += EVENT.size
+                for bit, why in LOSSES.items():
+                    if mask & bit and self.lost is None:
+                        self.lost = why
+                if length:
+                    name = data[position : position + length].rstrip(b"\0")
+                    self.names.add(os.fsdecode(name))
+                position += length
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _os_error(folder: str) -> OSError:
+    """What the last call failed with, as OSError says it (`[Errno 28] No space left on
+    device: 'FOLDER'`: inotify's per-user limits are reached so)."""
+    number = ctypes.get_errno()
+    return OSError(number, f"cannot watch the folder: {os.strerror(number)}", folder)
