@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from reactor.serve.socket_activation import PassedSocket
+    from reactor.serve.start_scan import ChildLister
 
 HELP = "watch a run folder (or every run under a root) and hand its .pod5 files to engines"
 DESCRIPTION = (
@@ -78,16 +79,17 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"reactor serve: {exc}", file=sys.stderr)
         return 2
     early = _early_lister(config)
+    from reactor.serve.start_scan import ChildLister
+
+    lister = ChildLister(*early) if early is not None else None
     try:
-        return _serve_config(config, setting, passed, early)
+        return _serve_config(config, setting, passed, lister)
     finally:
-        if early is not None and early.returncode is None:  # not handed over, or left
-            from reactor.serve.start_scan import ChildLister
-
-            ChildLister(early).stop()
+        if lister is not None:  # ended by the service already, unless it never began
+            lister.stop()
 
 
-def _early_lister(config: ServeConfig) -> subprocess.Popen[bytes] | None:
+def _early_lister(config: ServeConfig) -> tuple[subprocess.Popen[bytes], int | None] | None:
     """The start-up scan's child (`reactor.disk.input_lister`), started before the
     imports below (~0.3 s), so that its looks overlap them: for a single run whose
     INPUTDIR is large, on the native (inotify) watch, which the child's own watch stands
@@ -110,7 +112,7 @@ def _serve_config(
     config: ServeConfig,
     setting: str,
     passed: list[PassedSocket],
-    early: subprocess.Popen[bytes] | None,
+    lister: ChildLister | None,
 ) -> int:
     from aiohttp import web
 
@@ -119,7 +121,6 @@ def _serve_config(
     from reactor.serve.app_keys import SERVED, SYSTEMD
     from reactor.serve.read_worker import close_shared, shared_read_worker
     from reactor.serve.service import StartupError
-    from reactor.serve.start_scan import ChildLister
 
     configure_logging(config.log_level, config.log_format)
     listening: dict[str, object] = {"socket": "bound"}
@@ -140,7 +141,6 @@ def _serve_config(
     if config.host_mode:
         app = create_host_app(config, ready_when_listening=True, listening=listening)
     else:
-        lister = ChildLister(early, until_watched=True) if early is not None else None
         app = create_app(config, ready_when_listening=True, listening=listening, lister=lister)
     systemd = app[SYSTEMD]
 

@@ -1,10 +1,11 @@
-"""The names that changed in one folder from a moment on: inotify, through ctypes (Linux).
+"""The names that changed in a few folders from a moment on: inotify, through ctypes (Linux).
 
 `reactor serve` starts the start-up scan's child (`reactor.disk.input_lister`) before
 its own imports, so before its own watch (watchdog's, `reactor.serve.watcher`) is up.
-The child watches INPUTDIR with this from before it lists the folder until the service
-says its watch is up, then reports every name that changed meanwhile: the service
-looks at those again, and what changes later its own watch sees. The standard library
+The child watches the folders that watch covers (INPUTDIR, pass/, fail/) with this
+from before it lists them until the service says its watch is up, then reports every
+name that changed meanwhile: the service looks at those again, and what changes later
+its own watch sees. The standard library
 only, as the rest of the child (watchdog's own binding is internal to it, and its import
 alone takes longer than the child's whole start).
 """
@@ -39,9 +40,9 @@ WATCHED = (
 # After one of these, names may be missing: nothing this watch says can be trusted.
 LOSSES = {
     IN_Q_OVERFLOW: "the kernel's queue of events overflowed",
-    IN_DELETE_SELF: "the folder was deleted",
-    IN_MOVE_SELF: "the folder was moved",
-    IN_UNMOUNT: "the folder's filesystem was unmounted",
+    IN_DELETE_SELF: "a watched folder was deleted",
+    IN_MOVE_SELF: "a watched folder was moved",
+    IN_UNMOUNT: "a watched folder's filesystem was unmounted",
     IN_IGNORED: "the watch was removed",
 }
 EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
@@ -49,21 +50,27 @@ READ_BYTES = 1 << 16  # at least one event of the longest name (16 + NAME_MAX + 
 
 
 class FolderChanges:
-    """A watch on one folder from its creation on. `read()` takes in what the kernel
-    queued so far: the names that changed go to `names`; `lost` says why some may be
-    missing, if so. Raises OSError when the folder cannot be watched."""
+    """Watches on a few folders from their creation on. `read()` takes in what the
+    kernel queued so far: the names that changed in `folders[i]` go to `names[i]`;
+    `lost` says why some may be missing, if so. Raises OSError when a folder cannot be
+    watched."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folders: list[str]) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
-            raise _os_error(folder)
-        if libc.inotify_add_watch(fd, os.fsencode(folder), WATCHED | IN_ONLYDIR) < 0:
-            error = _os_error(folder)
-            os.close(fd)
-            raise error
+            raise _os_error(folders[0])
+        self._which: dict[int, int] = {}  # watch descriptor -> index in folders
+        for index, folder in enumerate(folders):
+            wd = libc.inotify_add_watch(fd, os.fsencode(folder), WATCHED | IN_ONLYDIR)
+            if wd < 0:
+                error = _os_error(folder)
+                os.close(fd)
+                raise error
+            self._which[wd] = index
         self.fd = fd
-        self.names: set[str] = set()
+        self.folders = folders
+        self.names: list[set[str]] = [set() for _ in folders]
         self.lost: str | None = None
 
     def read(self) -> None:
@@ -75,14 +82,15 @@ class FolderChanges:
                 return
             position = 0
             while position < len(data):
-                _wd, mask, _cookie, length = EVENT.unpack_from(data, position)
+                wd, mask, _cookie, length = EVENT.unpack_from(data, position)
                 position += EVENT.size
                 for bit, why in LOSSES.items():
                     if mask & bit and self.lost is None:
                         self.lost = why
-                if length:
+                index = self._which.get(wd)
+                if length and index is not None:
                     name = data[position : position + length].rstrip(b"\0")
-                    self.names.add(os.fsdecode(name))
+                    self.names[index].add(os.fsdecode(name))
                 position += length
 
     def close(self) -> None:

@@ -18,11 +18,12 @@ itself). A file gone before it was opened is not reported, as the scan in the se
 would not report it.
 
 `reactor serve` starts the child before its own imports (`spawn(until_watched=True)`),
-so that the looks overlap them: the service's watch is not up yet. The child then
-watches INPUTDIR itself (`reactor.disk.folder_changes`) from before it lists it until
-its stdin ends (the service closes it once its watch is up), and reports the `.pod5`
-names that changed meanwhile (`CHANGED`): the service looks at them again. Until the
-service reads the pipe, the lookers keep their chunks (`_Chunk`): they do not wait.
+so that its work overlaps them: the service's watch is not up yet. The child then
+watches INPUTDIR, pass/ and fail/ itself (`reactor.disk.folder_changes`) from before it
+lists them until its stdin ends (the service closes it once its watch is up), and
+reports on a second pipe its stems of the outputs and the names that changed meanwhile
+(`reactor.disk.lister_report`). Until the service reads the pipes, the lookers keep
+their chunks (`_Chunk`) and the child its report: they do not wait.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reactor.core.names import RESULT_FOLDERS, is_pod5_name, output_stems
+from reactor.disk import lister_report
 from reactor.disk.folder_changes import FolderChanges
 from reactor.disk.signature import look_at_pod5
 
@@ -55,7 +57,6 @@ SYMLINK = 2  # a `.pod5` that is a symlink: not opened; the service looks
 DONE = 3  # a `.pod5` an output names (the child's list): not opened
 OTHER = 4  # an entry that is not a `.pod5`
 OTHER_FOLDER = 5  # a folder that is not a `.pod5`
-CHANGED = 6  # a `.pod5` name that changed before the service's watch was up: look again
 
 # A chunk is written whole by one write of at most PIPE_BUF bytes (POSIX: the kernel
 # never mixes it with another process's write), so the lookers share one pipe.
@@ -71,7 +72,7 @@ KEPT_BYTES = 64 << 20
 # A folder at least this large (a folder's size grows with its entries: thousands of
 # names) is looked at by a child: a smaller one is scanned faster than a child starts.
 CHILD_FROM_BYTES = 64 * 1024
-UNTIL_WATCHED = "--until-watched"  # the child's flag: watch until stdin ends
+REPORT_FD = "--report-fd"  # the child's flag: watch until stdin ends, report to this fd
 _ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # os.fsdecode's
 
 
@@ -100,7 +101,7 @@ def decode(count: int, body: bytes) -> Listed:
     if len(names) != count or len(mtimes) != count:
         msg = f"a chunk of {count} entries holds {len(names)} names and {len(mtimes)} times"
         raise ValueError(msg)
-    if kinds and max(kinds) > CHANGED:
+    if kinds and max(kinds) > OTHER_FOLDER:
         msg = f"a chunk holds an entry of unknown kind {max(kinds)}"
         raise ValueError(msg)
     return Listed(names, kinds, mtimes)
@@ -139,23 +140,39 @@ def worth_a_child(folder: Path) -> bool:
 
 def spawn(
     input_dir: Path, output_dir: Path, *, until_watched: bool, program: list[str] | None = None
-) -> subprocess.Popen[bytes]:
+) -> tuple[subprocess.Popen[bytes], int | None]:
     """Start the child (`program`: its command line, `command`'s by default), its
-    stdout and stderr piped. `until_watched`: it watches INPUTDIR until its stdin, a
-    pipe, is closed (`UNTIL_WATCHED`); otherwise its stdin is /dev/null. Raises OSError
-    when it cannot be started."""
+    stdout and stderr piped; with the read end of its report pipe when `until_watched`
+    (it then watches until its stdin, a pipe, is closed: REPORT_FD), else None (its
+    stdin is /dev/null). Raises OSError when it cannot be started."""
     import subprocess  # here: the child imports this module, and needs none of it
 
     args = program or command(input_dir, output_dir)
-    return subprocess.Popen(
-        [*args, UNTIL_WATCHED] if until_watched else args,
-        stdin=subprocess.PIPE if until_watched else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        # A process group of its own, lookers included: the service ends them all at
-        # once, and a Ctrl-C meant for the service is not taken for the child failing.
-        start_new_session=True,
-    )
+    report_read = report_write = None
+    if until_watched:
+        report_read, report_write = os.pipe()
+        with contextlib.suppress(OSError):  # a bigger pipe: the stems go out sooner
+            fcntl.fcntl(report_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        args = [*args, REPORT_FD, str(report_write)]
+    try:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if until_watched else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=() if report_write is None else (report_write,),
+            # A process group of its own, lookers included: the service ends them all at
+            # once, and a Ctrl-C meant for the service is not taken for the child failing.
+            start_new_session=True,
+        )
+    except OSError:
+        if report_read is not None:
+            os.close(report_read)
+        raise
+    finally:
+        if report_write is not None:
+            os.close(report_write)  # the child's end: its own copy stays open
+    return process, report_read
 
 
 def done_stems(output_dir: str) -> set[str]:
@@ -168,7 +185,7 @@ def done_stems(output_dir: str) -> set[str]:
 
 def main(argv: list[str]) -> int:
     """(In the child.) List INPUTDIR (argv[0]) to stdout; OUTPUTDIR is argv[1]; with
-    UNTIL_WATCHED after them, watch INPUTDIR until stdin ends.
+    REPORT_FD and a descriptor after them, watch first and report there (`_report`).
 
     Lists the outputs' stems, then forks LOOKERS processes (this one has no threads):
     each lists INPUTDIR and looks at its share of the names (`share`), writing chunks
@@ -176,8 +193,11 @@ def main(argv: list[str]) -> int:
     process's. The end goes out once every looker ended well."""
     input_dir, output_dir, *flags = argv
     out = sys.stdout.fileno()
-    # Before the folder is listed: what changes after the listing began is seen.
-    changes = FolderChanges(input_dir) if UNTIL_WATCHED in flags else None
+    report = int(flags[flags.index(REPORT_FD) + 1]) if REPORT_FD in flags else None
+    changes = None
+    if report is not None:  # watched before anything is listed
+        results = [os.path.join(output_dir, kind) for kind in RESULT_FOLDERS]  # noqa: PTH118
+        changes = FolderChanges([input_dir, *results])
     with contextlib.suppress(OSError):  # after the service, which is serving meanwhile
         os.nice(NICE)
     with contextlib.suppress(OSError, AttributeError):  # a bigger pipe: look further ahead
@@ -191,13 +211,14 @@ def main(argv: list[str]) -> int:
         if pid == 0:  # pragma: no cover - in the forked looker (its exit code is tested)
             code = 1
             try:
-                if changes is not None:
+                if changes is not None and report is not None:
                     changes.close()
+                    os.close(report)
                 code = _looker(input_dir, stems, number, lookers, out)
             finally:  # never back into this loop, whatever happened
                 os._exit(code)
         children.append(pid)
-    watched = changes is None or _report_changes(changes, out)
+    watched = changes is None or report is None or _report(changes, stems, report)
     if not watched:
         for pid in children:  # their looks cannot be trusted: the service looks itself
             os.kill(pid, signal.SIGKILL)
@@ -211,25 +232,40 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _report_changes(changes: FolderChanges, out: int) -> bool:
-    """(In the child, while the lookers look.) Wait until stdin ends (the service's
-    watch is up), then report the `.pod5` names that changed until then; False (and
-    why, on stderr) when some changes may have been missed."""
-    stdin = sys.stdin.fileno()
-    while stdin not in select.select([changes.fd, stdin], [], [])[0]:
-        changes.read()
+def _report(changes: FolderChanges, stems: set[str], report: int) -> bool:
+    """(In the child, while the lookers look.) Send the stems, and take in the changes,
+    until stdin ends (the service's watch is up); then send what changed until then,
+    and END (`reactor.disk.lister_report`). False (and why, on stderr and in the
+    report) when some change may have been missed."""
+    pending = memoryview(lister_report.frame(lister_report.STEMS, stems))
+    os.set_blocking(report, False)
+    stdin: int | None = sys.stdin.fileno()
+    while stdin is not None or pending:
+        readers = [changes.fd] if stdin is None else [changes.fd, stdin]
+        readable, writable, _ = select.select(readers, [report] if pending else [], [])
+        if changes.fd in readable:
+            changes.read()
+        if stdin is not None and stdin in readable:
+            stdin = None  # it ended (the service writes nothing): its watch is up
+        if writable:
+            with contextlib.suppress(BlockingIOError):
+                pending = pending[os.write(report, pending) :]
     changes.read()  # all that came before the service's word: its watch sees the rest
     changes.close()
+    os.set_blocking(report, True)
+    inputs, *results = changes.names
     if changes.lost is not None:
         print(f"the watch before the service's: {changes.lost}", file=sys.stderr)
-        return False
-    chunk = _Chunk(out)
-    for name in sorted(changes.names):
-        if is_pod5_name(name):
-            chunk.add(name, CHANGED)
-    chunk.send()
-    chunk.flush()
-    return True
+        tail = lister_report.frame(lister_report.LOST, [changes.lost])
+    else:
+        tail = (
+            lister_report.frame(lister_report.CHANGED_INPUTS, sorted(filter(is_pod5_name, inputs)))
+            + lister_report.frame(lister_report.CHANGED_OUTPUTS, sorted(set().union(*results)))
+            + lister_report.FRAME.pack(lister_report.END, 0)
+        )
+    with open(report, "wb") as end:  # closed after: the service reads to the end
+        end.write(tail)
+    return changes.lost is None
 
 
 def _looker(input_dir: str, stems: set[str], number: int, lookers: int, out: int) -> int:

@@ -121,6 +121,9 @@ SCAN_TURN_S = 0.004
 # assignment: a few dozen system calls, each giving the GIL up) waits this long each
 # time, not the default 5 ms: at 5 ms the first assignment took ~0.25 s.
 SCAN_SWITCH_S = 0.0005
+# How long the service waits at start for the report of a child started before its
+# watch (it lists pass/ and fail/ meanwhile, as the service would otherwise).
+REPORT_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
@@ -415,18 +418,13 @@ class Reactor:
                     # while the pipe is awaited, every file that becomes ready wakes them.
                     ready = state.counts()[FileState.READY]
                     state.ready_listener = _nothing
-                    if changed := scan.take(listed):
-                        self._changed_unwatched(scan, changed)
+                    scan.take(listed)
                     state.ready_listener = listener
                     if state.counts()[FileState.READY] > ready:
                         listener()
                     await turn()
         except ListerFailed as exc:
             self._lister_failed(exc)
-            if lister.until_watched:
-                # What it looked at before the watch was up may have changed since, and
-                # what changed is not known: the whole folder is looked at again.
-                self._reconcile_after_scan = "scan_child_failed"
             return False
         finally:
             self._stop_lister()
@@ -440,6 +438,8 @@ class Reactor:
         ingest latency is counted for them)."""
         now = self.clock()
         for name in names:
+            if not self.inputs.accepts(name):
+                continue
             scan.changed(name)  # its look in a chunk still to come is not believed
             if os.path.lexists(self.inputs.path(name)):
                 self._check_input(name, now)
@@ -593,10 +593,11 @@ class Reactor:
     def _recover_to_serve(self, began: float) -> Recovered:
         now = self.clock()
         recovered = self._recover(now)
+        stems, changed = self._outputs_at_start()
         scan = StartScan(
             self.state,
             self.inputs,
-            self.journal.result_stems(),
+            stems,
             recovered.history,
             recovered.handed_back,
             self._refuse,
@@ -611,6 +612,7 @@ class Reactor:
             self.state.restore_job(job)
         live_files = [name for job in recovered.live for name in job.files]
         scan.mark_present([*live_files, *recovered.quarantined])
+        self._changed_unwatched(scan, changed)
         self._restored(recovered, now)
         self._scan = scan
         self._recovered_summary = _RecoveredSummary(began, recovered)
@@ -621,6 +623,30 @@ class Reactor:
             **self.count_fields(),
         )
         return recovered
+
+    def _outputs_at_start(self) -> tuple[set[str], list[str]]:
+        """The stems of pass/ and fail/ (the seed's done rule), and the INPUTDIR names
+        that changed before the service's watch was up. A child started before the
+        watch listed the outputs under its own watch and says what changed until this
+        one was up (`ChildLister.report`): its stems, with those of the outputs made
+        meanwhile. Otherwise (or if it cannot say: it is ended, and the service looks
+        itself), the service lists them, after its watch."""
+        lister = self._lister
+        if lister is not None and lister.until_watched:
+            try:
+                report = lister.report(REPORT_TIMEOUT_S)
+            except ListerFailed as exc:
+                self._lister_failed(exc)
+                self._stop_lister()
+            else:
+                stems = report.stems
+                results = [self.config.output_dir / kind for kind in RESULT_FOLDERS]
+                for name in report.changed_outputs:
+                    stem = output_stem(name)
+                    if stem is not None and any((f / name).exists() for f in results):
+                        stems.add(stem)  # made meanwhile (gone again: as an event, none)
+                return stems, report.changed_inputs
+        return self.journal.result_stems(), []
 
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""

@@ -27,7 +27,6 @@ from pathlib import Path
 from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
 from reactor.disk.input_lister import (
-    CHANGED,
     COMPLETE,
     HEADER,
     OTHER,
@@ -40,6 +39,7 @@ from reactor.disk.input_lister import (
     spawn,
 )
 from reactor.disk.inputs import InputFolders
+from reactor.disk.lister_report import Report, ReportFailed, read_report
 from reactor.disk.signature import look_at_pod5
 
 # Entries looked at between two looks at the clock (`Reactor.scan` turns the event loop
@@ -76,7 +76,7 @@ class StartScan:
     def changed(self, name: str) -> None:
         """`name` changed while the scan goes on: its GONE event came
         (`Reactor.on_fs_event`), or the child saw it change before the service's watch
-        was up (`CHANGED`). A look at it in a listing made before is not believed."""
+        was up (its report). A look at it in a listing made before is not believed."""
         self._changed.add(name)
 
     def other(self, name: str, is_folder: bool) -> None:
@@ -149,25 +149,20 @@ class StartScan:
             if count % size == 0:
                 yield count
 
-    def take(self, listed: Listed) -> list[str]:
+    def take(self, listed: Listed) -> None:
         """What the child processes looking at INPUTDIR found (`reactor.disk.input_lister`),
-        recorded as `slices` records what it finds itself: the service's own list of
-        outputs decides what is done; a symlink, a file the child's list of outputs
+        recorded as `slices` records what it finds itself: the scan's list of outputs
+        (`stems`) decides what is done; a symlink, a file the child's list of outputs
         called done and this one does not, and a file that changed meanwhile are looked
-        at here. Returns the names the child saw change before the service's watch was
-        up (`CHANGED`), for the caller to look at as it looks at its watch's events."""
+        at here."""
         state, now, stems, gone = self.state, self.now, self.stems, self._changed
         files, front, history = state.files, self.handed_back, self.history
         names, mtimes = self._names, self._mtimes
         folder = str(self.inputs.main)
         done: list[str] = []
-        changed: list[str] = []
         for name, kind, mtime in zip(listed.names, listed.kinds, listed.mtimes, strict=True):
             if kind >= OTHER:
-                if kind == CHANGED:
-                    changed.append(name)
-                else:
-                    self.other(name, kind == OTHER_FOLDER)
+                self.other(name, kind == OTHER_FOLDER)
                 continue
             if gone and name in gone:
                 self._look_here(name, folder)
@@ -190,7 +185,6 @@ class StartScan:
                 mtimes.append(mtime)
         if done:
             state.restore_done_found(done, now)
-        return changed
 
     def _look_here(self, name: str, folder: str) -> None:
         """One name as `slices` meets it, the file looked at now."""
@@ -256,15 +250,17 @@ class ListerFailed(Exception):
 
 class ChildLister:
     """The child process (`reactor.disk.input_lister`) looking at INPUTDIR's files,
-    started as soon as the watch is up (`start`, while recovery runs: its list of
-    outputs then takes no time of the service's own), or before it, `until_watched`
-    (`reactor serve` starts it before its imports: `input_lister.spawn`), then told
-    when the watch is up (`watching`); read a chunk at a time between turns of the loop
+    started as soon as the watch is up (`start`, while recovery runs), or before it
+    (`reactor serve` starts it before its imports: `input_lister.spawn`, `report`
+    being its report pipe), then told when the watch is up (`watching`) and asked what
+    it saw meanwhile (`report`); read a chunk at a time between turns of the loop
     (`chunks`), killed if the service stops first (`stop`)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], *, until_watched: bool = False) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], report: int | None = None) -> None:
         self._process = process
-        self.until_watched = until_watched  # its looks began before the service's watch
+        self._report = report  # read end of its report pipe, until read
+        # Started before the service's watch: it watched, and reports (`report`).
+        self.until_watched = report is not None
 
     @classmethod
     def start(
@@ -274,7 +270,7 @@ class ChildLister:
         `input_lister.command`'s by default). Raises ListerFailed when it cannot be
         started."""
         try:
-            process = spawn(
+            process, _ = spawn(
                 input_dir,
                 output_dir,
                 until_watched=False,
@@ -290,8 +286,25 @@ class ChildLister:
         reports what changed until now (its stdin ends)."""
         stdin = self._process.stdin
         if stdin is not None:
-            with contextlib.suppress(OSError):  # it ended: its output says how
+            with contextlib.suppress(OSError):  # it ended: its report says how
                 stdin.close()
+
+    def report(self, timeout_s: float) -> Report:
+        """(After `watching`.) What a child started before the watch says: its stems of
+        the outputs and the names that changed before the watch was up
+        (`reactor.disk.lister_report`); waits for it, at most `timeout_s`. Raises
+        ListerFailed when there is no whole report, or it says changes were missed."""
+        fd, self._report = self._report, None
+        if fd is None:
+            msg = "the child has no report"
+            raise ListerFailed(msg)
+        try:
+            return read_report(fd, timeout_s)
+        except ReportFailed as exc:
+            msg = f"the child's watch before the service's: {exc}"
+            raise ListerFailed(msg) from exc
+        finally:
+            os.close(fd)
 
     async def chunks(self) -> AsyncGenerator[Listed, None]:
         """What the child found, a chunk at a time. Raises ListerFailed when it ends
@@ -345,6 +358,9 @@ class ChildLister:
             if pipe is not None:
                 with contextlib.suppress(OSError):  # stdin: a pipe the child closed
                     pipe.close()
+        if self._report is not None:
+            os.close(self._report)
+            self._report = None
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

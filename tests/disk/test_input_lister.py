@@ -10,13 +10,13 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reactor.core.names import POD5_SIGNATURE, output_stem, output_stems
 from reactor.disk import input_lister
 from reactor.disk.input_lister import (
-    CHANGED,
     COMPLETE,
     DONE,
     HEADER,
@@ -30,6 +30,7 @@ from reactor.disk.input_lister import (
     decode,
     spawn,
 )
+from reactor.disk.lister_report import ReportFailed, read_report
 
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
 
@@ -166,15 +167,21 @@ def started_watching(process: subprocess.Popen[bytes]) -> None:
 
 
 def test_what_changes_before_the_service_watches_is_reported(tmp_path: Path) -> None:
-    """Started before the service's watch, the child watches INPUTDIR itself until its
-    stdin ends, and reports every `.pod5` name that changed meanwhile (created, deleted,
-    completed, renamed away and in), after the looks and before its end marker."""
-    inputs = tmp_path / "in"
+    """Started before the service's watch, the child watches INPUTDIR, pass/ and fail/
+    itself until its stdin ends, then reports its stems of the outputs (listed under
+    that watch) and every name that changed meanwhile (created, deleted, completed,
+    renamed away and in); the looks and the end marker go to stdout as always."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    for name in ("a.pod5", "b.pod5", "kept.pod5"):
+    for results in ("pass", "fail"):
+        (outputs / results).mkdir(parents=True)
+    for name in ("a.pod5", "b.pod5", "kept.pod5", "done.pod5"):
         (inputs / name).write_bytes(WHOLE)
     (inputs / "half.pod5").write_bytes(WHOLE[:-8])
-    process = spawn(inputs, tmp_path, until_watched=True)
+    (outputs / "pass" / "done.fastq").write_text("")
+    (outputs / "fail" / "job_id_7_other.bam").write_text("")
+    process, report = spawn(inputs, outputs, until_watched=True)
+    assert report is not None
     started_watching(process)
     (inputs / "new.pod5").write_bytes(WHOLE)
     (inputs / "a.pod5").unlink()
@@ -182,41 +189,78 @@ def test_what_changes_before_the_service_watches_is_reported(tmp_path: Path) -> 
         half.write(POD5_SIGNATURE)
     (inputs / "b.pod5").rename(inputs / "c.pod5")
     (inputs / "notes.txt").write_text("not a pod5: not reported")
+    (outputs / "pass" / "kept.fastq").write_text("")
     out, err = process.communicate(timeout=60)  # closes stdin: "the watch is up"
+    said = read_report(report, 30.0)
+    os.close(report)
 
     assert process.returncode == 0, err
     entries, _, ended = parse(out)
     assert ended
-    changed = [name for name, kind, _ in entries if kind == CHANGED]
-    assert sorted(changed) == ["a.pod5", "b.pod5", "c.pod5", "half.pod5", "new.pod5"]
-    assert all(kind == CHANGED for _, kind, _ in entries[-len(changed) :])
-    looked = {name for name, kind, _ in entries if kind != CHANGED}
-    assert {"kept.pod5", "half.pod5"} <= looked  # listed: there all along
+    assert said.stems == {"done", "other"}
+    assert sorted(said.changed_inputs) == ["a.pod5", "b.pod5", "c.pod5", "half.pod5", "new.pod5"]
+    assert said.changed_outputs == ["kept.fastq"]
+    looked = {name for name, _, _ in entries}
+    assert {"kept.pod5", "half.pod5", "done.pod5"} <= looked  # listed: there all along
 
 
 def test_a_watch_that_may_have_missed_changes_fails_the_child(tmp_path: Path) -> None:
     """INPUTDIR moved away and back while the child watched it: what changed meanwhile
-    cannot be known, so it ends without its end marker and says why."""
+    cannot be known, so its report says so, and it ends without its end marker."""
     inputs = tmp_path / "in"
     inputs.mkdir()
+    for results in ("pass", "fail"):
+        (tmp_path / results).mkdir()
     (inputs / "a.pod5").write_bytes(WHOLE)
-    process = spawn(inputs, tmp_path, until_watched=True)
+    process, report = spawn(inputs, tmp_path, until_watched=True)
+    assert report is not None
     started_watching(process)
     inputs.rename(tmp_path / "elsewhere")
     (tmp_path / "elsewhere").rename(inputs)
     out, err = process.communicate(timeout=60)
 
+    with pytest.raises(ReportFailed, match="a watched folder was moved"):
+        read_report(report, 30.0)
+    os.close(report)
     assert process.returncode != 0
     assert not parse(out)[2]
-    assert b"the folder was moved" in err
+    assert b"a watched folder was moved" in err
 
 
 def test_a_folder_that_cannot_be_watched_fails_the_child(tmp_path: Path) -> None:
-    process = spawn(tmp_path / "missing", tmp_path, until_watched=True)
+    process, report = spawn(tmp_path / "missing", tmp_path, until_watched=True)
+    assert report is not None
     out, err = process.communicate(timeout=60)
+    with pytest.raises(ReportFailed, match="ended early"):
+        read_report(report, 30.0)
+    os.close(report)
     assert process.returncode != 0
     assert out == b""
     assert b"cannot watch the folder" in err
+
+
+def test_a_report_larger_than_its_pipe_comes_through_whole(tmp_path: Path) -> None:
+    """The stems of 30,000 outputs (more than the pipe holds) reach the service whole
+    while the child also waits for the service's word; recounted from the folder."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for results in ("pass", "fail"):
+        (outputs / results).mkdir(parents=True)
+    for number in range(30_000):
+        (outputs / "pass" / f"PAK00000_pass_0123abcd_{number}.fastq").touch()
+    process, report = spawn(inputs, outputs, until_watched=True)
+    assert report is not None and process.stdin is not None
+    process.stdin.close()
+    said = read_report(report, 60.0)
+    os.close(report)
+    assert process.wait(60) == 0
+    assert process.stdout is not None and process.stderr is not None
+    assert parse(process.stdout.read())[2]  # nothing to look at: the end marker alone
+    process.stdout.close()
+    process.stderr.close()
+    listed = os.listdir(outputs / "pass") + os.listdir(outputs / "fail")
+    assert said.stems == output_stems(listed)
+    assert len(said.stems) == 30_000
 
 
 def test_a_full_pipe_keeps_the_chunks_and_a_flush_writes_them_in_order() -> None:

@@ -22,6 +22,7 @@ from reactor.core.events import Area, Change, FsEvent
 from reactor.core.names import INPUT_STAGING_NAME
 from reactor.core.state import FileState, Job
 from reactor.disk.input_lister import spawn
+from reactor.disk.journal import Journal
 from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.finisher import Finisher
 from reactor.serve.service import Reactor
@@ -55,13 +56,25 @@ def begun(dirs: RunDirs, clock: ManualClock, first_id: int = 1, *, child: bool =
 
 
 def begun_after(
-    dirs: RunDirs, clock: ManualClock, process: subprocess.Popen[bytes], first_id: int = 1
+    dirs: RunDirs,
+    clock: ManualClock,
+    program: list[str] | None = None,
+    *,
+    before: Callable[[subprocess.Popen[bytes]], None] = lambda _process: None,
+    first_id: int = 1,
 ) -> Reactor:
     """A reactor begun with a child started before it (as `reactor serve` starts one,
-    before its imports and its watch): `begin` tells the child its watch is up."""
+    before its imports and its watch; `program`: the child's command line), `before`
+    done in between: `begin` tells the child its watch is up and takes its report."""
+    process, report = spawn(dirs.input_dir, dirs.output_dir, until_watched=True, program=program)
+    lister = ChildLister(process, report)
+    try:
+        before(process)
+    except BaseException:
+        lister.stop()
+        raise
     numbers = itertools.count(first_id)
     config = dirs.config(report_back_interval=LEASE_S)
-    lister = ChildLister(process, until_watched=True)
     reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)), lister=lister)
     reactor.begin()
     STARTED.append(reactor)
@@ -585,44 +598,54 @@ async def test_engines_waiting_are_woken_while_the_scan_waits_for_the_child(
 
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
 
-_LOOKS_AND_CHANGES = """
+
+def _reporting_child(stems: list[str], inputs: list[str], outputs: list[str], looks: str) -> str:
+    """A stand-in for the child started before the watch: waits for the service's word,
+    reports these stems and changed names, then sends `looks` (code adding to `chunk`)."""
+    return f"""
 import os, sys
-from reactor.disk.input_lister import CHANGED, COMPLETE, HEADER, INCOMPLETE, _Chunk
-order, live_gone = sys.argv[3], sys.argv[4]
+from reactor.disk import lister_report as r
+from reactor.disk.input_lister import COMPLETE, HEADER, INCOMPLETE, _Chunk
+report = int(sys.argv[sys.argv.index("--report-fd") + 1])
 sys.stdin.read()  # until the service's watch is up, as the real child waits
-looks = [("half.pod5", INCOMPLETE), ("gone.pod5", COMPLETE), (live_gone, COMPLETE),
-         ("kept.pod5", COMPLETE)]  # looked at before the watch; all but kept changed since
-changes = [("half.pod5", CHANGED), ("gone.pod5", CHANGED), (live_gone, CHANGED),
-           ("new.pod5", CHANGED)]
-for entries in ((changes, looks) if order == "changes-first" else (looks, changes)):
-    chunk = _Chunk(1)
-    for name, kind in entries:
-        chunk.add(name, kind, 1000.0)
-    chunk.send()
+os.write(report, r.frame(r.STEMS, {stems!r}) + r.frame(r.CHANGED_INPUTS, {inputs!r})
+         + r.frame(r.CHANGED_OUTPUTS, {outputs!r}) + r.FRAME.pack(r.END, 0))
+os.close(report)
+chunk = _Chunk(1)
+{looks}
+chunk.send()
 os.write(1, HEADER.pack(0, 0))
 """
 
 
-@pytest.mark.parametrize("order", ["looks-first", "changes-first"])
 async def test_names_changed_before_the_watch_are_looked_at_again(
-    run_dirs: RunDirs, clock: ManualClock, order: str
+    run_dirs: RunDirs, clock: ManualClock
 ) -> None:
     """A child started before the service's watch reports what changed until the watch
-    was up; whether its looks came before or after that report, what is recorded is
-    what is on disk now: completed since, gone since (a live job's file too), new."""
+    was up: before anything goes out, those names are looked at as events would be
+    (completed, gone, a live job's file gone, new), and the child's looks at them,
+    made before, are not believed."""
     job = await stopped_with_a_live_job(run_dirs, clock, 4)
     live_gone = sorted(job.files)[0]
     for name in ("half.pod5", "kept.pod5", "new.pod5"):
         (run_dirs.input_dir / name).write_bytes(WHOLE)  # half.pod5: completed since
     (run_dirs.input_dir / live_gone).unlink()  # gone.pod5 was never left on disk
-    program = [sys.executable, "-c", _LOOKS_AND_CHANGES, "in", "out", order, live_gone]
-    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True, program=program)
+    looks = (
+        "chunk.add('half.pod5', INCOMPLETE, 1000.0)\n"
+        "chunk.add('gone.pod5', COMPLETE, 1000.0)\n"
+        f"chunk.add({live_gone!r}, COMPLETE, 1000.0)\n"
+        "chunk.add('kept.pod5', COMPLETE, 1000.0)"
+    )
+    changed = ["half.pod5", "gone.pod5", live_gone, "new.pod5"]
+    code = _reporting_child([], changed, [], looks)
 
     with capture_logs() as logs:
-        reactor = begun_after(run_dirs, clock, process, first_id=50)
+        reactor = begun_after(run_dirs, clock, [sys.executable, "-c", code], first_id=50)
+        files = reactor.state.files
+        assert files["half.pod5"].state is FileState.READY  # before serving: no stale look
+        assert files[live_gone].present is False
         await asyncio.wait_for(reactor.scan(), 30.0)
 
-    files = reactor.state.files
     assert "gone.pod5" not in files
     assert files[live_gone].present is False
     for name in ("half.pod5", "kept.pod5", "new.pod5"):
@@ -631,26 +654,59 @@ async def test_names_changed_before_the_watch_are_looked_at_again(
     assert (recovered["looked_by"], recovered["looks_began"]) == ("children", "before_watch")
 
 
+async def test_the_childs_list_of_outputs_decides_what_is_done(
+    run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service does not list pass/ and fail/ itself: the child listed them under its
+    watch. Its stems decide, with the outputs it saw made since (one made and removed
+    again counts for nothing, as its event would not)."""
+    add_files(run_dirs, 5)  # f000 .. f004
+    results = run_dirs.output_dir / "pass"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "f002.fastq").write_text("")  # made after the child's listing...
+    (results / "job_id_9_f003.bam").write_text("")  # ...as this one, both reported
+    looks = "\n".join(f"chunk.add('f{n:03}.pod5', COMPLETE, 1000.0)" for n in range(5))
+    code = _reporting_child(["f000"], [], ["f002.fastq", "job_id_9_f003.bam", "f004.fastq"], looks)
+
+    def listed_by_the_service() -> set[str]:
+        msg = "the service listed pass/ and fail/ itself"
+        raise AssertionError(msg)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Journal, "result_stems", lambda _self: listed_by_the_service())
+        reactor = begun_after(run_dirs, clock, [sys.executable, "-c", code])
+    await asyncio.wait_for(reactor.scan(), 30.0)
+
+    states = {name: record.state for name, record in reactor.state.files.items()}
+    done = {name for name, state in states.items() if state is FileState.DONE}
+    assert done == {"f000.pod5", "f002.pod5", "f003.pod5"}  # f004.fastq is not there
+    assert states["f001.pod5"] is FileState.READY
+
+
 async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leaves(
     run_dirs: RunDirs, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real child, started before any watch, the folder changed while it looks:
+    """The real child, started before any watch, the folders changed while it looks:
     the same records as the service's own scan made after the changes; the same queue
     but for the changed names, which go in as their events would."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
     await mixed_run_folders(run_dirs, other, clock, outside)
-    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True)
-    assert process.stdout is not None
-    assert select.select([process.stdout], [], [], 30.0)[0], "the child wrote nothing"
     inputs = run_dirs.input_dir
-    with (inputs / "half.pod5").open("ab") as half:
-        half.write(POD5_SIGNATURE)
-    (inputs / "f010.pod5").unlink()
-    (inputs / "f011.pod5").rename(inputs / "moved.pod5")
-    (inputs / "late.pod5").write_bytes(WHOLE)
     changed = {"half.pod5", "f010.pod5", "f011.pod5", "moved.pod5", "late.pod5"}
+
+    def change(process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        assert select.select([process.stdout], [], [], 30.0)[0], "the child wrote nothing"
+        with (inputs / "half.pod5").open("ab") as half:
+            half.write(POD5_SIGNATURE)
+        (inputs / "f010.pod5").unlink()
+        (inputs / "f011.pod5").rename(inputs / "moved.pod5")
+        (inputs / "late.pod5").write_bytes(WHOLE)
+        for dirs in (run_dirs, other):  # an output made meanwhile, in both runs alike
+            (dirs.output_dir / "pass" / "f012.fastq").write_text("")
+
     seen: list[str] = []
     looked_again = Reactor._changed_unwatched
     monkeypatch.setattr(
@@ -658,8 +714,7 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
         "_changed_unwatched",
         lambda self, scan, names: (seen.extend(names), looked_again(self, scan, names)),
     )
-
-    early = begun_after(run_dirs, clock, process)
+    early = begun_after(run_dirs, clock, before=change)
     with monkeypatch.context() as patched:  # the service must not look by itself
         patched.setattr(StartScan, "slices", _must_not_run)
         await asyncio.wait_for(early.scan(), 30.0)
@@ -673,45 +728,49 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
     assert sorted(early_ready) == sorted(ready)
     assert [n for n in early_ready if n not in changed] == [n for n in ready if n not in changed]
     assert records["half.pod5"][0] is FileState.READY
+    assert records["f012.pod5"][0] is FileState.DONE
     assert "f010.pod5" not in records
 
 
-_STALE_THEN_FAIL = """
-import sys
-from reactor.disk.input_lister import COMPLETE, INCOMPLETE, _Chunk
-sys.stdin.read()
+_STALE_AND_LOST = """
+import os, sys
+from reactor.disk import lister_report as r
+from reactor.disk.input_lister import COMPLETE, HEADER, _Chunk
+report = int(sys.argv[sys.argv.index("--report-fd") + 1])
 chunk = _Chunk(1)
-chunk.add("half.pod5", INCOMPLETE, 1000.0)  # both changed before the watch was up
-chunk.add("gone.pod5", COMPLETE, 1000.0)
+chunk.add("gone.pod5", COMPLETE, 1000.0)  # looked at before it went
 chunk.send()
-sys.stderr.write("OSError: the watch before the service's: the folder was moved\\n")
+sys.stdin.read()
+os.write(report, r.frame(r.STEMS, []) + r.frame(r.LOST, ["a watched folder was moved"]))
 sys.exit(1)
 """
 
 
-async def test_a_child_started_before_the_watch_that_fails_is_followed_by_a_reconcile(
-    run_dirs: RunDirs, clock: ManualClock
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        pytest.param(_STALE_AND_LOST, "a watched folder was moved", id="lost"),
+        pytest.param("import sys; sys.exit(0)", "ended early", id="no-report"),
+    ],
+)
+async def test_a_child_whose_watch_cannot_be_trusted_is_not_read(
+    run_dirs: RunDirs, clock: ManualClock, code: str, said: str
 ) -> None:
-    """What it reported was looked at before the watch was up, and what changed since
-    is not known: the service scans by itself, then reconciles the whole folder, so no
-    stale look stays (a gone file queued, a completed file left incomplete)."""
-    (run_dirs.input_dir / "half.pod5").write_bytes(WHOLE)  # completed since its look
+    """Its report says changes may have been missed, or there is none: the child is
+    ended before any of its looks is taken, and the service lists and scans by itself
+    after its watch (nothing stale is left: the look at a file gone since is not used)."""
     (run_dirs.input_dir / "kept.pod5").write_bytes(WHOLE)
-    program = [sys.executable, "-c", _STALE_THEN_FAIL]
-    process = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True, program=program)
-
     with capture_logs() as logs:
-        reactor = begun_after(run_dirs, clock, process)
+        reactor = begun_after(run_dirs, clock, [sys.executable, "-c", code])
         await asyncio.wait_for(reactor.scan(), 30.0)
 
     (failed,) = [e for e in logs if e["event"] == "scan_child_failed"]
-    assert "the folder was moved" in failed["detail"]
-    assert [e["reason"] for e in logs if e["event"] == "reconciled"] == ["scan_child_failed"]
+    assert said in failed["detail"], failed["detail"]
     files = reactor.state.files
     assert "gone.pod5" not in files
-    assert files["half.pod5"].state is FileState.READY
     assert files["kept.pod5"].state is FileState.READY
-    assert reactor.ready
+    (recovered,) = [e for e in logs if e["event"] == "recovered"]
+    assert recovered["looked_by"] == "service"
 
 
 @pytest.mark.parametrize(
@@ -730,9 +789,9 @@ def test_serve_starts_the_child_before_its_imports_only_where_its_watch_stands_i
     if big:
         for number in range(2000):
             (run_dirs.input_dir / f"PAK00000_pass_0123abcd_{number:05}.pod5").touch()
-    process = _early_lister(run_dirs.config(**settings))
+    started = _early_lister(run_dirs.config(**settings))
     try:
-        assert (process is not None) == early
+        assert (started is not None) == early
     finally:
-        if process is not None:
-            ChildLister(process).stop()
+        if started is not None:
+            ChildLister(*started).stop()
