@@ -50,28 +50,37 @@ READ_BYTES = 1 << 16  # at least one event of the longest name (16 + NAME_MAX + 
 
 
 class FolderChanges:
-    """Watches on a few folders from their creation on. `read()` takes in what the
-    kernel queued so far: the names that changed in `folders[i]` go to `names[i]`;
+    """Watches on a few folders, each from when it was added. `read()` takes in what
+    the kernel queued so far: the names that changed in `folders[i]` go to `names[i]`;
     `lost` says why some may be missing, if so. Raises OSError when a folder cannot be
     watched."""
 
     def __init__(self, folders: list[str]) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             raise _os_error(folders[0])
-        self._which: dict[int, int] = {}  # watch descriptor -> index in folders
-        for index, folder in enumerate(folders):
-            wd = libc.inotify_add_watch(fd, os.fsencode(folder), WATCHED | IN_ONLYDIR)
-            if wd < 0:
-                error = _os_error(folder)
-                os.close(fd)
-                raise error
-            self._which[wd] = index
         self.fd = fd
-        self.folders = folders
-        self.names: list[set[str]] = [set() for _ in folders]
+        self.folders: list[str] = []
+        self.names: list[set[str]] = []
         self.lost: str | None = None
+        self._which: dict[int, int] = {}  # watch descriptor -> index in folders
+        try:
+            for folder in folders:
+                self.add(folder)
+        except OSError:
+            os.close(fd)
+            raise
+
+    def add(self, folder: str) -> None:
+        """Watch one more folder, from now on: its names go to `names[len(folders)]`.
+        (Adding a watch walks the folder's cached entries: ~90 ms at 10^6 names.)"""
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), WATCHED | IN_ONLYDIR)
+        if wd < 0:
+            raise _os_error(folder)
+        self._which[wd] = len(self.folders)
+        self.folders.append(folder)
+        self.names.append(set())
 
     def read(self) -> None:
         """Take in every event queued so far (never waits)."""

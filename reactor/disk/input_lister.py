@@ -19,11 +19,12 @@ would not report it.
 
 `reactor serve` starts the child before its own imports (`spawn(until_watched=True)`),
 so that its work overlaps them: the service's watch is not up yet. The child then
-watches INPUTDIR, pass/ and fail/ itself (`reactor.disk.folder_changes`) from before it
-lists them until its stdin ends (the service closes it once its watch is up), and
-reports on a second pipe its stems of the outputs and the names that changed meanwhile
-(`reactor.disk.lister_report`). Until the service reads the pipes, the lookers keep
-their chunks (`_Chunk`) and the child its report: they do not wait.
+watches pass/, fail/ and INPUTDIR itself (`reactor.disk.folder_changes`), each before
+it lists it, until its stdin ends (the service closes it once its watch is up), and
+reports on a second pipe the names that changed meanwhile
+(`reactor.disk.lister_report`): the service then believes its looks, DONE included.
+Until the service reads the pipe, the lookers keep their chunks (`_Chunk`): they do not
+wait.
 """
 
 from __future__ import annotations
@@ -151,8 +152,6 @@ def spawn(
     report_read = report_write = None
     if until_watched:
         report_read, report_write = os.pipe()
-        with contextlib.suppress(OSError):  # a bigger pipe: the stems go out sooner
-            fcntl.fcntl(report_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         args = [*args, REPORT_FD, str(report_write)]
     try:
         process = subprocess.Popen(
@@ -195,15 +194,17 @@ def main(argv: list[str]) -> int:
     out = sys.stdout.fileno()
     report = int(flags[flags.index(REPORT_FD) + 1]) if REPORT_FD in flags else None
     changes = None
-    if report is not None:  # watched before anything is listed
+    if report is not None:  # each folder watched before it is listed
         results = [os.path.join(output_dir, kind) for kind in RESULT_FOLDERS]  # noqa: PTH118
-        changes = FolderChanges([input_dir, *results])
+        changes = FolderChanges(results)
     with contextlib.suppress(OSError):  # after the service, which is serving meanwhile
         os.nice(NICE)
     with contextlib.suppress(OSError, AttributeError):  # a bigger pipe: look further ahead
         fcntl.fcntl(out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     os.set_blocking(out, False)  # a full pipe: the lookers keep their chunks (`_Chunk`)
     stems = done_stems(output_dir)
+    if changes is not None:  # after the outputs' listing, which is the longer wait
+        changes.add(input_dir)
     lookers = max(1, min(LOOKERS, os.cpu_count() or 1))
     children = []
     for number in range(lookers):
@@ -218,7 +219,7 @@ def main(argv: list[str]) -> int:
             finally:  # never back into this loop, whatever happened
                 os._exit(code)
         children.append(pid)
-    watched = changes is None or report is None or _report(changes, stems, report)
+    watched = changes is None or report is None or _report(changes, report)
     if not watched:
         for pid in children:  # their looks cannot be trusted: the service looks itself
             os.kill(pid, signal.SIGKILL)
@@ -232,39 +233,28 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _report(changes: FolderChanges, stems: set[str], report: int) -> bool:
-    """(In the child, while the lookers look.) Send the stems, and take in the changes,
-    until stdin ends (the service's watch is up); then send what changed until then,
-    and END (`reactor.disk.lister_report`). False (and why, on stderr and in the
-    report) when some change may have been missed."""
-    pending = memoryview(lister_report.frame(lister_report.STEMS, stems))
-    os.set_blocking(report, False)
-    stdin: int | None = sys.stdin.fileno()
-    while stdin is not None or pending:
-        readers = [changes.fd] if stdin is None else [changes.fd, stdin]
-        readable, writable, _ = select.select(readers, [report] if pending else [], [])
-        if changes.fd in readable:
-            changes.read()
-        if stdin is not None and stdin in readable:
-            stdin = None  # it ended (the service writes nothing): its watch is up
-        if writable:
-            with contextlib.suppress(BlockingIOError):
-                pending = pending[os.write(report, pending) :]
+def _report(changes: FolderChanges, report: int) -> bool:
+    """(In the child, while the lookers look.) Take in the changes until stdin ends
+    (the service's watch is up); then send what changed until then, and END
+    (`reactor.disk.lister_report`). False (and why, on stderr and in the report) when
+    some change may have been missed."""
+    stdin = sys.stdin.fileno()
+    while stdin not in select.select([changes.fd, stdin], [], [])[0]:
+        changes.read()  # it ended (the service writes nothing): its watch is up
     changes.read()  # all that came before the service's word: its watch sees the rest
     changes.close()
-    os.set_blocking(report, True)
-    inputs, *results = changes.names
+    *results, inputs = changes.names
     if changes.lost is not None:
         print(f"the watch before the service's: {changes.lost}", file=sys.stderr)
-        tail = lister_report.frame(lister_report.LOST, [changes.lost])
+        said = lister_report.frame(lister_report.LOST, [changes.lost])
     else:
-        tail = (
+        said = (
             lister_report.frame(lister_report.CHANGED_INPUTS, sorted(filter(is_pod5_name, inputs)))
             + lister_report.frame(lister_report.CHANGED_OUTPUTS, sorted(set().union(*results)))
             + lister_report.FRAME.pack(lister_report.END, 0)
         )
     with open(report, "wb") as end:  # closed after: the service reads to the end
-        end.write(tail)
+        end.write(said)
     return changes.lost is None
 
 

@@ -1,21 +1,21 @@
 """The report of a start-up scan's child started before the service's watch.
 
 `reactor serve` starts the child (`reactor.disk.input_lister`) before its imports, so
-before its own watch is up. That child watches INPUTDIR, pass/ and fail/ itself from
-before it lists anything until the service says its watch is up (its stdin ends), and
+before its own watch is up. That child watches pass/, fail/ and INPUTDIR itself from
+before it lists each until the service says its watch is up (its stdin ends), then
 says on a second pipe (`--report-fd`), in frames (a `FRAME` header: kind, bytes; then
 the bytes):
 
-- STEMS: the stems of the outputs in pass/ and fail/, listed under its watch;
 - CHANGED_INPUTS: the `.pod5` names of INPUTDIR that changed under its watch;
 - CHANGED_OUTPUTS: the names in pass/ and fail/ that changed under its watch;
 - END: all is said (then the pipe ends);
 - or LOST, with why some change may have been missed: nothing it says can be trusted.
 
-So the service knows the seed's done rule without listing pass/ and fail/ itself (at
-10^6 files, half done, ~0.45 s before the first answer), and looks again at each name
-that changed before its watch was up; what changes later its own watch sees. Names are
-NUL-joined, encoded as os.fsencode encodes them (the bytes on disk).
+So the service believes the child's looks, its list of the outputs included (which of
+its files are done: at 10^6 files, half done, listing them again is ~0.45 s before the
+first answer), once it has looked again at each name that changed before its watch was
+up; what changes later its own watch sees. Names are NUL-joined, encoded as
+os.fsencode encodes them (the bytes on disk).
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ from dataclasses import dataclass
 
 FRAME = struct.Struct("<BQ")  # kind, bytes that follow
 END = 0
-STEMS = 1
-CHANGED_INPUTS = 2
-CHANGED_OUTPUTS = 3
-LOST = 4
+CHANGED_INPUTS = 1
+CHANGED_OUTPUTS = 2
+LOST = 3
 READ_BYTES = 1 << 20
 _ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # os.fsdecode's
 
@@ -44,7 +43,6 @@ class ReportFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    stems: set[str]
     changed_inputs: list[str]
     changed_outputs: list[str]
 
@@ -75,7 +73,7 @@ def read_report(fd: int, timeout_s: float) -> Report:
             return _report(found)
         if kind == LOST:
             raise ReportFailed(blob.decode(errors="replace"))
-        if kind not in (STEMS, CHANGED_INPUTS, CHANGED_OUTPUTS) or kind in found:
+        if kind not in (CHANGED_INPUTS, CHANGED_OUTPUTS) or kind in found:
             msg = f"the report holds a frame of kind {kind} where none is expected"
             raise ReportFailed(msg)
         found[kind] = blob.decode(*_ENCODING).split("\0") if blob else []
@@ -84,10 +82,7 @@ def read_report(fd: int, timeout_s: float) -> Report:
 
 
 def _report(found: dict[int, list[str]]) -> Report:
-    if STEMS not in found:
-        msg = "the report says nothing of the outputs"
-        raise ReportFailed(msg)
-    return Report(set(found[STEMS]), found.get(CHANGED_INPUTS, []), found.get(CHANGED_OUTPUTS, []))
+    return Report(found.get(CHANGED_INPUTS, []), found.get(CHANGED_OUTPUTS, []))
 
 
 def _read_to_end(fd: int, timeout_s: float) -> bytearray:

@@ -78,7 +78,7 @@ from reactor.runtime.heap import release_free_memory
 from reactor.runtime.zone import host_time_zone
 from reactor.serve.metrics import Metrics
 from reactor.serve.read_worker import ReadWorker, ReadWorkerGone, shared_read_worker
-from reactor.serve.start_scan import ChildLister, ListerFailed, StartScan
+from reactor.serve.start_scan import ChildLister, KnownOutputs, ListerFailed, StartScan
 from reactor.serve.work_waiters import WorkWaiters
 from reactor.serve.writer import DiskWriter
 from reactor.settings.serve import ServeConfig
@@ -593,11 +593,11 @@ class Reactor:
     def _recover_to_serve(self, began: float) -> Recovered:
         now = self.clock()
         recovered = self._recover(now)
-        stems, changed = self._outputs_at_start()
+        outputs, changed = self._outputs_at_start()
         scan = StartScan(
             self.state,
             self.inputs,
-            stems,
+            outputs,
             recovered.history,
             recovered.handed_back,
             self._refuse,
@@ -624,13 +624,13 @@ class Reactor:
         )
         return recovered
 
-    def _outputs_at_start(self) -> tuple[set[str], list[str]]:
-        """The stems of pass/ and fail/ (the seed's done rule), and the INPUTDIR names
-        that changed before the service's watch was up. A child started before the
-        watch listed the outputs under its own watch and says what changed until this
-        one was up (`ChildLister.report`): its stems, with those of the outputs made
-        meanwhile. Otherwise (or if it cannot say: it is ended, and the service looks
-        itself), the service lists them, after its watch."""
+    def _outputs_at_start(self) -> tuple[KnownOutputs, list[str]]:
+        """What the scan knows of pass/ and fail/ (the seed's done rule), and the
+        INPUTDIR names that changed before the service's watch was up. A child started
+        before the watch listed the outputs under its own watch, and says what changed
+        until this one was up (`ChildLister.report`): its looks say what is done, with
+        the outputs made meanwhile. Otherwise (or if it cannot say: it is ended, and the
+        service looks itself), the service lists them, after its watch."""
         lister = self._lister
         if lister is not None and lister.until_watched:
             try:
@@ -639,14 +639,17 @@ class Reactor:
                 self._lister_failed(exc)
                 self._stop_lister()
             else:
-                stems = report.stems
+                made: set[str] = set()
                 results = [self.config.output_dir / kind for kind in RESULT_FOLDERS]
                 for name in report.changed_outputs:
                     stem = output_stem(name)
                     if stem is not None and any((f / name).exists() for f in results):
-                        stems.add(stem)  # made meanwhile (gone again: as an event, none)
-                return stems, report.changed_inputs
-        return self.journal.result_stems(), []
+                        made.add(stem)  # made meanwhile (gone again: as an event, none)
+                outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
+                return outputs, report.changed_inputs
+        outputs = KnownOutputs(self.journal.result_stems)
+        outputs.stems()  # listed now, before serving: the few names looked at first need it
+        return outputs, []
 
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""

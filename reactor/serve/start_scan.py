@@ -28,6 +28,7 @@ from reactor.core.retry import FailureHistory
 from reactor.core.state import RunState
 from reactor.disk.input_lister import (
     COMPLETE,
+    DONE,
     HEADER,
     OTHER,
     OTHER_FOLDER,
@@ -52,13 +53,32 @@ STDERR_KEPT_BYTES = 16_384  # of a failed child's stderr: its last line goes in 
 
 
 @dataclass(slots=True)
+class KnownOutputs:
+    """What the scan knows of the outputs in pass/ and fail/ (the seed's done rule):
+    their stems, listed the first time they are needed (`stems`). With a child that
+    listed them under its own watch (`child_decides`), its looks say which files are
+    done (DONE), and only the stems of outputs made after its listing (`made`, from its
+    report) are known here, until more is needed."""
+
+    listed: Callable[[], set[str]]  # the stems of pass/ and fail/, listed now
+    child_decides: bool = False
+    made: set[str] = field(default_factory=set)
+    _stems: set[str] | None = None
+
+    def stems(self) -> set[str]:
+        if self._stems is None:
+            self._stems = self.listed() | self.made
+        return self._stems
+
+
+@dataclass(slots=True)
 class StartScan:
     """One start-up scan: `front()` the few files the journal names, then `slices()`,
     then `finish()`. `refuse(name)`: whether a symlinked `.pod5` is refused."""
 
     state: RunState
     inputs: InputFolders
-    stems: set[str]  # the stems of pass/ and fail/: those files are done (the seed's rule)
+    outputs: KnownOutputs  # of pass/ and fail/: the files they name are done (the seed's rule)
     history: dict[str, FailureHistory]
     handed_back: set[str]
     refuse: Callable[[str], bool]
@@ -122,7 +142,7 @@ class StartScan:
     def slices(self, size: int = SLICE_FILES) -> Iterator[int]:
         """Scan INPUTDIR, yielding after every `size` entries (the files seen so far)."""
         # `_check` and `_queue` inlined: this loop runs once per file (10^6 at start).
-        state, now, stems, refuse = self.state, self.now, self.stems, self.refuse
+        state, now, stems, refuse = self.state, self.now, self.outputs.stems(), self.refuse
         files, front, history, gone = state.files, self.handed_back, self.history, self._changed
         names, mtimes = self._names, self._mtimes
         for count, entry in enumerate(self.inputs.scan(self.other), 1):
@@ -152,10 +172,12 @@ class StartScan:
     def take(self, listed: Listed) -> None:
         """What the child processes looking at INPUTDIR found (`reactor.disk.input_lister`),
         recorded as `slices` records what it finds itself: the scan's list of outputs
-        (`stems`) decides what is done; a symlink, a file the child's list of outputs
-        called done and this one does not, and a file that changed meanwhile are looked
-        at here."""
-        state, now, stems, gone = self.state, self.now, self.stems, self._changed
+        decides what is done, or the child's where it decides (`KnownOutputs`); a symlink, a
+        file the child's list of outputs called done and this one does not, and a file
+        that changed meanwhile are looked at here."""
+        state, now, gone = self.state, self.now, self._changed
+        decides = self.outputs.child_decides
+        stems = self.outputs.made if decides else self.outputs.stems()
         files, front, history = state.files, self.handed_back, self.history
         names, mtimes = self._names, self._mtimes
         folder = str(self.inputs.main)
@@ -171,7 +193,7 @@ class StartScan:
             if record is not None:
                 record.present = True
                 continue
-            if stems and name[:-5] in stems:
+            if (decides and kind == DONE) or (stems and name[:-5] in stems):
                 done.append(name)  # recorded done below, present: no file is twice in a chunk
                 continue
             if kind >= SYMLINK:  # a symlink, or done by the child's list only
@@ -222,7 +244,7 @@ class StartScan:
     def _check(self, name: str, path: str, is_symlink: bool) -> tuple[float, bool] | None:
         """(mtime, complete) of a `.pod5` unknown so far; None when it is done by an
         output (recorded so), refused, or gone."""
-        if name[:-5] in self.stems:  # is_pod5_name: it ends in ".pod5"
+        if name[:-5] in self.outputs.stems():  # is_pod5_name: it ends in ".pod5"
             self.state.restore_done(name, self.now)
             self.state.files[name].present = True
             return None
@@ -290,8 +312,8 @@ class ChildLister:
                 stdin.close()
 
     def report(self, timeout_s: float) -> Report:
-        """(After `watching`.) What a child started before the watch says: its stems of
-        the outputs and the names that changed before the watch was up
+        """(After `watching`.) What a child started before the watch says: the names
+        that changed before the watch was up
         (`reactor.disk.lister_report`); waits for it, at most `timeout_s`. Raises
         ListerFailed when there is no whole report, or it says changes were missed."""
         fd, self._report = self._report, None

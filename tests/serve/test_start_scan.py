@@ -599,16 +599,16 @@ async def test_engines_waiting_are_woken_while_the_scan_waits_for_the_child(
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
 
 
-def _reporting_child(stems: list[str], inputs: list[str], outputs: list[str], looks: str) -> str:
+def _reporting_child(inputs: list[str], outputs: list[str], looks: str) -> str:
     """A stand-in for the child started before the watch: waits for the service's word,
-    reports these stems and changed names, then sends `looks` (code adding to `chunk`)."""
+    reports these changed names, then sends `looks` (code adding to `chunk`)."""
     return f"""
 import os, sys
 from reactor.disk import lister_report as r
-from reactor.disk.input_lister import COMPLETE, HEADER, INCOMPLETE, _Chunk
+from reactor.disk.input_lister import COMPLETE, DONE, HEADER, INCOMPLETE, _Chunk
 report = int(sys.argv[sys.argv.index("--report-fd") + 1])
 sys.stdin.read()  # until the service's watch is up, as the real child waits
-os.write(report, r.frame(r.STEMS, {stems!r}) + r.frame(r.CHANGED_INPUTS, {inputs!r})
+os.write(report, r.frame(r.CHANGED_INPUTS, {inputs!r})
          + r.frame(r.CHANGED_OUTPUTS, {outputs!r}) + r.FRAME.pack(r.END, 0))
 os.close(report)
 chunk = _Chunk(1)
@@ -637,7 +637,7 @@ async def test_names_changed_before_the_watch_are_looked_at_again(
         "chunk.add('kept.pod5', COMPLETE, 1000.0)"
     )
     changed = ["half.pod5", "gone.pod5", live_gone, "new.pod5"]
-    code = _reporting_child([], changed, [], looks)
+    code = _reporting_child(changed, [], looks)
 
     with capture_logs() as logs:
         reactor = begun_after(run_dirs, clock, [sys.executable, "-c", code], first_id=50)
@@ -658,15 +658,17 @@ async def test_the_childs_list_of_outputs_decides_what_is_done(
     run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The service does not list pass/ and fail/ itself: the child listed them under its
-    watch. Its stems decide, with the outputs it saw made since (one made and removed
-    again counts for nothing, as its event would not)."""
+    watch. Its looks say what is done (DONE), with the outputs it saw made since (one
+    made and removed again counts for nothing, as its event would not)."""
     add_files(run_dirs, 5)  # f000 .. f004
     results = run_dirs.output_dir / "pass"
     results.mkdir(parents=True, exist_ok=True)
     (results / "f002.fastq").write_text("")  # made after the child's listing...
     (results / "job_id_9_f003.bam").write_text("")  # ...as this one, both reported
-    looks = "\n".join(f"chunk.add('f{n:03}.pod5', COMPLETE, 1000.0)" for n in range(5))
-    code = _reporting_child(["f000"], [], ["f002.fastq", "job_id_9_f003.bam", "f004.fastq"], looks)
+    looks = "\n".join(
+        f"chunk.add('f{n:03}.pod5', {'DONE' if n == 0 else 'COMPLETE'}, 1000.0)" for n in range(5)
+    )
+    code = _reporting_child([], ["f002.fastq", "job_id_9_f003.bam", "f004.fastq"], looks)
 
     def listed_by_the_service() -> set[str]:
         msg = "the service listed pass/ and fail/ itself"
@@ -741,7 +743,7 @@ chunk = _Chunk(1)
 chunk.add("gone.pod5", COMPLETE, 1000.0)  # looked at before it went
 chunk.send()
 sys.stdin.read()
-os.write(report, r.frame(r.STEMS, []) + r.frame(r.LOST, ["a watched folder was moved"]))
+os.write(report, r.frame(r.LOST, ["a watched folder was moved"]))
 sys.exit(1)
 """
 
