@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
             finally:  # never back into this loop, whatever happened
                 os._exit(code)
         children.append(pid)
-    watched = changes is None or report is None or _report(changes, report)
+    watched = changes is None or report is None or _report(changes, stems, report)
     if not watched:
         for pid in children:  # their looks cannot be trusted: the service looks itself
             os.kill(pid, signal.SIGKILL)
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _report(changes: FolderChanges, report: int) -> bool:
+def _report(changes: FolderChanges, stems: set[str], report: int) -> bool:
     """(In the child, while the lookers look.) Take in the changes until stdin ends
     (the service's watch is up); then send what changed until then, and END
     (`reactor.disk.lister_report`). False (and why, on stderr and in the report) when
@@ -248,8 +248,11 @@ def _report(changes: FolderChanges, report: int) -> bool:
         print(f"the watch before the service's: {changes.lost}", file=sys.stderr)
         said = lister_report.frame(lister_report.LOST, [changes.lost])
     else:
+        changed = sorted(filter(is_pod5_name, inputs))
+        done = [name for name in changed if name[:-5] in stems]  # by its list of outputs
         said = (
-            lister_report.frame(lister_report.CHANGED_INPUTS, sorted(filter(is_pod5_name, inputs)))
+            lister_report.frame(lister_report.CHANGED_INPUTS, changed)
+            + lister_report.frame(lister_report.CHANGED_DONE, done)
             + lister_report.frame(lister_report.CHANGED_OUTPUTS, sorted(set().union(*results)))
             + lister_report.FRAME.pack(lister_report.END, 0)
         )

@@ -7,6 +7,7 @@ says on a second pipe (`--report-fd`), in frames (a `FRAME` header: kind, bytes;
 the bytes):
 
 - CHANGED_INPUTS: the `.pod5` names of INPUTDIR that changed under its watch;
+- CHANGED_DONE: those of them its list of the outputs names (done by the seed's rule);
 - CHANGED_OUTPUTS: the names in pass/ and fail/ that changed under its watch;
 - END: all is said (then the pipe ends);
 - or LOST, with why some change may have been missed: nothing it says can be trusted.
@@ -31,8 +32,10 @@ from dataclasses import dataclass
 FRAME = struct.Struct("<BQ")  # kind, bytes that follow
 END = 0
 CHANGED_INPUTS = 1
-CHANGED_OUTPUTS = 2
-LOST = 3
+CHANGED_DONE = 2
+CHANGED_OUTPUTS = 3
+LOST = 4
+KINDS = (CHANGED_INPUTS, CHANGED_DONE, CHANGED_OUTPUTS)
 READ_BYTES = 1 << 20
 _ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # os.fsdecode's
 
@@ -44,6 +47,7 @@ class ReportFailed(Exception):
 @dataclass(frozen=True, slots=True)
 class Report:
     changed_inputs: list[str]
+    changed_done: set[str]  # of changed_inputs
     changed_outputs: list[str]
 
 
@@ -73,7 +77,7 @@ def read_report(fd: int, timeout_s: float) -> Report:
             return _report(found)
         if kind == LOST:
             raise ReportFailed(blob.decode(errors="replace"))
-        if kind not in (CHANGED_INPUTS, CHANGED_OUTPUTS) or kind in found:
+        if kind not in KINDS or kind in found:
             msg = f"the report holds a frame of kind {kind} where none is expected"
             raise ReportFailed(msg)
         found[kind] = blob.decode(*_ENCODING).split("\0") if blob else []
@@ -82,7 +86,12 @@ def read_report(fd: int, timeout_s: float) -> Report:
 
 
 def _report(found: dict[int, list[str]]) -> Report:
-    return Report(found.get(CHANGED_INPUTS, []), found.get(CHANGED_OUTPUTS, []))
+    inputs = found.get(CHANGED_INPUTS, [])
+    done = set(found.get(CHANGED_DONE, []))
+    if not done.issubset(inputs):
+        msg = "the report calls done a name it does not say changed"
+        raise ReportFailed(msg)
+    return Report(inputs, done, found.get(CHANGED_OUTPUTS, []))
 
 
 def _read_to_end(fd: int, timeout_s: float) -> bytearray:

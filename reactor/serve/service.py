@@ -432,19 +432,24 @@ class Reactor:
         self._looks_began = "before_watch" if lister.until_watched else "after_watch"
         return True
 
-    def _changed_unwatched(self, scan: StartScan, names: list[str]) -> None:
+    def _changed_unwatched(self, scan: StartScan, names: list[str], done: set[str]) -> None:
         """`.pod5` names the child saw change before the service's watch was up: looked
         at now, as that watch's events would have been (without their times: no
-        ingest latency is counted for them)."""
+        ingest latency is counted for them). `done`: those an output names (the
+        child's list, or one made since), recorded done as the scan records them."""
         now = self.clock()
+        files = self.state.files
         for name in names:
             if not self.inputs.accepts(name):
                 continue
             scan.changed(name)  # its look in a chunk still to come is not believed
-            if os.path.lexists(self.inputs.path(name)):
+            if not os.path.lexists(self.inputs.path(name)):
+                if (state := self.state.file_gone(name, now)) is not None:
+                    log.info("file_gone", name=name, state=state)
+            elif name in done and name not in files:
+                self.state.restore_done_found([name], now)
+            else:
                 self._check_input(name, now)
-            elif (state := self.state.file_gone(name, now)) is not None:
-                log.info("file_gone", name=name, state=state)
 
     def _stop_lister(self) -> None:
         """End the child `begin` started, if it is still there (read or not)."""
@@ -593,7 +598,7 @@ class Reactor:
     def _recover_to_serve(self, began: float) -> Recovered:
         now = self.clock()
         recovered = self._recover(now)
-        outputs, changed = self._outputs_at_start()
+        outputs, changed, changed_done = self._outputs_at_start()
         scan = StartScan(
             self.state,
             self.inputs,
@@ -612,7 +617,7 @@ class Reactor:
             self.state.restore_job(job)
         live_files = [name for job in recovered.live for name in job.files]
         scan.mark_present([*live_files, *recovered.quarantined])
-        self._changed_unwatched(scan, changed)
+        self._changed_unwatched(scan, changed, changed_done)
         self._restored(recovered, now)
         self._scan = scan
         self._recovered_summary = _RecoveredSummary(began, recovered)
@@ -624,9 +629,10 @@ class Reactor:
         )
         return recovered
 
-    def _outputs_at_start(self) -> tuple[KnownOutputs, list[str]]:
-        """What the scan knows of pass/ and fail/ (the seed's done rule), and the
-        INPUTDIR names that changed before the service's watch was up. A child started
+    def _outputs_at_start(self) -> tuple[KnownOutputs, list[str], set[str]]:
+        """What the scan knows of pass/ and fail/ (the seed's done rule), the INPUTDIR
+        names that changed before the service's watch was up, and which of those are
+        done by an output. A child started
         before the watch listed the outputs under its own watch, and says what changed
         until this one was up (`ChildLister.report`): its looks say what is done, with
         the outputs made meanwhile. Otherwise (or if it cannot say: it is ended, and the
@@ -646,10 +652,11 @@ class Reactor:
                     if stem is not None and any((f / name).exists() for f in results):
                         made.add(stem)  # made meanwhile (gone again: as an event, none)
                 outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
-                return outputs, report.changed_inputs
+                done = report.changed_done.union(n for n in report.changed_inputs if n[:-5] in made)
+                return outputs, report.changed_inputs, done
         outputs = KnownOutputs(self.journal.result_stems)
         outputs.stems()  # listed now, before serving: the few names looked at first need it
-        return outputs, []
+        return outputs, [], set()
 
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""

@@ -599,16 +599,19 @@ async def test_engines_waiting_are_woken_while_the_scan_waits_for_the_child(
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
 
 
-def _reporting_child(inputs: list[str], outputs: list[str], looks: str) -> str:
+def _reporting_child(
+    inputs: list[str], outputs: list[str], looks: str, done: list[str] | None = None
+) -> str:
     """A stand-in for the child started before the watch: waits for the service's word,
-    reports these changed names, then sends `looks` (code adding to `chunk`)."""
+    reports these changed names (`done`: those its list of outputs names), then sends
+    `looks` (code adding to `chunk`)."""
     return f"""
 import os, sys
 from reactor.disk import lister_report as r
 from reactor.disk.input_lister import COMPLETE, DONE, HEADER, INCOMPLETE, _Chunk
 report = int(sys.argv[sys.argv.index("--report-fd") + 1])
 sys.stdin.read()  # until the service's watch is up, as the real child waits
-os.write(report, r.frame(r.CHANGED_INPUTS, {inputs!r})
+os.write(report, r.frame(r.CHANGED_INPUTS, {inputs!r}) + r.frame(r.CHANGED_DONE, {done or []!r})
          + r.frame(r.CHANGED_OUTPUTS, {outputs!r}) + r.FRAME.pack(r.END, 0))
 os.close(report)
 chunk = _Chunk(1)
@@ -623,11 +626,11 @@ async def test_names_changed_before_the_watch_are_looked_at_again(
 ) -> None:
     """A child started before the service's watch reports what changed until the watch
     was up: before anything goes out, those names are looked at as events would be
-    (completed, gone, a live job's file gone, new), and the child's looks at them,
-    made before, are not believed."""
+    (completed, gone, a live job's file gone, new; one an output names stays done),
+    and the child's looks at them, made before, are not believed."""
     job = await stopped_with_a_live_job(run_dirs, clock, 4)
     live_gone = sorted(job.files)[0]
-    for name in ("half.pod5", "kept.pod5", "new.pod5"):
+    for name in ("half.pod5", "kept.pod5", "new.pod5", "touched.pod5"):
         (run_dirs.input_dir / name).write_bytes(WHOLE)  # half.pod5: completed since
     (run_dirs.input_dir / live_gone).unlink()  # gone.pod5 was never left on disk
     looks = (
@@ -636,13 +639,14 @@ async def test_names_changed_before_the_watch_are_looked_at_again(
         f"chunk.add({live_gone!r}, COMPLETE, 1000.0)\n"
         "chunk.add('kept.pod5', COMPLETE, 1000.0)"
     )
-    changed = ["half.pod5", "gone.pod5", live_gone, "new.pod5"]
-    code = _reporting_child(changed, [], looks)
+    changed = ["half.pod5", "gone.pod5", live_gone, "new.pod5", "touched.pod5"]
+    code = _reporting_child(changed, [], looks, done=["touched.pod5"])
 
     with capture_logs() as logs:
         reactor = begun_after(run_dirs, clock, [sys.executable, "-c", code], first_id=50)
         files = reactor.state.files
         assert files["half.pod5"].state is FileState.READY  # before serving: no stale look
+        assert files["touched.pod5"].state is FileState.DONE
         assert files[live_gone].present is False
         await asyncio.wait_for(reactor.scan(), 30.0)
 
@@ -696,7 +700,7 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
     other = RunDirs(run_dirs.input_dir, tmp_path / "output-2")
     await mixed_run_folders(run_dirs, other, clock, outside)
     inputs = run_dirs.input_dir
-    changed = {"half.pod5", "f010.pod5", "f011.pod5", "moved.pod5", "late.pod5"}
+    changed = {"half.pod5", "f010.pod5", "f011.pod5", "moved.pod5", "late.pod5", "f003.pod5"}
 
     def change(process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
@@ -706,6 +710,7 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
         (inputs / "f010.pod5").unlink()
         (inputs / "f011.pod5").rename(inputs / "moved.pod5")
         (inputs / "late.pod5").write_bytes(WHOLE)
+        os.utime(inputs / "f003.pod5")  # done by its output: stays done
         for dirs in (run_dirs, other):  # an output made meanwhile, in both runs alike
             (dirs.output_dir / "pass" / "f012.fastq").write_text("")
 
@@ -714,7 +719,10 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
     monkeypatch.setattr(
         Reactor,
         "_changed_unwatched",
-        lambda self, scan, names: (seen.extend(names), looked_again(self, scan, names)),
+        lambda self, scan, names, done: (
+            seen.extend(names),
+            looked_again(self, scan, names, done),
+        ),
     )
     early = begun_after(run_dirs, clock, before=change)
     with monkeypatch.context() as patched:  # the service must not look by itself
@@ -731,6 +739,7 @@ async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leav
     assert [n for n in early_ready if n not in changed] == [n for n in ready if n not in changed]
     assert records["half.pod5"][0] is FileState.READY
     assert records["f012.pod5"][0] is FileState.DONE
+    assert records["f003.pod5"][0] is FileState.DONE
     assert "f010.pod5" not in records
 
 
