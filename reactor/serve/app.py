@@ -19,7 +19,9 @@ cleaned up in reverse (aiohttp's "Background tasks" pattern):
 
 The observer watches before the scan lists INPUTDIR, so a file written during start-up
 is in the listing, or in an event, or both (handling is idempotent): no second scan is
-needed to close a gap, which at 100,000 files saves ~0.4 s of start-up.
+needed to close a gap, which at 100,000 files saves ~0.4 s of start-up. (A scan child
+`reactor serve` started before the app, `lister`, lists under a watch of its own and
+reports what changed until the observer's watch was up: docs/journal.md.)
 
 Shutdown (SIGTERM/SIGINT, handled by `web.run_app`): the server stops accepting (a
 socket systemd passed is closed, not shut down: `reactor.serve.socket_activation`),
