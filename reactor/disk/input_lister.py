@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 # What the child found of one entry (one byte each in a chunk).
 INCOMPLETE = 0  # a `.pod5` looked at: not (yet) complete, or unreadable
 COMPLETE = 1  # a `.pod5` looked at: both signatures there
-SYMLINK = 2  # a `.pod5` that is a symlink: not opened; the service looks
-DONE = 3  # a `.pod5` an output names (the child's list): not opened
+SYMLINK = 2  # a `.pod5` that is a symlink and not DONE: not opened; the service looks
+DONE = 3  # a `.pod5` an output names (the child's list), a symlink or not: not opened
 OTHER = 4  # an entry that is not a `.pod5`
 OTHER_FOLDER = 5  # a folder that is not a `.pod5`
 
@@ -295,10 +295,10 @@ def _look(input_dir: str, stems: set[str], number: int, lookers: int, out: int) 
                 continue
             if not is_pod5_name(name):
                 chunk.add(name, OTHER_FOLDER if entry.is_dir(follow_symlinks=False) else OTHER)
-            elif entry.is_symlink():  # the service decides, done or not: it may refuse it
-                chunk.add(name, SYMLINK)
-            elif name[:-5] in stems:
+            elif name[:-5] in stems:  # a symlink too: done before it could be refused
                 chunk.add(name, DONE)
+            elif entry.is_symlink():  # not opened: the service decides, it may refuse it
+                chunk.add(name, SYMLINK)
             elif (looked := look_at_pod5(name, folder)) is not None:  # None: gone
                 chunk.add(name, COMPLETE if looked[0] else INCOMPLETE, looked[2])
     chunk.send()

@@ -80,7 +80,11 @@ def read_report(fd: int, timeout_s: float) -> Report:
         if kind not in KINDS or kind in found:
             msg = f"the report holds a frame of kind {kind} where none is expected"
             raise ReportFailed(msg)
-        found[kind] = blob.decode(*_ENCODING).split("\0") if blob else []
+        names = blob.decode(*_ENCODING).split("\0") if blob else []
+        if any(not name or "/" in name for name in names):
+            msg = "the report holds a name that is empty or holds a slash"
+            raise ReportFailed(msg)
+        found[kind] = names
     msg = "the report ended early: the child stopped before it said all"
     raise ReportFailed(msg)
 

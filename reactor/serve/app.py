@@ -244,8 +244,16 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         watcher.start()
     except OSError as exc:
-        msg = f"cannot watch the run folders: {exc}"
-        raise StartupError(msg) from exc
+        # A scan child `reactor serve` started before the app watches the run folders
+        # until this watch is up: at the per-user inotify limit, it goes, and once more.
+        if not reactor.drop_early_lister(f"the service's watch could not start: {exc}"):
+            msg = f"cannot watch the run folders: {exc}"
+            raise StartupError(msg) from exc
+        try:
+            watcher.start()
+        except OSError as again:
+            msg = f"cannot watch the run folders: {again}"
+            raise StartupError(msg) from again
     app[WATCH_HEALTH] = check_health
     yield
     watch_worker.shutdown(wait=True)

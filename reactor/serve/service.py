@@ -70,6 +70,7 @@ from reactor.disk.journal import (
     Step,
     Unfinished,
 )
+from reactor.disk.lister_report import Report
 from reactor.disk.read_requests import SplitRequest, UnreadableOutput
 from reactor.disk.recovery import Recovered, recover, unrecorded_input
 from reactor.disk.signature import check_pod5
@@ -576,16 +577,34 @@ class Reactor:
         # runs. Recovery touches no `.pod5` there; what it removes the scan meets gone.
         if self._lister is not None:  # started before the watch: it watched until now
             self._lister.watching()
-        elif (folder := self.inputs.plain) is not None and self._wants_child(folder):
-            try:
-                self._lister = ChildLister.start(folder, self.config.output_dir)
-            except ListerFailed as exc:
-                self._lister_failed(exc)
+        else:
+            self._start_lister()
         try:
             return self._recover_to_serve(began)
         except BaseException:
             self._stop_lister()  # it would wait for a reader for ever
             raise
+
+    def drop_early_lister(self, why: str) -> bool:
+        """End a child started before the service's watch (before `begin`), if there
+        is one: its own watch holds an inotify instance, which the service's watch may
+        need (the per-user limit). Whether there was one; `begin` then starts one
+        after the watch."""
+        lister = self._lister
+        if lister is None or not lister.until_watched:
+            return False
+        self._lister_failed(ListerFailed(why))
+        self._stop_lister()
+        return True
+
+    def _start_lister(self) -> None:
+        """Start the child that looks at INPUTDIR's files, after the watch, if the
+        folder is large enough to gain by it."""
+        if (folder := self.inputs.plain) is not None and self._wants_child(folder):
+            try:
+                self._lister = ChildLister.start(folder, self.config.output_dir)
+            except ListerFailed as exc:
+                self._lister_failed(exc)
 
     def _wants_child(self, folder: Path) -> bool:
         """Whether the scan's looks go to a child process: a child takes ~30 ms to
@@ -632,11 +651,11 @@ class Reactor:
     def _outputs_at_start(self) -> tuple[KnownOutputs, list[str], set[str]]:
         """What the scan knows of pass/ and fail/ (the seed's done rule), the INPUTDIR
         names that changed before the service's watch was up, and which of those are
-        done by an output. A child started
-        before the watch listed the outputs under its own watch, and says what changed
-        until this one was up (`ChildLister.report`): its looks say what is done, with
-        the outputs made meanwhile. Otherwise (or if it cannot say: it is ended, and the
-        service looks itself), the service lists them, after its watch."""
+        done by an output. A child started before the watch listed the outputs under
+        its own watch, and says what changed until this one was up
+        (`ChildLister.report`): its looks say what is done, with the outputs made
+        meanwhile. Otherwise (or if it cannot say: it is ended, and one is started
+        now, after the watch), the service lists them, after its watch."""
         lister = self._lister
         if lister is not None and lister.until_watched:
             try:
@@ -644,19 +663,35 @@ class Reactor:
             except ListerFailed as exc:
                 self._lister_failed(exc)
                 self._stop_lister()
+                self._start_lister()
             else:
-                made: set[str] = set()
-                results = [self.config.output_dir / kind for kind in RESULT_FOLDERS]
-                for name in report.changed_outputs:
-                    stem = output_stem(name)
-                    if stem is not None and any((f / name).exists() for f in results):
-                        made.add(stem)  # made meanwhile (gone again: as an event, none)
-                outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
-                done = report.changed_done.union(n for n in report.changed_inputs if n[:-5] in made)
-                return outputs, report.changed_inputs, done
+                return self._outputs_reported(report)
         outputs = KnownOutputs(self.journal.result_stems)
         outputs.stems()  # listed now, before serving: the few names looked at first need it
         return outputs, [], set()
+
+    def _outputs_reported(self, report: Report) -> tuple[KnownOutputs, list[str], set[str]]:
+        """`_outputs_at_start` from a child's report. An output made meanwhile makes its
+        file done (a symlink too: the service's own listing would count it); one removed
+        meanwhile may leave a look's DONE stale, so then the service lists the outputs
+        itself and decides (rare: the window is the service's imports)."""
+        made: set[str] = set()
+        removed = False
+        results = [self.config.output_dir / kind for kind in RESULT_FOLDERS]
+        for name in report.changed_outputs:
+            if (stem := output_stem(name)) is None:
+                continue
+            if any(os.path.lexists(folder / name) for folder in results):
+                made.add(stem)
+            else:
+                removed = True
+        changed = report.changed_inputs
+        if removed:
+            outputs = KnownOutputs(self.journal.result_stems)
+            stems = outputs.stems()
+            return outputs, changed, {name for name in changed if name[:-5] in stems}
+        outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
+        return outputs, changed, report.changed_done.union(n for n in changed if n[:-5] in made)
 
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""

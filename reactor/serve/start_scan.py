@@ -50,6 +50,7 @@ SLICE_FILES = 256
 # while the loop records the chunk before.
 PIPE_BUFFER_BYTES = 1 << 20
 STDERR_KEPT_BYTES = 16_384  # of a failed child's stderr: its last line goes in the log
+ENDING_S = 1.0  # how long a child whose report failed is given to end and say why
 
 
 @dataclass(slots=True)
@@ -197,7 +198,8 @@ class StartScan:
                 done.append(name)  # recorded done below, present: no file is twice in a chunk
                 continue
             if kind >= SYMLINK:  # a symlink, or done by the child's list only
-                self._look_here(name, folder)
+                # Where the child decides, a symlink it reports is not done by its list.
+                self._look_here(name, folder, done=False if decides else None)
                 continue
             if name in front or name in history:
                 self._queue(name, complete=kind == COMPLETE)
@@ -208,8 +210,9 @@ class StartScan:
         if done:
             state.restore_done_found(done, now)
 
-    def _look_here(self, name: str, folder: str) -> None:
-        """One name as `slices` meets it, the file looked at now."""
+    def _look_here(self, name: str, folder: str, done: bool | None = None) -> None:
+        """One name as `slices` meets it, the file looked at now (`done`: whether an
+        output names it, if known already; else the list of outputs says)."""
         path = os.path.join(folder, name)  # noqa: PTH118 - as slices, no Path per file
         try:
             is_symlink = stat.S_ISLNK(os.lstat(path).st_mode)
@@ -221,7 +224,7 @@ class StartScan:
         if record is not None:
             record.present = True
             return
-        if (checked := self._check(name, path, is_symlink)) is None:
+        if (checked := self._check(name, path, is_symlink, done)) is None:
             return
         mtime, complete = checked
         if name in self.handed_back or name in self.history:
@@ -241,10 +244,17 @@ class StartScan:
         self._names = []
         self._mtimes = array("d")
 
-    def _check(self, name: str, path: str, is_symlink: bool) -> tuple[float, bool] | None:
+    def _check(
+        self, name: str, path: str, is_symlink: bool, done: bool | None = None
+    ) -> tuple[float, bool] | None:
         """(mtime, complete) of a `.pod5` unknown so far; None when it is done by an
-        output (recorded so), refused, or gone."""
-        if name[:-5] in self.outputs.stems():  # is_pod5_name: it ends in ".pod5"
+        output (recorded so), refused, or gone. `done`: as `_look_here`."""
+        stem = name[:-5]  # is_pod5_name: it ends in ".pod5"
+        if done is None:
+            done = stem in self.outputs.stems()
+        elif not done:
+            done = stem in self.outputs.made
+        if done:
             self.state.restore_done(name, self.now)
             self.state.files[name].present = True
             return None
@@ -324,9 +334,26 @@ class ChildLister:
             return read_report(fd, timeout_s)
         except ReportFailed as exc:
             msg = f"the child's watch before the service's: {exc}"
+            with contextlib.suppress(subprocess.TimeoutExpired):  # it is ending: its why
+                self._process.wait(ENDING_S)
+            if (said := self._last_said()) is not None:
+                msg += f" ({said})"
             raise ListerFailed(msg) from exc
         finally:
             os.close(fd)
+
+    def _last_said(self) -> str | None:
+        """The last line on the child's stderr so far, if it ended (a traceback's says
+        what it was), without waiting."""
+        process, err = self._process, self._process.stderr
+        if err is None or process.poll() is None:
+            return None
+        os.set_blocking(err.fileno(), False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            kept = os.read(err.fileno(), STDERR_KEPT_BYTES).decode(errors="replace")
+            lines = [line for line in kept.splitlines() if line.strip()]
+            return lines[-1] if lines else None
+        return None
 
     async def chunks(self) -> AsyncGenerator[Listed, None]:
         """What the child found, a chunk at a time. Raises ListerFailed when it ends
@@ -362,14 +389,7 @@ class ChildLister:
             _kill_group(process)  # it wrote what is not a chunk: nothing more to read (at
             # an early end of its output, it is ending by itself: its exit code tells how)
         code = await asyncio.to_thread(process.wait)
-        lines: list[str] = []
-        if process.stderr is not None:  # its last line: a traceback's says what it was
-            err = process.stderr.fileno()
-            os.set_blocking(err, False)  # what is there now: a looker may hold it open
-            with contextlib.suppress(BlockingIOError):
-                kept = os.read(err, STDERR_KEPT_BYTES).decode(errors="replace")
-                lines = [line for line in kept.splitlines() if line.strip()]
-        return f"the child ended early (exit {code}): {lines[-1] if lines else exc}"
+        return f"the child ended early (exit {code}): {self._last_said() or exc}"
 
     def stop(self) -> None:
         """Kill the child if it still runs (the service stops during the scan)."""

@@ -7,6 +7,7 @@ import fcntl
 import os
 import select
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from reactor.disk.input_lister import (
     spawn,
 )
 from reactor.disk.lister_report import ReportFailed, read_report
+from tests.support.served import wait_for
 
 WHOLE = POD5_SIGNATURE + b"\0" * 32 + POD5_SIGNATURE
 
@@ -71,10 +73,10 @@ def expected_kind(folder: Path, name: str, stems: set[str]) -> int | None:
     visible_pod5 = name.endswith(".pod5") and not name.startswith(".") and len(name) > 5
     if not visible_pod5:
         return OTHER_FOLDER if path.is_dir() and not path.is_symlink() else OTHER
-    if path.is_symlink():  # never opened by the child, done or not: the service decides
-        return SYMLINK
-    if name[:-5] in stems:
+    if name[:-5] in stems:  # a symlink too: done before it could be refused
         return DONE
+    if path.is_symlink():  # never opened by the child: the service decides
+        return SYMLINK
     if not path.is_file():
         return INCOMPLETE
     data = path.read_bytes()
@@ -118,7 +120,7 @@ def test_every_entry_is_reported_once_with_what_the_file_is(tmp_path: Path) -> N
     kinds = {name: kind for name, kind, _ in entries}
     # 200 whole files (every third is not), 3 of them done by an output
     assert sum(kind == COMPLETE for kind in kinds.values()) == 200 - 3
-    assert (kinds["link.pod5"], kinds["done-link.pod5"]) == (SYMLINK, SYMLINK)
+    assert (kinds["link.pod5"], kinds["done-link.pod5"]) == (SYMLINK, DONE)
 
 
 def test_a_folder_that_cannot_be_listed_fails_the_child(tmp_path: Path) -> None:
@@ -202,6 +204,46 @@ def test_what_changes_before_the_service_watches_is_reported(tmp_path: Path) -> 
     kinds = {name: kind for name, kind, _ in entries}
     assert {"kept.pod5", "half.pod5", "done.pod5"} <= set(kinds)  # listed: there all along
     assert kinds["done.pod5"] == DONE
+
+
+# The real child, with a change made right after each of its listings (the outputs',
+# then a looker's of INPUTDIR): caught only if each folder was watched before it was
+# listed.
+_CHANGING_AFTER_EACH_LISTING = """
+import os, sys
+from reactor.disk import input_lister as lister
+listed, looked = lister.done_stems, lister._look
+def done_stems(folder):
+    stems = listed(folder)
+    open(os.path.join(folder, "pass", "late.fastq"), "w").close()
+    return stems
+def _look(folder, stems, number, lookers, out):
+    looked(folder, stems, number, lookers, out)
+    if number == 0:
+        open(os.path.join(folder, "late.pod5"), "wb").close()
+lister.done_stems, lister._look = done_stems, _look
+sys.exit(lister.main(sys.argv[1:]))
+"""
+
+
+def test_each_folder_is_watched_before_it_is_listed(tmp_path: Path) -> None:
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for results in ("pass", "fail"):
+        (outputs / results).mkdir(parents=True)
+    (inputs / "a.pod5").write_bytes(WHOLE)
+    program = [sys.executable, "-c", _CHANGING_AFTER_EACH_LISTING, str(inputs), str(outputs)]
+    process, report = spawn(inputs, outputs, until_watched=True, program=program)
+    assert report is not None
+    try:
+        wait_for((inputs / "late.pod5").exists, 30.0, "the looker's change")
+        _out, err = process.communicate(timeout=60)
+        said = read_report(report, 30.0)
+    finally:
+        os.close(report)
+    assert process.returncode == 0, err
+    assert said.changed_outputs == ["late.fastq"]  # pass/ watched before it was listed
+    assert said.changed_inputs == ["late.pod5"]  # INPUTDIR watched before the looks
 
 
 def test_a_watch_that_may_have_missed_changes_fails_the_child(tmp_path: Path) -> None:

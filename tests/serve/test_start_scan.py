@@ -4,6 +4,7 @@ files go out before the service is ready, never twice, across a crash in that wi
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import select
@@ -24,9 +25,11 @@ from reactor.core.state import FileState, Job
 from reactor.disk.input_lister import spawn
 from reactor.disk.journal import Journal
 from reactor.disk.signature import POD5_SIGNATURE
+from reactor.serve.app import create_app
 from reactor.serve.finisher import Finisher
 from reactor.serve.service import Reactor
 from reactor.serve.start_scan import ChildLister, StartScan
+from reactor.serve.watcher import Watcher
 from tests.support.api import MakeClient
 from tests.support.runs import ManualClock, RunDirs
 from tests.support.started import STARTED
@@ -66,6 +69,7 @@ def begun_after(
     """A reactor begun with a child started before it (as `reactor serve` starts one,
     before its imports and its watch; `program`: the child's command line), `before`
     done in between: `begin` tells the child its watch is up and takes its report."""
+    config = dirs.config(report_back_interval=LEASE_S)  # pass/ and fail/ made, as serve does
     process, report = spawn(dirs.input_dir, dirs.output_dir, until_watched=True, program=program)
     lister = ChildLister(process, report)
     try:
@@ -74,7 +78,6 @@ def begun_after(
         lister.stop()
         raise
     numbers = itertools.count(first_id)
-    config = dirs.config(report_back_interval=LEASE_S)
     reactor = Reactor(config, clock=clock, job_id_factory=lambda: str(next(numbers)), lister=lister)
     reactor.begin()
     STARTED.append(reactor)
@@ -662,8 +665,7 @@ async def test_the_childs_list_of_outputs_decides_what_is_done(
     run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The service does not list pass/ and fail/ itself: the child listed them under its
-    watch. Its looks say what is done (DONE), with the outputs it saw made since (one
-    made and removed again counts for nothing, as its event would not)."""
+    watch. Its looks say what is done (DONE), with the outputs it saw made since."""
     add_files(run_dirs, 5)  # f000 .. f004
     results = run_dirs.output_dir / "pass"
     results.mkdir(parents=True, exist_ok=True)
@@ -672,7 +674,7 @@ async def test_the_childs_list_of_outputs_decides_what_is_done(
     looks = "\n".join(
         f"chunk.add('f{n:03}.pod5', {'DONE' if n == 0 else 'COMPLETE'}, 1000.0)" for n in range(5)
     )
-    code = _reporting_child([], ["f002.fastq", "job_id_9_f003.bam", "f004.fastq"], looks)
+    code = _reporting_child([], ["f002.fastq", "job_id_9_f003.bam"], looks)
 
     def listed_by_the_service() -> set[str]:
         msg = "the service listed pass/ and fail/ itself"
@@ -685,8 +687,59 @@ async def test_the_childs_list_of_outputs_decides_what_is_done(
 
     states = {name: record.state for name, record in reactor.state.files.items()}
     done = {name for name, state in states.items() if state is FileState.DONE}
-    assert done == {"f000.pod5", "f002.pod5", "f003.pod5"}  # f004.fastq is not there
+    assert done == {"f000.pod5", "f002.pod5", "f003.pod5"}
     assert states["f001.pod5"] is FileState.READY
+
+
+def _output_changed_meanwhile(
+    results: Path, change: Callable[[Path], None]
+) -> Callable[[subprocess.Popen[bytes]], None]:
+    """`begun_after`'s `before`: once the child has listed (its first chunk), change
+    pass/ (under the child's watch, before the service's)."""
+
+    def before(process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        assert select.select([process.stdout], [], [], 30.0)[0], "the child wrote nothing"
+        change(results)
+
+    return before
+
+
+async def test_an_output_removed_before_the_watch_leaves_its_file_to_be_basecalled(
+    run_dirs: RunDirs, clock: ManualClock
+) -> None:
+    """The child's list of outputs named f001, whose output went before the service's
+    watch was up: its DONE is stale, so the service lists the outputs and decides (as
+    a scan after the watch would: f001 is ready)."""
+    add_files(run_dirs, 3)
+    results = run_dirs.output_dir / "pass"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "f001.fastq").write_text("")
+    remove = _output_changed_meanwhile(results, lambda pass_: (pass_ / "f001.fastq").unlink())
+    with capture_logs() as logs:
+        early = begun_after(run_dirs, clock, before=remove)
+        await asyncio.wait_for(early.scan(), 30.0)
+    assert early.state.files["f001.pod5"].state is FileState.READY
+    (recovered,) = [e for e in logs if e["event"] == "recovered"]
+    assert (recovered["looked_by"], recovered["looks_began"]) == ("children", "before_watch")
+
+
+async def test_an_output_made_before_the_watch_as_a_dangling_link_makes_its_file_done(
+    run_dirs: RunDirs, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A symlink in pass/ is an output by its name, wherever it leads (the service's own
+    listing counts it): made under the child's watch, its file is done."""
+    add_files(run_dirs, 3)
+
+    def link(results: Path) -> None:
+        (results / "f002.fastq").symlink_to(tmp_path / "nowhere.fastq")
+
+    early = begun_after(
+        run_dirs, clock, before=_output_changed_meanwhile(run_dirs.output_dir / "pass", link)
+    )
+    await asyncio.wait_for(early.scan(), 30.0)
+    assert "f002" in early.journal.result_stems()
+    assert early.state.files["f002.pod5"].state is FileState.DONE
 
 
 async def test_a_child_started_before_the_watch_leaves_what_a_scan_after_it_leaves(
@@ -806,3 +859,36 @@ def test_serve_starts_the_child_before_its_imports_only_where_its_watch_stands_i
     finally:
         if started is not None:
             ChildLister(*started).stop()
+
+
+async def test_a_watch_refused_for_the_childs_inotify_instance_is_tried_again_without_it(
+    aiohttp_client: Any, run_dirs: RunDirs, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the per-user inotify limit, the child started before the app holds the
+    instance the service's watch needs: the child is ended (and says so) and the watch
+    is tried once more; the service starts and scans by itself."""
+    add_files(run_dirs, 3)
+    config = run_dirs.config(report_back_interval=LEASE_S)
+    process, report = spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True)
+    tries: list[bool] = []
+    real_start = Watcher.start
+
+    def start(watcher: Watcher) -> None:
+        tries.append(process.poll() is None)  # the child still there?
+        if len(tries) == 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        real_start(watcher)
+
+    monkeypatch.setattr(Watcher, "start", start)
+    with capture_logs() as logs:
+        app = create_app(config, clock=clock, sweep=False, lister=ChildLister(process, report))
+        client = await aiohttp_client(app)
+        async with asyncio.timeout(30):
+            while (await client.get("/readyz")).status != 200:
+                await asyncio.sleep(0.01)
+    assert tries == [True, False]  # the second try, with the child gone
+    (failed,) = [e for e in logs if e["event"] == "scan_child_failed"]
+    assert "Too many open files" in failed["detail"]
+    (recovered,) = [e for e in logs if e["event"] == "recovered"]
+    assert recovered["looked_by"] == "service"
+    assert (await (await client.get("/status")).json())["files"]["ready"] == 3
