@@ -241,19 +241,18 @@ async def _observer_ctx(app: web.Application) -> AsyncIterator[None]:
 
     # The watches exist when start() returns (watchdog adds them before its threads
     # run): from here on, every change in the run folders is seen.
-    try:
-        watcher.start()
-    except OSError as exc:
-        # A scan child `reactor serve` started before the app watches the run folders
-        # until this watch is up: at the per-user inotify limit, it goes, and once more.
-        if not reactor.drop_early_lister(f"the service's watch could not start: {exc}"):
-            msg = f"cannot watch the run folders: {exc}"
-            raise StartupError(msg) from exc
+    # A scan child `reactor serve` started before the app watches the run folders until
+    # this watch is up: at the per-user inotify limit, it goes, and the watch is tried
+    # once more.
+    for last in (False, True):
         try:
             watcher.start()
-        except OSError as again:
-            msg = f"cannot watch the run folders: {again}"
-            raise StartupError(msg) from again
+            break
+        except OSError as exc:
+            why = f"the service's watch could not start: {exc}"
+            if last or not reactor.drop_early_lister(why):
+                msg = f"cannot watch the run folders: {exc}"
+                raise StartupError(msg) from exc
     app[WATCH_HEALTH] = check_health
     yield
     watch_worker.shutdown(wait=True)

@@ -211,8 +211,9 @@ class StartScan:
             state.restore_done_found(done, now)
 
     def _look_here(self, name: str, folder: str, done: bool | None = None) -> None:
-        """One name as `slices` meets it, the file looked at now (`done`: whether an
-        output names it, if known already; else the list of outputs says)."""
+        """One name as `slices` meets it, the file looked at now. `done`: the child's
+        word on whether its list of outputs names it (then only the outputs made since
+        are asked), or None: the list of outputs says."""
         path = os.path.join(folder, name)  # noqa: PTH118 - as slices, no Path per file
         try:
             is_symlink = stat.S_ISLNK(os.lstat(path).st_mode)

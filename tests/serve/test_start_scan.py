@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from reactor.commands.serve import _early_lister
@@ -27,7 +28,7 @@ from reactor.disk.journal import Journal
 from reactor.disk.signature import POD5_SIGNATURE
 from reactor.serve.app import create_app
 from reactor.serve.finisher import Finisher
-from reactor.serve.service import Reactor
+from reactor.serve.service import Reactor, StartupError
 from reactor.serve.start_scan import ChildLister, StartScan
 from reactor.serve.watcher import Watcher
 from tests.support.api import MakeClient
@@ -892,3 +893,36 @@ async def test_a_watch_refused_for_the_childs_inotify_instance_is_tried_again_wi
     (recovered,) = [e for e in logs if e["event"] == "recovered"]
     assert recovered["looked_by"] == "service"
     assert (await (await client.get("/status")).json())["files"]["ready"] == 3
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["early-child", "no-child"])
+async def test_a_watch_refused_again_stops_the_start_and_ends_the_child(
+    run_dirs: RunDirs,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    early: bool,
+) -> None:
+    """Tried once more without the child (or not at all: no child), a watch still
+    refused stops the start with the cause; no child is left running."""
+    add_files(run_dirs, 3)
+    config = run_dirs.config(report_back_interval=LEASE_S)
+    lister = None
+    if early:
+        lister = ChildLister(*spawn(run_dirs.input_dir, run_dirs.output_dir, until_watched=True))
+    tries: list[int] = []
+
+    def start(_watcher: Watcher) -> None:
+        tries.append(1)
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(Watcher, "start", start)
+    runner = web.AppRunner(create_app(config, clock=clock, sweep=False, lister=lister))
+    try:
+        with pytest.raises(StartupError, match=r"cannot watch the run folders: .*Too many open"):
+            await runner.setup()  # the app's start-up: its contexts
+    finally:
+        await runner.cleanup()
+    assert len(tries) == (2 if early else 1)
+    if lister is not None:
+        assert lister._process.poll() is not None
+        lister.stop()
