@@ -239,8 +239,9 @@ def _report(changes: FolderChanges, stems: set[str], report: int) -> bool:
     (`reactor.disk.lister_report`). False (and why, on stderr and in the report) when
     some change may have been missed."""
     stdin = sys.stdin.fileno()
+    # Until stdin is readable: it ended (the service writes nothing), its watch is up.
     while stdin not in select.select([changes.fd, stdin], [], [])[0]:
-        changes.read()  # it ended (the service writes nothing): its watch is up
+        changes.read()
     changes.read()  # all that came before the service's word: its watch sees the rest
     changes.close()
     *results, inputs = changes.names
