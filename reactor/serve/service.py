@@ -655,8 +655,10 @@ class Reactor:
         its own watch, and says what changed until this one was up
         (`ChildLister.report`): its looks say what is done, with the outputs made
         meanwhile. Otherwise (or if it cannot say: it is ended, and one is started
-        now, after the watch), the service lists them, after its watch."""
+        now, after the watch; or an output went meanwhile: `_outputs_made`), the
+        service lists them, after its watch."""
         lister = self._lister
+        changed: list[str] = []
         if lister is not None and lister.until_watched:
             try:
                 report = lister.report(REPORT_TIMEOUT_S)
@@ -665,33 +667,29 @@ class Reactor:
                 self._stop_lister()
                 self._start_lister()
             else:
-                return self._outputs_reported(report)
+                changed = report.changed_inputs
+                if (made := self._outputs_made(report)) is not None:
+                    outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
+                    done = report.changed_done.union(n for n in changed if n[:-5] in made)
+                    return outputs, changed, done
         outputs = KnownOutputs(self.journal.result_stems)
-        outputs.stems()  # listed now, before serving: the few names looked at first need it
-        return outputs, [], set()
+        stems = outputs.stems()  # listed now, before serving: the names looked at first need it
+        return outputs, changed, {name for name in changed if name[:-5] in stems}
 
-    def _outputs_reported(self, report: Report) -> tuple[KnownOutputs, list[str], set[str]]:
-        """`_outputs_at_start` from a child's report. An output made meanwhile makes its
-        file done (a symlink too: the service's own listing would count it); one removed
-        meanwhile may leave a look's DONE stale, so then the service lists the outputs
-        itself and decides (rare: the window is the service's imports)."""
+    def _outputs_made(self, report: Report) -> set[str] | None:
+        """The stems of the outputs a child's report says were made meanwhile (a symlink
+        too: the service's own listing counts it); None if one was removed meanwhile: a
+        look's DONE may then be stale, and the service decides by its own listing (rare:
+        the window is the service's imports)."""
         made: set[str] = set()
-        removed = False
         results = [self.config.output_dir / kind for kind in RESULT_FOLDERS]
         for name in report.changed_outputs:
             if (stem := output_stem(name)) is None:
                 continue
-            if any(os.path.lexists(folder / name) for folder in results):
-                made.add(stem)
-            else:
-                removed = True
-        changed = report.changed_inputs
-        if removed:
-            outputs = KnownOutputs(self.journal.result_stems)
-            stems = outputs.stems()
-            return outputs, changed, {name for name in changed if name[:-5] in stems}
-        outputs = KnownOutputs(self.journal.result_stems, child_decides=True, made=made)
-        return outputs, changed, report.changed_done.union(n for n in changed if n[:-5] in made)
+            if not any(os.path.lexists(folder / name) for folder in results):
+                return None
+            made.add(stem)
+        return made
 
     def _recover(self, now: float) -> Recovered:
         """The journal's state in the core: done, quarantined, live jobs."""
